@@ -1,0 +1,84 @@
+# A thin wrapper around meson: install dependencies, build, run, test.
+# `make run` starts a development teleportd; `make test` builds and runs
+# every test under ASan/UBSan/LSan.
+SHELL := /bin/bash
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+ADDR ?= 127.0.0.1:3000
+MESON_TEST_ARGS ?=
+
+# Debian packages the build and the tests need.
+PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
+	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
+	python3 python3-grpcio python3-grpc-tools python3-h2 procps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build asan test run format check-format clean docker-test
+
+all: build
+
+# Installs only what is missing, so it is quick when all is there.
+deps:
+	@missing=$$(for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | \
+	    grep -q '^install ok installed$$' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+# Every test, under the sanitizers, with certificates made once for this run.
+test: build asan check-format
+	tests/make-certs.sh $(ASAN_BUILD)/test-certs
+	meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 \
+	  $(MESON_TEST_ARGS)
+
+# Development certificates are made once under the build directory and
+# reused; the server runs in the foreground until Ctrl-C.
+run: build
+	@certs=$(BUILD)/dev-certs; \
+	if [ ! -f $$certs/alice.key ]; then \
+	  certs/jw-certs --dir $$certs init && \
+	  certs/jw-certs --dir $$certs server && \
+	  certs/jw-certs --dir $$certs client alice || exit 1; \
+	fi; \
+	c=$$(cd $$certs && pwd); \
+	echo; \
+	echo "teleportd is starting on $(ADDR). From another terminal:"; \
+	echo; \
+	echo "  export TELEPORT_CACERT=$$c/ca.cert TELEPORT_CERT=$$c/alice.cert \\"; \
+	echo "         TELEPORT_KEY=$$c/alice.key TELEPORT_ADDR=$(ADDR)"; \
+	echo "  $$(pwd)/$(BUILD)/client/teleport start -l echo hello"; \
+	echo; \
+	exec $(BUILD)/server/teleportd --addr $(ADDR) \
+	  --cacert $$c/ca.cert --cert $$c/server.cert --key $$c/server.key \
+	  --data-dir $$(pwd)/$(BUILD)/data
+
+C_FILES = git ls-files '*.c' '*.h' 2>/dev/null || \
+	find lib server client tests bench -name '*.[ch]'
+
+format:
+	@$(C_FILES) | xargs -r clang-format -i
+
+check-format:
+	@$(C_FILES) | xargs -r clang-format --dry-run -Werror
+
+docker-test:
+	tests/docker/test_docker.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

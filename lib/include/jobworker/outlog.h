@@ -1,0 +1,92 @@
+/*
+ * jw_outlog: a job's output, append-only and file-backed. The design
+ * document's StreamBuffer.
+ *
+ * Records are tagged stdout or stderr and kept byte-exact in arrival order.
+ * The log holds a file descriptor and a few counters, never the output
+ * itself, so its memory does not grow with the amount written. Readers are
+ * cursors (jw_outlog_reader_t) that pull at their own pace.
+ */
+#ifndef JOBWORKER_OUTLOG_H
+#define JOBWORKER_OUTLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "jobworker/process.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct jw_outlog_s jw_outlog_t;
+typedef struct jw_outlog_reader_s jw_outlog_reader_t;
+
+/*
+ * Called when a reader that last got JW_EAGAIN can make progress again
+ * (new output, or the log was finished). Fires at most once per JW_EAGAIN.
+ * The reader may be closed from inside the callback.
+ */
+typedef void (*jw_outlog_notify_cb)(jw_outlog_reader_t *reader, void *data);
+
+/*
+ * Creates the log file at path (O_CREAT|O_EXCL, mode 0600). Returns 0,
+ * or -errno.
+ */
+int jw_outlog_create(const char *path, jw_outlog_t **out);
+
+/*
+ * Appends one chunk of output. Returns 0, JW_ECLOSED after
+ * jw_outlog_finish, or -errno (the log stays usable; what was not written
+ * is counted as dropped).
+ */
+int jw_outlog_append(jw_outlog_t *log, jw_stream_t stream, const void *buf,
+                     size_t len);
+
+/*
+ * Marks the log complete: no more appends. Readers see the end once their
+ * cursor reaches it.
+ */
+void jw_outlog_finish(jw_outlog_t *log);
+
+/* Output bytes appended so far (record payloads, not headers). */
+uint64_t jw_outlog_bytes(const jw_outlog_t *log);
+
+/* Output bytes dropped because a write failed (disk full, ...). */
+uint64_t jw_outlog_dropped(const jw_outlog_t *log);
+
+/*
+ * Closes the log and its readers' access to it. Open readers must have
+ * been closed first. With unlink_file the file is removed as well.
+ */
+void jw_outlog_free(jw_outlog_t *log, int unlink_file);
+
+/*
+ * Opens a cursor at the start of the log. notify_cb may be NULL (then the
+ * caller polls). Returns 0 or -errno / -ENOMEM.
+ */
+int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
+                          void *data, jw_outlog_reader_t **out);
+
+/*
+ * Reads up to len bytes from the cursor, all of one stream: adjacent
+ * records of the same stream are coalesced, a change of stream ends the
+ * read. Returns the number of bytes (> 0) with *stream set, 0 at the end
+ * (log finished and everything read), JW_EAGAIN when nothing is available
+ * yet (the notify callback fires when there is), or -errno.
+ */
+ssize_t jw_outlog_read(jw_outlog_reader_t *reader, void *buf, size_t len,
+                       jw_stream_t *stream);
+
+/* Bytes of output the reader has consumed. */
+uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader);
+
+/* Closes the cursor. Safe at any time, including from its callback. */
+void jw_outlog_reader_close(jw_outlog_reader_t *reader);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JOBWORKER_OUTLOG_H */

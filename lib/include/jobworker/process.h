@@ -1,0 +1,122 @@
+/*
+ * jw_process: one job's processes. The design document's Process API.
+ *
+ * A process runs a command by PATH lookup (no shell) in a new process group,
+ * with stdin from /dev/null, stdout and stderr on two non-blocking pipes, a
+ * clean environment (a default PATH plus the caller's KEY=VALUE entries)
+ * and an optional working directory. Its exit is watched through a pidfd
+ * on the caller's loop. When the main process ends, what is left of its
+ * group is killed, both pipes are drained to EOF, and only then is the
+ * status final and the exit callback called.
+ */
+#ifndef JOBWORKER_PROCESS_H
+#define JOBWORKER_PROCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct jw_process_s jw_process_t;
+
+typedef enum {
+  JW_PROC_INITIAL = 0, /* created, not started */
+  JW_PROC_RUNNING,     /* started; not final yet (includes draining) */
+  JW_PROC_EXITED,      /* ended by itself; exit_code is set */
+  JW_PROC_SIGNALED,    /* killed by a signal nobody asked for; signal set */
+  JW_PROC_STOPPED      /* ended after jw_process_stop; signal or exit_code */
+} jw_proc_state_t;
+
+typedef enum { JW_STDOUT = 0, JW_STDERR = 1 } jw_stream_t;
+
+typedef struct {
+  jw_proc_state_t state;
+  int pid;
+  int exit_code;
+  int signal;
+  int64_t started_at_ns; /* CLOCK_REALTIME, ns since the epoch */
+  int64_t ended_at_ns;   /* 0 until final */
+} jw_proc_status_t;
+
+/*
+ * Called for every chunk read from the job's stdout or stderr, in arrival
+ * order. buf is only valid during the call. This is the C form of the
+ * design document's WithStdOutWriters/WithStdErrWriters.
+ */
+typedef void (*jw_process_output_cb)(jw_process_t *proc, jw_stream_t stream,
+                                     const char *buf, size_t len, void *data);
+
+/* Called once, when the process is final (exited and both pipes at EOF). */
+typedef void (*jw_process_exit_cb)(jw_process_t *proc,
+                                   const jw_proc_status_t *status, void *data);
+
+/* Called once the process's handles are closed; proc may be freed then. */
+typedef void (*jw_process_close_cb)(jw_process_t *proc, void *data);
+
+typedef struct {
+  const char *command;     /* required: a name looked up in PATH, or a path */
+  const char *const *args; /* argv[1..]; may be NULL when nargs is 0 */
+  size_t nargs;
+  const char *const *env; /* "KEY=VALUE" entries added to the default PATH */
+  size_t nenv;
+  const char *working_dir; /* NULL or "": inherit */
+  jw_process_output_cb on_output; /* may be NULL */
+  jw_process_exit_cb on_exit;     /* may be NULL */
+  void *data;                     /* passed to the callbacks */
+} jw_process_options_t;
+
+/*
+ * Creates a process in the initial state. Copies everything in opts.
+ * Returns 0, -EINVAL for a missing command or an env entry without '=',
+ * or -ENOMEM.
+ */
+int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
+                   jw_process_t **out);
+
+/*
+ * Starts the process. Returns 0, or the errno of the failure as a negative
+ * code (-ENOENT command not found, -EACCES not executable or a directory,
+ * -ENOENT/-ENOTDIR bad working directory, ...). On failure nothing is left
+ * behind: no child, no fd, and the process stays in the initial state.
+ */
+int jw_process_start(jw_process_t *proc);
+
+/*
+ * Sends sig to the whole process group. Returns 0, JW_ECLOSED when the
+ * process is not running, or -errno.
+ */
+int jw_process_signal(jw_process_t *proc, int sig);
+
+/*
+ * Stops the process: SIGTERM to the group now, SIGKILL to the group after
+ * grace_ms if it is still running. The final status arrives through the
+ * exit callback with state JW_PROC_STOPPED. Returns 0 (also when a stop is
+ * already under way) or JW_ECLOSED when the process is not running.
+ */
+int jw_process_stop(jw_process_t *proc, uint64_t grace_ms);
+
+/* Copies the current status into out. */
+void jw_process_status(const jw_process_t *proc, jw_proc_status_t *out);
+
+bool jw_process_is_initial_state(const jw_process_t *proc);
+bool jw_process_is_running_state(const jw_process_t *proc);
+bool jw_process_is_final_state(const jw_process_t *proc);
+
+/*
+ * Closes the process's handles. A running process is killed (SIGKILL to
+ * the group) and reaped first. close_cb (may be NULL) runs from the loop
+ * once every handle is closed; the process memory is freed after it
+ * returns. The exit callback is not called after jw_process_close.
+ */
+void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
+                      void *data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JOBWORKER_PROCESS_H */

@@ -1,0 +1,181 @@
+/*
+ * jw_supervisor: the table of jobs. The design document's Supervisor API.
+ *
+ * Each job has a random 128-bit id (32 lowercase hex digits), an owner (a
+ * string the caller passes; the server uses the client certificate CN), a
+ * process and an output log under the data directory. Every call that
+ * takes an owner checks it: a job of another owner gives JW_EOWNER. Pass
+ * owner NULL to skip the check (embedding programs, tests).
+ */
+#ifndef JOBWORKER_SUPERVISOR_H
+#define JOBWORKER_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "jobworker/error.h"
+#include "jobworker/outlog.h"
+#include "jobworker/process.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JW_ID_LEN 32
+
+typedef struct jw_supervisor_s jw_supervisor_t;
+typedef struct jw_sub_s jw_sub_t;
+typedef struct jw_stop_req_s jw_stop_req_t;
+
+typedef struct {
+  const char *data_dir;   /* required; created if missing (0700) */
+  uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0 means 10000 */
+} jw_supervisor_options_t;
+
+typedef struct {
+  const char *command;
+  const char *const *args;
+  size_t nargs;
+  const char *const *env;
+  size_t nenv;
+  const char *working_dir; /* NULL or "": inherit */
+} jw_job_spec_t;
+
+/*
+ * A job's status. The pointers point into the supervisor and stay valid
+ * until the job is removed or the supervisor freed; copy what you keep.
+ */
+typedef struct {
+  const char *id;
+  const char *owner;
+  const char *command;
+  const char *const *args;
+  size_t nargs;
+  jw_proc_status_t proc;
+  uint64_t output_bytes;
+  uint64_t output_dropped;
+} jw_job_info_t;
+
+/*
+ * Called once the job is final, with its final status; err is 0, or
+ * JW_ECANCELED when the supervisor was freed first.
+ */
+typedef void (*jw_stop_cb)(jw_stop_req_t *req, int err,
+                           const jw_job_info_t *info);
+
+/*
+ * A pending stop, owned by the caller (libuv-style request): it must stay
+ * valid until its callback runs or jw_supervisor_stop_cancel is called.
+ */
+struct jw_stop_req_s {
+  void *data; /* the caller's */
+  /* private */
+  jw_stop_cb cb;
+  jw_stop_req_t *next;
+  jw_stop_req_t *prev;
+  void *job;
+};
+
+/*
+ * Called when a subscriber that got JW_EAGAIN can read again, or has
+ * reached the end. May close the subscriber.
+ */
+typedef void (*jw_sub_notify_cb)(jw_sub_t *sub, void *data);
+
+/* Creates a supervisor on loop. Returns 0 or -errno. */
+int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
+                      jw_supervisor_t **out);
+
+/*
+ * Starts a job for owner. On success writes the id (JW_ID_LEN chars plus
+ * NUL) into id_out and returns 0. Returns JW_EINVAL for a bad spec (empty
+ * command, env entry without '='), the start errno as a negative code
+ * (-ENOENT, -EACCES, ...) when the command cannot be started; nothing is
+ * kept on failure.
+ */
+int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
+                        const jw_job_spec_t *spec,
+                        char id_out[JW_ID_LEN + 1]);
+
+/*
+ * Fills info with the job's current status. Returns 0, JW_ENOTFOUND or
+ * JW_EOWNER.
+ */
+int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
+                         const char *owner, jw_job_info_t *info);
+
+/*
+ * Stops the job (SIGTERM to its group, SIGKILL after the grace period) and
+ * calls req's callback once it is final; for a job that is already final
+ * the callback runs from the loop on the next turn. Returns 0, JW_ENOTFOUND
+ * or JW_EOWNER (and then the callback is never called).
+ */
+int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req,
+                       const char *id, const char *owner, jw_stop_cb cb);
+
+/* Forgets a pending stop request; its callback will not run. */
+void jw_supervisor_stop_cancel(jw_stop_req_t *req);
+
+/*
+ * Calls fn for each of owner's jobs (every job when owner is NULL), oldest
+ * first. Returns the number of jobs visited.
+ */
+size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
+                          void (*fn)(const jw_job_info_t *info, void *data),
+                          void *data);
+
+/*
+ * Subscribes to a job's output (WatchOutput): the subscriber replays
+ * everything written so far, then new output, then the end once the job
+ * is final. Returns 0, JW_ENOTFOUND or JW_EOWNER.
+ */
+int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
+                            const char *owner, jw_sub_notify_cb notify_cb,
+                            void *data, jw_sub_t **out);
+
+/*
+ * Reads the subscriber's next output, as jw_outlog_read: > 0 bytes of one
+ * stream, 0 at the end (job final, everything read), JW_EAGAIN (notify
+ * follows), or -errno.
+ */
+ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len,
+                    jw_stream_t *stream);
+
+/* Unsubscribes (UnWatchOutput). Safe at any time, also from its callback. */
+void jw_sub_close(jw_sub_t *sub);
+
+/*
+ * GetOutput: writes all output the job has so far, stdout records to
+ * out_fd and stderr records to err_fd (the same fd is fine), blocking on
+ * those fds. Returns the bytes written or a negative code.
+ */
+ssize_t jw_supervisor_get_output(jw_supervisor_t *sup, const char *id,
+                                 const char *owner, int out_fd, int err_fd);
+
+/* Number of jobs not yet final. */
+size_t jw_supervisor_running(const jw_supervisor_t *sup);
+
+/*
+ * Shuts down: stops every running job (SIGTERM, grace, SIGKILL), waits
+ * for them to be final, ends every subscriber (they read to the end),
+ * closes every handle. done_cb runs from the loop when nothing is left;
+ * then call jw_supervisor_free. New starts fail with JW_ECLOSED.
+ */
+void jw_supervisor_shutdown(jw_supervisor_t *sup,
+                            void (*done_cb)(jw_supervisor_t *sup, void *data),
+                            void *data);
+
+/*
+ * Frees the supervisor after shutdown completed (or when it never ran a
+ * job). Removes the jobs' log files unless keep_logs.
+ */
+void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JOBWORKER_SUPERVISOR_H */
