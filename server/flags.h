@@ -1,0 +1,39 @@
+/*
+ * teleportd's configuration: command-line flags, each with an environment
+ * variable twin (the flag wins).
+ */
+#ifndef TELEPORTD_FLAGS_H
+#define TELEPORTD_FLAGS_H
+
+#include <stdint.h>
+
+typedef enum {
+  JW_LOG_DEBUG = 0,
+  JW_LOG_INFO,
+  JW_LOG_WARN,
+  JW_LOG_ERROR
+} jw_log_level_t;
+
+typedef struct {
+  const char *addr;
+  const char *cacert;
+  const char *cert;
+  const char *key;
+  const char *data_dir;
+  uint64_t stop_timeout_ms;
+  uint32_t max_connections;
+  jw_log_level_t log_level;
+  char data_dir_buf[4096];
+} jw_config_t;
+
+/*
+ * Parses argv and the environment into cfg. Returns 0 to run, 1 when
+ * --help or --version was printed (exit 0), or 2 after printing a usage
+ * error to stderr (exit 2).
+ */
+int jw_flags_parse(jw_config_t *cfg, int argc, char **argv);
+
+/* Parses "10s", "500ms", "2m", "1h" or plain seconds into milliseconds. */
+int jw_flags_parse_duration(const char *s, uint64_t *ms);
+
+#endif /* TELEPORTD_FLAGS_H */

@@ -1,0 +1,285 @@
+/*
+ * teleportd: the JobWorker gRPC service on one libuv loop.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "flags.h"
+#include "jobworker/rpc.h"
+#include "jobworker/supervisor.h"
+#include "log.h"
+#include "service.h"
+
+typedef struct {
+  uv_loop_t loop;
+  jw_config_t cfg;
+  jw_supervisor_t *sup;
+  jw_rpc_server_t *srv;
+  jw_service_t svc;
+  uv_signal_t sigterm;
+  uv_signal_t sigint;
+  int pending; /* parts of the shutdown still running */
+  int shutting_down;
+} server_t;
+
+static void on_event(const jw_rpc_event_t *ev, void *data) {
+  char status[16], dur[32];
+  jw_log_level_t level = JW_LOG_INFO;
+  if (strcmp(ev->event, "conn_open") == 0)
+    level = JW_LOG_DEBUG;
+  else if (strcmp(ev->event, "conn_refused") == 0)
+    level = JW_LOG_WARN;
+  else if (strcmp(ev->event, "rpc") == 0 &&
+           (ev->grpc_status == JW_GRPC_INTERNAL ||
+            ev->grpc_status == JW_GRPC_UNKNOWN))
+    level = JW_LOG_WARN;
+  snprintf(dur, sizeof(dur), "%.3fms", (double)ev->duration_us / 1000.0);
+  if (strcmp(ev->event, "rpc") == 0) {
+    const char *m = ev->method ? strrchr(ev->method, '/') : NULL;
+    snprintf(status, sizeof(status), "%s",
+             jw_grpc_status_name(ev->grpc_status));
+    jw_log(level, "event", ev->event, "peer", ev->peer, "cn", ev->cn, "method",
+           m ? m + 1 : ev->method, "job", ev->tag, "status", status, "duration",
+           dur, "error", ev->message, NULL);
+  } else {
+    jw_log(level, "event", ev->event, "peer", ev->peer, "cn", ev->cn,
+           "duration", ev->duration_us ? dur : NULL, "error", ev->message,
+           NULL);
+  }
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void part_done(server_t *s) {
+  if (--s->pending > 0)
+    return;
+  uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void sup_done(jw_supervisor_t *sup, void *data) {
+  server_t *s = data;
+  jw_log(JW_LOG_INFO, "event", "jobs_stopped", NULL);
+  part_done(s);
+}
+
+static void srv_done(jw_rpc_server_t *srv, void *data) {
+  server_t *s = data;
+  jw_log(JW_LOG_INFO, "event", "connections_closed", NULL);
+  part_done(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_t *s = h->data;
+  if (s->shutting_down) {
+    jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
+           "already shutting down", NULL);
+    return;
+  }
+  s->shutting_down = 1;
+  char running[24];
+  snprintf(running, sizeof(running), "%zu", jw_supervisor_running(s->sup));
+  jw_log(JW_LOG_INFO, "event", "shutdown", "signal", strsignal(signum),
+         "running_jobs", running, NULL);
+  s->pending = 2;
+  /* Jobs are stopped first so that their output streams can end with OK;
+   * the server waits for those streams, but never past the jobs' own
+   * grace period plus a margin. */
+  jw_supervisor_shutdown(s->sup, sup_done, s);
+  jw_rpc_server_shutdown(s->srv, s->cfg.stop_timeout_ms + 5000, srv_done, s);
+}
+
+/* Each job holds several fds: raise the soft limit as far as allowed. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  char buf[48];
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  snprintf(buf, sizeof(buf), "%" PRIu64, (uint64_t)rl.rlim_cur);
+  jw_log(JW_LOG_INFO, "event", "rlimit", "nofile", buf, NULL);
+}
+
+static int mkdir_p(const char *path) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+    return -ENAMETOOLONG;
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+/*
+ * Takes the data directory for this process: two servers sharing one
+ * directory would delete each other's logs. Logs left by a previous run
+ * belong to jobs that died with it, so they are removed. Returns the lock
+ * fd (kept open for the process's life) or -1 after printing why.
+ */
+static int claim_data_dir(const char *dir) {
+  char path[4200];
+  int err = mkdir_p(dir);
+  if (err != 0) {
+    fprintf(stderr, "teleportd: cannot create data directory %s: %s\n", dir,
+            strerror(-err));
+    return -1;
+  }
+  snprintf(path, sizeof(path), "%s/teleportd.lock", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    fprintf(stderr, "teleportd: cannot use data directory %s: %s\n", dir,
+            strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    fprintf(stderr,
+            "teleportd: data directory %s is in use by another teleportd; "
+            "give this one its own --data-dir\n",
+            dir);
+    close(fd);
+    return -1;
+  }
+  DIR *d = opendir(dir);
+  int removed = 0;
+  if (d != NULL) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      size_t n = strlen(e->d_name);
+      if (n > 4 && strcmp(e->d_name + n - 4, ".log") == 0 &&
+          unlinkat(dirfd(d), e->d_name, 0) == 0)
+        removed++;
+    }
+    closedir(d);
+  }
+  if (removed > 0) {
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%d", removed);
+    jw_log(JW_LOG_INFO, "event", "stale_logs_removed", "count", buf, "dir", dir,
+           NULL);
+  }
+  return fd;
+}
+
+int main(int argc, char **argv) {
+  static server_t s;
+  char errbuf[512];
+  jw_tls_ctx_t *tls = NULL;
+  int rc = 1;
+
+  int r = jw_flags_parse(&s.cfg, argc, argv);
+  if (r != 0)
+    return r == 1 ? 0 : 2;
+  jw_log_set_level(s.cfg.log_level);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (jw_tls_ctx_new_server(s.cfg.cacert, s.cfg.cert, s.cfg.key, &tls, errbuf,
+                            sizeof(errbuf)) != 0) {
+    fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
+  int lockfd = claim_data_dir(s.cfg.data_dir);
+  if (lockfd < 0) {
+    jw_tls_ctx_free(tls);
+    return 2;
+  }
+  raise_nofile();
+
+  uv_loop_init(&s.loop);
+  jw_supervisor_options_t sopts = {
+      .data_dir = s.cfg.data_dir,
+      .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
+  };
+  r = jw_supervisor_new(&s.loop, &sopts, &s.sup);
+  if (r != 0) {
+    fprintf(stderr, "teleportd: cannot use data directory %s: %s\n",
+            s.cfg.data_dir, jw_strerror(r));
+    rc = 2;
+    goto out;
+  }
+  s.svc.sup = s.sup;
+  size_t nmethods;
+  const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
+  jw_rpc_server_options_t ropts = {
+      .addr = s.cfg.addr,
+      .tls = tls,
+      .methods = methods,
+      .nmethods = nmethods,
+      .data = &s.svc,
+      .on_event = on_event,
+      .max_connections = s.cfg.max_connections,
+  };
+  r = jw_rpc_server_start(&s.loop, &ropts, &s.srv);
+  if (r != 0) {
+    if (r == JW_EINVAL) {
+      fprintf(stderr,
+              "teleportd: invalid --addr \"%s\": want HOST:PORT, e.g. "
+              "127.0.0.1:3000 or [::1]:3000\n",
+              s.cfg.addr);
+      rc = 2;
+    } else {
+      fprintf(stderr, "teleportd: cannot listen on %s: %s\n", s.cfg.addr,
+              jw_strerror(r));
+    }
+    goto out;
+  }
+  char port[16];
+  snprintf(port, sizeof(port), "%d", jw_rpc_server_port(s.srv));
+  jw_log(JW_LOG_INFO, "event", "listening", "addr", s.cfg.addr, "port", port,
+         "data_dir", s.cfg.data_dir, NULL);
+
+  uv_signal_init(&s.loop, &s.sigterm);
+  uv_signal_init(&s.loop, &s.sigint);
+  s.sigterm.data = s.sigint.data = &s;
+  uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s.sigint, on_signal, SIGINT);
+
+  uv_run(&s.loop, UV_RUN_DEFAULT);
+  jw_rpc_server_free(s.srv);
+  s.srv = NULL;
+  rc = 0;
+  jw_log(JW_LOG_INFO, "event", "exit", NULL);
+out:
+  if (s.srv != NULL) {
+    jw_rpc_server_shutdown(s.srv, 0, NULL, NULL);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    jw_rpc_server_free(s.srv);
+  }
+  if (s.sup != NULL) {
+    if (!s.shutting_down) {
+      jw_supervisor_shutdown(s.sup, NULL, NULL);
+      uv_run(&s.loop, UV_RUN_DEFAULT);
+    }
+    jw_supervisor_free(s.sup, 0);
+  }
+  uv_walk(&s.loop, close_walk, NULL);
+  uv_run(&s.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s.loop);
+  jw_tls_ctx_free(tls);
+  close(lockfd);
+  return rc;
+}

@@ -1,0 +1,500 @@
+#include "service.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "jobworker.pb-c.h"
+
+#define PATH_PREFIX "/jobworker.v1.JobWorker/"
+
+/* Bytes of header room before a JobOutput's data: tag plus a 3-byte
+ * length varint (enough for JW_RPC_STREAM_MSG_MAX). */
+#define OUTPUT_HEADROOM 4
+/* The data of one JobOutput: the message cap less header and stream tag. */
+#define OUTPUT_CHUNK_MAX (JW_RPC_STREAM_MSG_MAX - OUTPUT_HEADROOM - 2)
+
+typedef struct {
+  jw_sub_t *sub;
+  jw_rpc_call_t *call;
+} output_stream_t;
+
+typedef struct {
+  jw_stop_req_t req;
+  jw_rpc_call_t *call;
+} stop_call_t;
+
+/*
+ * Writes a printable, bounded rendering of a client-supplied string into
+ * buf, so that error messages can quote what the client sent without
+ * echoing control bytes or megabytes back.
+ */
+static const char *quote(const char *s, char *buf, size_t size) {
+  size_t o = 0;
+  for (size_t i = 0; s[i] != '\0' && o + 5 < size; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f)
+      o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+    else
+      buf[o++] = (char)c;
+    if (i >= 64) {
+      memcpy(buf + o, "...", 4);
+      return buf;
+    }
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+/*
+ * protobuf-c keeps string fields as C strings and so silently cuts them at
+ * their first NUL byte. Every string in our requests is a top-level
+ * length-delimited field, so a walk over the wire form finds NULs before
+ * they can be cut. The message was already unpacked successfully, so its
+ * structure is known to be sound; the bounds checks are for safety only.
+ * Returns the field number holding a NUL and its index among repeats, or 0.
+ */
+static uint32_t find_nul(const uint8_t *p, size_t len, size_t *index) {
+  size_t i = 0;
+  size_t seen[8] = {0};
+  while (i < len) {
+    uint64_t key = 0, v = 0;
+    int shift = 0;
+    while (i < len && shift < 64) {
+      key |= (uint64_t)(p[i] & 0x7f) << shift;
+      shift += 7;
+      if (!(p[i++] & 0x80))
+        break;
+    }
+    uint32_t field = (uint32_t)(key >> 3);
+    switch (key & 7) {
+    case 0:
+      while (i < len && (p[i++] & 0x80))
+        ;
+      break;
+    case 1:
+      i += 8;
+      break;
+    case 5:
+      i += 4;
+      break;
+    case 2:
+      shift = 0;
+      while (i < len && shift < 64) {
+        v |= (uint64_t)(p[i] & 0x7f) << shift;
+        shift += 7;
+        if (!(p[i++] & 0x80))
+          break;
+      }
+      if (v > len - i)
+        return 0;
+      if (memchr(p + i, 0, (size_t)v) != NULL) {
+        *index = field < 8 ? seen[field] : 0;
+        return field;
+      }
+      if (field < 8)
+        seen[field]++;
+      i += (size_t)v;
+      break;
+    default:
+      return 0;
+    }
+  }
+  return 0;
+}
+
+static Jobworker__V1__JobState map_state(jw_proc_state_t s) {
+  switch (s) {
+  case JW_PROC_RUNNING:
+    return JOBWORKER__V1__JOB_STATE__JOB_STATE_RUNNING;
+  case JW_PROC_EXITED:
+    return JOBWORKER__V1__JOB_STATE__JOB_STATE_EXITED;
+  case JW_PROC_SIGNALED:
+    return JOBWORKER__V1__JOB_STATE__JOB_STATE_SIGNALED;
+  case JW_PROC_STOPPED:
+    return JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED;
+  default:
+    return JOBWORKER__V1__JOB_STATE__JOB_STATE_UNSPECIFIED;
+  }
+}
+
+/* The message borrows the info's strings; pack it before they can go. */
+static void fill_status(Jobworker__V1__JobStatus *st,
+                        const jw_job_info_t *info) {
+  jobworker__v1__job_status__init(st);
+  st->id = (char *)info->id;
+  st->owner = (char *)info->owner;
+  st->command = (char *)info->command;
+  st->n_args = info->nargs;
+  st->args = (char **)info->args;
+  st->state = map_state(info->proc.state);
+  st->pid = info->proc.pid;
+  st->exit_code = info->proc.exit_code;
+  st->signal = info->proc.signal;
+  st->started_at_unix_nano = info->proc.started_at_ns;
+  st->ended_at_unix_nano = info->proc.ended_at_ns;
+  st->output_bytes = info->output_bytes;
+}
+
+/* Packs msg and sends it as the call's one reply. */
+static void reply_msg(jw_rpc_call_t *call, const ProtobufCMessage *msg) {
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf == NULL) {
+    jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  protobuf_c_message_pack(msg, buf);
+  jw_rpc_call_reply(call, buf, n);
+  free(buf);
+}
+
+static void reply_status(jw_rpc_call_t *call, const jw_job_info_t *info) {
+  Jobworker__V1__JobStatus st;
+  fill_status(&st, info);
+  reply_msg(call, &st.base);
+}
+
+/* Maps a supervisor lookup failure to the status a client can act on. */
+static void fail_lookup(jw_rpc_call_t *call, int err, const char *id) {
+  char q[80], msg[160];
+  quote(id, q, sizeof(q));
+  if (err == JW_ENOTFOUND) {
+    snprintf(msg, sizeof(msg), "job %s not found", q);
+    jw_rpc_call_fail(call, JW_GRPC_NOT_FOUND, msg);
+  } else if (err == JW_EOWNER) {
+    snprintf(msg, sizeof(msg), "job %s belongs to another client", q);
+    jw_rpc_call_fail(call, JW_GRPC_PERMISSION_DENIED, msg);
+  } else {
+    snprintf(msg, sizeof(msg), "job %s: %s", q, jw_strerror(err));
+    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, msg);
+  }
+}
+
+/*
+ * Unpacks a request whose only field is the job id, rejecting NUL bytes.
+ * Returns the id (to free with free()) or NULL after failing the call.
+ */
+static char *unpack_id(jw_rpc_call_t *call, const uint8_t *req, size_t len) {
+  /* StatusRequest, StopRequest and GetOutputRequest share one shape. */
+  Jobworker__V1__StatusRequest *r =
+      jobworker__v1__status_request__unpack(NULL, len, req);
+  if (r == NULL) {
+    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "cannot parse request message");
+    return NULL;
+  }
+  size_t idx;
+  char *id = NULL;
+  if (find_nul(req, len, &idx) != 0)
+    jw_rpc_call_fail(call, JW_GRPC_INVALID_ARGUMENT,
+                     "job id contains a NUL byte");
+  else if ((id = strdup(r->id)) == NULL)
+    jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  jobworker__v1__status_request__free_unpacked(r, NULL);
+  if (id != NULL)
+    jw_rpc_call_set_tag(call, id);
+  return id;
+}
+
+/* Checks a Start request; on a problem writes a sentence into msg. */
+static bool check_start(const Jobworker__V1__JobRequest *r, const uint8_t *req,
+                        size_t len, char *msg, size_t size) {
+  static const char *const names[] = {NULL, "command", "args", "env",
+                                      "working_dir"};
+  char q[80];
+  size_t idx = 0;
+  uint32_t field = find_nul(req, len, &idx);
+  if (field >= 1 && field <= 4) {
+    if (field == 2 || field == 3)
+      snprintf(msg, size, "%s[%zu] contains a NUL byte", names[field], idx);
+    else
+      snprintf(msg, size, "%s contains a NUL byte", names[field]);
+    return false;
+  }
+  if (r->command[0] == '\0') {
+    snprintf(msg, size, "command is empty");
+    return false;
+  }
+  for (size_t i = 0; i < r->n_env; i++) {
+    const char *eq = strchr(r->env[i], '=');
+    if (eq == NULL || eq == r->env[i]) {
+      snprintf(msg, size, "env[%zu] \"%s\" is not KEY=VALUE", i,
+               quote(r->env[i], q, sizeof(q)));
+      return false;
+    }
+  }
+  if (r->working_dir[0] != '\0') {
+    struct stat sb;
+    if (stat(r->working_dir, &sb) != 0) {
+      snprintf(msg, size, "working directory %s: %s",
+               quote(r->working_dir, q, sizeof(q)), strerror(errno));
+      return false;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+      snprintf(msg, size, "working directory %s is not a directory",
+               quote(r->working_dir, q, sizeof(q)));
+      return false;
+    }
+  }
+  return true;
+}
+
+static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
+                     void *data) {
+  jw_service_t *svc = data;
+  char msg[256], q[80];
+  Jobworker__V1__JobRequest *r =
+      jobworker__v1__job_request__unpack(NULL, len, req);
+  if (r == NULL) {
+    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "cannot parse JobRequest");
+    return;
+  }
+  if (!check_start(r, req, len, msg, sizeof(msg))) {
+    jw_rpc_call_fail(call, JW_GRPC_INVALID_ARGUMENT, msg);
+    goto done;
+  }
+  jw_job_spec_t spec = {
+      .command = r->command,
+      .args = (const char *const *)r->args,
+      .nargs = r->n_args,
+      .env = (const char *const *)r->env,
+      .nenv = r->n_env,
+      .working_dir = r->working_dir,
+  };
+  char id[JW_ID_LEN + 1];
+  int err = jw_supervisor_start(svc->sup, jw_rpc_call_cn(call), &spec, id);
+  if (err != 0) {
+    int code = JW_GRPC_INVALID_ARGUMENT;
+    const char *why = jw_strerror(err);
+    if (err == -ENOENT)
+      why = "command not found";
+    else if (err == -EACCES)
+      why = "permission denied (not an executable file)";
+    else if (err == -ENOEXEC)
+      why = "not an executable format";
+    else if (err == -EMFILE || err == -ENFILE || err == -EAGAIN ||
+             err == -ENOMEM || err == JW_ELIMIT)
+      code = JW_GRPC_RESOURCE_EXHAUSTED;
+    else if (err == JW_ECLOSED)
+      code = JW_GRPC_UNAVAILABLE, why = "the server is shutting down";
+    else if (err != -ENOTDIR && err != -ELOOP && err != -ENAMETOOLONG &&
+             err != JW_EINVAL)
+      code = JW_GRPC_INTERNAL;
+    snprintf(msg, sizeof(msg), "cannot start %s: %s",
+             quote(r->command, q, sizeof(q)), why);
+    jw_rpc_call_fail(call, code, msg);
+    goto done;
+  }
+  jw_rpc_call_set_tag(call, id);
+  jw_job_info_t info;
+  if (jw_supervisor_status(svc->sup, id, NULL, &info) != 0)
+    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "job vanished after start");
+  else
+    reply_status(call, &info);
+done:
+  jobworker__v1__job_request__free_unpacked(r, NULL);
+}
+
+static void on_status(jw_rpc_call_t *call, const uint8_t *req, size_t len,
+                      void *data) {
+  jw_service_t *svc = data;
+  char *id = unpack_id(call, req, len);
+  if (id == NULL)
+    return;
+  jw_job_info_t info;
+  int err = jw_supervisor_status(svc->sup, id, jw_rpc_call_cn(call), &info);
+  if (err != 0)
+    fail_lookup(call, err, id);
+  else
+    reply_status(call, &info);
+  free(id);
+}
+
+static void stop_done(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
+  stop_call_t *sc = req->data;
+  if (err != 0)
+    jw_rpc_call_fail(sc->call, JW_GRPC_UNAVAILABLE,
+                     "the server shut down before the job was final");
+  else
+    reply_status(sc->call, info);
+  free(sc);
+}
+
+static void stop_canceled(jw_rpc_call_t *call, void *data) {
+  stop_call_t *sc = data;
+  jw_supervisor_stop_cancel(&sc->req);
+  free(sc);
+}
+
+static void on_stop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
+                    void *data) {
+  jw_service_t *svc = data;
+  char *id = unpack_id(call, req, len);
+  if (id == NULL)
+    return;
+  stop_call_t *sc = calloc(1, sizeof(*sc));
+  if (sc == NULL) {
+    jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    free(id);
+    return;
+  }
+  sc->call = call;
+  sc->req.data = sc;
+  int err = jw_supervisor_stop(svc->sup, &sc->req, id, jw_rpc_call_cn(call),
+                               stop_done);
+  if (err != 0) {
+    fail_lookup(call, err, id);
+    free(sc);
+  } else {
+    jw_rpc_call_on_cancel(call, stop_canceled, sc);
+  }
+  free(id);
+}
+
+static void output_ready(jw_sub_t *sub, void *data) {
+  output_stream_t *os = data;
+  jw_rpc_call_resume(os->call);
+}
+
+static void output_end(output_stream_t *os) {
+  jw_sub_close(os->sub);
+  free(os);
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+/*
+ * Builds one JobOutput in place: the data is read straight into buf after
+ * room for the header, and moved down only when its length varint turns
+ * out shorter than the room (short chunks, where the move is cheap).
+ */
+static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
+                           void *data) {
+  output_stream_t *os = data;
+  size_t max = cap - OUTPUT_HEADROOM - 2;
+  if (max > OUTPUT_CHUNK_MAX)
+    max = OUTPUT_CHUNK_MAX;
+  jw_stream_t stream;
+  ssize_t n = jw_sub_read(os->sub, buf + OUTPUT_HEADROOM, max, &stream);
+  if (n == JW_EAGAIN)
+    return JW_EAGAIN;
+  if (n <= 0) {
+    output_end(os);
+    return n;
+  }
+  uint8_t hdr[OUTPUT_HEADROOM];
+  hdr[0] = 0x0a; /* field 1, length-delimited */
+  size_t h = 1 + put_varint(hdr + 1, (uint64_t)n);
+  if (h < OUTPUT_HEADROOM)
+    memmove(buf + h, buf + OUTPUT_HEADROOM, (size_t)n);
+  memcpy(buf, hdr, h);
+  size_t total = h + (size_t)n;
+  if (stream == JW_STDERR) {
+    buf[total++] = 0x10; /* field 2, varint */
+    buf[total++] = JOBWORKER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR;
+  }
+  return (ssize_t)total;
+}
+
+static void output_canceled(jw_rpc_call_t *call, void *data) {
+  output_end(data);
+}
+
+static void on_get_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
+                          void *data) {
+  jw_service_t *svc = data;
+  char *id = unpack_id(call, req, len);
+  if (id == NULL)
+    return;
+  output_stream_t *os = calloc(1, sizeof(*os));
+  if (os == NULL) {
+    jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    free(id);
+    return;
+  }
+  os->call = call;
+  int err = jw_supervisor_subscribe(svc->sup, id, jw_rpc_call_cn(call),
+                                    output_ready, os, &os->sub);
+  if (err != 0) {
+    fail_lookup(call, err, id);
+    free(os);
+  } else {
+    jw_rpc_call_on_cancel(call, output_canceled, os);
+    jw_rpc_call_stream(call, output_pull, os);
+  }
+  free(id);
+}
+
+typedef struct {
+  Jobworker__V1__JobStatus *items;
+  Jobworker__V1__JobStatus **ptrs;
+  size_t n;
+  size_t cap;
+  bool oom;
+} list_acc_t;
+
+static void list_one(const jw_job_info_t *info, void *data) {
+  list_acc_t *acc = data;
+  if (acc->n == acc->cap) {
+    size_t cap = acc->cap ? acc->cap * 2 : 16;
+    Jobworker__V1__JobStatus *items = realloc(acc->items, cap * sizeof(*items));
+    if (items == NULL) {
+      acc->oom = true;
+      return;
+    }
+    acc->items = items;
+    acc->cap = cap;
+  }
+  fill_status(&acc->items[acc->n++], info);
+}
+
+static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
+                    void *data) {
+  jw_service_t *svc = data;
+  Jobworker__V1__ListRequest *r =
+      jobworker__v1__list_request__unpack(NULL, len, req);
+  if (r == NULL) {
+    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "cannot parse ListRequest");
+    return;
+  }
+  jobworker__v1__list_request__free_unpacked(r, NULL);
+  list_acc_t acc = {0};
+  jw_supervisor_list(svc->sup, jw_rpc_call_cn(call), list_one, &acc);
+  if (!acc.oom && acc.n > 0 &&
+      (acc.ptrs = malloc(acc.n * sizeof(*acc.ptrs))) == NULL)
+    acc.oom = true;
+  if (acc.oom) {
+    jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  } else {
+    for (size_t i = 0; i < acc.n; i++)
+      acc.ptrs[i] = &acc.items[i];
+    Jobworker__V1__ListResponse resp = JOBWORKER__V1__LIST_RESPONSE__INIT;
+    resp.n_jobs = acc.n;
+    resp.jobs = acc.ptrs;
+    reply_msg(call, &resp.base);
+  }
+  free(acc.ptrs);
+  free(acc.items);
+}
+
+static const jw_rpc_method_t methods[] = {
+    {PATH_PREFIX "Start", on_start}, {PATH_PREFIX "Status", on_status},
+    {PATH_PREFIX "Stop", on_stop},   {PATH_PREFIX "GetOutput", on_get_output},
+    {PATH_PREFIX "List", on_list},
+};
+
+const jw_rpc_method_t *jw_service_methods(size_t *count) {
+  *count = sizeof(methods) / sizeof(methods[0]);
+  return methods;
+}

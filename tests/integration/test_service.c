@@ -1,0 +1,610 @@
+/*
+ * The JobWorker service end to end on one in-process loop: teleportd's
+ * handlers served by lib/rpc over mutual TLS, driven by lib/rpc's client
+ * role as two clients with different certificate CNs.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jobworker.pb-c.h"
+#include "jobworker/rpc.h"
+#include "jobworker/supervisor.h"
+#include "service.h"
+
+#define PATH(m) "/jobworker.v1.JobWorker/" m
+
+typedef struct {
+  uv_loop_t loop;
+  jw_supervisor_t *sup;
+  jw_service_t svc;
+  jw_rpc_server_t *srv;
+  jw_tls_ctx_t *stls;
+  jw_tls_ctx_t *ctls[2];
+  jw_rpc_client_t *cli[2]; /* alice, bob */
+  char dir[128];
+  char addr[64];
+} fixture_t;
+
+static fixture_t fx;
+
+/* What one call brought back. */
+typedef struct {
+  int done;
+  int status;
+  char message[512];
+  uint8_t *msg; /* the last message (unary) */
+  size_t msglen;
+  size_t nmsgs;
+  int decode_output; /* GetOutput: split JobOutput data by stream */
+  uint8_t *out[2];
+  size_t outlen[2];
+  size_t outcap[2];
+  jw_rpc_ccall_t *call;
+} result_t;
+
+static const char *certs_dir(void) {
+  const char *d = getenv("JW_TEST_CERTS");
+  ck_assert_msg(d != NULL, "JW_TEST_CERTS is not set (run through make test)");
+  return d;
+}
+
+static void cert_path(char *buf, size_t size, const char *name) {
+  snprintf(buf, size, "%s/%s", certs_dir(), name);
+}
+
+static void on_connect(jw_rpc_client_t *cli, int err, void *data) {
+  int *r = data;
+  *r = err == 0 ? 1 : err;
+}
+
+static void append(result_t *r, int s, const uint8_t *p, size_t n) {
+  if (r->outlen[s] + n > r->outcap[s]) {
+    size_t cap = r->outcap[s] ? r->outcap[s] : 65536;
+    while (cap < r->outlen[s] + n)
+      cap *= 2;
+    r->out[s] = realloc(r->out[s], cap);
+    ck_assert_ptr_nonnull(r->out[s]);
+    r->outcap[s] = cap;
+  }
+  memcpy(r->out[s] + r->outlen[s], p, n);
+  r->outlen[s] += n;
+}
+
+static void on_msg(jw_rpc_ccall_t *call, const uint8_t *msg, size_t len,
+                   void *data) {
+  result_t *r = data;
+  r->nmsgs++;
+  if (r->decode_output) {
+    Jobworker__V1__JobOutput *o =
+        jobworker__v1__job_output__unpack(NULL, len, msg);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_gt(o->data.len, 0);
+    append(r, o->stream == JOBWORKER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR,
+           o->data.data, o->data.len);
+    jobworker__v1__job_output__free_unpacked(o, NULL);
+    return;
+  }
+  free(r->msg);
+  r->msg = malloc(len ? len : 1);
+  memcpy(r->msg, msg, len);
+  r->msglen = len;
+}
+
+static void on_done(jw_rpc_ccall_t *call, int status, const char *message,
+                    void *data) {
+  result_t *r = data;
+  r->done = 1;
+  r->status = status;
+  snprintf(r->message, sizeof(r->message), "%s", message);
+  r->call = NULL;
+}
+
+static void result_free(result_t *r) {
+  free(r->msg);
+  free(r->out[0]);
+  free(r->out[1]);
+  memset(r, 0, sizeof(*r));
+}
+
+static void run_until(int *flag) {
+  while (!*flag)
+    uv_run(&fx.loop, UV_RUN_ONCE);
+}
+
+/* Starts a call with a packed request; the result fills in from the loop. */
+static void call_start(int who, const char *path, const uint8_t *req,
+                       size_t len, result_t *r) {
+  memset(r, 0, sizeof(*r));
+  ck_assert_int_eq(jw_rpc_client_call(fx.cli[who], path, req, len, 0, on_msg,
+                                      on_done, r, &r->call),
+                   0);
+}
+
+static void call_msg(int who, const char *path, const ProtobufCMessage *m,
+                     result_t *r) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(n + 1);
+  protobuf_c_message_pack(m, buf);
+  call_start(who, path, buf, n, r);
+  free(buf);
+  run_until(&r->done);
+}
+
+static Jobworker__V1__JobStatus *status_of(result_t *r) {
+  ck_assert_msg(r->status == JW_GRPC_OK, "status %d: %s", r->status,
+                r->message);
+  Jobworker__V1__JobStatus *st =
+      jobworker__v1__job_status__unpack(NULL, r->msglen, r->msg);
+  ck_assert_ptr_nonnull(st);
+  return st;
+}
+
+/* Starts a job as client who and returns its id (caller frees). */
+static char *start_job(int who, const char *cmd, char **args, size_t nargs) {
+  Jobworker__V1__JobRequest req = JOBWORKER__V1__JOB_REQUEST__INIT;
+  result_t r;
+  req.command = (char *)cmd;
+  req.args = args;
+  req.n_args = nargs;
+  call_msg(who, PATH("Start"), &req.base, &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_RUNNING);
+  ck_assert_str_eq(st->owner, who == 0 ? "alice" : "bob");
+  ck_assert_str_eq(st->command, cmd);
+  ck_assert_int_gt(st->pid, 0);
+  ck_assert_int_eq(strlen(st->id), JW_ID_LEN);
+  char *id = strdup(st->id);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  return id;
+}
+
+static void id_call(int who, const char *path, const char *id, result_t *r) {
+  Jobworker__V1__StatusRequest req = JOBWORKER__V1__STATUS_REQUEST__INIT;
+  req.id = (char *)id;
+  call_msg(who, path, &req.base, r);
+}
+
+/* Polls Status until the job is final. */
+static Jobworker__V1__JobStatus *wait_final(int who, const char *id) {
+  for (int i = 0; i < 2000; i++) {
+    result_t r;
+    id_call(who, PATH("Status"), id, &r);
+    Jobworker__V1__JobStatus *st = status_of(&r);
+    result_free(&r);
+    if (st->state != JOBWORKER__V1__JOB_STATE__JOB_STATE_RUNNING)
+      return st;
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+    usleep(10000);
+  }
+  ck_abort_msg("job %s did not finish", id);
+  return NULL;
+}
+
+static void setup(void) {
+  char ca[512], cert[512], key[512], err[512];
+  memset(&fx, 0, sizeof(fx));
+  ck_assert_int_eq(uv_loop_init(&fx.loop), 0);
+  snprintf(fx.dir, sizeof(fx.dir), "/tmp/jw-svc-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(fx.dir));
+  jw_supervisor_options_t so = {.data_dir = fx.dir, .stop_grace_ms = 500};
+  ck_assert_int_eq(jw_supervisor_new(&fx.loop, &so, &fx.sup), 0);
+  fx.svc.sup = fx.sup;
+
+  cert_path(ca, sizeof(ca), "ca.cert");
+  cert_path(cert, sizeof(cert), "server.cert");
+  cert_path(key, sizeof(key), "server.key");
+  ck_assert_msg(
+      jw_tls_ctx_new_server(ca, cert, key, &fx.stls, err, sizeof(err)) == 0,
+      "%s", err);
+  size_t n;
+  const jw_rpc_method_t *m = jw_service_methods(&n);
+  jw_rpc_server_options_t ro = {
+      .addr = "127.0.0.1:0",
+      .tls = fx.stls,
+      .methods = m,
+      .nmethods = n,
+      .data = &fx.svc,
+  };
+  ck_assert_int_eq(jw_rpc_server_start(&fx.loop, &ro, &fx.srv), 0);
+  snprintf(fx.addr, sizeof(fx.addr), "127.0.0.1:%d",
+           jw_rpc_server_port(fx.srv));
+
+  static const char *const names[2] = {"alice", "bob"};
+  for (int i = 0; i < 2; i++) {
+    char c[512], k[512];
+    snprintf(c, sizeof(c), "%s/%s.cert", certs_dir(), names[i]);
+    snprintf(k, sizeof(k), "%s/%s.key", certs_dir(), names[i]);
+    ck_assert_msg(
+        jw_tls_ctx_new_client(ca, c, k, &fx.ctls[i], err, sizeof(err)) == 0,
+        "%s", err);
+    jw_rpc_client_options_t co = {.addr = fx.addr, .tls = fx.ctls[i]};
+    ck_assert_int_eq(jw_rpc_client_new(&fx.loop, &co, &fx.cli[i]), 0);
+    int done = 0;
+    ck_assert_int_eq(jw_rpc_client_connect(fx.cli[i], on_connect, &done), 0);
+    run_until(&done);
+    ck_assert_msg(done == 1, "connect: %s (%s)", jw_strerror(done),
+                  jw_rpc_client_error(fx.cli[i]));
+  }
+}
+
+static int shutdown_left;
+
+static void sup_done(jw_supervisor_t *sup, void *data) { shutdown_left--; }
+
+static void srv_done(jw_rpc_server_t *srv, void *data) { shutdown_left--; }
+
+static void teardown(void) {
+  for (int i = 0; i < 2; i++)
+    jw_rpc_client_close(fx.cli[i], NULL, NULL);
+  shutdown_left = 2;
+  jw_supervisor_shutdown(fx.sup, sup_done, NULL);
+  jw_rpc_server_shutdown(fx.srv, 5000, srv_done, NULL);
+  while (shutdown_left > 0)
+    uv_run(&fx.loop, UV_RUN_ONCE);
+  uv_run(&fx.loop, UV_RUN_DEFAULT);
+  jw_rpc_server_free(fx.srv);
+  jw_supervisor_free(fx.sup, 0);
+  ck_assert_int_eq(uv_loop_close(&fx.loop), 0);
+  jw_tls_ctx_free(fx.stls);
+  jw_tls_ctx_free(fx.ctls[0]);
+  jw_tls_ctx_free(fx.ctls[1]);
+  ck_assert_int_eq(rmdir(fx.dir), 0);
+}
+
+START_TEST(start_status_list) {
+  char *args[] = {"-c", "printf out; printf err >&2; exit 3"};
+  char *id = start_job(0, "sh", args, 2);
+  Jobworker__V1__JobStatus *st = wait_final(0, id);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_EXITED);
+  ck_assert_int_eq(st->exit_code, 3);
+  ck_assert_int_eq(st->output_bytes, 6);
+  ck_assert_int_gt(st->ended_at_unix_nano, st->started_at_unix_nano);
+  ck_assert_int_eq(st->n_args, 2);
+  ck_assert_str_eq(st->args[1], args[1]);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+
+  char *bob_id = start_job(1, "true", NULL, 0);
+
+  /* Each client lists only its own jobs. */
+  Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
+  for (int who = 0; who < 2; who++) {
+    result_t r;
+    call_msg(who, PATH("List"), &lr.base, &r);
+    ck_assert_int_eq(r.status, JW_GRPC_OK);
+    Jobworker__V1__ListResponse *l =
+        jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(l->n_jobs, 1);
+    ck_assert_str_eq(l->jobs[0]->id, who == 0 ? id : bob_id);
+    ck_assert_str_eq(l->jobs[0]->owner, who == 0 ? "alice" : "bob");
+    jobworker__v1__list_response__free_unpacked(l, NULL);
+    result_free(&r);
+  }
+
+  /* The output replays stdout and stderr apart. */
+  result_t r;
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  gr.id = id;
+  memset(&r, 0, sizeof(r));
+  size_t n = protobuf_c_message_get_packed_size(&gr.base);
+  uint8_t buf[128];
+  protobuf_c_message_pack(&gr.base, buf);
+  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
+                                      on_msg, on_done, &r, NULL),
+                   0);
+  r.decode_output = 1;
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  ck_assert_int_eq(r.outlen[0], 3);
+  ck_assert_int_eq(r.outlen[1], 3);
+  ck_assert_int_eq(memcmp(r.out[0], "out", 3), 0);
+  ck_assert_int_eq(memcmp(r.out[1], "err", 3), 0);
+  result_free(&r);
+  wait_final(1, bob_id);
+  free(id);
+  free(bob_id);
+}
+END_TEST
+
+START_TEST(errors) {
+  result_t r;
+  char *args[] = {"100"};
+  char *id = start_job(0, "sleep", args, 1);
+
+  /* Unknown ids and other clients' jobs, on every id-taking RPC. */
+  static const char *const paths[] = {PATH("Status"), PATH("Stop"),
+                                      PATH("GetOutput")};
+  for (int i = 0; i < 3; i++) {
+    id_call(0, paths[i], "00000000000000000000000000000000", &r);
+    ck_assert_int_eq(r.status, JW_GRPC_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(r.message, "not found"));
+    result_free(&r);
+    id_call(1, paths[i], id, &r);
+    ck_assert_int_eq(r.status, JW_GRPC_PERMISSION_DENIED);
+    ck_assert_ptr_null(strstr(r.message, "alice"));
+    result_free(&r);
+  }
+
+  /* Bad Start requests. */
+  Jobworker__V1__JobRequest req = JOBWORKER__V1__JOB_REQUEST__INIT;
+  call_msg(0, PATH("Start"), &req.base, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_str_eq(r.message, "command is empty");
+  result_free(&r);
+
+  req.command = "jw-no-such-command";
+  call_msg(0, PATH("Start"), &req.base, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(r.message, "jw-no-such-command"));
+  ck_assert_ptr_nonnull(strstr(r.message, "not found"));
+  result_free(&r);
+
+  req.command = "true";
+  char *env[] = {"NOEQUALS"};
+  req.env = env;
+  req.n_env = 1;
+  call_msg(0, PATH("Start"), &req.base, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(r.message, "KEY=VALUE"));
+  result_free(&r);
+
+  req.n_env = 0;
+  req.working_dir = "/nonexistent/jw";
+  call_msg(0, PATH("Start"), &req.base, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(r.message, "/nonexistent/jw"));
+  result_free(&r);
+
+  /* NUL bytes cannot be built with protobuf-c's C strings: hand-made wire
+   * bytes, command "echo" with args ["a\0b"], then env ["A=\0"]. */
+  static const uint8_t nul_arg[] = {0x0a, 4, 'e', 'c', 'h', 'o',
+                                    0x12, 3, 'a', 0,   'b'};
+  call_start(0, PATH("Start"), nul_arg, sizeof(nul_arg), &r);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_str_eq(r.message, "args[0] contains a NUL byte");
+  result_free(&r);
+  static const uint8_t nul_cmd[] = {0x0a, 3, 'e', 0, 'o'};
+  call_start(0, PATH("Start"), nul_cmd, sizeof(nul_cmd), &r);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_str_eq(r.message, "command contains a NUL byte");
+  result_free(&r);
+  static const uint8_t nul_env[] = {0x0a, 4, 't', 'r', 'u', 'e',
+                                    0x1a, 3, 'A', '=', 0};
+  call_start(0, PATH("Start"), nul_env, sizeof(nul_env), &r);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_str_eq(r.message, "env[0] contains a NUL byte");
+  result_free(&r);
+
+  /* Not a JobRequest at all. */
+  static const uint8_t junk[] = {0xff, 0xff, 0xff};
+  call_start(0, PATH("Start"), junk, sizeof(junk), &r);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_INTERNAL);
+  result_free(&r);
+
+  /* None of the bad requests made a job: alice still has exactly one. */
+  Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
+  call_msg(0, PATH("List"), &lr.base, &r);
+  Jobworker__V1__ListResponse *l =
+      jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
+  ck_assert_int_eq(l->n_jobs, 1);
+  jobworker__v1__list_response__free_unpacked(l, NULL);
+  result_free(&r);
+
+  /* Stop answers with the final state; stopping again returns it too. */
+  for (int i = 0; i < 2; i++) {
+    id_call(0, PATH("Stop"), id, &r);
+    Jobworker__V1__JobStatus *st = status_of(&r);
+    ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+    ck_assert_int_eq(st->signal, SIGTERM);
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+    result_free(&r);
+  }
+  free(id);
+}
+END_TEST
+
+START_TEST(big_binary_output) {
+  const size_t size = 64u << 20;
+  char path[256];
+  snprintf(path, sizeof(path), "%s.src", fx.dir);
+  uint8_t *src = malloc(size);
+  ck_assert_ptr_nonnull(src);
+  int fd = open("/dev/urandom", O_RDONLY);
+  for (size_t o = 0; o < size;) {
+    ssize_t n = read(fd, src + o, size - o);
+    ck_assert_int_gt(n, 0);
+    o += (size_t)n;
+  }
+  close(fd);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ck_assert_int_eq(write(fd, src, size), (ssize_t)size);
+  close(fd);
+
+  char *args[] = {path};
+  char *id = start_job(0, "cat", args, 1);
+  result_t r;
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  gr.id = id;
+  uint8_t buf[128];
+  size_t n = protobuf_c_message_get_packed_size(&gr.base);
+  protobuf_c_message_pack(&gr.base, buf);
+  memset(&r, 0, sizeof(r));
+  r.decode_output = 1;
+  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
+                                      on_msg, on_done, &r, NULL),
+                   0);
+  run_until(&r.done);
+  ck_assert_msg(r.status == JW_GRPC_OK, "%d %s", r.status, r.message);
+  ck_assert_int_eq(r.outlen[1], 0);
+  ck_assert_int_eq(r.outlen[0], size);
+  ck_assert_int_eq(memcmp(r.out[0], src, size), 0);
+  result_free(&r);
+  unlink(path);
+  free(src);
+  free(id);
+}
+END_TEST
+
+static long rss_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+      break;
+  if (f != NULL)
+    fclose(f);
+  return v;
+}
+
+typedef struct {
+  const char *id;
+  int final;
+} watch_t;
+
+static void watch_tick(uv_timer_t *t) {
+  watch_t *w = t->data;
+  jw_job_info_t info;
+  if (jw_supervisor_status(fx.sup, w->id, NULL, &info) == 0 &&
+      info.proc.state != JW_PROC_RUNNING)
+    w->final = 1;
+}
+
+START_TEST(stalled_reader_costs_no_memory) {
+  /* A client that stops reading while its job writes 256 MiB: the server
+   * keeps the output on disk, and its memory stays flat. */
+  char *args[] = {"-c", "268435456", "/dev/zero"};
+  char *id = start_job(0, "head", args, 3);
+  result_t r;
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  gr.id = id;
+  uint8_t buf[128];
+  size_t n = protobuf_c_message_get_packed_size(&gr.base);
+  protobuf_c_message_pack(&gr.base, buf);
+  memset(&r, 0, sizeof(r));
+  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
+                                      on_msg, on_done, &r, &r.call),
+                   0);
+  jw_rpc_ccall_pause(r.call, true);
+  long before = rss_kib();
+
+  watch_t w = {.id = id};
+  uv_timer_t t;
+  uv_timer_init(&fx.loop, &t);
+  t.data = &w;
+  uv_timer_start(&t, watch_tick, 20, 20);
+  run_until(&w.final);
+  uv_timer_stop(&t);
+  uv_close((uv_handle_t *)&t, NULL);
+
+  jw_job_info_t info;
+  ck_assert_int_eq(jw_supervisor_status(fx.sup, id, NULL, &info), 0);
+  ck_assert_int_eq(info.output_bytes, 268435456);
+  long grown = rss_kib() - before;
+  ck_assert_msg(grown < 16 * 1024, "RSS grew by %ld KiB", grown);
+  ck_assert_int_eq(r.done, 0);
+  ck_assert_int_lt(r.nmsgs * JW_RPC_STREAM_MSG_MAX, 16u << 20);
+
+  /* Canceling the stalled stream ends it; the server serves on. */
+  jw_rpc_ccall_cancel(r.call);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
+  result_free(&r);
+  id_call(0, PATH("Status"), id, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  result_free(&r);
+  free(id);
+}
+END_TEST
+
+START_TEST(cancel_mid_stream) {
+  char *args[] = {"-c", "while :; do echo tick; sleep 0.01; done"};
+  char *id = start_job(0, "sh", args, 2);
+  for (int round = 0; round < 2; round++) {
+    result_t r;
+    Jobworker__V1__GetOutputRequest gr =
+        JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+    gr.id = id;
+    uint8_t buf[128];
+    size_t n = protobuf_c_message_get_packed_size(&gr.base);
+    protobuf_c_message_pack(&gr.base, buf);
+    memset(&r, 0, sizeof(r));
+    r.decode_output = 1;
+    ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
+                                        on_msg, on_done, &r, &r.call),
+                     0);
+    while (r.outlen[0] < 50 && !r.done)
+      uv_run(&fx.loop, UV_RUN_ONCE);
+    ck_assert_int_eq(r.done, 0);
+    ck_assert_int_eq(memcmp(r.out[0], "tick\n", 5), 0);
+    jw_rpc_ccall_cancel(r.call);
+    run_until(&r.done);
+    ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
+    result_free(&r);
+  }
+  /* The job ran on through both cancels. */
+  jw_job_info_t info;
+  ck_assert_int_eq(jw_supervisor_status(fx.sup, id, NULL, &info), 0);
+  ck_assert_int_eq(info.proc.state, JW_PROC_RUNNING);
+  result_t r;
+  id_call(0, PATH("Stop"), id, &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  free(id);
+}
+END_TEST
+
+START_TEST(stop_escalates_to_kill) {
+  char *args[] = {"-c", "trap '' TERM; sleep 100"};
+  char *id = start_job(0, "sh", args, 2);
+  usleep(100000); /* let the shell install its trap */
+  uint64_t t0 = uv_hrtime();
+  result_t r;
+  id_call(0, PATH("Stop"), id, &r);
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  ck_assert_int_eq(st->signal, SIGKILL);
+  /* The grace period is 0.5 s in this fixture. */
+  ck_assert_msg(secs < 0.5 + 1.0, "stop took %.2fs", secs);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  free(id);
+}
+END_TEST
+
+static Suite *service_suite(void) {
+  Suite *s = suite_create("service");
+  TCase *tc = tcase_create("rpc");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, start_status_list);
+  tcase_add_test(tc, errors);
+  tcase_add_test(tc, big_binary_output);
+  tcase_add_test(tc, stalled_reader_costs_no_memory);
+  tcase_add_test(tc, cancel_mid_stream);
+  tcase_add_test(tc, stop_escalates_to_kill);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(service_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
