@@ -57,8 +57,10 @@ uint64_t jw_outlog_bytes(const jw_outlog_t *log);
 uint64_t jw_outlog_dropped(const jw_outlog_t *log);
 
 /*
- * Closes the log and its readers' access to it. Open readers must have
- * been closed first. With unlink_file the file is removed as well.
+ * Closes the log and its readers' access to it. Open readers should have
+ * been closed first; any still open are detached (their reads return
+ * JW_ECLOSED) and must still be closed. With unlink_file the file is
+ * removed as well. Not to be called from a notify callback.
  */
 void jw_outlog_free(jw_outlog_t *log, int unlink_file);
 

@@ -87,7 +87,8 @@ int jw_process_start(jw_process_t *proc);
 
 /*
  * Sends sig to the whole process group. Returns 0, JW_ECLOSED when the
- * process is not running, or -errno.
+ * process is not running (also once the main process has exited and only
+ * the pipes are being drained), or -errno.
  */
 int jw_process_signal(jw_process_t *proc, int sig);
 

@@ -33,6 +33,7 @@ typedef struct jw_stop_req_s jw_stop_req_t;
 typedef struct {
   const char *data_dir;   /* required; created if missing (0700) */
   uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0 means 10000 */
+  size_t max_running;     /* jobs not yet final; 0: no limit (JW_ELIMIT) */
 } jw_supervisor_options_t;
 
 typedef struct {
@@ -94,7 +95,8 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
  * NUL) into id_out and returns 0. Returns JW_EINVAL for a bad spec (empty
  * command, env entry without '='), the start errno as a negative code
  * (-ENOENT, -EACCES, ...) when the command cannot be started; nothing is
- * kept on failure.
+ * kept on failure. JW_ELIMIT when max_running jobs are running, JW_ECLOSED
+ * once shutdown began.
  */
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
                         const jw_job_spec_t *spec,
@@ -111,7 +113,8 @@ int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
  * Stops the job (SIGTERM to its group, SIGKILL after the grace period) and
  * calls req's callback once it is final; for a job that is already final
  * the callback runs from the loop on the next turn. Returns 0, JW_ENOTFOUND
- * or JW_EOWNER (and then the callback is never called).
+ * or JW_EOWNER (and then the callback is never called); JW_ECLOSED once
+ * shutdown has completed (every job is final then: use status).
  */
 int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req,
                        const char *id, const char *owner, jw_stop_cb cb);
@@ -169,8 +172,11 @@ void jw_supervisor_shutdown(jw_supervisor_t *sup,
                             void *data);
 
 /*
- * Frees the supervisor after shutdown completed (or when it never ran a
- * job). Removes the jobs' log files unless keep_logs.
+ * Frees the supervisor after shutdown completed (or when it never tried to
+ * start a job). Removes the jobs' log files unless keep_logs. Pending stop
+ * requests get their callback with JW_ECANCELED. Subscribers still open
+ * are detached: their reads return JW_ECLOSED and jw_sub_close must still
+ * be called for them.
  */
 void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs);
 

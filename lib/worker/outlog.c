@@ -1,0 +1,391 @@
+/*
+ * jw_outlog: a job's output as an append-only file of records.
+ *
+ * A record is [1 byte stream][4 bytes payload length, little endian]
+ * [payload]. The log keeps only the file descriptor and counters; readers
+ * keep a file offset each and pread() from it, so memory does not depend
+ * on how much a job writes or how far behind a reader is.
+ *
+ * Appends use pwritev(2) directly on the loop thread. The data lands in
+ * the page cache, so a write costs a memory copy and does not wait for
+ * the disk, except under dirty-page throttling when the disk cannot keep
+ * up at all. Handing writes to the thread pool instead would need a queue
+ * of buffers in memory (bounded only by blocking the pipes anyway), copies,
+ * and care about ordering against readers; the direct write is simpler and
+ * keeps every byte a reader may see already in the file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "jobworker/error.h"
+#include "jobworker/outlog.h"
+
+#define HDR_LEN 5
+
+/*
+ * The largest payload of one record. Larger appends are split; a reader
+ * coalesces the pieces again.
+ */
+#define MAX_RECORD (1U << 30)
+
+struct jw_outlog_reader_s {
+  jw_outlog_t *log; /* NULL once the log was freed under the reader */
+  jw_outlog_reader_t *prev;
+  jw_outlog_reader_t *next;
+  jw_outlog_notify_cb cb;
+  void *data;
+  uint64_t file_off; /* next unread byte of the file */
+  uint64_t consumed; /* payload bytes read */
+  uint32_t rec_left; /* payload bytes left in the current record */
+  jw_stream_t rec_stream;
+  unsigned want_notify : 1;
+  unsigned closed : 1;
+};
+
+struct jw_outlog_s {
+  int fd;
+  char *path;
+  uint64_t size; /* bytes of complete records in the file */
+  uint64_t bytes;
+  uint64_t dropped;
+  int finished;
+  jw_outlog_reader_t *head;
+  jw_outlog_reader_t *tail;
+  unsigned notifying; /* depth of notify_readers() on the stack */
+  int need_sweep;     /* readers closed while notifying, to free later */
+};
+
+int jw_outlog_create(const char *path, jw_outlog_t **out) {
+  jw_outlog_t *log;
+  size_t n;
+
+  if (path == NULL || out == NULL)
+    return -EINVAL;
+  log = calloc(1, sizeof(*log));
+  if (log == NULL)
+    return -ENOMEM;
+  n = strlen(path) + 1;
+  log->path = malloc(n);
+  if (log->path == NULL) {
+    free(log);
+    return -ENOMEM;
+  }
+  memcpy(log->path, path, n);
+  log->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (log->fd < 0) {
+    int err = -errno;
+    free(log->path);
+    free(log);
+    return err;
+  }
+  *out = log;
+  return 0;
+}
+
+static void unlink_reader(jw_outlog_t *log, jw_outlog_reader_t *r) {
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    log->head = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+  else
+    log->tail = r->prev;
+  r->prev = r->next = NULL;
+}
+
+static void maybe_release_fd(jw_outlog_t *log);
+
+static void sweep(jw_outlog_t *log) {
+  jw_outlog_reader_t *r = log->head;
+  log->need_sweep = 0;
+  while (r != NULL) {
+    jw_outlog_reader_t *next = r->next;
+    if (r->closed) {
+      unlink_reader(log, r);
+      free(r);
+    }
+    r = next;
+  }
+  maybe_release_fd(log);
+}
+
+/*
+ * Calls the notify callback of every reader waiting for data. A callback
+ * may close any reader (only marked while we iterate, freed afterwards),
+ * open readers (appended, seen with nothing to notify), or append again
+ * (a nested pass).
+ */
+static void notify_readers(jw_outlog_t *log) {
+  jw_outlog_reader_t *r;
+  log->notifying++;
+  for (r = log->head; r != NULL; r = r->next) {
+    if (r->closed || !r->want_notify || r->cb == NULL)
+      continue;
+    r->want_notify = 0;
+    r->cb(r, r->data);
+  }
+  if (--log->notifying == 0 && log->need_sweep)
+    sweep(log);
+}
+
+static int write_record(jw_outlog_t *log, jw_stream_t stream, const char *buf,
+                        uint32_t len) {
+  unsigned char hdr[HDR_LEN];
+  struct iovec iov[2];
+  uint64_t off = log->size;
+  size_t left = HDR_LEN + (size_t)len;
+  int niov = 2;
+  struct iovec *v = iov;
+
+  hdr[0] = (unsigned char)stream;
+  hdr[1] = (unsigned char)(len & 0xff);
+  hdr[2] = (unsigned char)((len >> 8) & 0xff);
+  hdr[3] = (unsigned char)((len >> 16) & 0xff);
+  hdr[4] = (unsigned char)((len >> 24) & 0xff);
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = HDR_LEN;
+  iov[1].iov_base = (void *)buf;
+  iov[1].iov_len = len;
+
+  while (left > 0) {
+    ssize_t n = pwritev(log->fd, v, niov, (off_t)off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int err = n < 0 ? -errno : -ENOSPC;
+      /* Cut the partial record so that readers never see half of one. */
+      while (ftruncate(log->fd, (off_t)log->size) < 0 && errno == EINTR)
+        ;
+      return err;
+    }
+    off += (uint64_t)n;
+    left -= (size_t)n;
+    while (niov > 0 && (size_t)n >= v->iov_len) {
+      n -= (ssize_t)v->iov_len;
+      v++;
+      niov--;
+    }
+    if (niov > 0) {
+      v->iov_base = (char *)v->iov_base + n;
+      v->iov_len -= (size_t)n;
+    }
+  }
+  log->size = off;
+  log->bytes += len;
+  return 0;
+}
+
+int jw_outlog_append(jw_outlog_t *log, jw_stream_t stream, const void *buf,
+                     size_t len) {
+  const char *p = buf;
+  int err = 0;
+
+  if (log == NULL || (stream != JW_STDOUT && stream != JW_STDERR) ||
+      (buf == NULL && len > 0))
+    return -EINVAL;
+  if (log->finished)
+    return JW_ECLOSED;
+  while (len > 0) {
+    uint32_t n = len > MAX_RECORD ? MAX_RECORD : (uint32_t)len;
+    err = write_record(log, stream, p, n);
+    if (err < 0) {
+      log->dropped += len;
+      break;
+    }
+    p += n;
+    len -= n;
+  }
+  notify_readers(log);
+  return err;
+}
+
+/*
+ * A finished log without readers gives its descriptor back, so that a
+ * server keeping thousands of finished jobs does not keep thousands of
+ * open files. The first reader opens the file again, read-only.
+ */
+static void maybe_release_fd(jw_outlog_t *log) {
+  if (log->finished && log->head == NULL && log->fd >= 0) {
+    close(log->fd);
+    log->fd = -1;
+  }
+}
+
+void jw_outlog_finish(jw_outlog_t *log) {
+  if (log == NULL || log->finished)
+    return;
+  log->finished = 1;
+  notify_readers(log);
+  maybe_release_fd(log);
+}
+
+uint64_t jw_outlog_bytes(const jw_outlog_t *log) { return log->bytes; }
+
+uint64_t jw_outlog_dropped(const jw_outlog_t *log) { return log->dropped; }
+
+void jw_outlog_free(jw_outlog_t *log, int unlink_file) {
+  jw_outlog_reader_t *r;
+
+  if (log == NULL)
+    return;
+  /*
+   * Readers are meant to be closed first. Any still open are detached
+   * rather than left dangling: their reads fail with JW_ECLOSED and
+   * closing them later stays safe.
+   */
+  r = log->head;
+  while (r != NULL) {
+    jw_outlog_reader_t *next = r->next;
+    if (r->closed) {
+      free(r);
+    } else {
+      r->log = NULL;
+      r->prev = r->next = NULL;
+    }
+    r = next;
+  }
+  if (log->fd >= 0)
+    close(log->fd);
+  if (unlink_file)
+    unlink(log->path);
+  free(log->path);
+  free(log);
+}
+
+int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
+                          void *data, jw_outlog_reader_t **out) {
+  jw_outlog_reader_t *r;
+
+  if (log == NULL || out == NULL)
+    return -EINVAL;
+  r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return -ENOMEM;
+  if (log->fd < 0) {
+    log->fd = open(log->path, O_RDONLY | O_CLOEXEC);
+    if (log->fd < 0) {
+      int err = -errno;
+      free(r);
+      return err;
+    }
+  }
+  r->log = log;
+  r->cb = notify_cb;
+  r->data = data;
+  r->prev = log->tail;
+  if (log->tail != NULL)
+    log->tail->next = r;
+  else
+    log->head = r;
+  log->tail = r;
+  *out = r;
+  return 0;
+}
+
+/* Reads exactly len bytes at off, or fails. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off) {
+  char *p = buf;
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, (off_t)off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return -EIO;
+    p += n;
+    len -= (size_t)n;
+    off += (uint64_t)n;
+  }
+  return 0;
+}
+
+ssize_t jw_outlog_read(jw_outlog_reader_t *reader, void *buf, size_t len,
+                       jw_stream_t *stream) {
+  jw_outlog_t *log;
+  char *out = buf;
+  size_t n = 0;
+  int err;
+
+  if (reader == NULL || buf == NULL || stream == NULL || len == 0)
+    return -EINVAL;
+  log = reader->log;
+  if (reader->closed || log == NULL)
+    return JW_ECLOSED;
+  if (len > SSIZE_MAX)
+    len = SSIZE_MAX;
+
+  while (n < len) {
+    size_t want;
+    if (reader->rec_left == 0) {
+      unsigned char hdr[HDR_LEN];
+      if (reader->file_off + HDR_LEN > log->size)
+        break;
+      err = pread_full(log->fd, hdr, HDR_LEN, reader->file_off);
+      if (err < 0)
+        goto fail;
+      reader->file_off += HDR_LEN;
+      reader->rec_stream = hdr[0] == JW_STDERR ? JW_STDERR : JW_STDOUT;
+      reader->rec_left = (uint32_t)hdr[1] | (uint32_t)hdr[2] << 8 |
+                         (uint32_t)hdr[3] << 16 | (uint32_t)hdr[4] << 24;
+      continue;
+    }
+    /* A change of stream ends this read; the record waits for the next. */
+    if (n > 0 && reader->rec_stream != *stream)
+      break;
+    *stream = reader->rec_stream;
+    want = len - n < reader->rec_left ? len - n : reader->rec_left;
+    err = pread_full(log->fd, out + n, want, reader->file_off);
+    if (err < 0)
+      goto fail;
+    reader->file_off += want;
+    reader->rec_left -= (uint32_t)want;
+    n += want;
+  }
+  if (n > 0) {
+    reader->consumed += n;
+    return (ssize_t)n;
+  }
+  if (log->finished)
+    return 0;
+  reader->want_notify = 1;
+  return JW_EAGAIN;
+
+fail:
+  if (n > 0) {
+    reader->consumed += n;
+    return (ssize_t)n;
+  }
+  return err;
+}
+
+uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader) {
+  return reader->consumed;
+}
+
+void jw_outlog_reader_close(jw_outlog_reader_t *reader) {
+  jw_outlog_t *log;
+
+  if (reader == NULL || reader->closed)
+    return;
+  log = reader->log;
+  if (log == NULL) {
+    free(reader);
+    return;
+  }
+  if (log->notifying > 0) {
+    reader->closed = 1;
+    log->need_sweep = 1;
+    return;
+  }
+  unlink_reader(log, reader);
+  free(reader);
+  maybe_release_fd(log);
+}

@@ -1,0 +1,758 @@
+/*
+ * jw_process: spawning a job and watching it on the caller's loop.
+ *
+ * The child is created with vfork(): the parent is suspended until the
+ * child has called execve() or _exit(), so by the time vfork() returns the
+ * start either succeeded or failed, and a CLOEXEC error pipe tells which,
+ * with the exact errno. vfork() copies no page tables, which matters for a
+ * server with a large (or sanitizer-inflated) address space starting many
+ * jobs. The child shares our memory until it execs, so it only makes
+ * system calls on data the parent prepared: no allocation, no stdio.
+ *
+ * The exit is seen through a pidfd watched by a uv_poll_t and reaped with
+ * waitid(P_PIDFD); there is no SIGCHLD handler and no polling timer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobworker/error.h"
+#include "jobworker/process.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define DEFAULT_PATH                                                           \
+  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* One read buffer per process; each read() fills at most this much. */
+#define READ_BUF_SIZE (64 * 1024)
+
+/*
+ * Reads per readiness event and pipe, so that one chatty job cannot keep
+ * the loop from serving the others.
+ */
+#define READS_PER_EVENT 16
+
+/*
+ * How long the pipes may stay open after the main process ended. Only a
+ * process that left the job's group (setsid) can still hold them then.
+ */
+#define DRAIN_BOUND_MS 2000
+
+enum { PIPE_OUT = 0, PIPE_ERR = 1 };
+
+struct jw_process_s {
+  uv_loop_t *loop;
+  char *command;
+  char **argv; /* argv[0] is the command; NULL-terminated */
+  char **envp; /* NULL-terminated */
+  char *cwd;
+  const char *path; /* the PATH used for lookup; points into envp */
+  jw_process_output_cb on_output;
+  jw_process_exit_cb on_exit;
+  void *data;
+
+  jw_proc_status_t st;
+  int pidfd;
+  int fds[2]; /* our read ends of stdout and stderr; -1 once closed */
+  char *buf;
+
+  uv_poll_t pid_poll;
+  uv_poll_t pipe_poll[2];
+  uv_timer_t grace_timer;
+  uv_timer_t drain_timer;
+  int open_handles;
+
+  unsigned started : 1;
+  unsigned reaped : 1;
+  unsigned stop_requested : 1;
+  unsigned final : 1;
+  unsigned closing : 1;
+  unsigned pid_poll_open : 1;
+  unsigned pipe_open[2];
+
+  int raw_code;
+  int raw_signal;
+  jw_process_close_cb close_cb;
+  void *close_data;
+};
+
+/* What the child needs, prepared by the parent before vfork(). */
+struct child_args {
+  char **cands; /* NULL-terminated candidate paths for execve() */
+  char **argv;
+  char **envp;
+  const char *cwd;
+  int null_fd;
+  int out_fd;
+  int err_fd;
+  int report_fd;
+  pid_t parent;
+};
+
+/* The kernel's struct sigaction layout, for a raw rt_sigaction call. */
+struct kernel_sigaction {
+  void *handler;
+  unsigned long flags;
+  void *restorer;
+  uint64_t mask;
+};
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p != NULL)
+    memcpy(p, s, n);
+  return p;
+}
+
+static void free_vec(char **v) {
+  if (v == NULL)
+    return;
+  for (char **p = v; *p != NULL; p++)
+    free(*p);
+  free(v);
+}
+
+static void free_process(jw_process_t *p) {
+  free(p->command);
+  free_vec(p->argv);
+  free_vec(p->envp);
+  free(p->cwd);
+  free(p->buf);
+  free(p);
+}
+
+int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
+                   jw_process_t **out) {
+  jw_process_t *p;
+  int has_path = 0;
+  size_t i;
+  size_t ne;
+
+  if (loop == NULL || opts == NULL || out == NULL || opts->command == NULL ||
+      opts->command[0] == '\0' || (opts->nargs > 0 && opts->args == NULL) ||
+      (opts->nenv > 0 && opts->env == NULL))
+    return -EINVAL;
+  for (i = 0; i < opts->nenv; i++) {
+    const char *eq = opts->env[i] == NULL ? NULL : strchr(opts->env[i], '=');
+    if (eq == NULL || eq == opts->env[i])
+      return -EINVAL;
+    if (strncmp(opts->env[i], "PATH=", 5) == 0)
+      has_path = 1;
+  }
+  for (i = 0; i < opts->nargs; i++)
+    if (opts->args[i] == NULL)
+      return -EINVAL;
+
+  p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return -ENOMEM;
+  p->loop = loop;
+  p->pidfd = -1;
+  p->fds[0] = -1;
+  p->fds[1] = -1;
+  p->on_output = opts->on_output;
+  p->on_exit = opts->on_exit;
+  p->data = opts->data;
+  p->st.state = JW_PROC_INITIAL;
+
+  p->command = xstrdup(opts->command);
+  p->argv = calloc(opts->nargs + 2, sizeof(char *));
+  ne = opts->nenv + (has_path ? 0 : 1);
+  p->envp = calloc(ne + 1, sizeof(char *));
+  if (p->command == NULL || p->argv == NULL || p->envp == NULL)
+    goto nomem;
+  if ((p->argv[0] = xstrdup(opts->command)) == NULL)
+    goto nomem;
+  for (i = 0; i < opts->nargs; i++)
+    if ((p->argv[i + 1] = xstrdup(opts->args[i])) == NULL)
+      goto nomem;
+  /*
+   * The environment is built from nothing: the default PATH unless the
+   * request brings its own, then the request's entries. Nothing of the
+   * server's environment reaches the job.
+   */
+  ne = 0;
+  if (!has_path && (p->envp[ne++] = xstrdup("PATH=" DEFAULT_PATH)) == NULL)
+    goto nomem;
+  for (i = 0; i < opts->nenv; i++)
+    if ((p->envp[ne++] = xstrdup(opts->env[i])) == NULL)
+      goto nomem;
+  for (i = 0; p->envp[i] != NULL; i++) {
+    if (strncmp(p->envp[i], "PATH=", 5) == 0) {
+      p->path = p->envp[i] + 5;
+      break;
+    }
+  }
+  if (opts->working_dir != NULL && opts->working_dir[0] != '\0' &&
+      (p->cwd = xstrdup(opts->working_dir)) == NULL)
+    goto nomem;
+
+  /*
+   * The timers exist from the start so that closing a process that never
+   * ran still completes from the loop, like any other close.
+   */
+  uv_timer_init(loop, &p->grace_timer);
+  uv_timer_init(loop, &p->drain_timer);
+  p->grace_timer.data = p;
+  p->drain_timer.data = p;
+  p->open_handles = 2;
+  *out = p;
+  return 0;
+
+nomem:
+  free_process(p);
+  return -ENOMEM;
+}
+
+/*
+ * Builds the execvp-style candidate list: the command itself when it holds
+ * a '/', otherwise each PATH directory joined with it (an empty entry is
+ * the working directory, as execvp does).
+ */
+static char **build_candidates(const jw_process_t *p) {
+  const char *path = p->path != NULL ? p->path : DEFAULT_PATH;
+  size_t clen = strlen(p->command);
+  size_t n = 1;
+  size_t i = 0;
+  char **c;
+  const char *s;
+
+  if (strchr(p->command, '/') != NULL) {
+    c = calloc(2, sizeof(char *));
+    if (c == NULL || (c[0] = xstrdup(p->command)) == NULL) {
+      free(c);
+      return NULL;
+    }
+    return c;
+  }
+  for (s = path; *s != '\0'; s++)
+    if (*s == ':')
+      n++;
+  c = calloc(n + 1, sizeof(char *));
+  if (c == NULL)
+    return NULL;
+  s = path;
+  for (;;) {
+    const char *end = strchr(s, ':');
+    size_t dlen = end != NULL ? (size_t)(end - s) : strlen(s);
+    char *cand = malloc(dlen + clen + 2);
+    if (cand == NULL) {
+      free_vec(c);
+      return NULL;
+    }
+    if (dlen == 0) {
+      memcpy(cand, p->command, clen + 1);
+    } else {
+      memcpy(cand, s, dlen);
+      cand[dlen] = '/';
+      memcpy(cand + dlen + 1, p->command, clen + 1);
+    }
+    c[i++] = cand;
+    if (end == NULL)
+      break;
+    s = end + 1;
+  }
+  return c;
+}
+
+static __attribute__((noreturn)) void child_fail(int report_fd, int err) {
+  ssize_t r;
+  do
+    r = write(report_fd, &err, sizeof(err));
+  while (r < 0 && errno == EINTR);
+  _exit(127);
+}
+
+/* Moves fd to a number >= 3 so that dup2() onto 0..2 cannot clobber it. */
+static int lift_fd(int fd, int report_fd) {
+  int nfd;
+  if (fd >= 3)
+    return fd;
+  nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (nfd < 0)
+    child_fail(report_fd, errno);
+  return nfd;
+}
+
+/*
+ * The child between vfork() and execve(). It runs on the parent's memory,
+ * so it writes nothing but the error report and errno.
+ */
+static __attribute__((noreturn)) void child_main(const struct child_args *a) {
+  struct kernel_sigaction dfl;
+  uint64_t empty = 0;
+  int report_fd = a->report_fd;
+  int null_fd, out_fd, err_fd;
+  int got_eacces = 0;
+  int err = ENOENT;
+  int sig;
+
+  /*
+   * Default dispositions for every signal (the server may ignore SIGPIPE;
+   * a job must not inherit that), then an empty mask. Raw system calls,
+   * because libc's wrappers refuse the signals it reserves.
+   */
+  memset(&dfl, 0, sizeof(dfl));
+  for (sig = 1; sig < 65; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP)
+      continue;
+    syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
+  }
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, sizeof(uint64_t));
+
+  if (setpgid(0, 0) < 0)
+    child_fail(report_fd, errno);
+  /*
+   * The job dies with the server, even when the server is SIGKILLed. If
+   * the parent went away before the prctl, getppid() shows it.
+   */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    child_fail(report_fd, errno);
+  if (getppid() != a->parent)
+    child_fail(report_fd, ESRCH);
+
+  report_fd = lift_fd(report_fd, report_fd);
+  null_fd = lift_fd(a->null_fd, report_fd);
+  out_fd = lift_fd(a->out_fd, report_fd);
+  err_fd = lift_fd(a->err_fd, report_fd);
+  if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+    child_fail(report_fd, errno);
+  /*
+   * Every other descriptor is closed by execve(): ours are CLOEXEC
+   * already, and this catches any an embedding program opened without it.
+   */
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+
+  if (a->cwd != NULL && chdir(a->cwd) < 0)
+    child_fail(report_fd, errno);
+
+  for (char **c = a->cands; *c != NULL; c++) {
+    execve(*c, a->argv, a->envp);
+    err = errno;
+    switch (err) {
+    case EACCES:
+      got_eacces = 1;
+      break;
+    case ENOENT:
+    case ENOTDIR:
+    case ESTALE:
+    case ENODEV:
+    case ETIMEDOUT:
+      break;
+    default:
+      child_fail(report_fd, err);
+    }
+  }
+  child_fail(report_fd, got_eacces ? EACCES : err);
+}
+
+/*
+ * vfork() lives in a function of its own so that nothing in a bigger
+ * frame has to survive the child running on it.
+ */
+static __attribute__((noinline)) pid_t spawn_child(const struct child_args *a) {
+  pid_t pid = vfork();
+  if (pid == 0)
+    child_main(a);
+  return pid;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) {
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+static void maybe_finish_close(jw_process_t *p);
+
+static void on_handle_closed(uv_handle_t *h) {
+  jw_process_t *p = h->data;
+  p->open_handles--;
+  maybe_finish_close(p);
+}
+
+static void maybe_finish_close(jw_process_t *p) {
+  if (!p->closing || p->open_handles > 0)
+    return;
+  if (p->close_cb != NULL)
+    p->close_cb(p, p->close_data);
+  free_process(p);
+}
+
+/*
+ * Stops watching a pipe and closes it. uv_close() comes first: stopping a
+ * poll handle removes its fd from epoll, which must happen before the fd
+ * number can be reused by anything else.
+ */
+static void close_pipe(jw_process_t *p, int i) {
+  if (p->pipe_open[i]) {
+    uv_close((uv_handle_t *)&p->pipe_poll[i], on_handle_closed);
+    p->pipe_open[i] = 0;
+  }
+  close_fd(&p->fds[i]);
+}
+
+static void close_pidfd(jw_process_t *p) {
+  if (p->pid_poll_open) {
+    uv_close((uv_handle_t *)&p->pid_poll, on_handle_closed);
+    p->pid_poll_open = 0;
+  }
+  close_fd(&p->pidfd);
+}
+
+static void maybe_final(jw_process_t *p) {
+  if (p->final || p->closing || !p->reaped || p->fds[0] >= 0 || p->fds[1] >= 0)
+    return;
+  uv_timer_stop(&p->drain_timer);
+  p->final = 1;
+  p->st.ended_at_ns = now_ns();
+  p->st.exit_code = p->raw_code;
+  p->st.signal = p->raw_signal;
+  if (p->stop_requested)
+    p->st.state = JW_PROC_STOPPED;
+  else if (p->raw_signal != 0)
+    p->st.state = JW_PROC_SIGNALED;
+  else
+    p->st.state = JW_PROC_EXITED;
+  if (p->on_exit != NULL) {
+    jw_proc_status_t st = p->st;
+    p->on_exit(p, &st, p->data);
+  }
+}
+
+/*
+ * Reads what a pipe has, at most max_reads times. Returns when the pipe
+ * is empty, at EOF (then closed), or when the process started closing
+ * from inside the output callback.
+ */
+static void drain_pipe(jw_process_t *p, int i, int max_reads) {
+  while (max_reads-- > 0 && p->fds[i] >= 0) {
+    ssize_t n = read(p->fds[i], p->buf, READ_BUF_SIZE);
+    if (n > 0) {
+      if (p->on_output != NULL) {
+        p->on_output(p, i == PIPE_OUT ? JW_STDOUT : JW_STDERR, p->buf,
+                     (size_t)n, p->data);
+        if (p->closing)
+          return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    /* EOF, or an error that ends the stream just the same. */
+    close_pipe(p, i);
+  }
+}
+
+static void on_pipe(uv_poll_t *h, int status, int events) {
+  jw_process_t *p = h->data;
+  int i = h == &p->pipe_poll[PIPE_OUT] ? PIPE_OUT : PIPE_ERR;
+  (void)status;
+  (void)events;
+  drain_pipe(p, i, READS_PER_EVENT);
+  if (!p->closing)
+    maybe_final(p);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  jw_process_t *p = t->data;
+  int i;
+  /*
+   * Something outside the group still holds a pipe. Take what is already
+   * in it, then close it so that the job can end.
+   */
+  for (i = 0; i < 2 && !p->closing; i++) {
+    drain_pipe(p, i, 64);
+    if (!p->closing)
+      close_pipe(p, i);
+  }
+  if (!p->closing)
+    maybe_final(p);
+}
+
+static void on_grace_timeout(uv_timer_t *t) {
+  jw_process_t *p = t->data;
+  if (p->started && !p->reaped)
+    kill(-p->st.pid, SIGKILL);
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events) {
+  jw_process_t *p = h->data;
+  siginfo_t si;
+  (void)status;
+  (void)events;
+
+  /*
+   * The main process is a zombie now, so its pid, and with it the group
+   * id, cannot have been reused: kill what is left of the group before
+   * reaping. The job is over, as systemd does for a unit.
+   */
+  kill(-p->st.pid, SIGKILL);
+  memset(&si, 0, sizeof(si));
+  if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
+    if (errno == EINTR || errno == EAGAIN)
+      return;
+    /* ECHILD: someone else reaped it; there is no status to know. */
+    si.si_pid = p->st.pid;
+    si.si_code = CLD_KILLED;
+    si.si_status = SIGKILL;
+  }
+  if (si.si_pid == 0)
+    return;
+  if (si.si_code == CLD_EXITED) {
+    p->raw_code = si.si_status;
+  } else {
+    p->raw_signal = si.si_status;
+    p->raw_code = -1;
+  }
+  p->reaped = 1;
+  close_pidfd(p);
+  uv_timer_stop(&p->grace_timer);
+  if (p->closing) {
+    maybe_finish_close(p);
+    return;
+  }
+  if (p->fds[0] >= 0 || p->fds[1] >= 0)
+    uv_timer_start(&p->drain_timer, on_drain_timeout, DRAIN_BOUND_MS, 0);
+  maybe_final(p);
+}
+
+int jw_process_start(jw_process_t *proc) {
+  struct child_args a;
+  int outp[2] = {-1, -1};
+  int errp[2] = {-1, -1};
+  int rep[2] = {-1, -1};
+  int null_fd = -1;
+  char **cands = NULL;
+  sigset_t all, old;
+  pid_t pid;
+  int err = 0;
+  int code;
+  ssize_t n;
+  int i;
+
+  if (proc == NULL)
+    return -EINVAL;
+  if (proc->started || proc->closing)
+    return JW_ECLOSED;
+
+  if (proc->buf == NULL && (proc->buf = malloc(READ_BUF_SIZE)) == NULL)
+    return -ENOMEM;
+  cands = build_candidates(proc);
+  if (cands == NULL)
+    return -ENOMEM;
+  if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+      pipe2(rep, O_CLOEXEC | O_NONBLOCK) < 0 ||
+      (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    err = -errno;
+    goto error;
+  }
+  if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 ||
+      fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
+    err = -errno;
+    goto error;
+  }
+
+  memset(&a, 0, sizeof(a));
+  a.cands = cands;
+  a.argv = proc->argv;
+  a.envp = proc->envp;
+  a.cwd = proc->cwd;
+  a.null_fd = null_fd;
+  a.out_fd = outp[1];
+  a.err_fd = errp[1];
+  a.report_fd = rep[1];
+  a.parent = getpid();
+
+  /*
+   * No signal handler of ours may run in the child while it shares our
+   * memory; the child resets every disposition before unblocking.
+   */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid = spawn_child(&a);
+  if (pid < 0)
+    err = -errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0)
+    goto error;
+
+  close_fd(&outp[1]);
+  close_fd(&errp[1]);
+  close_fd(&rep[1]);
+  close_fd(&null_fd);
+
+  /*
+   * The child has exec'd or exited by now. A report means it failed; the
+   * pipe is non-blocking, so a successful exec never makes us wait.
+   */
+  do
+    n = read(rep[0], &code, sizeof(code));
+  while (n < 0 && errno == EINTR);
+  close_fd(&rep[0]);
+  if (n == (ssize_t)sizeof(code)) {
+    /* It has already called _exit(); this wait is immediate. */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    err = -code;
+    goto error;
+  }
+
+  proc->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (proc->pidfd < 0) {
+    err = -errno;
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    goto error;
+  }
+  fcntl(proc->pidfd, F_SETFD, FD_CLOEXEC);
+
+  proc->fds[PIPE_OUT] = outp[0];
+  proc->fds[PIPE_ERR] = errp[0];
+  outp[0] = -1;
+  errp[0] = -1;
+  free_vec(cands);
+
+  proc->st.pid = pid;
+  proc->st.started_at_ns = now_ns();
+  proc->st.state = JW_PROC_RUNNING;
+  proc->started = 1;
+
+  /*
+   * uv_poll_init cannot fail for a pipe or a pidfd on Linux, barring
+   * memory exhaustion in epoll; in that case the job is killed and ends
+   * through the normal path.
+   */
+  if (uv_poll_init(proc->loop, &proc->pid_poll, proc->pidfd) == 0) {
+    proc->pid_poll.data = proc;
+    proc->pid_poll_open = 1;
+    proc->open_handles++;
+    uv_poll_start(&proc->pid_poll, UV_READABLE, on_pidfd);
+  }
+  for (i = 0; i < 2; i++) {
+    if (uv_poll_init(proc->loop, &proc->pipe_poll[i], proc->fds[i]) == 0) {
+      proc->pipe_poll[i].data = proc;
+      proc->pipe_open[i] = 1;
+      proc->open_handles++;
+      uv_poll_start(&proc->pipe_poll[i], UV_READABLE, on_pipe);
+    } else {
+      close_fd(&proc->fds[i]);
+    }
+  }
+  if (!proc->pid_poll_open) {
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    close_fd(&proc->pidfd);
+    proc->reaped = 1;
+    proc->raw_signal = SIGKILL;
+    proc->raw_code = -1;
+    for (i = 0; i < 2; i++)
+      close_pipe(proc, i);
+  }
+  return 0;
+
+error:
+  close_fd(&outp[0]);
+  close_fd(&outp[1]);
+  close_fd(&errp[0]);
+  close_fd(&errp[1]);
+  close_fd(&rep[0]);
+  close_fd(&rep[1]);
+  close_fd(&null_fd);
+  free_vec(cands);
+  return err;
+}
+
+int jw_process_signal(jw_process_t *proc, int sig) {
+  if (proc == NULL || !proc->started || proc->reaped || proc->closing)
+    return JW_ECLOSED;
+  if (kill(-proc->st.pid, sig) == 0)
+    return 0;
+  if (errno != ESRCH)
+    return -errno;
+  /* The main process moved to another group; it still gets the signal. */
+  if (syscall(SYS_pidfd_send_signal, proc->pidfd, sig, NULL, 0) < 0)
+    return -errno;
+  return 0;
+}
+
+int jw_process_stop(jw_process_t *proc, uint64_t grace_ms) {
+  if (proc == NULL || !proc->started || proc->final || proc->closing)
+    return JW_ECLOSED;
+  if (proc->stop_requested || proc->reaped)
+    return 0;
+  proc->stop_requested = 1;
+  jw_process_signal(proc, SIGTERM);
+  /* The grace period counts from now, not from the loop's cached time. */
+  uv_update_time(proc->loop);
+  uv_timer_start(&proc->grace_timer, on_grace_timeout, grace_ms, 0);
+  return 0;
+}
+
+void jw_process_status(const jw_process_t *proc, jw_proc_status_t *out) {
+  *out = proc->st;
+}
+
+bool jw_process_is_initial_state(const jw_process_t *proc) {
+  return proc->st.state == JW_PROC_INITIAL;
+}
+
+bool jw_process_is_running_state(const jw_process_t *proc) {
+  return proc->st.state == JW_PROC_RUNNING;
+}
+
+bool jw_process_is_final_state(const jw_process_t *proc) {
+  return proc->final != 0;
+}
+
+void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
+                      void *data) {
+  int i;
+
+  if (proc == NULL || proc->closing)
+    return;
+  proc->closing = 1;
+  proc->close_cb = close_cb;
+  proc->close_data = data;
+  for (i = 0; i < 2; i++)
+    close_pipe(proc, i);
+  uv_timer_stop(&proc->grace_timer);
+  uv_timer_stop(&proc->drain_timer);
+  uv_close((uv_handle_t *)&proc->grace_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&proc->drain_timer, on_handle_closed);
+  /*
+   * A process still running is killed; the pidfd watch stays open until
+   * it is reaped, so that no zombie is left behind.
+   */
+  if (proc->started && !proc->reaped) {
+    kill(-proc->st.pid, SIGKILL);
+    syscall(SYS_pidfd_send_signal, proc->pidfd, SIGKILL, NULL, 0);
+  }
+}

@@ -1,0 +1,713 @@
+/*
+ * jw_supervisor: the table of jobs.
+ *
+ * Jobs live in a hash table keyed by id (for lookups) and in a list by age
+ * (for listing oldest first). A job holds its process until the process is
+ * final, then only its final status and its output log, so a finished job
+ * costs a few hundred bytes and one descriptor.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jobworker/supervisor.h"
+
+#define DEFAULT_GRACE_MS 10000
+#define INITIAL_BUCKETS 64
+#define COPY_BUF_SIZE (64 * 1024)
+
+struct job {
+  char id[JW_ID_LEN + 1];
+  char *owner; /* "" when started without an owner */
+  char *command;
+  char **args;
+  size_t nargs;
+  jw_supervisor_t *sup;
+  jw_process_t *proc; /* NULL once closed */
+  jw_outlog_t *log;
+  jw_proc_status_t status; /* the final status, once final */
+  int final;
+  jw_stop_req_t *stops; /* pending stop requests, first = oldest */
+  jw_stop_req_t *stops_tail;
+  struct job *older;
+  struct job *newer;
+  struct job *hnext;
+  struct job *dnext; /* in the deferred-callback queue */
+  int deferred;
+};
+
+struct jw_sub_s {
+  jw_outlog_reader_t *reader;
+  jw_sub_notify_cb cb;
+  void *data;
+};
+
+struct jw_supervisor_s {
+  uv_loop_t *loop;
+  char *data_dir;
+  uint64_t grace_ms;
+  size_t max_running;
+  struct job **buckets;
+  size_t nbuckets;
+  size_t njobs;
+  size_t nrunning;
+  struct job *oldest;
+  struct job *newest;
+  /*
+   * A zero timer that runs stop callbacks for jobs already final "on the
+   * next turn". It is created with the first job, so that a supervisor
+   * that never ran one can be freed without running the loop.
+   */
+  uv_timer_t defer;
+  int defer_state; /* 0 none, 1 open, 2 closing, 3 closed */
+  struct job *defer_head;
+  struct job *defer_tail;
+  size_t closing_procs;
+  int shutting_down;
+  int done;
+  void (*done_cb)(jw_supervisor_t *sup, void *data);
+  void *done_data;
+};
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = malloc(n);
+  if (p != NULL)
+    memcpy(p, s, n);
+  return p;
+}
+
+/* mkdir -p with mode 0700 for the parts it creates. */
+static int make_dirs(const char *path) {
+  char *p = xstrdup(path);
+  struct stat st;
+  char *s;
+  int err = 0;
+
+  if (p == NULL)
+    return -ENOMEM;
+  for (s = p + 1;; s++) {
+    if (*s != '/' && *s != '\0')
+      continue;
+    char c = *s;
+    *s = '\0';
+    if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+      err = -errno;
+      break;
+    }
+    *s = c;
+    if (c == '\0')
+      break;
+  }
+  free(p);
+  if (err == 0 && stat(path, &st) < 0)
+    err = -errno;
+  if (err == 0 && !S_ISDIR(st.st_mode))
+    err = -ENOTDIR;
+  return err;
+}
+
+int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
+                      jw_supervisor_t **out) {
+  jw_supervisor_t *sup;
+  int err;
+
+  if (loop == NULL || opts == NULL || out == NULL || opts->data_dir == NULL ||
+      opts->data_dir[0] == '\0')
+    return -EINVAL;
+  err = make_dirs(opts->data_dir);
+  if (err < 0)
+    return err;
+  sup = calloc(1, sizeof(*sup));
+  if (sup == NULL)
+    return -ENOMEM;
+  sup->loop = loop;
+  sup->grace_ms = opts->stop_grace_ms != 0 ? opts->stop_grace_ms
+                                           : (uint64_t)DEFAULT_GRACE_MS;
+  sup->max_running = opts->max_running;
+  sup->data_dir = xstrdup(opts->data_dir);
+  sup->nbuckets = INITIAL_BUCKETS;
+  sup->buckets = calloc(sup->nbuckets, sizeof(*sup->buckets));
+  if (sup->data_dir == NULL || sup->buckets == NULL) {
+    free(sup->data_dir);
+    free(sup->buckets);
+    free(sup);
+    return -ENOMEM;
+  }
+  *out = sup;
+  return 0;
+}
+
+static size_t hash_id(const char *id) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *id != '\0'; id++)
+    h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+  return (size_t)h;
+}
+
+static struct job *find_job(const jw_supervisor_t *sup, const char *id) {
+  struct job *j;
+  if (id == NULL)
+    return NULL;
+  for (j = sup->buckets[hash_id(id) & (sup->nbuckets - 1)]; j != NULL;
+       j = j->hnext)
+    if (strcmp(j->id, id) == 0)
+      return j;
+  return NULL;
+}
+
+/* Doubles the table; on allocation failure the old one simply stays. */
+static void grow_table(jw_supervisor_t *sup) {
+  size_t n = sup->nbuckets * 2;
+  struct job **b = calloc(n, sizeof(*b));
+  size_t i;
+  if (b == NULL)
+    return;
+  for (i = 0; i < sup->nbuckets; i++) {
+    struct job *j = sup->buckets[i];
+    while (j != NULL) {
+      struct job *next = j->hnext;
+      size_t k = hash_id(j->id) & (n - 1);
+      j->hnext = b[k];
+      b[k] = j;
+      j = next;
+    }
+  }
+  free(sup->buckets);
+  sup->buckets = b;
+  sup->nbuckets = n;
+}
+
+static void insert_job(jw_supervisor_t *sup, struct job *j) {
+  size_t k;
+  if (sup->njobs + 1 > sup->nbuckets)
+    grow_table(sup);
+  k = hash_id(j->id) & (sup->nbuckets - 1);
+  j->hnext = sup->buckets[k];
+  sup->buckets[k] = j;
+  j->older = sup->newest;
+  if (sup->newest != NULL)
+    sup->newest->newer = j;
+  else
+    sup->oldest = j;
+  sup->newest = j;
+  sup->njobs++;
+}
+
+/* Looks a job up and checks its owner (owner NULL skips the check). */
+static int lookup(jw_supervisor_t *sup, const char *id, const char *owner,
+                  struct job **out) {
+  struct job *j = find_job(sup, id);
+  if (j == NULL)
+    return JW_ENOTFOUND;
+  if (owner != NULL && strcmp(owner, j->owner) != 0)
+    return JW_EOWNER;
+  *out = j;
+  return 0;
+}
+
+static void fill_info(const struct job *j, jw_job_info_t *info) {
+  info->id = j->id;
+  info->owner = j->owner;
+  info->command = j->command;
+  info->args = (const char *const *)j->args;
+  info->nargs = j->nargs;
+  if (j->final || j->proc == NULL)
+    info->proc = j->status;
+  else
+    jw_process_status(j->proc, &info->proc);
+  info->output_bytes = jw_outlog_bytes(j->log);
+  info->output_dropped = jw_outlog_dropped(j->log);
+}
+
+/*
+ * Completes a job's stop requests one at a time from the head, so that a
+ * callback may cancel or add requests while we go.
+ */
+static void fire_stops(struct job *j, int err) {
+  jw_job_info_t info;
+  while (j->stops != NULL) {
+    jw_stop_req_t *req = j->stops;
+    j->stops = req->next;
+    if (j->stops != NULL)
+      j->stops->prev = NULL;
+    else
+      j->stops_tail = NULL;
+    req->next = req->prev = NULL;
+    req->job = NULL;
+    fill_info(j, &info);
+    req->cb(req, err, &info);
+  }
+}
+
+static void flush_deferred(jw_supervisor_t *sup) {
+  while (sup->defer_head != NULL) {
+    struct job *j = sup->defer_head;
+    sup->defer_head = j->dnext;
+    if (sup->defer_head == NULL)
+      sup->defer_tail = NULL;
+    j->dnext = NULL;
+    j->deferred = 0;
+    fire_stops(j, 0);
+  }
+}
+
+static void on_defer(uv_timer_t *t) { flush_deferred(t->data); }
+
+static int ensure_defer(jw_supervisor_t *sup) {
+  if (sup->defer_state == 0) {
+    uv_timer_init(sup->loop, &sup->defer);
+    sup->defer.data = sup;
+    sup->defer_state = 1;
+  }
+  return sup->defer_state == 1 || sup->defer_state == 2 ? 0 : JW_ECLOSED;
+}
+
+static int defer_stops(jw_supervisor_t *sup, struct job *j) {
+  int err = ensure_defer(sup);
+  if (err < 0)
+    return err;
+  if (!j->deferred) {
+    j->deferred = 1;
+    if (sup->defer_tail != NULL)
+      sup->defer_tail->dnext = j;
+    else
+      sup->defer_head = j;
+    sup->defer_tail = j;
+  }
+  /* While closing, the close callback flushes the queue instead. */
+  if (sup->defer_state == 1)
+    uv_timer_start(&sup->defer, on_defer, 0, 0);
+  return 0;
+}
+
+static void on_defer_closed(uv_handle_t *h) {
+  jw_supervisor_t *sup = h->data;
+  flush_deferred(sup);
+  sup->defer_state = 3;
+  sup->done = 1;
+  if (sup->done_cb != NULL)
+    sup->done_cb(sup, sup->done_data);
+}
+
+static void maybe_shutdown_done(jw_supervisor_t *sup) {
+  if (!sup->shutting_down || sup->nrunning > 0 || sup->closing_procs > 0 ||
+      sup->defer_state >= 2)
+    return;
+  ensure_defer(sup);
+  sup->defer_state = 2;
+  uv_close((uv_handle_t *)&sup->defer, on_defer_closed);
+}
+
+static void on_proc_closed(jw_process_t *proc, void *data) {
+  jw_supervisor_t *sup = data;
+  (void)proc;
+  sup->closing_procs--;
+  maybe_shutdown_done(sup);
+}
+
+static void on_job_closed(jw_process_t *proc, void *data) {
+  struct job *j = data;
+  jw_supervisor_t *sup = j->sup;
+  (void)proc;
+  j->proc = NULL;
+  sup->closing_procs--;
+  maybe_shutdown_done(sup);
+}
+
+static void on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
+                      size_t len, void *data) {
+  struct job *j = data;
+  (void)proc;
+  /* A failed write is counted in output_dropped; the job goes on. */
+  jw_outlog_append(j->log, stream, buf, len);
+}
+
+static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
+                       void *data) {
+  struct job *j = data;
+  jw_supervisor_t *sup = j->sup;
+
+  j->status = *st;
+  j->final = 1;
+  sup->nrunning--;
+  /*
+   * The close is counted before any callback of ours runs, so that a
+   * shutdown started from one of them waits for it.
+   */
+  sup->closing_procs++;
+  jw_process_close(proc, on_job_closed, j);
+  /* Everything the pipes carried is in the log; readers may see the end. */
+  jw_outlog_finish(j->log);
+  fire_stops(j, 0);
+  maybe_shutdown_done(sup);
+}
+
+static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char raw[JW_ID_LEN / 2];
+  int tries;
+  size_t i;
+
+  for (tries = 0; tries < 8; tries++) {
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+      ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return -errno;
+      got += (size_t)n;
+    }
+    for (i = 0; i < sizeof(raw); i++) {
+      out[2 * i] = hex[raw[i] >> 4];
+      out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[JW_ID_LEN] = '\0';
+    if (find_job(sup, out) == NULL)
+      return 0;
+  }
+  return -EEXIST;
+}
+
+static void free_job(struct job *j) {
+  size_t i;
+  free(j->owner);
+  free(j->command);
+  if (j->args != NULL)
+    for (i = 0; i < j->nargs; i++)
+      free(j->args[i]);
+  free(j->args);
+  free(j);
+}
+
+static char *log_path(const jw_supervisor_t *sup, const char *id) {
+  size_t n = strlen(sup->data_dir) + 1 + JW_ID_LEN + sizeof(".log");
+  char *p = malloc(n);
+  if (p != NULL)
+    snprintf(p, n, "%s/%s.log", sup->data_dir, id);
+  return p;
+}
+
+int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
+                        const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]) {
+  jw_process_options_t po;
+  struct job *j;
+  char *path = NULL;
+  size_t i;
+  int err;
+
+  if (sup == NULL || spec == NULL || id_out == NULL)
+    return JW_EINVAL;
+  if (sup->shutting_down)
+    return JW_ECLOSED;
+  if (spec->command == NULL || spec->command[0] == '\0' ||
+      (spec->nargs > 0 && spec->args == NULL) ||
+      (spec->nenv > 0 && spec->env == NULL))
+    return JW_EINVAL;
+  for (i = 0; i < spec->nargs; i++)
+    if (spec->args[i] == NULL)
+      return JW_EINVAL;
+  for (i = 0; i < spec->nenv; i++) {
+    const char *eq = spec->env[i] == NULL ? NULL : strchr(spec->env[i], '=');
+    if (eq == NULL || eq == spec->env[i])
+      return JW_EINVAL;
+  }
+  if (sup->max_running > 0 && sup->nrunning >= sup->max_running)
+    return JW_ELIMIT;
+
+  j = calloc(1, sizeof(*j));
+  if (j == NULL)
+    return -ENOMEM;
+  j->sup = sup;
+  j->nargs = spec->nargs;
+  j->owner = xstrdup(owner != NULL ? owner : "");
+  j->command = xstrdup(spec->command);
+  j->args = calloc(spec->nargs + 1, sizeof(char *));
+  if (j->owner == NULL || j->command == NULL || j->args == NULL) {
+    err = -ENOMEM;
+    goto fail;
+  }
+  for (i = 0; i < spec->nargs; i++) {
+    if ((j->args[i] = xstrdup(spec->args[i])) == NULL) {
+      err = -ENOMEM;
+      goto fail;
+    }
+  }
+  err = make_id(sup, j->id);
+  if (err < 0)
+    goto fail;
+  path = log_path(sup, j->id);
+  if (path == NULL) {
+    err = -ENOMEM;
+    goto fail;
+  }
+  err = jw_outlog_create(path, &j->log);
+  if (err < 0)
+    goto fail;
+
+  memset(&po, 0, sizeof(po));
+  po.command = spec->command;
+  po.args = spec->args;
+  po.nargs = spec->nargs;
+  po.env = spec->env;
+  po.nenv = spec->nenv;
+  po.working_dir = spec->working_dir;
+  po.on_output = on_output;
+  po.on_exit = on_exit_cb;
+  po.data = j;
+  err = jw_process_new(sup->loop, &po, &j->proc);
+  if (err < 0) {
+    if (err == -EINVAL)
+      err = JW_EINVAL;
+    goto fail;
+  }
+  ensure_defer(sup);
+  err = jw_process_start(j->proc);
+  if (err < 0) {
+    /* The process's own handles close on the loop; count them. */
+    sup->closing_procs++;
+    jw_process_close(j->proc, on_proc_closed, sup);
+    j->proc = NULL;
+    goto fail;
+  }
+  free(path);
+  jw_process_status(j->proc, &j->status);
+  insert_job(sup, j);
+  sup->nrunning++;
+  memcpy(id_out, j->id, JW_ID_LEN + 1);
+  return 0;
+
+fail:
+  if (j->log != NULL)
+    jw_outlog_free(j->log, 1);
+  free(path);
+  free_job(j);
+  return err;
+}
+
+int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
+                         const char *owner, jw_job_info_t *info) {
+  struct job *j;
+  int err = lookup(sup, id, owner, &j);
+  if (err < 0)
+    return err;
+  fill_info(j, info);
+  return 0;
+}
+
+int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
+                       const char *owner, jw_stop_cb cb) {
+  struct job *j;
+  int err;
+
+  if (sup == NULL || req == NULL || cb == NULL)
+    return JW_EINVAL;
+  err = lookup(sup, id, owner, &j);
+  if (err < 0)
+    return err;
+  if (j->final) {
+    err = defer_stops(sup, j);
+    if (err < 0)
+      return err;
+  } else {
+    jw_process_stop(j->proc, sup->grace_ms);
+  }
+  req->cb = cb;
+  req->job = j;
+  req->next = NULL;
+  req->prev = j->stops_tail;
+  if (j->stops_tail != NULL)
+    j->stops_tail->next = req;
+  else
+    j->stops = req;
+  j->stops_tail = req;
+  return 0;
+}
+
+void jw_supervisor_stop_cancel(jw_stop_req_t *req) {
+  struct job *j;
+  if (req == NULL || req->job == NULL)
+    return;
+  j = req->job;
+  if (req->prev != NULL)
+    req->prev->next = req->next;
+  else
+    j->stops = req->next;
+  if (req->next != NULL)
+    req->next->prev = req->prev;
+  else
+    j->stops_tail = req->prev;
+  req->next = req->prev = NULL;
+  req->job = NULL;
+}
+
+size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
+                          void (*fn)(const jw_job_info_t *info, void *data),
+                          void *data) {
+  jw_job_info_t info;
+  size_t n = 0;
+  struct job *j;
+
+  for (j = sup->oldest; j != NULL; j = j->newer) {
+    if (owner != NULL && strcmp(owner, j->owner) != 0)
+      continue;
+    fill_info(j, &info);
+    n++;
+    if (fn != NULL)
+      fn(&info, data);
+  }
+  return n;
+}
+
+static void on_reader_notify(jw_outlog_reader_t *reader, void *data) {
+  jw_sub_t *sub = data;
+  (void)reader;
+  if (sub->cb != NULL)
+    sub->cb(sub, sub->data);
+}
+
+int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
+                            const char *owner, jw_sub_notify_cb notify_cb,
+                            void *data, jw_sub_t **out) {
+  struct job *j;
+  jw_sub_t *sub;
+  int err;
+
+  if (sup == NULL || out == NULL)
+    return JW_EINVAL;
+  err = lookup(sup, id, owner, &j);
+  if (err < 0)
+    return err;
+  sub = calloc(1, sizeof(*sub));
+  if (sub == NULL)
+    return -ENOMEM;
+  sub->cb = notify_cb;
+  sub->data = data;
+  err = jw_outlog_reader_open(j->log, on_reader_notify, sub, &sub->reader);
+  if (err < 0) {
+    free(sub);
+    return err;
+  }
+  *out = sub;
+  return 0;
+}
+
+ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len, jw_stream_t *stream) {
+  if (sub == NULL)
+    return -EINVAL;
+  return jw_outlog_read(sub->reader, buf, len, stream);
+}
+
+void jw_sub_close(jw_sub_t *sub) {
+  if (sub == NULL)
+    return;
+  jw_outlog_reader_close(sub->reader);
+  free(sub);
+}
+
+/* Writes all of buf to fd, waiting for the fd when it is non-blocking. */
+static int write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
+      poll(&pfd, 1, -1);
+      continue;
+    }
+    if (n < 0)
+      return -errno;
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+ssize_t jw_supervisor_get_output(jw_supervisor_t *sup, const char *id,
+                                 const char *owner, int out_fd, int err_fd) {
+  jw_outlog_reader_t *r;
+  jw_stream_t stream;
+  struct job *j;
+  ssize_t total = 0;
+  char *buf;
+  int err;
+
+  if (sup == NULL)
+    return JW_EINVAL;
+  err = lookup(sup, id, owner, &j);
+  if (err < 0)
+    return err;
+  buf = malloc(COPY_BUF_SIZE);
+  if (buf == NULL)
+    return -ENOMEM;
+  err = jw_outlog_reader_open(j->log, NULL, NULL, &r);
+  if (err < 0) {
+    free(buf);
+    return err;
+  }
+  for (;;) {
+    ssize_t n = jw_outlog_read(r, buf, COPY_BUF_SIZE, &stream);
+    if (n == 0 || n == JW_EAGAIN)
+      break;
+    if (n < 0) {
+      total = n;
+      break;
+    }
+    err = write_all(stream == JW_STDERR ? err_fd : out_fd, buf, (size_t)n);
+    if (err < 0) {
+      total = err;
+      break;
+    }
+    total += n;
+  }
+  jw_outlog_reader_close(r);
+  free(buf);
+  return total;
+}
+
+size_t jw_supervisor_running(const jw_supervisor_t *sup) {
+  return sup->nrunning;
+}
+
+void jw_supervisor_shutdown(jw_supervisor_t *sup,
+                            void (*done_cb)(jw_supervisor_t *sup, void *data),
+                            void *data) {
+  struct job *j;
+
+  if (sup == NULL || sup->shutting_down)
+    return;
+  sup->shutting_down = 1;
+  sup->done_cb = done_cb;
+  sup->done_data = data;
+  for (j = sup->oldest; j != NULL; j = j->newer)
+    if (!j->final && j->proc != NULL)
+      jw_process_stop(j->proc, sup->grace_ms);
+  maybe_shutdown_done(sup);
+}
+
+void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs) {
+  struct job *j;
+
+  if (sup == NULL)
+    return;
+  /* Pending stops learn that their job is gone before it goes. */
+  for (j = sup->oldest; j != NULL; j = j->newer)
+    fire_stops(j, JW_ECANCELED);
+  j = sup->oldest;
+  while (j != NULL) {
+    struct job *next = j->newer;
+    jw_outlog_free(j->log, !keep_logs);
+    free_job(j);
+    j = next;
+  }
+  free(sup->buckets);
+  free(sup->data_dir);
+  free(sup);
+}

@@ -1,0 +1,278 @@
+/*
+ * Unit tests for jw_outlog: the record format, byte-exact reads, stream
+ * coalescing, JW_EAGAIN and notification, closing readers from callbacks.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jobworker/error.h"
+#include "jobworker/outlog.h"
+
+static char dir[] = "/tmp/jw-outlog-XXXXXX";
+static char path[64];
+
+static void setup(void) {
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/log", dir);
+}
+
+static void teardown(void) {
+  unlink(path);
+  rmdir(dir);
+  strcpy(dir, "/tmp/jw-outlog-XXXXXX");
+}
+
+static jw_outlog_t *new_log(void) {
+  jw_outlog_t *log = NULL;
+  ck_assert_int_eq(jw_outlog_create(path, &log), 0);
+  ck_assert_ptr_nonnull(log);
+  return log;
+}
+
+START_TEST(test_create_exclusive) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_t *again = NULL;
+  struct stat st;
+  ck_assert_int_eq(jw_outlog_create(path, &again), -EEXIST);
+  ck_assert_int_eq(stat(path, &st), 0);
+  ck_assert_uint_eq(st.st_mode & 0777, 0600);
+  jw_outlog_free(log, 1);
+  ck_assert_int_eq(stat(path, &st), -1);
+}
+END_TEST
+
+START_TEST(test_record_format) {
+  jw_outlog_t *log = new_log();
+  unsigned char buf[64];
+  int fd;
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "ab", 2), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "xyz", 3), 0);
+  ck_assert_uint_eq(jw_outlog_bytes(log), 5);
+  jw_outlog_free(log, 0);
+  fd = open(path, O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(read(fd, buf, sizeof(buf)), 15);
+  close(fd);
+  ck_assert(memcmp(buf, "\0\2\0\0\0ab\1\3\0\0\0xyz", 15) == 0);
+}
+END_TEST
+
+START_TEST(test_binary_roundtrip_and_coalescing) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  char data[10000], got[20000];
+  ssize_t n;
+  size_t i;
+  for (i = 0; i < sizeof(data); i++)
+    data[i] = (char)(i * 7 + (i >> 8));
+  data[0] = '\0';
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  /* Three stdout records then one stderr record. */
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, data, 100), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, data + 100, 900), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, data + 1000, 9000), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "e", 1), 0);
+  /* A small read takes part of a record. */
+  n = jw_outlog_read(r, got, 50, &s);
+  ck_assert_int_eq(n, 50);
+  ck_assert_int_eq(s, JW_STDOUT);
+  /* A big read coalesces the rest of stdout and stops at the stream change. */
+  n = jw_outlog_read(r, got + 50, sizeof(got) - 50, &s);
+  ck_assert_int_eq(n, 9950);
+  ck_assert_int_eq(s, JW_STDOUT);
+  ck_assert(memcmp(got, data, sizeof(data)) == 0);
+  ck_assert_uint_eq(jw_outlog_reader_offset(r), 10000);
+  n = jw_outlog_read(r, got, sizeof(got), &s);
+  ck_assert_int_eq(n, 1);
+  ck_assert_int_eq(s, JW_STDERR);
+  ck_assert_int_eq(got[0], 'e');
+  ck_assert_int_eq(jw_outlog_read(r, got, sizeof(got), &s), JW_EAGAIN);
+  jw_outlog_finish(log);
+  ck_assert_int_eq(jw_outlog_read(r, got, sizeof(got), &s), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "x", 1), JW_ECLOSED);
+  jw_outlog_reader_close(r);
+  jw_outlog_free(log, 1);
+}
+END_TEST
+
+struct counter {
+  int calls;
+  jw_outlog_reader_t *self;
+  jw_outlog_reader_t *other;
+  int close_self;
+  int close_other;
+};
+
+static void on_notify(jw_outlog_reader_t *r, void *data) {
+  struct counter *c = data;
+  c->calls++;
+  ck_assert_ptr_eq(r, c->self);
+  if (c->close_other && c->other != NULL) {
+    jw_outlog_reader_close(c->other);
+    c->other = NULL;
+  }
+  if (c->close_self) {
+    jw_outlog_reader_close(r);
+    c->self = NULL;
+  }
+}
+
+START_TEST(test_notify_once_per_eagain) {
+  jw_outlog_t *log = new_log();
+  struct counter c = {0};
+  jw_stream_t s;
+  char buf[16];
+  ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &c, &c.self), 0);
+  /* No JW_EAGAIN yet: appends do not notify. */
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "a", 1), 0);
+  ck_assert_int_eq(c.calls, 0);
+  ck_assert_int_eq(jw_outlog_read(c.self, buf, sizeof(buf), &s), 1);
+  ck_assert_int_eq(jw_outlog_read(c.self, buf, sizeof(buf), &s), JW_EAGAIN);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "b", 1), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "c", 1), 0);
+  ck_assert_int_eq(c.calls, 1);
+  ck_assert_int_eq(jw_outlog_read(c.self, buf, sizeof(buf), &s), 2);
+  ck_assert_int_eq(jw_outlog_read(c.self, buf, sizeof(buf), &s), JW_EAGAIN);
+  /* The end is news too. */
+  jw_outlog_finish(log);
+  ck_assert_int_eq(c.calls, 2);
+  ck_assert_int_eq(jw_outlog_read(c.self, buf, sizeof(buf), &s), 0);
+  jw_outlog_reader_close(c.self);
+  jw_outlog_free(log, 1);
+}
+END_TEST
+
+START_TEST(test_close_from_notify) {
+  jw_outlog_t *log = new_log();
+  struct counter a = {0}, b = {0}, d = {0};
+  jw_stream_t s;
+  char buf[16];
+  ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &a, &a.self), 0);
+  ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &b, &b.self), 0);
+  ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &d, &d.self), 0);
+  ck_assert_int_eq(jw_outlog_read(a.self, buf, sizeof(buf), &s), JW_EAGAIN);
+  ck_assert_int_eq(jw_outlog_read(b.self, buf, sizeof(buf), &s), JW_EAGAIN);
+  ck_assert_int_eq(jw_outlog_read(d.self, buf, sizeof(buf), &s), JW_EAGAIN);
+  /* a closes itself and b (which is waiting too); d must still be told. */
+  a.close_self = 1;
+  a.close_other = 1;
+  a.other = b.self;
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "z", 1), 0);
+  ck_assert_int_eq(a.calls, 1);
+  ck_assert_int_eq(b.calls, 0);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(jw_outlog_read(d.self, buf, sizeof(buf), &s), 1);
+  ck_assert_int_eq(s, JW_STDERR);
+  jw_outlog_reader_close(d.self);
+  jw_outlog_free(log, 1);
+}
+END_TEST
+
+START_TEST(test_late_reader_replays) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  char buf[8];
+  int i;
+  for (i = 0; i < 100; i++)
+    ck_assert_int_eq(
+        jw_outlog_append(log, i % 2 ? JW_STDERR : JW_STDOUT, "0123456789", 10),
+        0);
+  jw_outlog_finish(log);
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  for (i = 0; i < 100; i++) {
+    ck_assert_int_eq(jw_outlog_read(r, buf, 8, &s), 8);
+    ck_assert_int_eq(s, i % 2 ? JW_STDERR : JW_STDOUT);
+    ck_assert_int_eq(jw_outlog_read(r, buf, 8, &s), 2);
+    ck_assert_int_eq(s, i % 2 ? JW_STDERR : JW_STDOUT);
+    ck_assert(memcmp(buf, "89", 2) == 0);
+  }
+  ck_assert_int_eq(jw_outlog_read(r, buf, 8, &s), 0);
+  ck_assert_uint_eq(jw_outlog_reader_offset(r), 1000);
+  jw_outlog_reader_close(r);
+  jw_outlog_free(log, 1);
+}
+END_TEST
+
+START_TEST(test_reader_outlives_log) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  char buf[8];
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  jw_outlog_free(log, 1);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), JW_ECLOSED);
+  jw_outlog_reader_close(r);
+}
+END_TEST
+
+START_TEST(test_finished_log_releases_fd) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  char buf[8];
+  int fd = dup(0);
+  int next;
+  close(fd);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "abc", 3), 0);
+  jw_outlog_finish(log);
+  /* No reader: the descriptor went back; the lowest free one is fd again. */
+  next = dup(0);
+  ck_assert_int_le(next, fd);
+  close(next);
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), 3);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), 0);
+  jw_outlog_reader_close(r);
+  jw_outlog_free(log, 1);
+}
+END_TEST
+
+START_TEST(test_invalid) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  char buf[4];
+  ck_assert_int_eq(jw_outlog_append(log, (jw_stream_t)7, "a", 1), -EINVAL);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "", 0), 0);
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  ck_assert_int_eq(jw_outlog_read(r, buf, 0, &s), -EINVAL);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), JW_EAGAIN);
+  jw_outlog_reader_close(r);
+  jw_outlog_free(log, 1);
+  ck_assert_int_eq(jw_outlog_create("/nonexistent/dir/log", &log), -ENOENT);
+}
+END_TEST
+
+static Suite *outlog_suite(void) {
+  Suite *s = suite_create("outlog");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_create_exclusive);
+  tcase_add_test(tc, test_record_format);
+  tcase_add_test(tc, test_binary_roundtrip_and_coalescing);
+  tcase_add_test(tc, test_notify_once_per_eagain);
+  tcase_add_test(tc, test_close_from_notify);
+  tcase_add_test(tc, test_late_reader_replays);
+  tcase_add_test(tc, test_reader_outlives_log);
+  tcase_add_test(tc, test_finished_log_releases_fd);
+  tcase_add_test(tc, test_invalid);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(outlog_suite());
+  int failed;
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

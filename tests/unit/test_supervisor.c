@@ -1,0 +1,1156 @@
+/*
+ * Unit tests for jw_supervisor: jobs end to end through the output log
+ * and subscribers, stop and shutdown, owners, start failures, scale and
+ * memory.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "jobworker/supervisor.h"
+
+#define DEFAULT_PATH                                                           \
+  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MiB (1024 * 1024)
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static char tmp_root[] = "/tmp/jw-sup-XXXXXX";
+static char data_dir[128];
+
+static int rm_entry(const char *p, const struct stat *st, int flag,
+                    struct FTW *f) {
+  (void)st;
+  (void)flag;
+  (void)f;
+  return remove(p);
+}
+
+static void setup(void) {
+  ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+  snprintf(data_dir, sizeof(data_dir), "%s/data/jobs", tmp_root);
+}
+
+static void teardown(void) {
+  nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  strcpy(tmp_root, "/tmp/jw-sup-XXXXXX");
+}
+
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  int n = 0;
+  ck_assert_ptr_nonnull(d);
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1;
+}
+
+static int count_files(const char *path) {
+  DIR *d = opendir(path);
+  struct dirent *e;
+  int n = 0;
+  if (d == NULL)
+    return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/*
+ * Counts our children (zombies included) plus live processes whose group
+ * is one of pgids. A dead process reparented to init counts as gone even
+ * before init reaps it. A SIGKILL just sent may take a moment: retry.
+ */
+static int count_procs(const pid_t *pgids, size_t n) {
+  int tries, count = 0;
+  for (tries = 0; tries < 100; tries++) {
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    ck_assert_ptr_nonnull(d);
+    count = 0;
+    while ((e = readdir(d)) != NULL) {
+      char path[300], buf[512];
+      int ppid, pgrp;
+      char state;
+      char *p;
+      FILE *f;
+      size_t i;
+      if (e->d_name[0] < '0' || e->d_name[0] > '9')
+        continue;
+      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+      f = fopen(path, "r");
+      if (f == NULL)
+        continue;
+      if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) &&
+          sscanf(p + 2, "%c %d %d", &state, &ppid, &pgrp) == 3) {
+        if (ppid == getpid())
+          count++;
+        else if (state != 'Z' && state != 'X')
+          for (i = 0; i < n; i++)
+            if (pgrp == pgids[i])
+              count++;
+      }
+      fclose(f);
+    }
+    closedir(d);
+    if (count == 0)
+      break;
+    usleep(10000);
+  }
+  return count;
+}
+
+static long rss_kib(void) {
+  char line[256];
+  long v = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  ck_assert_ptr_nonnull(f);
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+      break;
+  fclose(f);
+  return v;
+}
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+
+struct env {
+  uv_loop_t loop;
+  jw_supervisor_t *sup;
+  int done;
+};
+
+static void env_open(struct env *e, uint64_t grace_ms) {
+  jw_supervisor_options_t o;
+  memset(e, 0, sizeof(*e));
+  ck_assert_int_eq(uv_loop_init(&e->loop), 0);
+  memset(&o, 0, sizeof(o));
+  o.data_dir = data_dir;
+  o.stop_grace_ms = grace_ms;
+  ck_assert_int_eq(jw_supervisor_new(&e->loop, &o, &e->sup), 0);
+}
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+typedef int (*pred_fn)(void *arg);
+
+/* Runs the loop until pred(arg) holds or timeout_ms passed. */
+static int run_until(uv_loop_t *loop, pred_fn pred, void *arg,
+                     uint64_t timeout_ms) {
+  uv_timer_t t;
+  uint64_t deadline = now_ms() + timeout_ms;
+  int ok;
+  uv_timer_init(loop, &t);
+  uv_timer_start(&t, tick, 20, 20);
+  while (!(ok = pred(arg)) && now_ms() < deadline)
+    uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return ok;
+}
+
+static int flag_set(void *arg) { return *(int *)arg != 0; }
+
+static void on_done(jw_supervisor_t *sup, void *data) {
+  struct env *e = data;
+  (void)sup;
+  e->done++;
+}
+
+/* Shuts down, frees, and checks that the loop and data dir are empty. */
+static void env_close(struct env *e, int keep_logs) {
+  jw_supervisor_shutdown(e->sup, on_done, e);
+  ck_assert(run_until(&e->loop, flag_set, &e->done, 30000));
+  ck_assert_int_eq(e->done, 1);
+  ck_assert_uint_eq(jw_supervisor_running(e->sup), 0);
+  jw_supervisor_free(e->sup, keep_logs);
+  ck_assert_int_eq(uv_run(&e->loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_loop_close(&e->loop), 0);
+  if (!keep_logs)
+    ck_assert_int_eq(count_files(data_dir), 0);
+}
+
+static int start_job(struct env *e, const char *owner, const char *const *argv,
+                     const char *const *envv, size_t nenv, const char *cwd,
+                     char id[JW_ID_LEN + 1]) {
+  jw_job_spec_t spec;
+  size_t n = 0;
+  while (argv[n] != NULL)
+    n++;
+  memset(&spec, 0, sizeof(spec));
+  spec.command = argv[0];
+  spec.args = argv + 1;
+  spec.nargs = n - 1;
+  spec.env = envv;
+  spec.nenv = nenv;
+  spec.working_dir = cwd;
+  return jw_supervisor_start(e->sup, owner, &spec, id);
+}
+
+struct job_wait {
+  struct env *e;
+  const char *id;
+  jw_job_info_t info;
+};
+
+static int job_final(void *arg) {
+  struct job_wait *w = arg;
+  ck_assert_int_eq(jw_supervisor_status(w->e->sup, w->id, NULL, &w->info), 0);
+  return w->info.proc.state != JW_PROC_RUNNING;
+}
+
+static jw_job_info_t wait_final(struct env *e, const char *id) {
+  struct job_wait w = {e, id, {0}};
+  ck_assert(run_until(&e->loop, job_final, &w, 20000));
+  return w.info;
+}
+
+/* A subscriber that digests each stream and optionally keeps a copy. */
+struct reader {
+  jw_sub_t *sub;
+  EVP_MD_CTX *md[2];
+  uint64_t bytes[2];
+  char *copy[2];
+  size_t copy_cap;
+  int ended;
+  int notifies;
+  int close_on_notify;
+  uint64_t end_ms;
+  /* Slow mode: 1 KiB per loop turn, driven by a 1 ms timer. */
+  uv_timer_t timer;
+  int slow;
+  /* A hook run from notify, for tests that act mid-stream. */
+  void (*hook)(struct reader *r);
+  void *hook_data;
+};
+
+static char readbuf[64 * 1024];
+
+/* Reads what is there; returns 1 when it should be called again. */
+static void consume(struct reader *r, size_t chunk, int once) {
+  for (;;) {
+    jw_stream_t s;
+    ssize_t n = jw_sub_read(r->sub, readbuf, chunk, &s);
+    if (n == JW_EAGAIN)
+      return;
+    ck_assert_int_ge(n, 0);
+    if (n == 0) {
+      r->ended = 1;
+      r->end_ms = now_ms();
+      return;
+    }
+    EVP_DigestUpdate(r->md[s], readbuf, (size_t)n);
+    if (r->copy[s] != NULL && r->bytes[s] + (uint64_t)n < r->copy_cap)
+      memcpy(r->copy[s] + r->bytes[s], readbuf, (size_t)n);
+    r->bytes[s] += (uint64_t)n;
+    if (r->hook != NULL)
+      r->hook(r);
+    if (once)
+      return;
+  }
+}
+
+static void on_slow_tick(uv_timer_t *t) {
+  struct reader *r = t->data;
+  consume(r, 1024, 1);
+  if (r->ended)
+    uv_timer_stop(t);
+}
+
+static void on_notify(jw_sub_t *sub, void *data) {
+  struct reader *r = data;
+  ck_assert_ptr_eq(sub, r->sub);
+  r->notifies++;
+  if (r->close_on_notify) {
+    jw_sub_close(sub);
+    r->sub = NULL;
+    return;
+  }
+  if (!r->slow)
+    consume(r, sizeof(readbuf), 0);
+}
+
+static void reader_init(struct reader *r, size_t copy_cap) {
+  memset(r, 0, sizeof(*r));
+  r->md[0] = EVP_MD_CTX_new();
+  r->md[1] = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(r->md[0], EVP_sha256(), NULL);
+  EVP_DigestInit_ex(r->md[1], EVP_sha256(), NULL);
+  if (copy_cap > 0) {
+    r->copy_cap = copy_cap;
+    r->copy[0] = malloc(copy_cap);
+    r->copy[1] = malloc(copy_cap);
+  }
+}
+
+/* Subscribes and reads what is there already (or starts the slow timer). */
+static void reader_subscribe(struct reader *r, struct env *e, const char *id,
+                             const char *owner) {
+  ck_assert_int_eq(
+      jw_supervisor_subscribe(e->sup, id, owner, on_notify, r, &r->sub), 0);
+  if (r->slow) {
+    uv_timer_init(&e->loop, &r->timer);
+    r->timer.data = r;
+    uv_timer_start(&r->timer, on_slow_tick, 1, 1);
+  } else {
+    consume(r, sizeof(readbuf), 0);
+  }
+}
+
+static void reader_digest(struct reader *r, int s, unsigned char out[32]) {
+  unsigned int len = 32;
+  EVP_DigestFinal_ex(r->md[s], out, &len);
+}
+
+static void reader_free(struct reader *r) {
+  if (r->sub != NULL)
+    jw_sub_close(r->sub);
+  if (r->slow)
+    uv_close((uv_handle_t *)&r->timer, NULL);
+  EVP_MD_CTX_free(r->md[0]);
+  EVP_MD_CTX_free(r->md[1]);
+  free(r->copy[0]);
+  free(r->copy[1]);
+}
+
+static int reader_ended(void *arg) { return ((struct reader *)arg)->ended; }
+
+/* Writes len random bytes to path; returns their SHA-256. */
+static void make_random_file(const char *path, size_t len,
+                             unsigned char digest[32]) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int in = open("/dev/urandom", O_RDONLY);
+  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  unsigned int dlen = 32;
+  ck_assert_int_ge(in, 0);
+  ck_assert_int_ge(out, 0);
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  while (len > 0) {
+    size_t want = len < sizeof(readbuf) ? len : sizeof(readbuf);
+    ssize_t n = read(in, readbuf, want);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(write(out, readbuf, (size_t)n), n);
+    EVP_DigestUpdate(md, readbuf, (size_t)n);
+    len -= (size_t)n;
+  }
+  EVP_DigestFinal_ex(md, digest, &dlen);
+  EVP_MD_CTX_free(md);
+  close(in);
+  close(out);
+}
+
+/* ---- 1. byte-exact output -------------------------------------------- */
+
+START_TEST(test_256mib_binary_exact) {
+  struct env e;
+  struct reader r;
+  char id[JW_ID_LEN + 1];
+  char src[256];
+  unsigned char want[32], got[32], empty[32];
+  const char *argv[] = {"cat", src, NULL};
+  jw_job_info_t info;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned int dlen = 32;
+
+  snprintf(src, sizeof(src), "%s/source.bin", tmp_root);
+  make_random_file(src, 256 * (size_t)MiB, want);
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  EVP_DigestFinal_ex(md, empty, &dlen);
+  EVP_MD_CTX_free(md);
+
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id), 0);
+  reader_init(&r, 0);
+  reader_subscribe(&r, &e, id, "alice");
+  ck_assert(run_until(&e.loop, reader_ended, &r, 120000));
+  info = wait_final(&e, id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  ck_assert_uint_eq(info.output_bytes, 256 * (uint64_t)MiB);
+  ck_assert_uint_eq(info.output_dropped, 0);
+  ck_assert_uint_eq(r.bytes[JW_STDOUT], 256 * (uint64_t)MiB);
+  ck_assert_uint_eq(r.bytes[JW_STDERR], 0);
+  reader_digest(&r, JW_STDOUT, got);
+  ck_assert(memcmp(got, want, 32) == 0);
+  reader_digest(&r, JW_STDERR, got);
+  ck_assert(memcmp(got, empty, 32) == 0);
+  reader_free(&r);
+  env_close(&e, 0);
+  unlink(src);
+}
+END_TEST
+
+START_TEST(test_stdout_stderr_apart) {
+  static const char *const argv[] = {
+      "sh", "-c",
+      "i=0; while [ $i -lt 3000 ]; do echo out$i; echo err$i >&2; "
+      "i=$((i+1)); done; printf tail-no-newline",
+      NULL};
+  struct env e;
+  struct reader r;
+  char id[JW_ID_LEN + 1];
+  char *want[2];
+  size_t wlen[2] = {0, 0};
+  int i;
+
+  want[0] = malloc(MiB);
+  want[1] = malloc(MiB);
+  for (i = 0; i < 3000; i++) {
+    wlen[0] += (size_t)sprintf(want[0] + wlen[0], "out%d\n", i);
+    wlen[1] += (size_t)sprintf(want[1] + wlen[1], "err%d\n", i);
+  }
+  wlen[0] += (size_t)sprintf(want[0] + wlen[0], "tail-no-newline");
+
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  reader_init(&r, MiB);
+  reader_subscribe(&r, &e, id, NULL);
+  ck_assert(run_until(&e.loop, reader_ended, &r, 20000));
+  ck_assert_uint_eq(r.bytes[0], wlen[0]);
+  ck_assert_uint_eq(r.bytes[1], wlen[1]);
+  ck_assert(memcmp(r.copy[0], want[0], wlen[0]) == 0);
+  ck_assert(memcmp(r.copy[1], want[1], wlen[1]) == 0);
+  reader_free(&r);
+  free(want[0]);
+  free(want[1]);
+  env_close(&e, 0);
+}
+END_TEST
+
+/* ---- 2. three subscribers -------------------------------------------- */
+
+struct three {
+  struct env *e;
+  const char *id;
+  struct reader *mid;
+  int mid_joined_running;
+  size_t join_at;
+};
+
+/* Run from the first reader's notify: subscribe the second mid-stream. */
+static void join_mid(struct reader *r) {
+  struct three *t = r->hook_data;
+  jw_job_info_t info;
+  if (t->mid->sub != NULL || r->bytes[JW_STDOUT] < t->join_at)
+    return;
+  ck_assert_int_eq(jw_supervisor_status(t->e->sup, t->id, NULL, &info), 0);
+  t->mid_joined_running = info.proc.state == JW_PROC_RUNNING;
+  reader_subscribe(t->mid, t->e, t->id, NULL);
+}
+
+START_TEST(test_three_subscribers) {
+  struct env e;
+  struct reader fast, mid, slow, late;
+  struct three t;
+  char id[JW_ID_LEN + 1];
+  char f1[256], f2[256], script[700];
+  unsigned char d1[32], d2[32], want[32], got[32];
+  const char *argv[] = {"sh", "-c", script, NULL};
+  EVP_MD_CTX *md;
+  unsigned int dlen = 32;
+  jw_job_info_t info;
+  const size_t half = 512 * 1024;
+  char *all;
+  int fd;
+
+  snprintf(f1, sizeof(f1), "%s/f1", tmp_root);
+  snprintf(f2, sizeof(f2), "%s/f2", tmp_root);
+  make_random_file(f1, half, d1);
+  make_random_file(f2, half, d2);
+  snprintf(script, sizeof(script), "cat %s; sleep 0.3; cat %s", f1, f2);
+  /* The digest of f1 followed by f2. */
+  all = malloc(2 * half);
+  fd = open(f1, O_RDONLY);
+  ck_assert_int_eq(read(fd, all, half), (ssize_t)half);
+  close(fd);
+  fd = open(f2, O_RDONLY);
+  ck_assert_int_eq(read(fd, all + half, half), (ssize_t)half);
+  close(fd);
+  md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  EVP_DigestUpdate(md, all, 2 * half);
+  EVP_DigestFinal_ex(md, want, &dlen);
+  EVP_MD_CTX_free(md);
+  free(all);
+
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  reader_init(&fast, 0);
+  reader_init(&mid, 0);
+  reader_init(&slow, 0);
+  reader_init(&late, 0);
+  slow.slow = 1;
+  t.e = &e;
+  t.id = id;
+  t.mid = &mid;
+  t.mid_joined_running = 0;
+  t.join_at = half / 2;
+  fast.hook = join_mid;
+  fast.hook_data = &t;
+  reader_subscribe(&fast, &e, id, NULL);
+  reader_subscribe(&slow, &e, id, NULL);
+
+  ck_assert(run_until(&e.loop, reader_ended, &fast, 20000));
+  ck_assert_ptr_nonnull(mid.sub);
+  ck_assert(t.mid_joined_running);
+  /* The job is final although the slow reader is far behind. */
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id, NULL, &info), 0);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_uint_lt(slow.bytes[0], 2 * half);
+  ck_assert_int_eq(slow.ended, 0);
+  ck_assert_int_lt(info.proc.ended_at_ns - info.proc.started_at_ns,
+                   (int64_t)3000000000);
+
+  /* One more subscriber after the end gets everything too. */
+  reader_subscribe(&late, &e, id, NULL);
+  ck_assert(late.ended);
+  ck_assert(run_until(&e.loop, reader_ended, &mid, 20000));
+  ck_assert(run_until(&e.loop, reader_ended, &slow, 60000));
+  ck_assert_uint_ge(slow.end_ms, fast.end_ms);
+
+  reader_digest(&fast, 0, got);
+  ck_assert(memcmp(got, want, 32) == 0);
+  reader_digest(&slow, 0, got);
+  ck_assert(memcmp(got, want, 32) == 0);
+  reader_digest(&late, 0, got);
+  ck_assert(memcmp(got, want, 32) == 0);
+  ck_assert_uint_eq(fast.bytes[0], 2 * half);
+  ck_assert_uint_eq(mid.bytes[0], 2 * half);
+  ck_assert_uint_eq(slow.bytes[0], 2 * half);
+  ck_assert_uint_eq(late.bytes[0], 2 * half);
+  reader_digest(&mid, 0, got);
+  ck_assert(memcmp(got, want, 32) == 0);
+  reader_free(&fast);
+  reader_free(&mid);
+  reader_free(&slow);
+  reader_free(&late);
+  env_close(&e, 0);
+}
+END_TEST
+
+/* ---- 3. exit states and stop ----------------------------------------- */
+
+struct stop_result {
+  int calls;
+  int err;
+  jw_job_info_t info;
+  jw_proc_status_t st;
+  uint64_t at_ms;
+};
+
+static void on_stopped(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
+  struct stop_result *r = req->data;
+  r->calls++;
+  r->err = err;
+  r->info = *info;
+  r->st = info->proc;
+  r->at_ms = now_ms();
+}
+
+START_TEST(test_exit_code_and_signal) {
+  static const char *const a1[] = {"sh", "-c", "exit 42", NULL};
+  static const char *const a2[] = {"sh", "-c", "kill -SEGV $$", NULL};
+  struct env e;
+  char id1[JW_ID_LEN + 1], id2[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, "o", a1, NULL, 0, NULL, id1), 0);
+  ck_assert_int_eq(start_job(&e, "o", a2, NULL, 0, NULL, id2), 0);
+  info = wait_final(&e, id1);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 42);
+  ck_assert_str_eq(info.command, "sh");
+  ck_assert_uint_eq(info.nargs, 2);
+  ck_assert_str_eq(info.args[1], "exit 42");
+  info = wait_final(&e, id2);
+  ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(info.proc.signal, SIGSEGV);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_stop_sigkill_after_grace) {
+  static const char *const argv[] = {"sh", "-c", "trap '' TERM; sleep 100",
+                                     NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  jw_stop_req_t req;
+  struct stop_result res = {0};
+  jw_job_info_t info;
+  uint64_t t0;
+  pid_t pgid;
+
+  env_open(&e, 500);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id, NULL, &info), 0);
+  pgid = info.proc.pid;
+  /* Give the shell time to install its trap, as a real job would have. */
+  usleep(200000);
+  req.data = &res;
+  t0 = now_ms();
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
+  ck_assert(run_until(&e.loop, flag_set, &res.calls, 5000));
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(res.st.signal, SIGKILL);
+  ck_assert_uint_lt(res.at_ms - t0, 500 + 1000);
+  ck_assert_int_eq(count_procs(&pgid, 1), 0);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_stop_kills_grandchildren) {
+  static const char *const argv[] = {"sh", "-c", "sleep 100 & sleep 100", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  jw_stop_req_t req;
+  struct stop_result res = {0};
+  jw_job_info_t info;
+  pid_t pgid;
+
+  env_open(&e, 5000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id, NULL, &info), 0);
+  pgid = info.proc.pid;
+  usleep(100000);
+  req.data = &res;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
+  ck_assert(run_until(&e.loop, flag_set, &res.calls, 5000));
+  ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(res.st.signal, SIGTERM);
+  ck_assert_int_eq(count_procs(&pgid, 1), 0);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_stop_finished_and_cancel) {
+  static const char *const quick[] = {"true", NULL};
+  static const char *const slow[] = {"sleep", "100", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1], id2[JW_ID_LEN + 1];
+  jw_stop_req_t req, req2, req3;
+  struct stop_result res = {0}, res2 = {0}, res3 = {0};
+
+  env_open(&e, 5000);
+  ck_assert_int_eq(start_job(&e, NULL, quick, NULL, 0, NULL, id), 0);
+  wait_final(&e, id);
+  req.data = &res;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
+  /* Not from inside the call: from the loop, on the next turn. */
+  ck_assert_int_eq(res.calls, 0);
+  uv_run(&e.loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_int_eq(res.st.state, JW_PROC_EXITED);
+  ck_assert_int_eq(res.st.exit_code, 0);
+
+  /* Two stops of a running job; one is canceled and never called. */
+  ck_assert_int_eq(start_job(&e, NULL, slow, NULL, 0, NULL, id2), 0);
+  req2.data = &res2;
+  req3.data = &res3;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req2, id2, NULL, on_stopped), 0);
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req3, id2, NULL, on_stopped), 0);
+  jw_supervisor_stop_cancel(&req2);
+  ck_assert(run_until(&e.loop, flag_set, &res3.calls, 5000));
+  ck_assert_int_eq(res2.calls, 0);
+  ck_assert_int_eq(res3.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(res3.st.signal, SIGTERM);
+  env_close(&e, 0);
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res3.calls, 1);
+}
+END_TEST
+
+/* ---- 4. start failures ----------------------------------------------- */
+
+START_TEST(test_start_failures_leave_nothing) {
+  static const char *const missing[] = {"jw-no-such-command-xyz", NULL};
+  static const char *const dir[] = {"/usr", NULL};
+  static const char *const ok[] = {"true", NULL};
+  static const char *const empty[] = {"", NULL};
+  static const char *const bad_env[] = {"NOEQUALS"};
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  int fds;
+
+  env_open(&e, 1000);
+  uv_run(&e.loop, UV_RUN_NOWAIT);
+  fds = count_fds();
+  ck_assert_int_eq(start_job(&e, "o", missing, NULL, 0, NULL, id), -ENOENT);
+  ck_assert_int_eq(start_job(&e, "o", dir, NULL, 0, NULL, id), -EACCES);
+  ck_assert_int_eq(start_job(&e, "o", ok, NULL, 0, "/nonexistent/dir", id),
+                   -ENOENT);
+  ck_assert_int_eq(start_job(&e, "o", empty, NULL, 0, NULL, id), JW_EINVAL);
+  ck_assert_int_eq(start_job(&e, "o", ok, bad_env, 1, NULL, id), JW_EINVAL);
+  ck_assert_int_eq(count_fds(), fds);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, NULL, NULL, NULL), 0);
+  ck_assert_uint_eq(jw_supervisor_running(e.sup), 0);
+  ck_assert_int_eq(count_files(data_dir), 0);
+  env_close(&e, 0);
+}
+END_TEST
+
+/* ---- 5. a thousand jobs ---------------------------------------------- */
+
+START_TEST(test_thousand_jobs) {
+  enum { N = 1000 };
+  static const char *const argv[] = {"sleep", "1000", NULL};
+  struct env e;
+  struct rlimit rl;
+  char(*ids)[JW_ID_LEN + 1] = calloc(N, sizeof(*ids));
+  jw_stop_req_t *reqs = calloc(N, sizeof(*reqs));
+  struct stop_result *res = calloc(N, sizeof(*res));
+  pid_t *pgids = calloc(N, sizeof(*pgids));
+  int fds, i, stopped = 0;
+  jw_job_info_t info;
+
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rl.rlim_cur = rl.rlim_max;
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  ck_assert_uint_ge(rl.rlim_cur, 4 * N + 100);
+
+  fds = count_fds();
+  env_open(&e, 5000);
+  for (i = 0; i < N; i++) {
+    ck_assert_int_eq(start_job(&e, "o", argv, NULL, 0, NULL, ids[i]), 0);
+    ck_assert_int_eq(jw_supervisor_status(e.sup, ids[i], "o", &info), 0);
+    pgids[i] = info.proc.pid;
+  }
+  ck_assert_uint_eq(jw_supervisor_running(e.sup), N);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, "o", NULL, NULL), N);
+  for (i = 0; i < N; i++) {
+    reqs[i].data = &res[i];
+    ck_assert_int_eq(
+        jw_supervisor_stop(e.sup, &reqs[i], ids[i], "o", on_stopped), 0);
+  }
+  for (;;) {
+    stopped = 0;
+    for (i = 0; i < N; i++)
+      stopped += res[i].calls;
+    if (stopped == N)
+      break;
+    uv_run(&e.loop, UV_RUN_ONCE);
+  }
+  for (i = 0; i < N; i++) {
+    ck_assert_int_eq(res[i].calls, 1);
+    ck_assert_int_eq(res[i].st.state, JW_PROC_STOPPED);
+    ck_assert_int_eq(res[i].st.signal, SIGTERM);
+  }
+  ck_assert_uint_eq(jw_supervisor_running(e.sup), 0);
+  env_close(&e, 0);
+  ck_assert_int_eq(count_procs(pgids, N), 0);
+  ck_assert_int_eq(count_fds(), fds);
+  free(ids);
+  free(reqs);
+  free(res);
+  free(pgids);
+}
+END_TEST
+
+/* ---- 6. memory -------------------------------------------------------- */
+
+static long rss_peak;
+
+static void sample_rss(struct reader *r) {
+  /* Every 64 MiB read. */
+  if ((r->bytes[0] & (64 * MiB - 1)) < sizeof(readbuf)) {
+    long v = rss_kib();
+    if (v > rss_peak)
+      rss_peak = v;
+  }
+}
+
+START_TEST(test_rss_bounded_1gib) {
+  static const char *const argv[] = {"head", "-c", "1073741824", "/dev/zero",
+                                     NULL};
+  static const char *const warm[] = {"head", "-c", "1000000", "/dev/zero",
+                                     NULL};
+  struct env e;
+  struct reader r;
+  char id[JW_ID_LEN + 1];
+  long base;
+
+  env_open(&e, 1000);
+  /* One small job first, so that one-time allocations are behind us. */
+  ck_assert_int_eq(start_job(&e, NULL, warm, NULL, 0, NULL, id), 0);
+  reader_init(&r, 0);
+  reader_subscribe(&r, &e, id, NULL);
+  ck_assert(run_until(&e.loop, reader_ended, &r, 20000));
+  reader_free(&r);
+
+  base = rss_kib();
+  rss_peak = base;
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  reader_init(&r, 0);
+  r.hook = sample_rss;
+  reader_subscribe(&r, &e, id, NULL);
+  ck_assert(run_until(&e.loop, reader_ended, &r, 240000));
+  sample_rss(&r);
+  ck_assert_uint_eq(r.bytes[0], 1024 * (uint64_t)MiB);
+  fprintf(stderr, "rss: base %ld KiB, peak %ld KiB, growth %ld KiB\n", base,
+          rss_peak, rss_peak - base);
+  ck_assert_int_lt(rss_peak - base, 16 * 1024);
+  reader_free(&r);
+  env_close(&e, 0);
+}
+END_TEST
+
+/* ---- behaviour users rely on ----------------------------------------- */
+
+/* Runs a job to its end and returns its stdout via get_output. */
+static char *job_stdout(struct env *e, const char *const *argv,
+                        const char *const *envv, size_t nenv, const char *cwd) {
+  char id[JW_ID_LEN + 1];
+  char path[256];
+  static char buf[4096];
+  ssize_t n;
+  int fd;
+  ck_assert_int_eq(start_job(e, NULL, argv, envv, nenv, cwd, id), 0);
+  wait_final(e, id);
+  snprintf(path, sizeof(path), "%s/out.txt", tmp_root);
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  ck_assert_int_ge(fd, 0);
+  n = jw_supervisor_get_output(e->sup, id, NULL, fd, fd);
+  ck_assert_int_ge(n, 0);
+  ck_assert_int_lt(n, (ssize_t)sizeof(buf));
+  ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), n);
+  buf[n] = '\0';
+  close(fd);
+  unlink(path);
+  return buf;
+}
+
+START_TEST(test_clean_env_and_working_dir) {
+  static const char *const a_env[] = {"env", NULL};
+  static const char *const a_pwd[] = {"pwd", NULL};
+  static const char *const envv[] = {"GREETING=hello world", "X=1"};
+  struct env e;
+  setenv("JW_SERVER_SECRET", "must-not-leak", 1);
+  env_open(&e, 1000);
+  ck_assert_str_eq(job_stdout(&e, a_env, envv, 2, NULL),
+                   "PATH=" DEFAULT_PATH "\nGREETING=hello world\nX=1\n");
+  ck_assert_str_eq(job_stdout(&e, a_pwd, NULL, 0, "/usr/share"),
+                   "/usr/share\n");
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_get_output_streams_to_fds) {
+  static const char *const argv[] = {"sh", "-c",
+                                     "echo o1; echo e1 >&2; echo o2", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  int po[2], pe[2];
+  char bo[64] = "", be[64] = "";
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, "o", argv, NULL, 0, NULL, id), 0);
+  wait_final(&e, id);
+  ck_assert_int_eq(pipe(po), 0);
+  ck_assert_int_eq(pipe(pe), 0);
+  ck_assert_int_eq(jw_supervisor_get_output(e.sup, id, "o", po[1], pe[1]), 9);
+  close(po[1]);
+  close(pe[1]);
+  ck_assert_int_eq(read(po[0], bo, sizeof(bo)), 6);
+  ck_assert_int_eq(read(pe[0], be, sizeof(be)), 3);
+  ck_assert_str_eq(bo, "o1\no2\n");
+  ck_assert_str_eq(be, "e1\n");
+  close(po[0]);
+  close(pe[0]);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_unsubscribe_in_notify) {
+  static const char *const argv[] = {"sh", "-c", "sleep 0.2; echo hi", NULL};
+  struct env e;
+  struct reader r, other;
+  char id[JW_ID_LEN + 1];
+  jw_stream_t s;
+  char buf[16];
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  reader_init(&r, 0);
+  reader_init(&other, 0);
+  ck_assert_int_eq(
+      jw_supervisor_subscribe(e.sup, id, NULL, on_notify, &r, &r.sub), 0);
+  ck_assert_int_eq(jw_sub_read(r.sub, buf, sizeof(buf), &s), JW_EAGAIN);
+  r.close_on_notify = 1;
+  reader_subscribe(&other, &e, id, NULL);
+  ck_assert(run_until(&e.loop, reader_ended, &other, 10000));
+  ck_assert_int_eq(r.notifies, 1);
+  ck_assert_ptr_null(r.sub);
+  ck_assert_uint_eq(other.bytes[0], 3);
+  reader_free(&r);
+  reader_free(&other);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_owners_and_ids) {
+  static const char *const argv[] = {"true", NULL};
+  struct env e;
+  char id1[JW_ID_LEN + 1], id2[JW_ID_LEN + 1], id3[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  jw_stop_req_t req;
+  jw_sub_t *sub = NULL;
+  int i;
+
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id1), 0);
+  ck_assert_int_eq(start_job(&e, "bob", argv, NULL, 0, NULL, id2), 0);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id3), 0);
+  ck_assert_uint_eq(strlen(id1), JW_ID_LEN);
+  for (i = 0; i < JW_ID_LEN; i++)
+    ck_assert(strchr("0123456789abcdef", id1[i]) != NULL);
+  ck_assert_str_ne(id1, id2);
+  ck_assert_str_ne(id1, id3);
+
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id1, "alice", &info), 0);
+  ck_assert_str_eq(info.owner, "alice");
+  ck_assert_str_eq(info.id, id1);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id1, "bob", &info), JW_EOWNER);
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id1, "bob", on_stopped),
+                   JW_EOWNER);
+  ck_assert_int_eq(
+      jw_supervisor_subscribe(e.sup, id1, "bob", on_notify, NULL, &sub),
+      JW_EOWNER);
+  ck_assert_int_eq(jw_supervisor_get_output(e.sup, id1, "bob", 1, 2),
+                   JW_EOWNER);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, "0123", NULL, &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_status(e.sup,
+                                        "00000000000000000000000000000000",
+                                        "alice", &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, "nope", NULL, on_stopped),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(
+      jw_supervisor_subscribe(e.sup, "nope", NULL, on_notify, NULL, &sub),
+      JW_ENOTFOUND);
+  ck_assert_ptr_null(sub);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, "alice", NULL, NULL), 2);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, "bob", NULL, NULL), 1);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, "carol", NULL, NULL), 0);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, NULL, NULL, NULL), 3);
+  env_close(&e, 0);
+}
+END_TEST
+
+struct list_acc {
+  char ids[4][JW_ID_LEN + 1];
+  int n;
+};
+
+static void collect(const jw_job_info_t *info, void *data) {
+  struct list_acc *a = data;
+  ck_assert_int_lt(a->n, 4);
+  strcpy(a->ids[a->n++], info->id);
+}
+
+START_TEST(test_list_oldest_first) {
+  static const char *const argv[] = {"sleep", "100", NULL};
+  struct env e;
+  char ids[3][JW_ID_LEN + 1];
+  struct list_acc acc = {.n = 0};
+  int i;
+  env_open(&e, 1000);
+  for (i = 0; i < 3; i++)
+    ck_assert_int_eq(start_job(&e, "o", argv, NULL, 0, NULL, ids[i]), 0);
+  ck_assert_uint_eq(jw_supervisor_list(e.sup, "o", collect, &acc), 3);
+  for (i = 0; i < 3; i++)
+    ck_assert_str_eq(acc.ids[i], ids[i]);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_shutdown_with_running_jobs) {
+  static const char *const a1[] = {"sleep", "100", NULL};
+  static const char *const a2[] = {"sh", "-c", "trap '' TERM; sleep 100", NULL};
+  static const char *const a3[] = {"sh", "-c", "echo started; sleep 100", NULL};
+  struct env e;
+  struct reader r;
+  char id1[JW_ID_LEN + 1], id2[JW_ID_LEN + 1], id3[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  pid_t pgids[3];
+  jw_stop_req_t req;
+  struct stop_result res = {0};
+
+  env_open(&e, 300);
+  ck_assert_int_eq(start_job(&e, NULL, a1, NULL, 0, NULL, id1), 0);
+  ck_assert_int_eq(start_job(&e, NULL, a2, NULL, 0, NULL, id2), 0);
+  ck_assert_int_eq(start_job(&e, NULL, a3, NULL, 0, NULL, id3), 0);
+  jw_supervisor_status(e.sup, id1, NULL, &info);
+  pgids[0] = info.proc.pid;
+  jw_supervisor_status(e.sup, id2, NULL, &info);
+  pgids[1] = info.proc.pid;
+  jw_supervisor_status(e.sup, id3, NULL, &info);
+  pgids[2] = info.proc.pid;
+  reader_init(&r, 0);
+  reader_subscribe(&r, &e, id3, NULL);
+  req.data = &res;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id1, NULL, on_stopped), 0);
+  usleep(100000);
+
+  jw_supervisor_shutdown(e.sup, on_done, &e);
+  ck_assert_int_eq(start_job(&e, NULL, a1, NULL, 0, NULL, id1), JW_ECLOSED);
+  ck_assert(run_until(&e.loop, flag_set, &e.done, 10000));
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
+  ck_assert_uint_eq(jw_supervisor_running(e.sup), 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id2, NULL, &info), 0);
+  ck_assert_int_eq(info.proc.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(info.proc.signal, SIGKILL);
+  /* The subscriber was told of the end and reads everything. */
+  ck_assert(r.ended);
+  ck_assert_uint_eq(r.bytes[0], 8);
+  ck_assert_int_eq(count_procs(pgids, 3), 0);
+  /* After shutdown, a stop request cannot be scheduled any more. */
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id1, NULL, on_stopped),
+                   JW_ECLOSED);
+  reader_free(&r);
+  jw_supervisor_free(e.sup, 1);
+  ck_assert_int_eq(count_files(data_dir), 3);
+  ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+}
+END_TEST
+
+struct end_shutdown {
+  struct env *e;
+  struct reader *r;
+};
+
+static void shutdown_at_end(jw_sub_t *sub, void *data) {
+  struct end_shutdown *es = data;
+  consume(es->r, sizeof(readbuf), 0);
+  if (es->r->ended) {
+    jw_sub_close(sub);
+    es->r->sub = NULL;
+    jw_supervisor_shutdown(es->e->sup, on_done, es->e);
+  }
+}
+
+START_TEST(test_shutdown_from_end_notify) {
+  /*
+   * The end is reported from inside the job's exit handling; a shutdown
+   * started there must still wait for the job's handles before done_cb,
+   * so that freeing in done_cb's wake is safe.
+   */
+  static const char *const argv[] = {"sh", "-c", "sleep 0.1; echo bye", NULL};
+  struct env e;
+  struct reader r;
+  struct end_shutdown es = {&e, &r};
+  char id[JW_ID_LEN + 1];
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  reader_init(&r, 0);
+  ck_assert_int_eq(
+      jw_supervisor_subscribe(e.sup, id, NULL, shutdown_at_end, &es, &r.sub),
+      0);
+  consume(&r, sizeof(readbuf), 0);
+  ck_assert(run_until(&e.loop, flag_set, &e.done, 10000));
+  ck_assert_uint_eq(r.bytes[0], 4);
+  jw_supervisor_free(e.sup, 0);
+  ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+  ck_assert_int_eq(count_files(data_dir), 0);
+  reader_free(&r);
+}
+END_TEST
+
+START_TEST(test_new_creates_private_dir) {
+  struct env e;
+  struct stat st;
+  env_open(&e, 0);
+  ck_assert_int_eq(stat(data_dir, &st), 0);
+  ck_assert(S_ISDIR(st.st_mode));
+  ck_assert_uint_eq(st.st_mode & 0777, 0700);
+  /* A supervisor that never ran a job can be freed without a shutdown. */
+  jw_supervisor_free(e.sup, 0);
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+}
+END_TEST
+
+START_TEST(test_max_running) {
+  static const char *const argv[] = {"sleep", "100", NULL};
+  jw_supervisor_options_t o;
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  memset(&e, 0, sizeof(e));
+  ck_assert_int_eq(uv_loop_init(&e.loop), 0);
+  memset(&o, 0, sizeof(o));
+  o.data_dir = data_dir;
+  o.stop_grace_ms = 1000;
+  o.max_running = 2;
+  ck_assert_int_eq(jw_supervisor_new(&e.loop, &o, &e.sup), 0);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), JW_ELIMIT);
+  env_close(&e, 0);
+}
+END_TEST
+
+static Suite *supervisor_suite(void) {
+  Suite *s = suite_create("supervisor");
+  TCase *tc = tcase_create("core");
+  TCase *big = tcase_create("big");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_checked_fixture(big, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_set_timeout(big, 300);
+  tcase_add_test(tc, test_stdout_stderr_apart);
+  tcase_add_test(tc, test_three_subscribers);
+  tcase_add_test(tc, test_exit_code_and_signal);
+  tcase_add_test(tc, test_stop_sigkill_after_grace);
+  tcase_add_test(tc, test_stop_kills_grandchildren);
+  tcase_add_test(tc, test_stop_finished_and_cancel);
+  tcase_add_test(tc, test_start_failures_leave_nothing);
+  tcase_add_test(tc, test_clean_env_and_working_dir);
+  tcase_add_test(tc, test_get_output_streams_to_fds);
+  tcase_add_test(tc, test_unsubscribe_in_notify);
+  tcase_add_test(tc, test_owners_and_ids);
+  tcase_add_test(tc, test_list_oldest_first);
+  tcase_add_test(tc, test_shutdown_with_running_jobs);
+  tcase_add_test(tc, test_shutdown_from_end_notify);
+  tcase_add_test(tc, test_new_creates_private_dir);
+  tcase_add_test(tc, test_max_running);
+  tcase_add_test(big, test_256mib_binary_exact);
+  tcase_add_test(big, test_thousand_jobs);
+  tcase_add_test(big, test_rss_bounded_1gib);
+  suite_add_tcase(s, tc);
+  suite_add_tcase(s, big);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(supervisor_suite());
+  uv_loop_t loop;
+  int failed;
+  /*
+   * libuv opens process-wide descriptors with the first loop; open them
+   * now so that descriptor counts in the tests compare like with like.
+   */
+  uv_loop_init(&loop);
+  uv_loop_close(&loop);
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
