@@ -1,0 +1,263 @@
+/*
+ * jw_rpc: gRPC over HTTP/2 (nghttp2) over TLS 1.3 (OpenSSL memory BIOs)
+ * on a libuv loop. Server and client roles share the connection code.
+ *
+ * Nothing here prints: failures come back as codes, with a human sentence
+ * where the caller needs one (the errbuf arguments, jw_rpc_client_error).
+ */
+#ifndef JOBWORKER_RPC_H
+#define JOBWORKER_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "jobworker/error.h"
+#include "jobworker/grpc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- TLS policy ------------------------------------------------------- */
+
+typedef struct jw_tls_ctx_s jw_tls_ctx_t;
+
+/*
+ * Creates the server's TLS context: TLS 1.3 only, the five TLS 1.3 suites,
+ * client certificate required and verified against cacert with the
+ * clientAuth purpose, ALPN h2 required. Returns 0, or a negative code with
+ * a sentence naming the file and the reason in errbuf (unreadable file,
+ * key not matching its certificate, ...).
+ */
+int jw_tls_ctx_new_server(const char *cacert, const char *cert, const char *key,
+                          jw_tls_ctx_t **out, char *errbuf, size_t errlen);
+
+/*
+ * Creates the client's TLS context: TLS 1.3 only, the five suites, the
+ * server certificate verified against cacert (serverAuth purpose), ALPN h2
+ * offered, cert/key sent as the client certificate.
+ */
+int jw_tls_ctx_new_client(const char *cacert, const char *cert, const char *key,
+                          jw_tls_ctx_t **out, char *errbuf, size_t errlen);
+
+void jw_tls_ctx_free(jw_tls_ctx_t *ctx);
+
+/* ---- Server role ------------------------------------------------------ */
+
+typedef struct jw_rpc_server_s jw_rpc_server_t;
+typedef struct jw_rpc_call_s jw_rpc_call_t;
+
+/*
+ * A method handler. req/len is the one request message (already
+ * deframed); it is valid only during the call. The handler ends the call
+ * with jw_rpc_call_reply, jw_rpc_call_fail or jw_rpc_call_stream, now or
+ * later from the loop.
+ */
+typedef void (*jw_rpc_handler_cb)(jw_rpc_call_t *call, const uint8_t *req,
+                                  size_t len, void *data);
+
+typedef struct {
+  const char *path; /* "/jobworker.v1.JobWorker/Start" */
+  jw_rpc_handler_cb handler;
+} jw_rpc_method_t;
+
+/* What the server reports for logging: one event per line. */
+typedef struct {
+  const char *event;   /* "conn_open", "conn_close", "conn_refused", "rpc" */
+  const char *peer;    /* "ip:port" */
+  const char *cn;      /* verified client CN, or NULL */
+  const char *method;  /* rpc: the path */
+  const char *tag;     /* rpc: what the handler set (the job id) or NULL */
+  int grpc_status;     /* rpc: the status sent */
+  const char *message; /* the error text, or NULL */
+  uint64_t duration_us;
+} jw_rpc_event_t;
+
+typedef void (*jw_rpc_event_cb)(const jw_rpc_event_t *ev, void *data);
+
+typedef struct {
+  const char *addr; /* "HOST:PORT", "[v6]:PORT"; port 0 picks a free one */
+  jw_tls_ctx_t *tls;
+  const jw_rpc_method_t *methods;
+  size_t nmethods;
+  void *data;                      /* passed to handlers and on_event */
+  jw_rpc_event_cb on_event;        /* may be NULL */
+  uint32_t max_connections;        /* 0: 1024 */
+  uint32_t max_concurrent_streams; /* 0: 100 */
+  uint64_t handshake_timeout_ms;   /* 0: 10000 */
+  uint64_t idle_timeout_ms;        /* 0: 300000; connections with no stream */
+  size_t max_message_bytes;        /* 0: 4 MiB (request messages) */
+} jw_rpc_server_options_t;
+
+/*
+ * Creates a server (copies opts, keeps a reference to opts->tls) and
+ * starts listening. Returns 0, or -errno from bind/listen (-EADDRINUSE,
+ * -EADDRNOTAVAIL, ...) or JW_EINVAL for a malformed address.
+ */
+int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
+                        jw_rpc_server_t **out);
+
+/*
+ * Parses a listen address ("HOST:PORT" with an IPv4 or IPv6 literal,
+ * "[v6]:PORT", "localhost:PORT", ":PORT" for all IPv4 addresses) without
+ * binding. Returns 0 or JW_EINVAL.
+ */
+int jw_rpc_listen_addr_parse(const char *addr, struct sockaddr_storage *out);
+
+/* The port actually bound (useful with port 0). */
+int jw_rpc_server_port(const jw_rpc_server_t *srv);
+
+/*
+ * Stops accepting, sends GOAWAY to every connection, lets calls in
+ * progress finish (their handlers keep running), then closes every
+ * connection; after timeout_ms what is still open is closed (its calls
+ * get their cancel callback). done_cb runs from the loop when all is
+ * closed; then call jw_rpc_server_free.
+ */
+void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
+                            void (*done_cb)(jw_rpc_server_t *srv, void *data),
+                            void *data);
+
+void jw_rpc_server_free(jw_rpc_server_t *srv);
+
+/* ---- A call, server side ---------------------------------------------- */
+
+/* The verified client certificate CN (never NULL for a dispatched call). */
+const char *jw_rpc_call_cn(const jw_rpc_call_t *call);
+
+/* The method path. */
+const char *jw_rpc_call_method(const jw_rpc_call_t *call);
+
+/* Sets a short tag (the job id) reported in the call's log event. */
+void jw_rpc_call_set_tag(jw_rpc_call_t *call, const char *tag);
+
+/*
+ * Registers a callback for when the call ends before the handler ended it
+ * (the client canceled, disconnected, the deadline passed, the server shut
+ * down). After it runs the call is gone: the handler must not touch it.
+ */
+void jw_rpc_call_on_cancel(jw_rpc_call_t *call,
+                           void (*cancel_cb)(jw_rpc_call_t *call, void *data),
+                           void *data);
+
+/*
+ * Unary reply: response headers, the one message, OK trailers. The call
+ * is ended: the pointer is invalid after this returns.
+ */
+int jw_rpc_call_reply(jw_rpc_call_t *call, const uint8_t *msg, size_t len);
+
+/*
+ * Ends the call with a non-OK status and a message (UTF-8, percent-encoded
+ * on the wire); Trailers-Only when no response header was sent yet. The
+ * pointer is invalid after this returns.
+ */
+int jw_rpc_call_fail(jw_rpc_call_t *call, int grpc_status, const char *message);
+
+/*
+ * Pulls the next message of a server stream into buf (at most cap bytes,
+ * cap >= JW_RPC_STREAM_MSG_MAX). Returns the message length (> 0; an empty
+ * message cannot be sent this way), 0 to end the stream with OK,
+ * JW_EAGAIN when nothing is ready (call jw_rpc_call_resume when it is),
+ * or another negative code to end the stream with INTERNAL.
+ */
+typedef ssize_t (*jw_rpc_pull_cb)(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
+                                  void *data);
+
+#define JW_RPC_STREAM_MSG_MAX (64 * 1024)
+
+/*
+ * Turns the call into a server stream fed by pull, paced by HTTP/2 flow
+ * control: pull is called only when the peer can take more. When pull
+ * returns 0 or an error the call is ended (no cancel callback follows);
+ * the pointer is invalid once pull returned so.
+ */
+int jw_rpc_call_stream(jw_rpc_call_t *call, jw_rpc_pull_cb pull, void *data);
+
+/* Tells a stream whose pull returned JW_EAGAIN that data is ready. */
+void jw_rpc_call_resume(jw_rpc_call_t *call);
+
+/* ---- Client role ------------------------------------------------------ */
+
+typedef struct jw_rpc_client_s jw_rpc_client_t;
+typedef struct jw_rpc_ccall_s jw_rpc_ccall_t;
+
+typedef struct {
+  const char *addr;            /* "HOST:PORT" / "[v6]:PORT", host name or IP */
+  jw_tls_ctx_t *tls;           /* from jw_tls_ctx_new_client */
+  const char *server_name;     /* name/IP to verify; NULL: the host of addr */
+  uint64_t connect_timeout_ms; /* 0: 10000 (TCP + TLS + SETTINGS) */
+} jw_rpc_client_options_t;
+
+/*
+ * Connected: err is 0 once TLS is up and the server's SETTINGS arrived (so
+ * a server that refuses the client certificate fails here, not later).
+ * Otherwise a negative code: -ECONNREFUSED, -ETIMEDOUT, -ENOENT/-EAI_*
+ * style name errors as UV codes, JW_EVERIFY (server certificate not
+ * trusted or wrong name), JW_ETLS (handshake failed or the server sent an
+ * alert; jw_rpc_client_error says which).
+ */
+typedef void (*jw_rpc_connect_cb)(jw_rpc_client_t *cli, int err, void *data);
+
+/* A response message; msg is valid only during the call. */
+typedef void (*jw_rpc_msg_cb)(jw_rpc_ccall_t *call, const uint8_t *msg,
+                              size_t len, void *data);
+
+/*
+ * The call ended: the gRPC status (or a transport failure mapped to
+ * UNAVAILABLE / INTERNAL as gRPC clients do) and its decoded message
+ * (never NULL; "" when none). The call is freed after this returns.
+ */
+typedef void (*jw_rpc_done_cb)(jw_rpc_ccall_t *call, int grpc_status,
+                               const char *message, void *data);
+
+int jw_rpc_client_new(uv_loop_t *loop, const jw_rpc_client_options_t *opts,
+                      jw_rpc_client_t **out);
+
+/* Resolves, connects, handshakes. Returns 0 or a negative code now. */
+int jw_rpc_client_connect(jw_rpc_client_t *cli, jw_rpc_connect_cb cb,
+                          void *data);
+
+/*
+ * A human sentence about the last failure of this client: the TLS alert
+ * the server sent, the certificate verification error, the system error.
+ * "" when there is none.
+ */
+const char *jw_rpc_client_error(const jw_rpc_client_t *cli);
+
+/*
+ * Starts a call with one request message. timeout_ms > 0 sends
+ * grpc-timeout. Returns 0 (and *out when out is not NULL) or a negative
+ * code; on_done always runs exactly once after a 0 return.
+ */
+int jw_rpc_client_call(jw_rpc_client_t *cli, const char *path,
+                       const uint8_t *req, size_t len, uint64_t timeout_ms,
+                       jw_rpc_msg_cb on_msg, jw_rpc_done_cb on_done, void *data,
+                       jw_rpc_ccall_t **out);
+
+/*
+ * Stops (true) or resumes (false) consuming a call's response: while
+ * paused no WINDOW_UPDATE is sent, so the server is held by flow control.
+ */
+void jw_rpc_ccall_pause(jw_rpc_ccall_t *call, bool paused);
+
+/* Cancels a call (RST_STREAM CANCEL); on_done follows with CANCELLED. */
+void jw_rpc_ccall_cancel(jw_rpc_ccall_t *call);
+
+/*
+ * Closes the connection; calls in flight end with UNAVAILABLE. close_cb
+ * (may be NULL) runs once every handle is closed; the client is freed
+ * after it returns.
+ */
+void jw_rpc_client_close(jw_rpc_client_t *cli,
+                         void (*close_cb)(jw_rpc_client_t *cli, void *data),
+                         void *data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JOBWORKER_RPC_H */

@@ -1,0 +1,522 @@
+/*
+ * The connection core shared by both roles: TLS on two memory BIOs over a
+ * libuv TCP handle, and the HTTP/2 send loop. The shape follows h2o's
+ * lib/http2/connection.c: one write in flight, the next batch gathering,
+ * and a connection closed mid-write finished by the write callback.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "conn_int.h"
+#include "jobworker/error.h"
+
+void jw__conn_handle_closed(uv_handle_t *h) {
+  jw__conn_t *c = h->data;
+  if (--c->open_handles > 0)
+    return;
+  /* Nothing of ours is on the stack any more: the close callbacks run
+   * from the loop, so the session and the TLS state can go now. */
+  if (c->h2 != NULL)
+    nghttp2_session_del(c->h2);
+  c->h2 = NULL;
+  SSL_free(c->ssl); /* frees both BIOs */
+  c->ssl = NULL;
+  free(c->gather.base);
+  free(c->inflight.base);
+  c->gather = (jw__buf_t){0};
+  c->inflight = (jw__buf_t){0};
+  c->ops->closed(c);
+}
+
+static void on_idle(uv_idle_t *h);
+
+int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
+                  void *owner, bool server) {
+  int rc;
+  c->loop = loop;
+  c->ops = ops;
+  c->owner = owner;
+  c->server = server;
+  c->alert_recv = -1;
+  if ((rc = uv_tcp_init(loop, &c->tcp)) != 0)
+    return rc;
+  c->tcp.data = c;
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  uv_idle_init(loop, &c->idle);
+  c->idle.data = c;
+  c->open_handles = 3;
+  return 0;
+}
+
+/* Records fatal alerts the peer sends, for the client's error sentence. */
+static void info_cb(const SSL *ssl, int where, int ret) {
+  if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL) {
+    jw__conn_t *c = SSL_get_app_data(ssl);
+    if (c != NULL)
+      c->alert_recv = ret & 0xff;
+  }
+}
+
+static bool is_ip(const char *host) {
+  struct in6_addr a6;
+  struct in_addr a4;
+  return uv_inet_pton(AF_INET, host, &a4) == 0 ||
+         uv_inet_pton(AF_INET6, host, &a6) == 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  jw__conn_t *c = h->data;
+  buf->base = (char *)c->rbuf;
+  buf->len = sizeof(c->rbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  jw__conn_t *c = s->data;
+  if (nread == 0 || c->dead || c->closing)
+    return;
+  if (nread < 0) {
+    uv_read_stop(s);
+    if (nread == UV_EOF)
+      jw__conn_fail(c, c->tls_up ? UV_EOF : UV_ECONNRESET,
+                    c->tls_up ? "the peer closed the connection"
+                              : "the peer closed the connection during the "
+                                "TLS handshake");
+    else
+      jw__conn_fail(c, (int)nread, "connection error: %s",
+                    uv_strerror((int)nread));
+    return;
+  }
+  jw__conn_input(c, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+int jw__conn_start_tls(jw__conn_t *c, SSL_CTX *ctx, const char *host) {
+  c->ssl = SSL_new(ctx);
+  c->rbio = BIO_new(BIO_s_mem());
+  c->wbio = BIO_new(BIO_s_mem());
+  if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
+    BIO_free(c->rbio);
+    BIO_free(c->wbio);
+    c->rbio = c->wbio = NULL;
+    return -ENOMEM;
+  }
+  /* A drained memory BIO reports "retry", not end of file. */
+  BIO_set_mem_eof_return(c->rbio, -1);
+  SSL_set_bio(c->ssl, c->rbio, c->wbio);
+  SSL_set_app_data(c->ssl, c);
+  SSL_set_info_callback(c->ssl, info_cb);
+  if (c->server) {
+    SSL_set_accept_state(c->ssl);
+  } else {
+    SSL_set_connect_state(c->ssl);
+    if (host != NULL && *host != '\0') {
+      X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
+      if (is_ip(host)) {
+        if (!X509_VERIFY_PARAM_set1_ip_asc(param, host))
+          return JW_EINVAL;
+      } else {
+        SSL_set_tlsext_host_name(c->ssl, host);
+        X509_VERIFY_PARAM_set_hostflags(param,
+                                        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (!X509_VERIFY_PARAM_set1_host(param, host, 0))
+          return JW_EINVAL;
+      }
+    }
+  }
+  int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+  if (rc != 0)
+    return rc;
+  if (!c->server)
+    jw__conn_input(c, NULL, 0);
+  return 0;
+}
+
+/* Builds the sentence and code for a failed TLS operation. */
+static void tls_failed(jw__conn_t *c) {
+  long vr = SSL_get_verify_result(c->ssl);
+  unsigned long e = ERR_peek_last_error();
+  const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+  ERR_clear_error();
+  if (vr != X509_V_OK && (!c->server || SSL_get0_peer_certificate(c->ssl))) {
+    jw__conn_fail(c, JW_EVERIFY, "certificate verify failed: %s",
+                  X509_verify_cert_error_string(vr));
+    return;
+  }
+  if (c->alert_recv >= 0) {
+    const char *desc = SSL_alert_desc_string_long(c->alert_recv);
+    char low[64];
+    size_t i;
+    for (i = 0; desc[i] != '\0' && i + 1 < sizeof(low); i++)
+      low[i] =
+          (char)(desc[i] >= 'A' && desc[i] <= 'Z' ? desc[i] + 32 : desc[i]);
+    low[i] = '\0';
+    switch (c->alert_recv) {
+    case SSL3_AD_BAD_CERTIFICATE:
+    case SSL3_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL3_AD_CERTIFICATE_REVOKED:
+    case SSL3_AD_CERTIFICATE_EXPIRED:
+    case SSL3_AD_CERTIFICATE_UNKNOWN:
+    case TLS1_AD_UNKNOWN_CA:
+    case TLS1_AD_ACCESS_DENIED:
+    case TLS13_AD_CERTIFICATE_REQUIRED:
+      if (!c->server) {
+        jw__conn_fail(c, JW_ETLS,
+                      "the server refused this client certificate (TLS "
+                      "alert: %s)",
+                      low);
+        return;
+      }
+      break;
+    default:
+      break;
+    }
+    jw__conn_fail(c, JW_ETLS, "the peer sent a TLS alert: %s", low);
+    return;
+  }
+  jw__conn_fail(c, JW_ETLS, "TLS handshake failed: %s",
+                reason != NULL ? reason : "unknown reason");
+}
+
+static int buf_reserve(jw__buf_t *b, size_t more) {
+  if (b->len + more <= b->cap)
+    return 0;
+  size_t cap = b->cap ? b->cap : 16384;
+  while (cap < b->len + more)
+    cap *= 2;
+  uint8_t *p = realloc(b->base, cap);
+  if (p == NULL)
+    return -ENOMEM;
+  b->base = p;
+  b->cap = cap;
+  return 0;
+}
+
+/* Moves the TLS records OpenSSL produced into the gather buffer. */
+static int drain_wbio(jw__conn_t *c) {
+  if (c->wbio == NULL)
+    return 0;
+  size_t pending;
+  while ((pending = BIO_ctrl_pending(c->wbio)) > 0) {
+    if (buf_reserve(&c->gather, pending) != 0)
+      return -ENOMEM;
+    int n = BIO_read(c->wbio, c->gather.base + c->gather.len, (int)pending);
+    if (n <= 0)
+      break;
+    c->gather.len += (size_t)n;
+  }
+  return 0;
+}
+
+static int tls_write(jw__conn_t *c, const uint8_t *p, size_t n) {
+  if (n == 0)
+    return 0;
+  if (c->ssl == NULL) {
+    /* Plaintext mode (tests and fuzzing): the bytes are the output. */
+    if (buf_reserve(&c->gather, n) != 0)
+      return -ENOMEM;
+    memcpy(c->gather.base + c->gather.len, p, n);
+    c->gather.len += n;
+    return 0;
+  }
+  /* Memory BIOs never block, so the write is always whole. */
+  if (SSL_write(c->ssl, p, (int)n) <= 0)
+    return JW_ETLS;
+  return drain_wbio(c);
+}
+
+static int stage_flush(jw__conn_t *c) {
+  int rc = tls_write(c, c->stage, c->stage_len);
+  c->stage_len = 0;
+  return rc;
+}
+
+static void write_cb(uv_write_t *req, int status);
+
+static void start_write(jw__conn_t *c) {
+  if (c->writing || c->gather.len == 0)
+    return;
+  if (c->open_handles == 0 || c->tcp_recycling)
+    return;
+  if (c->no_socket) {
+    /* Nobody reads it unless a test does; keep it bounded. */
+    if (c->gather.len > JW__CONN_WBUF_CAP * 4)
+      c->gather.len = 0;
+    return;
+  }
+  jw__buf_t t = c->inflight;
+  c->inflight = c->gather;
+  c->gather = t;
+  c->gather.len = 0;
+  uv_buf_t b = uv_buf_init((char *)c->inflight.base, (unsigned)c->inflight.len);
+  c->wreq.data = c;
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  if (rc != 0) {
+    c->inflight.len = 0;
+    jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
+    return;
+  }
+  c->writing = true;
+}
+
+static void close_handles(jw__conn_t *c) {
+  uv_idle_stop(&c->idle);
+  uv_timer_stop(&c->timer);
+  if (!uv_is_closing((uv_handle_t *)&c->idle))
+    uv_close((uv_handle_t *)&c->idle, jw__conn_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&c->timer))
+    uv_close((uv_handle_t *)&c->timer, jw__conn_handle_closed);
+  if (!c->tcp_recycling && !uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, jw__conn_handle_closed);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  jw__conn_t *c = req->data;
+  c->writing = false;
+  c->inflight.len = 0;
+  if (c->closing) {
+    /* The close waited for this write; finish it unless more is queued. */
+    if (c->close_wait) {
+      if (status == 0 && c->gather.len > 0) {
+        start_write(c);
+        if (c->writing)
+          return;
+      }
+      c->close_wait = false;
+      close_handles(c);
+    }
+    return;
+  }
+  if (status < 0) {
+    jw__conn_fail(c, status, "write failed: %s", uv_strerror(status));
+    return;
+  }
+  jw__conn_flush(c);
+  if (!c->closing && c->ops->after_io != NULL)
+    c->ops->after_io(c);
+}
+
+void jw__conn_flush(jw__conn_t *c) {
+  if (c->closing && !c->close_wait)
+    return;
+  if (c->h2 != NULL && !c->dead && !c->closing) {
+    while (c->gather.len < JW__CONN_WBUF_CAP) {
+      const uint8_t *data;
+      ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+      if (n < 0) {
+        jw__conn_fail(c, JW_EHTTP2, "HTTP/2 send failed: %s",
+                      nghttp2_strerror((int)n));
+        return;
+      }
+      if (n == 0)
+        break;
+      size_t len = (size_t)n;
+      if (c->stage_len + len > sizeof(c->stage) && stage_flush(c) != 0)
+        goto fail;
+      if (len >= sizeof(c->stage)) {
+        if (tls_write(c, data, len) != 0)
+          goto fail;
+      } else {
+        memcpy(c->stage + c->stage_len, data, len);
+        c->stage_len += len;
+      }
+    }
+    if (stage_flush(c) != 0)
+      goto fail;
+  }
+  if (drain_wbio(c) != 0)
+    goto fail;
+  start_write(c);
+  return;
+fail:
+  jw__conn_fail(c, JW_ETLS, "TLS write failed");
+}
+
+static void on_idle(uv_idle_t *h) {
+  jw__conn_t *c = h->data;
+  uv_idle_stop(h);
+  if (c->closing)
+    return;
+  if (c->ops->deferred != NULL)
+    c->ops->deferred(c);
+  if (c->closing)
+    return;
+  jw__conn_flush(c);
+  if (!c->closing && c->ops->after_io != NULL)
+    c->ops->after_io(c);
+}
+
+void jw__conn_schedule(jw__conn_t *c) {
+  if (c->closing || uv_is_active((uv_handle_t *)&c->idle))
+    return;
+  uv_idle_start(&c->idle, on_idle);
+}
+
+static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
+  if (c->h2 == NULL || c->dead)
+    return;
+  ssize_t r = nghttp2_session_mem_recv(c->h2, p, n);
+  if (r < 0 && !c->dead && !c->closing)
+    jw__conn_fail(c, JW_EHTTP2, "HTTP/2 error: %s", nghttp2_strerror((int)r));
+}
+
+void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
+  bool outer = !c->in_input;
+  c->in_input = true;
+  if (c->ssl == NULL) {
+    feed_h2(c, p, n);
+    goto out;
+  }
+  if (n > 0 && BIO_write(c->rbio, p, (int)n) != (int)n) {
+    jw__conn_fail(c, -ENOMEM, "out of memory");
+    goto out;
+  }
+  if (!c->tls_up) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r != 1) {
+      int e = SSL_get_error(c->ssl, r);
+      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+        tls_failed(c);
+      goto out;
+    }
+    c->tls_up = true;
+    int rc = c->ops->handshake_done(c);
+    if (rc != 0) {
+      if (!c->dead)
+        jw__conn_fail(c, rc, "%s", "connection setup failed");
+      goto out;
+    }
+  }
+  while (!c->dead && !c->closing) {
+    uint8_t plain[16384];
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, plain, sizeof(plain));
+    if (r > 0) {
+      feed_h2(c, plain, (size_t)r);
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+      break;
+    if (e == SSL_ERROR_ZERO_RETURN)
+      jw__conn_fail(c, UV_EOF, "the peer closed the connection");
+    else
+      tls_failed(c);
+    break;
+  }
+out:
+  if (outer) {
+    c->in_input = false;
+    if (!c->closing) {
+      jw__conn_flush(c);
+      if (!c->closing && !c->dead && c->ops->after_io != NULL)
+        c->ops->after_io(c);
+    }
+  }
+}
+
+void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...) {
+  if (c->dead || c->closing)
+    return;
+  c->dead = true;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+  va_end(ap);
+  if (c->open_handles > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  /* An alert OpenSSL produced still goes out before any close. */
+  drain_wbio(c);
+  start_write(c);
+  c->ops->failed(c, err);
+}
+
+void jw__conn_close(jw__conn_t *c, bool graceful) {
+  if (c->closing) {
+    if (!graceful && c->close_wait) {
+      c->close_wait = false;
+      close_handles(c);
+    }
+    return;
+  }
+  c->closing = true;
+  uv_idle_stop(&c->idle);
+  if (!c->tcp_recycling && !uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  if (graceful && c->ssl != NULL && c->tls_up && !c->dead) {
+    SSL_shutdown(c->ssl);
+    drain_wbio(c);
+    ERR_clear_error();
+  }
+  if (graceful) {
+    start_write(c);
+    if (c->writing) {
+      c->close_wait = true;
+      return;
+    }
+  }
+  close_handles(c);
+}
+
+void jw__conn_peer(jw__conn_t *c, char *buf, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char ip[INET6_ADDRSTRLEN];
+  snprintf(buf, cap, "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof(ip));
+    snprintf(buf, cap, "%s:%d", ip, ntohs(a->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, ip, sizeof(ip));
+    snprintf(buf, cap, "[%s]:%d", ip, ntohs(a->sin6_port));
+  }
+}
+
+int jw__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
+  const char *colon;
+  size_t hl;
+  if (addr == NULL)
+    return JW_EINVAL;
+  if (addr[0] == '[') {
+    const char *end = strchr(addr, ']');
+    if (end == NULL || end[1] != ':')
+      return JW_EINVAL;
+    hl = (size_t)(end - addr - 1);
+    if (hl == 0 || hl >= hostcap)
+      return JW_EINVAL;
+    memcpy(host, addr + 1, hl);
+    colon = end + 1;
+  } else {
+    colon = strrchr(addr, ':');
+    if (colon == NULL || memchr(addr, ':', (size_t)(colon - addr)) != NULL)
+      return JW_EINVAL;
+    hl = (size_t)(colon - addr);
+    if (hl >= hostcap)
+      return JW_EINVAL;
+    memcpy(host, addr, hl);
+  }
+  host[hl] = '\0';
+  const char *p = colon + 1;
+  if (*p == '\0')
+    return JW_EINVAL;
+  long v = 0;
+  for (; *p != '\0'; p++) {
+    if (*p < '0' || *p > '9')
+      return JW_EINVAL;
+    v = v * 10 + (*p - '0');
+    if (v > 65535)
+      return JW_EINVAL;
+  }
+  *port = (int)v;
+  return 0;
+}

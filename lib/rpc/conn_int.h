@@ -1,0 +1,124 @@
+/*
+ * One TLS + HTTP/2 connection on a libuv TCP handle, shared by the server
+ * and client roles: the read path uv_read -> BIO_write -> SSL_read ->
+ * nghttp2_session_mem_recv, the write path nghttp2_session_mem_send ->
+ * SSL_write -> BIO_read -> uv_write with one write in flight and the next
+ * batch gathering meanwhile. The role owns the nghttp2 session and the
+ * policy; this file owns bytes, buffers and handle lifetimes.
+ */
+#ifndef JW_RPC_CONN_INT_H
+#define JW_RPC_CONN_INT_H
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Plaintext is staged up to one full TLS record before SSL_write. */
+#define JW__CONN_STAGE 16384
+/* The gather buffer stops taking frames past this; nghttp2 keeps the rest. */
+#define JW__CONN_WBUF_CAP (256 * 1024)
+#define JW__CONN_RBUF 65536
+
+typedef struct jw__conn_s jw__conn_t;
+
+typedef struct {
+  /* TLS is up. Returns 0, or a negative code to fail the connection. */
+  int (*handshake_done)(jw__conn_t *c);
+  /*
+   * The connection failed (socket error, end of stream, TLS error, HTTP/2
+   * protocol error): err is the code, c->errmsg says why. Input is no
+   * longer processed; the role decides when to close.
+   */
+  void (*failed)(jw__conn_t *c, int err);
+  /* Work scheduled with jw__conn_schedule, on the next loop turn. */
+  void (*deferred)(jw__conn_t *c);
+  /* After input was processed or a write finished, output flushed. */
+  void (*after_io)(jw__conn_t *c);
+  /* Every handle is closed; the role frees what holds c. */
+  void (*closed)(jw__conn_t *c);
+} jw__conn_ops_t;
+
+typedef struct {
+  uint8_t *base;
+  size_t len;
+  size_t cap;
+} jw__buf_t;
+
+struct jw__conn_s {
+  uv_loop_t *loop;
+  const jw__conn_ops_t *ops;
+  void *owner;
+  uv_tcp_t tcp;
+  uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
+  uv_idle_t idle;   /* runs deferred work and the send on the next turn */
+  int open_handles;
+  SSL *ssl;
+  BIO *rbio;
+  BIO *wbio;
+  nghttp2_session *h2;
+  bool server;
+  bool tls_up;
+  bool dead;          /* failed: no more input, no more frames */
+  bool closing;       /* handles are closing or will close */
+  bool close_wait;    /* close once the written bytes are out */
+  bool writing;       /* a uv_write is in flight */
+  bool in_input;      /* a flush follows anyway */
+  bool tcp_recycling; /* the client is reopening tcp for another address */
+  bool no_socket;     /* plaintext test mode: output stays in gather */
+  int alert_recv;     /* the last fatal TLS alert received, or -1 */
+  uv_write_t wreq;
+  jw__buf_t gather;   /* TLS records waiting for the next write */
+  jw__buf_t inflight; /* the write in flight */
+  size_t stage_len;
+  uint8_t stage[JW__CONN_STAGE];
+  char errmsg[256];
+  uint8_t rbuf[JW__CONN_RBUF];
+};
+
+/* Initializes the handles (tcp, timer, idle). Returns 0 or a UV code. */
+int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
+                  void *owner, bool server);
+
+/*
+ * Starts TLS on the connected tcp handle: creates the SSL object, starts
+ * reading; the client side also sends its ClientHello. host (client only)
+ * is the name or IP the server certificate must match. Returns 0 or a
+ * negative code.
+ */
+int jw__conn_start_tls(jw__conn_t *c, SSL_CTX *ctx, const char *host);
+
+/* Feeds received bytes as if read from the socket. */
+void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n);
+
+/* Asks for a send (and the deferred hook) on the next loop turn. */
+void jw__conn_schedule(jw__conn_t *c);
+
+/* Runs the nghttp2 send loop now and starts a write if none is in flight. */
+void jw__conn_flush(jw__conn_t *c);
+
+/* Marks the connection failed with err and a sentence; calls ops->failed. */
+void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Closes the handles. graceful: a close_notify is sent and what is queued
+ * goes out first (bounded by the caller's timer); otherwise at once.
+ * ops->closed runs when every handle is closed.
+ */
+void jw__conn_close(jw__conn_t *c, bool graceful);
+
+/* The close callback of the connection's handles (counts them down). */
+void jw__conn_handle_closed(uv_handle_t *h);
+
+/* "ip:port" or "[ip]:port" of the peer, "?" when unknown. */
+void jw__conn_peer(jw__conn_t *c, char *buf, size_t cap);
+
+/*
+ * Splits "HOST:PORT" or "[V6]:PORT" into host (without brackets) and
+ * port. Returns 0 or JW_EINVAL.
+ */
+int jw__addr_split(const char *addr, char *host, size_t hostcap, int *port);
+
+#endif /* JW_RPC_CONN_INT_H */

@@ -1,0 +1,1176 @@
+/*
+ * The server role: a listener, one connection object per client, and a
+ * call per HTTP/2 stream, dispatched to the method handlers once the one
+ * request message has arrived.
+ *
+ * Ownership of a call: the library owns it while the request arrives and
+ * after the handler ended it (reply, fail, end of stream); the handler
+ * owns it in between ("owed": the handler still owes us an end). When the
+ * call ends underneath the handler (stream reset, disconnect, deadline,
+ * shutdown) the cancel callback runs once and the handler owes nothing.
+ * Memory goes when nghttp2 has closed the stream and nobody is owed; a
+ * callback of ours still on the stack (in_cb) delays both.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_int.h"
+#include "rpc_int.h"
+#include "server_int.h"
+#include "tls_int.h"
+
+typedef struct sconn_s sconn_t;
+
+enum call_state {
+  CALL_RECV,      /* request arriving; library-owned */
+  CALL_HANDLER,   /* dispatched; the handler owns it */
+  CALL_STREAMING, /* a server stream; the handler's pull owns it */
+  CALL_ENDED,     /* the response is ending or was cut off */
+};
+
+struct jw_rpc_call_s {
+  jw_rpc_server_t *srv;
+  sconn_t *sc; /* NULL once detached from its stream */
+  jw_rpc_call_t *next;
+  jw_rpc_call_t *prev;
+  int32_t stream_id;
+  enum call_state state;
+
+  /* Request headers. */
+  char *path;
+  bool post;
+  bool grpc_ctype;
+  bool have_ctype;
+  bool encoded; /* grpc-encoding other than identity */
+  bool have_timeout;
+  bool bad_timeout;
+  uint64_t timeout_ms;
+  size_t header_bytes;
+  const jw_rpc_method_t *method;
+
+  /* Request body. */
+  jw_grpc_deframer_t defr;
+  uint8_t *req;
+  size_t req_len;
+  int nmsgs;
+
+  /* Response. */
+  bool headers_sent;
+  uint8_t *out;
+  size_t out_len;
+  size_t out_off;
+  jw_rpc_pull_cb pull;
+  void *pull_data;
+  bool deferred;
+  bool want_resume;
+
+  void (*cancel_cb)(jw_rpc_call_t *call, void *data);
+  void *cancel_data;
+  int in_cb;
+  bool owed;           /* the handler holds the call and was not told */
+  bool cancel_pending; /* cancel while a callback of ours held the call */
+  bool aborted;        /* cut off: send nothing more */
+  bool zombie;         /* stream gone, handler owes an end, no cancel cb */
+
+  uv_timer_t *deadline;
+  char tag[64];
+  int status;
+  char *message;
+  bool reported;
+  uint64_t start_ns;
+};
+
+struct sconn_s {
+  jw__conn_t c;
+  jw_rpc_server_t *srv;
+  sconn_t *next;
+  sconn_t *prev;
+  char *cn;
+  char peer[64];
+  bool opened;
+  bool draining;
+  bool fake;
+  jw_rpc_call_t *calls;
+  size_t ncalls;
+  uint64_t open_ns;
+};
+
+struct jw_rpc_server_s {
+  uv_loop_t *loop;
+  jw_rpc_server_options_t opts;
+  jw_rpc_method_t *methods;
+  SSL_CTX *ssl;
+  uv_tcp_t listener;
+  uv_timer_t shutdown_timer;
+  bool listener_open;
+  bool timer_open;
+  bool shutting_down;
+  bool done;
+  sconn_t *conns;
+  size_t nconns;
+  jw_rpc_call_t *zombies;
+  int port;
+  void (*done_cb)(jw_rpc_server_t *srv, void *data);
+  void *done_data;
+};
+
+static void emit(jw_rpc_server_t *srv, const char *event, const char *peer,
+                 const char *cn, const char *method, const char *tag,
+                 int status, const char *message, uint64_t dur_ns) {
+  if (srv->opts.on_event == NULL)
+    return;
+  jw_rpc_event_t ev = {event, peer,   cn,      method,
+                       tag,   status, message, dur_ns / 1000};
+  srv->opts.on_event(&ev, srv->opts.data);
+}
+
+/* ---- Call bookkeeping ------------------------------------------------ */
+
+static void list_unlink(jw_rpc_call_t **head, jw_rpc_call_t *call) {
+  if (call->prev != NULL)
+    call->prev->next = call->next;
+  else
+    *head = call->next;
+  if (call->next != NULL)
+    call->next->prev = call->prev;
+  call->next = call->prev = NULL;
+}
+
+static void list_push(jw_rpc_call_t **head, jw_rpc_call_t *call) {
+  call->prev = NULL;
+  call->next = *head;
+  if (*head != NULL)
+    (*head)->prev = call;
+  *head = call;
+}
+
+static void timer_free_cb(uv_handle_t *h) { free(h); }
+
+static void stop_deadline(jw_rpc_call_t *call) {
+  if (call->deadline != NULL) {
+    call->deadline->data = NULL;
+    uv_close((uv_handle_t *)call->deadline, timer_free_cb);
+    call->deadline = NULL;
+  }
+}
+
+static void set_status(jw_rpc_call_t *call, int status, const char *message) {
+  /* message may be call->message itself: copy before freeing. */
+  char *m = message != NULL && *message ? strdup(message) : NULL;
+  free(call->message);
+  call->message = m;
+  call->status = status;
+}
+
+static void report(jw_rpc_call_t *call) {
+  /* Every request with a path is logged, refused ones included. */
+  if (call->reported || call->path == NULL)
+    return;
+  call->reported = true;
+  const char *cn = call->sc != NULL ? call->sc->cn : NULL;
+  const char *peer = call->sc != NULL ? call->sc->peer : NULL;
+  emit(call->srv, "rpc", peer, cn, call->path, call->tag[0] ? call->tag : NULL,
+       call->status, call->message, uv_hrtime() - call->start_ns);
+}
+
+/* Detaches the call from its connection and stream. */
+static void detach(jw_rpc_call_t *call) {
+  sconn_t *sc = call->sc;
+  if (sc == NULL)
+    return;
+  if (sc->c.h2 != NULL && call->stream_id > 0)
+    nghttp2_session_set_stream_user_data(sc->c.h2, call->stream_id, NULL);
+  list_unlink(&sc->calls, call);
+  sc->ncalls--;
+  call->sc = NULL;
+  stop_deadline(call);
+}
+
+static void call_free(jw_rpc_call_t *call) {
+  if (call->sc != NULL)
+    detach(call);
+  if (call->zombie)
+    list_unlink(&call->srv->zombies, call);
+  stop_deadline(call);
+  jw_grpc_deframer_reset(&call->defr);
+  free(call->path);
+  free(call->req);
+  free(call->out);
+  free(call->message);
+  free(call);
+}
+
+/*
+ * Frees the call once its stream is gone, no callback of ours holds it and
+ * the handler owes nothing. A handler that never registered a cancel
+ * callback still owes an end: the call waits for it on the zombie list.
+ */
+static void call_maybe_free(jw_rpc_call_t *call) {
+  if (call->in_cb > 0 || call->sc != NULL)
+    return;
+  if (call->owed) {
+    if (!call->zombie) {
+      call->zombie = true;
+      list_push(&call->srv->zombies, call);
+    }
+    return;
+  }
+  call_free(call);
+}
+
+/* Tells the handler its call ended underneath it, once. */
+static void notify_cancel(jw_rpc_call_t *call, int status,
+                          const char *message) {
+  if (!call->owed)
+    return;
+  if (!call->aborted || call->status == JW_GRPC_OK)
+    set_status(call, status, message);
+  call->aborted = true;
+  call->pull = NULL;
+  call->state = CALL_ENDED;
+  if (call->cancel_cb == NULL)
+    return;
+  if (call->in_cb > 0) {
+    call->cancel_pending = true;
+    return;
+  }
+  void (*cb)(jw_rpc_call_t *, void *) = call->cancel_cb;
+  call->cancel_cb = NULL;
+  call->owed = false;
+  call->in_cb++;
+  cb(call, call->cancel_data);
+  call->in_cb--;
+}
+
+/* A callback of ours that held the call (handler, pull) returned. */
+static void call_after_cb(jw_rpc_call_t *call) {
+  if (call->in_cb > 0)
+    return;
+  if (call->cancel_pending) {
+    call->cancel_pending = false;
+    notify_cancel(call, call->status, call->message);
+  }
+  call_maybe_free(call);
+}
+
+/* The stream is gone (closed, reset, or its connection is closing). */
+static void call_stream_gone(jw_rpc_call_t *call, int status,
+                             const char *message) {
+  if (call->state != CALL_ENDED)
+    set_status(call, status, message);
+  report(call);
+  detach(call);
+  notify_cancel(call, status, message);
+  call_maybe_free(call);
+}
+
+/* ---- Sending ---------------------------------------------------------- */
+
+static const char ctype_grpc[] = "application/grpc";
+
+/*
+ * Percent-encodes message into enc; a message too long for it is cut, but
+ * never inside a %XX escape.
+ */
+static size_t encode_message(const char *message, char *enc, size_t cap) {
+  size_t mlen = message != NULL ? strlen(message) : 0;
+  size_t elen =
+      jw_grpc_message_encode((const uint8_t *)message, mlen, enc, cap);
+  if (elen >= cap) {
+    elen = cap - 1;
+    if (elen >= 1 && enc[elen - 1] == '%')
+      elen -= 1;
+    else if (elen >= 2 && enc[elen - 2] == '%')
+      elen -= 2;
+  }
+  return elen;
+}
+
+static int submit_trailers(jw_rpc_call_t *call, int status,
+                           const char *message) {
+  char st[12];
+  char enc[JW__MAX_STATUS_MESSAGE];
+  size_t mlen = message != NULL ? strlen(message) : 0;
+  snprintf(st, sizeof(st), "%d", status);
+  size_t elen = encode_message(message, enc, sizeof(enc));
+  nghttp2_nv nva[2] = {JW__NV("grpc-status", st, strlen(st)),
+                       JW__NV("grpc-message", enc, elen)};
+  return nghttp2_submit_trailer(call->sc->c.h2, call->stream_id, nva,
+                                mlen > 0 ? 2 : 1);
+}
+
+/* An immediate error: one HEADERS frame with END_STREAM. */
+static int submit_error(jw_rpc_call_t *call, int http_status, int status,
+                        const char *message) {
+  char hs[8];
+  char st[12];
+  char enc[JW__MAX_STATUS_MESSAGE];
+  size_t mlen = message != NULL ? strlen(message) : 0;
+  snprintf(hs, sizeof(hs), "%d", http_status);
+  snprintf(st, sizeof(st), "%d", status);
+  size_t elen = encode_message(message, enc, sizeof(enc));
+  nghttp2_nv nva[4] = {
+      JW__NV(":status", hs, strlen(hs)),
+      JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
+      JW__NV("grpc-status", st, strlen(st)), JW__NV("grpc-message", enc, elen)};
+  call->headers_sent = true;
+  set_status(call, status, message);
+  call->state = CALL_ENDED;
+  stop_deadline(call);
+  jw__conn_schedule(&call->sc->c);
+  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
+                                 mlen > 0 ? 4 : 3, NULL);
+}
+
+static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
+                            uint8_t *buf, size_t length, uint32_t *flags,
+                            nghttp2_data_source *source, void *user_data) {
+  jw_rpc_call_t *call = source->ptr;
+  if (call == NULL || call->sc == NULL || call->aborted)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (call->out_off == call->out_len && call->state == CALL_STREAMING) {
+    if (call->pull == NULL)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    call->want_resume = false;
+    call->in_cb++;
+    ssize_t r = call->pull(call, call->out + JW_GRPC_PREFIX_LEN,
+                           JW_RPC_STREAM_MSG_MAX, call->pull_data);
+    call->in_cb--;
+    /* An end from the pull means no cancel callback may follow. */
+    if (r != JW_EAGAIN && (r <= 0 || (size_t)r > JW_RPC_STREAM_MSG_MAX)) {
+      call->owed = false;
+      call->cancel_pending = false;
+    }
+    if (call->sc == NULL || call->aborted) {
+      /* Ended underneath the pull (the connection closed). */
+      call_after_cb(call);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (r == JW_EAGAIN) {
+      call->deferred = true;
+      if (call->want_resume)
+        jw__conn_schedule(&call->sc->c);
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    if (r > 0 && (size_t)r <= JW_RPC_STREAM_MSG_MAX) {
+      jw_grpc_prefix_write(call->out, (uint32_t)r);
+      call->out_len = JW_GRPC_PREFIX_LEN + (size_t)r;
+      call->out_off = 0;
+    } else {
+      call->state = CALL_ENDED;
+      call->pull = NULL;
+      stop_deadline(call);
+      if (r == 0) {
+        set_status(call, JW_GRPC_OK, NULL);
+      } else {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the stream failed: %s",
+                 r > 0 ? "message too large" : jw_strerror((int)r));
+        set_status(call, JW_GRPC_INTERNAL, msg);
+      }
+    }
+  }
+  if (call->out_off < call->out_len) {
+    size_t n = call->out_len - call->out_off;
+    if (n > length)
+      n = length;
+    memcpy(buf, call->out + call->out_off, n);
+    call->out_off += n;
+    return (ssize_t)n;
+  }
+  /* Everything is out: end with trailers rather than END_STREAM on DATA. */
+  *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  if (submit_trailers(call, call->status, call->message) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int submit_headers_with_body(jw_rpc_call_t *call) {
+  nghttp2_nv nva[2] = {
+      JW__NV(":status", "200", 3),
+      JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1)};
+  nghttp2_data_provider prd;
+  prd.source.ptr = call;
+  prd.read_callback = data_read_cb;
+  call->headers_sent = true;
+  jw__conn_schedule(&call->sc->c);
+  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, 2, &prd);
+}
+
+/* ---- Public call API ------------------------------------------------- */
+
+const char *jw_rpc_call_cn(const jw_rpc_call_t *call) {
+  return call->sc != NULL && call->sc->cn != NULL ? call->sc->cn : "";
+}
+
+const char *jw_rpc_call_method(const jw_rpc_call_t *call) { return call->path; }
+
+void jw_rpc_call_set_tag(jw_rpc_call_t *call, const char *tag) {
+  snprintf(call->tag, sizeof(call->tag), "%s", tag != NULL ? tag : "");
+}
+
+void jw_rpc_call_on_cancel(jw_rpc_call_t *call,
+                           void (*cancel_cb)(jw_rpc_call_t *call, void *data),
+                           void *data) {
+  call->cancel_cb = cancel_cb;
+  call->cancel_data = data;
+}
+
+/*
+ * The handler ends a call that already ended underneath it (its stream is
+ * gone or its deadline passed): nothing is sent, the call can go.
+ */
+static int end_late(jw_rpc_call_t *call) {
+  if (!call->owed)
+    return JW_EINVAL;
+  call->owed = false;
+  call->cancel_cb = NULL;
+  call->cancel_pending = false;
+  call_maybe_free(call);
+  return JW_ECLOSED;
+}
+
+int jw_rpc_call_reply(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
+  if (call->sc == NULL || call->state != CALL_HANDLER)
+    return end_late(call);
+  call->owed = false;
+  if (len > UINT32_MAX)
+    return jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED,
+                            "the response is too large");
+  call->out = malloc(JW_GRPC_PREFIX_LEN + len);
+  if (call->out == NULL)
+    return jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  jw_grpc_prefix_write(call->out, (uint32_t)len);
+  if (len > 0)
+    memcpy(call->out + JW_GRPC_PREFIX_LEN, msg, len);
+  call->out_len = JW_GRPC_PREFIX_LEN + len;
+  call->out_off = 0;
+  call->state = CALL_ENDED;
+  set_status(call, JW_GRPC_OK, NULL);
+  stop_deadline(call);
+  if (submit_headers_with_body(call) != 0) {
+    nghttp2_submit_rst_stream(call->sc->c.h2, NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+    return JW_EHTTP2;
+  }
+  return 0;
+}
+
+int jw_rpc_call_fail(jw_rpc_call_t *call, int grpc_status,
+                     const char *message) {
+  if (call->sc == NULL || call->state != CALL_HANDLER)
+    return end_late(call);
+  call->owed = false;
+  if (grpc_status == JW_GRPC_OK || grpc_status < 0 ||
+      grpc_status > JW_GRPC_UNAUTHENTICATED)
+    grpc_status = JW_GRPC_UNKNOWN;
+  if (submit_error(call, 200, grpc_status, message) != 0) {
+    nghttp2_submit_rst_stream(call->sc->c.h2, NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+    return JW_EHTTP2;
+  }
+  return 0;
+}
+
+int jw_rpc_call_stream(jw_rpc_call_t *call, jw_rpc_pull_cb pull, void *data) {
+  if (call->sc == NULL || call->state != CALL_HANDLER)
+    return end_late(call);
+  if (pull == NULL)
+    return JW_EINVAL;
+  call->out = malloc(JW_GRPC_PREFIX_LEN + JW_RPC_STREAM_MSG_MAX);
+  if (call->out == NULL)
+    return jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  call->out_len = call->out_off = 0;
+  call->pull = pull;
+  call->pull_data = data;
+  call->state = CALL_STREAMING;
+  if (submit_headers_with_body(call) != 0) {
+    call->state = CALL_ENDED;
+    call->owed = false;
+    nghttp2_submit_rst_stream(call->sc->c.h2, NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+    return JW_EHTTP2;
+  }
+  return 0;
+}
+
+void jw_rpc_call_resume(jw_rpc_call_t *call) {
+  if (call->sc == NULL || call->state != CALL_STREAMING)
+    return;
+  call->want_resume = true;
+  jw__conn_schedule(&call->sc->c);
+}
+
+/* ---- nghttp2 callbacks ----------------------------------------------- */
+
+static jw_rpc_call_t *stream_call(sconn_t *sc, int32_t stream_id) {
+  if (sc->c.dead || sc->c.closing)
+    return NULL;
+  return nghttp2_session_get_stream_user_data(sc->c.h2, stream_id);
+}
+
+static int on_begin_headers(nghttp2_session *session,
+                            const nghttp2_frame *frame, void *user_data) {
+  sconn_t *sc = user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  if (sc->c.dead || sc->c.closing)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  jw_rpc_call_t *call = calloc(1, sizeof(*call));
+  if (call == NULL)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  call->srv = sc->srv;
+  call->sc = sc;
+  call->stream_id = frame->hd.stream_id;
+  call->state = CALL_RECV;
+  call->start_ns = uv_hrtime();
+  jw_grpc_deframer_init(&call->defr, sc->srv->opts.max_message_bytes);
+  list_push(&sc->calls, call);
+  sc->ncalls++;
+  uv_timer_stop(&sc->c.timer);
+  nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+  return 0;
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *lit) {
+  return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *user_data) {
+  sconn_t *sc = user_data;
+  jw_rpc_call_t *call = stream_call(sc, frame->hd.stream_id);
+  if (call == NULL || call->state != CALL_RECV ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  call->header_bytes += namelen + valuelen + 32;
+  if (call->header_bytes > JW__H2_MAX_HEADER_LIST)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (name_is(name, namelen, ":method")) {
+    call->post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+  } else if (name_is(name, namelen, ":path")) {
+    free(call->path);
+    call->path = strndup((const char *)value, valuelen);
+  } else if (name_is(name, namelen, "content-type")) {
+    call->have_ctype = true;
+    /* "application/grpc" alone or followed by "+..." or ";...". */
+    call->grpc_ctype = valuelen >= 16 &&
+                       memcmp(value, "application/grpc", 16) == 0 &&
+                       (valuelen == 16 || value[16] == '+' || value[16] == ';');
+  } else if (name_is(name, namelen, "grpc-encoding")) {
+    call->encoded = !(valuelen == 8 && memcmp(value, "identity", 8) == 0);
+  } else if (name_is(name, namelen, "grpc-timeout")) {
+    call->have_timeout = true;
+    call->bad_timeout = jw_grpc_timeout_parse((const char *)value, valuelen,
+                                              &call->timeout_ms) != 0;
+  }
+  return 0;
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  jw_rpc_call_t *call = t->data;
+  if (call == NULL || call->sc == NULL)
+    return;
+  sconn_t *sc = call->sc;
+  stop_deadline(call);
+  switch (call->state) {
+  case CALL_RECV:
+    submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    break;
+  case CALL_HANDLER:
+    /* The status goes out, then the handler hears the call is over; the
+     * call itself stays until nghttp2 closes the stream. */
+    submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    call->aborted = true;
+    notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    break;
+  case CALL_STREAMING:
+    /* Headers went out already: the stream can only be reset. */
+    nghttp2_submit_rst_stream(sc->c.h2, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_CANCEL);
+    set_status(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    call->aborted = true;
+    notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    break;
+  default:
+    break;
+  }
+  jw__conn_schedule(&sc->c);
+}
+
+static const jw_rpc_method_t *find_method(jw_rpc_server_t *srv,
+                                          const char *path) {
+  for (size_t i = 0; i < srv->opts.nmethods; i++)
+    if (strcmp(srv->methods[i].path, path) == 0)
+      return &srv->methods[i];
+  return NULL;
+}
+
+/* The request headers are complete: refuse early or start the deadline. */
+static void headers_done(sconn_t *sc, jw_rpc_call_t *call) {
+  char msg[256];
+  if (!call->post) {
+    submit_error(call, 405, JW_GRPC_INTERNAL, "only POST is supported");
+    return;
+  }
+  if (!call->grpc_ctype) {
+    submit_error(call, 415, JW_GRPC_INTERNAL,
+                 call->have_ctype ? "invalid gRPC request content-type"
+                                  : "missing gRPC request content-type");
+    return;
+  }
+  if (call->path == NULL || call->path[0] != '/') {
+    submit_error(call, 200, JW_GRPC_UNIMPLEMENTED, "malformed method path");
+    return;
+  }
+  call->method = find_method(sc->srv, call->path);
+  if (call->method == NULL) {
+    snprintf(msg, sizeof(msg), "unknown method %.200s", call->path);
+    submit_error(call, 200, JW_GRPC_UNIMPLEMENTED, msg);
+    return;
+  }
+  if (sc->cn == NULL) {
+    submit_error(call, 200, JW_GRPC_UNAUTHENTICATED,
+                 "the client certificate has no usable common name");
+    return;
+  }
+  if (call->bad_timeout) {
+    submit_error(call, 200, JW_GRPC_INTERNAL, "malformed grpc-timeout");
+    return;
+  }
+  if (call->have_timeout) {
+    call->deadline = malloc(sizeof(*call->deadline));
+    if (call->deadline == NULL) {
+      submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+      return;
+    }
+    uv_timer_init(sc->c.loop, call->deadline);
+    call->deadline->data = call;
+    uv_timer_start(call->deadline, deadline_cb, call->timeout_ms, 0);
+  }
+}
+
+static void on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
+  if (++call->nmsgs > 1) {
+    submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
+                 "more than one request message for a unary method");
+    return;
+  }
+  call->req = malloc(len > 0 ? len : 1);
+  if (call->req == NULL) {
+    submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  if (len > 0)
+    memcpy(call->req, msg, len);
+  call->req_len = len;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags,
+                         int32_t stream_id, const uint8_t *data, size_t len,
+                         void *user_data) {
+  sconn_t *sc = user_data;
+  jw_rpc_call_t *call = stream_call(sc, stream_id);
+  if (call == NULL || call->state != CALL_RECV)
+    return 0;
+  while (call->state == CALL_RECV) {
+    const uint8_t *msg;
+    size_t mlen;
+    int r = jw_grpc_deframer_next(&call->defr, &data, &len, &msg, &mlen);
+    if (r == 0)
+      break;
+    if (r == 1) {
+      on_message(call, msg, mlen);
+      continue;
+    }
+    char text[160];
+    if (r == JW_ELIMIT) {
+      snprintf(text, sizeof(text),
+               "request message of %zu bytes exceeds the limit of %zu bytes",
+               call->defr.need, call->defr.max_message);
+      submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED, text);
+    } else if (r == JW_EINVAL && call->encoded) {
+      submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
+                   "compressed messages are not supported");
+    } else if (r == JW_EINVAL) {
+      snprintf(text, sizeof(text),
+               "compressed flag %u set without a grpc-encoding",
+               (unsigned)call->defr.flag);
+      submit_error(call, 200, JW_GRPC_INTERNAL, text);
+    } else {
+      submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    jw_grpc_deframer_reset(&call->defr);
+  }
+  return 0;
+}
+
+static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {
+  if (jw_grpc_deframer_partial(&call->defr)) {
+    submit_error(call, 200, JW_GRPC_INTERNAL,
+                 "the request ended inside a message");
+    return;
+  }
+  if (call->nmsgs != 1) {
+    submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
+                 "no request message for a unary method");
+    return;
+  }
+  call->state = CALL_HANDLER;
+  call->owed = true;
+  call->in_cb++;
+  call->method->handler(call, call->req, call->req_len, sc->srv->opts.data);
+  call->in_cb--;
+  free(call->req);
+  call->req = NULL;
+  call_after_cb(call);
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
+                         void *user_data) {
+  sconn_t *sc = user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+    return 0;
+  jw_rpc_call_t *call = stream_call(sc, frame->hd.stream_id);
+  if (call == NULL || call->state != CALL_RECV)
+    return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS &&
+      frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+    headers_done(sc, call);
+  if (call->state == CALL_RECV && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    dispatch(sc, call);
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
+                         void *user_data) {
+  /*
+   * The response ended before the request did: reset the stream with
+   * NO_ERROR so the client stops sending, as PROTOCOL-HTTP2.md asks.
+   */
+  if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+      nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id) ==
+          0)
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id,
+                           uint32_t error_code, void *user_data) {
+  sconn_t *sc = user_data;
+  jw_rpc_call_t *call =
+      nghttp2_session_get_stream_user_data(session, stream_id);
+  if (call == NULL)
+    return 0;
+  nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+  call->stream_id = 0;
+  (void)sc;
+  call_stream_gone(call, JW_GRPC_CANCELLED, "the client canceled the call");
+  return 0;
+}
+
+static nghttp2_session_callbacks *server_callbacks(void) {
+  static nghttp2_session_callbacks *cbs;
+  if (cbs == NULL) {
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+                                                            on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
+                                                              on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
+                                                           on_stream_close);
+  }
+  return cbs;
+}
+
+/* ---- Connections ------------------------------------------------------ */
+
+static void maybe_done(jw_rpc_server_t *srv);
+
+static void sconn_cancel_all(sconn_t *sc, int status, const char *msg) {
+  while (sc->calls != NULL) {
+    jw_rpc_call_t *call = sc->calls;
+    if (call->stream_id > 0 && sc->c.h2 != NULL)
+      nghttp2_session_set_stream_user_data(sc->c.h2, call->stream_id, NULL);
+    call->stream_id = 0;
+    call_stream_gone(call, status, msg);
+  }
+}
+
+static void close_timer_cb(uv_timer_t *t) {
+  sconn_t *sc = ((jw__conn_t *)t->data)->owner;
+  jw__conn_close(&sc->c, false);
+}
+
+static void sconn_close(sconn_t *sc, bool graceful) {
+  if (sc->c.closing) {
+    jw__conn_close(&sc->c, graceful);
+    return;
+  }
+  sconn_cancel_all(sc, JW_GRPC_CANCELLED,
+                   sc->srv->shutting_down ? "the server is shutting down"
+                                          : "the connection was closed");
+  if (sc->opened)
+    emit(sc->srv, "conn_close", sc->peer, sc->cn, NULL, NULL, 0,
+         sc->c.dead ? sc->c.errmsg : NULL, uv_hrtime() - sc->open_ns);
+  jw__conn_close(&sc->c, graceful);
+  /* A graceful close waits for its last write, but not for ever. */
+  if (graceful && sc->c.close_wait)
+    uv_timer_start(&sc->c.timer, close_timer_cb, 2000, 0);
+}
+
+static void idle_timer_cb(uv_timer_t *t) {
+  sconn_t *sc = ((jw__conn_t *)t->data)->owner;
+  if (sc->ncalls > 0 || sc->c.closing)
+    return;
+  if (!sc->c.tls_up) {
+    jw__conn_fail(&sc->c, UV_ETIMEDOUT, "TLS handshake timed out");
+    return;
+  }
+  nghttp2_submit_goaway(sc->c.h2, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(sc->c.h2),
+                        NGHTTP2_NO_ERROR, (const uint8_t *)"idle", 4);
+  sc->draining = true;
+  jw__conn_flush(&sc->c);
+  sconn_close(sc, true);
+}
+
+static int sc_handshake_done(jw__conn_t *c) {
+  sconn_t *sc = c->owner;
+  jw_rpc_server_t *srv = sc->srv;
+  nghttp2_option *opt;
+  int rc;
+
+  sc->cn = c->ssl != NULL ? jw__tls_peer_cn(c->ssl) : sc->cn;
+  if (nghttp2_option_new(&opt) != 0)
+    return -ENOMEM;
+  nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+  rc = nghttp2_session_server_new2(&c->h2, server_callbacks(), sc, opt);
+  nghttp2_option_del(opt);
+  if (rc != 0)
+    return JW_EHTTP2;
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+       srv->opts.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, JW__H2_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, JW__H2_MAX_HEADER_LIST},
+  };
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+                                            JW__H2_CONN_WINDOW) != 0)
+    return JW_EHTTP2;
+  sc->opened = true;
+  sc->open_ns = uv_hrtime();
+  emit(srv, "conn_open", sc->peer, sc->cn, NULL, NULL, 0, NULL, 0);
+  uv_timer_stop(&c->timer);
+  if (srv->shutting_down) {
+    nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL,
+                          0);
+    sc->draining = true;
+  }
+  return 0;
+}
+
+static void sc_failed(jw__conn_t *c, int err) {
+  sconn_t *sc = c->owner;
+  if (!sc->opened)
+    emit(sc->srv, "conn_refused", sc->peer, NULL, NULL, NULL, 0, c->errmsg, 0);
+  sconn_close(sc, true);
+}
+
+static void sc_deferred(jw__conn_t *c) {
+  sconn_t *sc = c->owner;
+  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next) {
+    if (call->state == CALL_STREAMING && call->deferred && call->want_resume) {
+      call->deferred = false;
+      call->want_resume = false;
+      nghttp2_session_resume_data(c->h2, call->stream_id);
+    }
+  }
+}
+
+static void sc_after_io(jw__conn_t *c) {
+  sconn_t *sc = c->owner;
+  if (c->h2 == NULL || c->dead || c->closing)
+    return;
+  if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
+    sconn_close(sc, true);
+    return;
+  }
+  if (sc->ncalls == 0 && !uv_is_active((uv_handle_t *)&c->timer) && !sc->fake)
+    uv_timer_start(&c->timer, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
+}
+
+static void sc_closed(jw__conn_t *c) {
+  sconn_t *sc = c->owner;
+  jw_rpc_server_t *srv = sc->srv;
+  if (sc->prev != NULL)
+    sc->prev->next = sc->next;
+  else
+    srv->conns = sc->next;
+  if (sc->next != NULL)
+    sc->next->prev = sc->prev;
+  srv->nconns--;
+  free(sc->cn);
+  free(sc);
+  maybe_done(srv);
+}
+
+static const jw__conn_ops_t sconn_ops = {sc_handshake_done, sc_failed,
+                                         sc_deferred, sc_after_io, sc_closed};
+
+static void refused_close_cb(uv_handle_t *h) { free(h); }
+
+static void on_connection(uv_stream_t *server, int status) {
+  jw_rpc_server_t *srv = server->data;
+  if (status < 0 || srv->shutting_down)
+    return;
+  if (srv->nconns >= srv->opts.max_connections) {
+    /* At the cap: accept and close at once, so the backlog drains. */
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL)
+      return;
+    uv_tcp_init(srv->loop, t);
+    if (uv_accept(server, (uv_stream_t *)t) == 0) {
+      char peer[64] = "?";
+      struct sockaddr_storage ss;
+      int len = sizeof(ss);
+      if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0 &&
+          ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, peer, sizeof(peer));
+      emit(srv, "conn_refused", peer, NULL, NULL, NULL, 0,
+           "connection limit reached", 0);
+    }
+    uv_close((uv_handle_t *)t, refused_close_cb);
+    return;
+  }
+  sconn_t *sc = calloc(1, sizeof(*sc));
+  if (sc == NULL)
+    return;
+  sc->srv = srv;
+  if (jw__conn_init(&sc->c, srv->loop, &sconn_ops, sc, true) != 0) {
+    free(sc);
+    return;
+  }
+  sc->next = srv->conns;
+  if (srv->conns != NULL)
+    srv->conns->prev = sc;
+  srv->conns = sc;
+  srv->nconns++;
+  if (uv_accept(server, (uv_stream_t *)&sc->c.tcp) != 0) {
+    sconn_close(sc, false);
+    return;
+  }
+  uv_tcp_nodelay(&sc->c.tcp, 1);
+  jw__conn_peer(&sc->c, sc->peer, sizeof(sc->peer));
+  uv_timer_start(&sc->c.timer, idle_timer_cb, srv->opts.handshake_timeout_ms,
+                 0);
+  int rc = jw__conn_start_tls(&sc->c, srv->ssl, NULL);
+  if (rc != 0)
+    jw__conn_fail(&sc->c, rc, "cannot start TLS: %s", jw_strerror(rc));
+}
+
+/* ---- Server ---------------------------------------------------------- */
+
+int jw_rpc_listen_addr_parse(const char *addr, struct sockaddr_storage *ss) {
+  char host[256];
+  int port;
+  if (jw__addr_split(addr, host, sizeof(host), &port) != 0)
+    return JW_EINVAL;
+  if (strcmp(host, "localhost") == 0)
+    strcpy(host, "127.0.0.1");
+  if (host[0] == '\0' || strcmp(host, "*") == 0)
+    strcpy(host, "0.0.0.0");
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return JW_EINVAL;
+}
+
+static void free_methods(jw_rpc_server_t *srv) {
+  if (srv->methods == NULL)
+    return;
+  for (size_t i = 0; i < srv->opts.nmethods; i++)
+    free((char *)srv->methods[i].path);
+  free(srv->methods);
+}
+
+static void listener_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->listener_open = false;
+  maybe_done(srv);
+}
+
+static void start_failed_close_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  SSL_CTX_free(srv->ssl);
+  free_methods(srv);
+  free(srv);
+}
+
+int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
+                        jw_rpc_server_t **out) {
+  struct sockaddr_storage ss;
+  int rc;
+  *out = NULL;
+  if (opts == NULL || opts->tls == NULL || !opts->tls->server ||
+      (opts->nmethods > 0 && opts->methods == NULL))
+    return JW_EINVAL;
+  if ((rc = jw_rpc_listen_addr_parse(opts->addr, &ss)) != 0)
+    return rc;
+  jw_rpc_server_t *srv = calloc(1, sizeof(*srv));
+  if (srv == NULL)
+    return -ENOMEM;
+  srv->loop = loop;
+  srv->opts = *opts;
+  if (srv->opts.max_connections == 0)
+    srv->opts.max_connections = 1024;
+  if (srv->opts.max_concurrent_streams == 0)
+    srv->opts.max_concurrent_streams = 100;
+  if (srv->opts.handshake_timeout_ms == 0)
+    srv->opts.handshake_timeout_ms = 10000;
+  if (srv->opts.idle_timeout_ms == 0)
+    srv->opts.idle_timeout_ms = 300000;
+  if (srv->opts.max_message_bytes == 0)
+    srv->opts.max_message_bytes = 4u << 20;
+  srv->opts.addr = NULL;
+  srv->opts.tls = NULL;
+  srv->methods = calloc(opts->nmethods + 1, sizeof(*srv->methods));
+  if (srv->methods == NULL) {
+    free(srv);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < opts->nmethods; i++) {
+    srv->methods[i].path = strdup(opts->methods[i].path);
+    srv->methods[i].handler = opts->methods[i].handler;
+  }
+  srv->opts.methods = srv->methods;
+  srv->ssl = jw__tls_ctx_ssl(opts->tls);
+  SSL_CTX_up_ref(srv->ssl);
+
+  uv_tcp_init(loop, &srv->listener);
+  srv->listener.data = srv;
+  srv->listener_open = true;
+  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&srv->listener, start_failed_close_cb);
+    return rc;
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof(bound);
+  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+  srv->port = bound.ss_family == AF_INET6
+                  ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                  : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  uv_timer_init(loop, &srv->shutdown_timer);
+  srv->shutdown_timer.data = srv;
+  srv->timer_open = true;
+  *out = srv;
+  return 0;
+}
+
+int jw_rpc_server_port(const jw_rpc_server_t *srv) { return srv->port; }
+
+static void shutdown_timer_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->timer_open = false;
+  srv->done = true;
+  if (srv->done_cb != NULL)
+    srv->done_cb(srv, srv->done_data);
+}
+
+static void maybe_done(jw_rpc_server_t *srv) {
+  if (!srv->shutting_down || srv->listener_open || srv->nconns > 0 ||
+      !srv->timer_open || uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
+    return;
+  uv_close((uv_handle_t *)&srv->shutdown_timer, shutdown_timer_closed_cb);
+}
+
+static void shutdown_timeout_cb(uv_timer_t *t) {
+  jw_rpc_server_t *srv = t->data;
+  for (sconn_t *sc = srv->conns; sc != NULL; sc = sc->next)
+    sconn_close(sc, false);
+}
+
+void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
+                            void (*done_cb)(jw_rpc_server_t *srv, void *data),
+                            void *data) {
+  if (srv->shutting_down)
+    return;
+  srv->shutting_down = true;
+  srv->done_cb = done_cb;
+  srv->done_data = data;
+  uv_close((uv_handle_t *)&srv->listener, listener_closed_cb);
+  uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, timeout_ms, 0);
+  sconn_t *next;
+  for (sconn_t *sc = srv->conns; sc != NULL; sc = next) {
+    next = sc->next;
+    if (sc->c.closing)
+      continue;
+    if (!sc->c.tls_up || sc->c.h2 == NULL || sc->c.dead) {
+      sconn_close(sc, false);
+      continue;
+    }
+    nghttp2_submit_goaway(sc->c.h2, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(sc->c.h2),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    sc->draining = true;
+    jw__conn_schedule(&sc->c);
+  }
+}
+
+void jw_rpc_server_free(jw_rpc_server_t *srv) {
+  if (srv == NULL)
+    return;
+  /* Calls whose handler never ended them and never asked to hear of it. */
+  while (srv->zombies != NULL)
+    call_free(srv->zombies);
+  SSL_CTX_free(srv->ssl);
+  free_methods(srv);
+  free(srv);
+}
+
+/* ---- Plaintext test hook --------------------------------------------- */
+
+int jw__server_test_conn(jw_rpc_server_t *srv, const char *cn,
+                         jw__conn_t **out) {
+  sconn_t *sc = calloc(1, sizeof(*sc));
+  if (sc == NULL)
+    return -ENOMEM;
+  sc->srv = srv;
+  sc->fake = true;
+  if (jw__conn_init(&sc->c, srv->loop, &sconn_ops, sc, true) != 0) {
+    free(sc);
+    return -ENOMEM;
+  }
+  sc->next = srv->conns;
+  if (srv->conns != NULL)
+    srv->conns->prev = sc;
+  srv->conns = sc;
+  srv->nconns++;
+  snprintf(sc->peer, sizeof(sc->peer), "test");
+  sc->cn = cn != NULL ? strdup(cn) : NULL;
+  sc->c.tls_up = true;
+  sc->c.no_socket = true;
+  int rc = sc_handshake_done(&sc->c);
+  if (rc != 0) {
+    sconn_close(sc, false);
+    return rc;
+  }
+  *out = &sc->c;
+  return 0;
+}
+
+void jw__server_test_close(jw__conn_t *c) { sconn_close(c->owner, false); }
