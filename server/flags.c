@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,30 @@ static void usage(FILE *f, const char *defdir) {
       "%d)\n"
       "  --log-level LEVEL      debug, info, warn or error\n"
       "                         (TELEPORTD_LOG_LEVEL, default info)\n"
+      "\n"
+      "Resource limits (each job runs in a cgroup of its own; see\n"
+      "docs/isolation.md). A request's 0 takes the default; asking over a\n"
+      "maximum is refused. Defaults and maximums are 0: none.\n"
+      "  --default-memory SIZE  memory per job, e.g. 512M, 2G\n"
+      "                         (TELEPORTD_DEFAULT_MEMORY)\n"
+      "  --max-memory SIZE      (TELEPORTD_MAX_MEMORY)\n"
+      "  --default-cpus CPUS    CPU time per job, e.g. 0.5, 2, 250m\n"
+      "                         (TELEPORTD_DEFAULT_CPUS)\n"
+      "  --max-cpus CPUS        (TELEPORTD_MAX_CPUS)\n"
+      "  --default-pids N       processes per job (TELEPORTD_DEFAULT_PIDS)\n"
+      "  --max-pids N           (TELEPORTD_MAX_PIDS)\n"
+      "  --default-io-read RATE bytes per second, e.g. 10M\n"
+      "                         (TELEPORTD_DEFAULT_IO_READ)\n"
+      "  --max-io-read RATE     (TELEPORTD_MAX_IO_READ)\n"
+      "  --default-io-write RATE (TELEPORTD_DEFAULT_IO_WRITE)\n"
+      "  --max-io-write RATE    (TELEPORTD_MAX_IO_WRITE)\n"
+      "  --io-device DEV        the block device io limits apply to: a path\n"
+      "                         (/dev/sdb, or any file on the disk) or\n"
+      "                         MAJ:MIN (TELEPORTD_IO_DEVICE, default the\n"
+      "                         data directory's disk)\n"
+      "  --allow-isolation BOOL whether requests may ask for PID, mount and\n"
+      "                         network namespaces: true or false\n"
+      "                         (TELEPORTD_ALLOW_ISOLATION, default true)\n"
       "  -h, --help             show this help\n"
       "  --version              show the version\n"
       "\n"
@@ -113,8 +138,70 @@ enum {
   OPT_STOP_TIMEOUT,
   OPT_MAX_CONN,
   OPT_LOG_LEVEL,
-  OPT_VERSION
+  OPT_VERSION,
+  OPT_IO_DEVICE,
+  OPT_ALLOW_ISOLATION,
+  OPT_LIMIT /* OPT_LIMIT + i: limit_flags[i] */
 };
+
+enum { KIND_SIZE, KIND_CPUS, KIND_COUNT };
+
+/* The limit flags, in the order of their option codes. */
+static const struct {
+  const char *flag;
+  const char *env;
+  int kind;
+  int max;    /* a maximum, not a default */
+  size_t off; /* offset of the field in jw_limits_t */
+} limit_flags[] = {
+    {"default-memory", "TELEPORTD_DEFAULT_MEMORY", KIND_SIZE, 0,
+     offsetof(jw_limits_t, memory_bytes)},
+    {"max-memory", "TELEPORTD_MAX_MEMORY", KIND_SIZE, 1,
+     offsetof(jw_limits_t, memory_bytes)},
+    {"default-cpus", "TELEPORTD_DEFAULT_CPUS", KIND_CPUS, 0,
+     offsetof(jw_limits_t, cpu_millis)},
+    {"max-cpus", "TELEPORTD_MAX_CPUS", KIND_CPUS, 1,
+     offsetof(jw_limits_t, cpu_millis)},
+    {"default-pids", "TELEPORTD_DEFAULT_PIDS", KIND_COUNT, 0,
+     offsetof(jw_limits_t, pids)},
+    {"max-pids", "TELEPORTD_MAX_PIDS", KIND_COUNT, 1,
+     offsetof(jw_limits_t, pids)},
+    {"default-io-read", "TELEPORTD_DEFAULT_IO_READ", KIND_SIZE, 0,
+     offsetof(jw_limits_t, io_read_bps)},
+    {"max-io-read", "TELEPORTD_MAX_IO_READ", KIND_SIZE, 1,
+     offsetof(jw_limits_t, io_read_bps)},
+    {"default-io-write", "TELEPORTD_DEFAULT_IO_WRITE", KIND_SIZE, 0,
+     offsetof(jw_limits_t, io_write_bps)},
+    {"max-io-write", "TELEPORTD_MAX_IO_WRITE", KIND_SIZE, 1,
+     offsetof(jw_limits_t, io_write_bps)},
+};
+
+#define NLIMIT_FLAGS (sizeof(limit_flags) / sizeof(limit_flags[0]))
+
+static int parse_limit(int kind, const char *s, int64_t *out) {
+  if (kind == KIND_SIZE)
+    return jw_parse_size(s, out);
+  if (kind == KIND_CPUS)
+    return jw_parse_cpus(s, out);
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || *end != '\0' || errno != 0 || v < 0)
+    return -EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int parse_bool(const char *s, bool *out) {
+  if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0 || strcmp(s, "yes") == 0)
+    *out = true;
+  else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0 ||
+           strcmp(s, "no") == 0)
+    *out = false;
+  else
+    return -EINVAL;
+  return 0;
+}
 
 int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   static const struct option opts[] = {
@@ -128,8 +215,24 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
+      {"io-device", required_argument, NULL, OPT_IO_DEVICE},
+      {"allow-isolation", required_argument, NULL, OPT_ALLOW_ISOLATION},
+      {"default-memory", required_argument, NULL, OPT_LIMIT + 0},
+      {"max-memory", required_argument, NULL, OPT_LIMIT + 1},
+      {"default-cpus", required_argument, NULL, OPT_LIMIT + 2},
+      {"max-cpus", required_argument, NULL, OPT_LIMIT + 3},
+      {"default-pids", required_argument, NULL, OPT_LIMIT + 4},
+      {"max-pids", required_argument, NULL, OPT_LIMIT + 5},
+      {"default-io-read", required_argument, NULL, OPT_LIMIT + 6},
+      {"max-io-read", required_argument, NULL, OPT_LIMIT + 7},
+      {"default-io-write", required_argument, NULL, OPT_LIMIT + 8},
+      {"max-io-write", required_argument, NULL, OPT_LIMIT + 9},
       {NULL, 0, NULL, 0},
   };
+  const char *limit_val[NLIMIT_FLAGS];
+  const char *limit_src[NLIMIT_FLAGS];
+  const char *iso = getenv("TELEPORTD_ALLOW_ISOLATION");
+  const char *iso_flag = "TELEPORTD_ALLOW_ISOLATION";
   const char *stop = getenv("TELEPORTD_STOP_TIMEOUT");
   const char *maxc = getenv("TELEPORTD_MAX_CONNECTIONS");
   const char *level = getenv("TELEPORTD_LOG_LEVEL");
@@ -143,6 +246,11 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   cfg->cert = getenv("TELEPORTD_CERT");
   cfg->key = getenv("TELEPORTD_KEY");
   cfg->data_dir = getenv("TELEPORTD_DATA_DIR");
+  cfg->io_device = getenv("TELEPORTD_IO_DEVICE");
+  for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
+    limit_val[i] = getenv(limit_flags[i].env);
+    limit_src[i] = limit_flags[i].env;
+  }
 
   opterr = 0;
   int c;
@@ -172,6 +280,12 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     case OPT_LOG_LEVEL:
       level = optarg, level_flag = "--log-level";
       break;
+    case OPT_IO_DEVICE:
+      cfg->io_device = optarg;
+      break;
+    case OPT_ALLOW_ISOLATION:
+      iso = optarg, iso_flag = "--allow-isolation";
+      break;
     case 'h':
       usage(stdout, default_data_dir(cfg));
       return 1;
@@ -183,6 +297,11 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       fprintf(stderr, "Run 'teleportd --help' for usage.\n");
       return 2;
     default:
+      if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
+        limit_val[c - OPT_LIMIT] = optarg;
+        limit_src[c - OPT_LIMIT] = limit_flags[c - OPT_LIMIT].flag;
+        break;
+      }
       fprintf(stderr, "teleportd: unknown flag %s\n", argv[optind - 1]);
       fprintf(stderr, "Run 'teleportd --help' for usage.\n");
       return 2;
@@ -224,6 +343,37 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       return bad(level_flag, level, "want debug, info, warn or error");
     cfg->log_level = (jw_log_level_t)i;
   }
+
+  for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
+    static const char *const want[] = {
+        "want a size such as 512M or 2G (binary units)",
+        "want a number of CPUs such as 0.5, 2 or 250m", "want a whole number"};
+    int64_t v;
+    char name[64];
+    if (limit_val[i] == NULL || limit_val[i][0] == '\0')
+      continue;
+    if (limit_src[i][0] != 'T')
+      snprintf(name, sizeof(name), "--%s", limit_src[i]);
+    else
+      snprintf(name, sizeof(name), "%s", limit_src[i]);
+    if (parse_limit(limit_flags[i].kind, limit_val[i], &v) != 0)
+      return bad(name, limit_val[i], want[limit_flags[i].kind]);
+    jw_limits_t *l =
+        limit_flags[i].max ? &cfg->max_limits : &cfg->default_limits;
+    *(int64_t *)((char *)l + limit_flags[i].off) = v;
+  }
+  for (size_t i = 0; i < NLIMIT_FLAGS; i += 2) {
+    int64_t d = *(int64_t *)((char *)&cfg->default_limits + limit_flags[i].off);
+    int64_t m = *(int64_t *)((char *)&cfg->max_limits + limit_flags[i].off);
+    if (m > 0 && d > m) {
+      fprintf(stderr, "teleportd: --%s is over --%s\n", limit_flags[i].flag,
+              limit_flags[i + 1].flag);
+      return 2;
+    }
+  }
+  cfg->allow_isolation = true;
+  if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)
+    return bad(iso_flag, iso, "want true or false");
 
   const char *missing = NULL;
   if (cfg->cacert == NULL || cfg->cacert[0] == '\0')

@@ -5,7 +5,10 @@
 #ifndef TELEPORTD_FLAGS_H
 #define TELEPORTD_FLAGS_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "jobworker/cgroup.h"
 
 typedef enum {
   JW_LOG_DEBUG = 0,
@@ -23,6 +26,13 @@ typedef struct {
   uint64_t stop_timeout_ms;
   uint32_t max_connections;
   jw_log_level_t log_level;
+  /* Limits a job gets where its request says 0, and the most it may ask. */
+  jw_limits_t default_limits;
+  jw_limits_t max_limits;
+  /* The block device io limits apply to: "MAJ:MIN" or a path; NULL: the
+   * data directory's disk. */
+  const char *io_device;
+  bool allow_isolation;
   char data_dir_buf[4096];
 } jw_config_t;
 

@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "flags.h"
@@ -34,7 +35,7 @@ typedef struct {
 } server_t;
 
 static void on_event(const jw_rpc_event_t *ev, void *data) {
-  char status[16], dur[32];
+  char status[32], dur[32];
   jw_log_level_t level = JW_LOG_INFO;
   if (strcmp(ev->event, "conn_open") == 0)
     level = JW_LOG_DEBUG;
@@ -185,10 +186,113 @@ static int claim_data_dir(const char *dir) {
   return fd;
 }
 
+/*
+ * The cgroup parent's name: one per data directory, so that a restarted
+ * server (which holds the same directory's lock) finds what its previous
+ * run left, and two servers with their own directories never meet.
+ */
+static void cgroup_name(const char *dir, char *buf, size_t size) {
+  char real[4096];
+  const char *p = realpath(dir, real) != NULL ? real : dir;
+  uint32_t h = 2166136261u;
+  for (; *p != '\0'; p++)
+    h = (h ^ (unsigned char)*p) * 16777619u;
+  snprintf(buf, size, "teleportd-%08" PRIx32, h);
+}
+
+/* --io-device: MAJ:MIN, a block device, or any file on the disk. */
+static int io_device(const char *spec, const char *data_dir, dev_t *out) {
+  unsigned ma, mi;
+  char tail;
+  struct stat st;
+  if (spec == NULL || spec[0] == '\0') {
+    if (stat(data_dir, &st) != 0)
+      return -errno;
+    *out = st.st_dev;
+    return 0;
+  }
+  if (sscanf(spec, "%u:%u%c", &ma, &mi, &tail) == 2) {
+    *out = makedev(ma, mi);
+    return 0;
+  }
+  if (stat(spec, &st) != 0)
+    return -errno;
+  *out = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+  return 0;
+}
+
+/*
+ * Sets up the jobs' cgroups: finds the backend, removes what a previous
+ * run left, and checks that the default limits can be enforced. Returns
+ * 0, or 2 after printing why the server cannot start.
+ */
+static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
+  static const char *const names[] = {"memory", "cpu", "io", "pids"};
+  static const unsigned bits[] = {JW_CG_MEMORY, JW_CG_CPU, JW_CG_IO,
+                                  JW_CG_PIDS};
+  char name[64], caps[64] = "", dev[32] = "none";
+  jw_cgroup_mgr_options_t o = {.name = name};
+  jw_cgroup_mgr_t *mgr;
+  int r;
+
+  cgroup_name(s->cfg.data_dir, name, sizeof(name));
+  r = io_device(s->cfg.io_device, s->cfg.data_dir, &o.io_device);
+  if (r != 0) {
+    fprintf(stderr, "teleportd: invalid --io-device \"%s\": %s\n",
+            s->cfg.io_device, strerror(-r));
+    return 2;
+  }
+  r = jw_cgroup_mgr_new(&o, &mgr);
+  if (r != 0) {
+    fprintf(stderr, "teleportd: cannot set up cgroups: %s\n", jw_strerror(r));
+    return 2;
+  }
+  unsigned have = jw_cgroup_mgr_caps(mgr);
+  if (!(have & JW_CG_KILL)) {
+    jw_log(JW_LOG_WARN, "event", "cgroups_unavailable", "msg",
+           "no writable cgroup hierarchy: jobs run as process groups and "
+           "requests with limits are refused",
+           NULL);
+  } else {
+    for (size_t i = 0; i < 4; i++)
+      if (have & bits[i])
+        snprintf(caps + strlen(caps), sizeof(caps) - strlen(caps), "%s%s",
+                 caps[0] ? "," : "", names[i]);
+    if (jw_cgroup_mgr_io_device(mgr) != 0)
+      snprintf(dev, sizeof(dev), "%u:%u", major(jw_cgroup_mgr_io_device(mgr)),
+               minor(jw_cgroup_mgr_io_device(mgr)));
+    jw_log(JW_LOG_INFO, "event", "cgroups", "backend",
+           jw_cgroup_mgr_backend(mgr), "limits", caps[0] ? caps : "none",
+           "io_device", dev, "parent", name, NULL);
+    r = jw_cgroup_mgr_remove_stale(mgr);
+    if (r > 0) {
+      char n[16];
+      snprintf(n, sizeof(n), "%d", r);
+      jw_log(JW_LOG_INFO, "event", "stale_cgroups_removed", "count", n, NULL);
+    }
+  }
+  unsigned missing = jw_cgroup_mgr_missing(mgr, &s->cfg.default_limits);
+  for (size_t i = 0; i < 4; i++) {
+    if (missing & bits[i]) {
+      fprintf(stderr,
+              "teleportd: --default-%s is set, but this host cannot enforce "
+              "%s limits (cgroup backend: %s%s)\n",
+              i == 2 ? "io-read/--default-io-write" : names[i], names[i],
+              jw_cgroup_mgr_backend(mgr),
+              i == 2 && (have & JW_CG_KILL) ? "; or set --io-device" : "");
+      jw_cgroup_mgr_free(mgr);
+      return 2;
+    }
+  }
+  *out = mgr;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   static server_t s;
   char errbuf[512];
   jw_tls_ctx_t *tls = NULL;
+  jw_cgroup_mgr_t *cgroups = NULL;
   int rc = 1;
 
   int r = jw_flags_parse(&s.cfg, argc, argv);
@@ -202,17 +306,31 @@ int main(int argc, char **argv) {
     fprintf(stderr, "teleportd: %s\n", errbuf);
     return 2;
   }
+  struct sockaddr_storage ss;
+  if (jw_rpc_listen_addr_parse(s.cfg.addr, &ss) != 0) {
+    fprintf(stderr,
+            "teleportd: invalid --addr \"%s\": want IP:PORT, e.g. "
+            "127.0.0.1:3000, [::1]:3000 or 0.0.0.0:3000\n",
+            s.cfg.addr);
+    jw_tls_ctx_free(tls);
+    return 2;
+  }
   int lockfd = claim_data_dir(s.cfg.data_dir);
   if (lockfd < 0) {
     jw_tls_ctx_free(tls);
     return 2;
   }
-  raise_nofile();
+  if (setup_cgroups(&s, &cgroups) != 0) {
+    jw_tls_ctx_free(tls);
+    close(lockfd);
+    return 2;
+  }
 
   uv_loop_init(&s.loop);
   jw_supervisor_options_t sopts = {
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
+      .cgroups = cgroups,
   };
   r = jw_supervisor_new(&s.loop, &sopts, &s.sup);
   if (r != 0) {
@@ -222,6 +340,10 @@ int main(int argc, char **argv) {
     goto out;
   }
   s.svc.sup = s.sup;
+  s.svc.cgroups = cgroups;
+  s.svc.default_limits = s.cfg.default_limits;
+  s.svc.max_limits = s.cfg.max_limits;
+  s.svc.allow_isolation = s.cfg.allow_isolation;
   size_t nmethods;
   const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
   jw_rpc_server_options_t ropts = {
@@ -247,6 +369,7 @@ int main(int argc, char **argv) {
     }
     goto out;
   }
+  raise_nofile();
   char port[16];
   snprintf(port, sizeof(port), "%d", jw_rpc_server_port(s.srv));
   jw_log(JW_LOG_INFO, "event", "listening", "addr", s.cfg.addr, "port", port,
@@ -276,6 +399,7 @@ out:
     }
     jw_supervisor_free(s.sup, 0);
   }
+  jw_cgroup_mgr_free(cgroups);
   uv_walk(&s.loop, close_walk, NULL);
   uv_run(&s.loop, UV_RUN_DEFAULT);
   uv_loop_close(&s.loop);

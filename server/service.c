@@ -56,6 +56,8 @@ static const char *quote(const char *s, char *buf, size_t size) {
  * they can be cut. The message was already unpacked successfully, so its
  * structure is known to be sound; the bounds checks are for safety only.
  * Returns the field number holding a NUL and its index among repeats, or 0.
+ * Only fields 1 to 4 are strings; later ones are messages (JobRequest's
+ * limits and isolation), whose bytes may well be 0.
  */
 static uint32_t find_nul(const uint8_t *p, size_t len, size_t *index) {
   size_t i = 0;
@@ -91,7 +93,7 @@ static uint32_t find_nul(const uint8_t *p, size_t len, size_t *index) {
       }
       if (v > len - i)
         return 0;
-      if (memchr(p + i, 0, (size_t)v) != NULL) {
+      if (field <= 4 && memchr(p + i, 0, (size_t)v) != NULL) {
         *index = field < 8 ? seen[field] : 0;
         return field;
       }
@@ -121,9 +123,12 @@ static Jobworker__V1__JobState map_state(jw_proc_state_t s) {
   }
 }
 
-/* The message borrows the info's strings; pack it before they can go. */
+/*
+ * The message borrows the info's strings and lim; pack it before they can
+ * go.
+ */
 static void fill_status(Jobworker__V1__JobStatus *st,
-                        const jw_job_info_t *info) {
+                        Jobworker__V1__Limits *lim, const jw_job_info_t *info) {
   jobworker__v1__job_status__init(st);
   st->id = (char *)info->id;
   st->owner = (char *)info->owner;
@@ -137,6 +142,18 @@ static void fill_status(Jobworker__V1__JobStatus *st,
   st->started_at_unix_nano = info->proc.started_at_ns;
   st->ended_at_unix_nano = info->proc.ended_at_ns;
   st->output_bytes = info->output_bytes;
+  jobworker__v1__limits__init(lim);
+  lim->memory_bytes = info->limits.memory_bytes;
+  lim->cpu_millis = info->limits.cpu_millis;
+  lim->io_read_bps = info->limits.io_read_bps;
+  lim->io_write_bps = info->limits.io_write_bps;
+  lim->pids = info->limits.pids;
+  if (lim->memory_bytes || lim->cpu_millis || lim->io_read_bps ||
+      lim->io_write_bps || lim->pids)
+    st->limits = lim;
+  st->oom_killed = info->usage.oom_killed;
+  st->cpu_usage_ns = info->usage.cpu_usage_ns;
+  st->memory_peak_bytes = info->usage.memory_peak_bytes;
 }
 
 /* Packs msg and sends it as the call's one reply. */
@@ -154,7 +171,8 @@ static void reply_msg(jw_rpc_call_t *call, const ProtobufCMessage *msg) {
 
 static void reply_status(jw_rpc_call_t *call, const jw_job_info_t *info) {
   Jobworker__V1__JobStatus st;
-  fill_status(&st, info);
+  Jobworker__V1__Limits lim;
+  fill_status(&st, &lim, info);
   reply_msg(call, &st.base);
 }
 
@@ -242,6 +260,84 @@ static bool check_start(const Jobworker__V1__JobRequest *r, const uint8_t *req,
   return true;
 }
 
+static const char *const cap_names[] = {"memory", "cpu", "io", "pids"};
+
+/*
+ * Works out the job's limits: the request's, the server's default where
+ * it left a field at 0, each checked against the server's maximum and
+ * against what the host can enforce. Returns 0, or the gRPC status to
+ * fail with after writing a sentence into msg.
+ */
+static int resolve_limits(const jw_service_t *svc,
+                          const Jobworker__V1__JobRequest *r, jw_limits_t *out,
+                          char *msg, size_t size) {
+  const Jobworker__V1__Limits *rl = r->limits;
+  struct {
+    const char *name;
+    const char *flag;
+    int64_t req, def, max, min;
+    int64_t *out;
+  } f[] = {
+      {"memory_bytes", "--max-memory", rl ? rl->memory_bytes : 0,
+       svc->default_limits.memory_bytes, svc->max_limits.memory_bytes,
+       1024 * 1024, &out->memory_bytes},
+      {"cpu_millis", "--max-cpus", rl ? rl->cpu_millis : 0,
+       svc->default_limits.cpu_millis, svc->max_limits.cpu_millis, 10,
+       &out->cpu_millis},
+      {"io_read_bps", "--max-io-read", rl ? rl->io_read_bps : 0,
+       svc->default_limits.io_read_bps, svc->max_limits.io_read_bps, 1,
+       &out->io_read_bps},
+      {"io_write_bps", "--max-io-write", rl ? rl->io_write_bps : 0,
+       svc->default_limits.io_write_bps, svc->max_limits.io_write_bps, 1,
+       &out->io_write_bps},
+      {"pids", "--max-pids", rl ? rl->pids : 0, svc->default_limits.pids,
+       svc->max_limits.pids, 1, &out->pids},
+  };
+
+  memset(out, 0, sizeof(*out));
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    if (f[i].req < 0) {
+      snprintf(msg, size, "limits.%s must not be negative (0: the default)",
+               f[i].name);
+      return JW_GRPC_INVALID_ARGUMENT;
+    }
+    if (f[i].req > 0 && f[i].req < f[i].min) {
+      snprintf(msg, size, "limits.%s %lld is below the smallest limit, %lld",
+               f[i].name, (long long)f[i].req, (long long)f[i].min);
+      return JW_GRPC_INVALID_ARGUMENT;
+    }
+    if (f[i].max > 0 && f[i].req > f[i].max) {
+      snprintf(msg, size,
+               "limits.%s %lld is over the server's maximum %lld (%s)",
+               f[i].name, (long long)f[i].req, (long long)f[i].max, f[i].flag);
+      return JW_GRPC_INVALID_ARGUMENT;
+    }
+    *f[i].out = f[i].req > 0 ? f[i].req : f[i].def;
+  }
+  unsigned missing = jw_cgroup_mgr_missing(svc->cgroups, out);
+  if (missing != 0) {
+    static const unsigned bits[] = {JW_CG_MEMORY, JW_CG_CPU, JW_CG_IO,
+                                    JW_CG_PIDS};
+    const char *what = "";
+    for (size_t i = 0; i < 4; i++)
+      if (missing & bits[i]) {
+        what = cap_names[i];
+        break;
+      }
+    if (missing & JW_CG_IO && svc->cgroups != NULL &&
+        (jw_cgroup_mgr_caps(svc->cgroups) & JW_CG_KILL) &&
+        jw_cgroup_mgr_io_device(svc->cgroups) == 0)
+      snprintf(msg, size,
+               "io limits need an io device on the server (--io-device)");
+    else
+      snprintf(msg, size,
+               "this host cannot enforce %s limits (cgroup backend: %s)", what,
+               jw_cgroup_mgr_backend(svc->cgroups));
+    return JW_GRPC_FAILED_PRECONDITION;
+  }
+  return 0;
+}
+
 static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                      void *data) {
   jw_service_t *svc = data;
@@ -256,6 +352,23 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
     jw_rpc_call_fail(call, JW_GRPC_INVALID_ARGUMENT, msg);
     goto done;
   }
+  jw_limits_t limits;
+  int lcode = resolve_limits(svc, r, &limits, msg, sizeof(msg));
+  if (lcode != 0) {
+    jw_rpc_call_fail(call, lcode, msg);
+    goto done;
+  }
+  unsigned iso = 0;
+  if (r->isolation != NULL)
+    iso = (r->isolation->pid ? JW_ISOLATE_PID : 0) |
+          (r->isolation->mount ? JW_ISOLATE_MOUNT : 0) |
+          (r->isolation->network ? JW_ISOLATE_NET : 0);
+  if (iso != 0 && !svc->allow_isolation) {
+    jw_rpc_call_fail(call, JW_GRPC_FAILED_PRECONDITION,
+                     "isolation is disabled on this server "
+                     "(--allow-isolation=false)");
+    goto done;
+  }
   jw_job_spec_t spec = {
       .command = r->command,
       .args = (const char *const *)r->args,
@@ -263,6 +376,8 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
       .env = (const char *const *)r->env,
       .nenv = r->n_env,
       .working_dir = r->working_dir,
+      .limits = limits,
+      .isolation = iso,
   };
   char id[JW_ID_LEN + 1];
   int err = jw_supervisor_start(svc->sup, jw_rpc_call_cn(call), &spec, id);
@@ -275,13 +390,22 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
       why = "permission denied (not an executable file)";
     else if (err == -ENOEXEC)
       why = "not an executable format";
+    else if (err == -E2BIG)
+      why = "arguments and environment too long for the system";
     else if (err == -EMFILE || err == -ENFILE || err == -EAGAIN ||
              err == -ENOMEM || err == JW_ELIMIT)
       code = JW_GRPC_RESOURCE_EXHAUSTED;
     else if (err == JW_ECLOSED)
       code = JW_GRPC_UNAVAILABLE, why = "the server is shutting down";
+    else if (err == JW_EUNSUPPORTED)
+      code = JW_GRPC_FAILED_PRECONDITION,
+      why = "cannot give the job a cgroup with these limits on this host";
+    else if (iso != 0 && (err == -EPERM || err == -EINVAL || err == -ENOSPC))
+      code = JW_GRPC_FAILED_PRECONDITION,
+      why = "cannot create namespaces (isolation needs root, "
+            "CAP_SYS_ADMIN)";
     else if (err != -ENOTDIR && err != -ELOOP && err != -ENAMETOOLONG &&
-             err != JW_EINVAL)
+             err != -E2BIG && err != JW_EINVAL)
       code = JW_GRPC_INTERNAL;
     snprintf(msg, sizeof(msg), "cannot start %s: %s",
              quote(r->command, q, sizeof(q)), why);
@@ -438,6 +562,7 @@ static void on_get_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 
 typedef struct {
   Jobworker__V1__JobStatus *items;
+  Jobworker__V1__Limits *lims; /* one per item; items point in once done */
   Jobworker__V1__JobStatus **ptrs;
   size_t n;
   size_t cap;
@@ -454,9 +579,16 @@ static void list_one(const jw_job_info_t *info, void *data) {
       return;
     }
     acc->items = items;
+    Jobworker__V1__Limits *lims = realloc(acc->lims, cap * sizeof(*lims));
+    if (lims == NULL) {
+      acc->oom = true;
+      return;
+    }
+    acc->lims = lims;
     acc->cap = cap;
   }
-  fill_status(&acc->items[acc->n++], info);
+  fill_status(&acc->items[acc->n], &acc->lims[acc->n], info);
+  acc->n++;
 }
 
 static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
@@ -477,8 +609,12 @@ static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   if (acc.oom) {
     jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
   } else {
-    for (size_t i = 0; i < acc.n; i++)
+    for (size_t i = 0; i < acc.n; i++) {
+      /* The arrays may have moved since the items were filled. */
+      if (acc.items[i].limits != NULL)
+        acc.items[i].limits = &acc.lims[i];
       acc.ptrs[i] = &acc.items[i];
+    }
     Jobworker__V1__ListResponse resp = JOBWORKER__V1__LIST_RESPONSE__INIT;
     resp.n_jobs = acc.n;
     resp.jobs = acc.ptrs;
@@ -486,6 +622,7 @@ static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   }
   free(acc.ptrs);
   free(acc.items);
+  free(acc.lims);
 }
 
 static const jw_rpc_method_t methods[] = {

@@ -5,13 +5,25 @@
 #ifndef TELEPORTD_SERVICE_H
 #define TELEPORTD_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "jobworker/cgroup.h"
 #include "jobworker/rpc.h"
 #include "jobworker/supervisor.h"
 
 typedef struct {
   jw_supervisor_t *sup;
+  /*
+   * Resource limits: what a job gets when its request leaves a field at 0
+   * (default_limits), and the most a request may ask for (max_limits; 0:
+   * no maximum). cgroups says what the host can enforce (NULL: nothing).
+   */
+  jw_cgroup_mgr_t *cgroups;
+  jw_limits_t default_limits;
+  jw_limits_t max_limits;
+  /* Whether requests may ask for namespaces (Isolation). */
+  bool allow_isolation;
 } jw_service_t;
 
 /*
