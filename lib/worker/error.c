@@ -26,6 +26,8 @@ const char *jw_strerror(int err) {
     return "HTTP/2 protocol failure";
   case JW_EVERIFY:
     return "verification failed";
+  case JW_EUNSUPPORTED:
+    return "not supported on this host";
   default:
     break;
   }

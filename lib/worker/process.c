@@ -11,19 +11,34 @@
  *
  * The exit is seen through a pidfd watched by a uv_poll_t and reaped with
  * waitid(P_PIDFD); there is no SIGCHLD handler and no polling timer.
+ *
+ * A process with a cgroup or namespaces of its own is created with
+ * clone3() instead: CLONE_INTO_CGROUP puts it in its cgroup2 directory
+ * before it runs a single instruction, CLONE_NEWPID/NEWNS/NEWNET give it
+ * its namespaces, and CLONE_PIDFD hands back the pidfd. clone3() has no
+ * vfork-style variant usable from C (the child would need a stack of its
+ * own), so this child is a copy-on-write fork; it still only makes system
+ * calls on data the parent prepared. The parent learns the outcome from
+ * the same error pipe, read until the exec closes it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup_int.h"
 #include "jobworker/error.h"
 #include "jobworker/process.h"
 
@@ -33,6 +48,30 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+/* The kernel's struct clone_args (clone3), version 2 (with cgroup). */
+struct clone3_args {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+  uint64_t cgroup;
+};
 
 #define DEFAULT_PATH                                                           \
   "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -61,6 +100,9 @@ struct jw_process_s {
   char **envp; /* NULL-terminated */
   char *cwd;
   const char *path; /* the PATH used for lookup; points into envp */
+  jw_cgroup_t *cgroup;
+  unsigned isolation;
+  int status_fd; /* the init's report of how the command ended; or -1 */
   jw_process_output_cb on_output;
   jw_process_exit_cb on_exit;
   void *data;
@@ -101,6 +143,10 @@ struct child_args {
   int err_fd;
   int report_fd;
   pid_t parent;
+  /* The clone3() path only. */
+  const jw__cg_spawn_t *cg;
+  unsigned isolation;
+  int status_fd;
 };
 
 /* The kernel's struct sigaction layout, for a raw rt_sigaction call. */
@@ -139,6 +185,8 @@ static void free_process(jw_process_t *p) {
   free_vec(p->envp);
   free(p->cwd);
   free(p->buf);
+  if (p->status_fd >= 0)
+    close(p->status_fd);
   free(p);
 }
 
@@ -171,6 +219,13 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
   p->pidfd = -1;
   p->fds[0] = -1;
   p->fds[1] = -1;
+  p->status_fd = -1;
+  p->cgroup = opts->cgroup;
+  p->isolation =
+      opts->isolation & (JW_ISOLATE_PID | JW_ISOLATE_MOUNT | JW_ISOLATE_NET);
+  /* Seeing only its own processes needs a /proc of its own. */
+  if (p->isolation & JW_ISOLATE_PID)
+    p->isolation |= JW_ISOLATE_MOUNT;
   p->on_output = opts->on_output;
   p->on_exit = opts->on_exit;
   p->data = opts->data;
@@ -296,56 +351,47 @@ static int lift_fd(int fd, int report_fd) {
 }
 
 /*
- * The child between vfork() and execve(). It runs on the parent's memory,
- * so it writes nothing but the error report and errno.
+ * Default dispositions for every signal (the server may ignore SIGPIPE;
+ * a job must not inherit that). Raw system calls, because libc's wrappers
+ * refuse the signals it reserves.
  */
-static __attribute__((noreturn)) void child_main(const struct child_args *a) {
+static void reset_signals(void) {
   struct kernel_sigaction dfl;
-  uint64_t empty = 0;
-  int report_fd = a->report_fd;
-  int null_fd, out_fd, err_fd;
-  int got_eacces = 0;
-  int err = ENOENT;
   int sig;
 
-  /*
-   * Default dispositions for every signal (the server may ignore SIGPIPE;
-   * a job must not inherit that), then an empty mask. Raw system calls,
-   * because libc's wrappers refuse the signals it reserves.
-   */
   memset(&dfl, 0, sizeof(dfl));
   for (sig = 1; sig < 65; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP)
       continue;
     syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
   }
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, sizeof(uint64_t));
+}
 
-  if (setpgid(0, 0) < 0)
-    child_fail(report_fd, errno);
-  /*
-   * The job dies with the server, even when the server is SIGKILLed. If
-   * the parent went away before the prctl, getppid() shows it.
-   */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-    child_fail(report_fd, errno);
-  if (getppid() != a->parent)
-    child_fail(report_fd, ESRCH);
+static void set_mask(uint64_t mask) {
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof(uint64_t));
+}
 
-  report_fd = lift_fd(report_fd, report_fd);
-  null_fd = lift_fd(a->null_fd, report_fd);
-  out_fd = lift_fd(a->out_fd, report_fd);
-  err_fd = lift_fd(a->err_fd, report_fd);
+/*
+ * Points 0, 1 and 2 at /dev/null and the output pipes. Returns the report
+ * fd, moved out of their way; *null_out gets /dev/null's other number.
+ */
+static int setup_stdio(const struct child_args *a, int *null_out) {
+  int report_fd = lift_fd(a->report_fd, a->report_fd);
+  int null_fd = lift_fd(a->null_fd, report_fd);
+  int out_fd = lift_fd(a->out_fd, report_fd);
+  int err_fd = lift_fd(a->err_fd, report_fd);
   if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
     child_fail(report_fd, errno);
-  /*
-   * Every other descriptor is closed by execve(): ours are CLOEXEC
-   * already, and this catches any an embedding program opened without it.
-   */
-  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (null_out != NULL)
+    *null_out = null_fd;
+  return report_fd;
+}
 
-  if (a->cwd != NULL && chdir(a->cwd) < 0)
-    child_fail(report_fd, errno);
+/* Runs the command (execvp-style over the candidates) or reports why not. */
+static __attribute__((noreturn)) void exec_command(const struct child_args *a,
+                                                   int report_fd) {
+  int got_eacces = 0;
+  int err = ENOENT;
 
   for (char **c = a->cands; *c != NULL; c++) {
     execve(*c, a->argv, a->envp);
@@ -365,6 +411,239 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a) {
     }
   }
   child_fail(report_fd, got_eacces ? EACCES : err);
+}
+
+/*
+ * The child between vfork() and execve(). It runs on the parent's memory,
+ * so it writes nothing but the error report and errno.
+ */
+static __attribute__((noreturn)) void child_main(const struct child_args *a) {
+  int report_fd = a->report_fd;
+
+  reset_signals();
+  set_mask(0);
+
+  if (setpgid(0, 0) < 0)
+    child_fail(report_fd, errno);
+  /*
+   * The job dies with the server, even when the server is SIGKILLed. If
+   * the parent went away before the prctl, getppid() shows it.
+   */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    child_fail(report_fd, errno);
+  if (getppid() != a->parent)
+    child_fail(report_fd, ESRCH);
+
+  report_fd = setup_stdio(a, NULL);
+  /*
+   * Every other descriptor is closed by execve(): ours are CLOEXEC
+   * already, and this catches any an embedding program opened without it.
+   */
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+
+  if (a->cwd != NULL && chdir(a->cwd) < 0)
+    child_fail(report_fd, errno);
+  exec_command(a, report_fd);
+}
+
+/* Brings the loopback interface of a new network namespace up. */
+static void loopback_up(int report_fd) {
+  struct ifreq ifr;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    child_fail(report_fd, errno);
+  memset(&ifr, 0, sizeof(ifr));
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+    child_fail(report_fd, errno);
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+    child_fail(report_fd, errno);
+  close(s);
+}
+
+static int write_str(int fd, const char *s, size_t len) {
+  ssize_t n;
+  do
+    n = write(fd, s, len);
+  while (n < 0 && errno == EINTR);
+  return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * PID 1 of a job's PID namespace. It runs the command as its child in a
+ * process group of its own, forwards every signal it gets to that group,
+ * reaps every orphan, and once the command ended reports how on
+ * status_fd and exits (the kernel then kills what is left in the
+ * namespace). PID 1 cannot die of a signal it raises itself, so the
+ * report is what carries a signal death to the parent. Signals stay
+ * blocked and are taken with sigtimedwait: a blocked signal is queued
+ * even for a namespace's init.
+ */
+static __attribute__((noreturn)) void run_init(const struct child_args *a,
+                                               int report_fd, int null_fd,
+                                               int status_fd) {
+  const uint64_t all = ~(uint64_t)0;
+  int oom_fd, lowered = 0;
+  pid_t job;
+
+  set_mask(all);
+  prctl(PR_SET_NAME, "jw-init", 0, 0, 0);
+  /*
+   * The init is a copy of the server: keep the OOM killer on the job's
+   * own processes (best effort: it needs CAP_SYS_RESOURCE).
+   */
+  oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (oom_fd >= 0)
+    lowered = write_str(oom_fd, "-1000", 5) == 0;
+
+  job = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+  if (job < 0)
+    child_fail(report_fd, errno);
+  if (job == 0) {
+    if (lowered)
+      write_str(oom_fd, "0", 1);
+    if (setpgid(0, 0) < 0)
+      child_fail(report_fd, errno);
+    set_mask(0);
+    exec_command(a, report_fd);
+  }
+
+  /* Hold nothing of the job's: the pipes must reach EOF without us. */
+  if (oom_fd >= 0)
+    close(oom_fd);
+  dup2(null_fd, 1);
+  dup2(null_fd, 2);
+  close(report_fd);
+  if (status_fd != 3) {
+    dup2(status_fd, 3);
+    status_fd = 3;
+  }
+  syscall(SYS_close_range, 4U, ~0U, 0U);
+
+  for (;;) {
+    siginfo_t si;
+    int sig =
+        (int)syscall(SYS_rt_sigtimedwait, &all, &si, NULL, sizeof(uint64_t));
+    if (sig < 0)
+      continue;
+    if (sig != SIGCHLD) {
+      if (kill(-job, sig) < 0)
+        kill(job, sig);
+      continue;
+    }
+    for (;;) {
+      int ws;
+      pid_t w = (pid_t)syscall(SYS_wait4, -1, &ws, WNOHANG, NULL);
+      if (w <= 0)
+        break;
+      if (w != job)
+        continue;
+      int msg[2] = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1,
+                    WIFSIGNALED(ws) ? WTERMSIG(ws) : 0};
+      write_str(status_fd, (const char *)msg, sizeof(msg));
+      _exit(msg[1] != 0 ? 128 + msg[1] : msg[0]);
+    }
+  }
+}
+
+/*
+ * The child of clone3() (or of clone() where clone3 is missing, then
+ * join_v2 says to join the cgroup2 directory by hand). It is a copy of
+ * the parent, so it may keep running as the namespace's init.
+ */
+static __attribute__((noreturn)) void
+child_clone_main(const struct child_args *a, int join_v2) {
+  int report_fd = a->report_fd;
+  int status_fd = -1;
+  int null_fd;
+  size_t i;
+
+  reset_signals();
+  if (!(a->isolation & JW_ISOLATE_PID))
+    set_mask(0);
+
+  /* Into the v1 controllers' cgroups before anything of the job runs. */
+  if (join_v2 && a->cg->v2_procs >= 0 && write_str(a->cg->v2_procs, "0", 1))
+    child_fail(report_fd, errno);
+  for (i = 0; i < a->cg->nv1; i++)
+    if (write_str(a->cg->v1_procs[i], "0", 1) < 0)
+      child_fail(report_fd, errno);
+
+  if (setpgid(0, 0) < 0)
+    child_fail(report_fd, errno);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    child_fail(report_fd, errno);
+  /* In a new PID namespace the parent is outside it: getppid() is 0. */
+  if (!(a->isolation & JW_ISOLATE_PID) && getppid() != a->parent)
+    child_fail(report_fd, ESRCH);
+
+  if (a->isolation & JW_ISOLATE_MOUNT) {
+    /*
+     * Mounts made here stay here; the host's still propagate in. The new
+     * /proc belongs to the job's PID namespace when it has one.
+     */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+      child_fail(report_fd, errno);
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+        0)
+      child_fail(report_fd, errno);
+  }
+  if (a->isolation & JW_ISOLATE_NET)
+    loopback_up(report_fd);
+
+  /* Out of the way of 0..2 first, like the others in setup_stdio. */
+  if (a->status_fd >= 0)
+    status_fd = lift_fd(a->status_fd, report_fd);
+  report_fd = setup_stdio(a, &null_fd);
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (a->cwd != NULL && chdir(a->cwd) < 0)
+    child_fail(report_fd, errno);
+  if (a->isolation & JW_ISOLATE_PID)
+    run_init(a, report_fd, null_fd, status_fd);
+  exec_command(a, report_fd);
+}
+
+/*
+ * Creates the child with clone3(), fork-style (no CLONE_VM): into its
+ * cgroup, with its namespaces and a pidfd. Falls back to clone() on
+ * kernels without clone3 (the child then joins its cgroup itself).
+ */
+static __attribute__((noinline)) pid_t spawn_clone(const struct child_args *a,
+                                                   int *pidfd) {
+  uint64_t ns = 0;
+  struct clone3_args ca;
+  pid_t pid;
+
+  if (a->isolation & JW_ISOLATE_PID)
+    ns |= CLONE_NEWPID;
+  if (a->isolation & JW_ISOLATE_MOUNT)
+    ns |= CLONE_NEWNS;
+  if (a->isolation & JW_ISOLATE_NET)
+    ns |= CLONE_NEWNET;
+  memset(&ca, 0, sizeof(ca));
+  ca.flags = ns | CLONE_PIDFD;
+  ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+  ca.exit_signal = SIGCHLD;
+  if (a->cg->v2_dir >= 0) {
+    ca.flags |= CLONE_INTO_CGROUP;
+    ca.cgroup = (uint64_t)a->cg->v2_dir;
+  }
+  pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+  if (pid == 0)
+    child_clone_main(a, 0);
+  /*
+   * ENOSYS: no clone3 (before 5.3, or a seccomp filter); E2BIG or EINVAL
+   * with CLONE_INTO_CGROUP: a kernel before 5.7.
+   */
+  if (pid < 0 && (errno == ENOSYS || errno == E2BIG ||
+                  (errno == EINVAL && (ca.flags & CLONE_INTO_CGROUP)))) {
+    *pidfd = -1;
+    pid = (pid_t)syscall(SYS_clone, (unsigned long)(ns | SIGCHLD), 0, 0, 0, 0);
+    if (pid == 0)
+      child_clone_main(a, 1);
+  }
+  return pid;
 }
 
 /*
@@ -494,10 +773,17 @@ static void on_drain_timeout(uv_timer_t *t) {
     maybe_final(p);
 }
 
+/* SIGKILL to the group, and to everything in the cgroup when there is one. */
+static void kill_all(jw_process_t *p) {
+  kill(-p->st.pid, SIGKILL);
+  if (p->cgroup != NULL)
+    jw_cgroup_kill(p->cgroup);
+}
+
 static void on_grace_timeout(uv_timer_t *t) {
   jw_process_t *p = t->data;
   if (p->started && !p->reaped)
-    kill(-p->st.pid, SIGKILL);
+    kill_all(p);
 }
 
 static void on_pidfd(uv_poll_t *h, int status, int events) {
@@ -509,9 +795,10 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   /*
    * The main process is a zombie now, so its pid, and with it the group
    * id, cannot have been reused: kill what is left of the group before
-   * reaping. The job is over, as systemd does for a unit.
+   * reaping. The job is over, as systemd does for a unit; with a cgroup
+   * that includes whatever left the group (setsid).
    */
-  kill(-p->st.pid, SIGKILL);
+  kill_all(p);
   memset(&si, 0, sizeof(si));
   if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
     if (errno == EINTR || errno == EAGAIN)
@@ -528,6 +815,19 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   } else {
     p->raw_signal = si.si_status;
     p->raw_code = -1;
+  }
+  /* A namespace's init reports how the command itself ended. */
+  if (p->status_fd >= 0) {
+    int msg[2];
+    ssize_t n;
+    do
+      n = read(p->status_fd, msg, sizeof(msg));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(msg)) {
+      p->raw_code = msg[0];
+      p->raw_signal = msg[1];
+    }
+    close_fd(&p->status_fd);
   }
   p->reaped = 1;
   close_pidfd(p);
@@ -546,7 +846,11 @@ int jw_process_start(jw_process_t *proc) {
   int outp[2] = {-1, -1};
   int errp[2] = {-1, -1};
   int rep[2] = {-1, -1};
+  int statp[2] = {-1, -1};
   int null_fd = -1;
+  int pidfd = -1;
+  int use_clone = proc->cgroup != NULL || proc->isolation != 0;
+  jw__cg_spawn_t cgs;
   char **cands = NULL;
   sigset_t all, old;
   pid_t pid;
@@ -559,17 +863,34 @@ int jw_process_start(jw_process_t *proc) {
     return -EINVAL;
   if (proc->started || proc->closing)
     return JW_ECLOSED;
+  cgs.v2_dir = cgs.v2_procs = -1;
+  cgs.nv1 = 0;
 
   if (proc->buf == NULL && (proc->buf = malloc(READ_BUF_SIZE)) == NULL)
     return -ENOMEM;
   cands = build_candidates(proc);
   if (cands == NULL)
     return -ENOMEM;
+  /*
+   * After vfork() the report is there or never comes, so its read end
+   * does not block; after clone3() it is read until the exec closes it.
+   */
   if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-      pipe2(rep, O_CLOEXEC | O_NONBLOCK) < 0 ||
+      pipe2(rep, O_CLOEXEC | (use_clone ? 0 : O_NONBLOCK)) < 0 ||
       (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
     err = -errno;
     goto error;
+  }
+  if (use_clone) {
+    err = jw__cgroup_spawn_open(proc->cgroup, &cgs);
+    if (err < 0)
+      goto error;
+    if ((proc->isolation & JW_ISOLATE_PID) &&
+        (pipe2(statp, O_CLOEXEC) < 0 ||
+         fcntl(statp[0], F_SETFL, O_NONBLOCK) < 0)) {
+      err = -errno;
+      goto error;
+    }
   }
   if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 ||
       fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
@@ -587,6 +908,9 @@ int jw_process_start(jw_process_t *proc) {
   a.err_fd = errp[1];
   a.report_fd = rep[1];
   a.parent = getpid();
+  a.cg = &cgs;
+  a.isolation = proc->isolation;
+  a.status_fd = statp[1];
 
   /*
    * No signal handler of ours may run in the child while it shares our
@@ -594,7 +918,7 @@ int jw_process_start(jw_process_t *proc) {
    */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid = spawn_child(&a);
+  pid = use_clone ? spawn_clone(&a, &pidfd) : spawn_child(&a);
   if (pid < 0)
     err = -errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -604,25 +928,30 @@ int jw_process_start(jw_process_t *proc) {
   close_fd(&outp[1]);
   close_fd(&errp[1]);
   close_fd(&rep[1]);
+  close_fd(&statp[1]);
   close_fd(&null_fd);
+  jw__cgroup_spawn_close(&cgs);
 
   /*
-   * The child has exec'd or exited by now. A report means it failed; the
-   * pipe is non-blocking, so a successful exec never makes us wait.
+   * After vfork() the child has exec'd or exited by now. A report means
+   * it failed; the pipe is non-blocking, so a successful exec never makes
+   * us wait. After clone3() the read waits for the exec (EOF) or the
+   * report; the child does nothing else first.
    */
   do
     n = read(rep[0], &code, sizeof(code));
   while (n < 0 && errno == EINTR);
   close_fd(&rep[0]);
   if (n == (ssize_t)sizeof(code)) {
-    /* It has already called _exit(); this wait is immediate. */
+    /* It has called _exit() (an init right after its child did). */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
       ;
+    close_fd(&pidfd);
     err = -code;
     goto error;
   }
 
-  proc->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  proc->pidfd = pidfd >= 0 ? pidfd : (int)syscall(SYS_pidfd_open, pid, 0);
   if (proc->pidfd < 0) {
     err = -errno;
     kill(-pid, SIGKILL);
@@ -637,6 +966,8 @@ int jw_process_start(jw_process_t *proc) {
   proc->fds[PIPE_ERR] = errp[0];
   outp[0] = -1;
   errp[0] = -1;
+  proc->status_fd = statp[0];
+  statp[0] = -1;
   free_vec(cands);
 
   proc->st.pid = pid;
@@ -685,7 +1016,10 @@ error:
   close_fd(&errp[1]);
   close_fd(&rep[0]);
   close_fd(&rep[1]);
+  close_fd(&statp[0]);
+  close_fd(&statp[1]);
   close_fd(&null_fd);
+  jw__cgroup_spawn_close(&cgs);
   free_vec(cands);
   return err;
 }
@@ -752,7 +1086,7 @@ void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
    * it is reaped, so that no zombie is left behind.
    */
   if (proc->started && !proc->reaped) {
-    kill(-proc->st.pid, SIGKILL);
+    kill_all(proc);
     syscall(SYS_pidfd_send_signal, proc->pidfd, SIGKILL, NULL, 0);
   }
 }

@@ -21,6 +21,14 @@
 #define INITIAL_BUCKETS 64
 #define COPY_BUF_SIZE (64 * 1024)
 
+/*
+ * A job's cgroup can only be removed once its last process is gone; a
+ * process killed in the middle of I/O may take a moment. Removal is
+ * retried this often, this many times (then left to the next start).
+ */
+#define CG_RETRY_MS 100
+#define CG_RETRY_MAX 300
+
 struct job {
   char id[JW_ID_LEN + 1];
   char *owner; /* "" when started without an owner */
@@ -39,6 +47,17 @@ struct job {
   struct job *hnext;
   struct job *dnext; /* in the deferred-callback queue */
   int deferred;
+  jw_cgroup_t *cg; /* NULL without one, and once final */
+  jw_limits_t limits;
+  unsigned isolation;
+  jw_usage_t usage; /* read at the end */
+};
+
+/* A cgroup whose removal is being retried. */
+struct cg_retry {
+  jw_cgroup_t *cg;
+  int tries;
+  struct cg_retry *next;
 };
 
 struct jw_sub_s {
@@ -68,6 +87,11 @@ struct jw_supervisor_s {
   struct job *defer_head;
   struct job *defer_tail;
   size_t closing_procs;
+  jw_cgroup_mgr_t *cgroups;
+  uv_timer_t cg_timer; /* retries removals; open with defer, if cgroups */
+  int cg_timer_open;
+  struct cg_retry *retries;
+  int timers_closing;
   int shutting_down;
   int done;
   void (*done_cb)(jw_supervisor_t *sup, void *data);
@@ -130,6 +154,8 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->grace_ms = opts->stop_grace_ms != 0 ? opts->stop_grace_ms
                                            : (uint64_t)DEFAULT_GRACE_MS;
   sup->max_running = opts->max_running;
+  if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
+    sup->cgroups = opts->cgroups;
   sup->data_dir = xstrdup(opts->data_dir);
   sup->nbuckets = INITIAL_BUCKETS;
   sup->buckets = calloc(sup->nbuckets, sizeof(*sup->buckets));
@@ -223,6 +249,12 @@ static void fill_info(const struct job *j, jw_job_info_t *info) {
     jw_process_status(j->proc, &info->proc);
   info->output_bytes = jw_outlog_bytes(j->log);
   info->output_dropped = jw_outlog_dropped(j->log);
+  info->limits = j->limits;
+  info->isolation = j->isolation;
+  if (!j->final && j->cg != NULL)
+    jw_cgroup_usage(j->cg, &info->usage);
+  else
+    info->usage = j->usage;
 }
 
 /*
@@ -264,6 +296,11 @@ static int ensure_defer(jw_supervisor_t *sup) {
     uv_timer_init(sup->loop, &sup->defer);
     sup->defer.data = sup;
     sup->defer_state = 1;
+    if (sup->cgroups != NULL) {
+      uv_timer_init(sup->loop, &sup->cg_timer);
+      sup->cg_timer.data = sup;
+      sup->cg_timer_open = 1;
+    }
   }
   return sup->defer_state == 1 || sup->defer_state == 2 ? 0 : JW_ECLOSED;
 }
@@ -288,6 +325,8 @@ static int defer_stops(jw_supervisor_t *sup, struct job *j) {
 
 static void on_defer_closed(uv_handle_t *h) {
   jw_supervisor_t *sup = h->data;
+  if (--sup->timers_closing > 0)
+    return;
   flush_deferred(sup);
   sup->defer_state = 3;
   sup->done = 1;
@@ -297,11 +336,59 @@ static void on_defer_closed(uv_handle_t *h) {
 
 static void maybe_shutdown_done(jw_supervisor_t *sup) {
   if (!sup->shutting_down || sup->nrunning > 0 || sup->closing_procs > 0 ||
-      sup->defer_state >= 2)
+      sup->retries != NULL || sup->defer_state >= 2)
     return;
   ensure_defer(sup);
   sup->defer_state = 2;
+  sup->timers_closing = 1;
+  if (sup->cg_timer_open) {
+    sup->cg_timer_open = 0;
+    sup->timers_closing++;
+    uv_close((uv_handle_t *)&sup->cg_timer, on_defer_closed);
+  }
   uv_close((uv_handle_t *)&sup->defer, on_defer_closed);
+}
+
+static void on_cg_timer(uv_timer_t *t) {
+  jw_supervisor_t *sup = t->data;
+  struct cg_retry **pp = &sup->retries;
+  while (*pp != NULL) {
+    struct cg_retry *r = *pp;
+    jw_cgroup_kill(r->cg);
+    if (jw_cgroup_remove(r->cg) == 0 || ++r->tries >= CG_RETRY_MAX) {
+      /* Given up: the next start of the server removes it. */
+      if (r->tries >= CG_RETRY_MAX)
+        jw_cgroup_free(r->cg);
+      *pp = r->next;
+      free(r);
+    } else {
+      pp = &r->next;
+    }
+  }
+  if (sup->retries != NULL)
+    uv_timer_start(&sup->cg_timer, on_cg_timer, CG_RETRY_MS, 0);
+  else
+    maybe_shutdown_done(sup);
+}
+
+/*
+ * Removes a job's cgroup, now or, while killed processes are still
+ * leaving it, from a timer.
+ */
+static void release_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg) {
+  struct cg_retry *r;
+  if (cg == NULL || jw_cgroup_remove(cg) == 0)
+    return;
+  jw_cgroup_kill(cg);
+  if (!sup->cg_timer_open || (r = calloc(1, sizeof(*r))) == NULL) {
+    jw_cgroup_free(cg);
+    return;
+  }
+  r->cg = cg;
+  r->next = sup->retries;
+  sup->retries = r;
+  if (!uv_is_active((uv_handle_t *)&sup->cg_timer))
+    uv_timer_start(&sup->cg_timer, on_cg_timer, CG_RETRY_MS, 0);
 }
 
 static void on_proc_closed(jw_process_t *proc, void *data) {
@@ -336,6 +423,13 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   j->status = *st;
   j->final = 1;
   sup->nrunning--;
+  /* The figures come from the cgroup, so they are read before it goes. */
+  if (j->cg != NULL) {
+    jw_cgroup_t *cg = j->cg;
+    jw_cgroup_usage(cg, &j->usage);
+    j->cg = NULL;
+    release_cgroup(sup, cg);
+  }
   /*
    * The close is counted before any callback of ours runs, so that a
    * shutdown started from one of them waits for it.
@@ -418,6 +512,16 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
     if (eq == NULL || eq == spec->env[i])
       return JW_EINVAL;
   }
+  if (spec->limits.memory_bytes < 0 || spec->limits.cpu_millis < 0 ||
+      spec->limits.io_read_bps < 0 || spec->limits.io_write_bps < 0 ||
+      spec->limits.pids < 0)
+    return JW_EINVAL;
+  if ((spec->limits.memory_bytes > 0 || spec->limits.cpu_millis > 0 ||
+       spec->limits.io_read_bps > 0 || spec->limits.io_write_bps > 0 ||
+       spec->limits.pids > 0) &&
+      (sup->cgroups == NULL ||
+       jw_cgroup_mgr_missing(sup->cgroups, &spec->limits) != 0))
+    return JW_EUNSUPPORTED;
   if (sup->max_running > 0 && sup->nrunning >= sup->max_running)
     return JW_ELIMIT;
 
@@ -426,6 +530,8 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
     return -ENOMEM;
   j->sup = sup;
   j->nargs = spec->nargs;
+  j->limits = spec->limits;
+  j->isolation = spec->isolation;
   j->owner = xstrdup(owner != NULL ? owner : "");
   j->command = xstrdup(spec->command);
   j->args = calloc(spec->nargs + 1, sizeof(char *));
@@ -450,6 +556,14 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   err = jw_outlog_create(path, &j->log);
   if (err < 0)
     goto fail;
+  if (sup->cgroups != NULL) {
+    err = jw_cgroup_create(sup->cgroups, j->id, &spec->limits, &j->cg);
+    if (err < 0) {
+      if (err != -ENOMEM)
+        err = JW_EUNSUPPORTED;
+      goto fail;
+    }
+  }
 
   memset(&po, 0, sizeof(po));
   po.command = spec->command;
@@ -461,6 +575,8 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   po.on_output = on_output;
   po.on_exit = on_exit_cb;
   po.data = j;
+  po.cgroup = j->cg;
+  po.isolation = spec->isolation;
   err = jw_process_new(sup->loop, &po, &j->proc);
   if (err < 0) {
     if (err == -EINVAL)
@@ -484,6 +600,10 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   return 0;
 
 fail:
+  if (j->cg != NULL) {
+    ensure_defer(sup);
+    release_cgroup(sup, j->cg);
+  }
   if (j->log != NULL)
     jw_outlog_free(j->log, 1);
   free(path);
@@ -700,9 +820,16 @@ void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs) {
   /* Pending stops learn that their job is gone before it goes. */
   for (j = sup->oldest; j != NULL; j = j->newer)
     fire_stops(j, JW_ECANCELED);
+  while (sup->retries != NULL) {
+    struct cg_retry *r = sup->retries;
+    sup->retries = r->next;
+    jw_cgroup_free(r->cg);
+    free(r);
+  }
   j = sup->oldest;
   while (j != NULL) {
     struct job *next = j->newer;
+    jw_cgroup_free(j->cg);
     jw_outlog_free(j->log, !keep_logs);
     free_job(j);
     j = next;

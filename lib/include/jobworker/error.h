@@ -35,6 +35,8 @@ enum jw_error {
   JW_EHTTP2 = JW_ERR_BASE - 9,
   /* The peer or the configuration failed verification. */
   JW_EVERIFY = JW_ERR_BASE - 10,
+  /* The host cannot do what was asked (no cgroup controller for a limit). */
+  JW_EUNSUPPORTED = JW_ERR_BASE - 11,
 };
 
 /*

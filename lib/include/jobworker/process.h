@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "jobworker/cgroup.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -63,10 +65,25 @@ typedef struct {
   size_t nargs;
   const char *const *env; /* "KEY=VALUE" entries added to the default PATH */
   size_t nenv;
-  const char *working_dir; /* NULL or "": inherit */
+  const char *working_dir;        /* NULL or "": inherit */
   jw_process_output_cb on_output; /* may be NULL */
   jw_process_exit_cb on_exit;     /* may be NULL */
   void *data;                     /* passed to the callbacks */
+  /*
+   * The cgroup the process starts in (NULL: the server's own). It must
+   * outlive the process. With one, the end of the main process and the
+   * stop's SIGKILL reach every process in the cgroup, not only the group.
+   */
+  jw_cgroup_t *cgroup;
+  /*
+   * JW_ISOLATE_* namespaces of its own (needs CAP_SYS_ADMIN). With
+   * JW_ISOLATE_PID the main process is a minimal init (PID 1 in the
+   * namespace) that runs the command as its child, reaps orphans,
+   * forwards signals to the command's process group, and passes on how
+   * the command ended; it implies JW_ISOLATE_MOUNT, whose fresh /proc is
+   * what lets the job see only its own processes.
+   */
+  unsigned isolation;
 } jw_process_options_t;
 
 /*
@@ -80,8 +97,9 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
 /*
  * Starts the process. Returns 0, or the errno of the failure as a negative
  * code (-ENOENT command not found, -EACCES not executable or a directory,
- * -ENOENT/-ENOTDIR bad working directory, ...). On failure nothing is left
- * behind: no child, no fd, and the process stays in the initial state.
+ * -ENOENT/-ENOTDIR bad working directory, -EPERM namespaces without the
+ * privilege, ...). On failure nothing is left behind: no child, no fd,
+ * and the process stays in the initial state.
  */
 int jw_process_start(jw_process_t *proc);
 

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "jobworker/cgroup.h"
 #include "jobworker/error.h"
 #include "jobworker/outlog.h"
 #include "jobworker/process.h"
@@ -34,6 +35,12 @@ typedef struct {
   const char *data_dir;   /* required; created if missing (0700) */
   uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0 means 10000 */
   size_t max_running;     /* jobs not yet final; 0: no limit (JW_ELIMIT) */
+  /*
+   * Where jobs get their cgroups (NULL, or a manager without JW_CG_KILL:
+   * jobs run without one, as plain process groups, and limits are
+   * refused). Owned by the caller; free it after the supervisor.
+   */
+  jw_cgroup_mgr_t *cgroups;
 } jw_supervisor_options_t;
 
 typedef struct {
@@ -43,6 +50,8 @@ typedef struct {
   const char *const *env;
   size_t nenv;
   const char *working_dir; /* NULL or "": inherit */
+  jw_limits_t limits;      /* all 0: none */
+  unsigned isolation;      /* JW_ISOLATE_* */
 } jw_job_spec_t;
 
 /*
@@ -58,6 +67,13 @@ typedef struct {
   jw_proc_status_t proc;
   uint64_t output_bytes;
   uint64_t output_dropped;
+  jw_limits_t limits; /* as started; 0: no limit */
+  unsigned isolation;
+  /*
+   * From the job's cgroup: live while it runs, read once at its end
+   * (before the cgroup is removed) after. Zero without a cgroup.
+   */
+  jw_usage_t usage;
 } jw_job_info_t;
 
 /*
@@ -93,14 +109,18 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
 /*
  * Starts a job for owner. On success writes the id (JW_ID_LEN chars plus
  * NUL) into id_out and returns 0. Returns JW_EINVAL for a bad spec (empty
- * command, env entry without '='), the start errno as a negative code
- * (-ENOENT, -EACCES, ...) when the command cannot be started; nothing is
- * kept on failure. JW_ELIMIT when max_running jobs are running, JW_ECLOSED
- * once shutdown began.
+ * command, env entry without '=', a negative limit), the start errno as a
+ * negative code (-ENOENT, -EACCES, -EPERM for namespaces without the
+ * privilege, ...) when the command cannot be started; nothing is kept on
+ * failure. JW_EUNSUPPORTED when a limit needs a cgroup controller the
+ * host does not offer or the job's cgroup cannot be made, JW_ELIMIT when
+ * max_running jobs are running, JW_ECLOSED once shutdown began.
+ *
+ * With a cgroup manager every job runs in a cgroup of its own named after
+ * its id (limits or not); the cgroup is removed once the job is final.
  */
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
-                        const jw_job_spec_t *spec,
-                        char id_out[JW_ID_LEN + 1]);
+                        const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]);
 
 /*
  * Fills info with the job's current status. Returns 0, JW_ENOTFOUND or
@@ -116,8 +136,8 @@ int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
  * or JW_EOWNER (and then the callback is never called); JW_ECLOSED once
  * shutdown has completed (every job is final then: use status).
  */
-int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req,
-                       const char *id, const char *owner, jw_stop_cb cb);
+int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
+                       const char *owner, jw_stop_cb cb);
 
 /* Forgets a pending stop request; its callback will not run. */
 void jw_supervisor_stop_cancel(jw_stop_req_t *req);
@@ -144,8 +164,7 @@ int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
  * stream, 0 at the end (job final, everything read), JW_EAGAIN (notify
  * follows), or -errno.
  */
-ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len,
-                    jw_stream_t *stream);
+ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len, jw_stream_t *stream);
 
 /* Unsubscribes (UnWatchOutput). Safe at any time, also from its callback. */
 void jw_sub_close(jw_sub_t *sub);

@@ -1,0 +1,959 @@
+/*
+ * Unit tests for jw_cgroup and the jobs that run in cgroups and
+ * namespaces: the settings each backend writes, a fake cgroup2 host, a
+ * host without cgroups, and on the real host (through the supervisor)
+ * kill-the-tree, pids, memory, CPU and io limits, PID/mount/network
+ * isolation and the removal of a previous run's leftovers.
+ *
+ * A case the host cannot support prints "SKIP <case>: <reason>" and
+ * returns; it never passes silently.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../../lib/worker/cgroup_int.h"
+#include "jobworker/cgroup.h"
+#include "jobworker/supervisor.h"
+
+#define MIB (1024 * 1024)
+
+#define SKIP(why)                                                              \
+  do {                                                                         \
+    printf("SKIP %s: %s\n", __func__, (why));                                  \
+    fflush(stdout);                                                            \
+    return;                                                                    \
+  } while (0)
+
+static char tmp_root[] = "/tmp/jw-cg-XXXXXX";
+static char data_dir[128];
+static char mgr_name[64];
+static uv_loop_t loop;
+static jw_cgroup_mgr_t *mgr;
+static jw_supervisor_t *sup;
+
+static int rm_entry(const char *p, const struct stat *st, int flag,
+                    struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(p);
+}
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop until pred(arg) holds or timeout_ms passed. */
+static int run_until(int (*pred)(void *), void *arg, uint64_t timeout_ms) {
+  uv_timer_t t;
+  uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
+  int ok;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, tick, 20, 20);
+  while (!(ok = pred(arg)) && uv_hrtime() / 1000000 < deadline)
+    uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return ok;
+}
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+static void run_for(uint64_t ms) { run_until(never, NULL, ms); }
+
+static void open_env(dev_t io_device) {
+  jw_cgroup_mgr_options_t co = {.name = mgr_name, .io_device = io_device};
+  jw_supervisor_options_t so = {.data_dir = data_dir, .stop_grace_ms = 2000};
+  ck_assert_int_eq(jw_cgroup_mgr_new(&co, &mgr), 0);
+  so.cgroups = mgr;
+  ck_assert_int_eq(jw_supervisor_new(&loop, &so, &sup), 0);
+}
+
+static int sup_done_flag;
+
+static void on_sup_done(jw_supervisor_t *s, void *data) {
+  (void)s;
+  (void)data;
+  sup_done_flag = 1;
+}
+
+static int flag_set(void *arg) { return *(int *)arg; }
+
+static void close_env(void) {
+  sup_done_flag = 0;
+  jw_supervisor_shutdown(sup, on_sup_done, NULL);
+  ck_assert(run_until(flag_set, &sup_done_flag, 30000));
+  jw_supervisor_free(sup, 0);
+  jw_cgroup_mgr_free(mgr);
+  sup = NULL;
+  mgr = NULL;
+}
+
+static void setup(void) {
+  strcpy(tmp_root, "/tmp/jw-cg-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+  snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
+  snprintf(mgr_name, sizeof(mgr_name), "jwtest-%d", (int)getpid());
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  open_env(0);
+}
+
+static void teardown(void) {
+  if (sup != NULL)
+    close_env();
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+  nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Starts a job; returns what jw_supervisor_start returned. */
+static int start(const char *const *argv, const jw_limits_t *lim,
+                 unsigned isolation, char id[JW_ID_LEN + 1]) {
+  jw_job_spec_t spec;
+  size_t n = 0;
+  while (argv[n] != NULL)
+    n++;
+  memset(&spec, 0, sizeof(spec));
+  spec.command = argv[0];
+  spec.args = argv + 1;
+  spec.nargs = n - 1;
+  if (lim != NULL)
+    spec.limits = *lim;
+  spec.isolation = isolation;
+  return jw_supervisor_start(sup, NULL, &spec, id);
+}
+
+static int is_final(void *arg) {
+  jw_job_info_t info;
+  if (jw_supervisor_status(sup, arg, NULL, &info) != 0)
+    return 1;
+  return info.proc.state != JW_PROC_RUNNING;
+}
+
+static void wait_final(const char *id, uint64_t timeout_ms,
+                       jw_job_info_t *info) {
+  ck_assert_msg(run_until(is_final, (void *)id, timeout_ms),
+                "job %s not final after %llu ms", id,
+                (unsigned long long)timeout_ms);
+  ck_assert_int_eq(jw_supervisor_status(sup, id, NULL, info), 0);
+}
+
+struct stop_ctx {
+  int done;
+  jw_proc_status_t st;
+  jw_usage_t usage;
+};
+
+static void on_stopped(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
+  struct stop_ctx *c = req->data;
+  ck_assert_int_eq(err, 0);
+  c->st = info->proc;
+  c->usage = info->usage;
+  c->done = 1;
+}
+
+static void stop_job(const char *id, struct stop_ctx *c) {
+  jw_stop_req_t req;
+  memset(c, 0, sizeof(*c));
+  req.data = c;
+  ck_assert_int_eq(jw_supervisor_stop(sup, &req, id, NULL, on_stopped), 0);
+  ck_assert(run_until(flag_set, &c->done, 20000));
+}
+
+/* The job's output (stdout and stderr together), NUL-terminated. */
+static char *output_of(const char *id) {
+  char path[256];
+  struct stat st;
+  char *buf;
+  int fd;
+  snprintf(path, sizeof(path), "%s/out-%s", tmp_root, id);
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_ge(jw_supervisor_get_output(sup, id, NULL, fd, fd), 0);
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  buf = calloc(1, (size_t)st.st_size + 1);
+  ck_assert_ptr_nonnull(buf);
+  ck_assert_int_eq(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+  close(fd);
+  unlink(path);
+  return buf;
+}
+
+/* A job cgroup's directory in the hierarchy of ctrl ("" for cgroup2). */
+static int job_dir(const char *ctrl, const char *id, char *buf, size_t size) {
+  const char *parent = jw__cgroup_mgr_parent(mgr, ctrl);
+  if (parent == NULL)
+    return -1;
+  snprintf(buf, size, "%s/%s", parent, id);
+  return 0;
+}
+
+static int dir_gone(void *arg) {
+  struct stat st;
+  return stat(arg, &st) != 0;
+}
+
+/* Every directory of the job's cgroup is removed soon after it is final. */
+static void assert_cgroup_removed(const char *id) {
+  static const char *const ctrls[] = {"", "memory", "cpu", "pids", "blkio"};
+  char dir[512];
+  for (size_t i = 0; i < sizeof(ctrls) / sizeof(ctrls[0]); i++) {
+    if (job_dir(ctrls[i], id, dir, sizeof(dir)) != 0)
+      continue;
+    ck_assert_msg(run_until(dir_gone, dir, 10000), "%s still there", dir);
+  }
+}
+
+/* Whether pid is gone (a zombie counts as gone). */
+static int pid_gone(void *arg) {
+  char path[64], buf[512];
+  long pid = *(long *)arg;
+  char *p;
+  FILE *f;
+  int gone = 1;
+  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+  f = fopen(path, "re");
+  if (f == NULL)
+    return 1;
+  if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
+    gone = p[2] == 'Z' || p[2] == 'X';
+  fclose(f);
+  return gone;
+}
+
+static long read_long(const char *dir, const char *file) {
+  char path[600], buf[64] = {0};
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
+  f = fopen(path, "re");
+  if (f == NULL)
+    return -1;
+  if (fgets(buf, sizeof(buf), f) == NULL)
+    buf[0] = '\0';
+  fclose(f);
+  return strtol(buf, NULL, 10);
+}
+
+static const char *find_setting(const jw__cg_setting_t *s, size_t n,
+                                const char *file) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(s[i].file, file) == 0)
+      return s[i].value;
+  return NULL;
+}
+
+START_TEST(test_parse_size_and_cpus) {
+  int64_t v;
+  ck_assert_int_eq(jw_parse_size("512M", &v), 0);
+  ck_assert_int_eq(v, 512LL * MIB);
+  ck_assert_int_eq(jw_parse_size("64MiB", &v), 0);
+  ck_assert_int_eq(v, 64LL * MIB);
+  ck_assert_int_eq(jw_parse_size("1G", &v), 0);
+  ck_assert_int_eq(v, 1024LL * MIB);
+  ck_assert_int_eq(jw_parse_size("10k", &v), 0);
+  ck_assert_int_eq(v, 10240);
+  ck_assert_int_eq(jw_parse_size("4096", &v), 0);
+  ck_assert_int_eq(v, 4096);
+  ck_assert_int_eq(jw_parse_size("1.5G", &v), 0);
+  ck_assert_int_eq(v, 1536LL * MIB);
+  ck_assert_int_eq(jw_parse_size("12X", &v), -EINVAL);
+  ck_assert_int_eq(jw_parse_size("", &v), -EINVAL);
+  ck_assert_int_eq(jw_parse_size("-1M", &v), -EINVAL);
+  ck_assert_int_eq(jw_parse_cpus("0.5", &v), 0);
+  ck_assert_int_eq(v, 500);
+  ck_assert_int_eq(jw_parse_cpus("2", &v), 0);
+  ck_assert_int_eq(v, 2000);
+  ck_assert_int_eq(jw_parse_cpus("250m", &v), 0);
+  ck_assert_int_eq(v, 250);
+  ck_assert_int_eq(jw_parse_cpus("0.2", &v), 0);
+  ck_assert_int_eq(v, 200);
+  ck_assert_int_eq(jw_parse_cpus("half", &v), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_v2_settings) {
+  jw__cg_setting_t s[JW__CG_MAX_SETTINGS];
+  jw_limits_t l = {.memory_bytes = 64LL * MIB,
+                   .cpu_millis = 200,
+                   .io_read_bps = 1 * MIB,
+                   .io_write_bps = 10 * MIB,
+                   .pids = 50};
+  size_t n = jw__cgroup_v2_settings(&l, makedev(8, 0), s);
+  ck_assert_str_eq(find_setting(s, n, "memory.max"), "67108864");
+  ck_assert_str_eq(find_setting(s, n, "memory.swap.max"), "0");
+  ck_assert_str_eq(find_setting(s, n, "cpu.max"), "20000 100000");
+  ck_assert_str_eq(find_setting(s, n, "io.max"),
+                   "8:0 rbps=1048576 wbps=10485760");
+  ck_assert_str_eq(find_setting(s, n, "pids.max"), "50");
+
+  /* Only what is set; a write-only io limit; the smallest CPU quota. */
+  l = (jw_limits_t){.io_write_bps = 10 * MIB, .cpu_millis = 5};
+  n = jw__cgroup_v2_settings(&l, makedev(254, 16), s);
+  ck_assert_uint_eq(n, 2);
+  ck_assert_str_eq(find_setting(s, n, "io.max"), "254:16 wbps=10485760");
+  ck_assert_str_eq(find_setting(s, n, "cpu.max"), "1000 100000");
+  /* No io device: no io limit can be written. */
+  n = jw__cgroup_v2_settings(&l, 0, s);
+  ck_assert_ptr_null(find_setting(s, n, "io.max"));
+  ck_assert_uint_eq(jw__cgroup_v2_settings(NULL, 0, s), 0);
+}
+END_TEST
+
+START_TEST(test_v1_settings) {
+  jw__cg_setting_t s[JW__CG_MAX_SETTINGS];
+  jw_limits_t l = {.memory_bytes = 64LL * MIB,
+                   .cpu_millis = 1500,
+                   .io_read_bps = 1 * MIB,
+                   .io_write_bps = 10 * MIB,
+                   .pids = 50};
+  size_t n = jw__cgroup_v1_settings(&l, makedev(7, 3), s);
+  ck_assert_str_eq(find_setting(s, n, "memory.limit_in_bytes"), "67108864");
+  ck_assert_str_eq(find_setting(s, n, "memory.memsw.limit_in_bytes"),
+                   "67108864");
+  ck_assert_str_eq(find_setting(s, n, "cpu.cfs_period_us"), "100000");
+  ck_assert_str_eq(find_setting(s, n, "cpu.cfs_quota_us"), "150000");
+  ck_assert_str_eq(find_setting(s, n, "blkio.throttle.read_bps_device"),
+                   "7:3 1048576");
+  ck_assert_str_eq(find_setting(s, n, "blkio.throttle.write_bps_device"),
+                   "7:3 10485760");
+  ck_assert_str_eq(find_setting(s, n, "pids.max"), "50");
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(s[i].file, "memory.", 7) == 0)
+      ck_assert_str_eq(s[i].ctrl, "memory");
+    if (strcmp(s[i].file, "memory.memsw.limit_in_bytes") == 0)
+      ck_assert_int_eq(s[i].optional, 1);
+  }
+}
+END_TEST
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "we");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void read_text(const char *dir, const char *file, char *buf,
+                      size_t size) {
+  char path[600];
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
+  f = fopen(path, "re");
+  ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+  if (fgets(buf, (int)size, f) == NULL)
+    buf[0] = '\0';
+  fclose(f);
+}
+
+/*
+ * A pure cgroup2 host, faked with plain files: the backend is chosen from
+ * the mount table, controllers are enabled, and the job's limits land in
+ * memory.max, cpu.max, io.max and pids.max.
+ */
+START_TEST(test_fake_cgroup2_host) {
+  char fs[256], own[300], parent[400], job[500], path[600], buf[128];
+  static const char *const files[] = {
+      "memory.max", "memory.swap.max", "cpu.max",    "io.max",
+      "pids.max",   "cgroup.procs",    "cgroup.kill"};
+  jw_cgroup_mgr_options_t o = {.name = "jwfake"};
+  jw_limits_t l = {.memory_bytes = 64LL * MIB,
+                   .cpu_millis = 200,
+                   .io_read_bps = 1 * MIB,
+                   .io_write_bps = 10 * MIB,
+                   .pids = 50};
+  jw_cgroup_mgr_t *m;
+  jw_cgroup_t *cg;
+  struct stat st;
+  char mi[300], pc[300];
+  dev_t dev = 0;
+
+  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
+  snprintf(own, sizeof(own), "%s/svc", fs);
+  snprintf(parent, sizeof(parent), "%s/jwfake", own);
+  snprintf(job, sizeof(job), "%s/job1", parent);
+  ck_assert_int_eq(mkdir(fs, 0755), 0);
+  ck_assert_int_eq(mkdir(own, 0755), 0);
+  ck_assert_int_eq(mkdir(parent, 0755), 0);
+  ck_assert_int_eq(mkdir(job, 0755), 0);
+  snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
+  write_text(path, "cpuset cpu io memory hugetlb pids\n");
+  snprintf(path, sizeof(path), "%s/cgroup.subtree_control", own);
+  write_text(path, "");
+  snprintf(path, sizeof(path), "%s/cgroup.subtree_control", parent);
+  write_text(path, "");
+  snprintf(path, sizeof(path), "%s/cgroup.kill", parent);
+  write_text(path, "");
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    snprintf(path, sizeof(path), "%s/%s", job, files[i]);
+    write_text(path, "");
+  }
+  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
+  snprintf(buf, sizeof(buf), "30 23 0:26 / ");
+  {
+    FILE *f = fopen(mi, "we");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
+    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
+    fclose(f);
+  }
+  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
+  write_text(pc, "0::/svc\n");
+  o.mountinfo_path = mi;
+  o.proc_cgroup_path = pc;
+  if (stat("/", &st) == 0)
+    dev = st.st_dev;
+  o.io_device = dev;
+
+  ck_assert_int_eq(jw_cgroup_mgr_new(&o, &m), 0);
+  ck_assert_str_eq(jw_cgroup_mgr_backend(m), "cgroup2");
+  ck_assert_uint_eq(jw_cgroup_mgr_caps(m) &
+                        (JW_CG_MEMORY | JW_CG_CPU | JW_CG_PIDS | JW_CG_KILL),
+                    JW_CG_MEMORY | JW_CG_CPU | JW_CG_PIDS | JW_CG_KILL);
+  ck_assert_str_eq(jw__cgroup_mgr_parent(m, ""), parent);
+  if (!(jw_cgroup_mgr_caps(m) & JW_CG_IO)) {
+    printf("SKIP %s (io part): / is not on a block device\n", __func__);
+    l.io_read_bps = l.io_write_bps = 0;
+  }
+  ck_assert_int_eq(jw_cgroup_create(m, "job1", &l, &cg), 0);
+  read_text(job, "memory.max", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "67108864");
+  read_text(job, "memory.swap.max", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "0");
+  read_text(job, "cpu.max", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "20000 100000");
+  read_text(job, "pids.max", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "50");
+  if (l.io_write_bps != 0) {
+    char want[96];
+    dev_t d = jw_cgroup_mgr_io_device(m);
+    snprintf(want, sizeof(want), "%u:%u rbps=1048576 wbps=10485760", major(d),
+             minor(d));
+    read_text(job, "io.max", buf, sizeof(buf));
+    ck_assert_str_eq(buf, want);
+  }
+  /* The kill is cgroup.kill. */
+  ck_assert_int_eq(jw_cgroup_kill(cg), 0);
+  read_text(job, "cgroup.kill", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "1");
+  /* The spawn descriptors are the cgroup2 directory and its procs file. */
+  {
+    jw__cg_spawn_t s;
+    ck_assert_int_eq(jw__cgroup_spawn_open(cg, &s), 0);
+    ck_assert_int_ge(s.v2_dir, 0);
+    ck_assert_int_ge(s.v2_procs, 0);
+    ck_assert_uint_eq(s.nv1, 0);
+    jw__cgroup_spawn_close(&s);
+  }
+  jw_cgroup_free(cg);
+  jw_cgroup_mgr_free(m);
+}
+END_TEST
+
+/*
+ * A host without cgroups: the manager has no capabilities, jobs run as
+ * before, and limits are refused.
+ */
+START_TEST(test_no_cgroup_host) {
+  static const char *const echo[] = {"sh", "-c", "echo hi; exit 3", NULL};
+  jw_cgroup_mgr_options_t o = {.name = "jwnone"};
+  jw_limits_t l = {.memory_bytes = 64LL * MIB};
+  char mi[300], pc[300], id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  jw_cgroup_t *cg;
+  char *out;
+
+  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
+  write_text(mi, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
+  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
+  write_text(pc, "0::/\n");
+  o.mountinfo_path = mi;
+  o.proc_cgroup_path = pc;
+
+  close_env();
+  {
+    jw_supervisor_options_t so = {.data_dir = data_dir};
+    ck_assert_int_eq(jw_cgroup_mgr_new(&o, &mgr), 0);
+    so.cgroups = mgr;
+    ck_assert_int_eq(jw_supervisor_new(&loop, &so, &sup), 0);
+  }
+  ck_assert_str_eq(jw_cgroup_mgr_backend(mgr), "none");
+  ck_assert_uint_eq(jw_cgroup_mgr_caps(mgr), 0);
+  ck_assert_uint_ne(jw_cgroup_mgr_missing(mgr, &l), 0);
+  ck_assert_int_eq(jw_cgroup_create(mgr, "x", NULL, &cg), JW_EUNSUPPORTED);
+
+  ck_assert_int_eq(start(echo, &l, 0, id), JW_EUNSUPPORTED);
+  ck_assert_int_eq(start(echo, NULL, 0, id), 0);
+  wait_final(id, 10000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 3);
+  ck_assert_uint_eq(info.usage.cpu_usage_ns, 0);
+  out = output_of(id);
+  ck_assert_str_eq(out, "hi\n");
+  free(out);
+}
+END_TEST
+
+/* The real host's backend, for the log of the test run. */
+START_TEST(test_host_backend) {
+  unsigned caps = jw_cgroup_mgr_caps(mgr);
+  printf("host cgroup backend: %s caps:%s%s%s%s%s%s\n",
+         jw_cgroup_mgr_backend(mgr), caps & JW_CG_KILL ? " kill" : "",
+         caps & JW_CG_MEMORY ? " memory" : "", caps & JW_CG_CPU ? " cpu" : "",
+         caps & JW_CG_CPUACCT ? " cpuacct" : "",
+         caps & JW_CG_PIDS ? " pids" : "", caps & JW_CG_IO ? " io" : "");
+  fflush(stdout);
+}
+END_TEST
+
+/*
+ * A process that left the job's process group (setsid) still dies when
+ * the job is stopped, and the job's cgroup is removed.
+ */
+START_TEST(test_setsid_escape_killed) {
+  static const char *const argv[] = {
+      "sh", "-c", "setsid sleep 1000 & echo $!; sleep 1000", NULL};
+  char id[JW_ID_LEN + 1];
+  struct stop_ctx sc;
+  char *out;
+  long pid;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  ck_assert_int_eq(start(argv, NULL, 0, id), 0);
+  run_for(300);
+  out = output_of(id);
+  pid = strtol(out, NULL, 10);
+  free(out);
+  ck_assert_int_gt(pid, 1);
+  ck_assert(!pid_gone(&pid));
+  stop_job(id, &sc);
+  ck_assert_int_eq(sc.st.state, JW_PROC_STOPPED);
+  ck_assert_msg(run_until(pid_gone, &pid, 5000), "setsid'd %ld survived", pid);
+  assert_cgroup_removed(id);
+}
+END_TEST
+
+/* A fork bomb with pids=50 stays under 50; the host can fork; stop works. */
+START_TEST(test_fork_bomb_contained) {
+  static const char *const argv[] = {
+      "sh", "-c", "f() { f | f & }; f 2>/dev/null; sleep 1000", NULL};
+  jw_limits_t l = {.pids = 50};
+  char id[JW_ID_LEN + 1], dir[512];
+  struct stop_ctx sc;
+  long cur, peak = 0;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_PIDS))
+    SKIP("no pids controller on this host");
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  if (job_dir("pids", id, dir, sizeof(dir)) != 0)
+    ck_assert_int_eq(job_dir("", id, dir, sizeof(dir)), 0);
+  for (int i = 0; i < 20; i++) {
+    run_for(50);
+    cur = read_long(dir, "pids.current");
+    if (cur > peak)
+      peak = cur;
+  }
+  ck_assert_int_le(peak, 50);
+  ck_assert_int_ge(peak, 10);
+  /* The host is unaffected: this process can still start others. */
+  ck_assert_int_eq(system("true"), 0);
+  stop_job(id, &sc);
+  ck_assert_int_eq(sc.st.state, JW_PROC_STOPPED);
+  assert_cgroup_removed(id);
+}
+END_TEST
+
+/* A memory hog with memory=64M is killed by the OOM killer. */
+START_TEST(test_memory_hog_oom) {
+  static const char *const argv[] = {"dd",      "if=/dev/zero", "of=/dev/null",
+                                     "bs=256M", "count=1",      NULL};
+  jw_limits_t l = {.memory_bytes = 64LL * MIB};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
+    SKIP("no memory controller on this host");
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  wait_final(id, 30000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(info.proc.signal, SIGKILL);
+  ck_assert(info.usage.oom_killed);
+  ck_assert_int_eq(info.limits.memory_bytes, 64LL * MIB);
+  ck_assert_uint_gt(info.usage.memory_peak_bytes, 32ULL * MIB);
+  ck_assert_uint_le(info.usage.memory_peak_bytes, 64ULL * MIB);
+  assert_cgroup_removed(id);
+}
+END_TEST
+
+/* A job well under its memory limit is not reported as OOM-killed. */
+START_TEST(test_memory_within_limit) {
+  static const char *const argv[] = {"dd",    "if=/dev/zero", "of=/dev/null",
+                                     "bs=8M", "count=4",      NULL};
+  jw_limits_t l = {.memory_bytes = 64LL * MIB};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
+    SKIP("no memory controller on this host");
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  wait_final(id, 30000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  ck_assert(!info.usage.oom_killed);
+  ck_assert_uint_gt(info.usage.memory_peak_bytes, 4ULL * MIB);
+}
+END_TEST
+
+/* A CPU spinner with cpus=0.2 gets about a fifth of a CPU. */
+START_TEST(test_cpu_limit) {
+  static const char *const argv[] = {"sh", "-c", "while :; do :; done", NULL};
+  jw_limits_t l = {.cpu_millis = 200};
+  char id[JW_ID_LEN + 1];
+  struct stop_ctx sc;
+  double wall, rate;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_CPU) ||
+      !(jw_cgroup_mgr_caps(mgr) & JW_CG_CPUACCT))
+    SKIP("no cpu/cpuacct controller on this host");
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  run_for(2000);
+  stop_job(id, &sc);
+  ck_assert_int_eq(sc.st.state, JW_PROC_STOPPED);
+  wall = (double)(sc.st.ended_at_ns - sc.st.started_at_ns) / 1e9;
+  rate = (double)sc.usage.cpu_usage_ns / 1e9 / wall;
+  printf("cpu limit 0.2: %.3f s of CPU in %.3f s (%.3f CPU)\n",
+         (double)sc.usage.cpu_usage_ns / 1e9, wall, rate);
+  ck_assert_msg(rate >= 0.1 && rate <= 0.3, "rate %.3f", rate);
+}
+END_TEST
+
+/* Runs a shell command, returns its first output line (or ""). */
+static void sh_line(const char *cmd, char *buf, size_t size) {
+  FILE *p = popen(cmd, "re");
+  buf[0] = '\0';
+  if (p == NULL)
+    return;
+  if (fgets(buf, (int)size, p) == NULL)
+    buf[0] = '\0';
+  buf[strcspn(buf, "\n")] = '\0';
+  pclose(p);
+}
+
+/*
+ * io_write_bps=10M: a direct-I/O write of 40 MiB to a loop device takes
+ * at least 3 s.
+ */
+START_TEST(test_io_write_limit) {
+  char img[200], cmd[600], dev[128], of[160], id[JW_ID_LEN + 1];
+  const char *argv[] = {"dd",       "if=/dev/zero", of,  "bs=1M",
+                        "count=40", "oflag=direct", NULL};
+  jw_limits_t l = {.io_write_bps = 10 * MIB};
+  jw_job_info_t info;
+  struct stat st;
+  double secs;
+
+  if (geteuid() != 0)
+    SKIP("loop devices need root");
+  snprintf(img, sizeof(img), "%s/loop.img", tmp_root);
+  snprintf(cmd, sizeof(cmd), "truncate -s 48M %s && losetup -f --show %s", img,
+           img);
+  sh_line(cmd, dev, sizeof(dev));
+  if (dev[0] != '/' || stat(dev, &st) != 0 || !S_ISBLK(st.st_mode))
+    SKIP("cannot set up a loop device (losetup -f --show failed)");
+  close_env();
+  open_env(st.st_rdev);
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_IO)) {
+    snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
+    ck_assert_int_eq(system(cmd), 0);
+    SKIP("no blkio/io controller on this host");
+  }
+  snprintf(of, sizeof(of), "of=%s", dev);
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  wait_final(id, 60000, &info);
+  snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
+  ck_assert_int_eq(system(cmd), 0);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  secs = (double)(info.proc.ended_at_ns - info.proc.started_at_ns) / 1e9;
+  printf("40 MiB at io_write_bps=10M on %s: %.2f s\n", dev, secs);
+  ck_assert_msg(secs >= 3.0, "took only %.2f s", secs);
+}
+END_TEST
+
+/* Starts a job with isolation; returns 0, or 1 after printing a skip. */
+static int start_isolated(const char *func, const char *const *argv,
+                          unsigned iso, char id[JW_ID_LEN + 1]) {
+  int err = start(argv, NULL, iso, id);
+  if (err == -EPERM || err == -EINVAL || err == -ENOSPC) {
+    printf("SKIP %s: namespaces refused (%s); they need CAP_SYS_ADMIN\n", func,
+           strerror(-err));
+    fflush(stdout);
+    return 1;
+  }
+  ck_assert_int_eq(err, 0);
+  return 0;
+}
+
+/* PID isolation: ps -e inside shows only the job's processes. */
+START_TEST(test_pid_isolation) {
+  static const char *const argv[] = {"ps", "-e", "-o", "pid=,comm=", NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  char *out, *line, *save = NULL;
+  int n = 0, saw_ps = 0;
+
+  if (start_isolated(__func__, argv, JW_ISOLATE_PID, id))
+    return;
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_msg(info.proc.exit_code == 0, "ps failed: %s", out);
+  for (line = strtok_r(out, "\n", &save); line != NULL;
+       line = strtok_r(NULL, "\n", &save)) {
+    long pid = strtol(line, NULL, 10);
+    n++;
+    ck_assert_msg(pid == 1 || pid == 2, "a foreign process: %s", line);
+    if (strstr(line, "ps") != NULL && pid == 2)
+      saw_ps = 1;
+  }
+  ck_assert_int_eq(n, 2);
+  ck_assert(saw_ps);
+  free(out);
+}
+END_TEST
+
+/*
+ * The init of a PID namespace passes on how the command ended, forwards
+ * the stop's SIGTERM, and reaps orphans.
+ */
+START_TEST(test_pid_init_status_and_signals) {
+  static const char *const code[] = {"sh", "-c", "exit 7", NULL};
+  static const char *const sig[] = {"sh", "-c", "kill -TERM $$", NULL};
+  static const char *const slp[] = {"sleep", "1000", NULL};
+  static const char *const orphan[] = {
+      "sh", "-c", "(sleep 0.1 &); sleep 0.6; ps -e -o stat= | grep -c Z", NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  struct stop_ctx sc;
+  char *out;
+
+  if (start_isolated(__func__, code, JW_ISOLATE_PID, id))
+    return;
+  wait_final(id, 10000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 7);
+
+  ck_assert_int_eq(start(sig, NULL, JW_ISOLATE_PID, id), 0);
+  wait_final(id, 10000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(info.proc.signal, SIGTERM);
+
+  ck_assert_int_eq(start(slp, NULL, JW_ISOLATE_PID, id), 0);
+  run_for(200);
+  stop_job(id, &sc);
+  ck_assert_int_eq(sc.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(sc.st.signal, SIGTERM);
+  ck_assert_int_lt((sc.st.ended_at_ns - sc.st.started_at_ns) / 1000000, 1900);
+
+  ck_assert_int_eq(start(orphan, NULL, JW_ISOLATE_PID, id), 0);
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_str_eq(out, "0\n");
+  free(out);
+}
+END_TEST
+
+/*
+ * Mount isolation: a mount the job makes stays in its namespace, and its
+ * /proc is a mount of its own.
+ */
+START_TEST(test_mount_isolation) {
+  char dir[200], script[1200], marker[400], id[JW_ID_LEN + 1];
+  const char *argv[] = {"sh", "-c", script, NULL};
+  jw_job_info_t info;
+  struct stat st;
+  char host_proc[32];
+  char *out;
+
+  snprintf(dir, sizeof(dir), "%s/mnt", tmp_root);
+  ck_assert_int_eq(mkdir(dir, 0755), 0);
+  snprintf(script, sizeof(script),
+           "mount -t tmpfs jwtest %s && touch %s/inside && ls %s && "
+           "awk '$5 == \"/proc\" { id = $1 } END { print id }' "
+           "/proc/self/mountinfo",
+           dir, dir, dir);
+  sh_line("awk '$5 == \"/proc\" { id = $1 } END { print id }' "
+          "/proc/self/mountinfo",
+          host_proc, sizeof(host_proc));
+  if (start_isolated(__func__, argv, JW_ISOLATE_MOUNT, id))
+    return;
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_msg(info.proc.exit_code == 0, "job failed: %s", out);
+  ck_assert_msg(strncmp(out, "inside\n", 7) == 0, "output: %s", out);
+  /* The topmost /proc mount inside is not the host's. */
+  out[strcspn(out + 7, "\n") + 7] = '\0';
+  ck_assert_str_ne(out + 7, host_proc);
+  free(out);
+  snprintf(marker, sizeof(marker), "%s/inside", dir);
+  ck_assert_int_ne(stat(marker, &st), 0);
+}
+END_TEST
+
+/* Network isolation: only lo, and it is up. */
+START_TEST(test_net_isolation) {
+  static const char *const argv[] = {
+      "sh", "-c", "cat /proc/net/dev; ip -o link show lo 2>/dev/null", NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  char *out, *line, *save = NULL;
+  int ifaces = 0, lo = 0, up = 0;
+
+  if (start_isolated(__func__, argv, JW_ISOLATE_NET, id))
+    return;
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  for (line = strtok_r(out, "\n", &save); line != NULL;
+       line = strtok_r(NULL, "\n", &save)) {
+    char name[64];
+    if (strstr(line, "<") != NULL) {
+      up = strstr(line, ",UP") != NULL || strstr(line, "<UP") != NULL;
+      continue;
+    }
+    if (strchr(line, '|') != NULL || sscanf(line, " %63[^:]:", name) != 1)
+      continue;
+    ifaces++;
+    if (strcmp(name, "lo") == 0)
+      lo = 1;
+  }
+  ck_assert_int_eq(ifaces, 1);
+  ck_assert(lo);
+  if (access("/sbin/ip", X_OK) == 0 || access("/usr/sbin/ip", X_OK) == 0 ||
+      access("/bin/ip", X_OK) == 0)
+    ck_assert_msg(up, "lo is not up");
+  else
+    printf("SKIP %s (lo up part): no ip(8) on this host\n", __func__);
+  free(out);
+}
+END_TEST
+
+/* A job with limits and namespaces together still reports as usual. */
+START_TEST(test_limits_with_isolation) {
+  static const char *const argv[] = {"sh", "-c", "echo $$", NULL};
+  jw_limits_t l = {.memory_bytes = 128LL * MIB, .pids = 100};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  char *out;
+
+  if (jw_cgroup_mgr_missing(mgr, &l) != 0)
+    SKIP("no memory/pids controller on this host");
+  if (start(argv, &l, JW_ISOLATE_PID | JW_ISOLATE_NET, id) == -EPERM)
+    SKIP("namespaces need CAP_SYS_ADMIN");
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_str_eq(out, "2\n");
+  ck_assert_int_eq(info.limits.pids, 100);
+  ck_assert_uint_gt(info.usage.cpu_usage_ns, 0);
+  free(out);
+  assert_cgroup_removed(id);
+}
+END_TEST
+
+/*
+ * What a killed server left behind (a cgroup with a process in it) is
+ * killed and removed by the next manager of the same name.
+ */
+START_TEST(test_remove_stale) {
+  jw_cgroup_t *cg;
+  jw__cg_spawn_t s;
+  char dir[512];
+  pid_t pid;
+  int ws;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  ck_assert_int_eq(jw_cgroup_create(mgr, "stalejob", NULL, &cg), 0);
+  ck_assert_int_eq(jw__cgroup_spawn_open(cg, &s), 0);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    if (s.v2_procs >= 0 && write(s.v2_procs, "0", 1) != 1)
+      _exit(1);
+    for (size_t i = 0; i < s.nv1; i++)
+      if (write(s.v1_procs[i], "0", 1) != 1)
+        _exit(1);
+    setsid();
+    execlp("sleep", "sleep", "1000", (char *)NULL);
+    _exit(127);
+  }
+  jw__cgroup_spawn_close(&s);
+  /* The server "dies": its cgroup object is gone, the directory is not. */
+  jw_cgroup_free(cg);
+  usleep(100000);
+  ck_assert_int_eq(waitpid(pid, &ws, WNOHANG), 0);
+
+  close_env();
+  open_env(0);
+  ck_assert_int_eq(jw_cgroup_mgr_remove_stale(mgr), 1);
+  ck_assert_int_eq(waitpid(pid, &ws, 0), pid);
+  ck_assert(WIFSIGNALED(ws));
+  ck_assert_int_eq(WTERMSIG(ws), SIGKILL);
+  if (job_dir("", "stalejob", dir, sizeof(dir)) == 0 ||
+      job_dir("memory", "stalejob", dir, sizeof(dir)) == 0)
+    ck_assert(dir_gone(dir));
+  ck_assert_int_eq(jw_cgroup_mgr_remove_stale(mgr), 0);
+}
+END_TEST
+
+static Suite *cgroup_suite(void) {
+  Suite *s = suite_create("cgroup");
+  TCase *tc = tcase_create("core");
+  TCase *host = tcase_create("host");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_checked_fixture(host, setup, teardown);
+  tcase_set_timeout(host, 120);
+  tcase_add_test(tc, test_parse_size_and_cpus);
+  tcase_add_test(tc, test_v2_settings);
+  tcase_add_test(tc, test_v1_settings);
+  tcase_add_test(tc, test_fake_cgroup2_host);
+  tcase_add_test(tc, test_no_cgroup_host);
+  tcase_add_test(host, test_host_backend);
+  tcase_add_test(host, test_setsid_escape_killed);
+  tcase_add_test(host, test_fork_bomb_contained);
+  tcase_add_test(host, test_memory_hog_oom);
+  tcase_add_test(host, test_memory_within_limit);
+  tcase_add_test(host, test_cpu_limit);
+  tcase_add_test(host, test_io_write_limit);
+  tcase_add_test(host, test_pid_isolation);
+  tcase_add_test(host, test_pid_init_status_and_signals);
+  tcase_add_test(host, test_mount_isolation);
+  tcase_add_test(host, test_net_isolation);
+  tcase_add_test(host, test_limits_with_isolation);
+  tcase_add_test(host, test_remove_stale);
+  suite_add_tcase(s, tc);
+  suite_add_tcase(s, host);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(cgroup_suite());
+  int failed;
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
