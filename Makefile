@@ -78,7 +78,7 @@ check-format:
 	@$(C_FILES) | xargs -r clang-format --dry-run -Werror
 
 docker-test:
-	tests/docker/test_docker.sh
+	bash tests/docker/test_docker.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
