@@ -1,0 +1,224 @@
+/*
+ * teleport: the command-line client of teleportd, on lib/rpc's client role.
+ *
+ * main.c parses the global flags and dispatches; commands.c holds one
+ * function per command; session.c connects and runs unary calls, turning
+ * every failure into one line on stderr; follow.c streams a job's output;
+ * format.c prints statuses for people (tables, durations) and for scripts
+ * (JSON); usage.c holds the help texts.
+ */
+#ifndef TELEPORT_CLI_H
+#define TELEPORT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "jobworker.pb-c.h"
+#include "jobworker/rpc.h"
+
+/* The exit codes scripts rely on; --help and docs/cli.md list them. */
+enum {
+  CLI_EXIT_OK = 0,
+  CLI_EXIT_FAIL = 1,
+  CLI_EXIT_USAGE = 2,
+  CLI_EXIT_SIGNAL_BASE = 128,
+  CLI_EXIT_DETACHED = 130,
+  CLI_EXIT_PIPE = 141,
+};
+
+#define CLI_DEFAULT_PORT "3000"
+#define CLI_DEFAULT_ADDR "127.0.0.1:" CLI_DEFAULT_PORT
+
+/* Deadline of the short calls (Start, Status, List); Stop has none. */
+#define CLI_UNARY_TIMEOUT_MS 30000
+
+/*
+ * Where and as whom to connect. Each field is set from its flag, else its
+ * environment variable, else (addr only) the default.
+ */
+typedef struct {
+  const char *cacert;
+  const char *cert;
+  const char *key;
+  const char *addr;
+  /* addr normalized to HOST:PORT or [V6]:PORT by cli_conn_resolve. */
+  char addr_norm[300];
+} cli_conn_t;
+
+/* Option codes of the connection flags, accepted before and after COMMAND. */
+enum {
+  CLI_OPT_CACERT = 0x100,
+  CLI_OPT_CERT,
+  CLI_OPT_KEY,
+  CLI_OPT_ADDR,
+  CLI_OPT_VERSION,
+  CLI_OPT_JSON,
+};
+
+/* getopt_long entries for the connection flags and --help. */
+#define CLI_CONN_LONGOPTS                                                      \
+  {"cacert", required_argument, NULL, CLI_OPT_CACERT},                         \
+      {"cert", required_argument, NULL, CLI_OPT_CERT},                         \
+      {"key", required_argument, NULL, CLI_OPT_KEY},                           \
+      {"addr", required_argument, NULL, CLI_OPT_ADDR}, {                       \
+    "help", no_argument, NULL, 'h'                                             \
+  }
+
+/* A connection to teleportd on a loop of its own, used one call at a time. */
+typedef struct {
+  uv_loop_t loop;
+  bool loop_ready;
+  jw_tls_ctx_t *tls;
+  jw_rpc_client_t *client;
+  const cli_conn_t *conn;
+  bool connect_done;
+  int connect_err;
+  bool closed;
+} cli_session_t;
+
+/* ---- main.c ----------------------------------------------------------- */
+
+/* The name errors are reported under: "teleport" or "teleport start". */
+extern const char *cli_prog;
+
+/*
+ * Records a connection flag (code is a CLI_OPT_* value). Returns true when
+ * code was one of them.
+ */
+bool cli_conn_flag(cli_conn_t *conn, int code, const char *value);
+
+/*
+ * Prints a usage error (one line, then where to find help) and returns
+ * CLI_EXIT_USAGE. cmd is the command name or NULL.
+ */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Reports getopt_long's '?' or ':' result for argv as a usage error;
+ * returns CLI_EXIT_USAGE.
+ */
+int cli_getopt_error(const char *cmd, int c, char **argv);
+
+/*
+ * Fills the unset connection settings from the environment and the default
+ * address and checks them. Returns 0, or prints the problem (which setting
+ * is missing, a malformed address) and returns CLI_EXIT_USAGE.
+ */
+int cli_conn_resolve(cli_conn_t *conn);
+
+/*
+ * Normalizes an address to HOST:PORT ([V6]:PORT for IPv6), adding the
+ * default port when there is none. Returns 0, or -1 with a reason in why.
+ */
+int cli_addr_normalize(const char *in, char *out, size_t outlen,
+                       const char **why);
+
+/* ---- usage.c ---------------------------------------------------------- */
+
+/* Prints the main help, or a command's help (cmd not NULL), to f. */
+void cli_help(FILE *f, const char *cmd);
+
+/* Returns true when cmd is a command name. */
+bool cli_is_command(const char *cmd);
+
+/* ---- commands.c ------------------------------------------------------- */
+
+int cli_cmd_start(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_status(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_output(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_stop(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_list(cli_conn_t *conn, int argc, char **argv);
+
+/* ---- session.c -------------------------------------------------------- */
+
+/*
+ * Checks the certificate files, builds the TLS context and connects.
+ * Returns CLI_EXIT_OK, or prints what went wrong in the user's terms and
+ * returns CLI_EXIT_FAIL. Call cli_session_close either way.
+ */
+int cli_session_open(cli_session_t *s, const cli_conn_t *conn);
+
+/* Closes the connection and the loop; safe on a session that failed. */
+void cli_session_close(cli_session_t *s);
+
+/*
+ * Runs the loop until *flag is true. Returns false if the loop ran out of
+ * work first (a bug in someone's callbacks; reported on stderr).
+ */
+bool cli_session_run_until(cli_session_t *s, const bool *flag);
+
+/*
+ * Calls METHOD ("Status") with req and waits for the answer, unpacked with
+ * desc into *out (free with protobuf_c_message_free_unpacked). id is the
+ * job the call is about (for messages), or NULL. Returns CLI_EXIT_OK, or
+ * prints the failure and returns CLI_EXIT_FAIL.
+ */
+int cli_session_unary(cli_session_t *s, const char *method,
+                      const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *desc, const char *id,
+                      uint64_t timeout_ms, ProtobufCMessage **out);
+
+/*
+ * Prints one line for a failed call: grpc_status and the server's message
+ * in the user's terms (job ID not found, belongs to another client, ...).
+ */
+void cli_report_status(const cli_session_t *s, const char *method,
+                       const char *id, int grpc_status, const char *message);
+
+/* The full path of a JobWorker method: "/jobworker.v1.JobWorker/NAME". */
+void cli_method_path(char *buf, size_t len, const char *method);
+
+/* ---- follow.c --------------------------------------------------------- */
+
+/*
+ * Streams job id's output: stdout bytes to fd 1, stderr bytes to fd 2,
+ * until the job ends. Ctrl-C detaches (the job keeps running). Returns
+ * CLI_EXIT_OK when the stream ended with OK, CLI_EXIT_DETACHED after
+ * Ctrl-C, CLI_EXIT_PIPE when the reader went away (quietly), or prints the
+ * failure and returns CLI_EXIT_FAIL.
+ */
+int cli_follow_output(cli_session_t *s, const char *id);
+
+/* ---- format.c --------------------------------------------------------- */
+
+/* "RUNNING", "EXITED", ...; "UNKNOWN" for values outside the enum. */
+const char *cli_state_name(int state);
+
+/* "SIGKILL" for 9; "signal N" for an unnamed one. buf holds 32 bytes. */
+const char *cli_signal_name(int sig, char *buf, size_t len);
+
+/* "0.042s", "1.234s", "2m03s", "1h02m03s", "3d04h05m". */
+void cli_format_duration(char *buf, size_t len, int64_t ns);
+
+/* Local time: ISO-8601 with offset (iso) or "YYYY-MM-DD HH:MM:SS". */
+void cli_format_time(char *buf, size_t len, int64_t unix_ns, bool iso);
+
+/* Writes s as a JSON string (quoted, escaped, invalid UTF-8 replaced). */
+void cli_json_string(FILE *f, const char *s);
+
+/* Prints the command and its arguments, shell-quoted where needed. */
+void cli_print_command(FILE *f, const char *command, char **args, size_t nargs);
+
+/* The short human summary of status: id, command, state, pid, times. */
+void cli_print_status(FILE *f, const Jobworker__V1__JobStatus *st,
+                      int64_t now_ns);
+
+/* One JSON object with the JobStatus fields, and a newline. */
+void cli_print_status_json(FILE *f, const Jobworker__V1__JobStatus *st);
+
+/* A table of jobs with a header line, in the given order. */
+void cli_print_list(FILE *f, Jobworker__V1__JobStatus *const *jobs, size_t n,
+                    int64_t now_ns);
+
+/* One JSON array of JobStatus objects, and a newline. */
+void cli_print_list_json(FILE *f, Jobworker__V1__JobStatus *const *jobs,
+                         size_t n);
+
+/* The current time in nanoseconds since the Unix epoch. */
+int64_t cli_now_ns(void);
+
+#endif /* TELEPORT_CLI_H */

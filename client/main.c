@@ -1,0 +1,249 @@
+/*
+ * teleport: parses the global flags, picks the command, and leaves the
+ * rest to commands.c. Usage errors exit 2 with one line and where to find
+ * help; everything else is the command's business.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef JW_VERSION
+#define JW_VERSION "unknown"
+#endif
+
+const char *cli_prog = "teleport";
+
+typedef int (*cli_cmd_fn)(cli_conn_t *conn, int argc, char **argv);
+
+static const struct {
+  const char *name;
+  cli_cmd_fn fn;
+} commands[] = {
+    {"start", cli_cmd_start},   {"status", cli_cmd_status},
+    {"output", cli_cmd_output}, {"stop", cli_cmd_stop},
+    {"list", cli_cmd_list},     {"ls", cli_cmd_list},
+};
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+
+  fprintf(stderr, "teleport%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nRun 'teleport%s%s --help' for usage.\n", cmd ? " " : "",
+          cmd ? cmd : "");
+  return CLI_EXIT_USAGE;
+}
+
+int cli_getopt_error(const char *cmd, int c, char **argv) {
+  char opt[64];
+  const char *arg = argv[optind - 1];
+
+  /*
+   * getopt leaves the short option in optopt; for a long option only the
+   * word itself (maybe with "=value") tells which one it was.
+   */
+  if (optopt != 0 && optopt < 0x100 && arg[0] == '-' && arg[1] != '-') {
+    snprintf(opt, sizeof(opt), "-%c", optopt);
+  } else {
+    size_t n = strcspn(arg, "=");
+    if (n >= sizeof(opt))
+      n = sizeof(opt) - 1;
+    memcpy(opt, arg, n);
+    opt[n] = '\0';
+  }
+  if (c == ':')
+    return cli_usage_error(cmd, "option '%s' needs a value", opt);
+  return cli_usage_error(cmd, "unknown option '%s'", opt);
+}
+
+bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
+  switch (code) {
+  case CLI_OPT_CACERT:
+    conn->cacert = value;
+    return true;
+  case CLI_OPT_CERT:
+    conn->cert = value;
+    return true;
+  case CLI_OPT_KEY:
+    conn->key = value;
+    return true;
+  case CLI_OPT_ADDR:
+    conn->addr = value;
+    return true;
+  default:
+    return false;
+  }
+}
+
+static bool valid_port(const char *p) {
+  char *end;
+  long v;
+
+  if (*p < '0' || *p > '9')
+    return false;
+  errno = 0;
+  v = strtol(p, &end, 10);
+  return errno == 0 && *end == '\0' && v >= 1 && v <= 65535;
+}
+
+int cli_addr_normalize(const char *in, char *out, size_t outlen,
+                       const char **why) {
+  const char *colon;
+  int n;
+
+  *why = NULL;
+  if (in[0] == '\0') {
+    *why = "it is empty";
+    return -1;
+  }
+  if (in[0] == '[') {
+    const char *close = strchr(in, ']');
+    if (close == NULL || close == in + 1) {
+      *why = "an IPv6 address goes in brackets: [::1]:3000";
+      return -1;
+    }
+    if (close[1] == '\0') {
+      n = snprintf(out, outlen, "%s:%s", in, CLI_DEFAULT_PORT);
+    } else if (close[1] != ':' || !valid_port(close + 2)) {
+      *why = "the port must be a number from 1 to 65535";
+      return -1;
+    } else {
+      n = snprintf(out, outlen, "%s", in);
+    }
+  } else if ((colon = strchr(in, ':')) == NULL) {
+    /* A bare host name: the port teleportd listens on by default. */
+    n = snprintf(out, outlen, "%s:%s", in, CLI_DEFAULT_PORT);
+  } else if (strchr(colon + 1, ':') != NULL) {
+    /* More than one colon and no brackets: a bare IPv6 address. */
+    n = snprintf(out, outlen, "[%s]:%s", in, CLI_DEFAULT_PORT);
+  } else if (!valid_port(colon + 1)) {
+    *why = "the port must be a number from 1 to 65535";
+    return -1;
+  } else if (colon == in) {
+    n = snprintf(out, outlen, "127.0.0.1%s", in);
+  } else {
+    n = snprintf(out, outlen, "%s", in);
+  }
+  if (n < 0 || (size_t)n >= outlen) {
+    *why = "it is too long";
+    return -1;
+  }
+  return 0;
+}
+
+static const char *env_nonempty(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+int cli_conn_resolve(cli_conn_t *conn) {
+  static const struct {
+    size_t off;
+    const char *flag;
+    const char *env;
+  } settings[] = {
+      {offsetof(cli_conn_t, cacert), "--cacert", "TELEPORT_CACERT"},
+      {offsetof(cli_conn_t, cert), "--cert", "TELEPORT_CERT"},
+      {offsetof(cli_conn_t, key), "--key", "TELEPORT_KEY"},
+      {offsetof(cli_conn_t, addr), "--addr", "TELEPORT_ADDR"},
+  };
+  char missing[256] = "";
+  const char *why;
+  size_t i;
+
+  for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+    const char **field = (const char **)((char *)conn + settings[i].off);
+    if (*field != NULL && (*field)[0] == '\0') {
+      fprintf(stderr, "teleport: %s is empty\n", settings[i].flag);
+      return CLI_EXIT_USAGE;
+    }
+    if (*field == NULL)
+      *field = env_nonempty(settings[i].env);
+    if (*field == NULL && strcmp(settings[i].flag, "--addr") == 0)
+      *field = CLI_DEFAULT_ADDR;
+    if (*field == NULL) {
+      size_t len = strlen(missing);
+      snprintf(missing + len, sizeof(missing) - len, "%s%s (or %s)",
+               len ? ", " : "", settings[i].flag, settings[i].env);
+    }
+  }
+  if (missing[0] != '\0') {
+    fprintf(stderr, "teleport: missing %s\n", missing);
+    return CLI_EXIT_USAGE;
+  }
+  if (cli_addr_normalize(conn->addr, conn->addr_norm, sizeof(conn->addr_norm),
+                         &why) != 0) {
+    fprintf(stderr, "teleport: invalid address '%s': %s\n", conn->addr, why);
+    return CLI_EXIT_USAGE;
+  }
+  return 0;
+}
+
+static int run_command(const char *name, cli_conn_t *conn, int argc,
+                       char **argv) {
+  size_t i;
+
+  for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+    if (strcmp(commands[i].name, name) == 0)
+      return commands[i].fn(conn, argc, argv);
+  }
+  return cli_usage_error(NULL, "unknown command '%s'", name);
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      CLI_CONN_LONGOPTS,
+      {"version", no_argument, NULL, CLI_OPT_VERSION},
+      {NULL, 0, NULL, 0},
+  };
+  cli_conn_t conn;
+  int c;
+
+  memset(&conn, 0, sizeof(conn));
+  /*
+   * A reader that goes away (teleport output ID | head) must not kill us
+   * mid-write: write(2) then fails with EPIPE and the stream ends quietly.
+   */
+  signal(SIGPIPE, SIG_IGN);
+
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+    if (cli_conn_flag(&conn, c, optarg))
+      continue;
+    switch (c) {
+    case 'h':
+      cli_help(stdout, NULL);
+      return CLI_EXIT_OK;
+    case CLI_OPT_VERSION:
+      printf("teleport %s\n", JW_VERSION);
+      return CLI_EXIT_OK;
+    default:
+      return cli_getopt_error(NULL, c, argv);
+    }
+  }
+  if (optind >= argc) {
+    cli_help(stderr, NULL);
+    return CLI_EXIT_USAGE;
+  }
+
+  /* "teleport help [COMMAND]" and "teleport version" as people type them. */
+  if (strcmp(argv[optind], "help") == 0) {
+    if (optind + 1 < argc && !cli_is_command(argv[optind + 1]))
+      return cli_usage_error(NULL, "unknown command '%s'", argv[optind + 1]);
+    cli_help(stdout, optind + 1 < argc ? argv[optind + 1] : NULL);
+    return CLI_EXIT_OK;
+  }
+  if (strcmp(argv[optind], "version") == 0) {
+    printf("teleport %s\n", JW_VERSION);
+    return CLI_EXIT_OK;
+  }
+  return run_command(argv[optind], &conn, argc - optind, argv + optind);
+}
