@@ -463,7 +463,18 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
       return 0;
     }
     if (call->held.cap < call->held.len + more) {
-      size_t cap = call->held.len + more;
+      /*
+       * Doubling, not growing to fit: a paused stream fills the window a
+       * DATA chunk (16 KiB or less) at a time, and growing to fit each
+       * one allocates and frees O(window^2 / chunk) bytes, some 64 MiB
+       * per 1 MiB window, which an allocator that delays reuse (ASan's
+       * quarantine) keeps resident. The check above bounds the result.
+       */
+      size_t cap = call->held.cap > 0 ? call->held.cap : 16384;
+      while (cap < call->held.len + more)
+        cap *= 2;
+      if (cap > JW__H2_STREAM_WINDOW + JW__CONN_RBUF)
+        cap = JW__H2_STREAM_WINDOW + JW__CONN_RBUF;
       uint8_t *p = realloc(call->held.base, cap);
       if (p == NULL)
         return NGHTTP2_ERR_CALLBACK_FAILURE;

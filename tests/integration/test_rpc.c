@@ -182,6 +182,13 @@ static jw_tls_ctx_t *stls;
 static jw_rpc_server_t *srv;
 static bool srv_done;
 static char addr[64];
+/*
+ * The fixture's own timers, never on the stack: a failed assertion leaves
+ * a wait early, and teardown still finds them in a sane state.
+ */
+static uv_timer_t tick;      /* bounds every poll while a test waits */
+static uv_timer_t run_timer; /* run_for */
+static bool run_fired;
 
 static void start_server_with(const char *ca, const char *cert, const char *key,
                               size_t max_msg, uint32_t max_conns,
@@ -226,44 +233,72 @@ static void setup(void) {
   g_last_tag[0] = '\0';
   srv_done = false;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &tick);
+  uv_timer_init(&loop, &run_timer);
 }
 
 static void srv_done_cb(jw_rpc_server_t *s, void *data) { srv_done = true; }
 
-static void run_for(uint64_t ms);
+static void wait_for(volatile bool *flag);
 
 static void teardown(void) {
+  uv_timer_stop(&run_timer);
   if (srv != NULL) {
     jw_rpc_server_shutdown(srv, 0, srv_done_cb, NULL);
-    while (!srv_done)
-      uv_run(&loop, UV_RUN_ONCE);
+    wait_for(&srv_done);
     jw_rpc_server_free(srv);
     srv = NULL;
   }
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_close((uv_handle_t *)&run_timer, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 
+static void tick_cb(uv_timer_t *t) { (void)t; }
+
+/*
+ * Runs the loop until pred(arg) holds, failing after 20 s.
+ *
+ * UV_RUN_ONCE alone can block for good: in libuv 1.44 a timer already due
+ * when a turn starts runs first, and the turn then polls with no timeout
+ * if nothing else is pending. When that timer is what the test waits for
+ * (run_for's) and only the listener is left, the turn never returns; on a
+ * loaded machine the timer is often due by the time the turn starts. The
+ * repeating tick bounds every poll.
+ */
+static void wait_until(bool (*pred)(const void *arg), const void *arg) {
+  uint64_t start = uv_hrtime();
+  bool mine = !uv_is_active((uv_handle_t *)&tick);
+  if (mine)
+    uv_timer_start(&tick, tick_cb, 10, 10);
+  while (!pred(arg) && uv_hrtime() - start < 20000000000ull)
+    uv_run(&loop, UV_RUN_ONCE);
+  if (mine)
+    uv_timer_stop(&tick);
+  ck_assert_msg(pred(arg), "timed out");
+}
+
+static bool flag_set(const void *arg) { return *(const volatile bool *)arg; }
+
+static bool cancel_seen(const void *arg) {
+  (void)arg;
+  return g_cancels > 0;
+}
+
 /* Runs the loop until *flag is set, failing after 20 s. */
 static void wait_for(volatile bool *flag) {
-  uint64_t start = uv_hrtime();
-  while (!*flag) {
-    uv_run(&loop, UV_RUN_ONCE);
-    ck_assert_msg(uv_hrtime() - start < 20000000000ull, "timed out");
-  }
+  wait_until(flag_set, (const void *)flag);
 }
 
 static void run_for_cb(uv_timer_t *t) { *(bool *)t->data = true; }
 
+/* Runs the loop for ms milliseconds. */
 static void run_for(uint64_t ms) {
-  uv_timer_t t;
-  bool fired = false;
-  uv_timer_init(&loop, &t);
-  t.data = &fired;
-  uv_timer_start(&t, run_for_cb, ms, 0);
-  wait_for(&fired);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
+  run_fired = false;
+  run_timer.data = &run_fired;
+  uv_timer_start(&run_timer, run_for_cb, ms, 0);
+  wait_for(&run_fired);
 }
 
 /* ---- Client helpers --------------------------------------------------- */
@@ -542,8 +577,7 @@ START_TEST(test_cancel_mid_stream) {
   r.cancel_on_msg = true;
   call_wait(&c, "/test.Svc/Stream", "forever", 7, 0, &r);
   ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
-  while (g_cancels == 0)
-    uv_run(&loop, UV_RUN_ONCE);
+  wait_until(cancel_seen, NULL);
   ck_assert_int_eq(g_cancels, 1);
   /* The connection carries on. */
   call_wait(&c, "/test.Svc/Echo", "x", 1, 0, &after);
@@ -563,8 +597,7 @@ START_TEST(test_deadline) {
   call_wait(&c, "/test.Svc/Hang", "x", 1, 100, &r);
   ck_assert_int_eq(r.status, JW_GRPC_DEADLINE_EXCEEDED);
   ck_assert_uint_ge(uv_hrtime() - t0, 90000000ull);
-  while (g_cancels == 0)
-    uv_run(&loop, UV_RUN_ONCE);
+  wait_until(cancel_seen, NULL);
   ck_assert_int_eq(g_cancels, 1);
   client_close(&c);
 }
@@ -580,8 +613,7 @@ START_TEST(test_client_disconnect_cancels) {
   client_close(&c);
   ck_assert(r.done);
   ck_assert_int_eq(r.status, JW_GRPC_UNAVAILABLE);
-  while (g_cancels == 0)
-    uv_run(&loop, UV_RUN_ONCE);
+  wait_until(cancel_seen, NULL);
   ck_assert_int_eq(g_cancels, 1);
 }
 END_TEST
