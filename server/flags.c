@@ -17,6 +17,37 @@
 #define DEFAULT_STOP_TIMEOUT_MS 10000
 #define DEFAULT_MAX_CONNECTIONS 1024
 
+/*
+ * The server limits that are plain numbers, sizes or durations: one row
+ * each, parsed the same way. Defaults are documented in --help and in
+ * docs/protocol.md#limits.
+ */
+enum { SL_COUNT, SL_SIZE, SL_DURATION };
+static const struct {
+  const char *flag;
+  const char *env;
+  int kind;
+  uint64_t def, min, max; /* min 0: 0 allowed (no limit) */
+  size_t off;             /* in jw_config_t */
+} server_limits[] = {
+    {"max-jobs", "TELEPORTD_MAX_JOBS", SL_COUNT, 512, 0, 1000000,
+     offsetof(jw_config_t, max_jobs)},
+    {"max-jobs-per-client", "TELEPORTD_MAX_JOBS_PER_CLIENT", SL_COUNT, 64, 0,
+     1000000, offsetof(jw_config_t, max_jobs_per_client)},
+    {"max-output-bytes", "TELEPORTD_MAX_OUTPUT_BYTES", SL_SIZE, 1ULL << 30, 0,
+     1ULL << 50, offsetof(jw_config_t, max_output_bytes)},
+    {"max-finished-per-client", "TELEPORTD_MAX_FINISHED_PER_CLIENT", SL_COUNT,
+     100, 0, 1000000, offsetof(jw_config_t, max_finished_per_client)},
+    {"max-request-bytes", "TELEPORTD_MAX_REQUEST_BYTES", SL_SIZE, 4ULL << 20,
+     1024, 1ULL << 30, offsetof(jw_config_t, max_request_bytes)},
+    {"max-streams", "TELEPORTD_MAX_STREAMS", SL_COUNT, 100, 1, 100000,
+     offsetof(jw_config_t, max_streams)},
+    {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION, 10000, 1,
+     3600000, offsetof(jw_config_t, handshake_timeout_ms)},
+};
+
+#define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
+
 static void usage(FILE *f, const char *defdir) {
   fprintf(
       f,
@@ -43,7 +74,34 @@ static void usage(FILE *f, const char *defdir) {
       "                         at accept (TELEPORTD_MAX_CONNECTIONS, default "
       "%d)\n"
       "  --log-level LEVEL      debug, info, warn or error\n"
-      "                         (TELEPORTD_LOG_LEVEL, default info)\n"
+      "                         (TELEPORTD_LOG_LEVEL, default info)\n",
+      DEFAULT_ADDR, defdir, DEFAULT_MAX_CONNECTIONS);
+  fputs(
+      "\n"
+      "Server limits (past one a request gets RESOURCE_EXHAUSTED naming the\n"
+      "flag; 0 means no limit where it says so):\n"
+      "  --max-jobs N           running jobs in all; 0: none\n"
+      "                         (TELEPORTD_MAX_JOBS, default 512)\n"
+      "  --max-jobs-per-client N running jobs of one client; 0: none\n"
+      "                         (TELEPORTD_MAX_JOBS_PER_CLIENT, default 64)\n"
+      "  --max-output-bytes SIZE output kept per job; past it the job keeps\n"
+      "                         running and further output is dropped and\n"
+      "                         counted (JobStatus.output_dropped_bytes); 0:\n"
+      "                         none (TELEPORTD_MAX_OUTPUT_BYTES, default 1G)\n"
+      "  --max-finished-per-client N finished jobs kept per client; the one\n"
+      "                         that finished first goes, with its output;\n"
+      "                         0: keep all "
+      "(TELEPORTD_MAX_FINISHED_PER_CLIENT,\n"
+      "                         default 100)\n"
+      "  --max-request-bytes SIZE one request message\n"
+      "                         (TELEPORTD_MAX_REQUEST_BYTES, default 4M)\n"
+      "  --max-streams N        concurrent HTTP/2 streams per connection\n"
+      "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
+      "  --handshake-timeout DUR a TLS handshake must finish within this\n"
+      "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default 10s)\n"
+      "",
+      f);
+  fputs(
       "\n"
       "Resource limits (each job runs in a cgroup of its own; see\n"
       "docs/isolation.md). A request's 0 takes the default; asking over a\n"
@@ -77,7 +135,7 @@ static void usage(FILE *f, const char *defdir) {
       "\n"
       "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a\n"
       "bad flag or an unusable file.\n",
-      DEFAULT_ADDR, defdir, DEFAULT_MAX_CONNECTIONS);
+      f);
 }
 
 int jw_flags_parse_duration(const char *s, uint64_t *ms) {
@@ -141,7 +199,8 @@ enum {
   OPT_VERSION,
   OPT_IO_DEVICE,
   OPT_ALLOW_ISOLATION,
-  OPT_LIMIT /* OPT_LIMIT + i: limit_flags[i] */
+  OPT_SERVER_LIMIT = 400, /* OPT_SERVER_LIMIT + i: server_limits[i] */
+  OPT_LIMIT = 500         /* OPT_LIMIT + i: limit_flags[i] */
 };
 
 enum { KIND_SIZE, KIND_CPUS, KIND_COUNT };
@@ -227,8 +286,18 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"max-io-read", required_argument, NULL, OPT_LIMIT + 7},
       {"default-io-write", required_argument, NULL, OPT_LIMIT + 8},
       {"max-io-write", required_argument, NULL, OPT_LIMIT + 9},
+      {"max-jobs", required_argument, NULL, OPT_SERVER_LIMIT + 0},
+      {"max-jobs-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 1},
+      {"max-output-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 2},
+      {"max-finished-per-client", required_argument, NULL,
+       OPT_SERVER_LIMIT + 3},
+      {"max-request-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 4},
+      {"max-streams", required_argument, NULL, OPT_SERVER_LIMIT + 5},
+      {"handshake-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 6},
       {NULL, 0, NULL, 0},
   };
+  const char *sl_val[NSERVER_LIMITS];
+  const char *sl_src[NSERVER_LIMITS];
   const char *limit_val[NLIMIT_FLAGS];
   const char *limit_src[NLIMIT_FLAGS];
   const char *iso = getenv("TELEPORTD_ALLOW_ISOLATION");
@@ -250,6 +319,10 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
     limit_val[i] = getenv(limit_flags[i].env);
     limit_src[i] = limit_flags[i].env;
+  }
+  for (size_t i = 0; i < NSERVER_LIMITS; i++) {
+    sl_val[i] = getenv(server_limits[i].env);
+    sl_src[i] = server_limits[i].env;
   }
 
   opterr = 0;
@@ -297,6 +370,11 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       fprintf(stderr, "Run 'teleportd --help' for usage.\n");
       return 2;
     default:
+      if (c >= OPT_SERVER_LIMIT && c < OPT_SERVER_LIMIT + (int)NSERVER_LIMITS) {
+        sl_val[c - OPT_SERVER_LIMIT] = optarg;
+        sl_src[c - OPT_SERVER_LIMIT] = server_limits[c - OPT_SERVER_LIMIT].flag;
+        break;
+      }
       if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
         limit_val[c - OPT_LIMIT] = optarg;
         limit_src[c - OPT_LIMIT] = limit_flags[c - OPT_LIMIT].flag;
@@ -374,6 +452,42 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   cfg->allow_isolation = true;
   if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)
     return bad(iso_flag, iso, "want true or false");
+
+  for (size_t i = 0; i < NSERVER_LIMITS; i++) {
+    uint64_t v = server_limits[i].def;
+    const char *s = sl_val[i];
+    char name[64], want[128];
+    if (s != NULL && s[0] != '\0') {
+      int64_t sz = -1;
+      int bad_value = 0;
+      if (server_limits[i].kind == SL_DURATION) {
+        bad_value = jw_flags_parse_duration(s, &v) != 0;
+      } else if (server_limits[i].kind == SL_SIZE) {
+        bad_value = jw_parse_size(s, &sz) != 0 || sz < 0;
+        v = (uint64_t)sz;
+      } else {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(s, &end, 10);
+        bad_value = end == s || *end != '\0' || errno != 0 || s[0] == '-';
+        v = n;
+      }
+      if (sl_src[i][0] != 'T')
+        snprintf(name, sizeof(name), "--%s", sl_src[i]);
+      else
+        snprintf(name, sizeof(name), "%s", sl_src[i]);
+      if (bad_value || v < server_limits[i].min || v > server_limits[i].max) {
+        static const char *const kinds[] = {"a whole number",
+                                            "a size such as 64K, 4M or 1G",
+                                            "a duration such as 10s or 500ms"};
+        snprintf(want, sizeof(want), "want %s from %" PRIu64 " to %" PRIu64,
+                 kinds[server_limits[i].kind], server_limits[i].min,
+                 server_limits[i].max);
+        return bad(name, s, want);
+      }
+    }
+    *(uint64_t *)((char *)cfg + server_limits[i].off) = v;
+  }
 
   const char *missing = NULL;
   if (cfg->cacert == NULL || cfg->cacert[0] == '\0')

@@ -33,6 +33,17 @@ typedef struct {
    * data directory's disk. */
   const char *io_device;
   bool allow_isolation;
+  /*
+   * Server limits (docs/protocol.md#limits). For the job limits 0 means
+   * none; the others are at least 1.
+   */
+  uint64_t max_jobs;                /* running jobs in all */
+  uint64_t max_jobs_per_client;     /* running jobs of one client CN */
+  uint64_t max_output_bytes;        /* output kept on disk per job */
+  uint64_t max_finished_per_client; /* finished jobs kept per client */
+  uint64_t max_request_bytes;       /* one request message */
+  uint64_t max_streams;             /* concurrent streams per connection */
+  uint64_t handshake_timeout_ms;    /* TLS handshake */
   char data_dir_buf[4096];
 } jw_config_t;
 

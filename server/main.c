@@ -60,6 +60,22 @@ static void on_event(const jw_rpc_event_t *ev, void *data) {
   }
 }
 
+/* A job dropped output for the first time (its cap, or a failed write). */
+static void on_drop(const char *id, const char *owner, int err, void *data) {
+  server_t *s = data;
+  char cap[32];
+  snprintf(cap, sizeof(cap), "%" PRIu64, s->cfg.max_output_bytes);
+  if (err == JW_ELIMIT)
+    jw_log(JW_LOG_INFO, "event", "output_capped", "job", id, "cn", owner,
+           "max_output_bytes", cap, "msg",
+           "the job keeps running; further output is dropped", NULL);
+  else
+    jw_log(JW_LOG_ERROR, "event", "output_write_failed", "job", id, "cn", owner,
+           "error", jw_strerror(err), "msg",
+           "the job keeps running; output that cannot be written is dropped",
+           NULL);
+}
+
 static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h))
     uv_close(h, NULL);
@@ -328,6 +344,12 @@ int main(int argc, char **argv) {
 
   uv_loop_init(&s.loop);
   jw_supervisor_options_t sopts = {
+      .max_running = (size_t)s.cfg.max_jobs,
+      .max_running_per_owner = (size_t)s.cfg.max_jobs_per_client,
+      .max_output_bytes = s.cfg.max_output_bytes,
+      .max_finished_per_owner = (size_t)s.cfg.max_finished_per_client,
+      .on_drop = on_drop,
+      .data = &s,
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
       .cgroups = cgroups,
@@ -344,6 +366,8 @@ int main(int argc, char **argv) {
   s.svc.default_limits = s.cfg.default_limits;
   s.svc.max_limits = s.cfg.max_limits;
   s.svc.allow_isolation = s.cfg.allow_isolation;
+  s.svc.max_jobs = (size_t)s.cfg.max_jobs;
+  s.svc.max_jobs_per_client = (size_t)s.cfg.max_jobs_per_client;
   size_t nmethods;
   const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
   jw_rpc_server_options_t ropts = {
@@ -354,6 +378,9 @@ int main(int argc, char **argv) {
       .data = &s.svc,
       .on_event = on_event,
       .max_connections = s.cfg.max_connections,
+      .max_concurrent_streams = (uint32_t)s.cfg.max_streams,
+      .handshake_timeout_ms = s.cfg.handshake_timeout_ms,
+      .max_message_bytes = (size_t)s.cfg.max_request_bytes,
   };
   r = jw_rpc_server_start(&s.loop, &ropts, &s.srv);
   if (r != 0) {

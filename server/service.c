@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "jobworker.pb-c.h"
+#include "request.h"
 
 #define PATH_PREFIX "/jobworker.v1.JobWorker/"
 
@@ -20,93 +21,13 @@
 typedef struct {
   jw_sub_t *sub;
   jw_rpc_call_t *call;
+  bool eof; /* the last message (dropped_bytes) was sent */
 } output_stream_t;
 
 typedef struct {
   jw_stop_req_t req;
   jw_rpc_call_t *call;
 } stop_call_t;
-
-/*
- * Writes a printable, bounded rendering of a client-supplied string into
- * buf, so that error messages can quote what the client sent without
- * echoing control bytes or megabytes back.
- */
-static const char *quote(const char *s, char *buf, size_t size) {
-  size_t o = 0;
-  for (size_t i = 0; s[i] != '\0' && o + 5 < size; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7f)
-      o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
-    else
-      buf[o++] = (char)c;
-    if (i >= 64) {
-      memcpy(buf + o, "...", 4);
-      return buf;
-    }
-  }
-  buf[o] = '\0';
-  return buf;
-}
-
-/*
- * protobuf-c keeps string fields as C strings and so silently cuts them at
- * their first NUL byte. Every string in our requests is a top-level
- * length-delimited field, so a walk over the wire form finds NULs before
- * they can be cut. The message was already unpacked successfully, so its
- * structure is known to be sound; the bounds checks are for safety only.
- * Returns the field number holding a NUL and its index among repeats, or 0.
- * Only fields 1 to 4 are strings; later ones are messages (JobRequest's
- * limits and isolation), whose bytes may well be 0.
- */
-static uint32_t find_nul(const uint8_t *p, size_t len, size_t *index) {
-  size_t i = 0;
-  size_t seen[8] = {0};
-  while (i < len) {
-    uint64_t key = 0, v = 0;
-    int shift = 0;
-    while (i < len && shift < 64) {
-      key |= (uint64_t)(p[i] & 0x7f) << shift;
-      shift += 7;
-      if (!(p[i++] & 0x80))
-        break;
-    }
-    uint32_t field = (uint32_t)(key >> 3);
-    switch (key & 7) {
-    case 0:
-      while (i < len && (p[i++] & 0x80))
-        ;
-      break;
-    case 1:
-      i += 8;
-      break;
-    case 5:
-      i += 4;
-      break;
-    case 2:
-      shift = 0;
-      while (i < len && shift < 64) {
-        v |= (uint64_t)(p[i] & 0x7f) << shift;
-        shift += 7;
-        if (!(p[i++] & 0x80))
-          break;
-      }
-      if (v > len - i)
-        return 0;
-      if (field <= 4 && memchr(p + i, 0, (size_t)v) != NULL) {
-        *index = field < 8 ? seen[field] : 0;
-        return field;
-      }
-      if (field < 8)
-        seen[field]++;
-      i += (size_t)v;
-      break;
-    default:
-      return 0;
-    }
-  }
-  return 0;
-}
 
 static Jobworker__V1__JobState map_state(jw_proc_state_t s) {
   switch (s) {
@@ -142,6 +63,7 @@ static void fill_status(Jobworker__V1__JobStatus *st,
   st->started_at_unix_nano = info->proc.started_at_ns;
   st->ended_at_unix_nano = info->proc.ended_at_ns;
   st->output_bytes = info->output_bytes;
+  st->output_dropped_bytes = info->output_dropped;
   jobworker__v1__limits__init(lim);
   lim->memory_bytes = info->limits.memory_bytes;
   lim->cpu_millis = info->limits.cpu_millis;
@@ -179,7 +101,7 @@ static void reply_status(jw_rpc_call_t *call, const jw_job_info_t *info) {
 /* Maps a supervisor lookup failure to the status a client can act on. */
 static void fail_lookup(jw_rpc_call_t *call, int err, const char *id) {
   char q[80], msg[160];
-  quote(id, q, sizeof(q));
+  jw_request_quote(id, q, sizeof(q));
   if (err == JW_ENOTFOUND) {
     snprintf(msg, sizeof(msg), "job %s not found", q);
     jw_rpc_call_fail(call, JW_GRPC_NOT_FOUND, msg);
@@ -197,67 +119,15 @@ static void fail_lookup(jw_rpc_call_t *call, int err, const char *id) {
  * Returns the id (to free with free()) or NULL after failing the call.
  */
 static char *unpack_id(jw_rpc_call_t *call, const uint8_t *req, size_t len) {
-  /* StatusRequest, StopRequest and GetOutputRequest share one shape. */
-  Jobworker__V1__StatusRequest *r =
-      jobworker__v1__status_request__unpack(NULL, len, req);
-  if (r == NULL) {
-    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "cannot parse request message");
+  char msg[128];
+  char *id;
+  int code = jw_request_decode_id(req, len, &id, msg, sizeof(msg));
+  if (code != 0) {
+    jw_rpc_call_fail(call, code, msg);
     return NULL;
   }
-  size_t idx;
-  char *id = NULL;
-  if (find_nul(req, len, &idx) != 0)
-    jw_rpc_call_fail(call, JW_GRPC_INVALID_ARGUMENT,
-                     "job id contains a NUL byte");
-  else if ((id = strdup(r->id)) == NULL)
-    jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-  jobworker__v1__status_request__free_unpacked(r, NULL);
-  if (id != NULL)
-    jw_rpc_call_set_tag(call, id);
+  jw_rpc_call_set_tag(call, id);
   return id;
-}
-
-/* Checks a Start request; on a problem writes a sentence into msg. */
-static bool check_start(const Jobworker__V1__JobRequest *r, const uint8_t *req,
-                        size_t len, char *msg, size_t size) {
-  static const char *const names[] = {NULL, "command", "args", "env",
-                                      "working_dir"};
-  char q[80];
-  size_t idx = 0;
-  uint32_t field = find_nul(req, len, &idx);
-  if (field >= 1 && field <= 4) {
-    if (field == 2 || field == 3)
-      snprintf(msg, size, "%s[%zu] contains a NUL byte", names[field], idx);
-    else
-      snprintf(msg, size, "%s contains a NUL byte", names[field]);
-    return false;
-  }
-  if (r->command[0] == '\0') {
-    snprintf(msg, size, "command is empty");
-    return false;
-  }
-  for (size_t i = 0; i < r->n_env; i++) {
-    const char *eq = strchr(r->env[i], '=');
-    if (eq == NULL || eq == r->env[i]) {
-      snprintf(msg, size, "env[%zu] \"%s\" is not KEY=VALUE", i,
-               quote(r->env[i], q, sizeof(q)));
-      return false;
-    }
-  }
-  if (r->working_dir[0] != '\0') {
-    struct stat sb;
-    if (stat(r->working_dir, &sb) != 0) {
-      snprintf(msg, size, "working directory %s: %s",
-               quote(r->working_dir, q, sizeof(q)), strerror(errno));
-      return false;
-    }
-    if (!S_ISDIR(sb.st_mode)) {
-      snprintf(msg, size, "working directory %s is not a directory",
-               quote(r->working_dir, q, sizeof(q)));
-      return false;
-    }
-  }
-  return true;
 }
 
 static const char *const cap_names[] = {"memory", "cpu", "io", "pids"};
@@ -338,19 +208,30 @@ static int resolve_limits(const jw_service_t *svc,
   return 0;
 }
 
+/* Which running-job limit a JW_ELIMIT start hit, with its flag and value. */
+static const char *limit_reason(const jw_service_t *svc, const char *cn,
+                                char *buf, size_t size) {
+  if (svc->max_jobs_per_client > 0 &&
+      jw_supervisor_running_owner(svc->sup, cn) >= svc->max_jobs_per_client)
+    snprintf(buf, size,
+             "running jobs per client limit reached "
+             "(--max-jobs-per-client=%zu)",
+             svc->max_jobs_per_client);
+  else
+    snprintf(buf, size, "running jobs limit reached (--max-jobs=%zu)",
+             svc->max_jobs);
+  return buf;
+}
+
 static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                      void *data) {
   jw_service_t *svc = data;
-  char msg[256], q[80];
-  Jobworker__V1__JobRequest *r =
-      jobworker__v1__job_request__unpack(NULL, len, req);
-  if (r == NULL) {
-    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "cannot parse JobRequest");
+  char msg[256], q[80], lim[96];
+  Jobworker__V1__JobRequest *r;
+  int rcode = jw_request_decode_start(req, len, &r, msg, sizeof(msg));
+  if (rcode != 0) {
+    jw_rpc_call_fail(call, rcode, msg);
     return;
-  }
-  if (!check_start(r, req, len, msg, sizeof(msg))) {
-    jw_rpc_call_fail(call, JW_GRPC_INVALID_ARGUMENT, msg);
-    goto done;
   }
   jw_limits_t limits;
   int lcode = resolve_limits(svc, r, &limits, msg, sizeof(msg));
@@ -392,9 +273,15 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
       why = "not an executable format";
     else if (err == -E2BIG)
       why = "arguments and environment too long for the system";
-    else if (err == -EMFILE || err == -ENFILE || err == -EAGAIN ||
-             err == -ENOMEM || err == JW_ELIMIT)
-      code = JW_GRPC_RESOURCE_EXHAUSTED;
+    else if (err == -EMFILE || err == -ENFILE)
+      code = JW_GRPC_RESOURCE_EXHAUSTED,
+      why = "the server is out of file descriptors";
+    else if (err == -EAGAIN || err == -ENOMEM)
+      code = JW_GRPC_RESOURCE_EXHAUSTED,
+      why = "the server is out of processes or memory";
+    else if (err == JW_ELIMIT)
+      code = JW_GRPC_RESOURCE_EXHAUSTED,
+      why = limit_reason(svc, jw_rpc_call_cn(call), lim, sizeof(lim));
     else if (err == JW_ECLOSED)
       code = JW_GRPC_UNAVAILABLE, why = "the server is shutting down";
     else if (err == JW_EUNSUPPORTED)
@@ -408,7 +295,7 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
              err != -E2BIG && err != JW_EINVAL)
       code = JW_GRPC_INTERNAL;
     snprintf(msg, sizeof(msg), "cannot start %s: %s",
-             quote(r->command, q, sizeof(q)), why);
+             jw_request_quote(r->command, q, sizeof(q)), why);
     jw_rpc_call_fail(call, code, msg);
     goto done;
   }
@@ -513,6 +400,12 @@ static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
   ssize_t n = jw_sub_read(os->sub, buf + OUTPUT_HEADROOM, max, &stream);
   if (n == JW_EAGAIN)
     return JW_EAGAIN;
+  if (n == 0 && !os->eof && jw_sub_dropped(os->sub) > 0) {
+    /* Everything kept was sent: say how much was not. */
+    os->eof = true;
+    buf[0] = 0x18; /* field 3, varint */
+    return (ssize_t)(1 + put_varint(buf + 1, jw_sub_dropped(os->sub)));
+  }
   if (n <= 0) {
     output_end(os);
     return n;
@@ -594,13 +487,12 @@ static void list_one(const jw_job_info_t *info, void *data) {
 static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                     void *data) {
   jw_service_t *svc = data;
-  Jobworker__V1__ListRequest *r =
-      jobworker__v1__list_request__unpack(NULL, len, req);
-  if (r == NULL) {
-    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "cannot parse ListRequest");
+  char msg[128];
+  int rcode = jw_request_decode_list(req, len, msg, sizeof(msg));
+  if (rcode != 0) {
+    jw_rpc_call_fail(call, rcode, msg);
     return;
   }
-  jobworker__v1__list_request__free_unpacked(r, NULL);
   list_acc_t acc = {0};
   jw_supervisor_list(svc->sup, jw_rpc_call_cn(call), list_one, &acc);
   if (!acc.oom && acc.n > 0 &&

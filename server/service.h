@@ -24,6 +24,12 @@ typedef struct {
   jw_limits_t max_limits;
   /* Whether requests may ask for namespaces (Isolation). */
   bool allow_isolation;
+  /*
+   * The supervisor's running-job limits, as configured (0: none), so that
+   * a RESOURCE_EXHAUSTED message can name the limit and its flag.
+   */
+  size_t max_jobs;
+  size_t max_jobs_per_client;
 } jw_service_t;
 
 /*

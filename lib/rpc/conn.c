@@ -342,6 +342,13 @@ static void on_idle(uv_idle_t *h) {
   uv_idle_stop(h);
   if (c->closing)
     return;
+  if (c->hs_deferred) {
+    /* The ClientHello waits in the read BIO; take it up now. */
+    c->hs_deferred = false;
+    jw__conn_input(c, NULL, 0);
+    if (c->closing)
+      return;
+  }
   if (c->ops->deferred != NULL)
     c->ops->deferred(c);
   if (c->closing)
@@ -365,6 +372,27 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
     jw__conn_fail(c, JW_EHTTP2, "HTTP/2 error: %s", nghttp2_strerror((int)r));
 }
 
+/*
+ * A server handshake step costs a private-key signature (milliseconds
+ * with RSA 4096). A burst of ClientHellos read in one loop turn would
+ * hold the loop, and every established client with it, for as many
+ * signatures; so at most this many steps run per turn and the rest wait
+ * for the next one (an idle handle: the loop does not block meanwhile).
+ */
+#define HANDSHAKES_PER_TURN 2
+
+static bool handshake_budget(uv_loop_t *loop) {
+  static _Thread_local uv_loop_t *turn_loop;
+  static _Thread_local uint64_t turn_now;
+  static _Thread_local int used;
+  if (turn_loop != loop || turn_now != uv_now(loop)) {
+    turn_loop = loop;
+    turn_now = uv_now(loop);
+    used = 0;
+  }
+  return used++ < HANDSHAKES_PER_TURN;
+}
+
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
   bool outer = !c->in_input;
   c->in_input = true;
@@ -377,6 +405,11 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     goto out;
   }
   if (!c->tls_up) {
+    if (c->server && !handshake_budget(c->loop)) {
+      c->hs_deferred = true;
+      jw__conn_schedule(c);
+      goto out;
+    }
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
     if (r != 1) {

@@ -67,6 +67,7 @@ struct jw__conn_s {
   bool in_input;      /* a flush follows anyway */
   bool tcp_recycling; /* the client is reopening tcp for another address */
   bool no_socket;     /* plaintext test mode: output stays in gather */
+  bool hs_deferred;   /* server handshake step put off to the next turn */
   int alert_recv;     /* the last fatal TLS alert received, or -1 */
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */

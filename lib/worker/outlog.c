@@ -54,7 +54,9 @@ struct jw_outlog_s {
   uint64_t size; /* bytes of complete records in the file */
   uint64_t bytes;
   uint64_t dropped;
+  uint64_t max_bytes; /* 0: no cap */
   int finished;
+  int orphaned; /* released: freed when the last reader closes */
   jw_outlog_reader_t *head;
   jw_outlog_reader_t *tail;
   unsigned notifying; /* depth of notify_readers() on the stack */
@@ -192,11 +194,19 @@ int jw_outlog_append(jw_outlog_t *log, jw_stream_t stream, const void *buf,
     return -EINVAL;
   if (log->finished)
     return JW_ECLOSED;
+  if (log->max_bytes > 0 && len > 0 && log->bytes + len > log->max_bytes) {
+    size_t room =
+        log->bytes < log->max_bytes ? (size_t)(log->max_bytes - log->bytes) : 0;
+    log->dropped += len - room;
+    len = room;
+    err = JW_ELIMIT;
+  }
   while (len > 0) {
     uint32_t n = len > MAX_RECORD ? MAX_RECORD : (uint32_t)len;
-    err = write_record(log, stream, p, n);
-    if (err < 0) {
+    int werr = write_record(log, stream, p, n);
+    if (werr < 0) {
       log->dropped += len;
+      err = werr;
       break;
     }
     p += n;
@@ -229,6 +239,23 @@ void jw_outlog_finish(jw_outlog_t *log) {
 uint64_t jw_outlog_bytes(const jw_outlog_t *log) { return log->bytes; }
 
 uint64_t jw_outlog_dropped(const jw_outlog_t *log) { return log->dropped; }
+
+void jw_outlog_set_max(jw_outlog_t *log, uint64_t max_bytes) {
+  if (log != NULL)
+    log->max_bytes = max_bytes;
+}
+
+void jw_outlog_release(jw_outlog_t *log, int unlink_file) {
+  if (log == NULL)
+    return;
+  if (log->head == NULL) {
+    jw_outlog_free(log, unlink_file);
+    return;
+  }
+  if (unlink_file)
+    unlink(log->path);
+  log->orphaned = 1;
+}
 
 void jw_outlog_free(jw_outlog_t *log, int unlink_file) {
   jw_outlog_reader_t *r;
@@ -366,6 +393,10 @@ fail:
   return err;
 }
 
+uint64_t jw_outlog_reader_dropped(const jw_outlog_reader_t *reader) {
+  return reader->log != NULL ? reader->log->dropped : 0;
+}
+
 uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader) {
   return reader->consumed;
 }
@@ -387,5 +418,9 @@ void jw_outlog_reader_close(jw_outlog_reader_t *reader) {
   }
   unlink_reader(log, reader);
   free(reader);
+  if (log->orphaned && log->head == NULL) {
+    jw_outlog_free(log, 0);
+    return;
+  }
   maybe_release_fd(log);
 }

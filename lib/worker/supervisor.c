@@ -50,8 +50,13 @@ struct job {
   jw_cgroup_t *cg; /* NULL without one, and once final */
   jw_limits_t limits;
   unsigned isolation;
-  jw_usage_t usage; /* read at the end */
+  jw_usage_t usage;        /* read at the end */
+  unsigned drops_reported; /* DROP_* bits already passed to on_drop */
+  int removed; /* out of the table; freed once its process is closed */
 };
+
+#define DROP_CAP 1
+#define DROP_WRITE 2
 
 /* A cgroup whose removal is being retried. */
 struct cg_retry {
@@ -71,6 +76,11 @@ struct jw_supervisor_s {
   char *data_dir;
   uint64_t grace_ms;
   size_t max_running;
+  size_t max_running_per_owner;
+  uint64_t max_output_bytes;
+  size_t max_finished_per_owner;
+  void (*on_drop)(const char *id, const char *owner, int err, void *data);
+  void *drop_data;
   struct job **buckets;
   size_t nbuckets;
   size_t njobs;
@@ -154,6 +164,11 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->grace_ms = opts->stop_grace_ms != 0 ? opts->stop_grace_ms
                                            : (uint64_t)DEFAULT_GRACE_MS;
   sup->max_running = opts->max_running;
+  sup->max_running_per_owner = opts->max_running_per_owner;
+  sup->max_output_bytes = opts->max_output_bytes;
+  sup->max_finished_per_owner = opts->max_finished_per_owner;
+  sup->on_drop = opts->on_drop;
+  sup->drop_data = opts->data;
   if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
     sup->cgroups = opts->cgroups;
   sup->data_dir = xstrdup(opts->data_dir);
@@ -398,11 +413,16 @@ static void on_proc_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
+static void free_job(struct job *j);
+
 static void on_job_closed(jw_process_t *proc, void *data) {
   struct job *j = data;
   jw_supervisor_t *sup = j->sup;
   (void)proc;
   j->proc = NULL;
+  /* Removed by the retention while its process was closing. */
+  if (j->removed)
+    free_job(j);
   sup->closing_procs--;
   maybe_shutdown_done(sup);
 }
@@ -411,8 +431,91 @@ static void on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
                       size_t len, void *data) {
   struct job *j = data;
   (void)proc;
-  /* A failed write is counted in output_dropped; the job goes on. */
-  jw_outlog_append(j->log, stream, buf, len);
+  /*
+   * What is dropped (past the cap, or a failed write) is counted in
+   * output_dropped; the job goes on, and its embedder hears of it once.
+   */
+  int err = jw_outlog_append(j->log, stream, buf, len);
+  if (err < 0 && err != JW_ECLOSED) {
+    unsigned bit = err == JW_ELIMIT ? DROP_CAP : DROP_WRITE;
+    if (!(j->drops_reported & bit)) {
+      j->drops_reported |= bit;
+      if (j->sup->on_drop != NULL)
+        j->sup->on_drop(j->id, j->owner, err, j->sup->drop_data);
+    }
+  }
+}
+
+/* Takes a job out of the deferred-callback queue. */
+static void undefer(jw_supervisor_t *sup, struct job *j) {
+  struct job **pp = &sup->defer_head;
+  struct job *prev = NULL;
+  if (!j->deferred)
+    return;
+  while (*pp != NULL && *pp != j) {
+    prev = *pp;
+    pp = &(*pp)->dnext;
+  }
+  if (*pp == j) {
+    *pp = j->dnext;
+    if (sup->defer_tail == j)
+      sup->defer_tail = prev;
+  }
+  j->dnext = NULL;
+  j->deferred = 0;
+}
+
+/*
+ * Removes a finished job: out of the table and the list, its pending
+ * stops answered, its log file unlinked (a subscriber still reading keeps
+ * the data until it closes). The memory goes now, or once the job's
+ * process handles are closed.
+ */
+static void remove_job(jw_supervisor_t *sup, struct job *j) {
+  struct job **pp = &sup->buckets[hash_id(j->id) & (sup->nbuckets - 1)];
+  while (*pp != NULL && *pp != j)
+    pp = &(*pp)->hnext;
+  if (*pp == j)
+    *pp = j->hnext;
+  if (j->older != NULL)
+    j->older->newer = j->newer;
+  else
+    sup->oldest = j->newer;
+  if (j->newer != NULL)
+    j->newer->older = j->older;
+  else
+    sup->newest = j->older;
+  sup->njobs--;
+  undefer(sup, j);
+  fire_stops(j, 0);
+  jw_outlog_release(j->log, 1);
+  j->log = NULL;
+  j->removed = 1;
+  if (j->proc == NULL)
+    free_job(j);
+}
+
+/*
+ * Keeps at most max_finished_per_owner finished jobs of owner: removes
+ * those that finished first (a job that just finished is never the one).
+ */
+static void retain_finished(jw_supervisor_t *sup, const char *owner) {
+  if (sup->max_finished_per_owner == 0)
+    return;
+  for (;;) {
+    struct job *first = NULL, *j;
+    size_t n = 0;
+    for (j = sup->oldest; j != NULL; j = j->newer) {
+      if (!j->final || strcmp(j->owner, owner) != 0)
+        continue;
+      n++;
+      if (first == NULL || j->status.ended_at_ns < first->status.ended_at_ns)
+        first = j;
+    }
+    if (n <= sup->max_finished_per_owner || first == NULL)
+      return;
+    remove_job(sup, first);
+  }
 }
 
 static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
@@ -439,6 +542,7 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
   fire_stops(j, 0);
+  retain_finished(sup, j->owner);
   maybe_shutdown_done(sup);
 }
 
@@ -524,6 +628,10 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
     return JW_EUNSUPPORTED;
   if (sup->max_running > 0 && sup->nrunning >= sup->max_running)
     return JW_ELIMIT;
+  if (sup->max_running_per_owner > 0 &&
+      jw_supervisor_running_owner(sup, owner != NULL ? owner : "") >=
+          sup->max_running_per_owner)
+    return JW_ELIMIT;
 
   j = calloc(1, sizeof(*j));
   if (j == NULL)
@@ -556,6 +664,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   err = jw_outlog_create(path, &j->log);
   if (err < 0)
     goto fail;
+  jw_outlog_set_max(j->log, sup->max_output_bytes);
   if (sup->cgroups != NULL) {
     err = jw_cgroup_create(sup->cgroups, j->id, &spec->limits, &j->cg);
     if (err < 0) {
@@ -724,6 +833,10 @@ ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len, jw_stream_t *stream) {
   return jw_outlog_read(sub->reader, buf, len, stream);
 }
 
+uint64_t jw_sub_dropped(const jw_sub_t *sub) {
+  return sub != NULL ? jw_outlog_reader_dropped(sub->reader) : 0;
+}
+
 void jw_sub_close(jw_sub_t *sub) {
   if (sub == NULL)
     return;
@@ -794,6 +907,16 @@ ssize_t jw_supervisor_get_output(jw_supervisor_t *sup, const char *id,
 
 size_t jw_supervisor_running(const jw_supervisor_t *sup) {
   return sup->nrunning;
+}
+
+size_t jw_supervisor_running_owner(const jw_supervisor_t *sup,
+                                   const char *owner) {
+  size_t n = 0;
+  const struct job *j;
+  for (j = sup->oldest; j != NULL; j = j->newer)
+    if (!j->final && (owner == NULL || strcmp(owner, j->owner) == 0))
+      n++;
+  return n;
 }
 
 void jw_supervisor_shutdown(jw_supervisor_t *sup,

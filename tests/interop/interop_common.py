@@ -182,7 +182,10 @@ class Server:
     to a log file read for the `event=listening ... port=N` line."""
 
     def __init__(self, stop_timeout="2s", extra_args=(), env_extra=None,
-                 host="127.0.0.1"):
+                 host="127.0.0.1", wrapper=()):
+        # wrapper: a command teleportd runs under, which must exec it in
+        # the same process (prlimit, unshare without --fork, sh -c 'exec').
+        self.wrapper = list(wrapper)
         self.host = host
         self.tmp = mktemp("jw-interop-srv-")
         self.data_dir = os.path.join(self.tmp, "data")
@@ -209,7 +212,8 @@ class Server:
                 "--stop-timeout", self.stop_timeout,
                 "--log-level", "debug"] + self.extra_args
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.wrapper + args,
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
                                      env=self.env, cwd=self.tmp)
         _live_servers.add(self)

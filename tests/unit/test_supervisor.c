@@ -1107,6 +1107,166 @@ START_TEST(test_max_running) {
 }
 END_TEST
 
+/* ---- limits: per owner, output cap, finished-job retention ----------- */
+
+struct drops {
+  int calls;
+  int err;
+  char id[JW_ID_LEN + 1];
+};
+
+static void on_drop_cb(const char *id, const char *owner, int err, void *data) {
+  struct drops *d = data;
+  (void)owner;
+  d->calls++;
+  d->err = err;
+  snprintf(d->id, sizeof(d->id), "%s", id);
+}
+
+static void env_open_opts(struct env *e, jw_supervisor_options_t *o) {
+  memset(e, 0, sizeof(*e));
+  ck_assert_int_eq(uv_loop_init(&e->loop), 0);
+  o->data_dir = data_dir;
+  o->stop_grace_ms = 1000;
+  ck_assert_int_eq(jw_supervisor_new(&e->loop, o, &e->sup), 0);
+}
+
+START_TEST(test_max_running_per_owner) {
+  static const char *const argv[] = {"sleep", "100", NULL};
+  jw_supervisor_options_t o;
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  memset(&o, 0, sizeof(o));
+  o.max_running_per_owner = 2;
+  o.max_running = 3;
+  env_open_opts(&e, &o);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id), JW_ELIMIT);
+  ck_assert_uint_eq(jw_supervisor_running_owner(e.sup, "alice"), 2);
+  /* Another owner has its own count, up to the total. */
+  ck_assert_int_eq(start_job(&e, "bob", argv, NULL, 0, NULL, id), 0);
+  ck_assert_uint_eq(jw_supervisor_running_owner(e.sup, "bob"), 1);
+  ck_assert_int_eq(start_job(&e, "bob", argv, NULL, 0, NULL, id), JW_ELIMIT);
+  ck_assert_uint_eq(jw_supervisor_running(e.sup), 3);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_output_cap_drops_and_job_goes_on) {
+  /* 5000 bytes past a 1000-byte cap, then an exit code the cap must not
+   * change: the job is not stopped or blocked by it. */
+  static const char *const argv[] = {
+      "sh", "-c", "head -c 3000 /dev/zero; head -c 2000 /dev/zero >&2; exit 7",
+      NULL};
+  jw_supervisor_options_t o;
+  struct drops d = {0};
+  struct reader r;
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  memset(&o, 0, sizeof(o));
+  o.max_output_bytes = 1000;
+  o.on_drop = on_drop_cb;
+  o.data = &d;
+  env_open_opts(&e, &o);
+  ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id), 0);
+  info = wait_final(&e, id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 7);
+  ck_assert_uint_eq(info.output_bytes, 1000);
+  ck_assert_uint_eq(info.output_dropped, 4000);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, JW_ELIMIT);
+  ck_assert_str_eq(d.id, id);
+  /* A reader gets exactly what was kept, and then the end. */
+  reader_init(&r, 0);
+  reader_subscribe(&r, &e, id, "alice");
+  ck_assert(r.ended);
+  ck_assert_uint_eq(r.bytes[0] + r.bytes[1], 1000);
+  ck_assert_uint_eq(jw_sub_dropped(r.sub), 4000);
+  reader_free(&r);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_finished_retention) {
+  static const char *const hello[] = {"echo", "hello", NULL};
+  static const char *const quick[] = {"true", NULL};
+  jw_supervisor_options_t o;
+  struct env e;
+  struct reader r;
+  char first[JW_ID_LEN + 1], id[JW_ID_LEN + 1], other[JW_ID_LEN + 1];
+  char keep[2][JW_ID_LEN + 1];
+  jw_job_info_t info;
+  memset(&o, 0, sizeof(o));
+  o.max_finished_per_owner = 2;
+  env_open_opts(&e, &o);
+  ck_assert_int_eq(start_job(&e, "bob", quick, NULL, 0, NULL, other), 0);
+  wait_final(&e, other);
+  ck_assert_int_eq(start_job(&e, "alice", hello, NULL, 0, NULL, first), 0);
+  wait_final(&e, first);
+  /* A subscriber opened before the removal reads to the end after it. */
+  reader_init(&r, 64);
+  ck_assert_int_eq(
+      jw_supervisor_subscribe(e.sup, first, "alice", on_notify, &r, &r.sub), 0);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(start_job(&e, "alice", quick, NULL, 0, NULL, keep[i]), 0);
+    wait_final(&e, keep[i]);
+  }
+  /* The job that finished first is gone, with its log file. */
+  ck_assert_int_eq(jw_supervisor_status(e.sup, first, "alice", &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_list(e.sup, "alice", NULL, NULL), 2);
+  ck_assert_int_eq(count_files(data_dir), 3);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(jw_supervisor_status(e.sup, keep[i], "alice", &info), 0);
+  /* Other owners are not touched. */
+  ck_assert_int_eq(jw_supervisor_status(e.sup, other, "bob", &info), 0);
+  consume(&r, sizeof(readbuf), 0);
+  ck_assert(r.ended);
+  ck_assert_uint_eq(r.bytes[0], 6);
+  ck_assert_int_eq(memcmp(r.copy[0], "hello\n", 6), 0);
+  reader_free(&r);
+  /* A running job never counts, and one that just finished stays. */
+  ck_assert_int_eq(start_job(&e, "alice", quick, NULL, 0, NULL, id), 0);
+  wait_final(&e, id);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id, "alice", &info), 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, keep[0], "alice", &info),
+                   JW_ENOTFOUND);
+  env_close(&e, 0);
+}
+END_TEST
+
+START_TEST(test_retention_answers_pending_stop) {
+  static const char *const quick[] = {"true", NULL};
+  jw_supervisor_options_t o;
+  struct env e;
+  struct stop_result res = {0};
+  jw_stop_req_t req;
+  char a[JW_ID_LEN + 1], b[JW_ID_LEN + 1];
+  memset(&o, 0, sizeof(o));
+  o.max_finished_per_owner = 1;
+  env_open_opts(&e, &o);
+  ck_assert_int_eq(start_job(&e, "alice", quick, NULL, 0, NULL, a), 0);
+  wait_final(&e, a);
+  /*
+   * A stop of a finished job answers on the next turn; the next job
+   * finishing may remove the job first. Either way the callback runs
+   * exactly once, with the final status.
+   */
+  ck_assert_int_eq(start_job(&e, "alice", quick, NULL, 0, NULL, b), 0);
+  req.data = &res;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, a, "alice", on_stopped), 0);
+  wait_final(&e, b);
+  ck_assert(run_until(&e.loop, flag_set, &res.calls, 5000));
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_int_eq(res.st.state, JW_PROC_EXITED);
+  env_close(&e, 0);
+}
+END_TEST
+
 static Suite *supervisor_suite(void) {
   Suite *s = suite_create("supervisor");
   TCase *tc = tcase_create("core");
@@ -1134,6 +1294,10 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(big, test_256mib_binary_exact);
   tcase_add_test(big, test_thousand_jobs);
   tcase_add_test(big, test_rss_bounded_1gib);
+  tcase_add_test(tc, test_max_running_per_owner);
+  tcase_add_test(tc, test_output_cap_drops_and_job_goes_on);
+  tcase_add_test(tc, test_finished_retention);
+  tcase_add_test(tc, test_retention_answers_pending_stop);
   suite_add_tcase(s, tc);
   suite_add_tcase(s, big);
   return s;

@@ -38,8 +38,9 @@ int jw_outlog_create(const char *path, jw_outlog_t **out);
 
 /*
  * Appends one chunk of output. Returns 0, JW_ECLOSED after
- * jw_outlog_finish, or -errno (the log stays usable; what was not written
- * is counted as dropped).
+ * jw_outlog_finish, JW_ELIMIT when some or all of it was past the cap
+ * set with jw_outlog_set_max (the part that fit is kept), or -errno (the
+ * log stays usable). What was not kept is counted as dropped.
  */
 int jw_outlog_append(jw_outlog_t *log, jw_stream_t stream, const void *buf,
                      size_t len);
@@ -53,8 +54,17 @@ void jw_outlog_finish(jw_outlog_t *log);
 /* Output bytes appended so far (record payloads, not headers). */
 uint64_t jw_outlog_bytes(const jw_outlog_t *log);
 
-/* Output bytes dropped because a write failed (disk full, ...). */
+/*
+ * Output bytes dropped because a write failed (disk full, ...) or because
+ * they were past the cap.
+ */
 uint64_t jw_outlog_dropped(const jw_outlog_t *log);
+
+/*
+ * Caps the output kept: appends past max_bytes of payload are dropped
+ * (counted by jw_outlog_dropped); 0 means no cap. Readers are unaffected.
+ */
+void jw_outlog_set_max(jw_outlog_t *log, uint64_t max_bytes);
 
 /*
  * Closes the log and its readers' access to it. Open readers should have
@@ -63,6 +73,15 @@ uint64_t jw_outlog_dropped(const jw_outlog_t *log);
  * removed as well. Not to be called from a notify callback.
  */
 void jw_outlog_free(jw_outlog_t *log, int unlink_file);
+
+/*
+ * Gives the log up like jw_outlog_free, but readers still open keep
+ * reading to the end: the log is freed when the last of them closes (now
+ * when there is none). With unlink_file the file's name goes now; open
+ * readers keep the data. For a finished log; not to be called from a
+ * notify callback.
+ */
+void jw_outlog_release(jw_outlog_t *log, int unlink_file);
 
 /*
  * Opens a cursor at the start of the log. notify_cb may be NULL (then the
@@ -80,6 +99,9 @@ int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
  */
 ssize_t jw_outlog_read(jw_outlog_reader_t *reader, void *buf, size_t len,
                        jw_stream_t *stream);
+
+/* The log's jw_outlog_dropped, as seen through a reader (0 if detached). */
+uint64_t jw_outlog_reader_dropped(const jw_outlog_reader_t *reader);
 
 /* Bytes of output the reader has consumed. */
 uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader);

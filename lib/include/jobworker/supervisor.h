@@ -35,6 +35,26 @@ typedef struct {
   const char *data_dir;   /* required; created if missing (0700) */
   uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0 means 10000 */
   size_t max_running;     /* jobs not yet final; 0: no limit (JW_ELIMIT) */
+  /* Jobs not yet final per owner; 0: no limit (JW_ELIMIT). */
+  size_t max_running_per_owner;
+  /*
+   * Output bytes kept per job; past it further output is dropped (the job
+   * keeps running; jw_job_info_t.output_dropped counts it). 0: no cap.
+   */
+  uint64_t max_output_bytes;
+  /*
+   * Finished jobs kept per owner: when one more finishes, the one that
+   * finished first is removed with its log. A subscriber still reading it
+   * reads to the end; a pending stop gets its callback first. 0: all.
+   */
+  size_t max_finished_per_owner;
+  /*
+   * Called the first time a job drops output for a reason: err is
+   * JW_ELIMIT (max_output_bytes) or the write error (-ENOSPC, -EIO, ...).
+   * May be NULL. data is passed through.
+   */
+  void (*on_drop)(const char *id, const char *owner, int err, void *data);
+  void *data;
   /*
    * Where jobs get their cgroups (NULL, or a manager without JW_CG_KILL:
    * jobs run without one, as plain process groups, and limits are
@@ -114,7 +134,9 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
  * privilege, ...) when the command cannot be started; nothing is kept on
  * failure. JW_EUNSUPPORTED when a limit needs a cgroup controller the
  * host does not offer or the job's cgroup cannot be made, JW_ELIMIT when
- * max_running jobs are running, JW_ECLOSED once shutdown began.
+ * max_running jobs, or max_running_per_owner jobs of owner, are running
+ * (jw_supervisor_running_owner tells which), JW_ECLOSED once shutdown
+ * began.
  *
  * With a cgroup manager every job runs in a cgroup of its own named after
  * its id (limits or not); the cgroup is removed once the job is final.
@@ -166,6 +188,13 @@ int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
  */
 ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len, jw_stream_t *stream);
 
+/*
+ * Output bytes the job dropped (output_dropped), also after the job was
+ * removed while this subscriber still reads it. Final once jw_sub_read
+ * returned 0.
+ */
+uint64_t jw_sub_dropped(const jw_sub_t *sub);
+
 /* Unsubscribes (UnWatchOutput). Safe at any time, also from its callback. */
 void jw_sub_close(jw_sub_t *sub);
 
@@ -179,6 +208,10 @@ ssize_t jw_supervisor_get_output(jw_supervisor_t *sup, const char *id,
 
 /* Number of jobs not yet final. */
 size_t jw_supervisor_running(const jw_supervisor_t *sup);
+
+/* Number of owner's jobs not yet final. */
+size_t jw_supervisor_running_owner(const jw_supervisor_t *sup,
+                                   const char *owner);
 
 /*
  * Shuts down: stops every running job (SIGTERM, grace, SIGKILL), waits
