@@ -10,10 +10,12 @@ MESON_TEST_ARGS ?=
 # Debian packages the build and the tests need.
 PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
-	python3 python3-grpcio python3-grpc-tools python3-h2 procps
+	python3 python3-grpcio python3-grpc-tools python3-h2 procps \
+	clang libclang-rt-14-dev clang-tidy valgrind util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build asan test run format check-format clean docker-test
+.PHONY: all deps build asan test run format check-format clean docker-test \
+	fuzz fuzz-regress valgrind lint
 
 all: build
 
@@ -80,5 +82,24 @@ check-format:
 docker-test:
 	bash tests/docker/test_docker.sh
 
+FUZZ_SECONDS ?= 60
+
+# libFuzzer targets (tests/fuzz), FUZZ_SECONDS each, clang build in build-fuzz.
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run-fuzz.sh
+
+# Regression inputs and seeds through every target without libFuzzer (also
+# part of `make test`).
+fuzz-regress: asan
+	meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
+
+# The unit and integration suites under valgrind memcheck (build-vg).
+valgrind: deps
+	tools/valgrind.sh
+
+# clang-tidy's clang-analyzer checks over lib/ server/ client/ (build-lint).
+lint: deps
+	tools/lint.sh
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-vg build-lint

@@ -173,7 +173,8 @@ int jw_grpc_timeout_format(uint64_t ms, char *buf, size_t cap) {
   size_t i;
   uint64_t v = ms;
   for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-    v = (ms + units[i].ms - 1) / units[i].ms;
+    /* Rounded up without ms + unit - 1, which wraps near UINT64_MAX. */
+    v = ms / units[i].ms + (ms % units[i].ms != 0);
     if (v <= max)
       break;
   }

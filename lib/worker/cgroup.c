@@ -117,6 +117,7 @@ static ssize_t read_file(const char *dir, const char *file, char *buf,
   ssize_t n, total = 0;
   int fd;
 
+  buf[0] = '\0'; /* even on failure, so no caller can read garbage */
   if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path))
     return -ENAMETOOLONG;
   fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -721,7 +722,6 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
       err = write_file(v2_dir(cg), f, set[i].value);
       if (err < 0 && !set[i].optional)
         goto fail;
-      err = 0;
     }
   }
   n = jw__cgroup_v1_settings(limits, mgr->io_dev, set);
@@ -732,7 +732,6 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
     err = write_file(dir, set[i].file, set[i].value);
     if (err < 0 && !set[i].optional)
       goto fail;
-    err = 0;
   }
   *out = cg;
   return 0;

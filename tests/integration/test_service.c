@@ -307,7 +307,8 @@ START_TEST(start_status_list) {
   ck_assert_int_eq(memcmp(r.out[0], "out", 3), 0);
   ck_assert_int_eq(memcmp(r.out[1], "err", 3), 0);
   result_free(&r);
-  wait_final(1, bob_id);
+  st = wait_final(1, bob_id);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
   free(id);
   free(bob_id);
 }

@@ -1,0 +1,255 @@
+/*
+ * Fuzz target: gRPC message deframing and JobWorker request decoding.
+ *
+ * Input: one byte that picks how the rest is cut into pieces, then the
+ * bytes of a request body as they travel in HTTP/2 DATA frames (5-byte
+ * prefix, message, prefix, message, ...). The body goes through
+ * jw_grpc_deframer_next in those pieces and every message it yields
+ * through each of the decoders the service uses (server/request.c), as the
+ * handlers of Start, Status/Stop/GetOutput and List would.
+ *
+ * Oracles: the pieces give the same messages and the same error as a
+ * reference deframer reading the whole body at once; a request the
+ * decoder accepts has no NUL byte in any string field on the wire (an
+ * independent wire walk), a non-empty command and KEY=VALUE env entries;
+ * quoting what a client sent never writes past its buffer.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "jobworker/error.h"
+#include "jobworker/grpc.h"
+#include "request.h"
+
+/* Small enough that the fuzzer reaches the limit, like the server's 4 MiB. */
+#define MAX_MESSAGE (64 * 1024)
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) { return 0; }
+
+/*
+ * Walks a protobuf message on the wire. Returns -1 when it is not well
+ * formed (as far as a strict reader can tell), 1 when a length-delimited
+ * field numbered 1..max_string holds a NUL byte, 0 otherwise.
+ */
+static int wire_nul(const uint8_t *p, size_t len, uint64_t max_string) {
+  size_t i = 0;
+  int found = 0;
+  while (i < len) {
+    uint64_t key = 0;
+    int k;
+    for (k = 0; k < 10 && i < len; k++) {
+      key |= (uint64_t)(p[i] & 0x7f) << (7 * k);
+      if (!(p[i++] & 0x80))
+        break;
+    }
+    if (k == 10 || (i == len && (p[i - 1] & 0x80)))
+      return -1;
+    /* Field 0 is invalid, but protobuf-c takes it as an unknown field. */
+    uint64_t field = key >> 3;
+    switch (key & 7) {
+    case 0:
+      for (k = 0; k < 10 && i < len; k++)
+        if (!(p[i++] & 0x80))
+          break;
+      if (k == 10 || (p[i - 1] & 0x80))
+        return -1;
+      break;
+    case 1:
+      if (len - i < 8)
+        return -1;
+      i += 8;
+      break;
+    case 5:
+      if (len - i < 4)
+        return -1;
+      i += 4;
+      break;
+    case 2: {
+      uint64_t v = 0;
+      for (k = 0; k < 10 && i < len; k++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * k);
+        if (!(p[i++] & 0x80))
+          break;
+      }
+      if (k == 10 || (p[i - 1] & 0x80) || v > len - i)
+        return -1;
+      if (field <= max_string && memchr(p + i, 0, (size_t)v) != NULL)
+        found = 1;
+      i += (size_t)v;
+      break;
+    }
+    default:
+      return -1;
+    }
+  }
+  return found;
+}
+
+static void quote_all(const char *s) {
+  /* The service quotes into 80 bytes; other sizes probe the bounds. */
+  static const size_t sizes[] = {8, 9, 12, 16, 33, 64, 80, 81, 200};
+  for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+    char *buf = malloc(sizes[k]);
+    FUZZ_CHECK(buf != NULL);
+    const char *q = jw_request_quote(s, buf, sizes[k]);
+    FUZZ_CHECK(q == buf);
+    FUZZ_CHECK(memchr(buf, '\0', sizes[k]) != NULL);
+    free(buf);
+  }
+}
+
+static void decode_all(const uint8_t *msg, size_t len) {
+  char text[256];
+  /* The decoders read exactly len bytes: give them no slack. */
+  uint8_t *m = malloc(len > 0 ? len : 1);
+  FUZZ_CHECK(m != NULL);
+  if (len > 0)
+    memcpy(m, msg, len);
+
+  Jobworker__V1__JobRequest *r = NULL;
+  int code = jw_request_decode_start(m, len, &r, text, sizeof(text));
+  int nul = wire_nul(m, len, 4);
+  if (code == 0) {
+    FUZZ_CHECK(r != NULL);
+    FUZZ_CHECK(nul == 0);
+    FUZZ_CHECK(r->command[0] != '\0');
+    for (size_t i = 0; i < r->n_env; i++) {
+      const char *eq = strchr(r->env[i], '=');
+      FUZZ_CHECK(eq != NULL && eq != r->env[i]);
+    }
+    quote_all(r->command);
+    for (size_t i = 0; i < r->n_args; i++)
+      quote_all(r->args[i]);
+    jobworker__v1__job_request__free_unpacked(r, NULL);
+  } else {
+    FUZZ_CHECK(r == NULL);
+    FUZZ_CHECK(code == JW_GRPC_INTERNAL || code == JW_GRPC_INVALID_ARGUMENT);
+    FUZZ_CHECK(memchr(text, '\0', sizeof(text)) != NULL);
+  }
+
+  char *id = NULL;
+  code = jw_request_decode_id(m, len, &id, text, sizeof(text));
+  nul = wire_nul(m, len, 1);
+  if (code == 0) {
+    FUZZ_CHECK(id != NULL);
+    FUZZ_CHECK(nul == 0);
+    quote_all(id);
+    free(id);
+  } else {
+    FUZZ_CHECK(id == NULL);
+    FUZZ_CHECK(code == JW_GRPC_INTERNAL || code == JW_GRPC_INVALID_ARGUMENT ||
+               code == JW_GRPC_RESOURCE_EXHAUSTED);
+  }
+
+  code = jw_request_decode_list(m, len, text, sizeof(text));
+  FUZZ_CHECK(code == 0 || code == JW_GRPC_INTERNAL);
+  free(m);
+}
+
+typedef struct {
+  const uint8_t *msg;
+  size_t len;
+} ref_msg_t;
+
+/*
+ * The reference: reads the whole body at once. Returns the outcome at the
+ * end (0: clean end, 2: partial message, or the deframer's error code)
+ * with the messages before it in out (at most cap).
+ */
+static int ref_deframe(const uint8_t *p, size_t n, ref_msg_t *out, size_t cap,
+                       size_t *count) {
+  *count = 0;
+  while (n > 0) {
+    if (n < JW_GRPC_PREFIX_LEN)
+      return 2;
+    size_t need = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 |
+                  (size_t)p[4];
+    if (p[0] != 0)
+      return JW_EINVAL;
+    if (need > MAX_MESSAGE)
+      return JW_ELIMIT;
+    if (n - JW_GRPC_PREFIX_LEN < need)
+      return 2;
+    if (*count < cap)
+      out[*count] = (ref_msg_t){p + JW_GRPC_PREFIX_LEN, need};
+    (*count)++;
+    p += JW_GRPC_PREFIX_LEN + need;
+    n -= JW_GRPC_PREFIX_LEN + need;
+  }
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1)
+    return 0;
+  uint32_t seed = data[0];
+  const uint8_t *body = data + 1;
+  size_t blen = size - 1;
+
+  enum { CAP = 64 };
+  ref_msg_t ref[CAP];
+  size_t nref;
+  int want = ref_deframe(body, blen, ref, CAP, &nref);
+
+  jw_grpc_deframer_t d;
+  jw_grpc_deframer_init(&d, MAX_MESSAGE);
+  size_t got = 0, off = 0;
+  int outcome = 0;
+  while (off < blen && outcome == 0) {
+    /* Piece sizes from a small generator: 1 byte up to everything. */
+    size_t piece;
+    seed = seed * 1103515245u + 12345u;
+    switch ((seed >> 16) & 3) {
+    case 0:
+      piece = 1 + ((seed >> 8) & 7);
+      break;
+    case 1:
+      piece = 1 + ((seed >> 4) & 1023);
+      break;
+    default:
+      piece = blen - off;
+      break;
+    }
+    if (piece > blen - off)
+      piece = blen - off;
+    /* Each piece in a buffer of its own size, as DATA chunks arrive. */
+    uint8_t *chunk = malloc(piece);
+    FUZZ_CHECK(chunk != NULL);
+    memcpy(chunk, body + off, piece);
+    const uint8_t *p = chunk;
+    size_t n = piece;
+    while (n > 0) {
+      const uint8_t *msg;
+      size_t mlen;
+      int r = jw_grpc_deframer_next(&d, &p, &n, &msg, &mlen);
+      if (r == 0) {
+        FUZZ_CHECK(n == 0);
+        break;
+      }
+      if (r < 0) {
+        outcome = r;
+        break;
+      }
+      FUZZ_CHECK(r == 1);
+      if (got < CAP && got < nref) {
+        FUZZ_CHECK(ref[got].len == mlen);
+        FUZZ_CHECK(mlen == 0 || memcmp(ref[got].msg, msg, mlen) == 0);
+      }
+      got++;
+      decode_all(msg, mlen);
+    }
+    off += piece;
+    free(chunk);
+  }
+  if (outcome == 0 && jw_grpc_deframer_partial(&d))
+    outcome = 2;
+  /* A prefix split across pieces leaves no partial state once complete. */
+  if (outcome == 0 && d.need > 0 && d.len < d.need)
+    outcome = 2;
+  FUZZ_CHECK(got == nref);
+  FUZZ_CHECK(outcome == want);
+  jw_grpc_deframer_reset(&d);
+  return 0;
+}
