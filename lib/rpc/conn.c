@@ -71,10 +71,28 @@ static bool is_ip(const char *host) {
          uv_inet_pton(AF_INET6, host, &a6) == 0;
 }
 
+/*
+ * One read buffer serves every connection on a thread: read_cb hands the
+ * bytes to OpenSSL's BIO (which copies them) or nghttp2 before it returns,
+ * and libuv never runs two read callbacks at once on a thread, so nothing
+ * is left in it between reads. A buffer per connection would cost 64 KiB
+ * for every idle or half-open connection.
+ */
+static _Thread_local uint8_t rbuf[JW__CONN_RBUF];
+
+/*
+ * nghttp2's frames are gathered here and handed to SSL_write together, so
+ * that small frames make whole TLS records. jw__conn_flush always empties
+ * it before returning, so it too is shared by the thread's connections;
+ * stage_owner marks the flush using it.
+ */
+static _Thread_local uint8_t stage[JW__CONN_STAGE];
+static _Thread_local size_t stage_len;
+static _Thread_local jw__conn_t *stage_owner;
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  jw__conn_t *c = h->data;
-  buf->base = (char *)c->rbuf;
-  buf->len = sizeof(c->rbuf);
+  buf->base = (char *)rbuf;
+  buf->len = sizeof(rbuf);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -231,9 +249,23 @@ static int tls_write(jw__conn_t *c, const uint8_t *p, size_t n) {
 }
 
 static int stage_flush(jw__conn_t *c) {
-  int rc = tls_write(c, c->stage, c->stage_len);
-  c->stage_len = 0;
+  int rc = tls_write(c, stage, stage_len);
+  stage_len = 0;
   return rc;
+}
+
+/*
+ * Gives back the write buffers of a connection with nothing to send: an
+ * idle connection then holds no write memory at all, and a busy one keeps
+ * its buffers because a write is always in flight.
+ */
+static void release_write_buffers(jw__conn_t *c) {
+  if (c->writing || c->gather.len > 0 || c->inflight.len > 0)
+    return;
+  free(c->gather.base);
+  free(c->inflight.base);
+  c->gather = (jw__buf_t){0};
+  c->inflight = (jw__buf_t){0};
 }
 
 static void write_cb(uv_write_t *req, int status);
@@ -299,34 +331,59 @@ static void write_cb(uv_write_t *req, int status) {
   jw__conn_flush(c);
   if (!c->closing && c->ops->after_io != NULL)
     c->ops->after_io(c);
+  if (!c->closing)
+    release_write_buffers(c);
+}
+
+/*
+ * Feeds nghttp2's frames to TLS. With staged, small frames are packed into
+ * the shared stage first so that they leave as whole TLS records; without
+ * it (a flush nested inside another's nghttp2 callbacks, whose frames
+ * would otherwise mix with the outer connection's), each frame is written
+ * through. Returns 0, JW_EHTTP2 (the connection has been failed) or
+ * JW_ETLS.
+ */
+static int send_frames(jw__conn_t *c, bool staged) {
+  while (c->gather.len < JW__CONN_WBUF_CAP) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+    if (n < 0) {
+      jw__conn_fail(c, JW_EHTTP2, "HTTP/2 send failed: %s",
+                    nghttp2_strerror((int)n));
+      return JW_EHTTP2;
+    }
+    if (n == 0)
+      break;
+    size_t len = (size_t)n;
+    if (!staged || len >= sizeof(stage)) {
+      if ((staged && stage_flush(c) != 0) || tls_write(c, data, len) != 0)
+        return JW_ETLS;
+      continue;
+    }
+    if (stage_len + len > sizeof(stage) && stage_flush(c) != 0)
+      return JW_ETLS;
+    memcpy(stage + stage_len, data, len);
+    stage_len += len;
+  }
+  return staged && stage_flush(c) != 0 ? JW_ETLS : 0;
 }
 
 void jw__conn_flush(jw__conn_t *c) {
   if (c->closing && !c->close_wait)
     return;
   if (c->h2 != NULL && !c->dead && !c->closing) {
-    while (c->gather.len < JW__CONN_WBUF_CAP) {
-      const uint8_t *data;
-      ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-      if (n < 0) {
-        jw__conn_fail(c, JW_EHTTP2, "HTTP/2 send failed: %s",
-                      nghttp2_strerror((int)n));
-        return;
-      }
-      if (n == 0)
-        break;
-      size_t len = (size_t)n;
-      if (c->stage_len + len > sizeof(c->stage) && stage_flush(c) != 0)
-        goto fail;
-      if (len >= sizeof(c->stage)) {
-        if (tls_write(c, data, len) != 0)
-          goto fail;
-      } else {
-        memcpy(c->stage + c->stage_len, data, len);
-        c->stage_len += len;
-      }
+    /* The stage belongs to one flush at a time, and is empty after it. */
+    bool staged = stage_owner == NULL;
+    if (staged)
+      stage_owner = c;
+    int rc = send_frames(c, staged);
+    if (staged) {
+      stage_len = 0;
+      stage_owner = NULL;
     }
-    if (stage_flush(c) != 0)
+    if (rc == JW_EHTTP2)
+      return;
+    if (rc != 0)
       goto fail;
   }
   if (drain_wbio(c) != 0)

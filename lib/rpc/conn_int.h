@@ -72,10 +72,7 @@ struct jw__conn_s {
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */
-  size_t stage_len;
-  uint8_t stage[JW__CONN_STAGE];
   char errmsg[256];
-  uint8_t rbuf[JW__CONN_RBUF];
 };
 
 /* Initializes the handles (tcp, timer, idle). Returns 0 or a UV code. */
