@@ -4,13 +4,24 @@
  * The child is created with vfork(): the parent is suspended until the
  * child has called execve() or _exit(), so by the time vfork() returns the
  * start either succeeded or failed, and a CLOEXEC error pipe tells which,
- * with the exact errno. vfork() copies no page tables, which matters for a
- * server with a large (or sanitizer-inflated) address space starting many
- * jobs. The child shares our memory until it execs, so it only makes
- * system calls on data the parent prepared: no allocation, no stdio.
+ * with the exact errno (where vfork() is a plain fork, as under valgrind,
+ * reading that pipe to EOF waits for the exec). vfork() copies no page tables,
+ * which matters for a server with a large (or sanitizer-inflated) address space
+ * starting many jobs. The child shares our memory until it execs, so it only
+ * makes system calls on data the parent prepared: no allocation, no stdio.
  *
  * The exit is seen through a pidfd watched by a uv_poll_t and reaped with
  * waitid(P_PIDFD); there is no SIGCHLD handler and no polling timer.
+ *
+ * Only where the host has no pidfds (pidfd_open or waitid(P_PIDFD) fail
+ * with ENOSYS or EINVAL: kernels before 5.4, valgrind before 3.20, some
+ * sandboxes) is the exit seen another way: one uv_signal_t for SIGCHLD per
+ * loop, shared by that loop's processes while any of them is unreaped. On
+ * each SIGCHLD it asks waitid(P_PID) about each of those processes by pid,
+ * never waitpid(-1), so that an embedding program's own children are still
+ * left to it. That is the only case with a SIGCHLD handler; the check is
+ * made once and its answer kept (JW_FORCE_NO_PIDFD=1 in the environment
+ * forces the fallback; it is a test knob).
  *
  * A process with a cgroup or namespaces of its own is created with
  * clone3() instead: CLONE_INTO_CGROUP puts it in its cgroup2 directory
@@ -24,7 +35,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +106,21 @@ struct clone3_args {
 
 enum { PIPE_OUT = 0, PIPE_ERR = 1 };
 
+/*
+ * The SIGCHLD watch of one loop, used only on hosts without pidfds. It
+ * lives while a process of the loop holds a reference: from just before
+ * the spawn (so that no SIGCHLD of the child can come before the handler)
+ * until that process is reaped.
+ */
+typedef struct reaper_s {
+  uv_signal_t sig;
+  uv_loop_t *loop;
+  struct reaper_s *next;        /* in the list of every loop's reaper */
+  struct jw_process_s *waiting; /* started and not reaped yet */
+  size_t refs;
+  int scanning;
+} reaper_t;
+
 struct jw_process_s {
   uv_loop_t *loop;
   char *command;
@@ -113,6 +141,9 @@ struct jw_process_s {
   char *buf;
 
   uv_poll_t pid_poll;
+  reaper_t *reaper; /* without pidfds: the loop's SIGCHLD watch, or NULL */
+  struct jw_process_s *reap_prev;
+  struct jw_process_s *reap_next; /* in reaper->waiting */
   uv_poll_t pipe_poll[2];
   uv_timer_t grace_timer;
   uv_timer_t drain_timer;
@@ -169,6 +200,45 @@ static char *xstrdup(const char *s) {
   if (p != NULL)
     memcpy(p, s, n);
   return p;
+}
+
+/* Whether the host has pidfds: 0 not known yet, 1 yes, 2 no. */
+static atomic_int pidfd_support;
+
+/*
+ * Finds out, once, whether exits can be watched through pidfds. Returns 1
+ * (yes), 0 (no: the SIGCHLD fallback), or -errno when the probe itself
+ * failed for want of a resource; that answer is not kept.
+ */
+static int have_pidfd(void) {
+  int known = atomic_load(&pidfd_support);
+  const char *force;
+  siginfo_t si;
+  int fd, ok;
+
+  if (known != 0)
+    return known == 1;
+  force = getenv("JW_FORCE_NO_PIDFD");
+  if (force != NULL && strcmp(force, "1") == 0) {
+    ok = 0;
+  } else if ((fd = (int)syscall(SYS_pidfd_open, getpid(), 0)) < 0) {
+    /* ENOSYS, or EPERM from a seccomp filter: no pidfds here. */
+    if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+      return -errno;
+    ok = 0;
+  } else {
+    /*
+     * waitid(P_PIDFD) came one release after pidfd_open (5.4, not 5.3).
+     * We are not our own child: ECHILD says the kernel knows P_PIDFD,
+     * EINVAL that it does not.
+     */
+    memset(&si, 0, sizeof(si));
+    ok = waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0 &&
+         errno == ECHILD;
+    close(fd);
+  }
+  atomic_store(&pidfd_support, ok ? 1 : 2);
+  return ok;
 }
 
 static void free_vec(char **v) {
@@ -581,9 +651,11 @@ child_clone_main(const struct child_args *a, int join_v2) {
   if (a->isolation & JW_ISOLATE_MOUNT) {
     /*
      * Mounts made here stay here; the host's still propagate in. The new
-     * /proc belongs to the job's PID namespace when it has one.
+     * /proc belongs to the job's PID namespace when it has one. The kernel
+     * ignores the type of a propagation change; it is "none" rather than
+     * NULL because valgrind before 3.20 reads it as a string.
      */
-    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+    if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0)
       child_fail(report_fd, errno);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
         0)
@@ -606,8 +678,9 @@ child_clone_main(const struct child_args *a, int join_v2) {
 
 /*
  * Creates the child with clone3(), fork-style (no CLONE_VM): into its
- * cgroup, with its namespaces and a pidfd. Falls back to clone() on
- * kernels without clone3 (the child then joins its cgroup itself).
+ * cgroup, with its namespaces and a pidfd (none when pidfd is NULL: the
+ * SIGCHLD fallback watches it). Falls back to clone() on kernels without
+ * clone3 (the child then joins its cgroup itself).
  */
 static __attribute__((noinline)) pid_t spawn_clone(const struct child_args *a,
                                                    int *pidfd) {
@@ -622,8 +695,11 @@ static __attribute__((noinline)) pid_t spawn_clone(const struct child_args *a,
   if (a->isolation & JW_ISOLATE_NET)
     ns |= CLONE_NEWNET;
   memset(&ca, 0, sizeof(ca));
-  ca.flags = ns | CLONE_PIDFD;
-  ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+  ca.flags = ns;
+  if (pidfd != NULL) {
+    ca.flags |= CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+  }
   ca.exit_signal = SIGCHLD;
   if (a->cg->v2_dir >= 0) {
     ca.flags |= CLONE_INTO_CGROUP;
@@ -638,7 +714,8 @@ static __attribute__((noinline)) pid_t spawn_clone(const struct child_args *a,
    */
   if (pid < 0 && (errno == ENOSYS || errno == E2BIG ||
                   (errno == EINVAL && (ca.flags & CLONE_INTO_CGROUP)))) {
-    *pidfd = -1;
+    if (pidfd != NULL)
+      *pidfd = -1;
     pid = (pid_t)syscall(SYS_clone, (unsigned long)(ns | SIGCHLD), 0, 0, 0, 0);
     if (pid == 0)
       child_clone_main(a, 1);
@@ -693,12 +770,116 @@ static void close_pipe(jw_process_t *p, int i) {
   close_fd(&p->fds[i]);
 }
 
+/* Every loop's reaper (hosts without pidfds); found by the loop. */
+static reaper_t *reapers;
+static pthread_mutex_t reapers_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_sigchld(uv_signal_t *h, int signum);
+
+static void on_reaper_closed(uv_handle_t *h) { free(h->data); }
+
+/*
+ * Takes a reference on the loop's reaper, making it and starting its
+ * SIGCHLD watch for the first. Returns 0 or a negative code.
+ */
+static int reaper_get(uv_loop_t *loop, reaper_t **out) {
+  reaper_t *r;
+  int err = 0;
+
+  pthread_mutex_lock(&reapers_lock);
+  for (r = reapers; r != NULL && r->loop != loop; r = r->next)
+    ;
+  if (r == NULL) {
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+      err = -ENOMEM;
+      goto out;
+    }
+    err = uv_signal_init(loop, &r->sig);
+    if (err < 0) {
+      free(r);
+      goto out;
+    }
+    r->sig.data = r;
+    r->loop = loop;
+    err = uv_signal_start(&r->sig, on_sigchld, SIGCHLD);
+    if (err < 0) {
+      uv_close((uv_handle_t *)&r->sig, on_reaper_closed);
+      goto out;
+    }
+    r->next = reapers;
+    reapers = r;
+  }
+  r->refs++;
+  *out = r;
+out:
+  pthread_mutex_unlock(&reapers_lock);
+  return err;
+}
+
+/*
+ * Closes the reaper once no process holds it (which also puts SIGCHLD
+ * back to its default), but not in the middle of a scan: the scan calls
+ * this again when it is done.
+ */
+static void reaper_maybe_close(reaper_t *r) {
+  reaper_t **pp;
+
+  if (r->refs > 0 || r->scanning)
+    return;
+  pthread_mutex_lock(&reapers_lock);
+  for (pp = &reapers; *pp != r; pp = &(*pp)->next)
+    ;
+  *pp = r->next;
+  pthread_mutex_unlock(&reapers_lock);
+  uv_close((uv_handle_t *)&r->sig, on_reaper_closed);
+}
+
+/* Drops a reference taken by reaper_get. */
+static void reaper_put(reaper_t *r) {
+  r->refs--;
+  reaper_maybe_close(r);
+}
+
+/* Puts a started process on its reaper's list of unreaped processes. */
+static void reaper_watch(reaper_t *r, jw_process_t *p) {
+  p->reaper = r;
+  p->reap_prev = NULL;
+  p->reap_next = r->waiting;
+  if (r->waiting != NULL)
+    r->waiting->reap_prev = p;
+  r->waiting = p;
+  p->open_handles++;
+}
+
+static void reaper_unlink(reaper_t *r, jw_process_t *p) {
+  if (p->reap_prev != NULL)
+    p->reap_prev->reap_next = p->reap_next;
+  else
+    r->waiting = p->reap_next;
+  if (p->reap_next != NULL)
+    p->reap_next->reap_prev = p->reap_prev;
+  p->reap_prev = p->reap_next = NULL;
+}
+
+/*
+ * Ends the watch on the main process: the pidfd's poll handle, or the
+ * reference on the reaper, which counts as one of the process's handles
+ * so that a closed process is not freed before it is reaped. The caller
+ * has taken the process off the reaper's list.
+ */
 static void close_pidfd(jw_process_t *p) {
   if (p->pid_poll_open) {
     uv_close((uv_handle_t *)&p->pid_poll, on_handle_closed);
     p->pid_poll_open = 0;
   }
   close_fd(&p->pidfd);
+  if (p->reaper != NULL) {
+    reaper_t *r = p->reaper;
+    p->reaper = NULL;
+    p->open_handles--;
+    reaper_put(r);
+  }
 }
 
 static void maybe_final(jw_process_t *p) {
@@ -786,11 +967,14 @@ static void on_grace_timeout(uv_timer_t *t) {
     kill_all(p);
 }
 
-static void on_pidfd(uv_poll_t *h, int status, int events) {
-  jw_process_t *p = h->data;
+/*
+ * The main process has ended (it is a zombie): reap it and finish.
+ * Returns 0, or -EAGAIN when there was nothing to reap yet (try again at
+ * the next event). p may have been freed when this returns 0.
+ */
+static int on_main_exit(jw_process_t *p) {
   siginfo_t si;
-  (void)status;
-  (void)events;
+  int r;
 
   /*
    * The main process is a zombie now, so its pid, and with it the group
@@ -800,16 +984,22 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
    */
   kill_all(p);
   memset(&si, 0, sizeof(si));
-  if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
+  if (p->pidfd >= 0)
+    r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG);
+  else
+    do
+      r = waitid(P_PID, (id_t)p->st.pid, &si, WEXITED | WNOHANG);
+    while (r < 0 && errno == EINTR);
+  if (r < 0) {
     if (errno == EINTR || errno == EAGAIN)
-      return;
+      return -EAGAIN;
     /* ECHILD: someone else reaped it; there is no status to know. */
     si.si_pid = p->st.pid;
     si.si_code = CLD_KILLED;
     si.si_status = SIGKILL;
   }
   if (si.si_pid == 0)
-    return;
+    return -EAGAIN;
   if (si.si_code == CLD_EXITED) {
     p->raw_code = si.si_status;
   } else {
@@ -834,11 +1024,74 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   uv_timer_stop(&p->grace_timer);
   if (p->closing) {
     maybe_finish_close(p);
-    return;
+    return 0;
   }
   if (p->fds[0] >= 0 || p->fds[1] >= 0)
     uv_timer_start(&p->drain_timer, on_drain_timeout, DRAIN_BOUND_MS, 0);
   maybe_final(p);
+  return 0;
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  on_main_exit(h->data);
+}
+
+/*
+ * Whether p's main process has ended, asked without reaping it (WNOWAIT),
+ * so that its pid and group id stay ours until on_main_exit has killed
+ * what is left of the group. ECHILD (someone else reaped it) counts as
+ * ended too: on_main_exit finds the same and ends the job.
+ */
+static int main_ended(const jw_process_t *p) {
+  siginfo_t si;
+  int r;
+
+  memset(&si, 0, sizeof(si));
+  do
+    r = waitid(P_PID, (id_t)p->st.pid, &si, WEXITED | WNOHANG | WNOWAIT);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? errno == ECHILD : si.si_pid != 0;
+}
+
+/*
+ * A SIGCHLD, on a host without pidfds: one or more children ended, maybe
+ * not ours. Every ended process of this loop is first moved off the
+ * waiting list, then finished: the callbacks that finishing runs may
+ * start and close processes, and so change the list.
+ */
+static void on_sigchld(uv_signal_t *h, int signum) {
+  reaper_t *r = h->data;
+  jw_process_t *ended = NULL;
+  jw_process_t *p, *next;
+  (void)signum;
+
+  r->scanning = 1;
+  for (p = r->waiting; p != NULL; p = next) {
+    next = p->reap_next;
+    if (main_ended(p)) {
+      reaper_unlink(r, p);
+      p->reap_next = ended;
+      ended = p;
+    }
+  }
+  while ((p = ended) != NULL) {
+    ended = p->reap_next;
+    p->reap_next = NULL;
+    /*
+     * Nothing to reap after all, which a zombie seen with WNOWAIT should
+     * not allow: back on the list, for the next SIGCHLD.
+     */
+    if (on_main_exit(p) < 0) {
+      p->reap_next = r->waiting;
+      if (r->waiting != NULL)
+        r->waiting->reap_prev = p;
+      r->waiting = p;
+    }
+  }
+  r->scanning = 0;
+  reaper_maybe_close(r);
 }
 
 int jw_process_start(jw_process_t *proc) {
@@ -851,6 +1104,7 @@ int jw_process_start(jw_process_t *proc) {
   int pidfd = -1;
   int use_clone = proc->cgroup != NULL || proc->isolation != 0;
   jw__cg_spawn_t cgs;
+  reaper_t *reaper = NULL;
   char **cands = NULL;
   sigset_t all, old;
   pid_t pid;
@@ -866,17 +1120,32 @@ int jw_process_start(jw_process_t *proc) {
   cgs.v2_dir = cgs.v2_procs = -1;
   cgs.nv1 = 0;
 
-  if (proc->buf == NULL && (proc->buf = malloc(READ_BUF_SIZE)) == NULL)
-    return -ENOMEM;
-  cands = build_candidates(proc);
-  if (cands == NULL)
-    return -ENOMEM;
+  err = have_pidfd();
+  if (err < 0)
+    return err;
   /*
-   * After vfork() the report is there or never comes, so its read end
-   * does not block; after clone3() it is read until the exec closes it.
+   * Without pidfds the loop's SIGCHLD watch must be there before the
+   * child exists, or its SIGCHLD could come first and be missed.
+   */
+  if (err == 0 && (err = reaper_get(proc->loop, &reaper)) < 0)
+    return err;
+  err = 0;
+  if (proc->buf == NULL && (proc->buf = malloc(READ_BUF_SIZE)) == NULL) {
+    err = -ENOMEM;
+    goto error;
+  }
+  cands = build_candidates(proc);
+  if (cands == NULL) {
+    err = -ENOMEM;
+    goto error;
+  }
+  /*
+   * The report is read until the exec closes it (EOF), after vfork() as
+   * after clone3(): where vfork() is really a fork (valgrind makes it one;
+   * POSIX allows it), the child may not have exec'd yet when it returns.
    */
   if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-      pipe2(rep, O_CLOEXEC | (use_clone ? 0 : O_NONBLOCK)) < 0 ||
+      pipe2(rep, O_CLOEXEC) < 0 ||
       (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
     err = -errno;
     goto error;
@@ -918,7 +1187,8 @@ int jw_process_start(jw_process_t *proc) {
    */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid = use_clone ? spawn_clone(&a, &pidfd) : spawn_child(&a);
+  pid = use_clone ? spawn_clone(&a, reaper == NULL ? &pidfd : NULL)
+                  : spawn_child(&a);
   if (pid < 0)
     err = -errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -933,10 +1203,11 @@ int jw_process_start(jw_process_t *proc) {
   jw__cgroup_spawn_close(&cgs);
 
   /*
-   * After vfork() the child has exec'd or exited by now. A report means
-   * it failed; the pipe is non-blocking, so a successful exec never makes
-   * us wait. After clone3() the read waits for the exec (EOF) or the
-   * report; the child does nothing else first.
+   * After vfork() the child has exec'd or exited by now, so the read ends
+   * at once: a report means it failed, EOF that it exec'd. Where vfork()
+   * is a fork, and after clone3(), the read waits for the exec or the
+   * report; the child does nothing else first. (A fork made meanwhile by
+   * another thread holds the write end too, until that child execs.)
    */
   do
     n = read(rep[0], &code, sizeof(code));
@@ -951,16 +1222,18 @@ int jw_process_start(jw_process_t *proc) {
     goto error;
   }
 
-  proc->pidfd = pidfd >= 0 ? pidfd : (int)syscall(SYS_pidfd_open, pid, 0);
-  if (proc->pidfd < 0) {
-    err = -errno;
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-      ;
-    goto error;
+  if (reaper == NULL) {
+    proc->pidfd = pidfd >= 0 ? pidfd : (int)syscall(SYS_pidfd_open, pid, 0);
+    if (proc->pidfd < 0) {
+      err = -errno;
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      goto error;
+    }
+    fcntl(proc->pidfd, F_SETFD, FD_CLOEXEC);
   }
-  fcntl(proc->pidfd, F_SETFD, FD_CLOEXEC);
 
   proc->fds[PIPE_OUT] = outp[0];
   proc->fds[PIPE_ERR] = errp[0];
@@ -980,7 +1253,10 @@ int jw_process_start(jw_process_t *proc) {
    * memory exhaustion in epoll; in that case the job is killed and ends
    * through the normal path.
    */
-  if (uv_poll_init(proc->loop, &proc->pid_poll, proc->pidfd) == 0) {
+  if (reaper != NULL) {
+    /* The reference taken before the spawn is the process's from now. */
+    reaper_watch(reaper, proc);
+  } else if (uv_poll_init(proc->loop, &proc->pid_poll, proc->pidfd) == 0) {
     proc->pid_poll.data = proc;
     proc->pid_poll_open = 1;
     proc->open_handles++;
@@ -996,7 +1272,7 @@ int jw_process_start(jw_process_t *proc) {
       close_fd(&proc->fds[i]);
     }
   }
-  if (!proc->pid_poll_open) {
+  if (!proc->pid_poll_open && proc->reaper == NULL) {
     kill(-pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
       ;
@@ -1021,6 +1297,8 @@ error:
   close_fd(&null_fd);
   jw__cgroup_spawn_close(&cgs);
   free_vec(cands);
+  if (reaper != NULL)
+    reaper_put(reaper);
   return err;
 }
 
@@ -1031,7 +1309,12 @@ int jw_process_signal(jw_process_t *proc, int sig) {
     return 0;
   if (errno != ESRCH)
     return -errno;
-  /* The main process moved to another group; it still gets the signal. */
+  /*
+   * The main process moved to another group; it still gets the signal.
+   * Without a pidfd its pid does: it is not reaped, so not reused.
+   */
+  if (proc->pidfd < 0)
+    return kill(proc->st.pid, sig) < 0 ? -errno : 0;
   if (syscall(SYS_pidfd_send_signal, proc->pidfd, sig, NULL, 0) < 0)
     return -errno;
   return 0;
@@ -1087,6 +1370,9 @@ void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
    */
   if (proc->started && !proc->reaped) {
     kill_all(proc);
-    syscall(SYS_pidfd_send_signal, proc->pidfd, SIGKILL, NULL, 0);
+    if (proc->pidfd >= 0)
+      syscall(SYS_pidfd_send_signal, proc->pidfd, SIGKILL, NULL, 0);
+    else
+      kill(proc->st.pid, SIGKILL);
   }
 }

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "../../lib/worker/cgroup_int.h"
+#include "../test_common.h"
 #include "jobworker/cgroup.h"
 #include "jobworker/supervisor.h"
 
@@ -903,7 +904,7 @@ START_TEST(test_remove_stale) {
   jw__cgroup_spawn_close(&s);
   /* The server "dies": its cgroup object is gone, the directory is not. */
   jw_cgroup_free(cg);
-  usleep(100000);
+  sleep_ms(100);
   ck_assert_int_eq(waitpid(pid, &ws, WNOHANG), 0);
 
   close_env();

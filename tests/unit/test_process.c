@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../test_common.h"
 #include "jobworker/error.h"
 #include "jobworker/process.h"
 
@@ -271,7 +272,7 @@ START_TEST(test_stop_kill_after_grace) {
   jw_process_status(c.proc, &st);
   pgid = st.pid;
   /* Let the shell install its trap before the stop. */
-  usleep(200000);
+  sleep_ms(200);
   t0 = uv_hrtime() / 1000000;
   ck_assert_int_eq(jw_process_stop(c.proc, 500), 0);
   ck_assert(run_until(&loop, &c.exits, 5000));
@@ -293,7 +294,7 @@ START_TEST(test_stop_kills_children) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
   jw_process_status(c.proc, &st);
-  usleep(100000);
+  sleep_ms(100);
   ck_assert_int_eq(jw_process_stop(c.proc, 5000), 0);
   ck_assert(run_until(&loop, &c.exits, 5000));
   ck_assert_int_eq(c.st.state, JW_PROC_STOPPED);
