@@ -44,7 +44,8 @@ struct jw_rpc_ccall_s {
   bool paused;
   bool canceled;
   bool finished;
-  bool ended; /* trailers (or reset) arrived; status below is final */
+  bool ended;      /* trailers (or reset) arrived; status below is final */
+  bool end_stream; /* the server's END_STREAM arrived */
   bool in_trailers;
   int http_status;
   int grpc_status; /* -1: none received */
@@ -153,10 +154,11 @@ static void ccall_release(jw_rpc_ccall_t *call) {
       !cli->c.dead) {
     if (nghttp2_session_find_stream(cli->c.h2, call->stream_id) != NULL) {
       /* Trailers came before our END_STREAM: NO_ERROR, as the spec asks. */
-      reset_stream(call, nghttp2_session_get_stream_remote_close(
-                             cli->c.h2, call->stream_id)
-                             ? NGHTTP2_NO_ERROR
-                             : NGHTTP2_CANCEL);
+      if (!call->end_stream)
+        reset_stream(call, NGHTTP2_CANCEL);
+      else if (!nghttp2_session_get_stream_local_close(cli->c.h2,
+                                                       call->stream_id))
+        reset_stream(call, NGHTTP2_NO_ERROR);
       call->lingering = true;
       call->prev = NULL;
       call->next = cli->lingering;
@@ -525,6 +527,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
   if (call == NULL || call->finished)
     return 0;
   if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+    call->end_stream = true;
     record_end(call);
     maybe_end(call);
   }
