@@ -10,6 +10,8 @@ static jw_log_level_t min_level = JW_LOG_INFO;
 
 void jw_log_set_level(jw_log_level_t level) { min_level = level; }
 
+int jw_log_enabled(jw_log_level_t level) { return level >= min_level; }
+
 static bool needs_quotes(const char *v) {
   if (v[0] == '\0')
     return true;

@@ -10,6 +10,9 @@
 /* Lines below this level are dropped. */
 void jw_log_set_level(jw_log_level_t level);
 
+/* Whether lines of this level are written (to skip formatting them). */
+int jw_log_enabled(jw_log_level_t level);
+
 /*
  * Writes one line: ts, level, then the key/value pairs given as a
  * NULL-terminated list of alternating keys and values. Values that need it

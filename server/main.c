@@ -45,6 +45,8 @@ static void on_event(const jw_rpc_event_t *ev, void *data) {
            (ev->grpc_status == JW_GRPC_INTERNAL ||
             ev->grpc_status == JW_GRPC_UNKNOWN))
     level = JW_LOG_WARN;
+  if (!jw_log_enabled(level))
+    return;
   snprintf(dur, sizeof(dur), "%.3fms", (double)ev->duration_us / 1000.0);
   if (strcmp(ev->event, "rpc") == 0) {
     const char *m = ev->method ? strrchr(ev->method, '/') : NULL;

@@ -50,7 +50,8 @@ struct job {
   jw_cgroup_t *cg; /* NULL without one, and once final */
   jw_limits_t limits;
   unsigned isolation;
-  jw_usage_t usage;        /* read at the end */
+  jw_usage_t usage;        /* read at the end; cached while running */
+  uint64_t usage_at;       /* uv_hrtime() of the cached read, 0: none */
   unsigned drops_reported; /* DROP_* bits already passed to on_drop */
   int removed; /* out of the table; freed once its process is closed */
 };
@@ -252,7 +253,14 @@ static int lookup(jw_supervisor_t *sup, const char *id, const char *owner,
   return 0;
 }
 
-static void fill_info(const struct job *j, jw_job_info_t *info) {
+/*
+ * A running job's usage comes from cgroup files, opened and parsed on each
+ * read; a storm of Status calls would spend most of the server's time
+ * there, so a read is reused for this long.
+ */
+#define USAGE_TTL_NS (100u * 1000 * 1000)
+
+static void fill_info(struct job *j, jw_job_info_t *info) {
   info->id = j->id;
   info->owner = j->owner;
   info->command = j->command;
@@ -266,10 +274,14 @@ static void fill_info(const struct job *j, jw_job_info_t *info) {
   info->output_dropped = jw_outlog_dropped(j->log);
   info->limits = j->limits;
   info->isolation = j->isolation;
-  if (!j->final && j->cg != NULL)
-    jw_cgroup_usage(j->cg, &info->usage);
-  else
-    info->usage = j->usage;
+  if (!j->final && j->cg != NULL) {
+    uint64_t now = uv_hrtime();
+    if (j->usage_at == 0 || now - j->usage_at >= USAGE_TTL_NS) {
+      jw_cgroup_usage(j->cg, &j->usage);
+      j->usage_at = now;
+    }
+  }
+  info->usage = j->usage;
 }
 
 /*
