@@ -15,7 +15,7 @@ PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build asan test run format check-format clean docker-test \
-	fuzz fuzz-regress valgrind lint
+	fuzz fuzz-regress valgrind lint bench
 
 all: build
 
@@ -97,9 +97,14 @@ fuzz-regress: asan
 valgrind: deps
 	tools/valgrind.sh
 
+# The benchmark (docs/performance.md): teleportd against a gRPC C++ peer and
+# the machine's limits; writes bench/results/latest.md and latest.json.
+bench: deps
+	bench/run.sh
+
 # clang-tidy's clang-analyzer checks over lib/ server/ client/ (build-lint).
 lint: deps
 	tools/lint.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-vg build-lint
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-vg build-lint build-bench

@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# bench/run.sh: the whole benchmark in one command (`make bench`).
+#
+# Builds the benchmark programs (meson -Dbench=true), makes certificates,
+# measures the machine's limits (pipe, TLS bulk, posix_spawn), starts
+# teleportd and the gRPC C++ peer on the same certificates, drives both
+# with the same load generator (bench/load.c) and writes
+# bench/results/latest.md and latest.json (bench/report.py). Each figure is
+# run BENCH_RUNS times (default 3), teleportd and the peer interleaved.
+#
+# Loopback only; every process it starts is stopped on exit; bounded in
+# time (each load run has a timeout, the whole set takes a few minutes on
+# two cores). Sizes can be changed through the environment (see below).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${BENCH_BUILD:-build-bench}
+WORK=${BENCH_WORK:-$BUILD/bench-work}
+OUT=${BENCH_OUT:-bench/results}
+RUNS=${BENCH_RUNS:-3}
+MIB=$((1024 * 1024))
+# Output sizes. The issue's class is 4 GiB; the default is smaller so that
+# the whole set fits in 10 minutes on two cores (the figures are rates).
+LIVE_BYTES=${BENCH_LIVE_BYTES:-$((512 * MIB))}
+# The job nobody reads is then replayed: one size for both figures.
+NOBODY_BYTES=${BENCH_NOBODY_BYTES:-$((1024 * MIB))}
+FAN100_BYTES=${BENCH_FAN100_BYTES:-$((8 * MIB))}
+FAN1000_BYTES=${BENCH_FAN1000_BYTES:-$((1 * MIB))}
+BULK_BYTES=${BENCH_BULK_BYTES:-$((512 * MIB))}
+PIPE_BYTES=${BENCH_PIPE_BYTES:-$((1024 * MIB))}
+UNARY_SECONDS=${BENCH_UNARY_SECONDS:-2}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-200}
+STALL_SUBS=${BENCH_STALL_SUBS:-200}
+STALL_CONNS=${BENCH_STALL_CONNS:-20}
+STALL_BYTES=${BENCH_STALL_BYTES:-$((64 * MIB))}
+# The programs under test; overriding them measures a patched build against
+# the same peer and limits (the results say which binaries were used).
+TELEPORTD=${BENCH_TELEPORTD:-$BUILD/server/teleportd}
+JW_LOAD=${BENCH_LOAD:-$BUILD/bench/jw-load}
+
+BENCH_PKGS="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
+protobuf-compiler g++ util-linux iproute2 procps python3 coreutils"
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# Installs only what is missing (the Makefile's deps does the same for the
+# build's own packages).
+deps() {
+  local missing="" p
+  for p in $BENCH_PKGS; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+      grep -q '^install ok installed$' || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    log "installing:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      --no-install-recommends $missing >/dev/null
+  fi
+}
+
+build() {
+  if [ ! -f "$BUILD/build.ninja" ]; then
+    meson setup "$BUILD" --buildtype=debugoptimized -Dbench=true \
+      -Dtests=false >/dev/null
+  else
+    meson configure "$BUILD" -Dbench=true -Dtests=false >/dev/null
+  fi
+  ninja -C "$BUILD" >/dev/null
+}
+
+certs() {
+  local d=$WORK/certs
+  if [ ! -f "$d/bench.key" ]; then
+    rm -rf "$d"
+    certs/jw-certs --dir "$d" init >/dev/null
+    certs/jw-certs --dir "$d" server >/dev/null
+    certs/jw-certs --dir "$d" client bench >/dev/null
+  fi
+  CA=$d/ca.cert SCERT=$d/server.cert SKEY=$d/server.key
+  CCERT=$d/bench.cert CKEY=$d/bench.key
+}
+
+# The server gets CPU 0 and the load generator CPU 1 when there are two.
+if [ "$(nproc)" -ge 2 ]; then
+  SRV_PIN=(taskset -c 0)
+  LOAD_PIN=(taskset -c 1)
+  SRV_CPU=0 LOAD_CPU=1
+else
+  SRV_PIN=() LOAD_PIN=() SRV_CPU=-1 LOAD_CPU=-1
+fi
+
+JW_PID="" PEER_PID="" JW_PORT="" PEER_PORT=""
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_listen() {
+  local port=$1 pid=$2 i
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+start_servers() {
+  rm -rf "$WORK/data"
+  JW_PORT=$(free_port)
+  "${SRV_PIN[@]}" "$TELEPORTD" --addr "127.0.0.1:$JW_PORT" \
+    --cacert "$CA" --cert "$SCERT" --key "$SKEY" --data-dir "$WORK/data" \
+    --log-level warn 2>>"$WORK/teleportd.log" &
+  JW_PID=$!
+  wait_listen "$JW_PORT" "$JW_PID" || {
+    log "teleportd did not start; see $WORK/teleportd.log"
+    return 1
+  }
+  # A new file each time: the port of the peer before must not be read.
+  rm -f "$WORK/peer.out"
+  "${SRV_PIN[@]}" "$BUILD/bench/grpc-peer" --addr 127.0.0.1:0 --cacert "$CA" \
+    --cert "$SCERT" --key "$SKEY" >"$WORK/peer.out" 2>>"$WORK/peer.log" &
+  PEER_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    PEER_PORT=$(sed -n 's/^ready port=//p' "$WORK/peer.out" 2>/dev/null)
+    [ -n "$PEER_PORT" ] && break
+    kill -0 "$PEER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$PEER_PORT" ] || {
+    log "grpc-peer did not start; see $WORK/peer.log"
+    return 1
+  }
+}
+
+stop_pid() {
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_servers() {
+  stop_pid "$JW_PID"
+  stop_pid "$PEER_PID"
+  JW_PID="" PEER_PID=""
+}
+
+cleanup() {
+  stop_servers
+  rm -rf "$WORK/data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+RAW=""
+
+# record FIGURE SERVER RUN JSON: one line of raw results.
+record() {
+  printf '{"figure":"%s","server":"%s","run":%d,"result":%s}\n' \
+    "$1" "$2" "$3" "$4" >>"$RAW"
+}
+
+# load FIGURE SERVER RUN MODE ARGS...: one run of the load generator
+# against SERVER (jw or grpc), its result recorded; prints the JSON.
+load() {
+  local fig=$1 srv=$2 run=$3 mode=$4 port pid out
+  shift 4
+  if [ "$srv" = jw ]; then port=$JW_PORT pid=$JW_PID; else
+    port=$PEER_PORT pid=$PEER_PID
+  fi
+  if out=$(timeout --foreground 150 "${LOAD_PIN[@]}" "$JW_LOAD" "$mode" \
+    --addr "127.0.0.1:$port" --cacert "$CA" --cert "$CCERT" --key "$CKEY" \
+    --server-pid "$pid" --timeout 120 "$@" 2>>"$WORK/load.err") &&
+    [ -n "$out" ]; then
+    record "$fig" "$srv" "$run" "$out"
+    printf '%s\n' "$out"
+  else
+    log "$fig $srv run $run failed (see $WORK/load.err)"
+    record "$fig" "$srv" "$run" '{"error":"failed"}'
+    return 1
+  fi
+}
+
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+machine_json() {
+  local model mem
+  model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+  mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+  python3 - "$model" "$(nproc)" "$mem" "$(uname -r)" \
+    "$(openssl version | cut -d' ' -f2)" \
+    "$(pkg-config --modversion libuv)" "$(pkg-config --modversion libnghttp2)" \
+    "$(pkg-config --modversion grpc++)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    "$SRV_CPU" "$LOAD_CPU" "$TELEPORTD" "$JW_LOAD" \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'EOF'
+import json, sys
+a = sys.argv[1:]
+print(json.dumps({"cpu": a[0], "cores": int(a[1]), "memory": a[2],
+                  "kernel": a[3], "openssl": a[4], "libuv": a[5],
+                  "nghttp2": a[6], "grpc": a[7], "load_before": a[8],
+                  "server_cpu": int(a[9]), "load_cpu": int(a[10]),
+                  "teleportd": a[11], "jw_load": a[12], "commit": a[13]}))
+EOF
+}
+
+main() {
+  local t0 r out
+  t0=$(date +%s)
+  deps
+  log "building ($BUILD)"
+  build
+  mkdir -p "$WORK" "$OUT"
+  certs
+  RAW=$WORK/raw.jsonl
+  : >"$RAW"
+  : >"$WORK/load.err"
+  machine_json >"$WORK/machine.json"
+  log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+  log "machine limits: pipe, TLS bulk, posix_spawn"
+  for r in $(seq 1 "$RUNS"); do
+    out=$( ("${SRV_PIN[@]}" dd if=/dev/zero bs=64K count=$((PIPE_BYTES / 65536)) \
+      status=none | "${LOAD_PIN[@]}" dd of=/dev/null bs=64K) 2>&1 | tail -1)
+    record pipe raw "$r" "$(python3 - "$out" <<'EOF'
+import re, sys
+m = re.match(r"(\d+) bytes .* copied, ([\d.]+) s", sys.argv[1])
+b, s = int(m.group(1)), float(m.group(2))
+print('{"bytes":%d,"seconds":%.3f,"mib_s":%.1f}' % (b, s, b / 1048576 / s))
+EOF
+)"
+    out=$("$BUILD/bench/jw-tlsbulk" --cacert "$CA" --cert "$SCERT" \
+      --key "$SKEY" --client-cert "$CCERT" --client-key "$CKEY" \
+      --bytes "$BULK_BYTES" --server-cpu "$SRV_CPU" --client-cpu "$LOAD_CPU")
+    record tls_bulk raw "$r" "$out"
+    for n in 1 8; do
+      out=$("${SRV_PIN[@]}" "$BUILD/bench/jw-spawnrate" --seconds 1 \
+        --inflight "$n")
+      record "spawn_$n" raw "$r" "$out"
+    done
+  done
+
+  log "starting teleportd and grpc-peer"
+  start_servers
+
+  log "unary Status"
+  for r in $(seq 1 "$RUNS"); do
+    for s in jw grpc; do
+      load unary_p50_1 "$s" "$r" unary --conns 1 --inflight 1 \
+        --duration "$UNARY_SECONDS" >/dev/null || true
+      for n in 64 256; do
+        load "unary_qps_$n" "$s" "$r" unary --conns 4 --inflight "$n" \
+          --duration "$UNARY_SECONDS" >/dev/null || true
+      done
+    done
+  done
+
+  log "Start of /bin/true"
+  for r in $(seq 1 "$RUNS"); do
+    for n in 1 8; do
+      load "start_$n" jw "$r" start --conns 1 --inflight "$n" \
+        --duration "$UNARY_SECONDS" >/dev/null || true
+    done
+  done
+
+  # Fresh servers: the figures below are RSS peaks and deltas, which a
+  # heap warmed by the runs before would hide.
+  stop_servers
+  start_servers
+  log "live output ($LIVE_BYTES bytes, 1 subscriber)"
+  for r in $(seq 1 "$RUNS"); do
+    for s in jw grpc; do
+      load live "$s" "$r" stream --bytes "$LIVE_BYTES" >/dev/null || true
+    done
+  done
+
+  log "a job writes $NOBODY_BYTES bytes, nobody reads; then replay"
+  local jobs=()
+  for r in $(seq 1 "$RUNS"); do
+    if out=$(load nobody jw "$r" nobody --bytes "$NOBODY_BYTES"); then
+      jobs+=("$(field "$out" job)")
+    fi
+  done
+  r=0
+  for j in "${jobs[@]}"; do
+    r=$((r + 1))
+    load replay jw "$r" stream --job "$j" --replay >/dev/null || true
+  done
+
+  # Memory deltas, each run on fresh servers.
+  log "idle connections ($IDLE_CONNS); stalled subscribers" \
+    "($STALL_SUBS on $STALL_CONNS connections)"
+  for r in $(seq 1 "$RUNS"); do
+    stop_servers
+    start_servers
+    for s in jw grpc; do
+      load idle_conn "$s" "$r" idle --conns "$IDLE_CONNS" >/dev/null || true
+    done
+    stop_servers
+    start_servers
+    load stall jw "$r" stall --bytes "$STALL_BYTES" --subs "$STALL_SUBS" \
+      --conns "$STALL_CONNS" >/dev/null || true
+  done
+
+  stop_servers
+  start_servers
+  log "fan-out: 100 and 1000 subscribers on 100 connections"
+  for r in $(seq 1 "$RUNS"); do
+    for s in jw grpc; do
+      load fanout_100 "$s" "$r" stream --bytes "$FAN100_BYTES" --subs 100 \
+        --conns 100 >/dev/null || true
+      load fanout_1000 "$s" "$r" stream --bytes "$FAN1000_BYTES" \
+        --subs 1000 --conns 100 >/dev/null || true
+    done
+  done
+  stop_servers
+
+  local t1 sizes
+  t1=$(date +%s)
+  sizes=$(printf '{"live":%d,"nobody_and_replay":%d,"fanout_100":%d,'`
+    `'"fanout_1000":%d,"tls_bulk":%d,"pipe":%d,"unary_seconds":%s,'`
+    `'"idle_conns":%d,"stall_subs":%d,"stall_conns":%d,"stall_bytes":%d,'`
+    `'"runs":%d}' \
+    "$LIVE_BYTES" "$NOBODY_BYTES" "$FAN100_BYTES" \
+    "$FAN1000_BYTES" "$BULK_BYTES" "$PIPE_BYTES" "$UNARY_SECONDS" \
+    "$IDLE_CONNS" "$STALL_SUBS" "$STALL_CONNS" "$STALL_BYTES" "$RUNS")
+  python3 bench/report.py --raw "$RAW" --machine "$WORK/machine.json" \
+    --sizes "$sizes" --elapsed $((t1 - t0)) \
+    --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --md "$OUT/latest.md" --json "$OUT/latest.json"
+  log "done in $((t1 - t0)) s: $OUT/latest.md, $OUT/latest.json"
+  cat "$OUT/latest.md"
+}
+
+main "$@"
