@@ -387,8 +387,10 @@ static size_t put_varint(uint8_t *p, uint64_t v) {
 
 /*
  * Builds one JobOutput in place: the data is read straight into buf after
- * room for the header, and moved down only when its length varint turns
- * out shorter than the room (short chunks, where the move is cheap).
+ * room for the header. The room is what the length varint of the largest
+ * possible read takes (3 bytes up to 16383 bytes, the size of a DATA
+ * frame that the RPC layer usually pulls into; 4 beyond), so only a
+ * shorter read than that has its data moved down.
  */
 static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                            void *data) {
@@ -396,8 +398,9 @@ static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
   size_t max = cap - OUTPUT_HEADROOM - 2;
   if (max > OUTPUT_CHUNK_MAX)
     max = OUTPUT_CHUNK_MAX;
+  size_t room = max < 16384 ? 3 : OUTPUT_HEADROOM;
   jw_stream_t stream;
-  ssize_t n = jw_sub_read(os->sub, buf + OUTPUT_HEADROOM, max, &stream);
+  ssize_t n = jw_sub_read(os->sub, buf + room, max, &stream);
   if (n == JW_EAGAIN)
     return JW_EAGAIN;
   if (n == 0 && !os->eof && jw_sub_dropped(os->sub) > 0) {
@@ -413,8 +416,8 @@ static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
   uint8_t hdr[OUTPUT_HEADROOM];
   hdr[0] = 0x0a; /* field 1, length-delimited */
   size_t h = 1 + put_varint(hdr + 1, (uint64_t)n);
-  if (h < OUTPUT_HEADROOM)
-    memmove(buf + h, buf + OUTPUT_HEADROOM, (size_t)n);
+  if (h < room)
+    memmove(buf + h, buf + room, (size_t)n);
   memcpy(buf, hdr, h);
   size_t total = h + (size_t)n;
   if (stream == JW_STDERR) {

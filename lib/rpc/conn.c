@@ -207,6 +207,10 @@ static int buf_reserve(jw__buf_t *b, size_t more) {
   size_t cap = b->cap ? b->cap : 16384;
   while (cap < b->len + more)
     cap *= 2;
+  /* Past the cap, room for one more record is enough: no doubling. */
+  if (cap > JW__CONN_WBUF_CAP + 32768 &&
+      b->len + more <= JW__CONN_WBUF_CAP + 32768)
+    cap = JW__CONN_WBUF_CAP + 32768;
   uint8_t *p = realloc(b->base, cap);
   if (p == NULL)
     return -ENOMEM;

@@ -18,7 +18,7 @@
 /* Plaintext is staged up to one full TLS record before SSL_write. */
 #define JW__CONN_STAGE 16384
 /* The gather buffer stops taking frames past this; nghttp2 keeps the rest. */
-#define JW__CONN_WBUF_CAP (256 * 1024)
+#define JW__CONN_WBUF_CAP (64 * 1024)
 #define JW__CONN_RBUF 65536
 
 typedef struct jw__conn_s jw__conn_t;

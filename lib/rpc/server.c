@@ -335,8 +335,23 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     call->want_resume = false;
     call->in_cb++;
-    ssize_t r = call->pull(call, call->out + JW_GRPC_PREFIX_LEN,
-                           JW_RPC_STREAM_MSG_MAX, call->pull_data);
+    /* A message sized to what this DATA frame can carry is pulled straight
+     * into nghttp2's frame buffer: no per-stream buffer, no copy. Only a
+     * tiny window falls back to the per-stream buffer, made then. */
+    bool direct = length >= JW_GRPC_PREFIX_LEN + 1024;
+    if (!direct && call->out == NULL) {
+      call->out = malloc(JW_GRPC_PREFIX_LEN + JW_RPC_STREAM_MSG_MAX);
+      if (call->out == NULL) {
+        call->in_cb--;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      }
+    }
+    size_t pcap = direct ? length - JW_GRPC_PREFIX_LEN : JW_RPC_STREAM_MSG_MAX;
+    if (pcap > JW_RPC_STREAM_MSG_MAX)
+      pcap = JW_RPC_STREAM_MSG_MAX;
+    uint8_t *pbuf = direct ? buf : call->out;
+    ssize_t r =
+        call->pull(call, pbuf + JW_GRPC_PREFIX_LEN, pcap, call->pull_data);
     call->in_cb--;
     /* An end from the pull means no cancel callback may follow. */
     if (r != JW_EAGAIN && (r <= 0 || (size_t)r > JW_RPC_STREAM_MSG_MAX)) {
@@ -353,6 +368,10 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
       if (call->want_resume)
         jw__conn_schedule(&call->sc->c);
       return NGHTTP2_ERR_DEFERRED;
+    }
+    if (r > 0 && (size_t)r <= pcap && direct) {
+      jw_grpc_prefix_write(buf, (uint32_t)r);
+      return JW_GRPC_PREFIX_LEN + r;
     }
     if (r > 0 && (size_t)r <= JW_RPC_STREAM_MSG_MAX) {
       jw_grpc_prefix_write(call->out, (uint32_t)r);
@@ -479,9 +498,7 @@ int jw_rpc_call_stream(jw_rpc_call_t *call, jw_rpc_pull_cb pull, void *data) {
     return end_late(call);
   if (pull == NULL)
     return JW_EINVAL;
-  call->out = malloc(JW_GRPC_PREFIX_LEN + JW_RPC_STREAM_MSG_MAX);
-  if (call->out == NULL)
-    return jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+  call->out = NULL;
   call->out_len = call->out_off = 0;
   call->pull = pull;
   call->pull_data = data;

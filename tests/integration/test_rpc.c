@@ -88,7 +88,9 @@ static void stream_cancel(jw_rpc_call_t *call, void *data) {
 static ssize_t stream_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                            void *data) {
   stream_t *st = data;
-  ck_assert_uint_ge(cap, JW_RPC_STREAM_MSG_MAX);
+  /* rpc.h: a pull gets at least 1 KiB and at most the message maximum. */
+  ck_assert_uint_ge(cap, 1024);
+  ck_assert_uint_le(cap, JW_RPC_STREAM_MSG_MAX);
   st->pulls++;
   if (st->eagain && st->pulls % 3 == 0) {
     /* Not ready "yet": and ready again at once, from inside the pull. */
@@ -103,6 +105,8 @@ static ssize_t stream_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
   size_t want = (st->pulls * 7919) % JW_RPC_STREAM_MSG_MAX + 1;
   if (n > want)
     n = want;
+  if (n > cap)
+    n = cap;
   for (uint64_t i = 0; i < n; i++)
     buf[i] = pattern(st->sent + i);
   st->sent += n;

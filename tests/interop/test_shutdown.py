@@ -77,7 +77,13 @@ class Shutdown(unittest.TestCase):
             pgids.add(st.pid)
         # Whatever the outcome, nothing of these jobs outlives the test.
         self.addCleanup(ic.kill_groups, set(pgids))
+        # "ready" and "hello" are printed before the shells fork their
+        # sleeps: wait (bounded) until both children exist.
+        deadline = time.monotonic() + 10
         before = ic.processes_in_groups(pgids)
+        while len(before) < len(jobs) + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            before = ic.processes_in_groups(pgids)
         self.assertGreaterEqual(len(before), len(jobs) + 2,
                                 "the sh jobs' sleep children: %r" % before)
 

@@ -158,9 +158,11 @@ int jw_rpc_call_reply(jw_rpc_call_t *call, const uint8_t *msg, size_t len);
 int jw_rpc_call_fail(jw_rpc_call_t *call, int grpc_status, const char *message);
 
 /*
- * Pulls the next message of a server stream into buf (at most cap bytes,
- * cap >= JW_RPC_STREAM_MSG_MAX). Returns the message length (> 0; an empty
- * message cannot be sent this way), 0 to end the stream with OK,
+ * Pulls the next message of a server stream into buf (at most cap bytes;
+ * 1 KiB <= cap <= JW_RPC_STREAM_MSG_MAX: usually what the next DATA frame
+ * can carry, since the message is pulled straight into nghttp2's frame
+ * buffer, with no per-stream buffer and no copy). Returns the message length (>
+ * 0; an empty message cannot be sent this way), 0 to end the stream with OK,
  * JW_EAGAIN when nothing is ready (call jw_rpc_call_resume when it is),
  * or another negative code to end the stream with INTERNAL.
  */
