@@ -83,14 +83,6 @@ struct jw_cgroup_s {
   char *dirs[JW__CG_MAX_HIER]; /* NULL where none (or already removed) */
 };
 
-static char *xstrdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL)
-    memcpy(p, s, n);
-  return p;
-}
-
 /* Returns a newly allocated "a/b", or NULL. */
 static char *join(const char *a, const char *b) {
   size_t na = strlen(a), nb = strlen(b);
@@ -371,8 +363,8 @@ static void scan_mounts(jw_cgroup_mgr_t *mgr, const char *path) {
     struct hier *h = &mgr->h[mgr->nh];
     h->v2 = v2;
     h->ctrls = ctrls;
-    h->mount = xstrdup(fields[4]);
-    h->mount_root = xstrdup(fields[3]);
+    h->mount = strdup(fields[4]);
+    h->mount_root = strdup(fields[3]);
     if (h->mount == NULL || h->mount_root == NULL) {
       free(h->mount);
       free(h->mount_root);
@@ -519,7 +511,7 @@ int jw_cgroup_mgr_new(const jw_cgroup_mgr_options_t *opts,
       strcmp(opts->name, ".") == 0 || strcmp(opts->name, "..") == 0)
     return -EINVAL;
   mgr = calloc(1, sizeof(*mgr));
-  if (mgr == NULL || (mgr->name = xstrdup(opts->name)) == NULL) {
+  if (mgr == NULL || (mgr->name = strdup(opts->name)) == NULL) {
     free(mgr);
     return -ENOMEM;
   }
@@ -539,7 +531,7 @@ int jw_cgroup_mgr_new(const jw_cgroup_mgr_options_t *opts,
       continue;
     }
     if (h->v2) {
-      char *own = xstrdup(h->parent);
+      char *own = strdup(h->parent);
       if (own != NULL) {
         *strrchr(own, '/') = '\0';
         enable_v2(mgr, h, own[0] != '\0' ? own : "/");
@@ -1002,7 +994,7 @@ int jw_cgroup_mgr_remove_stale(jw_cgroup_mgr_t *mgr) {
         names = nn;
         cap = ncap;
       }
-      if ((names[n] = xstrdup(e->d_name)) != NULL)
+      if ((names[n] = strdup(e->d_name)) != NULL)
         n++;
     }
     closedir(d);

@@ -194,14 +194,6 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static char *xstrdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL)
-    memcpy(p, s, n);
-  return p;
-}
-
 /* Whether the host has pidfds: 0 not known yet, 1 yes, 2 no. */
 static atomic_int pidfd_support;
 
@@ -301,16 +293,16 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
   p->data = opts->data;
   p->st.state = JW_PROC_INITIAL;
 
-  p->command = xstrdup(opts->command);
+  p->command = strdup(opts->command);
   p->argv = calloc(opts->nargs + 2, sizeof(char *));
   ne = opts->nenv + (has_path ? 0 : 1);
   p->envp = calloc(ne + 1, sizeof(char *));
   if (p->command == NULL || p->argv == NULL || p->envp == NULL)
     goto nomem;
-  if ((p->argv[0] = xstrdup(opts->command)) == NULL)
+  if ((p->argv[0] = strdup(opts->command)) == NULL)
     goto nomem;
   for (i = 0; i < opts->nargs; i++)
-    if ((p->argv[i + 1] = xstrdup(opts->args[i])) == NULL)
+    if ((p->argv[i + 1] = strdup(opts->args[i])) == NULL)
       goto nomem;
   /*
    * The environment is built from nothing: the default PATH unless the
@@ -318,10 +310,10 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
    * server's environment reaches the job.
    */
   ne = 0;
-  if (!has_path && (p->envp[ne++] = xstrdup("PATH=" DEFAULT_PATH)) == NULL)
+  if (!has_path && (p->envp[ne++] = strdup("PATH=" DEFAULT_PATH)) == NULL)
     goto nomem;
   for (i = 0; i < opts->nenv; i++)
-    if ((p->envp[ne++] = xstrdup(opts->env[i])) == NULL)
+    if ((p->envp[ne++] = strdup(opts->env[i])) == NULL)
       goto nomem;
   for (i = 0; p->envp[i] != NULL; i++) {
     if (strncmp(p->envp[i], "PATH=", 5) == 0) {
@@ -330,7 +322,7 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
     }
   }
   if (opts->working_dir != NULL && opts->working_dir[0] != '\0' &&
-      (p->cwd = xstrdup(opts->working_dir)) == NULL)
+      (p->cwd = strdup(opts->working_dir)) == NULL)
     goto nomem;
 
   /*
@@ -365,7 +357,7 @@ static char **build_candidates(const jw_process_t *p) {
 
   if (strchr(p->command, '/') != NULL) {
     c = calloc(2, sizeof(char *));
-    if (c == NULL || (c[0] = xstrdup(p->command)) == NULL) {
+    if (c == NULL || (c[0] = strdup(p->command)) == NULL) {
       free(c);
       return NULL;
     }

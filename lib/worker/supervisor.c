@@ -109,17 +109,9 @@ struct jw_supervisor_s {
   void *done_data;
 };
 
-static char *xstrdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL)
-    memcpy(p, s, n);
-  return p;
-}
-
 /* mkdir -p with mode 0700 for the parts it creates. */
 static int make_dirs(const char *path) {
-  char *p = xstrdup(path);
+  char *p = strdup(path);
   struct stat st;
   char *s;
   int err = 0;
@@ -172,7 +164,7 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->drop_data = opts->data;
   if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
     sup->cgroups = opts->cgroups;
-  sup->data_dir = xstrdup(opts->data_dir);
+  sup->data_dir = strdup(opts->data_dir);
   sup->nbuckets = INITIAL_BUCKETS;
   sup->buckets = calloc(sup->nbuckets, sizeof(*sup->buckets));
   if (sup->data_dir == NULL || sup->buckets == NULL) {
@@ -652,15 +644,15 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   j->nargs = spec->nargs;
   j->limits = spec->limits;
   j->isolation = spec->isolation;
-  j->owner = xstrdup(owner != NULL ? owner : "");
-  j->command = xstrdup(spec->command);
+  j->owner = strdup(owner != NULL ? owner : "");
+  j->command = strdup(spec->command);
   j->args = calloc(spec->nargs + 1, sizeof(char *));
   if (j->owner == NULL || j->command == NULL || j->args == NULL) {
     err = -ENOMEM;
     goto fail;
   }
   for (i = 0; i < spec->nargs; i++) {
-    if ((j->args[i] = xstrdup(spec->args[i])) == NULL) {
+    if ((j->args[i] = strdup(spec->args[i])) == NULL) {
       err = -ENOMEM;
       goto fail;
     }
