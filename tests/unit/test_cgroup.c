@@ -43,28 +43,9 @@ static uv_loop_t loop;
 static jw_cgroup_mgr_t *mgr;
 static jw_supervisor_t *sup;
 
-static int rm_entry(const char *p, const struct stat *st, int flag,
-                    struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
-static void tick(uv_timer_t *t) { (void)t; }
-
 /* Runs the loop until pred(arg) holds or timeout_ms passed. */
 static int run_until(int (*pred)(void *), void *arg, uint64_t timeout_ms) {
-  uv_timer_t t;
-  uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
-  int ok;
-  uv_timer_init(&loop, &t);
-  uv_timer_start(&t, tick, 20, 20);
-  while (!(ok = pred(arg)) && uv_hrtime() / 1000000 < deadline)
-    uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return ok;
+  return test_run_until(&loop, pred, arg, timeout_ms);
 }
 
 static int never(void *arg) {
@@ -90,12 +71,10 @@ static void on_sup_done(jw_supervisor_t *s, void *data) {
   sup_done_flag = 1;
 }
 
-static int flag_set(void *arg) { return *(int *)arg; }
-
 static void close_env(void) {
   sup_done_flag = 0;
   jw_supervisor_shutdown(sup, on_sup_done, NULL);
-  ck_assert(run_until(flag_set, &sup_done_flag, 30000));
+  ck_assert(run_until(test_flag_set, &sup_done_flag, 30000));
   jw_supervisor_free(sup, 0);
   jw_cgroup_mgr_free(mgr);
   sup = NULL;
@@ -116,7 +95,7 @@ static void teardown(void) {
     close_env();
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
-  nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  test_rm_tree(tmp_root);
 }
 
 /* Starts a job; returns what jw_supervisor_start returned. */
@@ -170,7 +149,7 @@ static void stop_job(const char *id, struct stop_ctx *c) {
   memset(c, 0, sizeof(*c));
   req.data = c;
   ck_assert_int_eq(jw_supervisor_stop(sup, &req, id, NULL, on_stopped), 0);
-  ck_assert(run_until(flag_set, &c->done, 20000));
+  ck_assert(run_until(test_flag_set, &c->done, 20000));
 }
 
 /* The job's output (stdout and stderr together), NUL-terminated. */
@@ -950,11 +929,4 @@ static Suite *cgroup_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(cgroup_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return test_run_suite(cgroup_suite()); }

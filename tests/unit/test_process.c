@@ -21,19 +21,6 @@
 #define DEFAULT_PATH                                                           \
   "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-/* Open descriptors of this process, not counting the one used to look. */
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  int n = 0;
-  ck_assert_ptr_nonnull(d);
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n - 1;
-}
-
 /*
  * Counts processes that are our children (zombies included) or live
  * members of process group pgid (when pgid > 0). A dead member reparented
@@ -137,19 +124,9 @@ static void ctx_free(struct ctx *c) {
   free(c->out[1].data);
 }
 
-static void tick(uv_timer_t *t) { (void)t; }
-
 /* Runs the loop until *flag is set or timeout_ms passed. */
 static int run_until(uv_loop_t *loop, int *flag, uint64_t timeout_ms) {
-  uv_timer_t t;
-  uint64_t deadline = uv_hrtime() / 1000000 + timeout_ms;
-  uv_timer_init(loop, &t);
-  uv_timer_start(&t, tick, 20, 20);
-  while (!*flag && uv_hrtime() / 1000000 < deadline)
-    uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return *flag;
+  return test_run_until(loop, test_flag_set, flag, timeout_ms);
 }
 
 /* Starts argv[0] with argv[1..] and the given env/cwd. */
@@ -403,7 +380,7 @@ START_TEST(test_env_path_used_for_lookup) {
   static const char *const env2[] = {"PATH=/nonexistent"};
   uv_loop_t loop;
   struct ctx c;
-  int before = count_fds();
+  int before = test_count_fds();
   run_job(&loop, &c, argv, env, 1, NULL);
   ck_assert_str_eq(c.out[0].data, "PATH=/nonexistent:/usr/bin:/bin\n");
   finish(&loop, &c);
@@ -412,7 +389,7 @@ START_TEST(test_env_path_used_for_lookup) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(start(&loop, &c, argv2, env2, 1, NULL), -ENOENT);
   finish(&loop, &c);
-  ck_assert_int_eq(count_fds(), before);
+  ck_assert_int_eq(test_count_fds(), before);
 }
 END_TEST
 
@@ -512,10 +489,10 @@ static void expect_start_failure(const char *const *argv, const char *cwd,
   int fds;
   memset(&c, 0, sizeof(c));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  fds = count_fds();
+  fds = test_count_fds();
   ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, cwd), want);
   ck_assert(jw_process_is_initial_state(c.proc));
-  ck_assert_int_eq(count_fds(), fds);
+  ck_assert_int_eq(test_count_fds(), fds);
   ck_assert_int_eq(count_procs(0), 0);
   ck_assert_int_eq(jw_process_stop(c.proc, 100), JW_ECLOSED);
   ck_assert_int_eq(jw_process_signal(c.proc, SIGTERM), JW_ECLOSED);
@@ -568,7 +545,7 @@ START_TEST(test_close_running) {
   uv_loop_t loop;
   struct ctx c;
   jw_proc_status_t st;
-  int fds = count_fds();
+  int fds = test_count_fds();
   memset(&c, 0, sizeof(c));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
@@ -577,7 +554,7 @@ START_TEST(test_close_running) {
   ck_assert_int_eq(c.exits, 0);
   ck_assert_int_eq(count_procs(st.pid), 0);
   ck_assert_int_eq(count_procs(0), 0);
-  ck_assert_int_eq(count_fds(), fds);
+  ck_assert_int_eq(test_count_fds(), fds);
 }
 END_TEST
 
@@ -642,18 +619,4 @@ static Suite *process_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(process_suite());
-  uv_loop_t loop;
-  int failed;
-  /*
-   * libuv opens process-wide descriptors with the first loop; open them
-   * now so that the tests' descriptor counts compare like with like.
-   */
-  uv_loop_init(&loop);
-  uv_loop_close(&loop);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return test_run_suite(process_suite()); }

@@ -30,34 +30,14 @@
 static char tmp_root[] = "/tmp/jw-sup-XXXXXX";
 static char data_dir[128];
 
-static int rm_entry(const char *p, const struct stat *st, int flag,
-                    struct FTW *f) {
-  (void)st;
-  (void)flag;
-  (void)f;
-  return remove(p);
-}
-
 static void setup(void) {
   ck_assert_ptr_nonnull(mkdtemp(tmp_root));
   snprintf(data_dir, sizeof(data_dir), "%s/data/jobs", tmp_root);
 }
 
 static void teardown(void) {
-  nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  test_rm_tree(tmp_root);
   strcpy(tmp_root, "/tmp/jw-sup-XXXXXX");
-}
-
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  int n = 0;
-  ck_assert_ptr_nonnull(d);
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n - 1;
 }
 
 static int count_files(const char *path) {
@@ -147,27 +127,6 @@ static void env_open(struct env *e, uint64_t grace_ms) {
   ck_assert_int_eq(jw_supervisor_new(&e->loop, &o, &e->sup), 0);
 }
 
-static void tick(uv_timer_t *t) { (void)t; }
-
-typedef int (*pred_fn)(void *arg);
-
-/* Runs the loop until pred(arg) holds or timeout_ms passed. */
-static int run_until(uv_loop_t *loop, pred_fn pred, void *arg,
-                     uint64_t timeout_ms) {
-  uv_timer_t t;
-  uint64_t deadline = now_ms() + timeout_ms;
-  int ok;
-  uv_timer_init(loop, &t);
-  uv_timer_start(&t, tick, 20, 20);
-  while (!(ok = pred(arg)) && now_ms() < deadline)
-    uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return ok;
-}
-
-static int flag_set(void *arg) { return *(int *)arg != 0; }
-
 static void on_done(jw_supervisor_t *sup, void *data) {
   struct env *e = data;
   (void)sup;
@@ -177,7 +136,7 @@ static void on_done(jw_supervisor_t *sup, void *data) {
 /* Shuts down, frees, and checks that the loop and data dir are empty. */
 static void env_close(struct env *e, int keep_logs) {
   jw_supervisor_shutdown(e->sup, on_done, e);
-  ck_assert(run_until(&e->loop, flag_set, &e->done, 30000));
+  ck_assert(test_run_until(&e->loop, test_flag_set, &e->done, 30000));
   ck_assert_int_eq(e->done, 1);
   ck_assert_uint_eq(jw_supervisor_running(e->sup), 0);
   jw_supervisor_free(e->sup, keep_logs);
@@ -218,7 +177,7 @@ static int job_final(void *arg) {
 
 static jw_job_info_t wait_final(struct env *e, const char *id) {
   struct job_wait w = {e, id, {0}};
-  ck_assert(run_until(&e->loop, job_final, &w, 20000));
+  ck_assert(test_run_until(&e->loop, job_final, &w, 20000));
   return w.info;
 }
 
@@ -384,7 +343,7 @@ START_TEST(test_256mib_binary_exact) {
   ck_assert_int_eq(start_job(&e, "alice", argv, NULL, 0, NULL, id), 0);
   reader_init(&r, 0);
   reader_subscribe(&r, &e, id, "alice");
-  ck_assert(run_until(&e.loop, reader_ended, &r, 120000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &r, 120000));
   info = wait_final(&e, id);
   ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
   ck_assert_int_eq(info.proc.exit_code, 0);
@@ -427,7 +386,7 @@ START_TEST(test_stdout_stderr_apart) {
   ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
   reader_init(&r, MiB);
   reader_subscribe(&r, &e, id, NULL);
-  ck_assert(run_until(&e.loop, reader_ended, &r, 20000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &r, 20000));
   ck_assert_uint_eq(r.bytes[0], wlen[0]);
   ck_assert_uint_eq(r.bytes[1], wlen[1]);
   ck_assert(memcmp(r.copy[0], want[0], wlen[0]) == 0);
@@ -512,7 +471,7 @@ START_TEST(test_three_subscribers) {
   reader_subscribe(&fast, &e, id, NULL);
   reader_subscribe(&slow, &e, id, NULL);
 
-  ck_assert(run_until(&e.loop, reader_ended, &fast, 20000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &fast, 20000));
   ck_assert_ptr_nonnull(mid.sub);
   ck_assert(t.mid_joined_running);
   /* The job is final although the slow reader is far behind. */
@@ -526,8 +485,8 @@ START_TEST(test_three_subscribers) {
   /* One more subscriber after the end gets everything too. */
   reader_subscribe(&late, &e, id, NULL);
   ck_assert(late.ended);
-  ck_assert(run_until(&e.loop, reader_ended, &mid, 20000));
-  ck_assert(run_until(&e.loop, reader_ended, &slow, 60000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &mid, 20000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &slow, 60000));
   ck_assert_uint_ge(slow.end_ms, fast.end_ms);
 
   reader_digest(&fast, 0, got);
@@ -611,7 +570,7 @@ START_TEST(test_stop_sigkill_after_grace) {
   req.data = &res;
   t0 = now_ms();
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
-  ck_assert(run_until(&e.loop, flag_set, &res.calls, 5000));
+  ck_assert(test_run_until(&e.loop, test_flag_set, &res.calls, 5000));
   ck_assert_int_eq(res.err, 0);
   ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
   ck_assert_int_eq(res.st.signal, SIGKILL);
@@ -637,7 +596,7 @@ START_TEST(test_stop_kills_grandchildren) {
   sleep_ms(100);
   req.data = &res;
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
-  ck_assert(run_until(&e.loop, flag_set, &res.calls, 5000));
+  ck_assert(test_run_until(&e.loop, test_flag_set, &res.calls, 5000));
   ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
   ck_assert_int_eq(res.st.signal, SIGTERM);
   ck_assert_int_eq(count_procs(&pgid, 1), 0);
@@ -673,7 +632,7 @@ START_TEST(test_stop_finished_and_cancel) {
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req2, id2, NULL, on_stopped), 0);
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req3, id2, NULL, on_stopped), 0);
   jw_supervisor_stop_cancel(&req2);
-  ck_assert(run_until(&e.loop, flag_set, &res3.calls, 5000));
+  ck_assert(test_run_until(&e.loop, test_flag_set, &res3.calls, 5000));
   ck_assert_int_eq(res2.calls, 0);
   ck_assert_int_eq(res3.st.state, JW_PROC_STOPPED);
   ck_assert_int_eq(res3.st.signal, SIGTERM);
@@ -697,14 +656,14 @@ START_TEST(test_start_failures_leave_nothing) {
 
   env_open(&e, 1000);
   uv_run(&e.loop, UV_RUN_NOWAIT);
-  fds = count_fds();
+  fds = test_count_fds();
   ck_assert_int_eq(start_job(&e, "o", missing, NULL, 0, NULL, id), -ENOENT);
   ck_assert_int_eq(start_job(&e, "o", dir, NULL, 0, NULL, id), -EACCES);
   ck_assert_int_eq(start_job(&e, "o", ok, NULL, 0, "/nonexistent/dir", id),
                    -ENOENT);
   ck_assert_int_eq(start_job(&e, "o", empty, NULL, 0, NULL, id), JW_EINVAL);
   ck_assert_int_eq(start_job(&e, "o", ok, bad_env, 1, NULL, id), JW_EINVAL);
-  ck_assert_int_eq(count_fds(), fds);
+  ck_assert_int_eq(test_count_fds(), fds);
   ck_assert_int_eq(count_procs(NULL, 0), 0);
   ck_assert_uint_eq(jw_supervisor_list(e.sup, NULL, NULL, NULL), 0);
   ck_assert_uint_eq(jw_supervisor_running(e.sup), 0);
@@ -736,7 +695,7 @@ START_TEST(test_thousand_jobs) {
   ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
   ck_assert_uint_ge(rl.rlim_cur, 4 * (rlim_t)N + 100);
 
-  fds = count_fds();
+  fds = test_count_fds();
   env_open(&e, 5000);
   for (i = 0; i < N; i++) {
     ck_assert_int_eq(start_job(&e, "o", argv, NULL, 0, NULL, ids[i]), 0);
@@ -766,7 +725,7 @@ START_TEST(test_thousand_jobs) {
   ck_assert_uint_eq(jw_supervisor_running(e.sup), 0);
   env_close(&e, 0);
   ck_assert_int_eq(count_procs(pgids, (size_t)N), 0);
-  ck_assert_int_eq(count_fds(), fds);
+  ck_assert_int_eq(test_count_fds(), fds);
   free(ids);
   free(reqs);
   free(res);
@@ -812,7 +771,7 @@ START_TEST(test_rss_bounded_1gib) {
   ck_assert_int_eq(start_job(&e, NULL, warm, NULL, 0, NULL, id), 0);
   reader_init(&r, 0);
   reader_subscribe(&r, &e, id, NULL);
-  ck_assert(run_until(&e.loop, reader_ended, &r, 20000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &r, 20000));
   reader_free(&r);
 
   base = rss_kib();
@@ -821,7 +780,7 @@ START_TEST(test_rss_bounded_1gib) {
   reader_init(&r, 0);
   r.hook = sample_rss;
   reader_subscribe(&r, &e, id, NULL);
-  ck_assert(run_until(&e.loop, reader_ended, &r, 240000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &r, 240000));
   sample_rss(&r);
   ck_assert_uint_eq(r.bytes[0], size);
   fprintf(stderr, "rss: base %ld KiB, peak %ld KiB, growth %ld KiB\n", base,
@@ -917,7 +876,7 @@ START_TEST(test_unsubscribe_in_notify) {
   ck_assert_int_eq(jw_sub_read(r.sub, buf, sizeof(buf), &s), JW_EAGAIN);
   r.close_on_notify = 1;
   reader_subscribe(&other, &e, id, NULL);
-  ck_assert(run_until(&e.loop, reader_ended, &other, 10000));
+  ck_assert(test_run_until(&e.loop, reader_ended, &other, 10000));
   ck_assert_int_eq(r.notifies, 1);
   ck_assert_ptr_null(r.sub);
   ck_assert_uint_eq(other.bytes[0], 3);
@@ -1034,7 +993,7 @@ START_TEST(test_shutdown_with_running_jobs) {
 
   jw_supervisor_shutdown(e.sup, on_done, &e);
   ck_assert_int_eq(start_job(&e, NULL, a1, NULL, 0, NULL, id1), JW_ECLOSED);
-  ck_assert(run_until(&e.loop, flag_set, &e.done, 10000));
+  ck_assert(test_run_until(&e.loop, test_flag_set, &e.done, 10000));
   ck_assert_int_eq(res.calls, 1);
   ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
   ck_assert_uint_eq(jw_supervisor_running(e.sup), 0);
@@ -1089,7 +1048,7 @@ START_TEST(test_shutdown_from_end_notify) {
       jw_supervisor_subscribe(e.sup, id, NULL, shutdown_at_end, &es, &r.sub),
       0);
   consume(&r, sizeof(readbuf), 0);
-  ck_assert(run_until(&e.loop, flag_set, &e.done, 10000));
+  ck_assert(test_run_until(&e.loop, test_flag_set, &e.done, 10000));
   ck_assert_uint_eq(r.bytes[0], 4);
   jw_supervisor_free(e.sup, 0);
   ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
@@ -1283,7 +1242,7 @@ START_TEST(test_retention_answers_pending_stop) {
   req.data = &res;
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, a, "alice", on_stopped), 0);
   wait_final(&e, b);
-  ck_assert(run_until(&e.loop, flag_set, &res.calls, 5000));
+  ck_assert(test_run_until(&e.loop, test_flag_set, &res.calls, 5000));
   ck_assert_int_eq(res.calls, 1);
   ck_assert_int_eq(res.err, 0);
   ck_assert_int_eq(res.st.state, JW_PROC_EXITED);
@@ -1327,18 +1286,4 @@ static Suite *supervisor_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(supervisor_suite());
-  uv_loop_t loop;
-  int failed;
-  /*
-   * libuv opens process-wide descriptors with the first loop; open them
-   * now so that descriptor counts in the tests compare like with like.
-   */
-  uv_loop_init(&loop);
-  uv_loop_close(&loop);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return test_run_suite(supervisor_suite()); }
