@@ -641,25 +641,9 @@ static int cl_handshake_done(jw__conn_t *c) {
     jw__conn_fail(c, JW_ETLS, "the server did not agree to HTTP/2 (ALPN h2)");
     return JW_ETLS;
   }
-  nghttp2_option *opt;
-  if (nghttp2_option_new(&opt) != 0)
-    return -ENOMEM;
-  nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
-  int rc = nghttp2_session_client_new2(&c->h2, client_callbacks(), cli, opt);
-  nghttp2_option_del(opt);
-  if (rc != 0)
-    return JW_EHTTP2;
-  nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, JW__H2_STREAM_WINDOW},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, JW__H2_MAX_HEADER_LIST},
-  };
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
-      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                            JW__H2_CONN_WINDOW) != 0)
-    return JW_EHTTP2;
-  return 0;
+  return jw__conn_h2_new(
+      c, client_callbacks(), cli, true,
+      (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
 }
 
 static void cl_failed(jw__conn_t *c, int err) {

@@ -15,6 +15,7 @@
 
 #include "conn_int.h"
 #include "jobworker/error.h"
+#include "rpc_int.h"
 
 void jw__conn_handle_closed(uv_handle_t *h) {
   jw__conn_t *c = h->data;
@@ -513,6 +514,33 @@ out:
         c->ops->after_io(c);
     }
   }
+}
+
+int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
+                    void *user, bool manual_window,
+                    nghttp2_settings_entry first) {
+  nghttp2_option *opt;
+  int rc;
+  if (nghttp2_option_new(&opt) != 0)
+    return -ENOMEM;
+  if (manual_window)
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+  rc = c->server ? nghttp2_session_server_new2(&c->h2, cbs, user, opt)
+                 : nghttp2_session_client_new2(&c->h2, cbs, user, opt);
+  nghttp2_option_del(opt);
+  if (rc != 0)
+    return JW_EHTTP2;
+  nghttp2_settings_entry iv[] = {
+      first,
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, JW__H2_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, JW__H2_MAX_HEADER_LIST},
+  };
+  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
+      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+                                            JW__H2_CONN_WINDOW) != 0)
+    return JW_EHTTP2;
+  return 0;
 }
 
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...) {

@@ -96,6 +96,18 @@ void jw__conn_schedule(jw__conn_t *c);
 /* Runs the nghttp2 send loop now and starts a write if none is in flight. */
 void jw__conn_flush(jw__conn_t *c);
 
+/*
+ * Creates c's nghttp2 session in c's role with the options and SETTINGS
+ * both roles share (our stream and connection windows, the header list
+ * limit, a 64 KiB cap on header blocks we send) plus the role's own first
+ * setting. manual_window: the caller sends WINDOW_UPDATEs itself (the
+ * client, so that a paused call holds the server back). Returns 0,
+ * -ENOMEM or JW_EHTTP2.
+ */
+int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
+                    void *user, bool manual_window,
+                    nghttp2_settings_entry first);
+
 /* Marks the connection failed with err and a sentence; calls ops->failed. */
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

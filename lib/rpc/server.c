@@ -869,27 +869,15 @@ static void idle_timer_cb(uv_timer_t *t) {
 static int sc_handshake_done(jw__conn_t *c) {
   sconn_t *sc = c->owner;
   jw_rpc_server_t *srv = sc->srv;
-  nghttp2_option *opt;
   int rc;
 
   sc->cn = c->ssl != NULL ? jw__tls_peer_cn(c->ssl) : sc->cn;
-  if (nghttp2_option_new(&opt) != 0)
-    return -ENOMEM;
-  nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
-  rc = nghttp2_session_server_new2(&c->h2, server_callbacks(), sc, opt);
-  nghttp2_option_del(opt);
+  rc = jw__conn_h2_new(
+      c, server_callbacks(), sc, false,
+      (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                               srv->opts.max_concurrent_streams});
   if (rc != 0)
-    return JW_EHTTP2;
-  nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-       srv->opts.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, JW__H2_STREAM_WINDOW},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, JW__H2_MAX_HEADER_LIST},
-  };
-  if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
-      nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                            JW__H2_CONN_WINDOW) != 0)
-    return JW_EHTTP2;
+    return rc;
   sc->opened = true;
   sc->open_ns = uv_hrtime();
   emit(srv, "conn_open", sc->peer, sc->cn, NULL, NULL, 0, NULL, 0);
