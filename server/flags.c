@@ -44,6 +44,12 @@ static const struct {
      offsetof(jw_config_t, max_streams)},
     {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION, 10000, 1,
      3600000, offsetof(jw_config_t, handshake_timeout_ms)},
+    {"max-args", "TELEPORTD_MAX_ARGS", SL_COUNT, 1024, 0, 1000000,
+     offsetof(jw_config_t, max_args)},
+    {"max-env", "TELEPORTD_MAX_ENV", SL_COUNT, 256, 0, 1000000,
+     offsetof(jw_config_t, max_env)},
+    {"max-request-strings", "TELEPORTD_MAX_REQUEST_STRINGS", SL_SIZE,
+     256 * 1024, 0, 1ULL << 30, offsetof(jw_config_t, max_request_strings)},
 };
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
@@ -95,6 +101,15 @@ static void usage(FILE *f, const char *defdir) {
       "                         default 100)\n"
       "  --max-request-bytes SIZE one request message\n"
       "                         (TELEPORTD_MAX_REQUEST_BYTES, default 4M)\n"
+      "  --max-args N           args entries of one Start; more is\n"
+      "                         INVALID_ARGUMENT; 0: none\n"
+      "                         (TELEPORTD_MAX_ARGS, default 1024)\n"
+      "  --max-env N            env entries of one Start; 0: none\n"
+      "                         (TELEPORTD_MAX_ENV, default 256)\n"
+      "  --max-request-strings SIZE bytes of all strings of one request\n"
+      "                         (command, args, env, working_dir); 0: none\n"
+      "                         (TELEPORTD_MAX_REQUEST_STRINGS, default "
+      "256K)\n"
       "  --max-streams N        concurrent HTTP/2 streams per connection\n"
       "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
       "  --handshake-timeout DUR a TLS handshake must finish within this\n"
@@ -294,6 +309,9 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"max-request-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 4},
       {"max-streams", required_argument, NULL, OPT_SERVER_LIMIT + 5},
       {"handshake-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 6},
+      {"max-args", required_argument, NULL, OPT_SERVER_LIMIT + 7},
+      {"max-env", required_argument, NULL, OPT_SERVER_LIMIT + 8},
+      {"max-request-strings", required_argument, NULL, OPT_SERVER_LIMIT + 9},
       {NULL, 0, NULL, 0},
   };
   const char *sl_val[NSERVER_LIMITS];

@@ -42,6 +42,9 @@ typedef struct {
   uint64_t max_output_bytes;        /* output kept on disk per job */
   uint64_t max_finished_per_client; /* finished jobs kept per client */
   uint64_t max_request_bytes;       /* one request message */
+  uint64_t max_args;                /* JobRequest.args entries */
+  uint64_t max_env;                 /* JobRequest.env entries */
+  uint64_t max_request_strings;     /* string bytes of one request */
   uint64_t max_streams;             /* concurrent streams per connection */
   uint64_t handshake_timeout_ms;    /* TLS handshake */
   char data_dir_buf[4096];

@@ -370,6 +370,9 @@ int main(int argc, char **argv) {
   s.svc.allow_isolation = s.cfg.allow_isolation;
   s.svc.max_jobs = (size_t)s.cfg.max_jobs;
   s.svc.max_jobs_per_client = (size_t)s.cfg.max_jobs_per_client;
+  s.svc.request_limits.max_args = (size_t)s.cfg.max_args;
+  s.svc.request_limits.max_env = (size_t)s.cfg.max_env;
+  s.svc.request_limits.max_request_strings = (size_t)s.cfg.max_request_strings;
   size_t nmethods;
   const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
   jw_rpc_server_options_t ropts = {

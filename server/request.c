@@ -1,10 +1,18 @@
 /*
- * Decoding and checking the JobWorker requests (see request.h). Moved out
- * of service.c unchanged in behaviour so that the fuzzers can call it.
+ * Decoding and checking the JobWorker requests (see request.h).
+ *
+ * Every request is checked on the wire before protobuf-c sees it, by one
+ * walk driven by the message's protobuf-c descriptor: protobuf-c keeps
+ * string fields as C strings, so it silently cuts them at a NUL byte, and
+ * it stores whatever bytes a string holds, UTF-8 or not (which breaks the
+ * client's own List later in a strict decoder such as grpcio's). It also
+ * allocates per element of a repeated field and per occurrence of any
+ * field, so counts are refused here, before that memory is spent.
  */
 #include "request.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +20,17 @@
 #include <sys/stat.h>
 
 #include "jobworker/grpc.h"
+
+/* The largest field number protobuf allows (2^29 - 1). */
+#define MAX_FIELD_NUMBER 536870911u
+/* Messages nest at most this deep; ours nest one level. */
+#define MAX_DEPTH 8
+/*
+ * Occurrences of a field that has no cap of its own (a singular field, an
+ * unknown field, a repeated field without a rule) in one message. A real
+ * encoder writes a singular field once; concatenated messages repeat it.
+ */
+#define MAX_OTHER_REPEATS 64
 
 const char *jw_request_quote(const char *s, char *buf, size_t size) {
   size_t o = 0;
@@ -35,81 +54,332 @@ const char *jw_request_quote(const char *s, char *buf, size_t size) {
 }
 
 /*
- * protobuf-c keeps string fields as C strings and so silently cuts them at
- * their first NUL byte. Every string in our requests is a top-level
- * length-delimited field, so a walk over the wire form finds NULs before
- * they can be cut. The message was already unpacked successfully, so its
- * structure is known to be sound; the bounds checks are for safety only.
- * Returns the field number holding a NUL and its index among repeats, or 0.
- * Only fields 1 to 4 are strings; later ones are messages (JobRequest's
- * limits and isolation), whose bytes may well be 0.
+ * Returns the length of the well-formed UTF-8 prefix of s (n when all of
+ * it is): no overlong forms, no surrogates (U+D800..U+DFFF), nothing past
+ * U+10FFFF, as RFC 3629 and protobuf's proto3 string rule require.
  */
-static uint32_t find_nul(const uint8_t *p, size_t len, size_t *index) {
+static size_t utf8_valid_prefix(const uint8_t *s, size_t n) {
   size_t i = 0;
-  size_t seen[8] = {0};
-  while (i < len) {
-    uint64_t key = 0, v = 0;
-    int shift = 0;
-    while (i < len && shift < 64) {
-      key |= (uint64_t)(p[i] & 0x7f) << shift;
-      shift += 7;
-      if (!(p[i++] & 0x80))
-        break;
+  while (i < n) {
+    uint8_t c = s[i];
+    size_t k;
+    uint8_t lo = 0x80, hi = 0xbf;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      k = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      k = 2;
+      if (c == 0xe0)
+        lo = 0xa0; /* overlong below U+0800 */
+      else if (c == 0xed)
+        hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      k = 3;
+      if (c == 0xf0)
+        lo = 0x90; /* overlong below U+10000 */
+      else if (c == 0xf4)
+        hi = 0x8f; /* past U+10FFFF */
+    } else {
+      return i; /* continuation byte, 0xc0/0xc1, 0xf5.. */
     }
-    uint32_t field = (uint32_t)(key >> 3);
-    switch (key & 7) {
+    if (n - i <= k)
+      return i;
+    if (s[i + 1] < lo || s[i + 1] > hi)
+      return i;
+    for (size_t j = 2; j <= k; j++)
+      if ((s[i + j] & 0xc0) != 0x80)
+        return i;
+    i += k + 1;
+  }
+  return n;
+}
+
+/*
+ * Reads a varint of at most max bytes at *i. Returns false when it runs
+ * past the end or is longer (protobuf-c takes 5-byte tags and lengths,
+ * 10-byte values; anything it would refuse is refused here first).
+ */
+static bool get_varint(const uint8_t *p, size_t len, size_t *i, unsigned max,
+                       uint64_t *out) {
+  uint64_t v = 0;
+  for (unsigned k = 0; k < max && *i < len; k++) {
+    uint8_t b = p[(*i)++];
+    if (k == 9 && b > 1)
+      return false; /* past 64 bits */
+    v |= (uint64_t)(b & 0x7f) << (7 * k);
+    if (!(b & 0x80)) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* The wire type a field of this descriptor type is written with. */
+static unsigned wire_type_of(ProtobufCType t) {
+  switch (t) {
+  case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_FIXED64:
+  case PROTOBUF_C_TYPE_DOUBLE:
+    return 1;
+  case PROTOBUF_C_TYPE_SFIXED32:
+  case PROTOBUF_C_TYPE_FIXED32:
+  case PROTOBUF_C_TYPE_FLOAT:
+    return 5;
+  case PROTOBUF_C_TYPE_STRING:
+  case PROTOBUF_C_TYPE_BYTES:
+  case PROTOBUF_C_TYPE_MESSAGE:
+    return 2;
+  default:
+    return 0;
+  }
+}
+
+typedef struct {
+  const jw_request_rules_t *rules;
+  size_t string_bytes;
+  char *msg;
+  size_t size;
+} walk_t;
+
+/* The field's name for a message: "args[3]", "limits.pids", "field 9". */
+static void name_field(char *buf, size_t size, const char *prefix,
+                       const ProtobufCFieldDescriptor *f, uint64_t number,
+                       size_t index) {
+  if (f == NULL)
+    snprintf(buf, size, "%sfield %llu", prefix, (unsigned long long)number);
+  else if (f->label == PROTOBUF_C_LABEL_REPEATED)
+    snprintf(buf, size, "%s%s[%zu]", prefix, f->name, index);
+  else
+    snprintf(buf, size, "%s%s", prefix, f->name);
+}
+
+/* The cap on occurrences of f at the top level, with its flag, or none. */
+static const jw_request_cap_t *find_cap(const walk_t *w, int depth,
+                                        const ProtobufCFieldDescriptor *f) {
+  if (depth != 0 || f == NULL || f->label != PROTOBUF_C_LABEL_REPEATED)
+    return NULL;
+  for (size_t i = 0; i < w->rules->ncaps; i++)
+    if (strcmp(w->rules->caps[i].field, f->name) == 0)
+      return &w->rules->caps[i];
+  return NULL;
+}
+
+/*
+ * Counts one more occurrence (or packed element) of field f (NULL:
+ * unknown). Returns false after writing why into the walk's message.
+ */
+static bool count_one(walk_t *w, int depth, const char *prefix,
+                      const ProtobufCFieldDescriptor *f, uint64_t number,
+                      size_t *count) {
+  const jw_request_cap_t *cap = find_cap(w, depth, f);
+  size_t max = cap != NULL ? cap->max : MAX_OTHER_REPEATS;
+  char name[96];
+  if (++*count <= max || (cap != NULL && cap->max == 0))
+    return true;
+  if (f != NULL)
+    snprintf(name, sizeof(name), "%s%s", prefix, f->name);
+  else
+    name_field(name, sizeof(name), prefix, NULL, number, 0);
+  if (cap != NULL)
+    snprintf(w->msg, w->size, "more than %zu %s entries (%s)", max, name,
+             cap->flag);
+  else
+    snprintf(w->msg, w->size, "%s occurs more than %zu times", name, max);
+  return false;
+}
+
+static bool walk_message(walk_t *w, const ProtobufCMessageDescriptor *desc,
+                         const uint8_t *p, size_t len, int depth,
+                         const char *prefix);
+
+/* Checks one length-delimited field's payload against its descriptor. */
+static bool check_payload(walk_t *w, const ProtobufCFieldDescriptor *f,
+                          const uint8_t *p, size_t n, int depth,
+                          const char *prefix, size_t index) {
+  char name[96];
+  if (f->type == PROTOBUF_C_TYPE_STRING) {
+    name_field(name, sizeof(name), prefix, f, 0, index);
+    if (memchr(p, 0, n) != NULL) {
+      snprintf(w->msg, w->size, "%s contains a NUL byte", name);
+      return false;
+    }
+    if (utf8_valid_prefix(p, n) != n) {
+      snprintf(w->msg, w->size, "%s is not valid UTF-8", name);
+      return false;
+    }
+    w->string_bytes += n;
+    if (w->rules->max_string_bytes > 0 &&
+        w->string_bytes > w->rules->max_string_bytes) {
+      snprintf(w->msg, w->size,
+               "the request's strings take more than %zu bytes (%s)",
+               w->rules->max_string_bytes, w->rules->bytes_flag);
+      return false;
+    }
+    return true;
+  }
+  if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+    char sub[sizeof(name) + 2];
+    if (depth + 1 >= MAX_DEPTH) {
+      snprintf(w->msg, w->size, "messages nested more than %d deep", MAX_DEPTH);
+      return false;
+    }
+    name_field(name, sizeof(name), prefix, f, 0, index);
+    snprintf(sub, sizeof(sub), "%s.", name);
+    return walk_message(w, f->descriptor, p, n, depth + 1, sub);
+  }
+  return true; /* bytes: any content */
+}
+
+/* Walks a packed repeated scalar, counting its elements. */
+static bool walk_packed(walk_t *w, const ProtobufCFieldDescriptor *f,
+                        const uint8_t *p, size_t n, int depth,
+                        const char *prefix, size_t *count) {
+  unsigned wt = wire_type_of(f->type);
+  size_t size = wt == 1 ? 8 : 4, i = 0;
+  char name[96];
+  name_field(name, sizeof(name), prefix, f, 0, *count);
+  if (wt != 0 && n % size != 0) {
+    snprintf(w->msg, w->size, "malformed message: packed %s is cut short",
+             name);
+    return false;
+  }
+  while (i < n) {
+    uint64_t v;
+    if (wt != 0)
+      i += size;
+    else if (!get_varint(p, n, &i, 10, &v)) {
+      snprintf(w->msg, w->size, "malformed message: bad varint in %s", name);
+      return false;
+    }
+    if (!count_one(w, depth, prefix, f, f->id, count))
+      return false;
+  }
+  return true;
+}
+
+/*
+ * Walks one message of type desc on the wire, checking every field it
+ * holds and skipping unknown ones. Returns false after writing why.
+ */
+static bool walk_message(walk_t *w, const ProtobufCMessageDescriptor *desc,
+                         const uint8_t *p, size_t len, int depth,
+                         const char *prefix) {
+  enum { STACK_FIELDS = 32 };
+  size_t stack[STACK_FIELDS] = {0}, unknown = 0;
+  size_t *counts = stack;
+  bool ok = false;
+  size_t i = 0;
+  if (desc->n_fields > STACK_FIELDS &&
+      (counts = calloc(desc->n_fields, sizeof(*counts))) == NULL) {
+    snprintf(w->msg, w->size, "out of memory");
+    return false;
+  }
+  while (i < len) {
+    uint64_t key, v;
+    size_t at = i;
+    if (!get_varint(p, len, &i, 5, &key)) {
+      snprintf(w->msg, w->size, "malformed message: bad tag at byte %zu", at);
+      goto out;
+    }
+    uint64_t number = key >> 3;
+    unsigned wt = (unsigned)(key & 7);
+    if (number == 0 || number > MAX_FIELD_NUMBER) {
+      snprintf(w->msg, w->size,
+               "malformed message: invalid field number %llu at byte %zu",
+               (unsigned long long)number, at);
+      goto out;
+    }
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(desc, (unsigned)number);
+    size_t *count = f != NULL ? &counts[f - desc->fields] : &unknown;
+    char name[96];
+    name_field(name, sizeof(name), prefix, f, number, *count);
+    bool packed = f != NULL && f->label == PROTOBUF_C_LABEL_REPEATED &&
+                  wt == 2 && wire_type_of(f->type) != 2;
+    if (f != NULL && !packed && wt != wire_type_of(f->type)) {
+      snprintf(w->msg, w->size, "malformed message: %s has wire type %u", name,
+               wt);
+      goto out;
+    }
+    switch (wt) {
     case 0:
-      while (i < len && (p[i++] & 0x80))
-        ;
+      if (!get_varint(p, len, &i, 10, &v)) {
+        snprintf(w->msg, w->size, "malformed message: bad varint in %s", name);
+        goto out;
+      }
       break;
     case 1:
-      i += 8;
+    case 5: {
+      size_t n = wt == 1 ? 8 : 4;
+      if (len - i < n) {
+        snprintf(w->msg, w->size, "malformed message: %s is cut short", name);
+        goto out;
+      }
+      i += n;
       break;
-    case 5:
-      i += 4;
-      break;
+    }
     case 2:
-      shift = 0;
-      while (i < len && shift < 64) {
-        v |= (uint64_t)(p[i] & 0x7f) << shift;
-        shift += 7;
-        if (!(p[i++] & 0x80))
-          break;
+      if (!get_varint(p, len, &i, 5, &v) || v > len - i) {
+        snprintf(w->msg, w->size,
+                 "malformed message: the length of %s runs past the end", name);
+        goto out;
       }
-      if (v > len - i)
-        return 0;
-      if (field <= 4 && memchr(p + i, 0, (size_t)v) != NULL) {
-        *index = field < 8 ? seen[field] : 0;
-        return field;
+      if (packed) {
+        if (!walk_packed(w, f, p + i, (size_t)v, depth, prefix, count))
+          goto out;
+        i += (size_t)v;
+        continue;
       }
-      if (field < 8)
-        seen[field]++;
+      if (f != NULL &&
+          !check_payload(w, f, p + i, (size_t)v, depth, prefix, *count))
+        goto out;
       i += (size_t)v;
       break;
     default:
-      return 0;
+      /* Groups (3, 4) are gone from proto3; 6 and 7 do not exist. */
+      snprintf(w->msg, w->size,
+               "malformed message: unsupported wire type %u in %s", wt, name);
+      goto out;
     }
+    if (!count_one(w, depth, prefix, f, number, count))
+      goto out;
   }
-  return 0;
+  ok = true;
+out:
+  if (counts != stack)
+    free(counts);
+  return ok;
 }
 
-/* Checks a Start request; on a problem writes a sentence into msg. */
-static bool check_start(const Jobworker__V1__JobRequest *r, const uint8_t *req,
-                        size_t len, char *msg, size_t size) {
-  static const char *const names[] = {NULL, "command", "args", "env",
-                                      "working_dir"};
+int jw_request_check(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                     size_t len, const jw_request_rules_t *rules, char *msg,
+                     size_t size) {
+  static const jw_request_rules_t none = {0};
+  walk_t w = {rules != NULL ? rules : &none, 0, msg, size};
+  return walk_message(&w, desc, buf, len, 0, "") ? 0 : JW_GRPC_INVALID_ARGUMENT;
+}
+
+/*
+ * Checks the fields of a Start request that the wire walk cannot judge;
+ * on a problem writes a sentence into msg.
+ */
+static bool check_start(const Jobworker__V1__JobRequest *r, char *msg,
+                        size_t size) {
   char q[80];
-  size_t idx = 0;
-  uint32_t field = find_nul(req, len, &idx);
-  if (field >= 1 && field <= 4) {
-    if (field == 2 || field == 3)
-      snprintf(msg, size, "%s[%zu] contains a NUL byte", names[field], idx);
-    else
-      snprintf(msg, size, "%s contains a NUL byte", names[field]);
-    return false;
-  }
   if (r->command[0] == '\0') {
     snprintf(msg, size, "command is empty");
+    return false;
+  }
+  /* Longer names cannot be executed (ENAMETOOLONG) or entered. */
+  if (strlen(r->command) >= PATH_MAX) {
+    snprintf(msg, size, "command is longer than %d bytes", PATH_MAX - 1);
+    return false;
+  }
+  if (strlen(r->working_dir) >= PATH_MAX) {
+    snprintf(msg, size, "working_dir is longer than %d bytes", PATH_MAX - 1);
     return false;
   }
   for (size_t i = 0; i < r->n_env; i++) {
@@ -136,17 +406,40 @@ static bool check_start(const Jobworker__V1__JobRequest *r, const uint8_t *req,
   return true;
 }
 
+/*
+ * The rules for every request: the server's caps on a Start's args, env
+ * and string bytes (the same byte cap bounds a job id).
+ */
+static jw_request_rules_t make_rules(const jw_request_limits_t *lim,
+                                     jw_request_cap_t caps[2]) {
+  static const jw_request_limits_t defaults = JW_REQUEST_LIMITS_DEFAULT;
+  if (lim == NULL)
+    lim = &defaults;
+  caps[0] = (jw_request_cap_t){"args", lim->max_args, "--max-args"};
+  caps[1] = (jw_request_cap_t){"env", lim->max_env, "--max-env"};
+  return (jw_request_rules_t){caps, 2, lim->max_request_strings,
+                              "--max-request-strings"};
+}
+
 int jw_request_decode_start(const uint8_t *req, size_t len,
+                            const jw_request_limits_t *lim,
                             Jobworker__V1__JobRequest **out, char *msg,
                             size_t size) {
+  jw_request_cap_t caps[2];
+  jw_request_rules_t rules = make_rules(lim, caps);
+  *out = NULL;
+  int code = jw_request_check(&jobworker__v1__job_request__descriptor, req, len,
+                              &rules, msg, size);
+  if (code != 0)
+    return code;
   Jobworker__V1__JobRequest *r =
       jobworker__v1__job_request__unpack(NULL, len, req);
-  *out = NULL;
   if (r == NULL) {
-    snprintf(msg, size, "cannot parse JobRequest");
-    return JW_GRPC_INTERNAL;
+    /* Walked cleanly, so only memory can have failed. */
+    snprintf(msg, size, "out of memory decoding JobRequest");
+    return JW_GRPC_RESOURCE_EXHAUSTED;
   }
-  if (!check_start(r, req, len, msg, size)) {
+  if (!check_start(r, msg, size)) {
     jobworker__v1__job_request__free_unpacked(r, NULL);
     return JW_GRPC_INVALID_ARGUMENT;
   }
@@ -157,34 +450,27 @@ int jw_request_decode_start(const uint8_t *req, size_t len,
 int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
                          size_t size) {
   /* StatusRequest, StopRequest and GetOutputRequest share one shape. */
+  jw_request_cap_t caps[2];
+  jw_request_rules_t rules = make_rules(NULL, caps);
+  *id = NULL;
+  int code = jw_request_check(&jobworker__v1__status_request__descriptor, req,
+                              len, &rules, msg, size);
+  if (code != 0)
+    return code;
   Jobworker__V1__StatusRequest *r =
       jobworker__v1__status_request__unpack(NULL, len, req);
-  size_t idx;
-  int code = 0;
-  *id = NULL;
-  if (r == NULL) {
-    snprintf(msg, size, "cannot parse request message");
-    return JW_GRPC_INTERNAL;
-  }
-  if (find_nul(req, len, &idx) != 0) {
-    snprintf(msg, size, "job id contains a NUL byte");
-    code = JW_GRPC_INVALID_ARGUMENT;
-  } else if ((*id = strdup(r->id)) == NULL) {
+  if (r == NULL || (*id = strdup(r->id)) == NULL) {
     snprintf(msg, size, "out of memory");
     code = JW_GRPC_RESOURCE_EXHAUSTED;
   }
-  jobworker__v1__status_request__free_unpacked(r, NULL);
+  if (r != NULL)
+    jobworker__v1__status_request__free_unpacked(r, NULL);
   return code;
 }
 
 int jw_request_decode_list(const uint8_t *req, size_t len, char *msg,
                            size_t size) {
-  Jobworker__V1__ListRequest *r =
-      jobworker__v1__list_request__unpack(NULL, len, req);
-  if (r == NULL) {
-    snprintf(msg, size, "cannot parse ListRequest");
-    return JW_GRPC_INTERNAL;
-  }
-  jobworker__v1__list_request__free_unpacked(r, NULL);
-  return 0;
+  /* ListRequest has no fields; nothing is unpacked. */
+  return jw_request_check(&jobworker__v1__list_request__descriptor, req, len,
+                          NULL, msg, size);
 }

@@ -19,21 +19,65 @@
  */
 const char *jw_request_quote(const char *s, char *buf, size_t size);
 
+/* A cap on the entries of one repeated field of the top-level message. */
+typedef struct {
+  const char *field; /* its name in the .proto */
+  size_t max;        /* 0: no cap */
+  const char *flag;  /* the server flag that sets it, for the message */
+} jw_request_cap_t;
+
+/* What jw_request_check enforces beyond well-formed wire bytes. */
+typedef struct {
+  const jw_request_cap_t *caps;
+  size_t ncaps;
+  size_t max_string_bytes; /* all string fields together; 0: no cap */
+  const char *bytes_flag;
+} jw_request_rules_t;
+
 /*
- * Decodes a JobRequest and checks it (no NUL byte in any string, a
- * command, env entries of the form KEY=VALUE, an existing working
- * directory). Returns 0 with *out set (free it with
+ * Walks a serialized message of type desc before anything unpacks it,
+ * guided by desc: every string field (also in nested messages) must hold
+ * valid UTF-8 without NUL bytes; unknown fields of wire types 0, 1, 2 and
+ * 5 are skipped; field number 0, wire types 3, 4, 6, 7, a wire type that
+ * does not match the field's type, a varint or length running past the
+ * end are refused. A repeated field named in rules->caps may occur that
+ * many times; any other field at most 64 times in one message; the
+ * strings together may take rules->max_string_bytes (rules NULL: only
+ * the fixed caps). Returns 0, or JW_GRPC_INVALID_ARGUMENT after writing a
+ * sentence naming the field into msg ("args[3] is not valid UTF-8").
+ */
+int jw_request_check(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                     size_t len, const jw_request_rules_t *rules, char *msg,
+                     size_t size);
+
+/* The server's caps on a Start request (flags --max-args and so on). */
+typedef struct {
+  size_t max_args;            /* JobRequest.args entries */
+  size_t max_env;             /* JobRequest.env entries */
+  size_t max_request_strings; /* bytes of all strings in a request */
+} jw_request_limits_t;
+
+#define JW_REQUEST_LIMITS_DEFAULT                                              \
+  { 1024, 256, 256 * 1024 }
+
+/*
+ * Checks a JobRequest with jw_request_check under lim (NULL: the
+ * defaults), decodes it and checks the rest (a command, env entries of
+ * the form KEY=VALUE, command and working_dir shorter than PATH_MAX, an
+ * existing working directory). Returns 0 with *out set (free it with
  * jobworker__v1__job_request__free_unpacked), or the gRPC status to fail
  * the call with after writing a sentence into msg. Limits and isolation
  * are the service's to check.
  */
 int jw_request_decode_start(const uint8_t *req, size_t len,
+                            const jw_request_limits_t *lim,
                             Jobworker__V1__JobRequest **out, char *msg,
                             size_t size);
 
 /*
- * Decodes a request whose only field is the job id (StatusRequest,
- * StopRequest, GetOutputRequest share one shape). Returns 0 with *id set
+ * Checks and decodes a request whose only field is the job id
+ * (StatusRequest, StopRequest, GetOutputRequest share one shape, checked
+ * with StatusRequest's descriptor). Returns 0 with *id set
  * (free it with free()), or the gRPC status to fail the call with after
  * writing a sentence into msg.
  */
@@ -41,8 +85,8 @@ int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
                          size_t size);
 
 /*
- * Decodes a ListRequest. Returns 0, or the gRPC status to fail the call
- * with after writing a sentence into msg.
+ * Checks a ListRequest (it has no fields to decode). Returns 0, or the gRPC
+ * status to fail the call with after writing a sentence into msg.
  */
 int jw_request_decode_list(const uint8_t *req, size_t len, char *msg,
                            size_t size);

@@ -228,7 +228,8 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_service_t *svc = data;
   char msg[256], q[80], lim[96];
   Jobworker__V1__JobRequest *r;
-  int rcode = jw_request_decode_start(req, len, &r, msg, sizeof(msg));
+  int rcode = jw_request_decode_start(req, len, &svc->request_limits, &r, msg,
+                                      sizeof(msg));
   if (rcode != 0) {
     jw_rpc_call_fail(call, rcode, msg);
     return;

@@ -11,6 +11,7 @@
 #include "jobworker/cgroup.h"
 #include "jobworker/rpc.h"
 #include "jobworker/supervisor.h"
+#include "request.h"
 
 typedef struct {
   jw_supervisor_t *sup;
@@ -30,6 +31,8 @@ typedef struct {
    */
   size_t max_jobs;
   size_t max_jobs_per_client;
+  /* Caps on a Start request's args, env and string bytes (0: none). */
+  jw_request_limits_t request_limits;
 } jw_service_t;
 
 /*

@@ -234,6 +234,54 @@ class Limits(unittest.TestCase):
         ac.assert_alive(self, self.srv)
 
 
+class RequestCaps(unittest.TestCase):
+    """--max-args, --max-env, --max-request-strings refuse a Start with
+    INVALID_ARGUMENT naming the flag."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pb, cls.rpc = ic.load_stubs()
+        cls.srv = ic.Server(extra_args=[
+            "--max-args", "3", "--max-env", "2",
+            "--max-request-strings", "1K"]).start()
+        cls.alice = cls.rpc.JobWorkerStub(ic.channel(cls.srv.port, "alice"))
+        cls.bob = cls.rpc.JobWorkerStub(ic.channel(cls.srv.port, "bob"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.cleanup()
+
+    def refused(self, needle, **kw):
+        import grpc
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.alice.Start(self.pb.JobRequest(**kw), timeout=10)
+        self.assertEqual(cm.exception.code(),
+                         grpc.StatusCode.INVALID_ARGUMENT,
+                         cm.exception.details())
+        self.assertIn(needle, cm.exception.details())
+
+    def run_job(self, stub, *argv):
+        st = stub.Start(self.pb.JobRequest(command=argv[0],
+                                           args=list(argv[1:])), timeout=10)
+        deadline = time.monotonic() + 20
+        while st.state == self.pb.JOB_STATE_RUNNING and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+            st = stub.Status(self.pb.StatusRequest(id=st.id), timeout=5)
+        return st
+
+    def test_counts_and_bytes(self):
+        self.refused("more than 3 args entries (--max-args)",
+                     command="true", args=["a"] * 4)
+        self.refused("more than 2 env entries (--max-env)",
+                     command="true", env=["A=1"] * 3)
+        self.refused("more than 1024 bytes (--max-request-strings)",
+                     command="true", args=["x" * 1100])
+        st = self.alice.Start(self.pb.JobRequest(
+            command="true", args=["a"] * 3, env=["A=1"] * 2), timeout=10)
+        self.assertEqual(list(st.args), ["a"] * 3)
+
+
 class BadFlags(unittest.TestCase):
 
     def test_bad_values_exit_2(self):
@@ -241,7 +289,9 @@ class BadFlags(unittest.TestCase):
                      ["--max-request-bytes", "12"],
                      ["--max-output-bytes", "lots"],
                      ["--handshake-timeout", "forever"],
-                     ["--max-finished-per-client", "1e3"]):
+                     ["--max-finished-per-client", "1e3"],
+                     ["--max-args", "-1"], ["--max-env", "many"],
+                     ["--max-request-strings", "1T"]):
             r = subprocess.run([ic.TELEPORTD, "--cacert", "x", "--cert", "x",
                                 "--key", "x"] + args, capture_output=True,
                                timeout=20)
@@ -252,10 +302,11 @@ class BadFlags(unittest.TestCase):
         for flag in ("--max-jobs ", "--max-jobs-per-client", "--max-streams",
                      "--max-output-bytes", "--max-finished-per-client",
                      "--max-request-bytes", "--handshake-timeout",
-                     "TELEPORTD_HANDSHAKE_TIMEOUT"):
+                     "TELEPORTD_HANDSHAKE_TIMEOUT", "--max-args",
+                     "--max-env", "--max-request-strings"):
             self.assertIn(flag.encode(), r.stdout)
 
 
 if __name__ == "__main__":
     ic.reexec()
-    sys.exit(ic.run_suite("abuse-limits", [Limits, BadFlags]))
+    sys.exit(ic.run_suite("abuse-limits", [Limits, RequestCaps, BadFlags]))

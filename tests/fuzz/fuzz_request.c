@@ -9,9 +9,12 @@
  * handlers of Start, Status/Stop/GetOutput and List would.
  *
  * Oracles: the pieces give the same messages and the same error as a
- * reference deframer reading the whole body at once; a request the
- * decoder accepts has no NUL byte in any string field on the wire (an
- * independent wire walk), a non-empty command and KEY=VALUE env entries;
+ * reference deframer reading the whole body at once; a request a decoder
+ * accepts is well formed to an independent strict wire walk, has no NUL
+ * byte and no invalid UTF-8 in any string field on the wire, decoded
+ * strings as long as the wire's (nothing cut), no more args, env entries
+ * and string bytes than the caps, a non-empty command and KEY=VALUE env
+ * entries; a refusal is INVALID_ARGUMENT (RESOURCE_EXHAUSTED: memory);
  * quoting what a client sent never writes past its buffer.
  */
 #include <stdbool.h>
@@ -28,14 +31,62 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) { return 0; }
 
+/* What the oracle's own wire walk saw of the string fields 1..4. */
+typedef struct {
+  size_t n[5];        /* length-delimited occurrences of each */
+  size_t last_len[5]; /* the length of the last one */
+  size_t bytes;       /* all of them together */
+  int other_type;     /* one of them came with another wire type */
+  int bad_string;     /* one of them holds a NUL or invalid UTF-8 */
+  size_t args_len[64], env_len[64]; /* the first occurrences' lengths */
+} wire_seen_t;
+
 /*
- * Walks a protobuf message on the wire. Returns -1 when it is not well
- * formed (as far as a strict reader can tell), 1 when a length-delimited
- * field numbered 1..max_string holds a NUL byte, 0 otherwise.
+ * An independent UTF-8 check: decodes each code point and judges the
+ * value (RFC 3629): 0 when all of p is well formed.
  */
-static int wire_nul(const uint8_t *p, size_t len, uint64_t max_string) {
+static int bad_utf8(const uint8_t *p, size_t n) {
   size_t i = 0;
-  int found = 0;
+  while (i < n) {
+    uint32_t cp;
+    size_t k;
+    if (p[i] < 0x80) {
+      i++;
+      continue;
+    } else if ((p[i] & 0xe0) == 0xc0) {
+      k = 1, cp = p[i] & 0x1f;
+    } else if ((p[i] & 0xf0) == 0xe0) {
+      k = 2, cp = p[i] & 0x0f;
+    } else if ((p[i] & 0xf8) == 0xf0) {
+      k = 3, cp = p[i] & 0x07;
+    } else {
+      return 1;
+    }
+    if (n - i <= k)
+      return 1;
+    for (size_t j = 1; j <= k; j++) {
+      if ((p[i + j] & 0xc0) != 0x80)
+        return 1;
+      cp = cp << 6 | (p[i + j] & 0x3f);
+    }
+    static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < least[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 1;
+    i += k + 1;
+  }
+  return 0;
+}
+
+/*
+ * Walks a protobuf message on the wire as a strict reader would (field
+ * numbers 1 to 2^29-1, wire types 0, 1, 2, 5, nothing past the end),
+ * noting the string fields numbered 1..max_string. Returns -1 when the
+ * message is not well formed, 0 otherwise.
+ */
+static int wire_walk(const uint8_t *p, size_t len, uint64_t max_string,
+                     wire_seen_t *seen) {
+  size_t i = 0;
+  memset(seen, 0, sizeof(*seen));
   while (i < len) {
     uint64_t key = 0;
     int k;
@@ -44,10 +95,13 @@ static int wire_nul(const uint8_t *p, size_t len, uint64_t max_string) {
       if (!(p[i++] & 0x80))
         break;
     }
-    if (k == 10 || (i == len && (p[i - 1] & 0x80)))
+    if (k == 10 || (p[i - 1] & 0x80))
       return -1;
-    /* Field 0 is invalid, but protobuf-c takes it as an unknown field. */
     uint64_t field = key >> 3;
+    if (field == 0 || field > 536870911u)
+      return -1;
+    if (field <= max_string && (key & 7) != 2)
+      seen->other_type = 1;
     switch (key & 7) {
     case 0:
       for (k = 0; k < 10 && i < len; k++)
@@ -75,8 +129,17 @@ static int wire_nul(const uint8_t *p, size_t len, uint64_t max_string) {
       }
       if (k == 10 || (p[i - 1] & 0x80) || v > len - i)
         return -1;
-      if (field <= max_string && memchr(p + i, 0, (size_t)v) != NULL)
-        found = 1;
+      if (field <= max_string) {
+        if (memchr(p + i, 0, (size_t)v) != NULL || bad_utf8(p + i, (size_t)v))
+          seen->bad_string = 1;
+        if (field == 2 && seen->n[2] < 64)
+          seen->args_len[seen->n[2]] = (size_t)v;
+        if (field == 3 && seen->n[3] < 64)
+          seen->env_len[seen->n[3]] = (size_t)v;
+        seen->n[field]++;
+        seen->last_len[field] = (size_t)v;
+        seen->bytes += (size_t)v;
+      }
       i += (size_t)v;
       break;
     }
@@ -84,7 +147,7 @@ static int wire_nul(const uint8_t *p, size_t len, uint64_t max_string) {
       return -1;
     }
   }
-  return found;
+  return 0;
 }
 
 static void quote_all(const char *s) {
@@ -100,8 +163,15 @@ static void quote_all(const char *s) {
   }
 }
 
+/* A decoded string is exactly what the wire carried: nothing was cut. */
+static void check_len(const char *decoded, size_t wire_len) {
+  FUZZ_CHECK(strlen(decoded) == wire_len);
+}
+
 static void decode_all(const uint8_t *msg, size_t len) {
+  static const jw_request_limits_t lim = JW_REQUEST_LIMITS_DEFAULT;
   char text[256];
+  wire_seen_t seen;
   /* The decoders read exactly len bytes: give them no slack. */
   uint8_t *m = malloc(len > 0 ? len : 1);
   FUZZ_CHECK(m != NULL);
@@ -109,11 +179,21 @@ static void decode_all(const uint8_t *msg, size_t len) {
     memcpy(m, msg, len);
 
   Jobworker__V1__JobRequest *r = NULL;
-  int code = jw_request_decode_start(m, len, &r, text, sizeof(text));
-  int nul = wire_nul(m, len, 4);
+  int code = jw_request_decode_start(m, len, NULL, &r, text, sizeof(text));
+  int wire = wire_walk(m, len, 4, &seen);
   if (code == 0) {
     FUZZ_CHECK(r != NULL);
-    FUZZ_CHECK(nul == 0);
+    FUZZ_CHECK(wire == 0);
+    FUZZ_CHECK(!seen.other_type && !seen.bad_string);
+    FUZZ_CHECK(seen.n[2] == r->n_args && seen.n[3] == r->n_env);
+    FUZZ_CHECK(r->n_args <= lim.max_args && r->n_env <= lim.max_env);
+    FUZZ_CHECK(seen.bytes <= lim.max_request_strings);
+    check_len(r->command, seen.last_len[1]);
+    check_len(r->working_dir, seen.last_len[4]);
+    for (size_t i = 0; i < r->n_args && i < 64; i++)
+      check_len(r->args[i], seen.args_len[i]);
+    for (size_t i = 0; i < r->n_env && i < 64; i++)
+      check_len(r->env[i], seen.env_len[i]);
     FUZZ_CHECK(r->command[0] != '\0');
     for (size_t i = 0; i < r->n_env; i++) {
       const char *eq = strchr(r->env[i], '=');
@@ -125,26 +205,31 @@ static void decode_all(const uint8_t *msg, size_t len) {
     jobworker__v1__job_request__free_unpacked(r, NULL);
   } else {
     FUZZ_CHECK(r == NULL);
-    FUZZ_CHECK(code == JW_GRPC_INTERNAL || code == JW_GRPC_INVALID_ARGUMENT);
+    FUZZ_CHECK(code == JW_GRPC_INVALID_ARGUMENT ||
+               code == JW_GRPC_RESOURCE_EXHAUSTED);
     FUZZ_CHECK(memchr(text, '\0', sizeof(text)) != NULL);
   }
 
   char *id = NULL;
   code = jw_request_decode_id(m, len, &id, text, sizeof(text));
-  nul = wire_nul(m, len, 1);
+  wire = wire_walk(m, len, 1, &seen);
   if (code == 0) {
     FUZZ_CHECK(id != NULL);
-    FUZZ_CHECK(nul == 0);
+    FUZZ_CHECK(wire == 0);
+    FUZZ_CHECK(!seen.other_type && !seen.bad_string);
+    check_len(id, seen.last_len[1]);
     quote_all(id);
     free(id);
   } else {
     FUZZ_CHECK(id == NULL);
-    FUZZ_CHECK(code == JW_GRPC_INTERNAL || code == JW_GRPC_INVALID_ARGUMENT ||
+    FUZZ_CHECK(code == JW_GRPC_INVALID_ARGUMENT ||
                code == JW_GRPC_RESOURCE_EXHAUSTED);
   }
 
   code = jw_request_decode_list(m, len, text, sizeof(text));
-  FUZZ_CHECK(code == 0 || code == JW_GRPC_INTERNAL);
+  wire = wire_walk(m, len, 0, &seen);
+  FUZZ_CHECK(code == 0 || code == JW_GRPC_INVALID_ARGUMENT);
+  FUZZ_CHECK(code != 0 || wire == 0);
   free(m);
 }
 

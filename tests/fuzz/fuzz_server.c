@@ -174,7 +174,7 @@ static void on_jw_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                         void *data) {
   char msg[256], q[80];
   Jobworker__V1__JobRequest *r;
-  int code = jw_request_decode_start(req, len, &r, msg, sizeof(msg));
+  int code = jw_request_decode_start(req, len, NULL, &r, msg, sizeof(msg));
   if (code != 0) {
     jw_rpc_call_fail(call, code, msg);
     return;

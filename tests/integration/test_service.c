@@ -197,6 +197,7 @@ static void setup(void) {
   jw_supervisor_options_t so = {.data_dir = fx.dir, .stop_grace_ms = 500};
   ck_assert_int_eq(jw_supervisor_new(&fx.loop, &so, &fx.sup), 0);
   fx.svc.sup = fx.sup;
+  fx.svc.request_limits = (jw_request_limits_t)JW_REQUEST_LIMITS_DEFAULT;
 
   cert_path(ca, sizeof(ca), "ca.cert");
   cert_path(cert, sizeof(cert), "server.cert");
@@ -387,11 +388,12 @@ START_TEST(errors) {
   ck_assert_str_eq(r.message, "env[0] contains a NUL byte");
   result_free(&r);
 
-  /* Not a JobRequest at all. */
+  /* Not a JobRequest at all: the client's fault, not the server's. */
   static const uint8_t junk[] = {0xff, 0xff, 0xff};
   call_start(0, PATH("Start"), junk, sizeof(junk), &r);
   run_until(&r.done);
-  ck_assert_int_eq(r.status, JW_GRPC_INTERNAL);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(r.message, "malformed message"));
   result_free(&r);
 
   /* None of the bad requests made a job: alice still has exactly one. */
@@ -413,6 +415,162 @@ START_TEST(errors) {
     result_free(&r);
   }
   free(id);
+}
+END_TEST
+
+/* A growing wire message built by hand (protobuf-c cannot carry NULs). */
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+} wire_t;
+
+static void wire_put(wire_t *w, const void *p, size_t n) {
+  if (w->len + n > w->cap) {
+    w->cap = (w->len + n) * 2 + 64;
+    w->p = realloc(w->p, w->cap);
+    ck_assert_ptr_nonnull(w->p);
+  }
+  memcpy(w->p + w->len, p, n);
+  w->len += n;
+}
+
+/* Appends string field number field holding n bytes of s. */
+static void wire_str(wire_t *w, unsigned field, const char *s, size_t n) {
+  uint8_t hdr[6];
+  size_t h = 0;
+  hdr[h++] = (uint8_t)(field << 3 | 2);
+  for (size_t v = n; h < sizeof(hdr); v >>= 7) {
+    hdr[h++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+    if (v < 0x80)
+      break;
+  }
+  wire_put(w, hdr, h);
+  wire_put(w, s, n);
+}
+
+/* Sends w to path as alice; expects status and a message containing want. */
+static void expect_refused(const char *path, wire_t *w, int status,
+                           const char *want) {
+  result_t r;
+  call_start(0, path, w->p, w->len, &r);
+  run_until(&r.done);
+  ck_assert_msg(r.status == status, "status %d (%s), want %d", r.status,
+                r.message, status);
+  ck_assert_msg(strstr(r.message, want) != NULL, "message \"%s\" lacks \"%s\"",
+                r.message, want);
+  result_free(&r);
+  free(w->p);
+  memset(w, 0, sizeof(*w));
+}
+
+static size_t list_count(int who) {
+  result_t r;
+  Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
+  call_msg(who, PATH("List"), &lr.base, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  Jobworker__V1__ListResponse *l =
+      jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
+  ck_assert_ptr_nonnull(l);
+  size_t n = l->n_jobs;
+  jobworker__v1__list_response__free_unpacked(l, NULL);
+  result_free(&r);
+  return n;
+}
+
+/*
+ * Every string field of every request must be valid UTF-8 (a strict
+ * client cannot decode a reply that echoes it back), and the counts a
+ * client controls have caps checked before anything is unpacked.
+ */
+START_TEST(bad_strings_and_caps) {
+  wire_t w = {0};
+  /* Invalid UTF-8 in each string field, with the field named. */
+  wire_str(&w, 1, "true", 4);
+  wire_str(&w, 2, "ok", 2);
+  wire_str(&w, 2, "\xc3\x28", 2);
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "args[1] is not valid UTF-8");
+  wire_str(&w, 1, "/bin/\xc0\xaftrue", 11); /* an overlong "/" */
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "command is not valid UTF-8");
+  wire_str(&w, 1, "true", 4);
+  wire_str(&w, 3, "A=\xed\xa0\x80", 5); /* a surrogate */
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "env[0] is not valid UTF-8");
+  wire_str(&w, 1, "true", 4);
+  wire_str(&w, 4, "/tmp/\xf4\x90\x80\x80", 9); /* past U+10FFFF */
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "working_dir is not valid UTF-8");
+  wire_str(&w, 1, "\xff", 1);
+  expect_refused(PATH("Status"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "id is not valid UTF-8");
+  wire_str(&w, 1, "ab\0cd", 5);
+  expect_refused(PATH("GetOutput"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "id contains a NUL byte");
+  /* Field number 0 (an overlong tag protobuf-c would take), wire type 3. */
+  static const uint8_t field0[] = {0x82, 0x80, 0x00, 0x01, 'x'};
+  wire_put(&w, field0, sizeof(field0));
+  expect_refused(PATH("Stop"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "invalid field number 0");
+  static const uint8_t group[] = {0x0b, 0x0c};
+  wire_put(&w, group, sizeof(group));
+  expect_refused(PATH("List"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "unsupported wire type 3");
+  /* A string field sent as a varint. */
+  static const uint8_t as_varint[] = {0x08, 0x01};
+  wire_put(&w, as_varint, sizeof(as_varint));
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "command has wire type 0");
+
+  /* The caps, each message naming its flag. */
+  wire_str(&w, 1, "true", 4);
+  for (int i = 0; i < 1025; i++)
+    wire_str(&w, 2, "x", 1);
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "more than 1024 args entries (--max-args)");
+  wire_str(&w, 1, "true", 4);
+  for (int i = 0; i < 257; i++)
+    wire_str(&w, 3, "A=1", 3);
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "more than 256 env entries (--max-env)");
+  char *big = malloc(256 * 1024);
+  memset(big, 'y', 256 * 1024);
+  wire_str(&w, 1, "true", 4);
+  wire_str(&w, 2, big, 256 * 1024 - 3);
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "more than 262144 bytes (--max-request-strings)");
+  free(big);
+  /* 4 MB of 2M empty args: refused by the count, before any unpacking. */
+  wire_str(&w, 1, "true", 4);
+  for (int i = 0; i < 2000000; i++)
+    wire_str(&w, 2, "", 0);
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT, "(--max-args)");
+  /* A singular field repeated without end. */
+  for (int i = 0; i < 65; i++)
+    wire_str(&w, 1, "true", 4);
+  expect_refused(PATH("Start"), &w, JW_GRPC_INVALID_ARGUMENT,
+                 "command occurs more than 64 times");
+
+  /* None of them made a job; a request at every cap, valid UTF-8, does. */
+  ck_assert_int_eq(list_count(0), 0);
+  wire_str(&w, 1, "true", 4);
+  for (int i = 0; i < 1024; i++)
+    wire_str(&w, 2, "\xf0\x9f\x98\x80", 4);
+  for (int i = 0; i < 256; i++)
+    wire_str(&w, 3, "K=\xc3\xa9", 4);
+  result_t r;
+  call_start(0, PATH("Start"), w.p, w.len, &r);
+  run_until(&r.done);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->n_args, 1024);
+  ck_assert_str_eq(st->args[1023], "\xf0\x9f\x98\x80");
+  char *id = strdup(st->id);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  free(w.p);
+  jobworker__v1__job_status__free_unpacked(wait_final(0, id), NULL);
+  free(id);
+  ck_assert_int_eq(list_count(0), 1);
 }
 END_TEST
 
@@ -613,6 +771,7 @@ static Suite *service_suite(void) {
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, start_status_list);
   tcase_add_test(tc, errors);
+  tcase_add_test(tc, bad_strings_and_caps);
   tcase_add_test(tc, big_binary_output);
   tcase_add_test(tc, stalled_reader_costs_no_memory);
   tcase_add_test(tc, cancel_mid_stream);

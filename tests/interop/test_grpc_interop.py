@@ -488,6 +488,41 @@ class Errors(ServerCase):
                       (grpc.StatusCode.INVALID_ARGUMENT,
                        grpc.StatusCode.NOT_FOUND))
 
+    def test_invalid_utf8_refused_and_list_still_decodes(self):
+        # grpcio refuses to decode a reply string that is not UTF-8: had
+        # the server kept such a job, the client's own List would break.
+        start = raw_unary(self.alice_chan, SVC + "Start")
+        for name, msg, field in (
+                ("arg", pb_string(1, b"true") + pb_string(2, b"\xc3\x28"),
+                 "args[0]"),
+                ("overlong", pb_string(1, b"/bin/\xc0\xaftrue"), "command"),
+                ("surrogate", pb_string(1, b"true") +
+                 pb_string(3, b"A=\xed\xa0\x80"), "env[0]"),
+                ("past U+10FFFF", pb_string(1, b"true") +
+                 pb_string(4, b"/\xf4\x90\x80\x80"), "working_dir")):
+            with self.subTest(name):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    start(msg, timeout=RPC_TIMEOUT)
+                self.assertEqual(cm.exception.code(),
+                                 grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertEqual(cm.exception.details(),
+                                 field + " is not valid UTF-8")
+        status = raw_unary(self.alice_chan, SVC + "Status")
+        with self.assertRaises(grpc.RpcError) as cm:
+            status(pb_string(1, b"\xff"), timeout=RPC_TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        # Not a message at all is the client's fault too.
+        with self.assertRaises(grpc.RpcError) as cm:
+            start(b"\xff\xff\xff", timeout=RPC_TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        # A valid non-ASCII job round-trips, and List decodes in grpcio.
+        st = self.alice.Start(pb.JobRequest(command="true",
+                                            args=["caf\u00e9 \U0001f600"]),
+                              timeout=RPC_TIMEOUT)
+        jobs = self.alice.List(pb.ListRequest(), timeout=RPC_TIMEOUT).jobs
+        self.assertIn(["caf\u00e9 \U0001f600"],
+                      [list(j.args) for j in jobs if j.id == st.id])
+
     def test_unknown_method_and_service(self):
         for path in (SVC + "Nope", "/jobworker.v1.Nope/Start",
                      "/grpc.health.v1.Health/Check", SVC + "start"):
