@@ -452,7 +452,14 @@ static void on_get_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
     free(os);
   } else {
     jw_rpc_call_on_cancel(call, output_canceled, os);
-    jw_rpc_call_stream(call, output_pull, os);
+    /*
+     * When the stream cannot start (the call was canceled under the
+     * handler, or nghttp2 refused the headers) the call is over and owes
+     * us neither a pull nor the cancel callback: the subscriber and os
+     * are ours to end.
+     */
+    if (jw_rpc_call_stream(call, output_pull, os) != 0)
+      output_end(os);
   }
   free(id);
 }

@@ -1094,7 +1094,7 @@ int jw_process_start(jw_process_t *proc) {
   int statp[2] = {-1, -1};
   int null_fd = -1;
   int pidfd = -1;
-  int use_clone = proc->cgroup != NULL || proc->isolation != 0;
+  int use_clone;
   jw__cg_spawn_t cgs;
   reaper_t *reaper = NULL;
   char **cands = NULL;
@@ -1109,6 +1109,7 @@ int jw_process_start(jw_process_t *proc) {
     return -EINVAL;
   if (proc->started || proc->closing)
     return JW_ECLOSED;
+  use_clone = proc->cgroup != NULL || proc->isolation != 0;
   cgs.v2_dir = cgs.v2_procs = -1;
   cgs.nv1 = 0;
 
