@@ -464,6 +464,9 @@ static void on_get_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   free(id);
 }
 
+/* Bytes of a job's args a List reply keeps when the whole does not fit. */
+#define LIST_ARGS_MAX 4096
+
 typedef struct {
   Jobworker__V1__JobStatus *items;
   Jobworker__V1__Limits *lims; /* one per item; items point in once done */
@@ -495,6 +498,48 @@ static void list_one(const jw_job_info_t *info, void *data) {
   acc->n++;
 }
 
+/* Bytes a field of len bytes takes in its parent: tag, length, payload. */
+static size_t field_cost(size_t len) {
+  size_t n = 2;
+  for (size_t v = len; v >= 0x80; v >>= 7)
+    n++;
+  return n + len;
+}
+
+static size_t item_cost(const Jobworker__V1__JobStatus *st) {
+  return field_cost(protobuf_c_message_get_packed_size(&st->base));
+}
+
+/*
+ * Bounds the List reply to max bytes, so that any gRPC client can take it
+ * (4 MiB is their default receive limit) and a reply costs the server a
+ * bounded buffer. When everything does not fit, each job's args are cut
+ * to their first LIST_ARGS_MAX bytes (whole arguments; Status has all of
+ * them), and if that is not enough either, the oldest jobs are left out:
+ * the reply holds the newest jobs that fit, oldest first. Returns the
+ * index of the first item to send.
+ */
+static size_t list_fit(list_acc_t *acc, size_t max) {
+  size_t total = 0, first = 0;
+  for (size_t i = 0; i < acc->n; i++)
+    total += item_cost(&acc->items[i]);
+  if (total <= max)
+    return 0;
+  total = 0;
+  for (size_t i = 0; i < acc->n; i++) {
+    Jobworker__V1__JobStatus *st = &acc->items[i];
+    size_t used = 0, k = 0;
+    while (k < st->n_args &&
+           used + field_cost(strlen(st->args[k])) <= LIST_ARGS_MAX)
+      used += field_cost(strlen(st->args[k++]));
+    st->n_args = k;
+    total += item_cost(st);
+  }
+  while (first < acc->n && total > max)
+    total -= item_cost(&acc->items[first++]);
+  return first;
+}
+
 static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                     void *data) {
   jw_service_t *svc = data;
@@ -518,9 +563,11 @@ static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
         acc.items[i].limits = &acc.lims[i];
       acc.ptrs[i] = &acc.items[i];
     }
+    size_t first = list_fit(&acc, svc->max_list_bytes > 0 ? svc->max_list_bytes
+                                                          : JW_LIST_MAX_BYTES);
     Jobworker__V1__ListResponse resp = JOBWORKER__V1__LIST_RESPONSE__INIT;
-    resp.n_jobs = acc.n;
-    resp.jobs = acc.ptrs;
+    resp.n_jobs = acc.n - first;
+    resp.jobs = acc.ptrs + first;
     reply_msg(call, &resp.base);
   }
   free(acc.ptrs);

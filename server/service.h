@@ -13,6 +13,12 @@
 #include "jobworker/supervisor.h"
 #include "request.h"
 
+/*
+ * A List reply is at most this big: the receive limit gRPC clients have
+ * by default.
+ */
+#define JW_LIST_MAX_BYTES (4u << 20)
+
 typedef struct {
   jw_supervisor_t *sup;
   /*
@@ -33,6 +39,8 @@ typedef struct {
   size_t max_jobs_per_client;
   /* Caps on a Start request's args, env and string bytes (0: none). */
   jw_request_limits_t request_limits;
+  /* The largest List reply; 0: JW_LIST_MAX_BYTES. */
+  size_t max_list_bytes;
 } jw_service_t;
 
 /*

@@ -574,6 +574,70 @@ START_TEST(bad_strings_and_caps) {
 }
 END_TEST
 
+static Jobworker__V1__ListResponse *list_of(int who, size_t *bytes) {
+  result_t r;
+  Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
+  call_msg(who, PATH("List"), &lr.base, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  *bytes = r.msglen;
+  Jobworker__V1__ListResponse *l =
+      jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
+  ck_assert_ptr_nonnull(l);
+  result_free(&r);
+  return l;
+}
+
+/*
+ * One List reply stays under the bound gRPC clients accept (4 MiB) however
+ * big the jobs' args are: args are cut in List (whole ones, in order;
+ * Status keeps them all), and past that only the newest jobs that fit
+ * are listed.
+ */
+START_TEST(list_reply_is_bounded) {
+  enum { JOBS = 20, ARGS = 100, ARGLEN = 2500 };
+  char *arg = malloc(ARGLEN + 1);
+  memset(arg, 'a', ARGLEN);
+  arg[ARGLEN] = '\0';
+  char *args[ARGS];
+  for (int i = 0; i < ARGS; i++)
+    args[i] = arg;
+  char *ids[JOBS];
+  /* 20 jobs of 250 KB of args each: 5 MB in full. */
+  for (int i = 0; i < JOBS; i++)
+    ids[i] = start_job(0, "true", args, ARGS);
+  size_t bytes;
+  Jobworker__V1__ListResponse *l = list_of(0, &bytes);
+  ck_assert_uint_le(bytes, JW_LIST_MAX_BYTES);
+  ck_assert_uint_eq(l->n_jobs, JOBS);
+  for (int i = 0; i < JOBS; i++) {
+    ck_assert_str_eq(l->jobs[i]->id, ids[i]);
+    ck_assert_uint_gt(l->jobs[i]->n_args, 0);
+    ck_assert_uint_lt(l->jobs[i]->n_args, ARGS);
+    ck_assert_str_eq(l->jobs[i]->args[0], arg);
+  }
+  jobworker__v1__list_response__free_unpacked(l, NULL);
+  /* Status still has every argument. */
+  result_t r;
+  id_call(0, PATH("Status"), ids[0], &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_uint_eq(st->n_args, ARGS);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  /* A bound the cut args do not meet: the newest jobs that fit. */
+  fx.svc.max_list_bytes = 16 * 1024;
+  l = list_of(0, &bytes);
+  ck_assert_uint_le(bytes, 16 * 1024);
+  ck_assert_uint_gt(l->n_jobs, 0);
+  ck_assert_uint_lt(l->n_jobs, JOBS);
+  for (size_t i = 0; i < l->n_jobs; i++)
+    ck_assert_str_eq(l->jobs[i]->id, ids[JOBS - l->n_jobs + i]);
+  jobworker__v1__list_response__free_unpacked(l, NULL);
+  for (int i = 0; i < JOBS; i++)
+    free(ids[i]);
+  free(arg);
+}
+END_TEST
+
 START_TEST(big_binary_output) {
   /*
    * JW_TEST_SCALE divides the volume only (64 MiB to 4 MiB at 16); the
@@ -772,6 +836,7 @@ static Suite *service_suite(void) {
   tcase_add_test(tc, start_status_list);
   tcase_add_test(tc, errors);
   tcase_add_test(tc, bad_strings_and_caps);
+  tcase_add_test(tc, list_reply_is_bounded);
   tcase_add_test(tc, big_binary_output);
   tcase_add_test(tc, stalled_reader_costs_no_memory);
   tcase_add_test(tc, cancel_mid_stream);
