@@ -50,6 +50,8 @@ static const struct {
      offsetof(jw_config_t, max_env)},
     {"max-request-strings", "TELEPORTD_MAX_REQUEST_STRINGS", SL_SIZE,
      256 * 1024, 0, 1ULL << 30, offsetof(jw_config_t, max_request_strings)},
+    {"max-disk-per-client", "TELEPORTD_MAX_DISK_PER_CLIENT", SL_SIZE,
+     10ULL << 30, 0, 1ULL << 50, offsetof(jw_config_t, max_disk_per_client)},
 };
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
@@ -110,6 +112,10 @@ static void usage(FILE *f, const char *defdir) {
       "                         (command, args, env, working_dir); 0: none\n"
       "                         (TELEPORTD_MAX_REQUEST_STRINGS, default "
       "256K)\n"
+      "  --max-disk-per-client SIZE output one client keeps on disk; past\n"
+      "                         it its oldest finished jobs go first, then\n"
+      "                         new output is dropped and counted; 0: none\n"
+      "                         (TELEPORTD_MAX_DISK_PER_CLIENT, default 10G)\n"
       "  --max-streams N        concurrent HTTP/2 streams per connection\n"
       "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
       "  --handshake-timeout DUR a TLS handshake must finish within this\n"
@@ -312,6 +318,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"max-args", required_argument, NULL, OPT_SERVER_LIMIT + 7},
       {"max-env", required_argument, NULL, OPT_SERVER_LIMIT + 8},
       {"max-request-strings", required_argument, NULL, OPT_SERVER_LIMIT + 9},
+      {"max-disk-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 10},
       {NULL, 0, NULL, 0},
   };
   const char *sl_val[NSERVER_LIMITS];

@@ -45,6 +45,7 @@ typedef struct {
   uint64_t max_args;                /* JobRequest.args entries */
   uint64_t max_env;                 /* JobRequest.env entries */
   uint64_t max_request_strings;     /* string bytes of one request */
+  uint64_t max_disk_per_client;     /* log bytes on disk of one client */
   uint64_t max_streams;             /* concurrent streams per connection */
   uint64_t handshake_timeout_ms;    /* TLS handshake */
   char data_dir_buf[4096];

@@ -71,7 +71,14 @@ static void on_drop(const char *id, const char *owner, int err, void *data) {
     jw_log(JW_LOG_INFO, "event", "output_capped", "job", id, "cn", owner,
            "max_output_bytes", cap, "msg",
            "the job keeps running; further output is dropped", NULL);
-  else
+  else if (err == -EDQUOT) {
+    snprintf(cap, sizeof(cap), "%" PRIu64, s->cfg.max_disk_per_client);
+    jw_log(JW_LOG_WARN, "event", "output_disk_capped", "job", id, "cn", owner,
+           "max_disk_per_client", cap, "msg",
+           "the client's output fills --max-disk-per-client and it has no "
+           "finished job left to remove; further output is dropped",
+           NULL);
+  } else
     jw_log(JW_LOG_ERROR, "event", "output_write_failed", "job", id, "cn", owner,
            "error", jw_strerror(err), "msg",
            "the job keeps running; output that cannot be written is dropped",
@@ -350,6 +357,7 @@ int main(int argc, char **argv) {
       .max_running_per_owner = (size_t)s.cfg.max_jobs_per_client,
       .max_output_bytes = s.cfg.max_output_bytes,
       .max_finished_per_owner = (size_t)s.cfg.max_finished_per_client,
+      .max_disk_per_owner = s.cfg.max_disk_per_client,
       .on_drop = on_drop,
       .data = &s,
       .data_dir = s.cfg.data_dir,

@@ -26,7 +26,7 @@
 #include "jobworker/error.h"
 #include "jobworker/outlog.h"
 
-#define HDR_LEN 5
+#define HDR_LEN JW_OUTLOG_RECORD_HDR
 
 /*
  * The largest payload of one record. Larger appends are split; a reader
@@ -239,6 +239,13 @@ void jw_outlog_finish(jw_outlog_t *log) {
 uint64_t jw_outlog_bytes(const jw_outlog_t *log) { return log->bytes; }
 
 uint64_t jw_outlog_dropped(const jw_outlog_t *log) { return log->dropped; }
+
+uint64_t jw_outlog_disk_bytes(const jw_outlog_t *log) { return log->size; }
+
+void jw_outlog_drop(jw_outlog_t *log, uint64_t n) {
+  if (log != NULL)
+    log->dropped += n;
+}
 
 void jw_outlog_set_max(jw_outlog_t *log, uint64_t max_bytes) {
   if (log != NULL)

@@ -29,9 +29,20 @@
 #define CG_RETRY_MS 100
 #define CG_RETRY_MAX 300
 
+/* What one owner's jobs hold in common: the disk their logs take. */
+struct owner {
+  char *name;
+  uint64_t disk; /* bytes of its jobs' logs still in the table */
+  size_t refs;   /* jobs pointing here */
+  struct owner *next;
+};
+
 struct job {
   char id[JW_ID_LEN + 1];
   char *owner; /* "" when started without an owner */
+  struct owner *acct;
+  uint64_t disk;      /* bytes of its log counted in acct->disk */
+  uint64_t final_seq; /* when it became final, in the supervisor's order */
   char *command;
   char **args;
   size_t nargs;
@@ -58,6 +69,7 @@ struct job {
 
 #define DROP_CAP 1
 #define DROP_WRITE 2
+#define DROP_DISK 4
 
 /* A cgroup whose removal is being retried. */
 struct cg_retry {
@@ -80,6 +92,13 @@ struct jw_supervisor_s {
   size_t max_running_per_owner;
   uint64_t max_output_bytes;
   size_t max_finished_per_owner;
+  uint64_t max_disk_per_owner;
+  /*
+   * Counts jobs becoming final. The retention goes by it rather than by
+   * ended_at_ns, which follows the wall clock (stepped by NTP or by hand).
+   */
+  uint64_t final_seq;
+  struct owner *owners;
   void (*on_drop)(const char *id, const char *owner, int err, void *data);
   void *drop_data;
   struct job **buckets;
@@ -160,6 +179,7 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->max_running_per_owner = opts->max_running_per_owner;
   sup->max_output_bytes = opts->max_output_bytes;
   sup->max_finished_per_owner = opts->max_finished_per_owner;
+  sup->max_disk_per_owner = opts->max_disk_per_owner;
   sup->on_drop = opts->on_drop;
   sup->drop_data = opts->data;
   if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
@@ -215,6 +235,37 @@ static void grow_table(jw_supervisor_t *sup) {
   free(sup->buckets);
   sup->buckets = b;
   sup->nbuckets = n;
+}
+
+/* The owner record for name, made on first use; NULL when out of memory. */
+static struct owner *owner_get(jw_supervisor_t *sup, const char *name) {
+  struct owner *o;
+  for (o = sup->owners; o != NULL; o = o->next)
+    if (strcmp(o->name, name) == 0)
+      break;
+  if (o == NULL) {
+    o = calloc(1, sizeof(*o));
+    if (o == NULL || (o->name = strdup(name)) == NULL) {
+      free(o);
+      return NULL;
+    }
+    o->next = sup->owners;
+    sup->owners = o;
+  }
+  o->refs++;
+  return o;
+}
+
+static void owner_put(jw_supervisor_t *sup, struct owner *o) {
+  struct owner **pp;
+  if (o == NULL || --o->refs > 0)
+    return;
+  for (pp = &sup->owners; *pp != NULL && *pp != o; pp = &(*pp)->next)
+    ;
+  if (*pp == o)
+    *pp = o->next;
+  free(o->name);
+  free(o);
 }
 
 static void insert_job(jw_supervisor_t *sup, struct job *j) {
@@ -431,22 +482,99 @@ static void on_job_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
+static void remove_job(jw_supervisor_t *sup, struct job *j);
+
+/*
+ * The owner's finished job that became final first (not except), or
+ * NULL.
+ */
+static struct job *first_finished(jw_supervisor_t *sup, const char *owner,
+                                  const struct job *except, size_t *n) {
+  struct job *first = NULL, *j;
+  *n = 0;
+  for (j = sup->oldest; j != NULL; j = j->newer) {
+    if (!j->final || j == except || strcmp(j->owner, owner) != 0)
+      continue;
+    (*n)++;
+    if (first == NULL || j->final_seq < first->final_seq)
+      first = j;
+  }
+  return first;
+}
+
+/* Tells the embedder, once per reason, that a job drops output. */
+static void report_drop(struct job *j, int err) {
+  unsigned bit = err == JW_ELIMIT ? DROP_CAP
+                 : err == -EDQUOT ? DROP_DISK
+                                  : DROP_WRITE;
+  if (!(j->drops_reported & bit)) {
+    j->drops_reported |= bit;
+    if (j->sup->on_drop != NULL)
+      j->sup->on_drop(j->id, j->owner, err, j->sup->drop_data);
+  }
+}
+
+/*
+ * How much of len bytes of output the job may write under its owner's
+ * disk cap: room is made by removing the owner's finished jobs, the one
+ * that finished first first; what still does not fit is not written.
+ */
+static size_t disk_room(jw_supervisor_t *sup, struct job *j, size_t len) {
+  uint64_t max = sup->max_disk_per_owner;
+  uint64_t need = (uint64_t)len + JW_OUTLOG_RECORD_HDR;
+  size_t n;
+  if (max == 0 || j->acct == NULL)
+    return len;
+  while (j->acct->disk + need > max) {
+    struct job *victim = first_finished(sup, j->owner, j, &n);
+    if (victim == NULL)
+      break;
+    remove_job(sup, victim);
+  }
+  if (j->acct->disk + need <= max)
+    return len;
+  if (j->acct->disk + JW_OUTLOG_RECORD_HDR >= max)
+    return 0;
+  return (size_t)(max - j->acct->disk - JW_OUTLOG_RECORD_HDR);
+}
+
 static void on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
                       size_t len, void *data) {
   struct job *j = data;
+  jw_supervisor_t *sup = j->sup;
   (void)proc;
   /*
-   * What is dropped (past the cap, or a failed write) is counted in
+   * What is dropped (past a cap, or a failed write) is counted in
    * output_dropped; the job goes on, and its embedder hears of it once.
    */
-  int err = jw_outlog_append(j->log, stream, buf, len);
-  if (err < 0 && err != JW_ECLOSED) {
-    unsigned bit = err == JW_ELIMIT ? DROP_CAP : DROP_WRITE;
-    if (!(j->drops_reported & bit)) {
-      j->drops_reported |= bit;
-      if (j->sup->on_drop != NULL)
-        j->sup->on_drop(j->id, j->owner, err, j->sup->drop_data);
-    }
+  size_t want = len, keep;
+  int err = 0;
+  /* Past its own cap nothing is written, so nothing needs room. */
+  if (sup->max_output_bytes > 0) {
+    uint64_t b = jw_outlog_bytes(j->log);
+    uint64_t left = b < sup->max_output_bytes ? sup->max_output_bytes - b : 0;
+    if (left < want)
+      want = (size_t)left;
+  }
+  keep = want > 0 ? disk_room(sup, j, want) : 0;
+  if (keep > 0)
+    err = jw_outlog_append(j->log, stream, buf, keep);
+  if (err == JW_ECLOSED)
+    return;
+  if (j->acct != NULL) {
+    uint64_t now = jw_outlog_disk_bytes(j->log);
+    j->acct->disk += now - j->disk;
+    j->disk = now;
+  }
+  if (err < 0)
+    report_drop(j, err);
+  if (want < len) {
+    jw_outlog_drop(j->log, len - want);
+    report_drop(j, JW_ELIMIT);
+  }
+  if (keep < want) {
+    jw_outlog_drop(j->log, want - keep);
+    report_drop(j, -EDQUOT);
   }
 }
 
@@ -492,6 +620,11 @@ static void remove_job(jw_supervisor_t *sup, struct job *j) {
   sup->njobs--;
   undefer(sup, j);
   fire_stops(j, 0);
+  /* Its file's name goes now; its space once the last reader closes. */
+  if (j->acct != NULL) {
+    j->acct->disk -= j->disk;
+    j->disk = 0;
+  }
   jw_outlog_release(j->log, 1);
   j->log = NULL;
   j->removed = 1;
@@ -507,15 +640,8 @@ static void retain_finished(jw_supervisor_t *sup, const char *owner) {
   if (sup->max_finished_per_owner == 0)
     return;
   for (;;) {
-    struct job *first = NULL, *j;
-    size_t n = 0;
-    for (j = sup->oldest; j != NULL; j = j->newer) {
-      if (!j->final || strcmp(j->owner, owner) != 0)
-        continue;
-      n++;
-      if (first == NULL || j->status.ended_at_ns < first->status.ended_at_ns)
-        first = j;
-    }
+    size_t n;
+    struct job *first = first_finished(sup, owner, NULL, &n);
     if (n <= sup->max_finished_per_owner || first == NULL)
       return;
     remove_job(sup, first);
@@ -529,6 +655,7 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
 
   j->status = *st;
   j->final = 1;
+  j->final_seq = ++sup->final_seq;
   sup->nrunning--;
   /* The figures come from the cgroup, so they are read before it goes. */
   if (j->cg != NULL) {
@@ -579,6 +706,7 @@ static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
 
 static void free_job(struct job *j) {
   size_t i;
+  owner_put(j->sup, j->acct);
   free(j->owner);
   free(j->command);
   if (j->args != NULL)
@@ -645,9 +773,11 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   j->limits = spec->limits;
   j->isolation = spec->isolation;
   j->owner = strdup(owner != NULL ? owner : "");
+  j->acct = owner_get(sup, owner != NULL ? owner : "");
   j->command = strdup(spec->command);
   j->args = calloc(spec->nargs + 1, sizeof(char *));
-  if (j->owner == NULL || j->command == NULL || j->args == NULL) {
+  if (j->owner == NULL || j->acct == NULL || j->command == NULL ||
+      j->args == NULL) {
     err = -ENOMEM;
     goto fail;
   }

@@ -236,14 +236,16 @@ class Limits(unittest.TestCase):
 
 class RequestCaps(unittest.TestCase):
     """--max-args, --max-env, --max-request-strings refuse a Start with
-    INVALID_ARGUMENT naming the flag."""
+    INVALID_ARGUMENT naming the flag; --max-disk-per-client removes the
+    client's oldest finished jobs, then drops its output."""
 
     @classmethod
     def setUpClass(cls):
         cls.pb, cls.rpc = ic.load_stubs()
         cls.srv = ic.Server(extra_args=[
             "--max-args", "3", "--max-env", "2",
-            "--max-request-strings", "1K"]).start()
+            "--max-request-strings", "1K",
+            "--max-disk-per-client", "100K"]).start()
         cls.alice = cls.rpc.JobWorkerStub(ic.channel(cls.srv.port, "alice"))
         cls.bob = cls.rpc.JobWorkerStub(ic.channel(cls.srv.port, "bob"))
 
@@ -281,6 +283,32 @@ class RequestCaps(unittest.TestCase):
             command="true", args=["a"] * 3, env=["A=1"] * 2), timeout=10)
         self.assertEqual(list(st.args), ["a"] * 3)
 
+    def test_disk_per_client(self):
+        import grpc
+        first = self.run_job(self.alice, "head", "-c", "40000", "/dev/zero")
+        self.run_job(self.alice, "head", "-c", "40000", "/dev/zero")
+        bobs = self.run_job(self.bob, "head", "-c", "90000", "/dev/zero")
+        third = self.run_job(self.alice, "head", "-c", "40000", "/dev/zero")
+        self.assertEqual((third.output_bytes, third.output_dropped_bytes),
+                         (40000, 0))
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.alice.Status(self.pb.StatusRequest(id=first.id), timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        big = self.run_job(self.alice, "head", "-c", "200000", "/dev/zero")
+        self.assertEqual(big.state, self.pb.JOB_STATE_EXITED)
+        self.assertEqual(big.output_bytes + big.output_dropped_bytes, 200000)
+        self.assertLessEqual(big.output_bytes, 100 * 1024)
+        self.assertGreater(big.output_dropped_bytes, 0)
+        self.assertEqual(
+            self.bob.Status(self.pb.StatusRequest(id=bobs.id),
+                            timeout=5).output_bytes, 90000)
+        deadline = time.monotonic() + 10
+        while "output_disk_capped" not in self.srv.log_text() and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("max_disk_per_client=102400",
+                      self.srv.log_text())
+
 
 class BadFlags(unittest.TestCase):
 
@@ -291,7 +319,8 @@ class BadFlags(unittest.TestCase):
                      ["--handshake-timeout", "forever"],
                      ["--max-finished-per-client", "1e3"],
                      ["--max-args", "-1"], ["--max-env", "many"],
-                     ["--max-request-strings", "1T"]):
+                     ["--max-request-strings", "1T"],
+                     ["--max-disk-per-client", "lots"]):
             r = subprocess.run([ic.TELEPORTD, "--cacert", "x", "--cert", "x",
                                 "--key", "x"] + args, capture_output=True,
                                timeout=20)
@@ -303,7 +332,8 @@ class BadFlags(unittest.TestCase):
                      "--max-output-bytes", "--max-finished-per-client",
                      "--max-request-bytes", "--handshake-timeout",
                      "TELEPORTD_HANDSHAKE_TIMEOUT", "--max-args",
-                     "--max-env", "--max-request-strings"):
+                     "--max-env", "--max-request-strings",
+                     "--max-disk-per-client"):
             self.assertIn(flag.encode(), r.stdout)
 
 

@@ -63,6 +63,31 @@ START_TEST(test_record_format) {
 }
 END_TEST
 
+/*
+ * What the log says it takes on disk is what its file takes, headers
+ * included (the per-client disk cap counts it); a drop the caller counts
+ * reaches the readers.
+ */
+START_TEST(test_disk_bytes_and_drop) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r = NULL;
+  struct stat st;
+  ck_assert_uint_eq(jw_outlog_disk_bytes(log), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "ab", 2), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "xyz", 3), 0);
+  ck_assert_uint_eq(jw_outlog_disk_bytes(log), 5 + 2 * JW_OUTLOG_RECORD_HDR);
+  ck_assert_int_eq(stat(path, &st), 0);
+  ck_assert_uint_eq((uint64_t)st.st_size, jw_outlog_disk_bytes(log));
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  jw_outlog_drop(log, 1000);
+  ck_assert_uint_eq(jw_outlog_dropped(log), 1000);
+  ck_assert_uint_eq(jw_outlog_reader_dropped(r), 1000);
+  ck_assert_uint_eq(jw_outlog_bytes(log), 5);
+  jw_outlog_reader_close(r);
+  jw_outlog_free(log, 1);
+}
+END_TEST
+
 START_TEST(test_binary_roundtrip_and_coalescing) {
   jw_outlog_t *log = new_log();
   jw_outlog_reader_t *r;
@@ -264,6 +289,7 @@ static Suite *outlog_suite(void) {
   tcase_add_test(tc, test_reader_outlives_log);
   tcase_add_test(tc, test_finished_log_releases_fd);
   tcase_add_test(tc, test_invalid);
+  tcase_add_test(tc, test_disk_bytes_and_drop);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1250,6 +1250,104 @@ START_TEST(test_retention_answers_pending_stop) {
 }
 END_TEST
 
+/*
+ * The retention removes the job that became final first, whatever order
+ * the jobs started in.
+ */
+START_TEST(test_retention_in_finish_order) {
+  static const char *const slow[] = {"sleep", "0.3", NULL};
+  static const char *const quick[] = {"true", NULL};
+  jw_supervisor_options_t o;
+  struct env e;
+  char a[JW_ID_LEN + 1], b[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  memset(&o, 0, sizeof(o));
+  o.max_finished_per_owner = 1;
+  env_open_opts(&e, &o);
+  ck_assert_int_eq(start_job(&e, "alice", slow, NULL, 0, NULL, a), 0);
+  ck_assert_int_eq(start_job(&e, "alice", quick, NULL, 0, NULL, b), 0);
+  wait_final(&e, b);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, a, "alice", &info), 0);
+  ck_assert_int_eq(info.proc.state, JW_PROC_RUNNING);
+  wait_final(&e, a);
+  /* b, started second but finished first, is the one that went. */
+  ck_assert_int_eq(jw_supervisor_status(e.sup, b, "alice", &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, a, "alice", &info), 0);
+  env_close(&e, 0);
+}
+END_TEST
+
+static off_t log_size(const char *id) {
+  char p[256];
+  struct stat st;
+  snprintf(p, sizeof(p), "%s/%s.log", data_dir, id);
+  ck_assert_int_eq(stat(p, &st), 0);
+  return st.st_size;
+}
+
+static jw_job_info_t run_writer(struct env *e, const char *owner,
+                                const char *bytes, char id[JW_ID_LEN + 1]) {
+  const char *const argv[] = {"head", "-c", bytes, "/dev/zero", NULL};
+  ck_assert_int_eq(start_job(e, owner, argv, NULL, 0, NULL, id), 0);
+  return wait_final(e, id);
+}
+
+/*
+ * One client cannot fill the disk: past its cap its finished jobs go,
+ * the one that finished first first, and when none is left its new
+ * output is dropped and counted. Other clients are not touched.
+ */
+START_TEST(test_disk_cap_per_owner) {
+  enum { CAP = 100000 };
+  jw_supervisor_options_t o;
+  struct drops d = {0};
+  struct env e;
+  char j1[JW_ID_LEN + 1], j2[JW_ID_LEN + 1], j3[JW_ID_LEN + 1];
+  char j4[JW_ID_LEN + 1], other[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  memset(&o, 0, sizeof(o));
+  o.max_disk_per_owner = CAP;
+  o.on_drop = on_drop_cb;
+  o.data = &d;
+  env_open_opts(&e, &o);
+  info = run_writer(&e, "alice", "40000", j1);
+  ck_assert_uint_eq(info.output_bytes, 40000);
+  run_writer(&e, "alice", "40000", j2);
+  /* Bob's 90000 bytes count for bob alone. */
+  info = run_writer(&e, "bob", "90000", other);
+  ck_assert_uint_eq(info.output_bytes, 90000);
+  /* 120000 bytes would pass the cap: j1, which finished first, goes. */
+  info = run_writer(&e, "alice", "40000", j3);
+  ck_assert_uint_eq(info.output_bytes, 40000);
+  ck_assert_uint_eq(info.output_dropped, 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, j1, "alice", &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, j2, "alice", &info), 0);
+  ck_assert_int_eq(d.calls, 0);
+  /* One job past the cap on its own: the others go, then it drops. */
+  info = run_writer(&e, "alice", "150000", j4);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  ck_assert_uint_eq(info.output_bytes + info.output_dropped, 150000);
+  ck_assert_uint_le(log_size(j4), CAP);
+  /* At most a few hundred bytes of record headers short of the cap. */
+  ck_assert_uint_ge(info.output_bytes, CAP - 1000);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, j2, "alice", &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, j3, "alice", &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_list(e.sup, "alice", NULL, NULL), 1);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, -EDQUOT);
+  ck_assert_str_eq(d.id, j4);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, other, "bob", &info), 0);
+  ck_assert_uint_eq(info.output_bytes, 90000);
+  ck_assert_int_eq(count_files(data_dir), 2);
+  env_close(&e, 0);
+}
+END_TEST
+
 static Suite *supervisor_suite(void) {
   Suite *s = suite_create("supervisor");
   TCase *tc = tcase_create("core");
@@ -1281,6 +1379,8 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_output_cap_drops_and_job_goes_on);
   tcase_add_test(tc, test_finished_retention);
   tcase_add_test(tc, test_retention_answers_pending_stop);
+  tcase_add_test(tc, test_retention_in_finish_order);
+  tcase_add_test(tc, test_disk_cap_per_owner);
   suite_add_tcase(s, tc);
   suite_add_tcase(s, big);
   return s;

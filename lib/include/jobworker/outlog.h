@@ -61,6 +61,24 @@ uint64_t jw_outlog_bytes(const jw_outlog_t *log);
 uint64_t jw_outlog_dropped(const jw_outlog_t *log);
 
 /*
+ * Bytes one record's header takes on disk. An append writes one record per
+ * GiB of payload.
+ */
+#define JW_OUTLOG_RECORD_HDR 5
+
+/*
+ * Bytes the log's records take in its file (payloads and record headers):
+ * what it costs on disk.
+ */
+uint64_t jw_outlog_disk_bytes(const jw_outlog_t *log);
+
+/*
+ * Counts n bytes of output as dropped without writing them (for a cap the
+ * caller keeps); readers see it in jw_outlog_reader_dropped.
+ */
+void jw_outlog_drop(jw_outlog_t *log, uint64_t n);
+
+/*
  * Caps the output kept: appends past max_bytes of payload are dropped
  * (counted by jw_outlog_dropped); 0 means no cap. Readers are unaffected.
  */

@@ -44,14 +44,24 @@ typedef struct {
   uint64_t max_output_bytes;
   /*
    * Finished jobs kept per owner: when one more finishes, the one that
-   * finished first is removed with its log. A subscriber still reading it
-   * reads to the end; a pending stop gets its callback first. 0: all.
+   * finished first (in the order jobs became final, not by the wall
+   * clock) is removed with its log. A subscriber still reading it reads
+   * to the end; a pending stop gets its callback first. 0: all.
    */
   size_t max_finished_per_owner;
   /*
+   * Bytes one owner's logs may take on disk (payloads and record
+   * headers). When a write would pass it, the owner's finished jobs are
+   * removed, the one that finished first first, as by the retention;
+   * when none is left the output that does not fit is dropped (counted
+   * in output_dropped). A log a subscriber still reads counts no more
+   * once its job is removed. 0: no cap.
+   */
+  uint64_t max_disk_per_owner;
+  /*
    * Called the first time a job drops output for a reason: err is
-   * JW_ELIMIT (max_output_bytes) or the write error (-ENOSPC, -EIO, ...).
-   * May be NULL. data is passed through.
+   * JW_ELIMIT (max_output_bytes), -EDQUOT (max_disk_per_owner) or the
+   * write error (-ENOSPC, -EIO, ...). May be NULL. data is passed through.
    */
   void (*on_drop)(const char *id, const char *owner, int err, void *data);
   void *data;
