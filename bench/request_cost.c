@@ -9,7 +9,9 @@
  *   2M-empty-args   4 MB of two million empty args, refused now by the
  *                   count; "unchecked" times what the handler did before
  *                   the caps: protobuf-c unpacks it and the supervisor
- *                   copies it and tries to start it.
+ *                   copies it and tries to start it;
+ *   4MB-one-arg     one 4 MB argument: the check reads all of it (NUL,
+ *                   UTF-8) before the byte cap refuses it.
  *
  * Prints one line per measurement: min and median of --runs runs, in ms,
  * and the peak RSS. The supervisor's data directory is a fresh temporary
@@ -107,12 +109,12 @@ int main(int argc, char **argv) {
   memset(env, 'v', sizeof(env));
   memcpy(env, "K=", 2);
   put_str(&worst, 1, "true", 4);
-  for (int i = 0; i < 1024; i++)
+  for (int i = 0; i < 1023; i++)
     put_str(&worst, 2, arg, sizeof(arg));
   for (int i = 0; i < 256; i++)
     put_str(&worst, 3, env, sizeof(env));
-  /* The rest of the 256 KiB in the last argument. */
-  size_t used = 4 + 1024 * sizeof(arg) + 256 * sizeof(env);
+  /* The rest of the 256 KiB in the 1024th argument. */
+  size_t used = 4 + 1023 * sizeof(arg) + 256 * sizeof(env);
   char *rest = malloc(256 * 1024 - used);
   memset(rest, 'z', 256 * 1024 - used);
   put_str(&worst, 2, rest, 256 * 1024 - used - 1);
@@ -164,6 +166,25 @@ int main(int argc, char **argv) {
     uv_run(&loop, UV_RUN_NOWAIT);
   }
   report("2M-empty-args unchecked (before)", ns, runs);
+
+  /* The walk's own worst: one 4 MB string, read in full before refusal. */
+  wire_t one = {0};
+  char *text = malloc(4000000);
+  memset(text, 'x', 4000000);
+  put_str(&one, 1, "true", 4);
+  put_str(&one, 2, text, 4000000);
+  free(text);
+  for (int i = 0; i < runs; i++) {
+    Jobworker__V1__JobRequest *r;
+    uint64_t t0 = uv_hrtime();
+    int code =
+        jw_request_decode_start(one.p, one.len, NULL, &r, msg, sizeof(msg));
+    ns[i] = uv_hrtime() - t0;
+    if (code == 0)
+      return 1;
+  }
+  report("4MB-one-arg checked (refused)", ns, runs);
+  free(one.p);
 
   int done = 0;
   jw_supervisor_shutdown(sup, on_done, &done);

@@ -202,20 +202,21 @@ static bool check_payload(walk_t *w, const ProtobufCFieldDescriptor *f,
   char name[96];
   if (f->type == PROTOBUF_C_TYPE_STRING) {
     name_field(name, sizeof(name), prefix, f, 0, index);
-    if (memchr(p, 0, n) != NULL) {
-      snprintf(w->msg, w->size, "%s contains a NUL byte", name);
-      return false;
-    }
-    if (utf8_valid_prefix(p, n) != n) {
-      snprintf(w->msg, w->size, "%s is not valid UTF-8", name);
-      return false;
-    }
+    /* The cap first, so that an oversized string is not even read. */
     w->string_bytes += n;
     if (w->rules->max_string_bytes > 0 &&
         w->string_bytes > w->rules->max_string_bytes) {
       snprintf(w->msg, w->size,
                "the request's strings take more than %zu bytes (%s)",
                w->rules->max_string_bytes, w->rules->bytes_flag);
+      return false;
+    }
+    if (memchr(p, 0, n) != NULL) {
+      snprintf(w->msg, w->size, "%s contains a NUL byte", name);
+      return false;
+    }
+    if (utf8_valid_prefix(p, n) != n) {
+      snprintf(w->msg, w->size, "%s is not valid UTF-8", name);
       return false;
     }
     return true;
