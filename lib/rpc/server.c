@@ -23,6 +23,12 @@
 
 typedef struct sconn_s sconn_t;
 
+/*
+ * How long an expired server stream may take to get its DEADLINE_EXCEEDED
+ * trailers out (behind flow control) before it is reset instead.
+ */
+#define EXPIRED_GRACE_MS 2000
+
 enum call_state {
   CALL_RECV,      /* request arriving; library-owned */
   CALL_HANDLER,   /* dispatched; the handler owns it */
@@ -73,6 +79,7 @@ struct jw_rpc_call_s {
   bool cancel_pending; /* cancel while a callback of ours held the call */
   bool aborted;        /* cut off: send nothing more */
   bool zombie;         /* stream gone, handler owes an end, no cancel cb */
+  bool expired; /* a started stream's deadline passed: trailers, no pull */
 
   uv_timer_t *deadline;
   char tag[64];
@@ -588,12 +595,30 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
   return 0;
 }
 
-static void deadline_cb(uv_timer_t *t) {
+/*
+ * An expired stream's trailers did not go out within the grace period
+ * (the client gives no flow-control window for the rest of a message
+ * already begun): it is reset after all.
+ */
+static void expired_cb(uv_timer_t *t) {
   jw_rpc_call_t *call = t->data;
   if (call == NULL || call->sc == NULL)
     return;
   sconn_t *sc = call->sc;
   stop_deadline(call);
+  call->aborted = true;
+  nghttp2_submit_rst_stream(sc->c.h2, NGHTTP2_FLAG_NONE, call->stream_id,
+                            NGHTTP2_CANCEL);
+  jw__conn_schedule(&sc->c);
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  jw_rpc_call_t *call = t->data;
+  if (call == NULL || call->sc == NULL)
+    return;
+  sconn_t *sc = call->sc;
+  if (call->state != CALL_STREAMING)
+    stop_deadline(call);
   switch (call->state) {
   case CALL_RECV:
     submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
@@ -606,12 +631,25 @@ static void deadline_cb(uv_timer_t *t) {
     notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
     break;
   case CALL_STREAMING:
-    /* Headers went out already: the stream can only be reset. */
-    nghttp2_submit_rst_stream(sc->c.h2, NGHTTP2_FLAG_NONE, call->stream_id,
-                              NGHTTP2_CANCEL);
+    /*
+     * Headers went out already: the stream ends with trailers saying
+     * DEADLINE_EXCEEDED. A reset would race the client's own timer, and a
+     * client whose timer lost would report CANCELLED. The handler hears
+     * of it now and its pull is not called again; data_read_cb sends what
+     * is left of a message already begun, then the trailers.
+     */
     set_status(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-    call->aborted = true;
     notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    call->aborted = false;
+    call->expired = true;
+    if (call->deferred) {
+      call->deferred = false;
+      call->want_resume = false;
+      nghttp2_session_resume_data(sc->c.h2, call->stream_id);
+    }
+    /* The rest of a message and the trailers may wait for flow
+     * control; the same timer bounds that wait. */
+    uv_timer_start(t, expired_cb, EXPIRED_GRACE_MS, 0);
     break;
   default:
     break;

@@ -593,6 +593,66 @@ class DeadlinesAndCancel(ServerCase):
         finally:
             self.stop_quietly(st.id)
 
+    def test_stream_deadline_is_deadline_exceeded_every_time(self):
+        # The server's timer and the client's fire together; a server that
+        # reset the stream (RST_STREAM CANCEL) instead of sending
+        # grpc-status 4 made the client report CANCELLED whenever the reset
+        # won the race. Four readers, five calls each, all must end with
+        # DEADLINE_EXCEEDED.
+        st = self.start("sleep", ["60"])
+        codes = []
+        lock = threading.Lock()
+
+        def reader():
+            for _ in range(5):
+                try:
+                    for _ in self.alice.GetOutput(
+                            pb.GetOutputRequest(id=st.id), timeout=1):
+                        pass
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as e:
+                    code = e.code()
+                with lock:
+                    codes.append(code)
+
+        try:
+            threads = [threading.Thread(target=reader) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            self.assertFalse(any(t.is_alive() for t in threads),
+                             "a reader did not end")
+            self.assertEqual(len(codes), 20)
+            wrong = [c for c in codes
+                     if c != grpc.StatusCode.DEADLINE_EXCEEDED]
+            self.assertEqual(wrong, [], "codes other than "
+                             "DEADLINE_EXCEEDED: %d of 20 (%s)" %
+                             (len(wrong), sorted({str(c) for c in wrong})))
+        finally:
+            self.stop_quietly(st.id)
+
+    def test_server_deadline_sends_status_4_on_started_stream(self):
+        # Seen on the wire (no client-side deadline timer in python3-h2):
+        # the stream's headers went out, then the deadline passes, and the
+        # stream ends with trailers grpc-status 4, not a reset.
+        st = self.start("sh", ["-c", "echo started; sleep 60"])
+        try:
+            c = ic.h2_request(self.server.port, SVC + "GetOutput",
+                              ic.grpc_frame(pb.GetOutputRequest(
+                                  id=st.id).SerializeToString()),
+                              extra_headers=[("grpc-timeout", "500m")],
+                              timeout=10)
+            self.assertEqual(c.status, "200", vars(c))
+            self.assertTrue(c.data.startswith(b"\x00"), vars(c))
+            self.assertIsNone(c.reset, vars(c))
+            self.assertTrue(c.ended, vars(c))
+            self.assertEqual(c.trailers.get("grpc-status"), "4", vars(c))
+            self.assertEqual(c.trailers.get("grpc-message"),
+                             "deadline exceeded", vars(c))
+        finally:
+            self.stop_quietly(st.id)
+
     def test_cancel_stream_midway(self):
         st = self.start("sh", ["-c", 'i=0; while [ $i -lt 300 ]; do '
                                'echo "line $i"; i=$((i+1)); sleep 0.05; done'])
