@@ -29,8 +29,15 @@ typedef struct sconn_s sconn_t;
  */
 #define EXPIRED_GRACE_MS 2000
 
+/*
+ * A request that is not gRPC is answered once it ended, or once this much
+ * of its body was read and thrown away, whichever comes first.
+ */
+#define HTTP_DISCARD_MAX (64 * 1024)
+
 enum call_state {
   CALL_RECV,      /* request arriving; library-owned */
+  CALL_HTTP,      /* not a gRPC request: body discarded, answered at its end */
   CALL_HANDLER,   /* dispatched; the handler owns it */
   CALL_STREAMING, /* a server stream; the handler's pull owns it */
   CALL_ENDED,     /* the response is ending or was cut off */
@@ -47,6 +54,7 @@ struct jw_rpc_call_s {
   /* Request headers. */
   char *path;
   bool post;
+  bool head;
   bool grpc_ctype;
   bool have_ctype;
   bool encoded; /* grpc-encoding other than identity */
@@ -54,6 +62,8 @@ struct jw_rpc_call_s {
   bool bad_timeout;
   uint64_t timeout_ms;
   size_t header_bytes;
+  int http_status; /* CALL_HTTP: the answer's :status */
+  size_t discarded;
   const jw_rpc_method_t *method;
 
   /* Request body. */
@@ -413,6 +423,76 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
   return 0;
 }
 
+/* ---- Requests that are not gRPC --------------------------------------- */
+
+static const char http_text[] =
+    "this is a gRPC server (jobworker.v1.JobWorker): send gRPC requests, "
+    "POST with content-type application/grpc\n";
+
+static ssize_t http_text_read_cb(nghttp2_session *session, int32_t stream_id,
+                                 uint8_t *buf, size_t length, uint32_t *flags,
+                                 nghttp2_data_source *source, void *user_data) {
+  jw_rpc_call_t *call = source->ptr;
+  if (call == NULL || call->sc == NULL)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  size_t n = sizeof(http_text) - 1 - call->out_off;
+  if (n > length)
+    n = length;
+  memcpy(buf, http_text + call->out_off, n);
+  call->out_off += n;
+  if (call->out_off == sizeof(http_text) - 1)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+/*
+ * Marks a request that is not gRPC (another method, another content
+ * type): a plain HTTP answer with a short text follows once the request
+ * ended, as an HTTP client expects, and never a gRPC Trailers-Only
+ * response it would not understand. why is what the log says.
+ */
+static void http_refuse(jw_rpc_call_t *call, int http_status, const char *why) {
+  call->state = CALL_HTTP;
+  call->http_status = http_status;
+  set_status(call, JW_GRPC_INTERNAL, why);
+}
+
+/* Sends the answer of a CALL_HTTP request; HEAD gets the headers alone. */
+static void http_answer(jw_rpc_call_t *call) {
+  static const char ctype_text[] = "text/plain; charset=utf-8";
+  char hs[8];
+  char cl[16];
+  snprintf(hs, sizeof(hs), "%d", call->http_status);
+  snprintf(cl, sizeof(cl), "%zu", sizeof(http_text) - 1);
+  nghttp2_nv nva[4] = {
+      JW__NV(":status", hs, strlen(hs)),
+      JW__NV("content-type", ctype_text, sizeof(ctype_text) - 1),
+      JW__NV("content-length", cl, strlen(cl)), JW__NV("allow", "POST", 4)};
+  nghttp2_data_provider prd;
+  prd.source.ptr = call;
+  prd.read_callback = http_text_read_cb;
+  call->state = CALL_ENDED;
+  call->headers_sent = true;
+  call->out_off = 0;
+  jw__conn_schedule(&call->sc->c);
+  if (nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
+                              call->http_status == 405 ? 4 : 3,
+                              call->head ? NULL : &prd) != 0)
+    nghttp2_submit_rst_stream(call->sc->c.h2, NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+}
+
+/*
+ * Request body bytes nobody will read: a refused request's. They are
+ * still credited back to the flow-control windows (nghttp2's automatic
+ * WINDOW_UPDATE does that as they arrive). Returns true once more than
+ * HTTP_DISCARD_MAX bytes were thrown away.
+ */
+static bool discard_body(jw_rpc_call_t *call, size_t len) {
+  call->discarded += len;
+  return call->discarded > HTTP_DISCARD_MAX;
+}
+
 static int submit_headers_with_body(jw_rpc_call_t *call) {
   nghttp2_nv nva[2] = {
       JW__NV(":status", "200", 3),
@@ -576,6 +656,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (name_is(name, namelen, ":method")) {
     call->post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+    call->head = valuelen == 4 && memcmp(value, "HEAD", 4) == 0;
   } else if (name_is(name, namelen, ":path")) {
     free(call->path);
     call->path = strndup((const char *)value, valuelen);
@@ -669,13 +750,13 @@ static const jw_rpc_method_t *find_method(jw_rpc_server_t *srv,
 static void headers_done(sconn_t *sc, jw_rpc_call_t *call) {
   char msg[256];
   if (!call->post) {
-    submit_error(call, 405, JW_GRPC_INTERNAL, "only POST is supported");
+    http_refuse(call, 405, "only POST is supported");
     return;
   }
   if (!call->grpc_ctype) {
-    submit_error(call, 415, JW_GRPC_INTERNAL,
-                 call->have_ctype ? "invalid gRPC request content-type"
-                                  : "missing gRPC request content-type");
+    http_refuse(call, 415,
+                call->have_ctype ? "invalid gRPC request content-type"
+                                 : "missing gRPC request content-type");
     return;
   }
   if (call->path == NULL || call->path[0] != '/') {
@@ -730,6 +811,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
                          void *user_data) {
   sconn_t *sc = user_data;
   jw_rpc_call_t *call = stream_call(sc, stream_id);
+  if (call != NULL && call->state == CALL_HTTP) {
+    if (discard_body(call, len))
+      http_answer(call);
+    return 0;
+  }
   if (call == NULL || call->state != CALL_RECV)
     return 0;
   while (call->state == CALL_RECV) {
@@ -791,13 +877,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
     return 0;
   jw_rpc_call_t *call = stream_call(sc, frame->hd.stream_id);
-  if (call == NULL || call->state != CALL_RECV)
+  if (call == NULL || (call->state != CALL_RECV && call->state != CALL_HTTP))
     return 0;
   if (frame->hd.type == NGHTTP2_HEADERS &&
       frame->headers.cat == NGHTTP2_HCAT_REQUEST)
     headers_done(sc, call);
-  if (call->state == CALL_RECV && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+  if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  if (call->state == CALL_RECV)
     dispatch(sc, call);
+  else if (call->state == CALL_HTTP)
+    http_answer(call);
   return 0;
 }
 

@@ -952,11 +952,23 @@ END_TEST
 
 START_TEST(test_bad_content_type_415) {
   h2res_t r;
+  uint8_t body[3000];
+  memset(body, 'x', sizeof(body));
   start_server(0, 0, 0);
+  /* A plain HTTP answer with a text body, not a gRPC Trailers-Only one. */
   raw_request("alice", "/test.Svc/Echo", "text/plain", NULL, 0, &r);
   ck_assert_str_eq(r.status, "415");
+  ck_assert_str_eq(r.ctype, "text/plain; charset=utf-8");
+  ck_assert_str_eq(r.grpc_status, "");
+  ck_assert_int_ge(r.data_frames, 1);
   raw_request("alice", "/test.Svc/Echo", NULL, NULL, 0, &r);
   ck_assert_str_eq(r.status, "415");
+  ck_assert_int_ge(r.data_frames, 1);
+  /* The body is read and thrown away; the answer follows its end. */
+  raw_request("alice", "/test.Svc/Echo", "application/json", body, sizeof(body),
+              &r);
+  ck_assert_str_eq(r.status, "415");
+  ck_assert_int_ge(r.data_frames, 1);
 }
 END_TEST
 

@@ -531,6 +531,53 @@ class Http2(ServerCase):
         # Still serving.
         self.alice.List(pb.ListRequest(), timeout=RPC_TIMEOUT)
 
+    def test_non_grpc_requests_get_http_answers(self):
+        # An HTTP client (curl, a browser, a health checker) gets an HTTP
+        # answer with a text body, not a gRPC Trailers-Only response.
+        cases = [("GET", None, b"", "405"), ("DELETE", None, b"", "405"),
+                 ("POST", "application/json", b'{"a": 1}' * 500, "415"),
+                 ("POST", None, b"x" * 20000, "415"),
+                 ("GET", "application/grpc", b"", "405")]
+        for method, ct, body, want in cases:
+            with self.subTest(method=method, ct=ct):
+                c = ic.h2_request(self.server.port, "/", body,
+                                  content_type=ct, method=method)
+                self.assertEqual(c.status, want, vars(c))
+                self.assertTrue(c.ended, vars(c))
+                self.assertIsNone(c.reset, vars(c))
+                self.assertEqual(c.headers.get("content-type"),
+                                 "text/plain; charset=utf-8", vars(c))
+                self.assertNotIn("grpc-status", c.headers)
+                self.assertEqual(c.trailers, {})
+                self.assertIn(b"gRPC server", c.data)
+                self.assertEqual(int(c.headers["content-length"]),
+                                 len(c.data))
+                if want == "405":
+                    self.assertEqual(c.headers.get("allow"), "POST")
+        c = ic.h2_request(self.server.port, "/", b"", content_type=None,
+                          method="HEAD")
+        self.assertEqual(c.status, "405", vars(c))
+        self.assertTrue(c.ended, vars(c))
+        self.assertEqual(c.data, b"", "a HEAD answer has no body")
+        self.alice.List(pb.ListRequest(), timeout=RPC_TIMEOUT)
+
+    def test_non_grpc_answer_waits_for_end_of_request(self):
+        # Answering before the request ended (and resetting it) loses the
+        # answer for clients still sending; it follows END_STREAM instead.
+        c = ic.h2_request(self.server.port, "/", b"partial body",
+                          content_type="text/plain", end_stream=False,
+                          timeout=1.0)
+        self.assertIsNone(c.status, "answered before the request ended: "
+                          "%r" % vars(c))
+        self.assertIsNone(c.reset, vars(c))
+        # A body past the server's discard cap (64 KiB) is answered without
+        # waiting for its end; the stream is then reset with NO_ERROR.
+        c = ic.h2_request(self.server.port, "/", b"y" * (80 << 10),
+                          content_type="text/plain", end_stream=False,
+                          timeout=5.0)
+        self.assertEqual(c.status, "415", vars(c))
+        self.assertIn(c.reset, (None, 0), vars(c))
+
     def test_peer_vanishes_mid_stream(self):
         st = self.start("sh", ["-c", 'i=0; while [ $i -lt 600 ]; do '
                                'echo "tick $i"; i=$((i+1)); sleep 0.05; '
