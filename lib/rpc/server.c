@@ -57,7 +57,8 @@ struct jw_rpc_call_s {
   bool head;
   bool grpc_ctype;
   bool have_ctype;
-  bool encoded; /* grpc-encoding other than identity */
+  bool encoded;         /* grpc-encoding other than identity */
+  bool refuse_encoding; /* the error says which encodings we take */
   bool have_timeout;
   bool bad_timeout;
   uint64_t timeout_ms;
@@ -286,6 +287,8 @@ static void call_stream_gone(jw_rpc_call_t *call, int status,
 /* ---- Sending ---------------------------------------------------------- */
 
 static const char ctype_grpc[] = "application/grpc";
+/* The message encodings the server takes (grpc-accept-encoding). */
+static const char accept_encoding[] = "identity";
 
 /*
  * Percent-encodes message into enc; a message too long for it is cut, but
@@ -328,17 +331,23 @@ static int submit_error(jw_rpc_call_t *call, int http_status, int status,
   snprintf(hs, sizeof(hs), "%d", http_status);
   snprintf(st, sizeof(st), "%d", status);
   size_t elen = encode_message(message, enc, sizeof(enc));
-  nghttp2_nv nva[4] = {
+  nghttp2_nv nva[5] = {
       JW__NV(":status", hs, strlen(hs)),
       JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
-      JW__NV("grpc-status", st, strlen(st)), JW__NV("grpc-message", enc, elen)};
+      JW__NV("grpc-status", st, strlen(st))};
+  size_t nnv = 3;
+  if (call->refuse_encoding)
+    nva[nnv++] = (nghttp2_nv)JW__NV("grpc-accept-encoding", accept_encoding,
+                                    sizeof(accept_encoding) - 1);
+  if (mlen > 0)
+    nva[nnv++] = (nghttp2_nv)JW__NV("grpc-message", enc, elen);
   call->headers_sent = true;
   set_status(call, status, message);
   call->state = CALL_ENDED;
   stop_deadline(call);
   jw__conn_schedule(&call->sc->c);
-  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
-                                 mlen > 0 ? 4 : 3, NULL);
+  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, nnv,
+                                 NULL);
 }
 
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
@@ -835,6 +844,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
                call->defr.need, call->defr.max_message);
       submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED, text);
     } else if (r == JW_EINVAL && call->encoded) {
+      call->refuse_encoding = true;
       submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
                    "compressed messages are not supported");
     } else if (r == JW_EINVAL) {

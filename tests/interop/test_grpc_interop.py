@@ -531,6 +531,22 @@ class Http2(ServerCase):
         # Still serving.
         self.alice.List(pb.ListRequest(), timeout=RPC_TIMEOUT)
 
+    def test_compressed_request_refused_with_accept_encoding(self):
+        # gRPC's compression spec: a message in an encoding the server does
+        # not take is UNIMPLEMENTED, and grpc-accept-encoding tells the
+        # client what to send instead.
+        body = b"\x01" + (3).to_bytes(4, "big") + b"abc"
+        for enc in ("gzip", "deflate", "snappy"):
+            with self.subTest(enc):
+                c = ic.h2_request(self.server.port, SVC + "List", body,
+                                  extra_headers=[("grpc-encoding", enc)])
+                self.assertEqual(c.status, "200", vars(c))
+                self.assertEqual(c.grpc_status(),
+                                 grpc.StatusCode.UNIMPLEMENTED.value[0],
+                                 vars(c))
+                self.assertEqual(c.headers.get("grpc-accept-encoding"),
+                                 "identity", vars(c))
+
     def test_non_grpc_requests_get_http_answers(self):
         # An HTTP client (curl, a browser, a health checker) gets an HTTP
         # answer with a text body, not a gRPC Trailers-Only response.
