@@ -69,6 +69,7 @@ struct jw__conn_s {
   bool no_socket;     /* plaintext test mode: output stays in gather */
   bool hs_deferred;   /* server handshake step put off to the next turn */
   int alert_recv;     /* the last fatal TLS alert received, or -1 */
+  int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */
