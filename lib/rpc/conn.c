@@ -468,16 +468,27 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
  */
 #define HANDSHAKES_PER_TURN 2
 
-static bool handshake_budget(uv_loop_t *loop) {
-  static _Thread_local uv_loop_t *turn_loop;
-  static _Thread_local uint64_t turn_now;
-  static _Thread_local int used;
-  if (turn_loop != loop || turn_now != uv_now(loop)) {
-    turn_loop = loop;
-    turn_now = uv_now(loop);
-    used = 0;
+static void turns_prepare_cb(uv_prepare_t *h) {
+  jw__turns_t *t = h->data;
+  t->turn++;
+}
+
+void jw__turns_init(jw__turns_t *t, uv_loop_t *loop) {
+  t->turn = 1;
+  t->spent_turn = 0;
+  t->spent = 0;
+  uv_prepare_init(loop, &t->prepare);
+  t->prepare.data = t;
+  uv_prepare_start(&t->prepare, turns_prepare_cb);
+  uv_unref((uv_handle_t *)&t->prepare);
+}
+
+static bool handshake_budget(jw__turns_t *t) {
+  if (t->spent_turn != t->turn) {
+    t->spent_turn = t->turn;
+    t->spent = 0;
   }
-  return used++ < HANDSHAKES_PER_TURN;
+  return t->spent++ < HANDSHAKES_PER_TURN;
 }
 
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
@@ -492,7 +503,7 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     goto out;
   }
   if (!c->tls_up) {
-    if (c->server && !handshake_budget(c->loop)) {
+    if (c->turns != NULL && !handshake_budget(c->turns)) {
       c->hs_deferred = true;
       jw__conn_schedule(c);
       goto out;

@@ -122,6 +122,8 @@ struct jw_rpc_server_s {
   SSL_CTX *ssl;
   uv_tcp_t listener;
   uv_timer_t shutdown_timer;
+  jw__turns_t turns; /* the connections' handshake budget */
+  bool turns_open;
   bool listener_open;
   bool timer_open;
   bool shutting_down;
@@ -1109,6 +1111,7 @@ static void on_connection(uv_stream_t *server, int status) {
     free(sc);
     return;
   }
+  sc->c.turns = &srv->turns;
   sc->next = srv->conns;
   if (srv->conns != NULL)
     srv->conns->prev = sc;
@@ -1225,24 +1228,42 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->shutdown_timer.data = srv;
   srv->timer_open = true;
+  jw__turns_init(&srv->turns, loop);
+  srv->turns_open = true;
   *out = srv;
   return 0;
 }
 
 int jw_rpc_server_port(const jw_rpc_server_t *srv) { return srv->port; }
 
-static void shutdown_timer_closed_cb(uv_handle_t *h) {
-  jw_rpc_server_t *srv = h->data;
-  srv->timer_open = false;
+/* The last of the server's own handles closed: it is done. */
+static void server_handles_closed(jw_rpc_server_t *srv) {
+  if (srv->timer_open || srv->turns_open)
+    return;
   srv->done = true;
   if (srv->done_cb != NULL)
     srv->done_cb(srv, srv->done_data);
+}
+
+static void shutdown_timer_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->timer_open = false;
+  server_handles_closed(srv);
+}
+
+static void turns_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->turns_open = false;
+  server_handles_closed(srv);
 }
 
 static void maybe_done(jw_rpc_server_t *srv) {
   if (!srv->shutting_down || srv->listener_open || srv->nconns > 0 ||
       !srv->timer_open || uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
     return;
+  /* Closing stops the prepare handle: data can point at the server now. */
+  srv->turns.prepare.data = srv;
+  uv_close((uv_handle_t *)&srv->turns.prepare, turns_closed_cb);
   uv_close((uv_handle_t *)&srv->shutdown_timer, shutdown_timer_closed_cb);
 }
 
