@@ -90,7 +90,6 @@ struct jw_rpc_call_s {
   bool cancel_pending; /* cancel while a callback of ours held the call */
   bool aborted;        /* cut off: send nothing more */
   bool zombie;         /* stream gone, handler owes an end, no cancel cb */
-  bool expired; /* a started stream's deadline passed: trailers, no pull */
 
   uv_timer_t *deadline;
   char tag[64];
@@ -732,8 +731,9 @@ static void deadline_cb(uv_timer_t *t) {
      */
     set_status(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
     notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-    call->aborted = false;
-    call->expired = true;
+    call->pull = NULL;
+    call->state = CALL_ENDED;
+    call->aborted = false; /* the trailers still go out */
     if (call->deferred) {
       call->deferred = false;
       call->want_resume = false;
