@@ -607,6 +607,29 @@ START_TEST(test_deadline) {
 }
 END_TEST
 
+/*
+ * A server stream under way when its deadline passes: the handler hears
+ * of it once, its pull is not called again (stream_cancel frees what the
+ * pull uses), and the call ends with DEADLINE_EXCEEDED.
+ */
+START_TEST(test_stream_deadline) {
+  cl_t c;
+  res_t r = {0}, after = {0};
+  start_server(0, 0, 0);
+  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  r.check_pattern = true;
+  call_wait(&c, "/test.Svc/Stream", "forever", 7, 200, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_DEADLINE_EXCEEDED);
+  ck_assert(!r.bad_pattern);
+  wait_until(cancel_seen, NULL);
+  call_wait(&c, "/test.Svc/Echo", "x", 1, 0, &after);
+  ck_assert_int_eq(after.status, JW_GRPC_OK);
+  ck_assert_int_eq(g_cancels, 1);
+  free(after.buf);
+  client_close(&c);
+}
+END_TEST
+
 START_TEST(test_client_disconnect_cancels) {
   cl_t c;
   res_t r = {0};
@@ -1091,6 +1114,7 @@ int main(void) {
   tcase_add_test(tc, test_paused_client_holds_server);
   tcase_add_test(tc, test_cancel_mid_stream);
   tcase_add_test(tc, test_deadline);
+  tcase_add_test(tc, test_stream_deadline);
   tcase_add_test(tc, test_client_disconnect_cancels);
   tcase_add_test(tc, test_two_clients_identities);
   tcase_add_test(tc, test_untrusted_server_ca);
