@@ -45,6 +45,7 @@ int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
   c->owner = owner;
   c->server = server;
   c->alert_recv = -1;
+  c->alert_sent = -1;
   if ((rc = uv_tcp_init(loop, &c->tcp)) != 0)
     return rc;
   c->tcp.data = c;
@@ -56,13 +57,35 @@ int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
   return 0;
 }
 
-/* Records fatal alerts the peer sends, for the client's error sentence. */
+/*
+ * Records the fatal alerts the peer sent and those OpenSSL sent on our
+ * side, for the error sentence. SSL_CB_READ_ALERT and SSL_CB_WRITE_ALERT
+ * share the SSL_CB_ALERT bit: which way the alert went is the READ or
+ * WRITE bit.
+ */
 static void info_cb(const SSL *ssl, int where, int ret) {
-  if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL) {
-    jw__conn_t *c = SSL_get_app_data(ssl);
-    if (c != NULL)
-      c->alert_recv = ret & 0xff;
-  }
+  if (!(where & SSL_CB_ALERT) || (ret >> 8) != SSL3_AL_FATAL)
+    return;
+  jw__conn_t *c = SSL_get_app_data(ssl);
+  if (c == NULL)
+    return;
+  if (where & SSL_CB_READ)
+    c->alert_recv = ret & 0xff;
+  else if (where & SSL_CB_WRITE)
+    c->alert_sent = ret & 0xff;
+}
+
+/* An alert's name in lower case ("unknown ca", "certificate required"). */
+static void alert_name(int alert, char *out, size_t cap) {
+  /* OpenSSL 3.0 has no long names for these TLS 1.3 alerts. */
+  const char *desc =
+      alert == TLS13_AD_CERTIFICATE_REQUIRED ? "certificate required"
+      : alert == TLS13_AD_MISSING_EXTENSION  ? "missing extension"
+                                            : SSL_alert_desc_string_long(alert);
+  size_t i;
+  for (i = 0; desc[i] != '\0' && i + 1 < cap; i++)
+    out[i] = (char)(desc[i] >= 'A' && desc[i] <= 'Z' ? desc[i] + 32 : desc[i]);
+  out[i] = '\0';
 }
 
 static bool is_ip(const char *host) {
@@ -167,14 +190,9 @@ static void tls_failed(jw__conn_t *c) {
                   X509_verify_cert_error_string(vr));
     return;
   }
+  char low[64];
   if (c->alert_recv >= 0) {
-    const char *desc = SSL_alert_desc_string_long(c->alert_recv);
-    char low[64];
-    size_t i;
-    for (i = 0; desc[i] != '\0' && i + 1 < sizeof(low); i++)
-      low[i] =
-          (char)(desc[i] >= 'A' && desc[i] <= 'Z' ? desc[i] + 32 : desc[i]);
-    low[i] = '\0';
+    alert_name(c->alert_recv, low, sizeof(low));
     switch (c->alert_recv) {
     case SSL3_AD_BAD_CERTIFICATE:
     case SSL3_AD_UNSUPPORTED_CERTIFICATE:
@@ -196,6 +214,13 @@ static void tls_failed(jw__conn_t *c) {
       break;
     }
     jw__conn_fail(c, JW_ETLS, "the peer sent a TLS alert: %s", low);
+    return;
+  }
+  if (c->alert_sent >= 0) {
+    /* Our side refused the handshake (no certificate, no h2, TLS 1.2). */
+    alert_name(c->alert_sent, low, sizeof(low));
+    jw__conn_fail(c, JW_ETLS, "TLS handshake failed: we sent alert %s: %s", low,
+                  reason != NULL ? reason : "unknown reason");
     return;
   }
   jw__conn_fail(c, JW_ETLS, "TLS handshake failed: %s",
@@ -443,16 +468,27 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
  */
 #define HANDSHAKES_PER_TURN 2
 
-static bool handshake_budget(uv_loop_t *loop) {
-  static _Thread_local uv_loop_t *turn_loop;
-  static _Thread_local uint64_t turn_now;
-  static _Thread_local int used;
-  if (turn_loop != loop || turn_now != uv_now(loop)) {
-    turn_loop = loop;
-    turn_now = uv_now(loop);
-    used = 0;
+static void turns_prepare_cb(uv_prepare_t *h) {
+  jw__turns_t *t = h->data;
+  t->turn++;
+}
+
+void jw__turns_init(jw__turns_t *t, uv_loop_t *loop) {
+  t->turn = 1;
+  t->spent_turn = 0;
+  t->spent = 0;
+  uv_prepare_init(loop, &t->prepare);
+  t->prepare.data = t;
+  uv_prepare_start(&t->prepare, turns_prepare_cb);
+  uv_unref((uv_handle_t *)&t->prepare);
+}
+
+static bool handshake_budget(jw__turns_t *t) {
+  if (t->spent_turn != t->turn) {
+    t->spent_turn = t->turn;
+    t->spent = 0;
   }
-  return used++ < HANDSHAKES_PER_TURN;
+  return t->spent++ < HANDSHAKES_PER_TURN;
 }
 
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
@@ -467,7 +503,7 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     goto out;
   }
   if (!c->tls_up) {
-    if (c->server && !handshake_budget(c->loop)) {
+    if (c->turns != NULL && !handshake_budget(c->turns)) {
       c->hs_deferred = true;
       jw__conn_schedule(c);
       goto out;

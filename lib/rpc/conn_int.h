@@ -23,6 +23,23 @@
 
 typedef struct jw__conn_s jw__conn_t;
 
+/*
+ * Counts the turns of an event loop: a uv_prepare handle, unref'd so that
+ * it keeps no loop alive, bumps turn just before each poll for I/O. Work
+ * budgeted per turn (server handshake steps) is then bounded between one
+ * poll and the next, however many connections are ready in it. libuv
+ * 1.44 has no loop-count metric, and uv_now() only moves per millisecond.
+ */
+typedef struct {
+  uv_prepare_t prepare;
+  uint64_t turn;
+  uint64_t spent_turn; /* the turn spent counts for */
+  int spent;
+} jw__turns_t;
+
+/* Starts counting; close t->prepare with uv_close when done. */
+void jw__turns_init(jw__turns_t *t, uv_loop_t *loop);
+
 typedef struct {
   /* TLS is up. Returns 0, or a negative code to fail the connection. */
   int (*handshake_done)(jw__conn_t *c);
@@ -69,6 +86,8 @@ struct jw__conn_s {
   bool no_socket;     /* plaintext test mode: output stays in gather */
   bool hs_deferred;   /* server handshake step put off to the next turn */
   int alert_recv;     /* the last fatal TLS alert received, or -1 */
+  int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
+  jw__turns_t *turns; /* server: the handshake budget's turn counter */
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */

@@ -23,8 +23,21 @@
 
 typedef struct sconn_s sconn_t;
 
+/*
+ * How long an expired server stream may take to get its DEADLINE_EXCEEDED
+ * trailers out (behind flow control) before it is reset instead.
+ */
+#define EXPIRED_GRACE_MS 2000
+
+/*
+ * A request that is not gRPC is answered once it ended, or once this much
+ * of its body was read and thrown away, whichever comes first.
+ */
+#define HTTP_DISCARD_MAX (64 * 1024)
+
 enum call_state {
   CALL_RECV,      /* request arriving; library-owned */
+  CALL_HTTP,      /* not a gRPC request: body discarded, answered at its end */
   CALL_HANDLER,   /* dispatched; the handler owns it */
   CALL_STREAMING, /* a server stream; the handler's pull owns it */
   CALL_ENDED,     /* the response is ending or was cut off */
@@ -41,13 +54,17 @@ struct jw_rpc_call_s {
   /* Request headers. */
   char *path;
   bool post;
+  bool head;
   bool grpc_ctype;
   bool have_ctype;
-  bool encoded; /* grpc-encoding other than identity */
+  bool encoded;         /* grpc-encoding other than identity */
+  bool refuse_encoding; /* the error says which encodings we take */
   bool have_timeout;
   bool bad_timeout;
   uint64_t timeout_ms;
   size_t header_bytes;
+  int http_status; /* CALL_HTTP: the answer's :status */
+  size_t discarded;
   const jw_rpc_method_t *method;
 
   /* Request body. */
@@ -104,6 +121,8 @@ struct jw_rpc_server_s {
   SSL_CTX *ssl;
   uv_tcp_t listener;
   uv_timer_t shutdown_timer;
+  jw__turns_t turns; /* the connections' handshake budget */
+  bool turns_open;
   bool listener_open;
   bool timer_open;
   bool shutting_down;
@@ -269,6 +288,8 @@ static void call_stream_gone(jw_rpc_call_t *call, int status,
 /* ---- Sending ---------------------------------------------------------- */
 
 static const char ctype_grpc[] = "application/grpc";
+/* The message encodings the server takes (grpc-accept-encoding). */
+static const char accept_encoding[] = "identity";
 
 /*
  * Percent-encodes message into enc; a message too long for it is cut, but
@@ -311,17 +332,23 @@ static int submit_error(jw_rpc_call_t *call, int http_status, int status,
   snprintf(hs, sizeof(hs), "%d", http_status);
   snprintf(st, sizeof(st), "%d", status);
   size_t elen = encode_message(message, enc, sizeof(enc));
-  nghttp2_nv nva[4] = {
+  nghttp2_nv nva[5] = {
       JW__NV(":status", hs, strlen(hs)),
       JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
-      JW__NV("grpc-status", st, strlen(st)), JW__NV("grpc-message", enc, elen)};
+      JW__NV("grpc-status", st, strlen(st))};
+  size_t nnv = 3;
+  if (call->refuse_encoding)
+    nva[nnv++] = (nghttp2_nv)JW__NV("grpc-accept-encoding", accept_encoding,
+                                    sizeof(accept_encoding) - 1);
+  if (mlen > 0)
+    nva[nnv++] = (nghttp2_nv)JW__NV("grpc-message", enc, elen);
   call->headers_sent = true;
   set_status(call, status, message);
   call->state = CALL_ENDED;
   stop_deadline(call);
   jw__conn_schedule(&call->sc->c);
-  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
-                                 mlen > 0 ? 4 : 3, NULL);
+  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, nnv,
+                                 NULL);
 }
 
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
@@ -404,6 +431,76 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
   if (submit_trailers(call, call->status, call->message) != 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;
+}
+
+/* ---- Requests that are not gRPC --------------------------------------- */
+
+static const char http_text[] =
+    "this is a gRPC server (jobworker.v1.JobWorker): send gRPC requests, "
+    "POST with content-type application/grpc\n";
+
+static ssize_t http_text_read_cb(nghttp2_session *session, int32_t stream_id,
+                                 uint8_t *buf, size_t length, uint32_t *flags,
+                                 nghttp2_data_source *source, void *user_data) {
+  jw_rpc_call_t *call = source->ptr;
+  if (call == NULL || call->sc == NULL)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  size_t n = sizeof(http_text) - 1 - call->out_off;
+  if (n > length)
+    n = length;
+  memcpy(buf, http_text + call->out_off, n);
+  call->out_off += n;
+  if (call->out_off == sizeof(http_text) - 1)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+/*
+ * Marks a request that is not gRPC (another method, another content
+ * type): a plain HTTP answer with a short text follows once the request
+ * ended, as an HTTP client expects, and never a gRPC Trailers-Only
+ * response it would not understand. why is what the log says.
+ */
+static void http_refuse(jw_rpc_call_t *call, int http_status, const char *why) {
+  call->state = CALL_HTTP;
+  call->http_status = http_status;
+  set_status(call, JW_GRPC_INTERNAL, why);
+}
+
+/* Sends the answer of a CALL_HTTP request; HEAD gets the headers alone. */
+static void http_answer(jw_rpc_call_t *call) {
+  static const char ctype_text[] = "text/plain; charset=utf-8";
+  char hs[8];
+  char cl[16];
+  snprintf(hs, sizeof(hs), "%d", call->http_status);
+  snprintf(cl, sizeof(cl), "%zu", sizeof(http_text) - 1);
+  nghttp2_nv nva[4] = {
+      JW__NV(":status", hs, strlen(hs)),
+      JW__NV("content-type", ctype_text, sizeof(ctype_text) - 1),
+      JW__NV("content-length", cl, strlen(cl)), JW__NV("allow", "POST", 4)};
+  nghttp2_data_provider prd;
+  prd.source.ptr = call;
+  prd.read_callback = http_text_read_cb;
+  call->state = CALL_ENDED;
+  call->headers_sent = true;
+  call->out_off = 0;
+  jw__conn_schedule(&call->sc->c);
+  if (nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
+                              call->http_status == 405 ? 4 : 3,
+                              call->head ? NULL : &prd) != 0)
+    nghttp2_submit_rst_stream(call->sc->c.h2, NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+}
+
+/*
+ * Request body bytes nobody will read: a refused request's. They are
+ * still credited back to the flow-control windows (nghttp2's automatic
+ * WINDOW_UPDATE does that as they arrive). Returns true once more than
+ * HTTP_DISCARD_MAX bytes were thrown away.
+ */
+static bool discard_body(jw_rpc_call_t *call, size_t len) {
+  call->discarded += len;
+  return call->discarded > HTTP_DISCARD_MAX;
 }
 
 static int submit_headers_with_body(jw_rpc_call_t *call) {
@@ -569,6 +666,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (name_is(name, namelen, ":method")) {
     call->post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+    call->head = valuelen == 4 && memcmp(value, "HEAD", 4) == 0;
   } else if (name_is(name, namelen, ":path")) {
     free(call->path);
     call->path = strndup((const char *)value, valuelen);
@@ -588,12 +686,30 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
   return 0;
 }
 
-static void deadline_cb(uv_timer_t *t) {
+/*
+ * An expired stream's trailers did not go out within the grace period
+ * (the client gives no flow-control window for the rest of a message
+ * already begun): it is reset after all.
+ */
+static void expired_cb(uv_timer_t *t) {
   jw_rpc_call_t *call = t->data;
   if (call == NULL || call->sc == NULL)
     return;
   sconn_t *sc = call->sc;
   stop_deadline(call);
+  call->aborted = true;
+  nghttp2_submit_rst_stream(sc->c.h2, NGHTTP2_FLAG_NONE, call->stream_id,
+                            NGHTTP2_CANCEL);
+  jw__conn_schedule(&sc->c);
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  jw_rpc_call_t *call = t->data;
+  if (call == NULL || call->sc == NULL)
+    return;
+  sconn_t *sc = call->sc;
+  if (call->state != CALL_STREAMING)
+    stop_deadline(call);
   switch (call->state) {
   case CALL_RECV:
     submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
@@ -606,12 +722,26 @@ static void deadline_cb(uv_timer_t *t) {
     notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
     break;
   case CALL_STREAMING:
-    /* Headers went out already: the stream can only be reset. */
-    nghttp2_submit_rst_stream(sc->c.h2, NGHTTP2_FLAG_NONE, call->stream_id,
-                              NGHTTP2_CANCEL);
+    /*
+     * Headers went out already: the stream ends with trailers saying
+     * DEADLINE_EXCEEDED. A reset would race the client's own timer, and a
+     * client whose timer lost would report CANCELLED. The handler hears
+     * of it now and its pull is not called again; data_read_cb sends what
+     * is left of a message already begun, then the trailers.
+     */
     set_status(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-    call->aborted = true;
     notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    call->pull = NULL;
+    call->state = CALL_ENDED;
+    call->aborted = false; /* the trailers still go out */
+    if (call->deferred) {
+      call->deferred = false;
+      call->want_resume = false;
+      nghttp2_session_resume_data(sc->c.h2, call->stream_id);
+    }
+    /* The rest of a message and the trailers may wait for flow
+     * control; the same timer bounds that wait. */
+    uv_timer_start(t, expired_cb, EXPIRED_GRACE_MS, 0);
     break;
   default:
     break;
@@ -631,13 +761,13 @@ static const jw_rpc_method_t *find_method(jw_rpc_server_t *srv,
 static void headers_done(sconn_t *sc, jw_rpc_call_t *call) {
   char msg[256];
   if (!call->post) {
-    submit_error(call, 405, JW_GRPC_INTERNAL, "only POST is supported");
+    http_refuse(call, 405, "only POST is supported");
     return;
   }
   if (!call->grpc_ctype) {
-    submit_error(call, 415, JW_GRPC_INTERNAL,
-                 call->have_ctype ? "invalid gRPC request content-type"
-                                  : "missing gRPC request content-type");
+    http_refuse(call, 415,
+                call->have_ctype ? "invalid gRPC request content-type"
+                                 : "missing gRPC request content-type");
     return;
   }
   if (call->path == NULL || call->path[0] != '/') {
@@ -692,6 +822,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
                          void *user_data) {
   sconn_t *sc = user_data;
   jw_rpc_call_t *call = stream_call(sc, stream_id);
+  if (call != NULL && call->state == CALL_HTTP) {
+    if (discard_body(call, len))
+      http_answer(call);
+    return 0;
+  }
   if (call == NULL || call->state != CALL_RECV)
     return 0;
   while (call->state == CALL_RECV) {
@@ -711,6 +846,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
                call->defr.need, call->defr.max_message);
       submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED, text);
     } else if (r == JW_EINVAL && call->encoded) {
+      call->refuse_encoding = true;
       submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
                    "compressed messages are not supported");
     } else if (r == JW_EINVAL) {
@@ -753,13 +889,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
     return 0;
   jw_rpc_call_t *call = stream_call(sc, frame->hd.stream_id);
-  if (call == NULL || call->state != CALL_RECV)
+  if (call == NULL || (call->state != CALL_RECV && call->state != CALL_HTTP))
     return 0;
   if (frame->hd.type == NGHTTP2_HEADERS &&
       frame->headers.cat == NGHTTP2_HCAT_REQUEST)
     headers_done(sc, call);
-  if (call->state == CALL_RECV && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+  if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  if (call->state == CALL_RECV)
     dispatch(sc, call);
+  else if (call->state == CALL_HTTP)
+    http_answer(call);
   return 0;
 }
 
@@ -971,6 +1111,7 @@ static void on_connection(uv_stream_t *server, int status) {
     free(sc);
     return;
   }
+  sc->c.turns = &srv->turns;
   sc->next = srv->conns;
   if (srv->conns != NULL)
     srv->conns->prev = sc;
@@ -1087,24 +1228,42 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->shutdown_timer.data = srv;
   srv->timer_open = true;
+  jw__turns_init(&srv->turns, loop);
+  srv->turns_open = true;
   *out = srv;
   return 0;
 }
 
 int jw_rpc_server_port(const jw_rpc_server_t *srv) { return srv->port; }
 
-static void shutdown_timer_closed_cb(uv_handle_t *h) {
-  jw_rpc_server_t *srv = h->data;
-  srv->timer_open = false;
+/* The last of the server's own handles closed: it is done. */
+static void server_handles_closed(jw_rpc_server_t *srv) {
+  if (srv->timer_open || srv->turns_open)
+    return;
   srv->done = true;
   if (srv->done_cb != NULL)
     srv->done_cb(srv, srv->done_data);
+}
+
+static void shutdown_timer_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->timer_open = false;
+  server_handles_closed(srv);
+}
+
+static void turns_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->turns_open = false;
+  server_handles_closed(srv);
 }
 
 static void maybe_done(jw_rpc_server_t *srv) {
   if (!srv->shutting_down || srv->listener_open || srv->nconns > 0 ||
       !srv->timer_open || uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
     return;
+  /* Closing stops the prepare handle: data can point at the server now. */
+  srv->turns.prepare.data = srv;
+  uv_close((uv_handle_t *)&srv->turns.prepare, turns_closed_cb);
   uv_close((uv_handle_t *)&srv->shutdown_timer, shutdown_timer_closed_cb);
 }
 

@@ -303,6 +303,30 @@ class H2Abuse(unittest.TestCase):
         self.assertLess(grew, ac.RSS_GROWTH_MAX)
         self.finish()
 
+    def test_zero_window_deadline_still_ends_stream(self):
+        """A started GetOutput whose deadline passes ends with trailers
+        grpc-status 4 when it can; a client that gives no window for them
+        gets RST_STREAM(CANCEL) a grace period (2 s) later instead of a
+        stream held open for ever."""
+        stub = self.stub()
+        job = stub.Start(self.pb.JobRequest(command="sh", args=[
+            "-c", "echo started; sleep 60"]), timeout=10)
+        c = self.conn(client_settings=[(ac.SETTINGS_INITIAL_WINDOW_SIZE, 0)])
+        block = ac.hpack_block(ac.grpc_headers(
+            self.srv.port, "GetOutput", extra=[("grpc-timeout", "500m")]))
+        body = ic.grpc_frame(self.pb.GetOutputRequest(
+            id=job.id).SerializeToString())
+        c.send(ac.frame(ac.HEADERS, ac.END_HEADERS, 1, block) +
+               ac.frame(ac.DATA, ac.END_STREAM, 1, body))
+        # 0.5 s deadline + 2 s grace, with a wide margin for a loaded host.
+        c.read_for(20, until=lambda c: c.of_type(ac.RST_STREAM, 1))
+        self.assertEqual(len(c.of_type(ac.HEADERS, 1)), 1,
+                         "response headers only, no trailers: %r" % c.frames)
+        self.assertEqual(c.of_type(ac.DATA, 1), [])
+        self.assertEqual(c.rst_code(1), ac.CANCEL, "no reset: %r" % c.frames)
+        stub.Stop(self.pb.StopRequest(id=job.id), timeout=10)
+        self.finish()
+
     def test_bad_length_prefixes(self):
         """Length prefix 0xFFFFFFFF: RESOURCE_EXHAUSTED before anything is
         buffered; a message cut short: INTERNAL; the compressed flag

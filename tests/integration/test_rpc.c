@@ -607,6 +607,29 @@ START_TEST(test_deadline) {
 }
 END_TEST
 
+/*
+ * A server stream under way when its deadline passes: the handler hears
+ * of it once, its pull is not called again (stream_cancel frees what the
+ * pull uses), and the call ends with DEADLINE_EXCEEDED.
+ */
+START_TEST(test_stream_deadline) {
+  cl_t c;
+  res_t r = {0}, after = {0};
+  start_server(0, 0, 0);
+  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  r.check_pattern = true;
+  call_wait(&c, "/test.Svc/Stream", "forever", 7, 200, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_DEADLINE_EXCEEDED);
+  ck_assert(!r.bad_pattern);
+  wait_until(cancel_seen, NULL);
+  call_wait(&c, "/test.Svc/Echo", "x", 1, 0, &after);
+  ck_assert_int_eq(after.status, JW_GRPC_OK);
+  ck_assert_int_eq(g_cancels, 1);
+  free(after.buf);
+  client_close(&c);
+}
+END_TEST
+
 START_TEST(test_client_disconnect_cancels) {
   cl_t c;
   res_t r = {0};
@@ -952,11 +975,23 @@ END_TEST
 
 START_TEST(test_bad_content_type_415) {
   h2res_t r;
+  uint8_t body[3000];
+  memset(body, 'x', sizeof(body));
   start_server(0, 0, 0);
+  /* A plain HTTP answer with a text body, not a gRPC Trailers-Only one. */
   raw_request("alice", "/test.Svc/Echo", "text/plain", NULL, 0, &r);
   ck_assert_str_eq(r.status, "415");
+  ck_assert_str_eq(r.ctype, "text/plain; charset=utf-8");
+  ck_assert_str_eq(r.grpc_status, "");
+  ck_assert_int_ge(r.data_frames, 1);
   raw_request("alice", "/test.Svc/Echo", NULL, NULL, 0, &r);
   ck_assert_str_eq(r.status, "415");
+  ck_assert_int_ge(r.data_frames, 1);
+  /* The body is read and thrown away; the answer follows its end. */
+  raw_request("alice", "/test.Svc/Echo", "application/json", body, sizeof(body),
+              &r);
+  ck_assert_str_eq(r.status, "415");
+  ck_assert_int_ge(r.data_frames, 1);
 }
 END_TEST
 
@@ -1079,6 +1114,7 @@ int main(void) {
   tcase_add_test(tc, test_paused_client_holds_server);
   tcase_add_test(tc, test_cancel_mid_stream);
   tcase_add_test(tc, test_deadline);
+  tcase_add_test(tc, test_stream_deadline);
   tcase_add_test(tc, test_client_disconnect_cancels);
   tcase_add_test(tc, test_two_clients_identities);
   tcase_add_test(tc, test_untrusted_server_ca);

@@ -566,6 +566,69 @@ class Http2(ServerCase):
         # Still serving.
         self.alice.List(pb.ListRequest(), timeout=RPC_TIMEOUT)
 
+    def test_compressed_request_refused_with_accept_encoding(self):
+        # gRPC's compression spec: a message in an encoding the server does
+        # not take is UNIMPLEMENTED, and grpc-accept-encoding tells the
+        # client what to send instead.
+        body = b"\x01" + (3).to_bytes(4, "big") + b"abc"
+        for enc in ("gzip", "deflate", "snappy"):
+            with self.subTest(enc):
+                c = ic.h2_request(self.server.port, SVC + "List", body,
+                                  extra_headers=[("grpc-encoding", enc)])
+                self.assertEqual(c.status, "200", vars(c))
+                self.assertEqual(c.grpc_status(),
+                                 grpc.StatusCode.UNIMPLEMENTED.value[0],
+                                 vars(c))
+                self.assertEqual(c.headers.get("grpc-accept-encoding"),
+                                 "identity", vars(c))
+
+    def test_non_grpc_requests_get_http_answers(self):
+        # An HTTP client (curl, a browser, a health checker) gets an HTTP
+        # answer with a text body, not a gRPC Trailers-Only response.
+        cases = [("GET", None, b"", "405"), ("DELETE", None, b"", "405"),
+                 ("POST", "application/json", b'{"a": 1}' * 500, "415"),
+                 ("POST", None, b"x" * 20000, "415"),
+                 ("GET", "application/grpc", b"", "405")]
+        for method, ct, body, want in cases:
+            with self.subTest(method=method, ct=ct):
+                c = ic.h2_request(self.server.port, "/", body,
+                                  content_type=ct, method=method)
+                self.assertEqual(c.status, want, vars(c))
+                self.assertTrue(c.ended, vars(c))
+                self.assertIsNone(c.reset, vars(c))
+                self.assertEqual(c.headers.get("content-type"),
+                                 "text/plain; charset=utf-8", vars(c))
+                self.assertNotIn("grpc-status", c.headers)
+                self.assertEqual(c.trailers, {})
+                self.assertIn(b"gRPC server", c.data)
+                self.assertEqual(int(c.headers["content-length"]),
+                                 len(c.data))
+                if want == "405":
+                    self.assertEqual(c.headers.get("allow"), "POST")
+        c = ic.h2_request(self.server.port, "/", b"", content_type=None,
+                          method="HEAD")
+        self.assertEqual(c.status, "405", vars(c))
+        self.assertTrue(c.ended, vars(c))
+        self.assertEqual(c.data, b"", "a HEAD answer has no body")
+        self.alice.List(pb.ListRequest(), timeout=RPC_TIMEOUT)
+
+    def test_non_grpc_answer_waits_for_end_of_request(self):
+        # Answering before the request ended (and resetting it) loses the
+        # answer for clients still sending; it follows END_STREAM instead.
+        c = ic.h2_request(self.server.port, "/", b"partial body",
+                          content_type="text/plain", end_stream=False,
+                          timeout=1.0)
+        self.assertIsNone(c.status, "answered before the request ended: "
+                          "%r" % vars(c))
+        self.assertIsNone(c.reset, vars(c))
+        # A body past the server's discard cap (64 KiB) is answered without
+        # waiting for its end; the stream is then reset with NO_ERROR.
+        c = ic.h2_request(self.server.port, "/", b"y" * (80 << 10),
+                          content_type="text/plain", end_stream=False,
+                          timeout=5.0)
+        self.assertEqual(c.status, "415", vars(c))
+        self.assertIn(c.reset, (None, 0), vars(c))
+
     def test_peer_vanishes_mid_stream(self):
         st = self.start("sh", ["-c", 'i=0; while [ $i -lt 600 ]; do '
                                'echo "tick $i"; i=$((i+1)); sleep 0.05; '
@@ -625,6 +688,66 @@ class DeadlinesAndCancel(ServerCase):
             other = self.start("echo", ["fine"])
             self.wait_final(other.id)
             self.assertEqual(self.output(other.id)[0], b"fine\n")
+        finally:
+            self.stop_quietly(st.id)
+
+    def test_stream_deadline_is_deadline_exceeded_every_time(self):
+        # The server's timer and the client's fire together; a server that
+        # reset the stream (RST_STREAM CANCEL) instead of sending
+        # grpc-status 4 made the client report CANCELLED whenever the reset
+        # won the race. Four readers, five calls each, all must end with
+        # DEADLINE_EXCEEDED.
+        st = self.start("sleep", ["60"])
+        codes = []
+        lock = threading.Lock()
+
+        def reader():
+            for _ in range(5):
+                try:
+                    for _ in self.alice.GetOutput(
+                            pb.GetOutputRequest(id=st.id), timeout=1):
+                        pass
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as e:
+                    code = e.code()
+                with lock:
+                    codes.append(code)
+
+        try:
+            threads = [threading.Thread(target=reader) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            self.assertFalse(any(t.is_alive() for t in threads),
+                             "a reader did not end")
+            self.assertEqual(len(codes), 20)
+            wrong = [c for c in codes
+                     if c != grpc.StatusCode.DEADLINE_EXCEEDED]
+            self.assertEqual(wrong, [], "codes other than "
+                             "DEADLINE_EXCEEDED: %d of 20 (%s)" %
+                             (len(wrong), sorted({str(c) for c in wrong})))
+        finally:
+            self.stop_quietly(st.id)
+
+    def test_server_deadline_sends_status_4_on_started_stream(self):
+        # Seen on the wire (no client-side deadline timer in python3-h2):
+        # the stream's headers went out, then the deadline passes, and the
+        # stream ends with trailers grpc-status 4, not a reset.
+        st = self.start("sh", ["-c", "echo started; sleep 60"])
+        try:
+            c = ic.h2_request(self.server.port, SVC + "GetOutput",
+                              ic.grpc_frame(pb.GetOutputRequest(
+                                  id=st.id).SerializeToString()),
+                              extra_headers=[("grpc-timeout", "500m")],
+                              timeout=10)
+            self.assertEqual(c.status, "200", vars(c))
+            self.assertTrue(c.data.startswith(b"\x00"), vars(c))
+            self.assertIsNone(c.reset, vars(c))
+            self.assertTrue(c.ended, vars(c))
+            self.assertEqual(c.trailers.get("grpc-status"), "4", vars(c))
+            self.assertEqual(c.trailers.get("grpc-message"),
+                             "deadline exceeded", vars(c))
         finally:
             self.stop_quietly(st.id)
 

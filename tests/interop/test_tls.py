@@ -156,6 +156,49 @@ class Tls(unittest.TestCase):
         self.assertRefusedProbe(ic.tls_context(self.alice(),
                                                alpn=("http/1.1",)))
 
+    def refused_log_line(self, ctx):
+        """Connects with ctx, lets the handshake fail, and returns the
+        server's conn_refused log line for this connection (found by the
+        client's port; waits up to 10 s for it)."""
+        import socket
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        mine = "peer=127.0.0.1:%d " % raw.getsockname()[1]
+        try:
+            s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            try:
+                s.sendall(ic.H2_PREFACE)
+                s.recv(1024)
+            except (ssl.SSLError, OSError):
+                pass
+            s.close()
+        except (ssl.SSLError, OSError):
+            raw.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for line in self.server.log_text().splitlines():
+                if "event=conn_refused" in line and mine in line:
+                    return line
+            time.sleep(0.05)
+        self.fail("no conn_refused line for %s" % mine)
+
+    def test_refusals_logged_as_alerts_we_sent(self):
+        # The server's own alerts were logged as "the peer sent a TLS
+        # alert", which sends an operator looking at the wrong side.
+        cases = [
+            (ic.tls_context(None), "certificate required"),
+            (ic.tls_context(self.alice(), alpn=("http/1.1",)),
+             "no application protocol"),
+            (ic.tls_context(self.alice(), min_version=ssl.TLSVersion.TLSv1_2,
+                            max_version=ssl.TLSVersion.TLSv1_2),
+             "protocol version"),
+        ]
+        for ctx, alert in cases:
+            with self.subTest(alert):
+                line = self.refused_log_line(ctx)
+                self.assertIn('error="TLS handshake failed: we sent alert '
+                              + alert + ": ", line)
+                self.assertNotIn("peer sent", line)
+
     # -- acceptance --
 
     def test_each_tls13_suite_accepted_alone(self):
