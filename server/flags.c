@@ -44,6 +44,13 @@ static const struct {
      offsetof(jw_config_t, max_streams)},
     {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION, 10000, 1,
      3600000, offsetof(jw_config_t, handshake_timeout_ms)},
+    {"request-timeout", "TELEPORTD_REQUEST_TIMEOUT", SL_DURATION, 30000, 1,
+     3600000, offsetof(jw_config_t, request_timeout_ms)},
+    {"idle-timeout", "TELEPORTD_IDLE_TIMEOUT", SL_DURATION, 300000, 1, 86400000,
+     offsetof(jw_config_t, idle_timeout_ms)},
+    {"max-connections-per-client", "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT",
+     SL_COUNT, 32, 1, 1000000,
+     offsetof(jw_config_t, max_connections_per_client)},
 };
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
@@ -99,6 +106,16 @@ static void usage(FILE *f, const char *defdir) {
       "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
       "  --handshake-timeout DUR a TLS handshake must finish within this\n"
       "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default 10s)\n"
+      "  --request-timeout DUR  a call's request must arrive in full within\n"
+      "                         this, or the call ends with DEADLINE_EXCEEDED\n"
+      "                         (TELEPORTD_REQUEST_TIMEOUT, default 30s)\n"
+      "  --idle-timeout DUR     a connection none of whose calls is served or\n"
+      "                         sending is closed after this\n"
+      "                         (TELEPORTD_IDLE_TIMEOUT, default 5m)\n"
+      "  --max-connections-per-client N connections of one client (CN) at\n"
+      "                         once; more are refused after the handshake\n"
+      "                         (TELEPORTD_MAX_CONNECTIONS_PER_CLIENT, "
+      "default 32)\n"
       "",
       f);
   fputs(
@@ -294,6 +311,10 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"max-request-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 4},
       {"max-streams", required_argument, NULL, OPT_SERVER_LIMIT + 5},
       {"handshake-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 6},
+      {"request-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 7},
+      {"idle-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 8},
+      {"max-connections-per-client", required_argument, NULL,
+       OPT_SERVER_LIMIT + 9},
       {NULL, 0, NULL, 0},
   };
   const char *sl_val[NSERVER_LIMITS];
