@@ -333,6 +333,7 @@ static void write_cb(uv_write_t *req, int status) {
     jw__conn_fail(c, status, "write failed: %s", uv_strerror(status));
     return;
   }
+  c->nwrites++;
   jw__conn_flush(c);
   if (!c->closing && c->ops->after_io != NULL)
     c->ops->after_io(c);

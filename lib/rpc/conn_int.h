@@ -69,6 +69,7 @@ struct jw__conn_s {
   bool no_socket;     /* plaintext test mode: output stays in gather */
   bool hs_deferred;   /* server handshake step put off to the next turn */
   bool read_paused;   /* the role stopped reading (output backlog) */
+  uint64_t nwrites;   /* writes completed: the socket's progress */
   int alert_recv;     /* the last fatal TLS alert received, or -1 */
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */

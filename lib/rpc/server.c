@@ -99,10 +99,11 @@ struct sconn_s {
   jw_rpc_call_t *calls;
   size_t ncalls;
   uint64_t open_ns;
-  size_t rx_bytes;  /* request bytes held for calls still arriving */
-  size_t nready;    /* calls whose dispatch waits for the output */
-  bool rx_progress; /* request bytes arrived since the last idle check */
-  bool refused;     /* over the per-client cap: GOAWAY, then close */
+  size_t rx_bytes;      /* request bytes held for calls still arriving */
+  size_t nready;        /* calls whose dispatch waits for the output */
+  bool rx_progress;     /* request bytes arrived since the last idle check */
+  uint64_t seen_writes; /* c.nwrites at the last idle check */
+  bool refused;         /* over the per-client cap: GOAWAY, then close */
 };
 
 struct jw_rpc_server_s {
@@ -1007,8 +1008,11 @@ static void sconn_close(sconn_t *sc, bool graceful) {
  * call waits on the client when its request is still arriving (the
  * request timeout bounds that), when it is whole but waits for the
  * connection's output to drain, or when what it has to send is held back
- * by the client's flow-control window: a connection whose calls all wait
- * on the client is idle.
+ * by the client's flow-control window or by a write the client's socket
+ * has not taken: a connection whose calls all wait on the client is idle.
+ * A write that completes, like a request byte, restarts the idle timer
+ * (sc_after_io), so only a write stuck for the idle timeout ends a
+ * connection that is sending.
  */
 static bool call_busy(sconn_t *sc, jw_rpc_call_t *call) {
   nghttp2_session *h2 = sc->c.h2;
@@ -1021,7 +1025,7 @@ static bool call_busy(sconn_t *sc, jw_rpc_call_t *call) {
   case CALL_ENDED:
     if (call->state == CALL_STREAMING && call->deferred)
       return true; /* waiting for the job, not for the client */
-    if (call->stream_id <= 0 || h2 == NULL)
+    if (call->stream_id <= 0 || h2 == NULL || sc->c.writing)
       return false;
     return nghttp2_session_get_stream_remote_window_size(h2, call->stream_id) >
                0 &&
@@ -1168,13 +1172,15 @@ static void sc_after_io(jw__conn_t *c) {
   if (sc->fake)
     return;
   /* The idle timer runs while no call keeps the connection busy, and
-   * starts over whenever request bytes arrive. */
+   * starts over whenever request bytes arrive or a write completes. */
   if (!sconn_idle(sc)) {
     uv_timer_stop(&c->timer);
-  } else if (!uv_is_active((uv_handle_t *)&c->timer) || sc->rx_progress) {
+  } else if (!uv_is_active((uv_handle_t *)&c->timer) || sc->rx_progress ||
+             sc->seen_writes != c->nwrites) {
     uv_timer_start(&c->timer, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
   }
   sc->rx_progress = false;
+  sc->seen_writes = c->nwrites;
 }
 
 static void sc_closed(jw__conn_t *c) {

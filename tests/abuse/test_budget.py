@@ -9,7 +9,9 @@ bob) calls Status every 10 ms:
      big args;
   3. 1200 GetOutput streams whose reader's window is 100 bytes;
   4. HEADERS-only streams with a short --request-timeout;
-  5. one client opening every --max-connections slot.
+  5. one client opening every --max-connections slot;
+  6. 50 List calls from a client with open windows that never reads its
+     socket.
 
 Each asserts that the server's RSS (VmRSS, sampled every 50 ms) grows by
 less than RSS_BUDGET, that the attack ends by itself or by the configured
@@ -483,6 +485,43 @@ class Budget(unittest.TestCase):
             rb"\(limit 4\)", log), "no conn_refused line with the reason")
         self.assertIsNone(err, "another client was locked out: %s" % err)
         self.assertIsNotNone(st)
+
+
+    def test_6_socket_non_reader(self):
+        """50 List calls with every window open from a client that never
+        reads its socket: the replies wait in the socket and the server,
+        whose writes no longer complete, closes the connection as idle."""
+        srv = self.serve("--max-finished-per-client", "64")
+        alice = self.rpc.JobWorkerStub(ic.channel(srv.port, "alice"))
+        made = self.start_big_jobs(alice, 20, 900 * 1000)
+        self.assertGreater(made, 0)
+        time.sleep(1)
+        watch = self.watch()
+        c = ac.RawConn(srv.port, rcvbuf=64 * 1024, client_settings=[
+            (ac.SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff)])
+        self.opened.append(c)
+        port = c.sock.getsockname()[1]
+        block = ac.hpack_block(ac.grpc_headers(srv.port, "List"))
+        out = ac.frame(ac.WINDOW_UPDATE, 0, 0,
+                       (0x7fffffff - 65535).to_bytes(4, "big"))
+        for i in range(50):
+            sid = 1 + 2 * i
+            out += ac.frame(ac.HEADERS, ac.END_HEADERS, sid, block)
+            out += ac.frame(ac.DATA, ac.END_STREAM, sid, grpc_msg())
+        c.send(out)
+        closed = re.compile(rb"event=conn_close\b[^\n]*127\.0\.0\.1:%d\b"
+                            % port)
+        t0 = time.monotonic()
+        limit = IDLE_TIMEOUT_S + MARGIN_S
+        while time.monotonic() - t0 < limit and \
+                not closed.search(ic.read(srv.log_path)):
+            time.sleep(0.2)
+        took = time.monotonic() - t0
+        gone = closed.search(ic.read(srv.log_path)) is not None
+        sys.stdout.write("socket non-reader: %d jobs; closed %s after %.1f s\n"
+                         % (made, gone, took))
+        self.finish(watch, "socket non-reader")
+        self.assertTrue(gone, "the connection was never closed")
 
 
 if __name__ == "__main__":

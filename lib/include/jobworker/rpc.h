@@ -91,7 +91,8 @@ typedef struct {
   uint64_t handshake_timeout_ms;   /* 0: 10000 */
   /* 0: 300000; a connection none of whose calls is being served or sending
    * (calls whose request is still arriving, or whose output waits for the
-   * client's window, count as idle), since its last request byte. */
+   * client's window or socket, count as idle), since its last request
+   * byte or completed write. */
   uint64_t idle_timeout_ms;
   size_t max_message_bytes; /* 0: 4 MiB (request messages) */
   /*
