@@ -205,8 +205,15 @@ static void rx_release(jw_rpc_call_t *call) {
   call->rx_unacked = 0;
 }
 
-/* Gives credit to calls still arriving while the budget allows it. */
+/*
+ * Frees what calls that stopped arriving still hold (a deadline or a
+ * refusal ended them underneath the receive path), then gives credit to
+ * calls still arriving while the budget allows it.
+ */
 static void rx_grant(sconn_t *sc) {
+  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+    if (call->state != CALL_RECV && (call->rx_held > 0 || call->rx_unacked > 0))
+      rx_release(call);
   for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next) {
     if (sc->rx_bytes >= sc->srv->opts.max_buffered_request_bytes)
       return;
