@@ -241,6 +241,9 @@ class BadFlags(unittest.TestCase):
                      ["--max-request-bytes", "12"],
                      ["--max-output-bytes", "lots"],
                      ["--handshake-timeout", "forever"],
+                     ["--request-timeout", "soon"],
+                     ["--idle-timeout", "0"],
+                     ["--max-connections-per-client", "0"],
                      ["--max-finished-per-client", "1e3"]):
             r = subprocess.run([ic.TELEPORTD, "--cacert", "x", "--cert", "x",
                                 "--key", "x"] + args, capture_output=True,
@@ -252,7 +255,10 @@ class BadFlags(unittest.TestCase):
         for flag in ("--max-jobs ", "--max-jobs-per-client", "--max-streams",
                      "--max-output-bytes", "--max-finished-per-client",
                      "--max-request-bytes", "--handshake-timeout",
-                     "TELEPORTD_HANDSHAKE_TIMEOUT"):
+                     "TELEPORTD_HANDSHAKE_TIMEOUT", "--request-timeout",
+                     "TELEPORTD_REQUEST_TIMEOUT", "--idle-timeout",
+                     "TELEPORTD_IDLE_TIMEOUT", "--max-connections-per-client",
+                     "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT"):
             self.assertIn(flag.encode(), r.stdout)
 
 
