@@ -113,6 +113,7 @@ start_servers() {
   JW_PORT=$(free_port)
   "${SRV_PIN[@]}" "$TELEPORTD" --addr "127.0.0.1:$JW_PORT" \
     --cacert "$CA" --cert "$SCERT" --key "$SKEY" --data-dir "$WORK/data" \
+    --max-connections-per-client 1000 \
     --log-level warn 2>>"$WORK/teleportd.log" &
   JW_PID=$!
   wait_listen "$JW_PORT" "$JW_PID" || {

@@ -52,6 +52,13 @@ static const struct {
      256 * 1024, 0, 1ULL << 30, offsetof(jw_config_t, max_request_strings)},
     {"max-disk-per-client", "TELEPORTD_MAX_DISK_PER_CLIENT", SL_SIZE,
      10ULL << 30, 0, 1ULL << 50, offsetof(jw_config_t, max_disk_per_client)},
+    {"request-timeout", "TELEPORTD_REQUEST_TIMEOUT", SL_DURATION, 30000, 1,
+     3600000, offsetof(jw_config_t, request_timeout_ms)},
+    {"idle-timeout", "TELEPORTD_IDLE_TIMEOUT", SL_DURATION, 300000, 1, 86400000,
+     offsetof(jw_config_t, idle_timeout_ms)},
+    {"max-connections-per-client", "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT",
+     SL_COUNT, 32, 1, 1000000,
+     offsetof(jw_config_t, max_connections_per_client)},
 };
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
@@ -120,6 +127,16 @@ static void usage(FILE *f, const char *defdir) {
       "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
       "  --handshake-timeout DUR a TLS handshake must finish within this\n"
       "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default 10s)\n"
+      "  --request-timeout DUR  a call's request must arrive in full within\n"
+      "                         this, or the call ends with DEADLINE_EXCEEDED\n"
+      "                         (TELEPORTD_REQUEST_TIMEOUT, default 30s)\n"
+      "  --idle-timeout DUR     a connection none of whose calls is served or\n"
+      "                         sending is closed after this\n"
+      "                         (TELEPORTD_IDLE_TIMEOUT, default 5m)\n"
+      "  --max-connections-per-client N connections of one client (CN) at\n"
+      "                         once; more are refused after the handshake\n"
+      "                         (TELEPORTD_MAX_CONNECTIONS_PER_CLIENT, "
+      "default 32)\n"
       "",
       f);
   fputs(
@@ -319,6 +336,10 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"max-env", required_argument, NULL, OPT_SERVER_LIMIT + 8},
       {"max-request-strings", required_argument, NULL, OPT_SERVER_LIMIT + 9},
       {"max-disk-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 10},
+      {"request-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 11},
+      {"idle-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 12},
+      {"max-connections-per-client", required_argument, NULL,
+       OPT_SERVER_LIMIT + 13},
       {NULL, 0, NULL, 0},
   };
   const char *sl_val[NSERVER_LIMITS];

@@ -37,17 +37,20 @@ typedef struct {
    * Server limits (docs/protocol.md#limits). For the job limits 0 means
    * none; the others are at least 1.
    */
-  uint64_t max_jobs;                /* running jobs in all */
-  uint64_t max_jobs_per_client;     /* running jobs of one client CN */
-  uint64_t max_output_bytes;        /* output kept on disk per job */
-  uint64_t max_finished_per_client; /* finished jobs kept per client */
-  uint64_t max_request_bytes;       /* one request message */
-  uint64_t max_args;                /* JobRequest.args entries */
-  uint64_t max_env;                 /* JobRequest.env entries */
-  uint64_t max_request_strings;     /* string bytes of one request */
-  uint64_t max_disk_per_client;     /* log bytes on disk of one client */
-  uint64_t max_streams;             /* concurrent streams per connection */
-  uint64_t handshake_timeout_ms;    /* TLS handshake */
+  uint64_t max_jobs;                   /* running jobs in all */
+  uint64_t max_jobs_per_client;        /* running jobs of one client CN */
+  uint64_t max_output_bytes;           /* output kept on disk per job */
+  uint64_t max_finished_per_client;    /* finished jobs kept per client */
+  uint64_t max_request_bytes;          /* one request message */
+  uint64_t max_args;                   /* JobRequest.args entries */
+  uint64_t max_env;                    /* JobRequest.env entries */
+  uint64_t max_request_strings;        /* string bytes of one request */
+  uint64_t max_disk_per_client;        /* log bytes on disk of one client */
+  uint64_t max_streams;                /* concurrent streams per connection */
+  uint64_t handshake_timeout_ms;       /* TLS handshake */
+  uint64_t request_timeout_ms;         /* a request arriving in full */
+  uint64_t idle_timeout_ms;            /* a connection nothing happens on */
+  uint64_t max_connections_per_client; /* connections of one client CN */
   char data_dir_buf[4096];
 } jw_config_t;
 

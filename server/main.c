@@ -394,6 +394,9 @@ int main(int argc, char **argv) {
       .max_concurrent_streams = (uint32_t)s.cfg.max_streams,
       .handshake_timeout_ms = s.cfg.handshake_timeout_ms,
       .max_message_bytes = (size_t)s.cfg.max_request_bytes,
+      .request_timeout_ms = s.cfg.request_timeout_ms,
+      .idle_timeout_ms = s.cfg.idle_timeout_ms,
+      .max_connections_per_client = (uint32_t)s.cfg.max_connections_per_client,
   };
   r = jw_rpc_server_start(&s.loop, &ropts, &s.srv);
   if (r != 0) {

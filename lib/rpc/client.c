@@ -642,7 +642,7 @@ static int cl_handshake_done(jw__conn_t *c) {
     return JW_ETLS;
   }
   return jw__conn_h2_new(
-      c, client_callbacks(), cli, true,
+      c, client_callbacks(), cli, JW__H2_CONN_WINDOW,
       (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
 }
 

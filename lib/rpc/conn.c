@@ -358,6 +358,7 @@ static void write_cb(uv_write_t *req, int status) {
     jw__conn_fail(c, status, "write failed: %s", uv_strerror(status));
     return;
   }
+  c->nwrites++;
   jw__conn_flush(c);
   if (!c->closing && c->ops->after_io != NULL)
     c->ops->after_io(c);
@@ -443,6 +444,17 @@ static void on_idle(uv_idle_t *h) {
   jw__conn_flush(c);
   if (!c->closing && c->ops->after_io != NULL)
     c->ops->after_io(c);
+}
+
+void jw__conn_read_pause(jw__conn_t *c, bool pause) {
+  if (pause == c->read_paused || c->dead || c->closing ||
+      c->open_handles == 0 || uv_is_closing((uv_handle_t *)&c->tcp))
+    return;
+  c->read_paused = pause;
+  if (pause)
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  else if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+    jw__conn_fail(c, UV_EIO, "cannot resume reading");
 }
 
 void jw__conn_schedule(jw__conn_t *c) {
@@ -553,14 +565,15 @@ out:
 }
 
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
-                    void *user, bool manual_window,
+                    void *user, int32_t conn_window,
                     nghttp2_settings_entry first) {
   nghttp2_option *opt;
   int rc;
   if (nghttp2_option_new(&opt) != 0)
     return -ENOMEM;
-  if (manual_window)
-    nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* Both roles give credit back only as they consume (RFC 9113 5.2), so
+   * that the windows they advertise bound what they hold. */
+  nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
   rc = c->server ? nghttp2_session_server_new2(&c->h2, cbs, user, opt)
                  : nghttp2_session_client_new2(&c->h2, cbs, user, opt);
@@ -574,7 +587,7 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
   };
   if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
       nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
-                                            JW__H2_CONN_WINDOW) != 0)
+                                            conn_window) != 0)
     return JW_EHTTP2;
   return 0;
 }

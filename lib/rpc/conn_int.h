@@ -85,6 +85,8 @@ struct jw__conn_s {
   bool tcp_recycling; /* the client is reopening tcp for another address */
   bool no_socket;     /* plaintext test mode: output stays in gather */
   bool hs_deferred;   /* server handshake step put off to the next turn */
+  bool read_paused;   /* the role stopped reading (output backlog) */
+  uint64_t nwrites;   /* writes completed: the socket's progress */
   int alert_recv;     /* the last fatal TLS alert received, or -1 */
   int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
   jw__turns_t *turns; /* server: the handshake budget's turn counter */
@@ -112,6 +114,13 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n);
 /* Asks for a send (and the deferred hook) on the next loop turn. */
 void jw__conn_schedule(jw__conn_t *c);
 
+/*
+ * Stops (pause) or resumes reading the socket: a role whose output is
+ * backed up stops taking input that would make more of it (h2o does the
+ * same past a soft cap). Idempotent.
+ */
+void jw__conn_read_pause(jw__conn_t *c, bool pause);
+
 /* Runs the nghttp2 send loop now and starts a write if none is in flight. */
 void jw__conn_flush(jw__conn_t *c);
 
@@ -119,12 +128,14 @@ void jw__conn_flush(jw__conn_t *c);
  * Creates c's nghttp2 session in c's role with the options and SETTINGS
  * both roles share (our stream and connection windows, the header list
  * limit, a 64 KiB cap on header blocks we send) plus the role's own first
- * setting. manual_window: the caller sends WINDOW_UPDATEs itself (the
- * client, so that a paused call holds the server back). Returns 0,
- * -ENOMEM or JW_EHTTP2.
+ * setting, and conn_window as the connection's receive window. Windows
+ * are never updated automatically: each role gives credit back with
+ * nghttp2_session_consume as bytes leave its memory (the client so that a
+ * paused call holds the server back, the server so that its windows bound
+ * the request bytes it holds). Returns 0, -ENOMEM or JW_EHTTP2.
  */
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
-                    void *user, bool manual_window,
+                    void *user, int32_t conn_window,
                     nghttp2_settings_entry first);
 
 /* Marks the connection failed with err and a sentence; calls ops->failed. */

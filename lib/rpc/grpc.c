@@ -52,6 +52,7 @@ void jw_grpc_deframer_init(jw_grpc_deframer_t *d, size_t max_message) {
 void jw_grpc_deframer_reset(jw_grpc_deframer_t *d) {
   free(d->buf);
   d->buf = NULL;
+  d->cap = 0;
   d->hdr_len = 0;
   d->len = 0;
   d->need = 0;
@@ -67,6 +68,7 @@ int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
   if (d->buf != NULL && d->len == d->need && d->hdr_len == 0) {
     free(d->buf);
     d->buf = NULL;
+    d->cap = 0;
     d->len = d->need = 0;
   }
   while (*n > 0) {
@@ -96,6 +98,8 @@ int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
       *len = 0;
       return 1;
     }
+    if (*n == 0)
+      return 0; /* nothing of the body yet: nothing to buffer */
     /* The whole message is in this chunk: hand it out in place. */
     if (d->buf == NULL && *n >= d->need) {
       *msg = *p;
@@ -106,14 +110,22 @@ int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
       d->need = 0;
       return 1;
     }
-    if (d->buf == NULL) {
-      d->buf = malloc(d->need);
-      if (d->buf == NULL)
-        return -ENOMEM;
-    }
     size_t take = d->need - d->len;
     if (take > *n)
       take = *n;
+    if (d->len + take > d->cap) {
+      /* Doubling keeps the copies linear; the announced length caps it. */
+      size_t cap = d->cap ? d->cap * 2 : 16384;
+      if (cap < d->len + take)
+        cap = d->len + take;
+      if (cap > d->need)
+        cap = d->need;
+      uint8_t *nb = realloc(d->buf, cap);
+      if (nb == NULL)
+        return -ENOMEM;
+      d->buf = nb;
+      d->cap = cap;
+    }
     memcpy(d->buf + d->len, *p, take);
     d->len += take;
     *p += take;

@@ -11,6 +11,12 @@
 /* HTTP/2 settings both roles advertise. */
 #define JW__H2_STREAM_WINDOW (1 << 20)
 #define JW__H2_CONN_WINDOW (16 << 20)
+/*
+ * The server's connection window: with credit given back only under the
+ * connection's request budget, a connection holds at most the budget plus
+ * this many request bytes (docs/protocol.md#limits).
+ */
+#define JW__H2_SERVER_CONN_WINDOW (4 << 20)
 #define JW__H2_MAX_HEADER_LIST (16 * 1024)
 /* The largest response message the client accepts. */
 #define JW__CLIENT_MAX_MESSAGE (4u << 20)

@@ -72,6 +72,10 @@ struct jw_rpc_call_s {
   uint8_t *req;
   size_t req_len;
   int nmsgs;
+  size_t rx_held;         /* request bytes counted in sc->rx_bytes */
+  size_t rx_unacked;      /* received bytes not yet given back as credit */
+  bool ready;             /* the request is whole; dispatch waits for output */
+  uv_timer_t *recv_timer; /* the request timeout, while it arrives */
 
   /* Response. */
   bool headers_sent;
@@ -112,6 +116,11 @@ struct sconn_s {
   jw_rpc_call_t *calls;
   size_t ncalls;
   uint64_t open_ns;
+  size_t rx_bytes;      /* request bytes held for calls still arriving */
+  size_t nready;        /* calls whose dispatch waits for the output */
+  bool rx_progress;     /* request bytes arrived since the last idle check */
+  uint64_t seen_writes; /* c.nwrites at the last idle check */
+  bool refused;         /* over the per-client cap: GOAWAY, then close */
 };
 
 struct jw_rpc_server_s {
@@ -175,6 +184,65 @@ static void stop_deadline(jw_rpc_call_t *call) {
   }
 }
 
+static void stop_recv_timer(jw_rpc_call_t *call) {
+  if (call->recv_timer != NULL) {
+    call->recv_timer->data = NULL;
+    uv_close((uv_handle_t *)call->recv_timer, timer_free_cb);
+    call->recv_timer = NULL;
+  }
+}
+
+/* ---- Request memory and flow control ----------------------------------
+ *
+ * The session never updates windows by itself (jw__conn_h2_new): credit
+ * for a DATA byte goes back when the byte leaves our memory (its message
+ * was handled and freed, its stream was refused or ended) or, while the
+ * message still arrives, at once as long as the connection holds less
+ * than its budget, so that a message larger than the stream window can
+ * pass. A connection therefore holds at most its budget plus its receive
+ * window of request bytes, however many streams it opens (RFC 9113 5.2).
+ */
+
+static void rx_credit(sconn_t *sc, int32_t stream_id, size_t n) {
+  if (n == 0 || sc->c.h2 == NULL || sc->c.dead || sc->c.closing)
+    return;
+  if (stream_id > 0)
+    nghttp2_session_consume(sc->c.h2, stream_id, n);
+  else
+    nghttp2_session_consume_connection(sc->c.h2, n);
+}
+
+/* The call's request bytes are no longer held: free and credit them. */
+static void rx_release(jw_rpc_call_t *call) {
+  sconn_t *sc = call->sc;
+  jw_grpc_deframer_reset(&call->defr);
+  if (sc == NULL)
+    return;
+  sc->rx_bytes -= call->rx_held;
+  call->rx_held = 0;
+  rx_credit(sc, call->stream_id, call->rx_unacked);
+  call->rx_unacked = 0;
+}
+
+/*
+ * Frees what calls that stopped arriving still hold (a deadline or a
+ * refusal ended them underneath the receive path), then gives credit to
+ * calls still arriving while the budget allows it.
+ */
+static void rx_grant(sconn_t *sc) {
+  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+    if (call->state != CALL_RECV && (call->rx_held > 0 || call->rx_unacked > 0))
+      rx_release(call);
+  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next) {
+    if (sc->rx_bytes >= sc->srv->opts.max_buffered_request_bytes)
+      return;
+    if (call->state == CALL_RECV && call->rx_unacked > 0) {
+      rx_credit(sc, call->stream_id, call->rx_unacked);
+      call->rx_unacked = 0;
+    }
+  }
+}
+
 static void set_status(jw_rpc_call_t *call, int status, const char *message) {
   /* message may be call->message itself: copy before freeing. */
   char *m = message != NULL && *message ? strdup(message) : NULL;
@@ -201,10 +269,15 @@ static void detach(jw_rpc_call_t *call) {
     return;
   if (sc->c.h2 != NULL && call->stream_id > 0)
     nghttp2_session_set_stream_user_data(sc->c.h2, call->stream_id, NULL);
+  rx_release(call);
+  if (call->ready)
+    sc->nready--;
+  call->ready = false;
   list_unlink(&sc->calls, call);
   sc->ncalls--;
   call->sc = NULL;
   stop_deadline(call);
+  stop_recv_timer(call);
 }
 
 static void call_free(jw_rpc_call_t *call) {
@@ -213,6 +286,7 @@ static void call_free(jw_rpc_call_t *call) {
   if (call->zombie)
     list_unlink(&call->srv->zombies, call);
   stop_deadline(call);
+  stop_recv_timer(call);
   jw_grpc_deframer_reset(&call->defr);
   free(call->path);
   free(call->req);
@@ -363,17 +437,19 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
     call->want_resume = false;
     call->in_cb++;
     /* A message sized to what this DATA frame can carry is pulled straight
-     * into nghttp2's frame buffer: no per-stream buffer, no copy. Only a
-     * tiny window falls back to the per-stream buffer, made then. */
-    bool direct = length >= JW_GRPC_PREFIX_LEN + 1024;
+     * into nghttp2's frame buffer: no per-stream buffer, no copy. A window
+     * too small even for JW_RPC_PULL_MIN gets a message of that size
+     * through a buffer of that size: a reader with a tiny window costs a
+     * few bytes, never a full message of staging. */
+    bool direct = length >= JW_GRPC_PREFIX_LEN + JW_RPC_PULL_MIN;
     if (!direct && call->out == NULL) {
-      call->out = malloc(JW_GRPC_PREFIX_LEN + JW_RPC_STREAM_MSG_MAX);
+      call->out = malloc(JW_GRPC_PREFIX_LEN + JW_RPC_PULL_MIN);
       if (call->out == NULL) {
         call->in_cb--;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       }
     }
-    size_t pcap = direct ? length - JW_GRPC_PREFIX_LEN : JW_RPC_STREAM_MSG_MAX;
+    size_t pcap = direct ? length - JW_GRPC_PREFIX_LEN : JW_RPC_PULL_MIN;
     if (pcap > JW_RPC_STREAM_MSG_MAX)
       pcap = JW_RPC_STREAM_MSG_MAX;
     uint8_t *pbuf = direct ? buf : call->out;
@@ -381,7 +457,7 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
         call->pull(call, pbuf + JW_GRPC_PREFIX_LEN, pcap, call->pull_data);
     call->in_cb--;
     /* An end from the pull means no cancel callback may follow. */
-    if (r != JW_EAGAIN && (r <= 0 || (size_t)r > JW_RPC_STREAM_MSG_MAX)) {
+    if (r != JW_EAGAIN && (r <= 0 || (size_t)r > pcap)) {
       call->owed = false;
       call->cancel_pending = false;
     }
@@ -400,7 +476,7 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
       jw_grpc_prefix_write(buf, (uint32_t)r);
       return JW_GRPC_PREFIX_LEN + r;
     }
-    if (r > 0 && (size_t)r <= JW_RPC_STREAM_MSG_MAX) {
+    if (r > 0 && (size_t)r <= pcap) {
       jw_grpc_prefix_write(call->out, (uint32_t)r);
       call->out_len = JW_GRPC_PREFIX_LEN + (size_t)r;
       call->out_off = 0;
@@ -625,6 +701,36 @@ static jw_rpc_call_t *stream_call(sconn_t *sc, int32_t stream_id) {
   return nghttp2_session_get_stream_user_data(sc->c.h2, stream_id);
 }
 
+/*
+ * The request did not arrive in full within the request timeout: the call
+ * ends with DEADLINE_EXCEEDED (the stream is then reset, as for any
+ * response that ends before its request) and what it held is freed now.
+ */
+static void recv_timeout_cb(uv_timer_t *t) {
+  jw_rpc_call_t *call = t->data;
+  if (call == NULL || call->sc == NULL)
+    return;
+  sconn_t *sc = call->sc;
+  stop_recv_timer(call);
+  if (call->state == CALL_HTTP) {
+    /* A refused request that never ends: answer it now (the stream is
+     * then reset, its request still open). */
+    http_answer(call);
+    jw__conn_schedule(&sc->c);
+    return;
+  }
+  if (call->state != CALL_RECV || call->ready)
+    return;
+  char msg[128];
+  snprintf(msg, sizeof(msg),
+           "the request did not arrive within the request timeout (%llu ms)",
+           (unsigned long long)sc->srv->opts.request_timeout_ms);
+  submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED, msg);
+  rx_release(call);
+  rx_grant(sc);
+  jw__conn_schedule(&sc->c);
+}
+
 static int on_begin_headers(nghttp2_session *session,
                             const nghttp2_frame *frame, void *user_data) {
   sconn_t *sc = user_data;
@@ -633,6 +739,8 @@ static int on_begin_headers(nghttp2_session *session,
     return 0;
   if (sc->c.dead || sc->c.closing)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
+  if (sc->refused)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   jw_rpc_call_t *call = calloc(1, sizeof(*call));
   if (call == NULL)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -642,9 +750,20 @@ static int on_begin_headers(nghttp2_session *session,
   call->state = CALL_RECV;
   call->start_ns = uv_hrtime();
   jw_grpc_deframer_init(&call->defr, sc->srv->opts.max_message_bytes);
+  /* Until the request is whole, the request timeout bounds how long the
+   * call (and what it holds) waits for the client. */
+  call->recv_timer = malloc(sizeof(*call->recv_timer));
+  if (call->recv_timer == NULL) {
+    free(call);
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+  uv_timer_init(sc->c.loop, call->recv_timer);
+  call->recv_timer->data = call;
+  uv_timer_start(call->recv_timer, recv_timeout_cb,
+                 sc->srv->opts.request_timeout_ms, 0);
   list_push(&sc->calls, call);
   sc->ncalls++;
-  uv_timer_stop(&sc->c.timer);
+  sc->rx_progress = true;
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
   return 0;
 }
@@ -823,12 +942,21 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
   sconn_t *sc = user_data;
   jw_rpc_call_t *call = stream_call(sc, stream_id);
   if (call != NULL && call->state == CALL_HTTP) {
+    /* A refused request's body: nobody keeps it, credit it now. */
+    rx_credit(sc, stream_id, len);
     if (discard_body(call, len))
       http_answer(call);
     return 0;
   }
-  if (call == NULL || call->state != CALL_RECV)
+  if (call == NULL || call->state != CALL_RECV) {
+    /* Bytes nobody keeps (a refused or ended call): credit them now. */
+    rx_credit(sc, stream_id, len);
     return 0;
+  }
+  sc->rx_progress = true;
+  call->rx_held += len;
+  call->rx_unacked += len;
+  sc->rx_bytes += len;
   while (call->state == CALL_RECV) {
     const uint8_t *msg;
     size_t mlen;
@@ -859,10 +987,20 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
     }
     jw_grpc_deframer_reset(&call->defr);
   }
+  if (call->state != CALL_RECV)
+    rx_release(call);
+  else if (sc->rx_bytes < sc->srv->opts.max_buffered_request_bytes) {
+    rx_credit(sc, stream_id, call->rx_unacked);
+    call->rx_unacked = 0;
+  }
   return 0;
 }
 
 static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {
+  if (call->ready)
+    sc->nready--;
+  call->ready = false;
+  stop_recv_timer(call);
   if (jw_grpc_deframer_partial(&call->defr)) {
     submit_error(call, 200, JW_GRPC_INTERNAL,
                  "the request ended inside a message");
@@ -880,7 +1018,38 @@ static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {
   call->in_cb--;
   free(call->req);
   call->req = NULL;
+  if (call->sc != NULL)
+    rx_release(call);
   call_after_cb(call);
+}
+
+/*
+ * Response bytes the connection has waiting: unary replies the peer has
+ * not taken yet and TLS records not yet written. Streams pull straight
+ * into frames, so they hold nothing here.
+ */
+static size_t pending_output(sconn_t *sc) {
+  size_t n = sc->c.gather.len + sc->c.inflight.len;
+  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+    if (call->state != CALL_STREAMING)
+      n += call->out_len - call->out_off;
+  return n;
+}
+
+/*
+ * The request is whole. Past the connection's output cap it waits (its
+ * bytes still count against the request budget, and at most
+ * max_concurrent_streams calls can wait): a client that does not read its
+ * replies cannot make the server build more of them.
+ */
+static void request_whole(sconn_t *sc, jw_rpc_call_t *call) {
+  stop_recv_timer(call);
+  if (pending_output(sc) > sc->srv->opts.max_pending_output_bytes) {
+    call->ready = true;
+    sc->nready++;
+    return;
+  }
+  dispatch(sc, call);
 }
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
@@ -897,7 +1066,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
   if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
   if (call->state == CALL_RECV)
-    dispatch(sc, call);
+    request_whole(sc, call);
   else if (call->state == CALL_HTTP)
     http_answer(call);
   return 0;
@@ -990,9 +1159,49 @@ static void sconn_close(sconn_t *sc, bool graceful) {
     uv_timer_start(&sc->c.timer, close_timer_cb, 2000, 0);
 }
 
+/*
+ * Whether a call holds the connection open on the server's account. A
+ * call waits on the client when its request is still arriving (the
+ * request timeout bounds that), when it is whole but waits for the
+ * connection's output to drain, or when what it has to send is held back
+ * by the client's flow-control window or by a write the client's socket
+ * has not taken: a connection whose calls all wait on the client is idle.
+ * A write that completes, like a request byte, restarts the idle timer
+ * (sc_after_io), so only a write stuck for the idle timeout ends a
+ * connection that is sending.
+ */
+static bool call_busy(sconn_t *sc, jw_rpc_call_t *call) {
+  nghttp2_session *h2 = sc->c.h2;
+  switch (call->state) {
+  case CALL_RECV:
+    return false;
+  case CALL_HANDLER:
+    return true;
+  case CALL_STREAMING:
+  case CALL_ENDED:
+    if (call->state == CALL_STREAMING && call->deferred)
+      return true; /* waiting for the job, not for the client */
+    if (call->stream_id <= 0 || h2 == NULL || sc->c.writing)
+      return false;
+    return nghttp2_session_get_stream_remote_window_size(h2, call->stream_id) >
+               0 &&
+           nghttp2_session_get_remote_window_size(h2) > 0;
+  }
+  return true;
+}
+
+static bool sconn_idle(sconn_t *sc) {
+  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+    if (call_busy(sc, call))
+      return false;
+  return true;
+}
+
 static void idle_timer_cb(uv_timer_t *t) {
   sconn_t *sc = ((jw__conn_t *)t->data)->owner;
-  if (sc->ncalls > 0 || sc->c.closing)
+  if (sc->c.closing)
+    return;
+  if (sc->c.tls_up && !sconn_idle(sc))
     return;
   if (!sc->c.tls_up) {
     jw__conn_fail(&sc->c, UV_ETIMEDOUT, "TLS handshake timed out");
@@ -1013,15 +1222,41 @@ static int sc_handshake_done(jw__conn_t *c) {
 
   sc->cn = c->ssl != NULL ? jw__tls_peer_cn(c->ssl) : sc->cn;
   rc = jw__conn_h2_new(
-      c, server_callbacks(), sc, false,
+      c, server_callbacks(), sc, JW__H2_SERVER_CONN_WINDOW,
       (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
                                srv->opts.max_concurrent_streams});
   if (rc != 0)
     return rc;
+  uv_timer_stop(&c->timer);
+  /*
+   * One client may not hold every connection slot: past its cap the
+   * connection is told why (GOAWAY with a debug text) and closed once
+   * that is out (sc_after_io). Counted among the connections open now,
+   * so a linear walk: at most max_connections, once per handshake.
+   */
+  if (sc->cn != NULL) {
+    uint32_t n = 0;
+    for (sconn_t *o = srv->conns; o != NULL; o = o->next)
+      if (o != sc && o->opened && !o->c.closing && o->cn != NULL &&
+          strcmp(o->cn, sc->cn) == 0)
+        n++;
+    if (n >= srv->opts.max_connections_per_client) {
+      char msg[128];
+      snprintf(msg, sizeof(msg),
+               "too many connections from this client (limit %u)",
+               (unsigned)srv->opts.max_connections_per_client);
+      nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, 0,
+                            NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)msg,
+                            strlen(msg));
+      sc->refused = true;
+      sc->draining = true;
+      emit(srv, "conn_refused", sc->peer, sc->cn, NULL, NULL, 0, msg, 0);
+      return 0;
+    }
+  }
   sc->opened = true;
   sc->open_ns = uv_hrtime();
   emit(srv, "conn_open", sc->peer, sc->cn, NULL, NULL, 0, NULL, 0);
-  uv_timer_stop(&c->timer);
   if (srv->shutting_down) {
     nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL,
                           0);
@@ -1048,16 +1283,60 @@ static void sc_deferred(jw__conn_t *c) {
   }
 }
 
+/* Starts calls whose requests waited for the output to drain, oldest
+ * first, while the output stays under the cap. */
+static void dispatch_ready(sconn_t *sc) {
+  size_t budget = sc->nready;
+  while (budget-- > 0 && !sc->c.dead && !sc->c.closing &&
+         pending_output(sc) <= sc->srv->opts.max_pending_output_bytes) {
+    jw_rpc_call_t *oldest = NULL;
+    for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+      if (call->state == CALL_RECV && call->ready)
+        oldest = call; /* the list is newest first */
+    if (oldest == NULL)
+      return;
+    dispatch(sc, oldest);
+  }
+}
+
 static void sc_after_io(jw__conn_t *c) {
   sconn_t *sc = c->owner;
   if (c->h2 == NULL || c->dead || c->closing)
     return;
+  if (sc->refused) {
+    sconn_close(sc, true);
+    return;
+  }
   if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
     sconn_close(sc, true);
     return;
   }
-  if (sc->ncalls == 0 && !uv_is_active((uv_handle_t *)&c->timer) && !sc->fake)
+  dispatch_ready(sc);
+  if (c->dead || c->closing)
+    return;
+  rx_grant(sc);
+  /*
+   * h2o's soft cap: while the output is over the cap and the socket is
+   * not taking it (a write in flight), reading more would only make more
+   * output, so the connection is not read until the write completes.
+   * Output held back by the client's flow-control window does not stop
+   * reading: the WINDOW_UPDATE that frees it has to be read.
+   */
+  jw__conn_read_pause(c,
+                      c->writing && pending_output(sc) >
+                                        sc->srv->opts.max_pending_output_bytes);
+  if (sc->fake)
+    return;
+  /* The idle timer runs while no call keeps the connection busy, and
+   * starts over whenever request bytes arrive or a write completes. */
+  if (!sconn_idle(sc)) {
+    uv_timer_stop(&c->timer);
+  } else if (!uv_is_active((uv_handle_t *)&c->timer) || sc->rx_progress ||
+             sc->seen_writes != c->nwrites) {
     uv_timer_start(&c->timer, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
+  }
+  sc->rx_progress = false;
+  sc->seen_writes = c->nwrites;
 }
 
 static void sc_closed(jw__conn_t *c) {
@@ -1194,6 +1473,16 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
     srv->opts.idle_timeout_ms = 300000;
   if (srv->opts.max_message_bytes == 0)
     srv->opts.max_message_bytes = 4u << 20;
+  if (srv->opts.max_buffered_request_bytes == 0)
+    srv->opts.max_buffered_request_bytes = 8u << 20;
+  if (srv->opts.max_buffered_request_bytes < srv->opts.max_message_bytes)
+    srv->opts.max_buffered_request_bytes = srv->opts.max_message_bytes;
+  if (srv->opts.max_pending_output_bytes == 0)
+    srv->opts.max_pending_output_bytes = 1u << 20;
+  if (srv->opts.request_timeout_ms == 0)
+    srv->opts.request_timeout_ms = 30000;
+  if (srv->opts.max_connections_per_client == 0)
+    srv->opts.max_connections_per_client = 32;
   srv->opts.addr = NULL;
   srv->opts.tls = NULL;
   srv->methods = calloc(opts->nmethods + 1, sizeof(*srv->methods));

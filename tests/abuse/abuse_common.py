@@ -222,6 +222,7 @@ class Probe:
             self.close()
             raise RuntimeError("probe did not start: %r" % line)
         self.idle_p50 = float(line.split()[1])
+        self.idle_p99 = float(line.split()[2])
 
     def _line(self, timeout):
         import select
@@ -245,7 +246,7 @@ class Probe:
             self.proc.stdin.flush()
         except OSError:
             pass
-        res = {"p50": None, "max": None, "n": 0, "errors": -1,
+        res = {"p50": None, "max": None, "n": 0, "errors": -1, "p99": None,
                "witness": "no answer"}
         line = self._line(60)
         while line and not line.startswith("ATTACK "):
@@ -254,7 +255,7 @@ class Probe:
         if line.startswith("ATTACK "):
             p = line.split()
             res.update(p50=float(p[1]), max=float(p[2]), n=int(p[3]),
-                       errors=int(p[4]))
+                       errors=int(p[4]), p99=float(p[5]))
         line = self._line(60)
         if line.startswith("WITNESS "):
             res["witness"] = line[len("WITNESS "):]

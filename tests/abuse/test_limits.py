@@ -320,7 +320,10 @@ class BadFlags(unittest.TestCase):
                      ["--max-finished-per-client", "1e3"],
                      ["--max-args", "-1"], ["--max-env", "many"],
                      ["--max-request-strings", "1T"],
-                     ["--max-disk-per-client", "lots"]):
+                     ["--max-disk-per-client", "lots"],
+                     ["--request-timeout", "soon"],
+                     ["--idle-timeout", "0"],
+                     ["--max-connections-per-client", "0"]):
             r = subprocess.run([ic.TELEPORTD, "--cacert", "x", "--cert", "x",
                                 "--key", "x"] + args, capture_output=True,
                                timeout=20)
@@ -333,7 +336,10 @@ class BadFlags(unittest.TestCase):
                      "--max-request-bytes", "--handshake-timeout",
                      "TELEPORTD_HANDSHAKE_TIMEOUT", "--max-args",
                      "--max-env", "--max-request-strings",
-                     "--max-disk-per-client"):
+                     "--max-disk-per-client", "--request-timeout",
+                     "TELEPORTD_REQUEST_TIMEOUT", "--idle-timeout",
+                     "TELEPORTD_IDLE_TIMEOUT", "--max-connections-per-client",
+                     "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT"):
             self.assertIn(flag.encode(), r.stdout)
 
 

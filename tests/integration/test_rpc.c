@@ -88,8 +88,9 @@ static void stream_cancel(jw_rpc_call_t *call, void *data) {
 static ssize_t stream_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                            void *data) {
   stream_t *st = data;
-  /* rpc.h: a pull gets at least 1 KiB and at most the message maximum. */
-  ck_assert_uint_ge(cap, 1024);
+  /* rpc.h: a pull gets at least JW_RPC_PULL_MIN and at most the message
+   * maximum. */
+  ck_assert_uint_ge(cap, JW_RPC_PULL_MIN);
   ck_assert_uint_le(cap, JW_RPC_STREAM_MSG_MAX);
   st->pulls++;
   if (st->eagain && st->pulls % 3 == 0) {

@@ -155,6 +155,45 @@ static uint64_t parse_ok(const char *s) {
   return ms;
 }
 
+/*
+ * A prefix announcing 4 MiB followed by a few bytes costs a buffer the
+ * size of what arrived, not of what was announced; as more arrives the
+ * buffer grows to the announced length at most, and the message is whole.
+ */
+START_TEST(test_deframe_grows_with_input) {
+  const size_t need = 4u << 20;
+  uint8_t *wire = malloc(JW_GRPC_PREFIX_LEN + need);
+  jw_grpc_prefix_write(wire, (uint32_t)need);
+  for (size_t k = 0; k < need; k++)
+    wire[JW_GRPC_PREFIX_LEN + k] = (uint8_t)(k * 7);
+  jw_grpc_deframer_t d;
+  jw_grpc_deframer_init(&d, need);
+  const uint8_t *p = wire, *msg;
+  size_t left = JW_GRPC_PREFIX_LEN + 10, len;
+  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &left, &msg, &len), 0);
+  ck_assert(jw_grpc_deframer_partial(&d));
+  ck_assert_uint_le(d.cap, 16384);
+  size_t off = JW_GRPC_PREFIX_LEN + 10, end = JW_GRPC_PREFIX_LEN + need;
+  int r = 0;
+  while (off < end) {
+    size_t chunk = end - off < 16384 ? end - off : 16384;
+    p = wire + off;
+    left = chunk;
+    r = jw_grpc_deframer_next(&d, &p, &left, &msg, &len);
+    ck_assert_int_ge(r, 0);
+    /* Never more than twice what arrived, never more than announced. */
+    ck_assert_uint_le(d.cap, 2 * (off + chunk));
+    ck_assert_uint_le(d.cap, need);
+    off += chunk;
+  }
+  ck_assert_int_eq(r, 1);
+  ck_assert_uint_eq(len, need);
+  ck_assert_mem_eq(msg, wire + JW_GRPC_PREFIX_LEN, need);
+  jw_grpc_deframer_reset(&d);
+  free(wire);
+}
+END_TEST
+
 START_TEST(test_timeout_parse_units) {
   ck_assert_uint_eq(parse_ok("1H"), 3600000);
   ck_assert_uint_eq(parse_ok("2M"), 120000);
@@ -322,6 +361,7 @@ int main(void) {
   tcase_add_test(tc, test_deframe_oversize_from_prefix);
   tcase_add_test(tc, test_deframe_compressed_flag);
   tcase_add_test(tc, test_deframe_partial);
+  tcase_add_test(tc, test_deframe_grows_with_input);
   tcase_add_test(tc, test_timeout_parse_units);
   tcase_add_test(tc, test_timeout_parse_malformed);
   tcase_add_test(tc, test_timeout_format);

@@ -49,12 +49,16 @@ void jw_grpc_prefix_write(uint8_t out[JW_GRPC_PREFIX_LEN], uint32_t len);
  * Reassembles length-prefixed messages from DATA payloads split anywhere.
  * A message larger than max_message is refused as soon as its prefix is
  * read, before any of it is buffered; a message that arrives whole in one
- * input chunk is returned in place without a copy.
+ * input chunk is returned in place without a copy. The buffer of a
+ * message that arrives in pieces grows with what arrived (doubling, up to
+ * the announced length), never to the announced length at once: a peer
+ * that announces 4 MiB and sends 10 bytes costs about 16 KiB.
  */
 typedef struct {
   uint8_t hdr[JW_GRPC_PREFIX_LEN];
   size_t hdr_len;     /* prefix bytes gathered so far */
   uint8_t *buf;       /* the message being gathered, or NULL */
+  size_t cap;         /* bytes allocated at buf */
   size_t len;         /* bytes of it gathered */
   size_t need;        /* its length from the prefix */
   size_t max_message; /* the cap */

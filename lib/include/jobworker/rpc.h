@@ -89,8 +89,33 @@ typedef struct {
   uint32_t max_connections;        /* 0: 1024 */
   uint32_t max_concurrent_streams; /* 0: 100 */
   uint64_t handshake_timeout_ms;   /* 0: 10000 */
-  uint64_t idle_timeout_ms;        /* 0: 300000; connections with no stream */
-  size_t max_message_bytes;        /* 0: 4 MiB (request messages) */
+  /* 0: 300000; a connection none of whose calls is being served or sending
+   * (calls whose request is still arriving, or whose output waits for the
+   * client's window or socket, count as idle), since its last request
+   * byte or completed write. */
+  uint64_t idle_timeout_ms;
+  size_t max_message_bytes; /* 0: 4 MiB (request messages) */
+  /*
+   * One connection's resource budget (docs/protocol.md#limits). Request
+   * bytes held for calls still arriving: flow-control credit is given
+   * back only while a connection holds less, so its request memory stays
+   * under this plus the 4 MiB connection window. 0: 8 MiB, and never
+   * less than max_message_bytes, so that one message always fits.
+   */
+  size_t max_buffered_request_bytes;
+  /*
+   * Response bytes a connection may have waiting (unary replies the peer
+   * has not taken yet, TLS records not yet written): past it no new call
+   * is started on the connection, and past it in unwritten records the
+   * connection is not read, until its output drains. 0: 1 MiB.
+   */
+  size_t max_pending_output_bytes;
+  /* A call whose request has not fully arrived by then is ended with
+   * DEADLINE_EXCEEDED and freed. 0: 30000. */
+  uint64_t request_timeout_ms;
+  /* Connections of one client (certificate CN) at once; more are refused
+   * after their handshake with GOAWAY. 0: 32. */
+  uint32_t max_connections_per_client;
 } jw_rpc_server_options_t;
 
 /*
@@ -159,9 +184,11 @@ int jw_rpc_call_fail(jw_rpc_call_t *call, int grpc_status, const char *message);
 
 /*
  * Pulls the next message of a server stream into buf (at most cap bytes;
- * 1 KiB <= cap <= JW_RPC_STREAM_MSG_MAX: usually what the next DATA frame
- * can carry, since the message is pulled straight into nghttp2's frame
- * buffer, with no per-stream buffer and no copy). Returns the message length (>
+ * JW_RPC_PULL_MIN <= cap <= JW_RPC_STREAM_MSG_MAX: what the next DATA
+ * frame can carry, since the message is pulled straight into nghttp2's
+ * frame buffer, with no per-stream buffer and no copy; a peer's window
+ * below JW_RPC_PULL_MIN + 5 gets a JW_RPC_PULL_MIN message through a small
+ * per-stream buffer). Returns the message length (>
  * 0; an empty message cannot be sent this way), 0 to end the stream with OK,
  * JW_EAGAIN when nothing is ready (call jw_rpc_call_resume when it is),
  * or another negative code to end the stream with INTERNAL.
@@ -170,6 +197,7 @@ typedef ssize_t (*jw_rpc_pull_cb)(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                                   void *data);
 
 #define JW_RPC_STREAM_MSG_MAX (64 * 1024)
+#define JW_RPC_PULL_MIN 32
 
 /*
  * Turns the call into a server stream fed by pull, paced by HTTP/2 flow
