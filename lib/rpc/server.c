@@ -1174,6 +1174,7 @@ static bool call_busy(sconn_t *sc, jw_rpc_call_t *call) {
   nghttp2_session *h2 = sc->c.h2;
   switch (call->state) {
   case CALL_RECV:
+  case CALL_HTTP: /* a refused request whose body is still arriving */
     return false;
   case CALL_HANDLER:
     return true;
