@@ -293,8 +293,11 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
   p->cgroup = opts->cgroup;
   p->isolation =
       opts->isolation & (JW_ISOLATE_PID | JW_ISOLATE_MOUNT | JW_ISOLATE_NET);
-  /* Seeing only its own processes needs a /proc of its own. */
-  if (p->isolation & JW_ISOLATE_PID)
+  /*
+   * Seeing only its own processes needs a /proc of its own, and seeing
+   * only its own network devices a /sys of its own.
+   */
+  if (p->isolation & (JW_ISOLATE_PID | JW_ISOLATE_NET))
     p->isolation |= JW_ISOLATE_MOUNT;
   p->set_ids = opts->set_ids;
   p->uid = opts->uid;
@@ -699,6 +702,17 @@ child_clone_main(const struct child_args *a, int join_v2) {
       child_fail(report_fd, errno);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
         0)
+      child_fail(report_fd, errno);
+    /*
+     * With a network namespace, a fresh sysfs too: it shows that
+     * namespace's devices (lo) instead of the host's. Without one a new
+     * sysfs would be the host's own superblock again (the kernel refuses
+     * to stack it on itself, EBUSY), so /sys stays as it is. The new one
+     * covers what was mounted under the host's /sys, /sys/fs/cgroup too.
+     */
+    if ((a->isolation & JW_ISOLATE_NET) &&
+        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) < 0)
       child_fail(report_fd, errno);
   }
   if (a->isolation & JW_ISOLATE_NET)

@@ -830,6 +830,26 @@ START_TEST(test_net_isolation) {
 }
 END_TEST
 
+/*
+ * Mount and network isolation: the job's /sys is a fresh sysfs, so it
+ * lists the devices of its own network namespace (lo), not the host's.
+ */
+START_TEST(test_sys_isolation) {
+  static const char *const argv[] = {"ls", "/sys/class/net", NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  char *out;
+
+  if (start_isolated(__func__, argv, JW_ISOLATE_MOUNT | JW_ISOLATE_NET, id))
+    return;
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_str_eq(out, "lo\n");
+  free(out);
+}
+END_TEST
+
 /* A job with limits and namespaces together still reports as usual. */
 START_TEST(test_limits_with_isolation) {
   static const char *const argv[] = {"sh", "-c", "echo $$", NULL};
@@ -922,6 +942,7 @@ static Suite *cgroup_suite(void) {
   tcase_add_test(host, test_pid_init_status_and_signals);
   tcase_add_test(host, test_mount_isolation);
   tcase_add_test(host, test_net_isolation);
+  tcase_add_test(host, test_sys_isolation);
   tcase_add_test(host, test_limits_with_isolation);
   tcase_add_test(host, test_remove_stale);
   suite_add_tcase(s, tc);

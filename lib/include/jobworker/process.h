@@ -82,7 +82,8 @@ typedef struct {
    * namespace) that runs the command as its child, reaps orphans,
    * forwards signals to the command's process group, and passes on how
    * the command ended; it implies JW_ISOLATE_MOUNT, whose fresh /proc is
-   * what lets the job see only its own processes.
+   * what lets the job see only its own processes. JW_ISOLATE_NET implies
+   * it too: its fresh /sys shows only the namespace's devices (lo).
    */
   unsigned isolation;
   /*
