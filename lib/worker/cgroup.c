@@ -525,7 +525,13 @@ int jw_cgroup_mgr_new(const jw_cgroup_mgr_options_t *opts,
     struct hier *h = &mgr->h[i];
     if (h->parent == NULL)
       continue;
-    if (mkdir(h->parent, 0755) != 0 && errno != EEXIST) {
+    /*
+     * Searchable but not listable (also when a previous run made it
+     * 0755): a job sees its own cgroup's path in /proc/self/cgroup, but
+     * must not list the other jobs' cgroups beside it.
+     */
+    if ((mkdir(h->parent, 0711) != 0 && errno != EEXIST) ||
+        chmod(h->parent, 0711) != 0) {
       free(h->parent);
       h->parent = NULL;
       continue;
