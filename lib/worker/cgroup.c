@@ -1029,6 +1029,27 @@ void jw_cgroup_mgr_free(jw_cgroup_mgr_t *mgr) {
   free(mgr);
 }
 
+/* A positive number from a /proc/sys file, or 0. */
+static int64_t read_sysctl(const char *file) {
+  char buf[32];
+  int64_t v;
+  if (read_file("/proc/sys/kernel", file, buf, sizeof(buf)) <= 0)
+    return 0;
+  v = strtoll(buf, NULL, 10);
+  return v > 0 ? v : 0;
+}
+
+int64_t jw_cgroup_default_pids(void) {
+  int64_t pid_max = read_sysctl("pid_max");
+  int64_t threads = read_sysctl("threads-max");
+  int64_t m =
+      pid_max == 0 || (threads != 0 && threads < pid_max) ? threads : pid_max;
+  if (m == 0)
+    return 0;
+  m = m * 15 / 100;
+  return m > 0 ? m : 1;
+}
+
 int jw_parse_size(const char *s, int64_t *out) {
   char *end;
   double v, mult = 1;
