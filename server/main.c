@@ -21,6 +21,7 @@
 #include "jobworker/supervisor.h"
 #include "log.h"
 #include "service.h"
+#include "users.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -155,24 +156,116 @@ static int mkdir_p(const char *path) {
 }
 
 /*
+ * StrictModes for the data directory, as sshd checks a user's files: the
+ * directory must be ours and writable by nobody else, and every parent up
+ * to / must be ours or root's and writable by nobody else unless sticky
+ * (/tmp): otherwise someone else could swap the directory or its files
+ * for their own. Returns 0, or -1 after printing which directory is wrong.
+ */
+static int check_dir_modes(const char *dir) {
+  char real[4096], *slash;
+  struct stat st;
+  uid_t me = geteuid();
+
+  if (realpath(dir, real) == NULL) {
+    fprintf(stderr, "teleportd: cannot use data directory %s: %s\n", dir,
+            strerror(errno));
+    return -1;
+  }
+  for (int top = 1;; top = 0) {
+    if (stat(real, &st) != 0) {
+      fprintf(stderr, "teleportd: cannot use data directory %s: %s: %s\n", dir,
+              real, strerror(errno));
+      return -1;
+    }
+    if (top && !S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "teleportd: data directory %s is not a directory\n", dir);
+      return -1;
+    }
+    if (top ? st.st_uid != me : st.st_uid != me && st.st_uid != 0) {
+      fprintf(stderr,
+              "teleportd: refusing data directory %s: %s is owned by uid %u, "
+              "not by teleportd's user (uid %u)%s\n",
+              dir, real, (unsigned)st.st_uid, (unsigned)me,
+              top ? "" : " or root");
+      return -1;
+    }
+    if ((st.st_mode & 022) != 0 && (top || !(st.st_mode & S_ISVTX))) {
+      fprintf(stderr,
+              "teleportd: refusing data directory %s: %s is group or world "
+              "writable (mode %04o); chmod go-w it or choose another "
+              "--data-dir\n",
+              dir, real, (unsigned)(st.st_mode & 07777));
+      return -1;
+    }
+    if (strcmp(real, "/") == 0)
+      return 0;
+    slash = strrchr(real, '/');
+    if (slash == real)
+      slash[1] = '\0';
+    else
+      *slash = '\0';
+  }
+}
+
+/*
+ * Whether name is a file this server makes in its data directory: a
+ * job's log (32 lowercase hex digits and ".log") or the temporary file
+ * of the uid table. Nothing else there is the sweep's to delete.
+ */
+static int is_own_leftover(const char *name) {
+  size_t n = strlen(name);
+  if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
+    return 1;
+  if (n != JW_ID_LEN + 4 || strcmp(name + JW_ID_LEN, ".log") != 0)
+    return 0;
+  for (size_t i = 0; i < JW_ID_LEN; i++)
+    if (!((name[i] >= '0' && name[i] <= '9') ||
+          (name[i] >= 'a' && name[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+/*
  * Takes the data directory for this process: two servers sharing one
  * directory would delete each other's logs. Logs left by a previous run
- * belong to jobs that died with it, so they are removed. Returns the lock
- * fd (kept open for the process's life) or -1 after printing why.
+ * belong to jobs that died with it, so they are removed; nothing else in
+ * the directory is touched. Returns the lock fd (kept open for the
+ * process's life) or -1 after printing why.
  */
 static int claim_data_dir(const char *dir) {
   char path[4200];
+  struct stat st;
   int err = mkdir_p(dir);
   if (err != 0) {
     fprintf(stderr, "teleportd: cannot create data directory %s: %s\n", dir,
             strerror(-err));
     return -1;
   }
+  if (check_dir_modes(dir) != 0)
+    return -1;
+  /*
+   * Job users must not read it, nor list it (the log names are job ids):
+   * a directory an operator made 0755 is tightened.
+   */
+  if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0) {
+    if (chmod(dir, st.st_mode & 07700) != 0) {
+      fprintf(stderr, "teleportd: cannot make data directory %s private: %s\n",
+              dir, strerror(errno));
+      return -1;
+    }
+    char was[8];
+    snprintf(was, sizeof(was), "%04o", (unsigned)(st.st_mode & 07777));
+    jw_log(JW_LOG_INFO, "event", "data_dir_mode", "dir", dir, "was", was, "now",
+           "0700", NULL);
+  }
   snprintf(path, sizeof(path), "%s/teleportd.lock", dir);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  /* Not through a symlink someone left in its place. */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    fprintf(stderr, "teleportd: cannot use data directory %s: %s\n", dir,
-            strerror(errno));
+    fprintf(
+        stderr, "teleportd: cannot use data directory %s: %s: %s\n", dir, path,
+        errno == ELOOP ? "it is a symbolic link; remove it" : strerror(errno));
     return -1;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -188,9 +281,7 @@ static int claim_data_dir(const char *dir) {
   if (d != NULL) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-      size_t n = strlen(e->d_name);
-      if (n > 4 && strcmp(e->d_name + n - 4, ".log") == 0 &&
-          unlinkat(dirfd(d), e->d_name, 0) == 0)
+      if (is_own_leftover(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
         removed++;
     }
     closedir(d);
