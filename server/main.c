@@ -397,11 +397,69 @@ static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
   return 0;
 }
 
+/*
+ * Reads who each client's jobs run as (docs/security.md). Returns 0, or 2
+ * after printing why the server cannot start.
+ */
+static int setup_users(server_t *s, jw_users_t **out) {
+  char errbuf[600], range[48], n[24], uid[16];
+  jw_users_options_t o = {
+      .data_dir = s->cfg.data_dir,
+      .first = (uid_t)s->cfg.job_uid_first,
+      .last = (uid_t)s->cfg.job_uid_last,
+      .users_file = s->cfg.users_file != NULL && s->cfg.users_file[0] != '\0'
+                        ? s->cfg.users_file
+                        : NULL,
+      .privileged = geteuid() == 0,
+  };
+  if (jw_users_open(&o, out, errbuf, sizeof(errbuf)) != 0) {
+    fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
+  snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+  if (!o.privileged) {
+    jw_log(JW_LOG_WARN, "event", "job_users", "uid", uid, "msg",
+           "teleportd is not root: every job runs as teleportd's own user, "
+           "so clients' jobs are not kept apart by the host",
+           NULL);
+    return 0;
+  }
+  snprintf(range, sizeof(range), "%u-%u", (unsigned)o.first, (unsigned)o.last);
+  snprintf(n, sizeof(n), "%zu", jw_users_allocated(*out));
+  jw_log(JW_LOG_INFO, "event", "job_users", "uid_range", range, "allocated", n,
+         "users_file", o.users_file, NULL);
+  return 0;
+}
+
+/*
+ * Without --default-pids, a job gets systemd's DefaultTasksMax: 15% of
+ * the kernel's pid/thread maximum, so that a fork bomb cannot take the
+ * host (never more than --max-pids).
+ */
+static void default_pids(server_t *s, jw_cgroup_mgr_t *mgr) {
+  char buf[24];
+  int64_t p;
+  if (s->cfg.default_pids_set || !(jw_cgroup_mgr_caps(mgr) & JW_CG_PIDS))
+    return;
+  p = jw_cgroup_default_pids();
+  if (s->cfg.max_limits.pids > 0 && p > s->cfg.max_limits.pids)
+    p = s->cfg.max_limits.pids;
+  if (p <= 0)
+    return;
+  s->cfg.default_limits.pids = p;
+  snprintf(buf, sizeof(buf), "%" PRId64, p);
+  jw_log(JW_LOG_INFO, "event", "default_pids", "pids", buf, "msg",
+         "15% of min(kernel.pid_max, kernel.threads-max); set --default-pids "
+         "to change it",
+         NULL);
+}
+
 int main(int argc, char **argv) {
   static server_t s;
   char errbuf[512];
   jw_tls_ctx_t *tls = NULL;
   jw_cgroup_mgr_t *cgroups = NULL;
+  jw_users_t *users = NULL;
   int rc = 1;
 
   int r = jw_flags_parse(&s.cfg, argc, argv);
@@ -413,6 +471,12 @@ int main(int argc, char **argv) {
   if (jw_tls_ctx_new_server(s.cfg.cacert, s.cfg.cert, s.cfg.key, &tls, errbuf,
                             sizeof(errbuf)) != 0) {
     fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
+  if (s.cfg.crl != NULL && s.cfg.crl[0] != '\0' &&
+      jw_tls_ctx_set_crl(tls, s.cfg.crl, errbuf, sizeof(errbuf)) != 0) {
+    fprintf(stderr, "teleportd: --crl: %s\n", errbuf);
+    jw_tls_ctx_free(tls);
     return 2;
   }
   struct sockaddr_storage ss;
@@ -429,11 +493,18 @@ int main(int argc, char **argv) {
     jw_tls_ctx_free(tls);
     return 2;
   }
-  if (setup_cgroups(&s, &cgroups) != 0) {
+  if (setup_users(&s, &users) != 0) {
     jw_tls_ctx_free(tls);
     close(lockfd);
     return 2;
   }
+  if (setup_cgroups(&s, &cgroups) != 0) {
+    jw_users_free(users);
+    jw_tls_ctx_free(tls);
+    close(lockfd);
+    return 2;
+  }
+  default_pids(&s, cgroups);
 
   uv_loop_init(&s.loop);
   jw_supervisor_options_t sopts = {
@@ -461,6 +532,7 @@ int main(int argc, char **argv) {
   s.svc.allow_isolation = s.cfg.allow_isolation;
   s.svc.max_jobs = (size_t)s.cfg.max_jobs;
   s.svc.max_jobs_per_client = (size_t)s.cfg.max_jobs_per_client;
+  s.svc.users = users;
   size_t nmethods;
   const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
   jw_rpc_server_options_t ropts = {
@@ -520,6 +592,7 @@ out:
     jw_supervisor_free(s.sup, 0);
   }
   jw_cgroup_mgr_free(cgroups);
+  jw_users_free(users);
   uv_walk(&s.loop, close_walk, NULL);
   uv_run(&s.loop, UV_RUN_DEFAULT);
   uv_loop_close(&s.loop);

@@ -11,6 +11,7 @@
 #include "jobworker/cgroup.h"
 #include "jobworker/rpc.h"
 #include "jobworker/supervisor.h"
+#include "users.h"
 
 typedef struct {
   jw_supervisor_t *sup;
@@ -30,6 +31,11 @@ typedef struct {
    */
   size_t max_jobs;
   size_t max_jobs_per_client;
+  /*
+   * Which Unix user each client's jobs run as (NULL: the server's own
+   * credentials, as in-process tests use it).
+   */
+  jw_users_t *users;
 } jw_service_t;
 
 /*
