@@ -498,12 +498,22 @@ static __attribute__((noreturn)) void exec_command(const struct child_args *a,
  * child "the process" is the server's threads. Leaving uid 0 clears the
  * permitted, effective and ambient capabilities (no SECBIT_KEEP_CAPS).
  */
-static void drop_privileges(const struct child_args *a, int report_fd) {
+static void drop_privileges(const struct child_args *a, int report_fd,
+                            pid_t parent) {
   if (a->set_ids) {
     if (syscall(SYS_setgroups, 0, NULL) < 0 ||
         syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0 ||
         syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
       child_fail(report_fd, errno);
+    /*
+     * A change of credentials clears the parent-death signal: set it
+     * again, and see again that the parent did not go meanwhile (parent
+     * 0: outside a new PID namespace, where getppid() says 0).
+     */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+      child_fail(report_fd, errno);
+    if (parent != 0 && getppid() != parent)
+      child_fail(report_fd, ESRCH);
     /*
      * A clone3() child is a copy of the server's memory until it execs
      * (the namespace's init for good): the job's user must not be able
@@ -546,7 +556,7 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a) {
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 
   /* The working directory as the job's user: it must be able to enter it. */
-  drop_privileges(a, report_fd);
+  drop_privileges(a, report_fd, a->parent);
   if (a->cwd != NULL && chdir(a->cwd) < 0)
     child_fail(report_fd, errno);
   exec_command(a, report_fd);
@@ -590,41 +600,42 @@ static __attribute__((noreturn)) void run_init(const struct child_args *a,
                                                int report_fd, int null_fd,
                                                int status_fd) {
   const uint64_t all = ~(uint64_t)0;
-  int oom_fd, lowered = 0;
+  int oom_fd;
   pid_t job;
 
   set_mask(all);
   prctl(PR_SET_NAME, "jw-init", 0, 0, 0);
-  /*
-   * The init is a copy of the server: keep the OOM killer on the job's
-   * own processes (best effort: it needs CAP_SYS_RESOURCE).
-   */
-  oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-  if (oom_fd >= 0)
-    lowered = write_str(oom_fd, "-1000", 5) == 0;
-  /*
-   * The init needs no privilege from here on: it runs as the job's user,
-   * so nothing of the job's namespace is more privileged than the job.
-   */
-  drop_privileges(a, report_fd);
-  if (a->cwd != NULL && chdir(a->cwd) < 0)
-    child_fail(report_fd, errno);
 
   job = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
   if (job < 0)
     child_fail(report_fd, errno);
   if (job == 0) {
-    if (lowered)
-      write_str(oom_fd, "0", 1);
     if (setpgid(0, 0) < 0)
       child_fail(report_fd, errno);
     set_mask(0);
+    drop_privileges(a, report_fd, 1); /* the init */
+    if (a->cwd != NULL && chdir(a->cwd) < 0)
+      child_fail(report_fd, errno);
     exec_command(a, report_fd);
   }
 
-  /* Hold nothing of the job's: the pipes must reach EOF without us. */
-  if (oom_fd >= 0)
+  /*
+   * The init is a copy of the server: keep the OOM killer on the job's
+   * own processes (best effort: it needs CAP_SYS_RESOURCE). Only after
+   * the job was cloned, which so keeps the server's score and the floor
+   * an unprivileged process may lower it to (oom_score_adj_min). Then
+   * the init needs no privilege: it runs as the job's user, so nothing
+   * in the job's namespace is more privileged than the job. A failure
+   * here fails the start; the job dies with the namespace.
+   */
+  oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (oom_fd >= 0) {
+    write_str(oom_fd, "-1000", 5);
     close(oom_fd);
+  }
+  drop_privileges(a, report_fd, 0);
+
+  /* Hold nothing of the job's: the pipes must reach EOF without us. */
   dup2(null_fd, 1);
   dup2(null_fd, 2);
   close(report_fd);
@@ -725,7 +736,7 @@ child_clone_main(const struct child_args *a, int join_v2) {
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
   if (a->isolation & JW_ISOLATE_PID)
     run_init(a, report_fd, null_fd, status_fd);
-  drop_privileges(a, report_fd);
+  drop_privileges(a, report_fd, a->parent);
   if (a->cwd != NULL && chdir(a->cwd) < 0)
     child_fail(report_fd, errno);
   exec_command(a, report_fd);

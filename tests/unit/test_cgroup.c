@@ -797,6 +797,46 @@ START_TEST(test_pid_isolation) {
 END_TEST
 
 /*
+ * A PID-isolated job of an unprivileged user: its init runs as that user
+ * too, and the job cannot make itself immune to the OOM killer through
+ * the init's privileged OOM score (the floor it would inherit).
+ */
+START_TEST(test_pid_isolation_unprivileged) {
+  static const char *const argv[] = {
+      "sh", "-c",
+      "id -u; grep '^Uid:' /proc/1/status | cut -f2; "
+      "(echo -1000 >/proc/self/oom_score_adj) 2>/dev/null && echo LOWERED; "
+      "echo end",
+      NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_spec_t spec;
+  jw_job_info_t info;
+  char *out;
+  int err;
+
+  if (geteuid() != 0)
+    SKIP("running a job as another user needs root");
+  memset(&spec, 0, sizeof(spec));
+  spec.command = argv[0];
+  spec.args = argv + 1;
+  spec.nargs = 2;
+  spec.isolation = JW_ISOLATE_PID;
+  spec.set_ids = true;
+  spec.uid = spec.gid = 231071;
+  spec.no_new_privs = true;
+  err = jw_supervisor_start(sup, NULL, &spec, id);
+  if (err == -EPERM || err == -EINVAL || err == -ENOSPC)
+    SKIP("namespaces refused; they need CAP_SYS_ADMIN");
+  ck_assert_int_eq(err, 0);
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  ck_assert_str_eq(out, "231071\n231071\nend\n");
+  free(out);
+}
+END_TEST
+
+/*
  * The init of a PID namespace passes on how the command ended, forwards
  * the stop's SIGTERM, and reaps orphans.
  */
@@ -1023,6 +1063,7 @@ static Suite *cgroup_suite(void) {
   tcase_add_test(host, test_io_write_limit);
   tcase_add_test(host, test_pid_isolation);
   tcase_add_test(host, test_pid_init_status_and_signals);
+  tcase_add_test(host, test_pid_isolation_unprivileged);
   tcase_add_test(host, test_mount_isolation);
   tcase_add_test(host, test_net_isolation);
   tcase_add_test(host, test_sys_isolation);
