@@ -351,6 +351,17 @@ def test_job_users():
               "bob's job cannot read alice's log, list the data dir, or "
               "signal alice's job (%r)" % out)
         srv.stub.Stop(pb.StopRequest(id=sleeper.id), timeout=30)
+        private = os.path.join(TMP, "private")
+        os.mkdir(private, 0o700)
+        try:
+            srv.stub.Start(pb.JobRequest(command="true", working_dir=private),
+                           timeout=10)
+            check(False, "a working dir the job's user cannot enter fails")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
+                  "job's user (uid %s)" % a[0] in e.details(),
+                  "a working dir the job's user cannot enter: %s %s" %
+                  (e.code(), e.details()))
     finally:
         bch.close()
         srv.stop()
@@ -382,6 +393,66 @@ def test_job_users():
     finally:
         bch.close()
         srv.stop()
+
+
+def test_unprivileged_server():
+    """teleportd not as root: jobs run as its own user, and one log line
+    at start says so."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        log("SKIP unprivileged server: needs root and setpriv to drop to "
+            "nobody")
+        return
+    home = os.path.join(TMP, "nobody")
+    os.mkdir(home, 0o700)
+    for f in ("ca.cert", "server.cert", "server.key"):
+        shutil.copy(os.path.join(CERTS, f), os.path.join(home, f))
+        os.chown(os.path.join(home, f), 65534, 65534)
+    os.chown(home, 65534, 65534)
+    os.chmod(TMP, 0o711)
+    log_path = os.path.join(TMP, "nobody.log")
+    with open(log_path, "wb") as logf:
+        p = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             TELEPORTD, "--addr", "127.0.0.1:0",
+             "--cacert", os.path.join(home, "ca.cert"),
+             "--cert", os.path.join(home, "server.cert"),
+             "--key", os.path.join(home, "server.key"),
+             "--data-dir", os.path.join(home, "data")],
+            stdout=logf, stderr=subprocess.STDOUT)
+    started.append(p)
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and p.poll() is None:
+            with open(log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+            m = re.search(r"event=listening\b.*\bport=(\d+)", text)
+            if m:
+                port = int(m.group(1))
+                break
+            time.sleep(0.05)
+        check(port is not None, "teleportd runs as nobody: %s" % text[-500:])
+        if port is None:
+            return
+        lines = [ln for ln in text.splitlines() if "event=job_users" in ln]
+        check(len(lines) == 1 and "not root" in lines[0] and
+              "uid=65534" in lines[0],
+              "one log line says jobs run as teleportd's user: %s" % lines)
+        creds = grpc.ssl_channel_credentials(
+            open(os.path.join(CERTS, "ca.cert"), "rb").read(),
+            open(os.path.join(CERTS, "alice.key"), "rb").read(),
+            open(os.path.join(CERTS, "alice.cert"), "rb").read())
+        with grpc.secure_channel("127.0.0.1:%d" % port, creds) as ch:
+            st, out = run_sh(pb_grpc.JobWorkerStub(ch), "id -u")
+        check(out.strip() == "65534",
+              "its jobs run as its own user (%s)" % out.strip())
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def refused_start(data_dir, extra=()):
@@ -474,6 +545,7 @@ def main():
         test_restart_removes_leftovers()
         test_job_users()
         test_data_dir()
+        test_unprivileged_server()
     finally:
         for p in started:
             if p.poll() is None:
