@@ -12,7 +12,15 @@ from proto/jobworker.proto), and checks:
 - teleportd SIGKILLed with a job running (its setsid'd grandchild outlives
   it), then restarted on the same data directory: the leftover process is
   killed, its cgroup removed, and the log says
-  `event=stale_cgroups_removed count=1`.
+  `event=stale_cgroups_removed count=1`; the job's cgroup is not named
+  after its id;
+- job users: each client's jobs run as a uid of its own (no groups, no
+  capabilities, no_new_privs), kept across a restart; bob's job cannot
+  read alice's log, list the data directory or signal alice's job; the
+  users file maps to root and refuses `CN -`; the default pids limit;
+  teleportd as nobody runs jobs as nobody and says so;
+- the data directory: StrictModes refusals, the lock file symlink, the
+  sweep deleting only the server's own logs.
 
 A case the host cannot support prints "SKIP <case>: <reason>". Every
 process started here is killed by its pid; the temp dir is removed.
