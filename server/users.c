@@ -38,6 +38,12 @@ struct entry {
   jw_user_t user;
   bool refused;   /* "CN -" */
   bool allocated; /* from the range, recorded in the table */
+  /*
+   * An allocation kept for a CN the users file now maps elsewhere: its
+   * uid stays reserved (and recorded) so that no other client gets it,
+   * and comes back if the users file drops the CN. Not in the hash.
+   */
+  bool reserved;
   struct entry *hnext;
   struct entry *next; /* every entry, newest first */
 };
@@ -90,6 +96,8 @@ static void grow(jw_users_t *u) {
     return;
   for (e = u->entries; e != NULL; e = e->next) {
     size_t i = hash_cn(e->cn) & (n - 1);
+    if (e->reserved)
+      continue;
     e->hnext = b[i];
     b[i] = e;
   }
@@ -98,18 +106,21 @@ static void grow(jw_users_t *u) {
   u->nbuckets = n;
 }
 
-static struct entry *add(jw_users_t *u, const char *cn) {
+static struct entry *add(jw_users_t *u, const char *cn, bool reserved) {
   struct entry *e = calloc(1, sizeof(*e));
   size_t i;
   if (e == NULL || (e->cn = strdup(cn)) == NULL) {
     free(e);
     return NULL;
   }
-  if (u->nentries >= u->nbuckets)
-    grow(u);
-  i = hash_cn(cn) & (u->nbuckets - 1);
-  e->hnext = u->buckets[i];
-  u->buckets[i] = e;
+  e->reserved = reserved;
+  if (!reserved) {
+    if (u->nentries >= u->nbuckets)
+      grow(u);
+    i = hash_cn(cn) & (u->nbuckets - 1);
+    e->hnext = u->buckets[i];
+    u->buckets[i] = e;
+  }
   e->next = u->entries;
   u->entries = e;
   u->nentries++;
@@ -327,7 +338,7 @@ static int load_users_file(jw_users_t *u, const char *path, char *errbuf,
       err = JW_EINVAL;
       break;
     }
-    if ((e = add(u, s)) == NULL) {
+    if ((e = add(u, s, false)) == NULL) {
       err = -ENOMEM;
       seterr(errbuf, errlen, "out of memory");
       break;
@@ -339,6 +350,9 @@ static int load_users_file(jw_users_t *u, const char *path, char *errbuf,
     }
     if (e->refused)
       continue;
+    /* A uid of the range named here is never allocated to anyone else. */
+    if (in_range(u, e->user.uid))
+      set_used(u, e->user.uid, true);
     if (!u->privileged) {
       if (e->user.uid != geteuid()) {
         seterr(errbuf, errlen,
@@ -400,16 +414,16 @@ static int load_table(jw_users_t *u, char *errbuf, size_t errlen) {
       err = JW_EINVAL;
       break;
     }
-    /* A CN the users file now lists follows the users file. */
-    if (find(u, sp + 1) != NULL)
-      continue;
     if (in_range(u, (uid_t)uid) && is_used(u, (uid_t)uid)) {
-      seterr(errbuf, errlen, "%s:%u: uid %" PRIu32 " is recorded twice",
-             u->table_path, lineno, uid);
+      seterr(errbuf, errlen,
+             "%s:%u: uid %" PRIu32 " of \"%s\" is recorded twice, or "
+             "--users gives it to another client",
+             u->table_path, lineno, uid, sp + 1);
       err = JW_EINVAL;
       break;
     }
-    if ((e = add(u, sp + 1)) == NULL) {
+    /* A CN the users file now lists follows the users file. */
+    if ((e = add(u, sp + 1, find(u, sp + 1) != NULL)) == NULL) {
       err = -ENOMEM;
       seterr(errbuf, errlen, "out of memory");
       break;
@@ -592,7 +606,7 @@ int jw_users_lookup(jw_users_t *u, const char *cn, jw_user_t *out) {
     return JW_EINVAL;
   if ((err = free_uid(u, &uid)) != 0)
     return err;
-  if ((e = add(u, cn)) == NULL)
+  if ((e = add(u, cn, false)) == NULL)
     return -ENOMEM;
   e->allocated = true;
   e->user.set_ids = u->privileged;

@@ -142,6 +142,42 @@ START_TEST(test_users_file) {
 }
 END_TEST
 
+/*
+ * A client the users file starts mapping elsewhere keeps its allocated
+ * uid reserved: nobody else gets it, and it gets it back once the file no
+ * longer lists it. A uid of the range the file names is not allocated.
+ */
+START_TEST(test_users_file_reserves) {
+  jw_user_t alice, r;
+  jw_users_t *u;
+
+  ck_assert_int_eq(open_users(NULL, true, FIRST, FIRST + 2, &u), 0);
+  ck_assert_int_eq(jw_users_lookup(u, "alice", &alice), 0);
+  jw_users_free(u);
+
+  write_users("alice root\ncarol 300001\n");
+  ck_assert_int_eq(open_users(users_path, true, FIRST, FIRST + 2, &u), 0);
+  ck_assert_int_eq(jw_users_lookup(u, "alice", &r), 0);
+  ck_assert_uint_eq(r.uid, 0);
+  ck_assert_int_eq(jw_users_lookup(u, "bob", &r), 0);
+  ck_assert_uint_ne(r.uid, alice.uid);
+  ck_assert_uint_ne(r.uid, 300001);
+  ck_assert_int_eq(jw_users_lookup(u, "dave", &r), JW_ELIMIT);
+  jw_users_free(u);
+
+  ck_assert_int_eq(open_users(NULL, true, FIRST, FIRST + 2, &u), 0);
+  ck_assert_int_eq(jw_users_lookup(u, "alice", &r), 0);
+  ck_assert_uint_eq(r.uid, alice.uid);
+  jw_users_free(u);
+
+  /* The file giving an allocated uid to another client is refused. */
+  write_users("carol 300000\n");
+  ck_assert_int_eq(open_users(users_path, true, FIRST, FIRST + 2, &u),
+                   JW_EINVAL);
+  ck_assert_ptr_nonnull(strstr(errbuf, "another client"));
+}
+END_TEST
+
 static void expect_bad_file(const char *text, const char *want) {
   jw_users_t *u = NULL;
   write_users(text);
@@ -224,6 +260,7 @@ static Suite *users_suite(void) {
   tcase_add_test(tc, test_allocate_and_keep);
   tcase_add_test(tc, test_range_exhausted);
   tcase_add_test(tc, test_users_file);
+  tcase_add_test(tc, test_users_file_reserves);
   tcase_add_test(tc, test_users_file_malformed);
   tcase_add_test(tc, test_open_errors);
   tcase_add_test(tc, test_unprivileged);
