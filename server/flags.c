@@ -16,6 +16,9 @@
 #define DEFAULT_ADDR "127.0.0.1:3000"
 #define DEFAULT_STOP_TIMEOUT_MS 10000
 #define DEFAULT_MAX_CONNECTIONS 1024
+/* Well above the uids of a host's own accounts (and of most containers). */
+#define DEFAULT_JOB_UID_FIRST 200000
+#define DEFAULT_JOB_UID_LAST 265535
 
 /*
  * The server limits that are plain numbers, sizes or durations: one row
@@ -89,8 +92,27 @@ static void usage(FILE *f, const char *defdir) {
       "                         at accept (TELEPORTD_MAX_CONNECTIONS, default "
       "%d)\n"
       "  --log-level LEVEL      debug, info, warn or error\n"
-      "                         (TELEPORTD_LOG_LEVEL, default info)\n",
+      "                         (TELEPORTD_LOG_LEVEL, default info)\n"
+      "  --crl FILE             certificate revocation list (PEM, from\n"
+      "                         jw-certs revoke): revoked client certificates\n"
+      "                         are refused at the handshake (TELEPORTD_CRL)\n",
       DEFAULT_ADDR, defdir, DEFAULT_MAX_CONNECTIONS);
+  fprintf(
+      f,
+      "\n"
+      "Job users (see docs/security.md). As root, each client's jobs run as\n"
+      "an unprivileged user of its own, with no supplementary groups, no\n"
+      "capabilities and no_new_privs; not as root, as teleportd's user.\n"
+      "  --job-uid-range FIRST-LAST uids given to clients, one each, kept in\n"
+      "                         the data directory across restarts; gid =\n"
+      "                         uid (TELEPORTD_JOB_UID_RANGE, default "
+      "%d-%d)\n"
+      "  --users FILE           lines \"CN ACCOUNT\": the client's jobs run "
+      "as\n"
+      "                         ACCOUNT (a user name, UID, UID:GID, or root),\n"
+      "                         or \"CN -\": the client may not run jobs\n"
+      "                         (TELEPORTD_USERS)\n",
+      DEFAULT_JOB_UID_FIRST, DEFAULT_JOB_UID_LAST);
   fputs(
       "\n"
       "Server limits (past one a request gets RESOURCE_EXHAUSTED naming the\n"
@@ -150,7 +172,11 @@ static void usage(FILE *f, const char *defdir) {
       "  --default-cpus CPUS    CPU time per job, e.g. 0.5, 2, 250m\n"
       "                         (TELEPORTD_DEFAULT_CPUS)\n"
       "  --max-cpus CPUS        (TELEPORTD_MAX_CPUS)\n"
-      "  --default-pids N       processes per job (TELEPORTD_DEFAULT_PIDS)\n"
+      "  --default-pids N       processes and threads per job\n"
+      "                         (TELEPORTD_DEFAULT_PIDS, default 15% of the\n"
+      "                         smaller of kernel.pid_max and\n"
+      "                         kernel.threads-max, as systemd's\n"
+      "                         DefaultTasksMax; 0: none)\n"
       "  --max-pids N           (TELEPORTD_MAX_PIDS)\n"
       "  --default-io-read RATE bytes per second, e.g. 10M\n"
       "                         (TELEPORTD_DEFAULT_IO_READ)\n"
@@ -237,6 +263,9 @@ enum {
   OPT_VERSION,
   OPT_IO_DEVICE,
   OPT_ALLOW_ISOLATION,
+  OPT_JOB_UID_RANGE,
+  OPT_USERS,
+  OPT_CRL,
   OPT_SERVER_LIMIT = 400, /* OPT_SERVER_LIMIT + i: server_limits[i] */
   OPT_LIMIT = 500         /* OPT_LIMIT + i: limit_flags[i] */
 };
@@ -314,6 +343,9 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       {"version", no_argument, NULL, OPT_VERSION},
       {"io-device", required_argument, NULL, OPT_IO_DEVICE},
       {"allow-isolation", required_argument, NULL, OPT_ALLOW_ISOLATION},
+      {"job-uid-range", required_argument, NULL, OPT_JOB_UID_RANGE},
+      {"users", required_argument, NULL, OPT_USERS},
+      {"crl", required_argument, NULL, OPT_CRL},
       {"default-memory", required_argument, NULL, OPT_LIMIT + 0},
       {"max-memory", required_argument, NULL, OPT_LIMIT + 1},
       {"default-cpus", required_argument, NULL, OPT_LIMIT + 2},
@@ -354,6 +386,8 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   const char *stop_flag = "TELEPORTD_STOP_TIMEOUT";
   const char *maxc_flag = "TELEPORTD_MAX_CONNECTIONS";
   const char *level_flag = "TELEPORTD_LOG_LEVEL";
+  const char *uids = getenv("TELEPORTD_JOB_UID_RANGE");
+  const char *uids_flag = "TELEPORTD_JOB_UID_RANGE";
 
   memset(cfg, 0, sizeof(*cfg));
   cfg->addr = getenv("TELEPORTD_ADDR");
@@ -362,6 +396,8 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   cfg->key = getenv("TELEPORTD_KEY");
   cfg->data_dir = getenv("TELEPORTD_DATA_DIR");
   cfg->io_device = getenv("TELEPORTD_IO_DEVICE");
+  cfg->users_file = getenv("TELEPORTD_USERS");
+  cfg->crl = getenv("TELEPORTD_CRL");
   for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
     limit_val[i] = getenv(limit_flags[i].env);
     limit_src[i] = limit_flags[i].env;
@@ -404,6 +440,15 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       break;
     case OPT_ALLOW_ISOLATION:
       iso = optarg, iso_flag = "--allow-isolation";
+      break;
+    case OPT_JOB_UID_RANGE:
+      uids = optarg, uids_flag = "--job-uid-range";
+      break;
+    case OPT_USERS:
+      cfg->users_file = optarg;
+      break;
+    case OPT_CRL:
+      cfg->crl = optarg;
       break;
     case 'h':
       usage(stdout, default_data_dir(cfg));
@@ -482,6 +527,9 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       snprintf(name, sizeof(name), "%s", limit_src[i]);
     if (parse_limit(limit_flags[i].kind, limit_val[i], &v) != 0)
       return bad(name, limit_val[i], want[limit_flags[i].kind]);
+    if (!limit_flags[i].max &&
+        limit_flags[i].off == offsetof(jw_limits_t, pids))
+      cfg->default_pids_set = true;
     jw_limits_t *l =
         limit_flags[i].max ? &cfg->max_limits : &cfg->default_limits;
     *(int64_t *)((char *)l + limit_flags[i].off) = v;
@@ -494,6 +542,25 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
               limit_flags[i + 1].flag);
       return 2;
     }
+  }
+  cfg->job_uid_first = DEFAULT_JOB_UID_FIRST;
+  cfg->job_uid_last = DEFAULT_JOB_UID_LAST;
+  if (uids != NULL && uids[0] != '\0') {
+    unsigned long long a, b;
+    char *end;
+    errno = 0;
+    a = strtoull(uids, &end, 10);
+    if (end == uids || *end != '-' || uids[0] == '-' || errno != 0)
+      return bad(uids_flag, uids, "want FIRST-LAST, e.g. 200000-265535");
+    const char *second = end + 1;
+    b = strtoull(second, &end, 10);
+    if (end == second || *end != '\0' || second[0] == '-' || errno != 0 ||
+        a == 0 || a > b || b >= 0xffffffffULL || b - a >= (1ULL << 20))
+      return bad(uids_flag, uids,
+                 "want FIRST-LAST with 0 < FIRST <= LAST < 4294967295 and at "
+                 "most 1048576 uids, e.g. 200000-265535");
+    cfg->job_uid_first = (uint32_t)a;
+    cfg->job_uid_last = (uint32_t)b;
   }
   cfg->allow_isolation = true;
   if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)

@@ -33,6 +33,13 @@ typedef struct {
    * data directory's disk. */
   const char *io_device;
   bool allow_isolation;
+  /* Whether --default-pids was given (else a share of the kernel's max). */
+  bool default_pids_set;
+  /* The uids allocated to clients' jobs, and the CN -> account file. */
+  uint32_t job_uid_first, job_uid_last;
+  const char *users_file;
+  /* A CRL whose revoked client certificates are refused; NULL: none. */
+  const char *crl;
   /*
    * Server limits (docs/protocol.md#limits). For the job limits 0 means
    * none; the others are at least 1.

@@ -21,6 +21,7 @@
 #include "jobworker/supervisor.h"
 #include "log.h"
 #include "service.h"
+#include "users.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -162,24 +163,116 @@ static int mkdir_p(const char *path) {
 }
 
 /*
+ * StrictModes for the data directory, as sshd checks a user's files: the
+ * directory must be ours and writable by nobody else, and every parent up
+ * to / must be ours or root's and writable by nobody else unless sticky
+ * (/tmp): otherwise someone else could swap the directory or its files
+ * for their own. Returns 0, or -1 after printing which directory is wrong.
+ */
+static int check_dir_modes(const char *dir) {
+  char real[4096], *slash;
+  struct stat st;
+  uid_t me = geteuid();
+
+  if (realpath(dir, real) == NULL) {
+    fprintf(stderr, "teleportd: cannot use data directory %s: %s\n", dir,
+            strerror(errno));
+    return -1;
+  }
+  for (int top = 1;; top = 0) {
+    if (stat(real, &st) != 0) {
+      fprintf(stderr, "teleportd: cannot use data directory %s: %s: %s\n", dir,
+              real, strerror(errno));
+      return -1;
+    }
+    if (top && !S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "teleportd: data directory %s is not a directory\n", dir);
+      return -1;
+    }
+    if (top ? st.st_uid != me : st.st_uid != me && st.st_uid != 0) {
+      fprintf(stderr,
+              "teleportd: refusing data directory %s: %s is owned by uid %u, "
+              "not by teleportd's user (uid %u)%s\n",
+              dir, real, (unsigned)st.st_uid, (unsigned)me,
+              top ? "" : " or root");
+      return -1;
+    }
+    if ((st.st_mode & 022) != 0 && (top || !(st.st_mode & S_ISVTX))) {
+      fprintf(stderr,
+              "teleportd: refusing data directory %s: %s is group or world "
+              "writable (mode %04o); chmod go-w it or choose another "
+              "--data-dir\n",
+              dir, real, (unsigned)(st.st_mode & 07777));
+      return -1;
+    }
+    if (strcmp(real, "/") == 0)
+      return 0;
+    slash = strrchr(real, '/');
+    if (slash == real)
+      slash[1] = '\0';
+    else
+      *slash = '\0';
+  }
+}
+
+/*
+ * Whether name is a file this server makes in its data directory: a
+ * job's log (32 lowercase hex digits and ".log") or the temporary file
+ * of the uid table. Nothing else there is the sweep's to delete.
+ */
+static int is_own_leftover(const char *name) {
+  size_t n = strlen(name);
+  if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
+    return 1;
+  if (n != JW_ID_LEN + 4 || strcmp(name + JW_ID_LEN, ".log") != 0)
+    return 0;
+  for (size_t i = 0; i < JW_ID_LEN; i++)
+    if (!((name[i] >= '0' && name[i] <= '9') ||
+          (name[i] >= 'a' && name[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+/*
  * Takes the data directory for this process: two servers sharing one
  * directory would delete each other's logs. Logs left by a previous run
- * belong to jobs that died with it, so they are removed. Returns the lock
- * fd (kept open for the process's life) or -1 after printing why.
+ * belong to jobs that died with it, so they are removed; nothing else in
+ * the directory is touched. Returns the lock fd (kept open for the
+ * process's life) or -1 after printing why.
  */
 static int claim_data_dir(const char *dir) {
   char path[4200];
+  struct stat st;
   int err = mkdir_p(dir);
   if (err != 0) {
     fprintf(stderr, "teleportd: cannot create data directory %s: %s\n", dir,
             strerror(-err));
     return -1;
   }
+  if (check_dir_modes(dir) != 0)
+    return -1;
+  /*
+   * Job users must not read it, nor list it (the log names are job ids):
+   * a directory an operator made 0755 is tightened.
+   */
+  if (stat(dir, &st) == 0 && (st.st_mode & 077) != 0) {
+    if (chmod(dir, st.st_mode & 07700) != 0) {
+      fprintf(stderr, "teleportd: cannot make data directory %s private: %s\n",
+              dir, strerror(errno));
+      return -1;
+    }
+    char was[8];
+    snprintf(was, sizeof(was), "%04o", (unsigned)(st.st_mode & 07777));
+    jw_log(JW_LOG_INFO, "event", "data_dir_mode", "dir", dir, "was", was, "now",
+           "0700", NULL);
+  }
   snprintf(path, sizeof(path), "%s/teleportd.lock", dir);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  /* Not through a symlink someone left in its place. */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
-    fprintf(stderr, "teleportd: cannot use data directory %s: %s\n", dir,
-            strerror(errno));
+    fprintf(
+        stderr, "teleportd: cannot use data directory %s: %s: %s\n", dir, path,
+        errno == ELOOP ? "it is a symbolic link; remove it" : strerror(errno));
     return -1;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -195,9 +288,7 @@ static int claim_data_dir(const char *dir) {
   if (d != NULL) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-      size_t n = strlen(e->d_name);
-      if (n > 4 && strcmp(e->d_name + n - 4, ".log") == 0 &&
-          unlinkat(dirfd(d), e->d_name, 0) == 0)
+      if (is_own_leftover(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
         removed++;
     }
     closedir(d);
@@ -313,11 +404,69 @@ static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
   return 0;
 }
 
+/*
+ * Reads who each client's jobs run as (docs/security.md). Returns 0, or 2
+ * after printing why the server cannot start.
+ */
+static int setup_users(server_t *s, jw_users_t **out) {
+  char errbuf[600], range[48], n[24], uid[16];
+  jw_users_options_t o = {
+      .data_dir = s->cfg.data_dir,
+      .first = (uid_t)s->cfg.job_uid_first,
+      .last = (uid_t)s->cfg.job_uid_last,
+      .users_file = s->cfg.users_file != NULL && s->cfg.users_file[0] != '\0'
+                        ? s->cfg.users_file
+                        : NULL,
+      .privileged = geteuid() == 0,
+  };
+  if (jw_users_open(&o, out, errbuf, sizeof(errbuf)) != 0) {
+    fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
+  snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+  if (!o.privileged) {
+    jw_log(JW_LOG_WARN, "event", "job_users", "uid", uid, "msg",
+           "teleportd is not root: every job runs as teleportd's own user, "
+           "so clients' jobs are not kept apart by the host",
+           NULL);
+    return 0;
+  }
+  snprintf(range, sizeof(range), "%u-%u", (unsigned)o.first, (unsigned)o.last);
+  snprintf(n, sizeof(n), "%zu", jw_users_allocated(*out));
+  jw_log(JW_LOG_INFO, "event", "job_users", "uid_range", range, "allocated", n,
+         "users_file", o.users_file, NULL);
+  return 0;
+}
+
+/*
+ * Without --default-pids, a job gets systemd's DefaultTasksMax: 15% of
+ * the kernel's pid/thread maximum, so that a fork bomb cannot take the
+ * host (never more than --max-pids).
+ */
+static void default_pids(server_t *s, jw_cgroup_mgr_t *mgr) {
+  char buf[24];
+  int64_t p;
+  if (s->cfg.default_pids_set || !(jw_cgroup_mgr_caps(mgr) & JW_CG_PIDS))
+    return;
+  p = jw_cgroup_default_pids();
+  if (s->cfg.max_limits.pids > 0 && p > s->cfg.max_limits.pids)
+    p = s->cfg.max_limits.pids;
+  if (p <= 0)
+    return;
+  s->cfg.default_limits.pids = p;
+  snprintf(buf, sizeof(buf), "%" PRId64, p);
+  jw_log(JW_LOG_INFO, "event", "default_pids", "pids", buf, "msg",
+         "15% of min(kernel.pid_max, kernel.threads-max); set --default-pids "
+         "to change it",
+         NULL);
+}
+
 int main(int argc, char **argv) {
   static server_t s;
   char errbuf[512];
   jw_tls_ctx_t *tls = NULL;
   jw_cgroup_mgr_t *cgroups = NULL;
+  jw_users_t *users = NULL;
   int rc = 1;
 
   int r = jw_flags_parse(&s.cfg, argc, argv);
@@ -329,6 +478,12 @@ int main(int argc, char **argv) {
   if (jw_tls_ctx_new_server(s.cfg.cacert, s.cfg.cert, s.cfg.key, &tls, errbuf,
                             sizeof(errbuf)) != 0) {
     fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
+  if (s.cfg.crl != NULL && s.cfg.crl[0] != '\0' &&
+      jw_tls_ctx_set_crl(tls, s.cfg.crl, errbuf, sizeof(errbuf)) != 0) {
+    fprintf(stderr, "teleportd: --crl: %s\n", errbuf);
+    jw_tls_ctx_free(tls);
     return 2;
   }
   struct sockaddr_storage ss;
@@ -345,11 +500,18 @@ int main(int argc, char **argv) {
     jw_tls_ctx_free(tls);
     return 2;
   }
-  if (setup_cgroups(&s, &cgroups) != 0) {
+  if (setup_users(&s, &users) != 0) {
     jw_tls_ctx_free(tls);
     close(lockfd);
     return 2;
   }
+  if (setup_cgroups(&s, &cgroups) != 0) {
+    jw_users_free(users);
+    jw_tls_ctx_free(tls);
+    close(lockfd);
+    return 2;
+  }
+  default_pids(&s, cgroups);
 
   uv_loop_init(&s.loop);
   jw_supervisor_options_t sopts = {
@@ -381,6 +543,7 @@ int main(int argc, char **argv) {
   s.svc.request_limits.max_args = (size_t)s.cfg.max_args;
   s.svc.request_limits.max_env = (size_t)s.cfg.max_env;
   s.svc.request_limits.max_request_strings = (size_t)s.cfg.max_request_strings;
+  s.svc.users = users;
   size_t nmethods;
   const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
   jw_rpc_server_options_t ropts = {
@@ -443,6 +606,7 @@ out:
     jw_supervisor_free(s.sup, 0);
   }
   jw_cgroup_mgr_free(cgroups);
+  jw_users_free(users);
   uv_walk(&s.loop, close_walk, NULL);
   uv_run(&s.loop, UV_RUN_DEFAULT);
   uv_loop_close(&s.loop);

@@ -226,7 +226,7 @@ static const char *limit_reason(const jw_service_t *svc, const char *cn,
 static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                      void *data) {
   jw_service_t *svc = data;
-  char msg[256], q[80], lim[96];
+  char msg[256], q[80], lim[96], why_buf[160];
   Jobworker__V1__JobRequest *r;
   int rcode = jw_request_decode_start(req, len, &svc->request_limits, &r, msg,
                                       sizeof(msg));
@@ -251,6 +251,27 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                      "(--allow-isolation=false)");
     goto done;
   }
+  jw_user_t user = {0};
+  if (svc->users != NULL) {
+    int uerr = jw_users_lookup(svc->users, jw_rpc_call_cn(call), &user);
+    if (uerr != 0) {
+      int code = JW_GRPC_INTERNAL;
+      const char *why = why_buf;
+      snprintf(why_buf, sizeof(why_buf),
+               "cannot be given a uid: the server cannot record it (%s)",
+               jw_strerror(uerr));
+      if (uerr == JW_EOWNER || uerr == JW_EINVAL)
+        code = JW_GRPC_PERMISSION_DENIED,
+        why = "may not run jobs on this server";
+      else if (uerr == JW_ELIMIT)
+        code = JW_GRPC_RESOURCE_EXHAUSTED,
+        why = "needs a uid of its own and --job-uid-range has none left";
+      snprintf(msg, sizeof(msg), "client %s %s",
+               jw_request_quote(jw_rpc_call_cn(call), q, sizeof(q)), why);
+      jw_rpc_call_fail(call, code, msg);
+      goto done;
+    }
+  }
   jw_job_spec_t spec = {
       .command = r->command,
       .args = (const char *const *)r->args,
@@ -260,6 +281,10 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
       .working_dir = r->working_dir,
       .limits = limits,
       .isolation = iso,
+      .set_ids = user.set_ids,
+      .uid = user.uid,
+      .gid = user.gid,
+      .no_new_privs = true,
   };
   char id[JW_ID_LEN + 1];
   int err = jw_supervisor_start(svc->sup, jw_rpc_call_cn(call), &spec, id);
@@ -268,6 +293,12 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
     const char *why = jw_strerror(err);
     if (err == -ENOENT)
       why = "command not found";
+    else if (err == -EACCES && user.set_ids)
+      snprintf(why_buf, sizeof(why_buf),
+               "permission denied: the job's user (uid %u) cannot execute it "
+               "or enter the working directory",
+               (unsigned)user.uid),
+          why = why_buf;
     else if (err == -EACCES)
       why = "permission denied (not an executable file)";
     else if (err == -ENOEXEC)

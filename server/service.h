@@ -18,6 +18,7 @@
  * by default.
  */
 #define JW_LIST_MAX_BYTES (4u << 20)
+#include "users.h"
 
 typedef struct {
   jw_supervisor_t *sup;
@@ -41,6 +42,11 @@ typedef struct {
   jw_request_limits_t request_limits;
   /* The largest List reply; 0: JW_LIST_MAX_BYTES. */
   size_t max_list_bytes;
+  /*
+   * Which Unix user each client's jobs run as (NULL: the server's own
+   * credentials, as in-process tests use it).
+   */
+  jw_users_t *users;
 } jw_service_t;
 
 /*

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "tls_int.h"
@@ -197,6 +198,79 @@ int jw_tls_ctx_new_server(const char *cacert, const char *cert, const char *key,
 int jw_tls_ctx_new_client(const char *cacert, const char *cert, const char *key,
                           jw_tls_ctx_t **out, char *errbuf, size_t errlen) {
   return ctx_new(false, cacert, cert, key, out, errbuf, errlen);
+}
+
+/* The CA certificate in store whose subject issued crl and signed it. */
+static X509 *crl_issuer(X509_STORE *store, X509_CRL *crl) {
+  STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+  for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+    X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+    EVP_PKEY *key;
+    if (ca == NULL ||
+        X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) != 0)
+      continue;
+    key = X509_get0_pubkey(ca);
+    if (key != NULL && X509_CRL_verify(crl, key) == 1)
+      return ca;
+  }
+  ERR_clear_error();
+  return NULL;
+}
+
+int jw_tls_ctx_set_crl(jw_tls_ctx_t *ctx, const char *crl, char *errbuf,
+                       size_t errlen) {
+  X509_STORE *store;
+  X509_CRL *c;
+  BIO *bio;
+  int rc, n = 0;
+
+  if (ctx == NULL || !ctx->server) {
+    seterr(errbuf, errlen, "a CRL is for the server's context");
+    return JW_EINVAL;
+  }
+  if ((rc = readable("CRL", crl, errbuf, errlen)) != 0)
+    return rc;
+  bio = BIO_new_file(crl, "r");
+  if (bio == NULL) {
+    seterr(errbuf, errlen, "cannot read the CRL %s: %s", crl, ssl_reason());
+    return JW_ETLS;
+  }
+  store = SSL_CTX_get_cert_store(ctx->ssl);
+  rc = 0;
+  while ((c = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(c);
+    if (crl_issuer(store, c) == NULL) {
+      seterr(errbuf, errlen,
+             "the CRL %s is not signed by the CA that client certificates "
+             "must chain to",
+             crl);
+      rc = JW_EVERIFY;
+    } else if (next != NULL && X509_cmp_current_time(next) < 0) {
+      seterr(errbuf, errlen,
+             "the CRL %s is past its next update; make a new one (jw-certs "
+             "crl)",
+             crl);
+      rc = JW_EVERIFY;
+    } else if (!X509_STORE_add_crl(store, c)) {
+      seterr(errbuf, errlen, "cannot use the CRL %s: %s", crl, ssl_reason());
+      rc = JW_ETLS;
+    }
+    X509_CRL_free(c);
+    if (rc != 0)
+      break;
+    n++;
+  }
+  BIO_free(bio);
+  if (rc != 0)
+    return rc;
+  ERR_clear_error(); /* the end of the file reads as "no start line" */
+  if (n == 0) {
+    seterr(errbuf, errlen, "no CRL (BEGIN X509 CRL) in %s", crl);
+    return JW_EINVAL;
+  }
+  /* The leaf only: the CA itself is the trust anchor. */
+  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  return 0;
 }
 
 void jw_tls_ctx_free(jw_tls_ctx_t *ctx) {

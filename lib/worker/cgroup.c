@@ -525,7 +525,13 @@ int jw_cgroup_mgr_new(const jw_cgroup_mgr_options_t *opts,
     struct hier *h = &mgr->h[i];
     if (h->parent == NULL)
       continue;
-    if (mkdir(h->parent, 0755) != 0 && errno != EEXIST) {
+    /*
+     * Searchable but not listable (also when a previous run made it
+     * 0755): a job sees its own cgroup's path in /proc/self/cgroup, but
+     * must not list the other jobs' cgroups beside it.
+     */
+    if ((mkdir(h->parent, 0711) != 0 && errno != EEXIST) ||
+        chmod(h->parent, 0711) != 0) {
       free(h->parent);
       h->parent = NULL;
       continue;
@@ -1021,6 +1027,27 @@ void jw_cgroup_mgr_free(jw_cgroup_mgr_t *mgr) {
   }
   free(mgr->name);
   free(mgr);
+}
+
+/* A positive number from a /proc/sys file, or 0. */
+static int64_t read_sysctl(const char *file) {
+  char buf[32];
+  int64_t v;
+  if (read_file("/proc/sys/kernel", file, buf, sizeof(buf)) <= 0)
+    return 0;
+  v = strtoll(buf, NULL, 10);
+  return v > 0 ? v : 0;
+}
+
+int64_t jw_cgroup_default_pids(void) {
+  int64_t pid_max = read_sysctl("pid_max");
+  int64_t threads = read_sysctl("threads-max");
+  int64_t m =
+      pid_max == 0 || (threads != 0 && threads < pid_max) ? threads : pid_max;
+  if (m == 0)
+    return 0;
+  m = m * 15 / 100;
+  return m > 0 ? m : 1;
 }
 
 int jw_parse_size(const char *s, int64_t *out) {

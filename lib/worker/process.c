@@ -130,6 +130,10 @@ struct jw_process_s {
   const char *path; /* the PATH used for lookup; points into envp */
   jw_cgroup_t *cgroup;
   unsigned isolation;
+  bool set_ids;
+  uid_t uid;
+  gid_t gid;
+  bool no_new_privs;
   int status_fd; /* the init's report of how the command ended; or -1 */
   jw_process_output_cb on_output;
   jw_process_exit_cb on_exit;
@@ -174,6 +178,10 @@ struct child_args {
   int err_fd;
   int report_fd;
   pid_t parent;
+  bool set_ids;
+  uid_t uid;
+  gid_t gid;
+  bool no_new_privs;
   /* The clone3() path only. */
   const jw__cg_spawn_t *cg;
   unsigned isolation;
@@ -285,9 +293,16 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
   p->cgroup = opts->cgroup;
   p->isolation =
       opts->isolation & (JW_ISOLATE_PID | JW_ISOLATE_MOUNT | JW_ISOLATE_NET);
-  /* Seeing only its own processes needs a /proc of its own. */
-  if (p->isolation & JW_ISOLATE_PID)
+  /*
+   * Seeing only its own processes needs a /proc of its own, and seeing
+   * only its own network devices a /sys of its own.
+   */
+  if (p->isolation & (JW_ISOLATE_PID | JW_ISOLATE_NET))
     p->isolation |= JW_ISOLATE_MOUNT;
+  p->set_ids = opts->set_ids;
+  p->uid = opts->uid;
+  p->gid = opts->gid;
+  p->no_new_privs = opts->no_new_privs;
   p->on_output = opts->on_output;
   p->on_exit = opts->on_exit;
   p->data = opts->data;
@@ -476,6 +491,43 @@ static __attribute__((noreturn)) void exec_command(const struct child_args *a,
 }
 
 /*
+ * Becomes the job's user: no supplementary groups, then the gid, then the
+ * uid (the group calls need the privilege the uid change gives up), and
+ * no_new_privs last. Raw system calls: glibc's wrappers change the ids of
+ * every thread of the process through a signal broadcast, and in a vfork
+ * child "the process" is the server's threads. Leaving uid 0 clears the
+ * permitted, effective and ambient capabilities (no SECBIT_KEEP_CAPS).
+ */
+static void drop_privileges(const struct child_args *a, int report_fd,
+                            pid_t parent) {
+  if (a->set_ids) {
+    if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+        syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0 ||
+        syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+      child_fail(report_fd, errno);
+    /*
+     * A change of credentials clears the parent-death signal: set it
+     * again, and see again that the parent did not go meanwhile (parent
+     * 0: outside a new PID namespace, where getppid() says 0).
+     */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+      child_fail(report_fd, errno);
+    if (parent != 0 && getppid() != parent)
+      child_fail(report_fd, ESRCH);
+    /*
+     * A clone3() child is a copy of the server's memory until it execs
+     * (the namespace's init for good): the job's user must not be able
+     * to read it through ptrace or /proc/PID/mem, whatever the host's
+     * fs.suid_dumpable says. The exec'd command is dumpable again.
+     */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+      child_fail(report_fd, errno);
+  }
+  if (a->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    child_fail(report_fd, errno);
+}
+
+/*
  * The child between vfork() and execve(). It runs on the parent's memory,
  * so it writes nothing but the error report and errno.
  */
@@ -503,6 +555,8 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a) {
    */
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 
+  /* The working directory as the job's user: it must be able to enter it. */
+  drop_privileges(a, report_fd, a->parent);
   if (a->cwd != NULL && chdir(a->cwd) < 0)
     child_fail(report_fd, errno);
   exec_command(a, report_fd);
@@ -546,34 +600,42 @@ static __attribute__((noreturn)) void run_init(const struct child_args *a,
                                                int report_fd, int null_fd,
                                                int status_fd) {
   const uint64_t all = ~(uint64_t)0;
-  int oom_fd, lowered = 0;
+  int oom_fd;
   pid_t job;
 
   set_mask(all);
   prctl(PR_SET_NAME, "jw-init", 0, 0, 0);
-  /*
-   * The init is a copy of the server: keep the OOM killer on the job's
-   * own processes (best effort: it needs CAP_SYS_RESOURCE).
-   */
-  oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-  if (oom_fd >= 0)
-    lowered = write_str(oom_fd, "-1000", 5) == 0;
 
   job = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
   if (job < 0)
     child_fail(report_fd, errno);
   if (job == 0) {
-    if (lowered)
-      write_str(oom_fd, "0", 1);
     if (setpgid(0, 0) < 0)
       child_fail(report_fd, errno);
     set_mask(0);
+    drop_privileges(a, report_fd, 1); /* the init */
+    if (a->cwd != NULL && chdir(a->cwd) < 0)
+      child_fail(report_fd, errno);
     exec_command(a, report_fd);
   }
 
-  /* Hold nothing of the job's: the pipes must reach EOF without us. */
-  if (oom_fd >= 0)
+  /*
+   * The init is a copy of the server: keep the OOM killer on the job's
+   * own processes (best effort: it needs CAP_SYS_RESOURCE). Only after
+   * the job was cloned, which so keeps the server's score and the floor
+   * an unprivileged process may lower it to (oom_score_adj_min). Then
+   * the init needs no privilege: it runs as the job's user, so nothing
+   * in the job's namespace is more privileged than the job. A failure
+   * here fails the start; the job dies with the namespace.
+   */
+  oom_fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (oom_fd >= 0) {
+    write_str(oom_fd, "-1000", 5);
     close(oom_fd);
+  }
+  drop_privileges(a, report_fd, 0);
+
+  /* Hold nothing of the job's: the pipes must reach EOF without us. */
   dup2(null_fd, 1);
   dup2(null_fd, 2);
   close(report_fd);
@@ -652,6 +714,17 @@ child_clone_main(const struct child_args *a, int join_v2) {
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
         0)
       child_fail(report_fd, errno);
+    /*
+     * With a network namespace, a fresh sysfs too: it shows that
+     * namespace's devices (lo) instead of the host's. Without one a new
+     * sysfs would be the host's own superblock again (the kernel refuses
+     * to stack it on itself, EBUSY), so /sys stays as it is. The new one
+     * covers what was mounted under the host's /sys, /sys/fs/cgroup too.
+     */
+    if ((a->isolation & JW_ISOLATE_NET) &&
+        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) < 0)
+      child_fail(report_fd, errno);
   }
   if (a->isolation & JW_ISOLATE_NET)
     loopback_up(report_fd);
@@ -661,10 +734,11 @@ child_clone_main(const struct child_args *a, int join_v2) {
     status_fd = lift_fd(a->status_fd, report_fd);
   report_fd = setup_stdio(a, &null_fd);
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (a->cwd != NULL && chdir(a->cwd) < 0)
-    child_fail(report_fd, errno);
   if (a->isolation & JW_ISOLATE_PID)
     run_init(a, report_fd, null_fd, status_fd);
+  drop_privileges(a, report_fd, a->parent);
+  if (a->cwd != NULL && chdir(a->cwd) < 0)
+    child_fail(report_fd, errno);
   exec_command(a, report_fd);
 }
 
@@ -1170,6 +1244,10 @@ int jw_process_start(jw_process_t *proc) {
   a.err_fd = errp[1];
   a.report_fd = rep[1];
   a.parent = getpid();
+  a.set_ids = proc->set_ids;
+  a.uid = proc->uid;
+  a.gid = proc->gid;
+  a.no_new_privs = proc->no_new_privs;
   a.cg = &cgs;
   a.isolation = proc->isolation;
   a.status_fd = statp[1];

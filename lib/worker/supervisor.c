@@ -61,6 +61,8 @@ struct job {
   jw_cgroup_t *cg; /* NULL without one, and once final */
   jw_limits_t limits;
   unsigned isolation;
+  uid_t uid; /* the credentials it runs with */
+  gid_t gid;
   jw_usage_t usage;        /* read at the end; cached while running */
   uint64_t usage_at;       /* uv_hrtime() of the cached read, 0: none */
   unsigned drops_reported; /* DROP_* bits already passed to on_drop */
@@ -317,6 +319,8 @@ static void fill_info(struct job *j, jw_job_info_t *info) {
   info->output_dropped = jw_outlog_dropped(j->log);
   info->limits = j->limits;
   info->isolation = j->isolation;
+  info->uid = j->uid;
+  info->gid = j->gid;
   if (!j->final && j->cg != NULL) {
     uint64_t now = uv_hrtime();
     if (j->usage_at == 0 || now - j->usage_at >= USAGE_TTL_NS) {
@@ -677,27 +681,36 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   maybe_shutdown_done(sup);
 }
 
-static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
+/* Writes 2 * nbytes random hex digits and a NUL. Returns 0 or -errno. */
+static int random_hex(char *out, size_t nbytes) {
   static const char hex[] = "0123456789abcdef";
   unsigned char raw[JW_ID_LEN / 2];
-  int tries;
-  size_t i;
+  size_t got = 0, i;
+
+  if (nbytes > sizeof(raw))
+    return -EINVAL;
+  while (got < nbytes) {
+    ssize_t n = getrandom(raw + got, nbytes - got, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    got += (size_t)n;
+  }
+  for (i = 0; i < nbytes; i++) {
+    out[2 * i] = hex[raw[i] >> 4];
+    out[2 * i + 1] = hex[raw[i] & 15];
+  }
+  out[2 * nbytes] = '\0';
+  return 0;
+}
+
+static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
+  int tries, err;
 
   for (tries = 0; tries < 8; tries++) {
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-      ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return -errno;
-      got += (size_t)n;
-    }
-    for (i = 0; i < sizeof(raw); i++) {
-      out[2 * i] = hex[raw[i] >> 4];
-      out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[JW_ID_LEN] = '\0';
+    if ((err = random_hex(out, JW_ID_LEN / 2)) < 0)
+      return err;
     if (find_job(sup, out) == NULL)
       return 0;
   }
@@ -772,6 +785,8 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   j->nargs = spec->nargs;
   j->limits = spec->limits;
   j->isolation = spec->isolation;
+  j->uid = spec->set_ids ? spec->uid : geteuid();
+  j->gid = spec->set_ids ? spec->gid : getegid();
   j->owner = strdup(owner != NULL ? owner : "");
   j->acct = owner_get(sup, owner != NULL ? owner : "");
   j->command = strdup(spec->command);
@@ -800,7 +815,14 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
     goto fail;
   jw_outlog_set_max(j->log, sup->max_output_bytes);
   if (sup->cgroups != NULL) {
-    err = jw_cgroup_create(sup->cgroups, j->id, &spec->limits, &j->cg);
+    /*
+     * Not named after the job: /proc/PID/cgroup is world-readable, and
+     * another tenant's job must not learn this job's id from it.
+     */
+    char cg_name[JW_ID_LEN + 4] = "cg-";
+    if ((err = random_hex(cg_name + 3, JW_ID_LEN / 2)) < 0)
+      goto fail;
+    err = jw_cgroup_create(sup->cgroups, cg_name, &spec->limits, &j->cg);
     if (err < 0) {
       if (err != -ENOMEM)
         err = JW_EUNSUPPORTED;
@@ -820,6 +842,10 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   po.data = j;
   po.cgroup = j->cg;
   po.isolation = spec->isolation;
+  po.set_ids = spec->set_ids;
+  po.uid = spec->uid;
+  po.gid = spec->gid;
+  po.no_new_privs = spec->no_new_privs;
   err = jw_process_new(sup->loop, &po, &j->proc);
   if (err < 0) {
     if (err == -EINVAL)

@@ -67,7 +67,8 @@ class Faults(unittest.TestCase):
         srv = self.server(extra_args=["--log-level", "info"])
         os.makedirs(srv.data_dir, exist_ok=True)
         srv.wrapper = ["unshare", "-m", "--propagation", "private", "sh",
-                       "-c", 'mount -t tmpfs -o size=1m jw-abuse "$0" && '
+                       "-c", 'mount -t tmpfs -o size=1m,mode=0700 jw-abuse '
+                       '"$0" && '
                        'exec "$@"', srv.data_dir]
         srv.start()
         stub = self.stub(srv)

@@ -18,6 +18,9 @@ TELEPORT=$BUILD/client/teleport
 TELEPORTD=$BUILD/server/teleportd
 PY=/usr/bin/python3
 T=$(mktemp -d /tmp/jw-cli-e2e.XXXXXX)
+# Jobs run as an unprivileged user of their own: they may reach the files
+# a test gives them ($T/big); the data directory inside stays 0700.
+chmod 711 "$T"
 SERVER_PID=
 FOLLOW_PID=
 JOB_PIDS=()

@@ -59,6 +59,9 @@ class ServerCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = ic.mktemp("jw-interop-")
+        # Jobs run as their client's own unprivileged user: they write and
+        # read files and work in this directory, as in /tmp.
+        os.chmod(cls.tmp, 0o1777)
         cls.server = ic.Server(stop_timeout="2s")
         try:
             cls.server.start()

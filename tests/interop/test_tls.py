@@ -199,6 +199,89 @@ class Tls(unittest.TestCase):
                               + alert + ": ", line)
                 self.assertNotIn("peer sent", line)
 
+    # -- revocation --
+
+    def test_revoked_client_refused(self):
+        """jw-certs revoke writes a CRL; teleportd --crl refuses the revoked
+        client at the handshake (certificate_revoked) and the CLI says the
+        server refused the certificate; another client still works."""
+        d = os.path.join(self.tmp, "rev")
+        os.mkdir(d)
+        for f in ("ca.cert", "ca.key"):
+            shutil.copy(ic.cert(f), os.path.join(d, f))
+        tool = os.environ.get("JW_CERTS_TOOL") or os.path.join(
+            ic.SOURCE_ROOT, "certs", "jw-certs")
+
+        def certs(*args):
+            return subprocess.run([tool, "--dir", d] + list(args),
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=300,
+                                  check=True).stdout.decode()
+
+        certs("client", "carol")
+        certs("client", "dave")
+        certs("revoke", "carol")
+        listed = certs("list")
+        self.assertRegex(listed, r"(?m)^carol +[0-9A-F]+ +\w{3} .*GMT +revoked$")
+        self.assertRegex(listed, r"(?m)^dave +[0-9A-F]+ +\w{3} .*GMT +valid$")
+        srv = ic.Server(stop_timeout="2s",
+                        extra_args=["--crl", os.path.join(d, "crl.pem")])
+        srv.start()
+        try:
+            carol = (os.path.join(d, "carol.cert"), os.path.join(d, "carol.key"))
+            dave = (os.path.join(d, "dave.cert"), os.path.join(d, "dave.key"))
+            r = ic.tls_probe(srv.port, ic.tls_context(carol))
+            self.assertTrue(r["closed"], r)
+            self.assertEqual(r["data"], b"", r)
+            self.assertIn("revoked", r["error"] or "", r)
+            cli = subprocess.run(
+                [os.path.join(ic.BUILD_ROOT, "client", "teleport"), "--addr",
+                 "127.0.0.1:%d" % srv.port, "--cacert", ic.cert("ca.cert"),
+                 "--cert", carol[0], "--key", carol[1], "list"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            self.assertNotEqual(cli.returncode, 0)
+            self.assertIn("refused this client certificate",
+                          cli.stderr.decode(errors="replace"))
+            for who in (dave, self.alice()):
+                ch = ic.channel(srv.port, cert_key=who)
+                try:
+                    pb_grpc.JobWorkerStub(ch).List(pb.ListRequest(), timeout=30)
+                finally:
+                    ch.close()
+        finally:
+            srv.terminate(timeout=20)
+            srv.cleanup()
+
+    def test_bad_crl_refused_at_start(self):
+        """A missing CRL, one that is no CRL, or one of another CA: teleportd
+        refuses to start (exit 2) and names the file."""
+        junk = os.path.join(self.tmp, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("not a CRL\n")
+        other = os.path.join(self.tmp, "other-crl.pem")
+        d = os.path.dirname(self.extra["other-ca"][0])
+        conf = os.path.join(self.tmp, "other-ca.cnf")
+        index = os.path.join(self.tmp, "other-index.txt")
+        open(index, "w").close()
+        with open(conf, "w") as f:
+            f.write("[ca]\ndefault_ca = x\n[x]\ndatabase = %s\n"
+                    "default_md = sha256\ndefault_crl_days = 2\n" % index)
+        ic.openssl("ca", "-gencrl", "-config", conf, "-keyfile",
+                   self.extra["other-ca"][1], "-cert",
+                   self.extra["other-ca"][0], "-out", other, cwd=d)
+        for path, why in ((os.path.join(self.tmp, "none.pem"), "cannot read"),
+                          (junk, "no CRL"), (other, "not signed by the CA")):
+            r = subprocess.run(
+                [ic.TELEPORTD, "--addr", "127.0.0.1:0", "--cacert",
+                 ic.cert("ca.cert"), "--cert", ic.cert("server.cert"), "--key",
+                 ic.cert("server.key"), "--data-dir",
+                 os.path.join(self.tmp, "crl-data"), "--crl", path],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            err = r.stderr.decode(errors="replace")
+            self.assertEqual(r.returncode, 2, err)
+            self.assertIn(path, err)
+            self.assertIn(why, err)
+
     # -- acceptance --
 
     def test_each_tls13_suite_accepted_alone(self):

@@ -9,6 +9,7 @@
  * returns; it never passes silently.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -185,15 +186,49 @@ static int dir_gone(void *arg) {
   return stat(arg, &st) != 0;
 }
 
-/* Every directory of the job's cgroup is removed soon after it is final. */
-static void assert_cgroup_removed(const char *id) {
-  static const char *const ctrls[] = {"", "memory", "cpu", "pids", "blkio"};
-  char dir[512];
-  for (size_t i = 0; i < sizeof(ctrls) / sizeof(ctrls[0]); i++) {
-    if (job_dir(ctrls[i], id, dir, sizeof(dir)) != 0)
+/*
+ * The number of job cgroups (subdirectories) under the parent of ctrl,
+ * and the last one's path in buf; -1 without that hierarchy.
+ */
+static int job_dirs(const char *ctrl, char *buf, size_t size) {
+  const char *parent = jw__cgroup_mgr_parent(mgr, ctrl);
+  struct dirent *e;
+  int n = 0;
+  DIR *d;
+  if (parent == NULL || (d = opendir(parent)) == NULL)
+    return -1;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_type != DT_DIR || e->d_name[0] == '.')
       continue;
-    ck_assert_msg(run_until(dir_gone, dir, 10000), "%s still there", dir);
+    n++;
+    if (buf != NULL)
+      snprintf(buf, size, "%s/%s", parent, e->d_name);
   }
+  closedir(d);
+  return n;
+}
+
+/* The cgroup directory of the one job running, in the hierarchy of ctrl. */
+static int running_job_dir(const char *ctrl, char *buf, size_t size) {
+  int n = job_dirs(ctrl, buf, size);
+  if (n < 0)
+    return -1;
+  ck_assert_int_eq(n, 1);
+  return 0;
+}
+
+static int no_job_dirs(void *ctrl) { return job_dirs(ctrl, NULL, 0) <= 0; }
+
+/*
+ * Every directory of the test's job cgroups is removed soon after they
+ * are final (each test has a parent of its own).
+ */
+static void assert_cgroups_removed(void) {
+  static const char *const ctrls[] = {"", "memory", "cpu", "pids", "blkio"};
+  for (size_t i = 0; i < sizeof(ctrls) / sizeof(ctrls[0]); i++)
+    ck_assert_msg(run_until(no_job_dirs, (void *)ctrls[i], 10000),
+                  "a job cgroup is still there under %s",
+                  jw__cgroup_mgr_parent(mgr, ctrls[i]));
 }
 
 /* Whether pid is gone (a zombie counts as gone). */
@@ -521,7 +556,54 @@ START_TEST(test_setsid_escape_killed) {
   stop_job(id, &sc);
   ck_assert_int_eq(sc.st.state, JW_PROC_STOPPED);
   ck_assert_msg(run_until(pid_gone, &pid, 5000), "setsid'd %ld survived", pid);
-  assert_cgroup_removed(id);
+  assert_cgroups_removed();
+}
+END_TEST
+
+/*
+ * A job's cgroup is not named after its id (/proc/PID/cgroup is
+ * world-readable), and the parent is 0711: a job of an unprivileged user
+ * can read its own cgroup path but not list the other jobs' cgroups.
+ */
+START_TEST(test_job_cgroups_private) {
+  char script[600], id[JW_ID_LEN + 1];
+  const char *argv[] = {"sh", "-c", script, NULL};
+  const char *parent;
+  jw_job_spec_t spec;
+  jw_job_info_t info;
+  struct stat st;
+  char *out;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  if (geteuid() != 0)
+    SKIP("running a job as another user needs root");
+  parent = jw__cgroup_mgr_parent(mgr, "");
+  if (parent == NULL)
+    parent = jw__cgroup_mgr_parent(mgr, "pids");
+  ck_assert_ptr_nonnull(parent);
+  ck_assert_int_eq(stat(parent, &st), 0);
+  ck_assert_int_eq(st.st_mode & 07777, 0711);
+  snprintf(script, sizeof(script),
+           "cat /proc/self/cgroup; ls %s >/dev/null 2>&1 && echo listed; "
+           "echo end",
+           parent);
+  memset(&spec, 0, sizeof(spec));
+  spec.command = argv[0];
+  spec.args = argv + 1;
+  spec.nargs = 2;
+  spec.set_ids = true;
+  spec.uid = spec.gid = 231071;
+  ck_assert_int_eq(jw_supervisor_start(sup, NULL, &spec, id), 0);
+  wait_final(id, 10000, &info);
+  ck_assert_int_eq(info.uid, 231071);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  ck_assert_msg(strstr(out, "cg-") != NULL, "no job cgroup in: %s", out);
+  ck_assert_msg(strstr(out, id) == NULL, "the job id is readable: %s", out);
+  ck_assert_msg(strstr(out, "listed") == NULL, "parent listable: %s", out);
+  ck_assert_ptr_nonnull(strstr(out, "end\n"));
+  free(out);
 }
 END_TEST
 
@@ -537,8 +619,8 @@ START_TEST(test_fork_bomb_contained) {
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_PIDS))
     SKIP("no pids controller on this host");
   ck_assert_int_eq(start(argv, &l, 0, id), 0);
-  if (job_dir("pids", id, dir, sizeof(dir)) != 0)
-    ck_assert_int_eq(job_dir("", id, dir, sizeof(dir)), 0);
+  if (running_job_dir("pids", dir, sizeof(dir)) != 0)
+    ck_assert_int_eq(running_job_dir("", dir, sizeof(dir)), 0);
   for (int i = 0; i < 20; i++) {
     run_for(50);
     cur = read_long(dir, "pids.current");
@@ -551,7 +633,7 @@ START_TEST(test_fork_bomb_contained) {
   ck_assert_int_eq(system("true"), 0);
   stop_job(id, &sc);
   ck_assert_int_eq(sc.st.state, JW_PROC_STOPPED);
-  assert_cgroup_removed(id);
+  assert_cgroups_removed();
 }
 END_TEST
 
@@ -573,7 +655,7 @@ START_TEST(test_memory_hog_oom) {
   ck_assert_int_eq(info.limits.memory_bytes, 64LL * MIB);
   ck_assert_uint_gt(info.usage.memory_peak_bytes, 32ULL * MIB);
   ck_assert_uint_le(info.usage.memory_peak_bytes, 64ULL * MIB);
-  assert_cgroup_removed(id);
+  assert_cgroups_removed();
 }
 END_TEST
 
@@ -715,6 +797,46 @@ START_TEST(test_pid_isolation) {
 END_TEST
 
 /*
+ * A PID-isolated job of an unprivileged user: its init runs as that user
+ * too, and the job cannot make itself immune to the OOM killer through
+ * the init's privileged OOM score (the floor it would inherit).
+ */
+START_TEST(test_pid_isolation_unprivileged) {
+  static const char *const argv[] = {
+      "sh", "-c",
+      "id -u; grep '^Uid:' /proc/1/status | cut -f2; "
+      "(echo -1000 >/proc/self/oom_score_adj) 2>/dev/null && echo LOWERED; "
+      "echo end",
+      NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_spec_t spec;
+  jw_job_info_t info;
+  char *out;
+  int err;
+
+  if (geteuid() != 0)
+    SKIP("running a job as another user needs root");
+  memset(&spec, 0, sizeof(spec));
+  spec.command = argv[0];
+  spec.args = argv + 1;
+  spec.nargs = 2;
+  spec.isolation = JW_ISOLATE_PID;
+  spec.set_ids = true;
+  spec.uid = spec.gid = 231071;
+  spec.no_new_privs = true;
+  err = jw_supervisor_start(sup, NULL, &spec, id);
+  if (err == -EPERM || err == -EINVAL || err == -ENOSPC)
+    SKIP("namespaces refused; they need CAP_SYS_ADMIN");
+  ck_assert_int_eq(err, 0);
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  ck_assert_str_eq(out, "231071\n231071\nend\n");
+  free(out);
+}
+END_TEST
+
+/*
  * The init of a PID namespace passes on how the command ended, forwards
  * the stop's SIGTERM, and reaps orphans.
  */
@@ -830,6 +952,26 @@ START_TEST(test_net_isolation) {
 }
 END_TEST
 
+/*
+ * Mount and network isolation: the job's /sys is a fresh sysfs, so it
+ * lists the devices of its own network namespace (lo), not the host's.
+ */
+START_TEST(test_sys_isolation) {
+  static const char *const argv[] = {"ls", "/sys/class/net", NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  char *out;
+
+  if (start_isolated(__func__, argv, JW_ISOLATE_MOUNT | JW_ISOLATE_NET, id))
+    return;
+  wait_final(id, 10000, &info);
+  out = output_of(id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_str_eq(out, "lo\n");
+  free(out);
+}
+END_TEST
+
 /* A job with limits and namespaces together still reports as usual. */
 START_TEST(test_limits_with_isolation) {
   static const char *const argv[] = {"sh", "-c", "echo $$", NULL};
@@ -849,7 +991,7 @@ START_TEST(test_limits_with_isolation) {
   ck_assert_int_eq(info.limits.pids, 100);
   ck_assert_uint_gt(info.usage.cpu_usage_ns, 0);
   free(out);
-  assert_cgroup_removed(id);
+  assert_cgroups_removed();
 }
 END_TEST
 
@@ -913,6 +1055,7 @@ static Suite *cgroup_suite(void) {
   tcase_add_test(tc, test_no_cgroup_host);
   tcase_add_test(host, test_host_backend);
   tcase_add_test(host, test_setsid_escape_killed);
+  tcase_add_test(host, test_job_cgroups_private);
   tcase_add_test(host, test_fork_bomb_contained);
   tcase_add_test(host, test_memory_hog_oom);
   tcase_add_test(host, test_memory_within_limit);
@@ -920,8 +1063,10 @@ static Suite *cgroup_suite(void) {
   tcase_add_test(host, test_io_write_limit);
   tcase_add_test(host, test_pid_isolation);
   tcase_add_test(host, test_pid_init_status_and_signals);
+  tcase_add_test(host, test_pid_isolation_unprivileged);
   tcase_add_test(host, test_mount_isolation);
   tcase_add_test(host, test_net_isolation);
+  tcase_add_test(host, test_sys_isolation);
   tcase_add_test(host, test_limits_with_isolation);
   tcase_add_test(host, test_remove_stale);
   suite_add_tcase(s, tc);

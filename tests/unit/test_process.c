@@ -129,6 +129,14 @@ static int run_until(uv_loop_t *loop, int *flag, uint64_t timeout_ms) {
   return test_run_until(loop, test_flag_set, flag, timeout_ms);
 }
 
+/* The credentials start() asks for; all zero: the caller's. */
+static struct {
+  bool set_ids;
+  uid_t uid;
+  gid_t gid;
+  bool no_new_privs;
+} creds;
+
 /* Starts argv[0] with argv[1..] and the given env/cwd. */
 static int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
                  const char *const *env, size_t nenv, const char *cwd) {
@@ -147,6 +155,10 @@ static int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
   o.on_output = on_output;
   o.on_exit = on_exit_cb;
   o.data = c;
+  o.set_ids = creds.set_ids;
+  o.uid = creds.uid;
+  o.gid = creds.gid;
+  o.no_new_privs = creds.no_new_privs;
   err = jw_process_new(loop, &o, &c->proc);
   ck_assert_int_eq(err, 0);
   ck_assert(jw_process_is_initial_state(c->proc));
@@ -521,6 +533,79 @@ START_TEST(test_start_failures) {
 }
 END_TEST
 
+/* An id far from any account a test host has. */
+#define JOB_ID 231071
+
+/*
+ * A job given a uid and gid runs as exactly that: no supplementary
+ * groups, no capabilities, no_new_privs. Without them it keeps ours.
+ */
+START_TEST(test_credentials) {
+  static const char *const argv[] = {
+      "sh", "-c",
+      "id -u; id -g; id -G; grep -E '^(CapEff|NoNewPrivs):' /proc/self/status",
+      NULL};
+  char want[256];
+  uv_loop_t loop;
+  struct ctx c;
+
+  run_job(&loop, &c, argv, NULL, 0, NULL);
+  ck_assert_int_eq(c.st.exit_code, 0);
+  snprintf(want, sizeof(want), "%u\n%u\n", (unsigned)geteuid(),
+           (unsigned)getegid());
+  ck_assert_int_eq(strncmp(c.out[0].data, want, strlen(want)), 0);
+  ck_assert_ptr_nonnull(strstr(c.out[0].data, "NoNewPrivs:\t0\n"));
+  finish(&loop, &c);
+
+  if (geteuid() != 0)
+    return; /* setting ids needs root; the rest is the root case */
+  creds.set_ids = true;
+  creds.uid = JOB_ID;
+  creds.gid = JOB_ID + 1;
+  creds.no_new_privs = true;
+  run_job(&loop, &c, argv, NULL, 0, NULL);
+  creds.set_ids = creds.no_new_privs = false;
+  ck_assert_int_eq(c.st.exit_code, 0);
+  snprintf(want, sizeof(want),
+           "%d\n%d\n%d\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n", JOB_ID,
+           JOB_ID + 1, JOB_ID + 1);
+  ck_assert_str_eq(c.out[0].data, want);
+  finish(&loop, &c);
+}
+END_TEST
+
+/*
+ * The job's user must be able to enter the working directory and reach
+ * the command itself: root's 0700 directory is neither, and the start
+ * fails with EACCES instead of running as root there.
+ */
+START_TEST(test_credentials_access) {
+  char dir[] = "/tmp/jw-test-private-XXXXXX";
+  char cmd[64];
+  const char *const in_dir[] = {cmd, NULL};
+  static const char *const ok[] = {"true", NULL};
+  int fd;
+
+  if (geteuid() != 0)
+    return;
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  ck_assert_int_eq(chmod(dir, 0700), 0);
+  snprintf(cmd, sizeof(cmd), "%s/run", dir);
+  fd = open(cmd, O_WRONLY | O_CREAT | O_EXCL, 0755);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, "#!/bin/sh\n", 10), 10);
+  close(fd);
+  creds.set_ids = true;
+  creds.uid = JOB_ID;
+  creds.gid = JOB_ID;
+  expect_start_failure(ok, dir, -EACCES);
+  expect_start_failure(in_dir, NULL, -EACCES);
+  creds.set_ids = false;
+  unlink(cmd);
+  rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_new_invalid) {
   uv_loop_t loop;
   jw_process_options_t o;
@@ -612,6 +697,8 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, test_stdin_devnull_and_fds_closed);
   tcase_add_test(tc, test_signals_reset);
   tcase_add_test(tc, test_start_failures);
+  tcase_add_test(tc, test_credentials);
+  tcase_add_test(tc, test_credentials_access);
   tcase_add_test(tc, test_new_invalid);
   tcase_add_test(tc, test_close_running);
   tcase_add_test(tc, test_close_from_output_cb);

@@ -170,6 +170,13 @@ int jw_cgroup_remove(jw_cgroup_t *cg);
 void jw_cgroup_free(jw_cgroup_t *cg);
 
 /*
+ * The default process limit of a job, as systemd's DefaultTasksMax=15%:
+ * 15% of the smaller of kernel.pid_max and kernel.threads-max (from
+ * /proc/sys/kernel), at least 1. Returns it, or 0 when neither can be read.
+ */
+int64_t jw_cgroup_default_pids(void);
+
+/*
  * Parses a size such as "512M", "64MiB", "1G", "4096" or "1.5G" (binary
  * units: K = 1024) into bytes. Returns 0 or -EINVAL.
  */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "jobworker/cgroup.h"
@@ -81,9 +82,28 @@ typedef struct {
    * namespace) that runs the command as its child, reaps orphans,
    * forwards signals to the command's process group, and passes on how
    * the command ended; it implies JW_ISOLATE_MOUNT, whose fresh /proc is
-   * what lets the job see only its own processes.
+   * what lets the job see only its own processes. JW_ISOLATE_NET implies
+   * it too: its fresh /sys shows only the namespace's devices (lo).
    */
   unsigned isolation;
+  /*
+   * The credentials the command runs with. With set_ids false (the
+   * default) it keeps the caller's. With set_ids true the child drops
+   * every supplementary group and takes gid, then uid, as its real,
+   * effective and saved ids, after joining its cgroup and setting up its
+   * namespaces (which need the caller's privilege) and before entering
+   * working_dir and exec'ing: the user must be able to do both, or the
+   * start fails with that errno (-EACCES). Leaving uid 0 drops every
+   * capability; setting them needs CAP_SETUID/CAP_SETGID (-EPERM).
+   */
+  bool set_ids;
+  uid_t uid;
+  gid_t gid;
+  /*
+   * PR_SET_NO_NEW_PRIVS for the command: exec'ing a set-user-ID program
+   * or one with file capabilities gains nothing.
+   */
+  bool no_new_privs;
 } jw_process_options_t;
 
 /*
@@ -97,9 +117,10 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
 /*
  * Starts the process. Returns 0, or the errno of the failure as a negative
  * code (-ENOENT command not found, -EACCES not executable or a directory,
- * -ENOENT/-ENOTDIR bad working directory, -EPERM namespaces without the
- * privilege, ...). On failure nothing is left behind: no child, no fd,
- * and the process stays in the initial state.
+ * or not reachable by the job's user, -ENOENT/-ENOTDIR bad working
+ * directory, -EPERM namespaces or set_ids without the privilege, ...). On
+ * failure nothing is left behind: no child, no fd, and the process stays in the
+ * initial state.
  */
 int jw_process_start(jw_process_t *proc);
 

@@ -46,6 +46,18 @@ int jw_tls_ctx_new_client(const char *cacert, const char *cert, const char *key,
 
 void jw_tls_ctx_free(jw_tls_ctx_t *ctx);
 
+/*
+ * Makes a server context refuse revoked client certificates: loads the
+ * CRLs of the PEM file crl (each must be signed by a CA of the context)
+ * and checks every client's leaf certificate against them at the
+ * handshake; a revoked one fails it with the certificate_revoked alert.
+ * Call before serving. Returns 0, or a negative code with a sentence in
+ * errbuf (unreadable file, no CRL in it, a CRL of another CA, one past
+ * its next update).
+ */
+int jw_tls_ctx_set_crl(jw_tls_ctx_t *ctx, const char *crl, char *errbuf,
+                       size_t errlen);
+
 /* ---- Server role ------------------------------------------------------ */
 
 typedef struct jw_rpc_server_s jw_rpc_server_t;

@@ -82,6 +82,14 @@ typedef struct {
   const char *working_dir; /* NULL or "": inherit */
   jw_limits_t limits;      /* all 0: none */
   unsigned isolation;      /* JW_ISOLATE_* */
+  /*
+   * The Unix user the job runs as (jw_process_options_t): set_ids false
+   * keeps the caller's credentials; no_new_privs as there.
+   */
+  bool set_ids;
+  uid_t uid;
+  gid_t gid;
+  bool no_new_privs;
 } jw_job_spec_t;
 
 /*
@@ -99,6 +107,8 @@ typedef struct {
   uint64_t output_dropped;
   jw_limits_t limits; /* as started; 0: no limit */
   unsigned isolation;
+  uid_t uid; /* the job's user and group: the spec's, or the caller's */
+  gid_t gid;
   /*
    * From the job's cgroup: live while it runs, read once at its end
    * (before the cgroup is removed) after. Zero without a cgroup.
@@ -148,8 +158,9 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
  * (jw_supervisor_running_owner tells which), JW_ECLOSED once shutdown
  * began.
  *
- * With a cgroup manager every job runs in a cgroup of its own named after
- * its id (limits or not); the cgroup is removed once the job is final.
+ * With a cgroup manager every job runs in a cgroup of its own (limits or
+ * not), named by a random token unrelated to its id ("cg-" and 32 hex
+ * digits); the cgroup is removed once the job is final.
  */
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
                         const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]);
