@@ -103,6 +103,9 @@ struct clone3_args {
  * process that left the job's group (setsid) can still hold them then.
  */
 #define DRAIN_BOUND_MS 2000
+/* How often, and for how long, a final status waits for an empty cgroup. */
+#define SETTLE_POLL_MS 2
+#define SETTLE_BOUND_MS 2000
 
 enum { PIPE_OUT = 0, PIPE_ERR = 1 };
 
@@ -150,7 +153,8 @@ struct jw_process_s {
   struct jw_process_s *reap_next; /* in reaper->waiting */
   uv_poll_t pipe_poll[2];
   uv_timer_t grace_timer;
-  uv_timer_t drain_timer;
+  uv_timer_t drain_timer; /* pipes held from outside; then the settle */
+  uint64_t settle_since;  /* uv_now() when the wait for an empty cgroup began */
   int open_handles;
 
   unsigned started : 1;
@@ -948,10 +952,28 @@ static void close_pidfd(jw_process_t *p) {
   }
 }
 
+static void on_settle(uv_timer_t *t);
+
 static void maybe_final(jw_process_t *p) {
   if (p->final || p->closing || !p->reaped || p->fds[0] >= 0 || p->fds[1] >= 0)
     return;
   uv_timer_stop(&p->drain_timer);
+  /*
+   * A killed process closes its pipes before it has finished exiting, so
+   * EOF alone does not mean the job's processes are gone. With a cgroup,
+   * the status is final only once the cgroup is empty (every process past
+   * its exit), so that a Stop answered STOPPED leaves nothing running;
+   * SETTLE_BOUND_MS bounds the wait for a process stuck in the kernel.
+   */
+  if (p->cgroup != NULL && !jw_cgroup_is_empty(p->cgroup)) {
+    uint64_t now = uv_now(p->loop);
+    if (p->settle_since == 0)
+      p->settle_since = now;
+    if (now - p->settle_since < SETTLE_BOUND_MS) {
+      uv_timer_start(&p->drain_timer, on_settle, SETTLE_POLL_MS, 0);
+      return;
+    }
+  }
   p->final = 1;
   p->st.ended_at_ns = now_ns();
   p->st.exit_code = p->raw_code;
@@ -1000,6 +1022,12 @@ static void on_pipe(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   drain_pipe(p, i, READS_PER_EVENT);
+  if (!p->closing)
+    maybe_final(p);
+}
+
+static void on_settle(uv_timer_t *t) {
+  jw_process_t *p = t->data;
   if (!p->closing)
     maybe_final(p);
 }
