@@ -250,7 +250,7 @@ static const jw_rpc_method_t methods[] = {
 /* ---- Harness ---------------------------------------------------------- */
 
 static void on_event(const jw_rpc_event_t *ev, void *data) {
-  if (strcmp(ev->event, "conn_close") == 0)
+  if (ev->event == JW_RPC_EV_CONN_CLOSE)
     conn_closed = true;
 }
 
