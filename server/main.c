@@ -18,9 +18,9 @@
 
 #include "flags.h"
 #include "jobworker/rpc.h"
+#include "jobworker/service.h"
 #include "jobworker/supervisor.h"
 #include "log.h"
-#include "service.h"
 
 typedef struct {
   uv_loop_t loop;
