@@ -1,7 +1,7 @@
 /*
  * jw-requestcost: what one Start request costs the server's loop, timed
  * with uv_hrtime around the work its handler does: the check and decode
- * of the request (server/request.c), then for an accepted request the
+ * of the request (lib/service/request.c), then for an accepted request the
  * supervisor's start (copies, spawn) of it. Two requests:
  *
  *   worst-accepted  a Start at every default cap: 1024 args, 256 env

@@ -18,10 +18,10 @@
 
 #include "flags.h"
 #include "jobworker/rpc.h"
+#include "jobworker/service.h"
 #include "jobworker/supervisor.h"
 #include "log.h"
-#include "service.h"
-#include "users.h"
+#include "jobworker/users.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -38,28 +38,27 @@ typedef struct {
 static void on_event(const jw_rpc_event_t *ev, void *data) {
   char status[32], dur[32];
   jw_log_level_t level = JW_LOG_INFO;
-  if (strcmp(ev->event, "conn_open") == 0)
+  if (ev->event == JW_RPC_EV_CONN_OPEN)
     level = JW_LOG_DEBUG;
-  else if (strcmp(ev->event, "conn_refused") == 0)
+  else if (ev->event == JW_RPC_EV_CONN_REFUSED)
     level = JW_LOG_WARN;
-  else if (strcmp(ev->event, "rpc") == 0 &&
-           (ev->grpc_status == JW_GRPC_INTERNAL ||
-            ev->grpc_status == JW_GRPC_UNKNOWN))
+  else if (ev->event == JW_RPC_EV_RPC && (ev->grpc_status == JW_GRPC_INTERNAL ||
+                                          ev->grpc_status == JW_GRPC_UNKNOWN))
     level = JW_LOG_WARN;
   if (!jw_log_enabled(level))
     return;
   snprintf(dur, sizeof(dur), "%.3fms", (double)ev->duration_us / 1000.0);
-  if (strcmp(ev->event, "rpc") == 0) {
+  if (ev->event == JW_RPC_EV_RPC) {
     const char *m = ev->method ? strrchr(ev->method, '/') : NULL;
     snprintf(status, sizeof(status), "%s",
              jw_grpc_status_name(ev->grpc_status));
-    jw_log(level, "event", ev->event, "peer", ev->peer, "cn", ev->cn, "method",
-           m ? m + 1 : ev->method, "job", ev->tag, "status", status, "duration",
-           dur, "error", ev->message, NULL);
+    jw_log(level, "event", jw_rpc_event_name(ev->event), "peer", ev->peer, "cn",
+           ev->cn, "method", m ? m + 1 : ev->method, "job", ev->tag, "status",
+           status, "duration", dur, "error", ev->message, NULL);
   } else {
-    jw_log(level, "event", ev->event, "peer", ev->peer, "cn", ev->cn,
-           "duration", ev->duration_us ? dur : NULL, "error", ev->message,
-           NULL);
+    jw_log(level, "event", jw_rpc_event_name(ev->event), "peer", ev->peer, "cn",
+           ev->cn, "duration", ev->duration_us ? dur : NULL, "error",
+           ev->message, NULL);
   }
 }
 

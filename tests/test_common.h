@@ -24,6 +24,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "jobworker/process.h"
+
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -49,6 +51,19 @@ static inline uint64_t scaled(uint64_t n, uint64_t floor) {
   if (v < floor)
     v = floor;
   return v > 0 ? v : 1;
+}
+
+/*
+ * JW_FORCE_NO_PIDFD=1 (tools/valgrind.sh sets it where valgrind lacks
+ * pidfd_open) makes every suite watch its jobs through the SIGCHLD
+ * fallback. The library reads no environment, so the suites pass it on
+ * through jw_process_configure, before main and so before any start.
+ */
+__attribute__((constructor)) static void test_configure_process(void) {
+  const char *s = getenv("JW_FORCE_NO_PIDFD");
+  jw_process_config_t cfg = {.no_pidfd = s != NULL && strcmp(s, "1") == 0};
+  if (jw_process_configure(&cfg) != 0)
+    abort();
 }
 
 /*

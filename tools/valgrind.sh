@@ -31,7 +31,8 @@ vg+=" --suppressions=$PWD/tests/valgrind.supp"
 
 # A valgrind without pidfd_open warns each time a process probes for it
 # (every Check test is a process of its own): say so once here, and let
-# the library skip the probe and use its fallback (JW_FORCE_NO_PIDFD).
+# the library skip the probe and use its fallback (JW_FORCE_NO_PIDFD, which
+# tests/test_common.h passes to jw_process_configure).
 probe=$(valgrind -q /usr/bin/python3 -c \
   'import os; os.close(os.pidfd_open(os.getpid()))' 2>&1 || true)
 if grep -q "unhandled.*syscall: 434\|Function not implemented" <<<"$probe"; then

@@ -144,9 +144,10 @@ struct jw_rpc_server_s {
   void *done_data;
 };
 
-static void emit(jw_rpc_server_t *srv, const char *event, const char *peer,
-                 const char *cn, const char *method, const char *tag,
-                 int status, const char *message, uint64_t dur_ns) {
+static void emit(jw_rpc_server_t *srv, jw_rpc_event_type_t event,
+                 const char *peer, const char *cn, const char *method,
+                 const char *tag, int status, const char *message,
+                 uint64_t dur_ns) {
   if (srv->opts.on_event == NULL)
     return;
   jw_rpc_event_t ev = {event, peer,   cn,      method,
@@ -258,8 +259,9 @@ static void report(jw_rpc_call_t *call) {
   call->reported = true;
   const char *cn = call->sc != NULL ? call->sc->cn : NULL;
   const char *peer = call->sc != NULL ? call->sc->peer : NULL;
-  emit(call->srv, "rpc", peer, cn, call->path, call->tag[0] ? call->tag : NULL,
-       call->status, call->message, uv_hrtime() - call->start_ns);
+  emit(call->srv, JW_RPC_EV_RPC, peer, cn, call->path,
+       call->tag[0] ? call->tag : NULL, call->status, call->message,
+       uv_hrtime() - call->start_ns);
 }
 
 /* Detaches the call from its connection and stream. */
@@ -1151,7 +1153,7 @@ static void sconn_close(sconn_t *sc, bool graceful) {
                    sc->srv->shutting_down ? "the server is shutting down"
                                           : "the connection was closed");
   if (sc->opened)
-    emit(sc->srv, "conn_close", sc->peer, sc->cn, NULL, NULL, 0,
+    emit(sc->srv, JW_RPC_EV_CONN_CLOSE, sc->peer, sc->cn, NULL, NULL, 0,
          sc->c.dead ? sc->c.errmsg : NULL, uv_hrtime() - sc->open_ns);
   jw__conn_close(&sc->c, graceful);
   /* A graceful close waits for its last write, but not for ever. */
@@ -1251,13 +1253,13 @@ static int sc_handshake_done(jw__conn_t *c) {
                             strlen(msg));
       sc->refused = true;
       sc->draining = true;
-      emit(srv, "conn_refused", sc->peer, sc->cn, NULL, NULL, 0, msg, 0);
+      emit(srv, JW_RPC_EV_CONN_REFUSED, sc->peer, sc->cn, NULL, NULL, 0, msg, 0);
       return 0;
     }
   }
   sc->opened = true;
   sc->open_ns = uv_hrtime();
-  emit(srv, "conn_open", sc->peer, sc->cn, NULL, NULL, 0, NULL, 0);
+  emit(srv, JW_RPC_EV_CONN_OPEN, sc->peer, sc->cn, NULL, NULL, 0, NULL, 0);
   if (srv->shutting_down) {
     nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL,
                           0);
@@ -1269,7 +1271,8 @@ static int sc_handshake_done(jw__conn_t *c) {
 static void sc_failed(jw__conn_t *c, int err) {
   sconn_t *sc = c->owner;
   if (!sc->opened)
-    emit(sc->srv, "conn_refused", sc->peer, NULL, NULL, NULL, 0, c->errmsg, 0);
+    emit(sc->srv, JW_RPC_EV_CONN_REFUSED, sc->peer, NULL, NULL, NULL, 0,
+         c->errmsg, 0);
   sconn_close(sc, true);
 }
 
@@ -1377,7 +1380,7 @@ static void on_connection(uv_stream_t *server, int status) {
       if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0 &&
           ss.ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)&ss, peer, sizeof(peer));
-      emit(srv, "conn_refused", peer, NULL, NULL, NULL, 0,
+      emit(srv, JW_RPC_EV_CONN_REFUSED, peer, NULL, NULL, NULL, 0,
            "connection limit reached", 0);
     }
     uv_close((uv_handle_t *)t, refused_close_cb);

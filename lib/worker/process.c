@@ -20,8 +20,8 @@
  * each SIGCHLD it asks waitid(P_PID) about each of those processes by pid,
  * never waitpid(-1), so that an embedding program's own children are still
  * left to it. That is the only case with a SIGCHLD handler; the check is
- * made once and its answer kept (JW_FORCE_NO_PIDFD=1 in the environment
- * forces the fallback; it is a test knob).
+ * made once and its answer kept (jw_process_configure's no_pidfd forces
+ * the fallback; it is a test knob).
  *
  * A process with a cgroup or namespaces of its own is created with
  * clone3() instead: CLONE_INTO_CGROUP puts it in its cgroup2 directory
@@ -216,16 +216,12 @@ static atomic_int pidfd_support;
  */
 static int have_pidfd(void) {
   int known = atomic_load(&pidfd_support);
-  const char *force;
   siginfo_t si;
   int fd, ok;
 
   if (known != 0)
     return known == 1;
-  force = getenv("JW_FORCE_NO_PIDFD");
-  if (force != NULL && strcmp(force, "1") == 0) {
-    ok = 0;
-  } else if ((fd = (int)syscall(SYS_pidfd_open, getpid(), 0)) < 0) {
+  if ((fd = (int)syscall(SYS_pidfd_open, getpid(), 0)) < 0) {
     /* ENOSYS, or EPERM from a seccomp filter: no pidfds here. */
     if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
       return -errno;
@@ -243,6 +239,21 @@ static int have_pidfd(void) {
   }
   atomic_store(&pidfd_support, ok ? 1 : 2);
   return ok;
+}
+
+/*
+ * The library reads no environment: the fallback is forced through this
+ * call, before the first start has made the choice.
+ */
+int jw_process_configure(const jw_process_config_t *cfg) {
+  int known = 0;
+
+  /* Not forcing the fallback leaves the choice to the probe. */
+  if (!cfg->no_pidfd)
+    return 0;
+  if (atomic_compare_exchange_strong(&pidfd_support, &known, 2))
+    return 0;
+  return known == 2 ? 0 : JW_EINVAL;
 }
 
 static void free_vec(char **v) {

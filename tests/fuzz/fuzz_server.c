@@ -15,7 +15,7 @@
  *
  * The test service has unary and streaming methods, handlers that end
  * their call at once or on a later loop turn, and the JobWorker method
- * paths, whose handlers decode their requests with server/request.c as
+ * paths, whose handlers decode their requests with lib/service/request.c as
  * teleportd does (without a supervisor: they answer with a fixed status).
  */
 #include <stdbool.h>
@@ -250,7 +250,7 @@ static const jw_rpc_method_t methods[] = {
 /* ---- Harness ---------------------------------------------------------- */
 
 static void on_event(const jw_rpc_event_t *ev, void *data) {
-  if (strcmp(ev->event, "conn_close") == 0)
+  if (ev->event == JW_RPC_EV_CONN_CLOSE)
     conn_closed = true;
 }
 

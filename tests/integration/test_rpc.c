@@ -169,13 +169,13 @@ static const jw_rpc_method_t methods[] = {
 };
 
 static void on_event(const jw_rpc_event_t *ev, void *data) {
-  ck_assert_ptr_nonnull(ev->event);
-  if (strcmp(ev->event, "rpc") == 0) {
+  ck_assert_str_ne(jw_rpc_event_name(ev->event), "unknown");
+  if (ev->event == JW_RPC_EV_RPC) {
     g_events_rpc++;
     snprintf(g_last_tag, sizeof(g_last_tag), "%s", ev->tag ? ev->tag : "");
     ck_assert_ptr_nonnull(ev->method);
   }
-  if (strcmp(ev->event, "conn_open") == 0)
+  if (ev->event == JW_RPC_EV_CONN_OPEN)
     snprintf(g_last_event_cn, sizeof(g_last_event_cn), "%s",
              ev->cn ? ev->cn : "");
 }

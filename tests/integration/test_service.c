@@ -15,8 +15,8 @@
 #include "../test_common.h"
 #include "jobworker.pb-c.h"
 #include "jobworker/rpc.h"
+#include "jobworker/service.h"
 #include "jobworker/supervisor.h"
-#include "service.h"
 
 #define PATH(m) "/jobworker.v1.JobWorker/" m
 

@@ -14,7 +14,7 @@
 
 #include "../test_common.h"
 #include "jobworker/error.h"
-#include "users.h"
+#include "jobworker/users.h"
 
 /* Far above the accounts of any test host. */
 #define FIRST 300000

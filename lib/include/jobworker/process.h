@@ -106,6 +106,25 @@ typedef struct {
   bool no_new_privs;
 } jw_process_options_t;
 
+/* Process-wide settings of the process module (jw_process_configure). */
+typedef struct {
+  /*
+   * Watch exits through the SIGCHLD fallback even where pidfds work
+   * (docs/library.md, "Hosts without pidfds"): for tests of the fallback,
+   * and for running under a valgrind that lacks pidfd_open without making
+   * it warn at every probe. Not a setting a server needs.
+   */
+  bool no_pidfd;
+} jw_process_config_t;
+
+/*
+ * Applies cfg to every process of this program. Call it before the first
+ * jw_process_start (or jw_supervisor_start): how exits are watched is
+ * decided once, at the first start. Returns 0, or JW_EINVAL when that
+ * decision was already made and differs from what cfg asks.
+ */
+int jw_process_configure(const jw_process_config_t *cfg);
+
 /*
  * Creates a process in the initial state. Copies everything in opts.
  * Returns 0, -EINVAL for a missing command or an env entry without '=',

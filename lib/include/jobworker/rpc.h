@@ -77,9 +77,23 @@ typedef struct {
   jw_rpc_handler_cb handler;
 } jw_rpc_method_t;
 
+/* What a server event is about. */
+typedef enum {
+  JW_RPC_EV_CONN_OPEN = 0, /* a connection passed TLS and SETTINGS */
+  JW_RPC_EV_CONN_CLOSE,    /* an accepted connection ended */
+  JW_RPC_EV_CONN_REFUSED,  /* refused: TLS failed, a limit, no identity */
+  JW_RPC_EV_RPC            /* a call ended (method, tag, grpc_status) */
+} jw_rpc_event_type_t;
+
+/*
+ * A static name for logging ("conn_open", "conn_close", "conn_refused",
+ * "rpc"); "unknown" for a value outside the enum.
+ */
+const char *jw_rpc_event_name(jw_rpc_event_type_t event);
+
 /* What the server reports for logging: one event per line. */
 typedef struct {
-  const char *event;   /* "conn_open", "conn_close", "conn_refused", "rpc" */
+  jw_rpc_event_type_t event;
   const char *peer;    /* "ip:port" */
   const char *cn;      /* verified client CN, or NULL */
   const char *method;  /* rpc: the path */

@@ -9,8 +9,8 @@
  * that uid across restarts; its gid is the same number. When teleportd
  * is not root every job runs as teleportd's own user.
  */
-#ifndef TELEPORTD_USERS_H
-#define TELEPORTD_USERS_H
+#ifndef JOBWORKER_USERS_H
+#define JOBWORKER_USERS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -65,4 +65,4 @@ size_t jw_users_allocated(const jw_users_t *u);
 
 void jw_users_free(jw_users_t *u);
 
-#endif /* TELEPORTD_USERS_H */
+#endif /* JOBWORKER_USERS_H */

@@ -1,9 +1,11 @@
 /*
  * The JobWorker gRPC service: the handlers that turn the wire contract
- * (proto/jobworker.proto) into calls on a jw_supervisor.
+ * (proto/jobworker.proto) into calls on a jw_supervisor. Served by a
+ * jw_rpc_server, it is the whole of teleportd's protocol; a program that
+ * embeds it gets the same server on its own loop (examples/embed_server.c).
  */
-#ifndef TELEPORTD_SERVICE_H
-#define TELEPORTD_SERVICE_H
+#ifndef JOBWORKER_SERVICE_H
+#define JOBWORKER_SERVICE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -11,14 +13,27 @@
 #include "jobworker/cgroup.h"
 #include "jobworker/rpc.h"
 #include "jobworker/supervisor.h"
-#include "request.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The server's caps on a Start request (flags --max-args and so on). */
+typedef struct {
+  size_t max_args;            /* JobRequest.args entries */
+  size_t max_env;             /* JobRequest.env entries */
+  size_t max_request_strings; /* bytes of all strings in a request */
+} jw_request_limits_t;
+
+#define JW_REQUEST_LIMITS_DEFAULT                                              \
+  { 1024, 256, 256 * 1024 }
 
 /*
  * A List reply is at most this big: the receive limit gRPC clients have
  * by default.
  */
 #define JW_LIST_MAX_BYTES (4u << 20)
-#include "users.h"
+#include "jobworker/users.h"
 
 typedef struct {
   jw_supervisor_t *sup;
@@ -55,4 +70,8 @@ typedef struct {
  */
 const jw_rpc_method_t *jw_service_methods(size_t *count);
 
-#endif /* TELEPORTD_SERVICE_H */
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JOBWORKER_SERVICE_H */

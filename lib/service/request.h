@@ -3,13 +3,14 @@
  * handlers that needs no supervisor, so that the fuzzers reach exactly the
  * code the service runs.
  */
-#ifndef TELEPORTD_REQUEST_H
-#define TELEPORTD_REQUEST_H
+#ifndef JOBWORKER_SERVICE_REQUEST_H
+#define JOBWORKER_SERVICE_REQUEST_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "jobworker.pb-c.h"
+#include "jobworker/service.h"
 
 /*
  * Writes a printable, bounded rendering of a client-supplied string into
@@ -50,16 +51,6 @@ int jw_request_check(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                      size_t len, const jw_request_rules_t *rules, char *msg,
                      size_t size);
 
-/* The server's caps on a Start request (flags --max-args and so on). */
-typedef struct {
-  size_t max_args;            /* JobRequest.args entries */
-  size_t max_env;             /* JobRequest.env entries */
-  size_t max_request_strings; /* bytes of all strings in a request */
-} jw_request_limits_t;
-
-#define JW_REQUEST_LIMITS_DEFAULT                                              \
-  { 1024, 256, 256 * 1024 }
-
 /*
  * Checks a JobRequest with jw_request_check under lim (NULL: the
  * defaults), decodes it and checks the rest (a command, env entries of
@@ -91,4 +82,4 @@ int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
 int jw_request_decode_list(const uint8_t *req, size_t len, char *msg,
                            size_t size);
 
-#endif /* TELEPORTD_REQUEST_H */
+#endif /* JOBWORKER_SERVICE_REQUEST_H */

@@ -1,4 +1,4 @@
-#include "service.h"
+#include "jobworker/service.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -8,7 +8,7 @@
  * temporary file that is then renamed over it, so that a crash leaves
  * the old table or the new one and never half of either.
  */
-#include "users.h"
+#include "jobworker/users.h"
 
 #include <errno.h>
 #include <fcntl.h>
