@@ -20,8 +20,8 @@
 #include "jobworker/rpc.h"
 #include "jobworker/service.h"
 #include "jobworker/supervisor.h"
-#include "log.h"
 #include "jobworker/users.h"
+#include "log.h"
 
 typedef struct {
   uv_loop_t loop;

@@ -1253,7 +1253,8 @@ static int sc_handshake_done(jw__conn_t *c) {
                             strlen(msg));
       sc->refused = true;
       sc->draining = true;
-      emit(srv, JW_RPC_EV_CONN_REFUSED, sc->peer, sc->cn, NULL, NULL, 0, msg, 0);
+      emit(srv, JW_RPC_EV_CONN_REFUSED, sc->peer, sc->cn, NULL, NULL, 0, msg,
+           0);
       return 0;
     }
   }
