@@ -193,11 +193,11 @@ size_t jw__log_format(char *buf, size_t size, const struct timespec *ts,
   line_t l = {.buf = buf, .len = 0, .end = size - LINE_TAIL};
   if (gmtime_r(&ts->tv_sec, &tm) == NULL)
     memset(&tm, 0, sizeof(tm));
-  int hn = snprintf(head, sizeof(head),
-                    "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s",
-                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                    tm.tm_min, tm.tm_sec, ts->tv_nsec / 1000000 % 1000,
-                    (unsigned)level < 4 ? names[level] : "unknown");
+  int hn = snprintf(
+      head, sizeof(head), "ts=%04lld-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s",
+      (long long)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+      tm.tm_min, tm.tm_sec, ts->tv_nsec / 1000000 % 1000,
+      (unsigned)level < 4 ? names[level] : "unknown");
   bool no_head =
       hn < 0 || (size_t)hn >= sizeof(head) || !put(&l, head, (size_t)hn);
   bool full = no_head;
