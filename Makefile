@@ -46,7 +46,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 # Every test, under the sanitizers, with certificates made once for this run.
 test: build asan check-format
 	tests/make-certs.sh $(ASAN_BUILD)/test-certs
-	meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 \
+	JW_PLAIN_BUILD=$(abspath $(BUILD)) \
+	  meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 \
 	  $(MESON_TEST_ARGS)
 
 # Development certificates are made once under the build directory and
