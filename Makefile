@@ -71,8 +71,10 @@ run: build
 	  --cacert $$c/ca.cert --cert $$c/server.cert --key $$c/server.key \
 	  --data-dir $$(pwd)/$(BUILD)/data
 
-C_FILES = git ls-files '*.c' '*.h' 2>/dev/null || \
-	find lib server client tests bench -name '*.[ch]'
+# In braces: `a || b | c` would pipe only find's list, and git's would go
+# to the terminal unchecked.
+C_FILES = { git ls-files '*.c' '*.h' 2>/dev/null || \
+	find lib server client tests bench examples -name '*.[ch]'; }
 
 format:
 	@$(C_FILES) | xargs -r clang-format -i
