@@ -53,50 +53,6 @@ static int count_files(const char *path) {
   return n;
 }
 
-/*
- * Counts our children (zombies included) plus live processes whose group
- * is one of pgids. A dead process reparented to init counts as gone even
- * before init reaps it. A SIGKILL just sent may take a moment: retry.
- */
-static int count_procs(const pid_t *pgids, size_t n) {
-  int tries, count = 0;
-  for (tries = 0; tries < 100; tries++) {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    ck_assert_ptr_nonnull(d);
-    count = 0;
-    while ((e = readdir(d)) != NULL) {
-      char path[300], buf[512];
-      int ppid, pgrp;
-      char state;
-      char *p;
-      FILE *f;
-      size_t i;
-      if (e->d_name[0] < '0' || e->d_name[0] > '9')
-        continue;
-      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-      f = fopen(path, "r");
-      if (f == NULL)
-        continue;
-      if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) &&
-          sscanf(p + 2, "%c %d %d", &state, &ppid, &pgrp) == 3) {
-        if (ppid == getpid())
-          count++;
-        else if (state != 'Z' && state != 'X')
-          for (i = 0; i < n; i++)
-            if (pgrp == pgids[i])
-              count++;
-      }
-      fclose(f);
-    }
-    closedir(d);
-    if (count == 0)
-      break;
-    usleep(10000);
-  }
-  return count;
-}
-
 static long rss_kib(void) {
   char line[256];
   long v = -1;
