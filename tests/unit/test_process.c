@@ -78,8 +78,8 @@ START_TEST(test_stop_term) {
 END_TEST
 
 START_TEST(test_stop_kill_after_grace) {
-  static const char *const argv[] = {"sh", "-c", "trap '' TERM; sleep 100",
-                                     NULL};
+  static const char *const argv[] = {
+      "sh", "-c", "trap '' TERM; echo ready; sleep 100", NULL};
   uv_loop_t loop;
   struct ctx c;
   jw_proc_status_t st;
@@ -90,8 +90,8 @@ START_TEST(test_stop_kill_after_grace) {
   ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
   jw_process_status(c.proc, &st);
   pgid = st.pid;
-  /* Let the shell install its trap before the stop. */
-  sleep_ms(200);
+  /* The shell has installed its trap once it says so. */
+  wait_output(&loop, &c, "ready\n", 10000);
   t0 = uv_hrtime() / 1000000;
   ck_assert_int_eq(jw_process_stop(c.proc, 500), 0);
   ck_assert(run_until(&loop, &c.exits, 5000));
@@ -104,20 +104,37 @@ START_TEST(test_stop_kill_after_grace) {
 }
 END_TEST
 
+/*
+ * The stop leaves nothing of the job running: the two children it had
+ * (their pids printed before "ready", and checked alive in the job's
+ * group before the stop) are gone after it.
+ */
 START_TEST(test_stop_kills_children) {
-  static const char *const argv[] = {"sh", "-c", "sleep 100 & sleep 100", NULL};
+  static const char *const argv[] = {
+      "sh", "-c", "sleep 100 & echo $!; sleep 100 & echo $!; echo ready; wait",
+      NULL};
   uv_loop_t loop;
   struct ctx c;
   jw_proc_status_t st;
+  int kids[2];
+  int i;
   memset(&c, 0, sizeof(c));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
   jw_process_status(c.proc, &st);
-  sleep_ms(100);
+  wait_output(&loop, &c, "ready\n", 10000);
+  ck_assert_int_eq(sscanf(c.out[0].data, "%d\n%d\n", &kids[0], &kids[1]), 2);
+  for (i = 0; i < 2; i++) {
+    ck_assert_int_eq(kill(kids[i], 0), 0);
+    ck_assert(!test_pid_gone(kids[i]));
+    ck_assert_int_eq(getpgid(kids[i]), st.pid);
+  }
   ck_assert_int_eq(jw_process_stop(c.proc, 5000), 0);
   ck_assert(run_until(&loop, &c.exits, 5000));
   ck_assert_int_eq(c.st.state, JW_PROC_STOPPED);
   ck_assert_int_eq(count_procs(&st.pid, 1), 0);
+  for (i = 0; i < 2; i++)
+    ck_assert(test_pid_gone(kids[i]));
   finish(&loop, &c);
   ck_assert_int_eq(count_procs(NULL, 0), 0);
 }
