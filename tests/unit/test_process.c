@@ -1,6 +1,7 @@
 /*
  * Unit tests for the jw_process object (process.c): exit states, signals,
- * stopping, the output pipes and closing. The spawn, the
+ * stopping, the output pipes, closing, and every allocation of
+ * jw_process_new and jw_process_start failing in turn. The spawn, the
  * namespaces and the exit watch have suites of their own (test_spawn.c,
  * test_nsinit.c, test_exitwatch.c).
  */
@@ -13,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../failmalloc.h"
 #include "process_harness.h"
 
 START_TEST(test_exit_code) {
@@ -290,6 +292,93 @@ START_TEST(test_close_from_output_cb) {
 }
 END_TEST
 
+/*
+ * Creates and starts a job with allocation n failing. Returns how many
+ * allocations the two calls made; a call that failed was an -ENOMEM that
+ * left nothing behind: no descriptor, no child, the initial state, and a
+ * process that still closes (LSan sees any leak when the test exits).
+ */
+static size_t new_start_failing(size_t n) {
+  static const char *const args[] = {"-c", "echo $A$B"};
+  static const char *const env[] = {"A=1", "B=2"};
+  jw_process_options_t o;
+  uv_loop_t loop;
+  struct ctx c;
+  size_t calls;
+  int fds = test_count_fds();
+  int err;
+
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  memset(&o, 0, sizeof(o));
+  o.command = "sh";
+  o.args = args;
+  o.nargs = 2;
+  o.env = env;
+  o.nenv = 2;
+  o.working_dir = "/";
+  o.on_output = on_output;
+  o.on_exit = on_exit_cb;
+  o.data = &c;
+  failmalloc_arm(n);
+  err = jw_process_new(&loop, &o, &c.proc);
+  if (err == 0)
+    err = jw_process_start(c.proc);
+  calls = failmalloc_disarm();
+  if (n >= calls) {
+    /* Nothing failed: the job runs as usual. */
+    ck_assert_int_eq(err, 0);
+    ck_assert(run_until(&loop, &c.exits, 20000));
+    ck_assert_int_eq(c.st.exit_code, 0);
+    ck_assert_str_eq(c.out[0].data, "12\n");
+    finish(&loop, &c);
+  } else {
+    ck_assert_msg(err == -ENOMEM, "allocation %zu of %zu failed: %d", n, calls,
+                  err);
+    if (c.proc != NULL) {
+      ck_assert(jw_process_is_initial_state(c.proc));
+      finish(&loop, &c);
+    } else {
+      ck_assert_int_eq(uv_loop_close(&loop), 0);
+    }
+  }
+  ck_assert_int_eq(test_count_fds(), fds);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+  return calls;
+}
+
+/* Fails allocation 0, 1, 2, ... until the calls make no more. */
+static void fail_each_allocation(void) {
+  size_t n, calls = 0;
+  for (n = 0; n < 1000; n++) {
+    calls = new_start_failing(n);
+    if (n >= calls)
+      break;
+  }
+  ck_assert_uint_lt(n, 1000);
+  /* The process, its strings and vectors, the read buffer, the lookup. */
+  ck_assert_uint_ge(calls, 10);
+}
+
+START_TEST(test_failmalloc) { fail_each_allocation(); }
+END_TEST
+
+/*
+ * The same with exits watched by the SIGCHLD fallback, whose reaper is
+ * allocated by the start. Each Check test is a fresh fork, so forcing the
+ * fallback here changes no other test; without fork mode it would.
+ */
+START_TEST(test_failmalloc_no_pidfd) {
+  jw_process_config_t force = {.no_pidfd = true};
+  const char *fork_mode = getenv("CK_FORK");
+
+  if (fork_mode != NULL && strcmp(fork_mode, "no") == 0)
+    return;
+  ck_assert_int_eq(jw_process_configure(&force), 0);
+  fail_each_allocation();
+}
+END_TEST
+
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
   TCase *tc = tcase_create("core");
@@ -307,6 +396,8 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, test_new_invalid);
   tcase_add_test(tc, test_close_running);
   tcase_add_test(tc, test_close_from_output_cb);
+  tcase_add_test(tc, test_failmalloc);
+  tcase_add_test(tc, test_failmalloc_no_pidfd);
   suite_add_tcase(s, tc);
   return s;
 }
