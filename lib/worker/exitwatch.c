@@ -210,7 +210,10 @@ void jw__exitwatch_start(jw_process_t *p, jw__reaper_t *reaper) {
    * exhaustion in epoll; the caller then kills the job.
    */
   if (reaper != NULL) {
-    /* The reference taken before the spawn is the process's from now. */
+    /*
+     * On its reaper's list of unreaped processes. The reference taken
+     * before the spawn is the process's from now.
+     */
     p->reaper = reaper;
     jw__list_insert_head(&reaper->waiting, &p->reap_node);
     p->open_handles++;
