@@ -1,7 +1,7 @@
 /*
  * What the Check suites share: knobs for slow runs (tools/valgrind.sh),
  * a sleep that signals do not cut short, a bounded way to run a loop,
- * descriptor counting, temp-tree removal and the suite runner.
+ * descriptor and process counting, temp-tree removal and the suite runner.
  *
  * JW_TEST_SCALE=N (a divisor, default 1) divides the data volumes and
  * counts that some tests push through (bytes of output, number of jobs),
@@ -16,12 +16,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "jobworker/process.h"
@@ -128,6 +132,96 @@ static inline int test_count_fds(void) {
       n++;
   closedir(d);
   return n - 1;
+}
+
+/*
+ * Whether pid is gone: no such process, or a zombie (a dead process that
+ * nobody has reaped yet runs nothing).
+ */
+static inline int test_pid_gone(pid_t pid) {
+  char path[64], buf[512];
+  char *p;
+  FILE *f;
+  int gone = 1;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  f = fopen(path, "re");
+  if (f == NULL)
+    return 1;
+  if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
+    gone = p[2] == 'Z' || p[2] == 'X';
+  fclose(f);
+  return gone;
+}
+
+/*
+ * Counts our children (zombies included) plus live processes whose group
+ * is one of pgids; *one gets one of the live ones, or 0. A dead process
+ * reparented to init counts as gone even before init reaps it.
+ */
+static inline int test_count_procs_now(const pid_t *pgids, size_t n,
+                                       pid_t *one) {
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  int count = 0;
+  ck_assert_ptr_nonnull(d);
+  *one = 0;
+  while ((e = readdir(d)) != NULL) {
+    char path[300], buf[512];
+    int ppid, pgrp;
+    char state;
+    char *p;
+    FILE *f;
+    size_t i;
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    f = fopen(path, "re");
+    if (f == NULL)
+      continue;
+    if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) &&
+        sscanf(p + 2, "%c %d %d", &state, &ppid, &pgrp) == 3) {
+      int live = state != 'Z' && state != 'X';
+      int counted = ppid == getpid();
+      for (i = 0; i < n && !counted && live; i++)
+        counted = pgrp == pgids[i];
+      if (counted) {
+        count++;
+        if (live)
+          *one = (pid_t)atoi(e->d_name);
+      }
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return count;
+}
+
+/*
+ * The same, allowing a SIGKILL already sent a moment to take effect (the
+ * kernel delivers it asynchronously): while a live one is left, waits for
+ * it to end through its pidfd, at most 100 times 100 ms. A zombie child
+ * is counted at once: only its parent's reaping ends it.
+ */
+static inline int count_procs(const pid_t *pgids, size_t n) {
+  int tries, count = 0;
+  for (tries = 0; tries < 100; tries++) {
+    pid_t one;
+    struct pollfd pfd;
+    count = test_count_procs_now(pgids, n, &one);
+    if (count == 0 || one == 0)
+      break;
+    pfd.fd = (int)syscall(SYS_pidfd_open, one, 0);
+    pfd.events = POLLIN;
+    if (pfd.fd >= 0) {
+      poll(&pfd, 1, 100);
+      close(pfd.fd);
+    } else if (errno != ESRCH) {
+      /* No pidfds here (old valgrind): look again a little later. */
+      struct timespec ts = {.tv_sec = 0, .tv_nsec = 10000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return count;
 }
 
 static inline int test_rm_entry(const char *p, const struct stat *st, int flag,

@@ -53,50 +53,6 @@ static int count_files(const char *path) {
   return n;
 }
 
-/*
- * Counts our children (zombies included) plus live processes whose group
- * is one of pgids. A dead process reparented to init counts as gone even
- * before init reaps it. A SIGKILL just sent may take a moment: retry.
- */
-static int count_procs(const pid_t *pgids, size_t n) {
-  int tries, count = 0;
-  for (tries = 0; tries < 100; tries++) {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    ck_assert_ptr_nonnull(d);
-    count = 0;
-    while ((e = readdir(d)) != NULL) {
-      char path[300], buf[512];
-      int ppid, pgrp;
-      char state;
-      char *p;
-      FILE *f;
-      size_t i;
-      if (e->d_name[0] < '0' || e->d_name[0] > '9')
-        continue;
-      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-      f = fopen(path, "r");
-      if (f == NULL)
-        continue;
-      if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) &&
-          sscanf(p + 2, "%c %d %d", &state, &ppid, &pgrp) == 3) {
-        if (ppid == getpid())
-          count++;
-        else if (state != 'Z' && state != 'X')
-          for (i = 0; i < n; i++)
-            if (pgrp == pgids[i])
-              count++;
-      }
-      fclose(f);
-    }
-    closedir(d);
-    if (count == 0)
-      break;
-    usleep(10000);
-  }
-  return count;
-}
-
 static long rss_kib(void) {
   char line[256];
   long v = -1;
@@ -580,26 +536,74 @@ START_TEST(test_stop_sigkill_after_grace) {
 }
 END_TEST
 
+struct output_wait {
+  struct env *e;
+  const char *id;
+  const char *text;
+  char buf[4096];
+};
+
+/* Whether the job's output so far (in w->buf) holds w->text. */
+static int output_has(void *arg) {
+  struct output_wait *w = arg;
+  char path[256];
+  ssize_t n;
+  int fd;
+  snprintf(path, sizeof(path), "%s/wait.txt", tmp_root);
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ck_assert_int_ge(fd, 0);
+  n = jw_supervisor_get_output(w->e->sup, w->id, NULL, fd, fd);
+  ck_assert_int_ge(n, 0);
+  ck_assert_int_lt(n, (ssize_t)sizeof(w->buf));
+  ck_assert_int_eq(pread(fd, w->buf, sizeof(w->buf), 0), n);
+  w->buf[n] = '\0';
+  close(fd);
+  unlink(path);
+  return strstr(w->buf, w->text) != NULL;
+}
+
+/*
+ * The stop leaves nothing of the job running: the two children it had
+ * (their pids printed before "ready", and checked alive in the job's
+ * group before the stop) are gone after it.
+ */
 START_TEST(test_stop_kills_grandchildren) {
-  static const char *const argv[] = {"sh", "-c", "sleep 100 & sleep 100", NULL};
+  static const char *const argv[] = {
+      "sh", "-c", "sleep 100 & echo $!; sleep 100 & echo $!; echo ready; wait",
+      NULL};
   struct env e;
   char id[JW_ID_LEN + 1];
   jw_stop_req_t req;
   struct stop_result res = {0};
+  struct output_wait w;
   jw_job_info_t info;
   pid_t pgid;
+  int kids[2];
+  int i;
 
   env_open(&e, 5000);
   ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
   ck_assert_int_eq(jw_supervisor_status(e.sup, id, NULL, &info), 0);
   pgid = info.proc.pid;
-  sleep_ms(100);
+  w.e = &e;
+  w.id = id;
+  w.text = "ready\n";
+  ck_assert_msg(test_run_until(&e.loop, output_has, &w, 10000),
+                "the job did not say ready: %s", w.buf);
+  ck_assert_int_eq(sscanf(w.buf, "%d\n%d\n", &kids[0], &kids[1]), 2);
+  for (i = 0; i < 2; i++) {
+    ck_assert_int_eq(kill(kids[i], 0), 0);
+    ck_assert(!test_pid_gone(kids[i]));
+    ck_assert_int_eq(getpgid(kids[i]), pgid);
+  }
   req.data = &res;
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
   ck_assert(test_run_until(&e.loop, test_flag_set, &res.calls, 5000));
   ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
   ck_assert_int_eq(res.st.signal, SIGTERM);
   ck_assert_int_eq(count_procs(&pgid, 1), 0);
+  for (i = 0; i < 2; i++)
+    ck_assert(test_pid_gone(kids[i]));
   env_close(&e, 0);
 }
 END_TEST

@@ -48,13 +48,6 @@ typedef struct {
   bool oom_killed;
 } jw_usage_t;
 
-/* Namespaces a job gets of its own (jw_process_options_t.isolation). */
-enum {
-  JW_ISOLATE_PID = 1 << 0,
-  JW_ISOLATE_MOUNT = 1 << 1,
-  JW_ISOLATE_NET = 1 << 2,
-};
-
 /* What a manager can do on this host (jw_cgroup_mgr_caps). */
 enum {
   JW_CG_MEMORY = 1 << 0, /* memory limit, peak and OOM count */

@@ -26,6 +26,13 @@ extern "C" {
 
 typedef struct jw_process_s jw_process_t;
 
+/* Namespaces a job gets of its own (jw_process_options_t.isolation). */
+enum {
+  JW_ISOLATE_PID = 1 << 0,
+  JW_ISOLATE_MOUNT = 1 << 1,
+  JW_ISOLATE_NET = 1 << 2,
+};
+
 typedef enum {
   JW_PROC_INITIAL = 0, /* created, not started */
   JW_PROC_RUNNING,     /* started; not final yet (includes draining) */

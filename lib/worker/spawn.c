@@ -1,0 +1,512 @@
+/*
+ * jw_process's spawn: from the candidate lookup to the exec.
+ *
+ * The child is created with vfork(): the parent is suspended until the
+ * child has called execve() or _exit(), so by the time vfork() returns the
+ * start either succeeded or failed, and a CLOEXEC error pipe tells which,
+ * with the exact errno (where vfork() is a plain fork, as under valgrind,
+ * reading that pipe to EOF waits for the exec). vfork() copies no page tables,
+ * which matters for a server with a large (or sanitizer-inflated) address space
+ * starting many jobs. The child shares our memory until it execs, so it only
+ * makes system calls on data the parent prepared: no allocation, no stdio.
+ *
+ * A process with a cgroup or namespaces of its own is created with
+ * clone3() instead: CLONE_INTO_CGROUP puts it in its cgroup2 directory
+ * before it runs a single instruction, CLONE_NEWPID/NEWNS/NEWNET give it
+ * its namespaces, and CLONE_PIDFD hands back the pidfd. clone3() has no
+ * vfork-style variant usable from C (the child would need a stack of its
+ * own), so this child is a copy-on-write fork; it still only makes system
+ * calls on data the parent prepared. The parent learns the outcome from
+ * the same error pipe, read until the exec closes it. What the child does
+ * in its namespaces is nsinit.c's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "process_int.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+/* The kernel's struct clone_args (clone3), version 2 (with cgroup). */
+struct clone3_args {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+  uint64_t cgroup;
+};
+
+/* The kernel's struct sigaction layout, for a raw rt_sigaction call. */
+struct kernel_sigaction {
+  void *handler;
+  unsigned long flags;
+  void *restorer;
+  uint64_t mask;
+};
+
+void jw__free_vec(char **v) {
+  if (v == NULL)
+    return;
+  for (char **p = v; *p != NULL; p++)
+    free(*p);
+  free(v);
+}
+
+/*
+ * Builds the execvp-style candidate list: the command itself when it holds
+ * a '/', otherwise each PATH directory joined with it (an empty entry is
+ * the working directory, as execvp does).
+ */
+static char **build_candidates(const jw_process_t *p) {
+  const char *path = p->path != NULL ? p->path : JW__DEFAULT_PATH;
+  size_t clen = strlen(p->command);
+  size_t n = 1;
+  size_t i = 0;
+  char **c;
+  const char *s;
+
+  if (strchr(p->command, '/') != NULL) {
+    c = calloc(2, sizeof(char *));
+    if (c == NULL || (c[0] = strdup(p->command)) == NULL) {
+      free(c);
+      return NULL;
+    }
+    return c;
+  }
+  for (s = path; *s != '\0'; s++)
+    if (*s == ':')
+      n++;
+  c = calloc(n + 1, sizeof(char *));
+  if (c == NULL)
+    return NULL;
+  s = path;
+  for (;;) {
+    const char *end = strchr(s, ':');
+    size_t dlen = end != NULL ? (size_t)(end - s) : strlen(s);
+    char *cand = malloc(dlen + clen + 2);
+    if (cand == NULL) {
+      jw__free_vec(c);
+      return NULL;
+    }
+    if (dlen == 0) {
+      memcpy(cand, p->command, clen + 1);
+    } else {
+      memcpy(cand, s, dlen);
+      cand[dlen] = '/';
+      memcpy(cand + dlen + 1, p->command, clen + 1);
+    }
+    c[i++] = cand;
+    if (end == NULL)
+      break;
+    s = end + 1;
+  }
+  return c;
+}
+
+__attribute__((noreturn)) void jw__child_fail(int report_fd, int err) {
+  ssize_t r;
+  do
+    r = write(report_fd, &err, sizeof(err));
+  while (r < 0 && errno == EINTR);
+  _exit(127);
+}
+
+/* Moves fd to a number >= 3 so that dup2() onto 0..2 cannot clobber it. */
+int jw__child_lift_fd(int fd, int report_fd) {
+  int nfd;
+  if (fd >= 3)
+    return fd;
+  nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (nfd < 0)
+    jw__child_fail(report_fd, errno);
+  return nfd;
+}
+
+/*
+ * Default dispositions for every signal (the server may ignore SIGPIPE;
+ * a job must not inherit that). Raw system calls, because libc's wrappers
+ * refuse the signals it reserves.
+ */
+static void reset_signals(void) {
+  struct kernel_sigaction dfl;
+  int sig;
+
+  memset(&dfl, 0, sizeof(dfl));
+  for (sig = 1; sig < 65; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP)
+      continue;
+    syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
+  }
+}
+
+void jw__child_set_mask(uint64_t mask) {
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, sizeof(uint64_t));
+}
+
+/*
+ * Points 0, 1 and 2 at /dev/null and the output pipes. Returns the report
+ * fd, moved out of their way; *null_out gets /dev/null's other number.
+ */
+static int setup_stdio(const struct jw__child_args *a, int *null_out) {
+  int report_fd = jw__child_lift_fd(a->report_fd, a->report_fd);
+  int null_fd = jw__child_lift_fd(a->null_fd, report_fd);
+  int out_fd = jw__child_lift_fd(a->out_fd, report_fd);
+  int err_fd = jw__child_lift_fd(a->err_fd, report_fd);
+  if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+    jw__child_fail(report_fd, errno);
+  if (null_out != NULL)
+    *null_out = null_fd;
+  return report_fd;
+}
+
+/* Runs the command (execvp-style over the candidates) or reports why not. */
+__attribute__((noreturn)) void
+jw__child_exec_command(const struct jw__child_args *a, int report_fd) {
+  int got_eacces = 0;
+  int err = ENOENT;
+
+  for (char **c = a->cands; *c != NULL; c++) {
+    execve(*c, a->argv, a->envp);
+    err = errno;
+    switch (err) {
+    case EACCES:
+      got_eacces = 1;
+      break;
+    case ENOENT:
+    case ENOTDIR:
+    case ESTALE:
+    case ENODEV:
+    case ETIMEDOUT:
+      break;
+    default:
+      jw__child_fail(report_fd, err);
+    }
+  }
+  jw__child_fail(report_fd, got_eacces ? EACCES : err);
+}
+
+/*
+ * Becomes the job's user: no supplementary groups, then the gid, then the
+ * uid (the group calls need the privilege the uid change gives up), and
+ * no_new_privs last. Raw system calls: glibc's wrappers change the ids of
+ * every thread of the process through a signal broadcast, and in a vfork
+ * child "the process" is the server's threads. Leaving uid 0 clears the
+ * permitted, effective and ambient capabilities (no SECBIT_KEEP_CAPS).
+ */
+void jw__child_drop_privileges(const struct jw__child_args *a, int report_fd,
+                               pid_t parent) {
+  if (a->set_ids) {
+    if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+        syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0 ||
+        syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+      jw__child_fail(report_fd, errno);
+    /*
+     * A change of credentials clears the parent-death signal: set it
+     * again, and see again that the parent did not go meanwhile (parent
+     * 0: outside a new PID namespace, where getppid() says 0).
+     */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+      jw__child_fail(report_fd, errno);
+    if (parent != 0 && getppid() != parent)
+      jw__child_fail(report_fd, ESRCH);
+    /*
+     * A clone3() child is a copy of the server's memory until it execs
+     * (the namespace's init for good): the job's user must not be able
+     * to read it through ptrace or /proc/PID/mem, whatever the host's
+     * fs.suid_dumpable says. The exec'd command is dumpable again.
+     */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+      jw__child_fail(report_fd, errno);
+  }
+  if (a->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    jw__child_fail(report_fd, errno);
+}
+
+/*
+ * The child between vfork() and execve(). It runs on the parent's memory,
+ * so it writes nothing but the error report and errno.
+ */
+static __attribute__((noreturn)) void
+child_main(const struct jw__child_args *a) {
+  int report_fd = a->report_fd;
+
+  reset_signals();
+  jw__child_set_mask(0);
+
+  if (setpgid(0, 0) < 0)
+    jw__child_fail(report_fd, errno);
+  /*
+   * The job dies with the server, even when the server is SIGKILLed. If
+   * the parent went away before the prctl, getppid() shows it.
+   */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    jw__child_fail(report_fd, errno);
+  if (getppid() != a->parent)
+    jw__child_fail(report_fd, ESRCH);
+
+  report_fd = setup_stdio(a, NULL);
+  /*
+   * Every other descriptor is closed by execve(): ours are CLOEXEC
+   * already, and this catches any an embedding program opened without it.
+   */
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+
+  /* The working directory as the job's user: it must be able to enter it. */
+  jw__child_drop_privileges(a, report_fd, a->parent);
+  if (a->cwd != NULL && chdir(a->cwd) < 0)
+    jw__child_fail(report_fd, errno);
+  jw__child_exec_command(a, report_fd);
+}
+
+int jw__child_write_str(int fd, const char *s, size_t len) {
+  ssize_t n;
+  do
+    n = write(fd, s, len);
+  while (n < 0 && errno == EINTR);
+  return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * The child of clone3() (or of clone() where clone3 is missing, then
+ * join_v2 says to join the cgroup2 directory by hand). It is a copy of
+ * the parent, so it may keep running as the namespace's init.
+ */
+static __attribute__((noreturn)) void
+child_clone_main(const struct jw__child_args *a, int join_v2) {
+  int report_fd = a->report_fd;
+  int status_fd = -1;
+  int null_fd;
+  size_t i;
+
+  reset_signals();
+  if (!(a->isolation & JW_ISOLATE_PID))
+    jw__child_set_mask(0);
+
+  /* Into the v1 controllers' cgroups before anything of the job runs. */
+  if (join_v2 && a->cg->v2_procs >= 0 &&
+      jw__child_write_str(a->cg->v2_procs, "0", 1))
+    jw__child_fail(report_fd, errno);
+  for (i = 0; i < a->cg->nv1; i++)
+    if (jw__child_write_str(a->cg->v1_procs[i], "0", 1) < 0)
+      jw__child_fail(report_fd, errno);
+
+  if (setpgid(0, 0) < 0)
+    jw__child_fail(report_fd, errno);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    jw__child_fail(report_fd, errno);
+  /* In a new PID namespace the parent is outside it: getppid() is 0. */
+  if (!(a->isolation & JW_ISOLATE_PID) && getppid() != a->parent)
+    jw__child_fail(report_fd, ESRCH);
+
+  if (a->isolation & (JW_ISOLATE_MOUNT | JW_ISOLATE_NET))
+    jw__nsinit_setup(a, report_fd);
+
+  /* Out of the way of 0..2 first, like the others in setup_stdio. */
+  if (a->status_fd >= 0)
+    status_fd = jw__child_lift_fd(a->status_fd, report_fd);
+  report_fd = setup_stdio(a, &null_fd);
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (a->isolation & JW_ISOLATE_PID)
+    jw__nsinit_run(a, report_fd, null_fd, status_fd);
+  jw__child_drop_privileges(a, report_fd, a->parent);
+  if (a->cwd != NULL && chdir(a->cwd) < 0)
+    jw__child_fail(report_fd, errno);
+  jw__child_exec_command(a, report_fd);
+}
+
+/*
+ * Creates the child with clone3(), fork-style (no CLONE_VM): into its
+ * cgroup, with its namespaces and a pidfd (none when pidfd is NULL: the
+ * SIGCHLD fallback watches it). Falls back to clone() on kernels without
+ * clone3 (the child then joins its cgroup itself).
+ */
+static __attribute__((noinline)) pid_t
+spawn_clone(const struct jw__child_args *a, int *pidfd) {
+  uint64_t ns = 0;
+  struct clone3_args ca;
+  pid_t pid;
+
+  if (a->isolation & JW_ISOLATE_PID)
+    ns |= CLONE_NEWPID;
+  if (a->isolation & JW_ISOLATE_MOUNT)
+    ns |= CLONE_NEWNS;
+  if (a->isolation & JW_ISOLATE_NET)
+    ns |= CLONE_NEWNET;
+  memset(&ca, 0, sizeof(ca));
+  ca.flags = ns;
+  if (pidfd != NULL) {
+    ca.flags |= CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+  }
+  ca.exit_signal = SIGCHLD;
+  if (a->cg->v2_dir >= 0) {
+    ca.flags |= CLONE_INTO_CGROUP;
+    ca.cgroup = (uint64_t)a->cg->v2_dir;
+  }
+  pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+  if (pid == 0)
+    child_clone_main(a, 0);
+  /*
+   * ENOSYS: no clone3 (before 5.3, or a seccomp filter); E2BIG or EINVAL
+   * with CLONE_INTO_CGROUP: a kernel before 5.7.
+   */
+  if (pid < 0 && (errno == ENOSYS || errno == E2BIG ||
+                  (errno == EINVAL && (ca.flags & CLONE_INTO_CGROUP)))) {
+    if (pidfd != NULL)
+      *pidfd = -1;
+    pid = (pid_t)syscall(SYS_clone, (unsigned long)(ns | SIGCHLD), 0, 0, 0, 0);
+    if (pid == 0)
+      child_clone_main(a, 1);
+  }
+  return pid;
+}
+
+/*
+ * vfork() lives in a function of its own so that nothing in a bigger
+ * frame has to survive the child running on it.
+ */
+static __attribute__((noinline)) pid_t
+spawn_child(const struct jw__child_args *a) {
+  pid_t pid = vfork();
+  if (pid == 0)
+    child_main(a);
+  return pid;
+}
+
+pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
+                int *status_fd) {
+  struct jw__child_args a;
+  int rep[2] = {-1, -1};
+  int statp[2] = {-1, -1};
+  int null_fd = -1;
+  int use_clone = p->cgroup != NULL || p->isolation != 0;
+  jw__cg_spawn_t cgs;
+  char **cands;
+  sigset_t all, old;
+  pid_t pid = -1;
+  int err = 0;
+  int code;
+  ssize_t n;
+
+  if (pidfd != NULL)
+    *pidfd = -1;
+  *status_fd = -1;
+  cgs.v2_dir = cgs.v2_procs = -1;
+  cgs.nv1 = 0;
+  cands = build_candidates(p);
+  if (cands == NULL)
+    return -ENOMEM;
+  /*
+   * The report is read until the exec closes it (EOF), after vfork() as
+   * after clone3(): where vfork() is really a fork (valgrind makes it one;
+   * POSIX allows it), the child may not have exec'd yet when it returns.
+   */
+  if (pipe2(rep, O_CLOEXEC) < 0 ||
+      (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    err = -errno;
+    goto out;
+  }
+  if (use_clone) {
+    err = jw__cgroup_spawn_open(p->cgroup, &cgs);
+    if (err < 0)
+      goto out;
+    if ((p->isolation & JW_ISOLATE_PID) &&
+        (pipe2(statp, O_CLOEXEC) < 0 ||
+         fcntl(statp[0], F_SETFL, O_NONBLOCK) < 0)) {
+      err = -errno;
+      goto out;
+    }
+  }
+
+  memset(&a, 0, sizeof(a));
+  a.cands = cands;
+  a.argv = p->argv;
+  a.envp = p->envp;
+  a.cwd = p->cwd;
+  a.null_fd = null_fd;
+  a.out_fd = out_fd;
+  a.err_fd = err_fd;
+  a.report_fd = rep[1];
+  a.parent = getpid();
+  a.set_ids = p->set_ids;
+  a.uid = p->uid;
+  a.gid = p->gid;
+  a.no_new_privs = p->no_new_privs;
+  a.cg = &cgs;
+  a.isolation = p->isolation;
+  a.status_fd = statp[1];
+
+  /*
+   * No signal handler of ours may run in the child while it shares our
+   * memory; the child resets every disposition before unblocking.
+   */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid = use_clone ? spawn_clone(&a, pidfd) : spawn_child(&a);
+  if (pid < 0)
+    err = -errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0)
+    goto out;
+
+  jw__close_fd(&rep[1]);
+  jw__close_fd(&statp[1]);
+
+  /*
+   * After vfork() the child has exec'd or exited by now, so the read ends
+   * at once: a report means it failed, EOF that it exec'd. Where vfork()
+   * is a fork, and after clone3(), the read waits for the exec or the
+   * report; the child does nothing else first. (A fork made meanwhile by
+   * another thread holds the write end too, until that child execs.)
+   */
+  do
+    n = read(rep[0], &code, sizeof(code));
+  while (n < 0 && errno == EINTR);
+  if (n == (ssize_t)sizeof(code)) {
+    /* It has called _exit() (an init right after its child did). */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    if (pidfd != NULL)
+      jw__close_fd(pidfd);
+    err = -code;
+    goto out;
+  }
+  *status_fd = statp[0];
+  statp[0] = -1;
+
+out:
+  jw__close_fd(&rep[0]);
+  jw__close_fd(&rep[1]);
+  jw__close_fd(&statp[0]);
+  jw__close_fd(&statp[1]);
+  jw__close_fd(&null_fd);
+  jw__cgroup_spawn_close(&cgs);
+  jw__free_vec(cands);
+  return err < 0 ? err : pid;
+}
