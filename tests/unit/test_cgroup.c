@@ -331,122 +331,6 @@ static void write_text(const char *path, const char *text) {
   fclose(f);
 }
 
-static void read_text(const char *dir, const char *file, char *buf,
-                      size_t size) {
-  char path[600];
-  FILE *f;
-  snprintf(path, sizeof(path), "%s/%s", dir, file);
-  f = fopen(path, "re");
-  ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-  if (fgets(buf, (int)size, f) == NULL)
-    buf[0] = '\0';
-  fclose(f);
-}
-
-/*
- * A pure cgroup2 host, faked with plain files: the backend is chosen from
- * the mount table, controllers are enabled, and the job's limits land in
- * memory.max, cpu.max, io.max and pids.max.
- */
-START_TEST(test_fake_cgroup2_host) {
-  char fs[256], own[300], parent[400], job[500], path[600], buf[128];
-  static const char *const files[] = {
-      "memory.max", "memory.swap.max", "cpu.max",    "io.max",
-      "pids.max",   "cgroup.procs",    "cgroup.kill"};
-  jw_cgroup_mgr_options_t o = {.name = "jwfake"};
-  jw_limits_t l = {.memory_bytes = 64LL * MIB,
-                   .cpu_millis = 200,
-                   .io_read_bps = 1 * MIB,
-                   .io_write_bps = 10 * MIB,
-                   .pids = 50};
-  jw_cgroup_mgr_t *m;
-  jw_cgroup_t *cg;
-  struct stat st;
-  char mi[300], pc[300];
-  dev_t dev = 0;
-
-  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
-  snprintf(own, sizeof(own), "%s/svc", fs);
-  snprintf(parent, sizeof(parent), "%s/jwfake", own);
-  snprintf(job, sizeof(job), "%s/job1", parent);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
-  ck_assert_int_eq(mkdir(own, 0755), 0);
-  ck_assert_int_eq(mkdir(parent, 0755), 0);
-  ck_assert_int_eq(mkdir(job, 0755), 0);
-  snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
-  write_text(path, "cpuset cpu io memory hugetlb pids\n");
-  snprintf(path, sizeof(path), "%s/cgroup.subtree_control", own);
-  write_text(path, "");
-  snprintf(path, sizeof(path), "%s/cgroup.subtree_control", parent);
-  write_text(path, "");
-  snprintf(path, sizeof(path), "%s/cgroup.kill", parent);
-  write_text(path, "");
-  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-    snprintf(path, sizeof(path), "%s/%s", job, files[i]);
-    write_text(path, "");
-  }
-  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
-  snprintf(buf, sizeof(buf), "30 23 0:26 / ");
-  {
-    FILE *f = fopen(mi, "we");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
-    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
-    fclose(f);
-  }
-  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
-  write_text(pc, "0::/svc\n");
-  o.mountinfo_path = mi;
-  o.proc_cgroup_path = pc;
-  if (stat("/", &st) == 0)
-    dev = st.st_dev;
-  o.io_device = dev;
-
-  ck_assert_int_eq(jw_cgroup_mgr_new(&o, &m), 0);
-  ck_assert_str_eq(jw_cgroup_mgr_backend(m), "cgroup2");
-  ck_assert_uint_eq(jw_cgroup_mgr_caps(m) &
-                        (JW_CG_MEMORY | JW_CG_CPU | JW_CG_PIDS | JW_CG_KILL),
-                    JW_CG_MEMORY | JW_CG_CPU | JW_CG_PIDS | JW_CG_KILL);
-  ck_assert_str_eq(jw__cgroup_mgr_parent(m, ""), parent);
-  if (!(jw_cgroup_mgr_caps(m) & JW_CG_IO)) {
-    printf("SKIP %s (io part): / is not on a block device\n", __func__);
-    l.io_read_bps = l.io_write_bps = 0;
-  }
-  ck_assert_int_eq(jw_cgroup_create(m, "job1", &l, &cg), 0);
-  read_text(job, "memory.max", buf, sizeof(buf));
-  ck_assert_str_eq(buf, "67108864");
-  read_text(job, "memory.swap.max", buf, sizeof(buf));
-  ck_assert_str_eq(buf, "0");
-  read_text(job, "cpu.max", buf, sizeof(buf));
-  ck_assert_str_eq(buf, "20000 100000");
-  read_text(job, "pids.max", buf, sizeof(buf));
-  ck_assert_str_eq(buf, "50");
-  if (l.io_write_bps != 0) {
-    char want[96];
-    dev_t d = jw_cgroup_mgr_io_device(m);
-    snprintf(want, sizeof(want), "%u:%u rbps=1048576 wbps=10485760", major(d),
-             minor(d));
-    read_text(job, "io.max", buf, sizeof(buf));
-    ck_assert_str_eq(buf, want);
-  }
-  /* The kill is cgroup.kill. */
-  ck_assert_int_eq(jw_cgroup_kill(cg), 0);
-  read_text(job, "cgroup.kill", buf, sizeof(buf));
-  ck_assert_str_eq(buf, "1");
-  /* The spawn descriptors are the cgroup2 directory and its procs file. */
-  {
-    jw__cg_spawn_t s;
-    ck_assert_int_eq(jw__cgroup_spawn_open(cg, &s), 0);
-    ck_assert_int_ge(s.v2_dir, 0);
-    ck_assert_int_ge(s.v2_procs, 0);
-    ck_assert_uint_eq(s.nv1, 0);
-    jw__cgroup_spawn_close(&s);
-  }
-  jw_cgroup_free(cg);
-  jw_cgroup_mgr_free(m);
-}
-END_TEST
-
 /*
  * A host without cgroups: the manager has no capabilities, jobs run as
  * before, and limits are refused.
@@ -1021,7 +905,6 @@ static Suite *cgroup_suite(void) {
   tcase_set_timeout(host, 120);
   tcase_add_test(tc, test_v2_settings);
   tcase_add_test(tc, test_v1_settings);
-  tcase_add_test(tc, test_fake_cgroup2_host);
   tcase_add_test(tc, test_no_cgroup_host);
   tcase_add_test(host, test_host_backend);
   tcase_add_test(host, test_setsid_escape_killed);
