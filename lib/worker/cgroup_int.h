@@ -51,6 +51,7 @@ struct jw_cgroup_mgr_s {
   int v2;            /* index of the cgroup2 hierarchy, or -1 */
   unsigned v2_ctrls; /* JW__V2_* enabled in the parent's subtree_control */
   unsigned v2_want;  /* JW__V2_* the own cgroup offers */
+  int v2_busy;       /* the own cgroup2 directory holds processes */
   int v2_kill;       /* the parent has cgroup.kill */
   unsigned caps;
   dev_t io_dev;

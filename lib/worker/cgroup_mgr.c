@@ -193,31 +193,24 @@ static unsigned v2_offered(const char *own) {
 
 /*
  * Enables the cgroup2 controllers the host offers in own's and the
- * parent's subtree_control. When own holds processes (the no-internal-
- * process rule makes the write fail with EBUSY), this process moves into a
- * leaf beside the parent first.
+ * parent's subtree_control. When own holds processes, the no-internal-
+ * process rule makes the write fail with EBUSY: the manager then goes
+ * without those controllers and records why (v2_busy), so that
+ * jw_cgroup_mgr_adopt_self can move the caller out of the way and try
+ * again. It never moves a process itself.
  */
 static void enable_v2(jw_cgroup_mgr_t *mgr, const jw__cg_hier_t *h,
                       const char *own) {
   char word[16];
 
+  mgr->v2_busy = 0;
   for (size_t i = 0; i < sizeof(v2_ctrls) / sizeof(v2_ctrls[0]); i++) {
     if (!(mgr->v2_want & v2_ctrls[i].bit))
       continue;
     snprintf(word, sizeof(word), "+%s", v2_ctrls[i].name);
     int err = jw__cgroup_write(own, "cgroup.subtree_control", word);
-    if (err == -EBUSY) {
-      char leaf[NAME_MAX + 1];
-      char *ldir;
-      snprintf(leaf, sizeof(leaf), "%s-server", mgr->name);
-      ldir = jw__cgroup_join(own, leaf);
-      if (ldir == NULL)
-        return;
-      if ((mkdir(ldir, 0755) == 0 || errno == EEXIST) &&
-          jw__cgroup_write(ldir, "cgroup.procs", "0") == 0)
-        err = jw__cgroup_write(own, "cgroup.subtree_control", word);
-      free(ldir);
-    }
+    if (err == -EBUSY)
+      mgr->v2_busy = 1;
     if (err == 0 &&
         jw__cgroup_write(h->parent, "cgroup.subtree_control", word) == 0)
       mgr->v2_ctrls |= v2_ctrls[i].bit;
@@ -359,6 +352,37 @@ int jw_cgroup_mgr_new(const jw_cgroup_mgr_options_t *opts,
     mgr->backend = "none";
   *out = mgr;
   return 0;
+}
+
+int jw_cgroup_mgr_adopt_self(jw_cgroup_mgr_t *mgr) {
+  char leaf[NAME_MAX + 1];
+  char *own, *ldir;
+  jw__cg_hier_t *h;
+  int err = 0;
+
+  if (mgr == NULL)
+    return -EINVAL;
+  if (!mgr->v2_busy)
+    return 0;
+  h = &mgr->h[mgr->v2];
+  own = own_dir(h);
+  snprintf(leaf, sizeof(leaf), "%s-server", mgr->name);
+  ldir = own != NULL ? jw__cgroup_join(own, leaf) : NULL;
+  if (ldir == NULL) {
+    free(own);
+    return -ENOMEM;
+  }
+  if (mkdir(ldir, 0755) != 0 && errno != EEXIST)
+    err = -errno;
+  else
+    err = jw__cgroup_write(ldir, "cgroup.procs", "0");
+  if (err == 0) {
+    enable_v2(mgr, h, own);
+    set_caps(mgr);
+  }
+  free(ldir);
+  free(own);
+  return err;
 }
 
 unsigned jw_cgroup_mgr_caps(const jw_cgroup_mgr_t *mgr) {

@@ -1,11 +1,19 @@
 /*
  * Unit tests for jw_cgroup_mgr (lib/worker/cgroup_mgr.c) on fake cgroup
  * trees of plain files: the mount table and the own cgroup it reads, the
- * backend it picks and the parent cgroups.
+ * backend it picks, the parent cgroups, and that it moves no process
+ * unless asked (jw_cgroup_mgr_adopt_self).
+ *
+ * The suite is linked with -Wl,--wrap=write: __wrap_write plays the
+ * kernel's no-internal-process rule for the fake own cgroup (enabling a
+ * controller there fails with EBUSY while its cgroup.procs lists a
+ * process) and its move of a process ("0" written to another
+ * cgroup.procs empties the own one).
  */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +24,58 @@
 #include "../../lib/worker/cgroup_int.h"
 #include "../test_common.h"
 #include "jobworker/cgroup.h"
+#include "jobworker/error.h"
 
 #define MIB (1024 * 1024)
 
 static char tmp_root[] = "/tmp/jw-cgm-XXXXXX";
 
+/* The fake own cgroup whose rule __wrap_write plays; "" for none. */
+static char rule_own[512];
+
+ssize_t __real_write(int fd, const void *buf, size_t n);
+ssize_t __wrap_write(int fd, const void *buf, size_t n);
+
+static off_t file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+ssize_t __wrap_write(int fd, const void *buf, size_t n) {
+  char link[64], path[PATH_MAX], procs[600], ctl[600];
+  ssize_t len;
+
+  if (rule_own[0] == '\0')
+    return __real_write(fd, buf, n);
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  len = readlink(link, path, sizeof(path) - 1);
+  if (len <= 0)
+    return __real_write(fd, buf, n);
+  path[len] = '\0';
+  snprintf(procs, sizeof(procs), "%s/cgroup.procs", rule_own);
+  snprintf(ctl, sizeof(ctl), "%s/cgroup.subtree_control", rule_own);
+  if (strcmp(path, ctl) == 0 && file_size(procs) > 0) {
+    errno = EBUSY;
+    return -1;
+  }
+  len = (ssize_t)strlen(path);
+  if (strcmp(path, procs) != 0 && len > 13 &&
+      strcmp(path + len - 13, "/cgroup.procs") == 0 && n == 1 &&
+      ((const char *)buf)[0] == '0')
+    ck_assert_int_eq(truncate(procs, 0), 0);
+  return __real_write(fd, buf, n);
+}
+
 static void setup(void) {
   strcpy(tmp_root, "/tmp/jw-cgm-XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(tmp_root));
+  rule_own[0] = '\0';
 }
 
-static void teardown(void) { test_rm_tree(tmp_root); }
+static void teardown(void) {
+  rule_own[0] = '\0';
+  test_rm_tree(tmp_root);
+}
 
 static void write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "we");
@@ -151,6 +200,130 @@ START_TEST(test_fake_cgroup2_host) {
 }
 END_TEST
 
+/* Makes dir with the (empty) control files listed, NULL-terminated. */
+static void make_cg(const char *dir, const char *const *files) {
+  char path[700];
+  ck_assert_int_eq(mkdir(dir, 0755), 0);
+  for (size_t i = 0; files[i] != NULL; i++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+    write_text(path, "");
+  }
+}
+
+/*
+ * A fake cgroup2 tree at <tmp>/fakecg with the own cgroup /svc, its
+ * parent "jwfake" and the leaf "jwfake-server" (plain directories get no
+ * control files from mkdir, so they are made here); own, parent and leaf
+ * are set to their paths, and opts to read the fake tables.
+ */
+static void fake_v2_tree(jw_cgroup_mgr_options_t *o, char *own, char *parent,
+                         char *leaf, size_t size) {
+  static const char *const own_files[] = {"cgroup.subtree_control",
+                                          "cgroup.procs", NULL};
+  static const char *const parent_files[] = {
+      "cgroup.subtree_control", "cgroup.procs", "cgroup.kill", NULL};
+  static const char *const leaf_files[] = {"cgroup.procs", NULL};
+  static char mi[300], pc[300];
+  char fs[256], path[600];
+
+  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
+  snprintf(own, size, "%s/svc", fs);
+  snprintf(parent, size, "%s/jwfake", own);
+  snprintf(leaf, size, "%s/jwfake-server", own);
+  ck_assert_int_eq(mkdir(fs, 0755), 0);
+  make_cg(own, own_files);
+  make_cg(parent, parent_files);
+  make_cg(leaf, leaf_files);
+  snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
+  write_text(path, "cpuset cpu io memory hugetlb pids\n");
+  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
+  {
+    FILE *f = fopen(mi, "we");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
+    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
+    fclose(f);
+  }
+  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
+  write_text(pc, "0::/svc\n");
+  *o = (jw_cgroup_mgr_options_t){
+      .name = "jwfake", .mountinfo_path = mi, .proc_cgroup_path = pc};
+}
+
+/* The first line of dir/file without its newline, "" when empty. */
+static void first_line(const char *dir, const char *file, char *buf,
+                       size_t size) {
+  read_text(dir, file, buf, size);
+  buf[strcspn(buf, "\n")] = '\0';
+}
+
+/*
+ * The own cgroup holds a process (the caller): the manager does not move
+ * it. It goes without the cgroup2 limits (the caps say so, and a job with
+ * a limit is refused) until the caller opts in with
+ * jw_cgroup_mgr_adopt_self, which moves it into the leaf and enables them.
+ */
+START_TEST(test_mgr_moves_nothing_unless_asked) {
+  char own[400], parent[400], leaf[400], buf[64], path[600];
+  jw_limits_t l = {.memory_bytes = 64LL * MIB, .pids = 50};
+  const unsigned v2_limits = JW_CG_MEMORY | JW_CG_CPU | JW_CG_PIDS;
+  jw_cgroup_mgr_options_t o;
+  jw_cgroup_mgr_t *m;
+  jw_cgroup_t *cg;
+
+  fake_v2_tree(&o, own, parent, leaf, sizeof(own));
+  snprintf(path, sizeof(path), "%s/cgroup.procs", own);
+  snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+  write_text(path, buf);
+  snprintf(rule_own, sizeof(rule_own), "%s", own);
+
+  ck_assert_int_eq(jw_cgroup_mgr_new(&o, &m), 0);
+  ck_assert_str_eq(jw_cgroup_mgr_backend(m), "cgroup2");
+  /* Nothing moved: the caller is still in its own cgroup. */
+  first_line(leaf, "cgroup.procs", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "");
+  ck_assert_int_gt(file_size(path), 0);
+  /* Membership and kill, but no cgroup2 limits. */
+  ck_assert_uint_eq(jw_cgroup_mgr_caps(m) & JW_CG_KILL, JW_CG_KILL);
+  ck_assert_uint_eq(jw_cgroup_mgr_caps(m) & v2_limits, 0);
+  ck_assert_uint_eq(jw_cgroup_mgr_missing(m, &l), JW_CG_MEMORY | JW_CG_PIDS);
+  ck_assert_int_eq(jw_cgroup_create(m, "job1", &l, &cg), JW_EUNSUPPORTED);
+
+  /* Opting in moves the caller into the leaf and enables the limits. */
+  ck_assert_int_eq(jw_cgroup_mgr_adopt_self(m), 0);
+  first_line(leaf, "cgroup.procs", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "0");
+  ck_assert_int_eq(file_size(path), 0);
+  ck_assert_uint_eq(jw_cgroup_mgr_caps(m) & v2_limits, v2_limits);
+  ck_assert_uint_eq(jw_cgroup_mgr_missing(m, &l), 0);
+  /* Once moved, there is nothing more to do. */
+  ck_assert_int_eq(jw_cgroup_mgr_adopt_self(m), 0);
+  jw_cgroup_mgr_free(m);
+}
+END_TEST
+
+/*
+ * Where the own cgroup holds no process, the controllers are enabled at
+ * once and jw_cgroup_mgr_adopt_self moves nothing.
+ */
+START_TEST(test_mgr_adopt_self_noop) {
+  char own[400], parent[400], leaf[400], buf[64];
+  const unsigned v2_limits = JW_CG_MEMORY | JW_CG_CPU | JW_CG_PIDS;
+  jw_cgroup_mgr_options_t o;
+  jw_cgroup_mgr_t *m;
+
+  fake_v2_tree(&o, own, parent, leaf, sizeof(own));
+  snprintf(rule_own, sizeof(rule_own), "%s", own);
+  ck_assert_int_eq(jw_cgroup_mgr_new(&o, &m), 0);
+  ck_assert_uint_eq(jw_cgroup_mgr_caps(m) & v2_limits, v2_limits);
+  ck_assert_int_eq(jw_cgroup_mgr_adopt_self(m), 0);
+  first_line(leaf, "cgroup.procs", buf, sizeof(buf));
+  ck_assert_str_eq(buf, "");
+  ck_assert_int_eq(jw_cgroup_mgr_adopt_self(NULL), -EINVAL);
+  jw_cgroup_mgr_free(m);
+}
+END_TEST
+
 /*
  * The hybrid, from a mount table with escapes and a bind mount: v1
  * controllers (cpu and cpuacct co-mounted, memory on a path with a space)
@@ -237,6 +410,8 @@ static Suite *cgroup_mgr_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_fake_cgroup2_host);
+  tcase_add_test(tc, test_mgr_moves_nothing_unless_asked);
+  tcase_add_test(tc, test_mgr_adopt_self_noop);
   tcase_add_test(tc, test_mgr_hybrid_mountinfo);
   suite_add_tcase(s, tc);
   return s;
