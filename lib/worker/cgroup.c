@@ -75,8 +75,10 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
   size_t i;
   int err = 0;
 
+  /* "." and ".." would name the parent or the server's own cgroup. */
   if (mgr == NULL || name == NULL || out == NULL || name[0] == '\0' ||
-      strchr(name, '/') != NULL)
+      strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+      strcmp(name, "..") == 0)
     return -EINVAL;
   if ((mgr->caps & JW_CG_KILL) == 0 || jw_cgroup_mgr_missing(mgr, limits))
     return JW_EUNSUPPORTED;

@@ -325,6 +325,36 @@ START_TEST(test_mgr_adopt_self_noop) {
 END_TEST
 
 /*
+ * Names that would leave the parent are refused: a manager's name and a
+ * job cgroup's name are one path component, never "." or "..", which
+ * would make the parent or the server's own cgroup a job's.
+ */
+START_TEST(test_mgr_bad_names) {
+  static const char *const bad[] = {"", "a/b", ".", "..", "/x"};
+  char own[400], parent[400], leaf[400];
+  jw_cgroup_mgr_options_t o;
+  jw_cgroup_mgr_t *m;
+  jw_cgroup_t *cg;
+
+  fake_v2_tree(&o, own, parent, leaf, sizeof(own));
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    jw_cgroup_mgr_options_t b = o;
+    b.name = bad[i];
+    m = NULL;
+    ck_assert_msg(jw_cgroup_mgr_new(&b, &m) == -EINVAL, "manager '%s'", bad[i]);
+    ck_assert_ptr_null(m);
+  }
+  ck_assert_int_eq(jw_cgroup_mgr_new(NULL, &m), -EINVAL);
+  ck_assert_int_eq(jw_cgroup_mgr_new(&o, &m), 0);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(jw_cgroup_create(m, bad[i], NULL, &cg) == -EINVAL,
+                  "job cgroup '%s'", bad[i]);
+  ck_assert_int_eq(jw_cgroup_create(m, NULL, NULL, &cg), -EINVAL);
+  jw_cgroup_mgr_free(m);
+}
+END_TEST
+
+/*
  * The hybrid, from a mount table with escapes and a bind mount: v1
  * controllers (cpu and cpuacct co-mounted, memory on a path with a space)
  * beside a cgroup2 hierarchy without controllers; the first mount of a
@@ -412,6 +442,7 @@ static Suite *cgroup_mgr_suite(void) {
   tcase_add_test(tc, test_fake_cgroup2_host);
   tcase_add_test(tc, test_mgr_moves_nothing_unless_asked);
   tcase_add_test(tc, test_mgr_adopt_self_noop);
+  tcase_add_test(tc, test_mgr_bad_names);
   tcase_add_test(tc, test_mgr_hybrid_mountinfo);
   suite_add_tcase(s, tc);
   return s;
