@@ -172,6 +172,14 @@ static char *output_of(const char *id) {
   return buf;
 }
 
+/* Whether job id has printed a whole line. */
+static int has_line(void *id) {
+  char *out = output_of(id);
+  int done = strchr(out, '\n') != NULL;
+  free(out);
+  return done;
+}
+
 /* A job cgroup's directory in the hierarchy of ctrl ("" for cgroup2). */
 static int job_dir(const char *ctrl, const char *id, char *buf, size_t size) {
   const char *parent = jw__cgroup_mgr_parent(mgr, ctrl);
@@ -402,7 +410,8 @@ START_TEST(test_setsid_escape_killed) {
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
     SKIP("no usable cgroup hierarchy on this host");
   ck_assert_int_eq(start(argv, NULL, 0, id), 0);
-  run_for(300);
+  /* The job prints the escaped pid once it is started. */
+  ck_assert_msg(run_until(has_line, id, 10000), "no pid printed");
   out = output_of(id);
   pid = strtol(out, NULL, 10);
   free(out);
@@ -462,26 +471,48 @@ START_TEST(test_job_cgroups_private) {
 }
 END_TEST
 
+/* The peak of pids.current in dir, sampled on each loop turn. */
+struct pids_sample {
+  const char *dir;
+  long peak;
+};
+
+/* Samples pids.current; holds once the peak reaches 10. */
+static int pids_grew(void *arg) {
+  struct pids_sample *ps = arg;
+  long cur = read_long(ps->dir, "pids.current");
+  if (cur > ps->peak)
+    ps->peak = cur;
+  return ps->peak >= 10;
+}
+
 /* A fork bomb with pids=50 stays under 50; the host can fork; stop works. */
 START_TEST(test_fork_bomb_contained) {
   static const char *const argv[] = {
       "sh", "-c", "f() { f | f & }; f 2>/dev/null; sleep 1000", NULL};
   jw_limits_t l = {.pids = 50};
   char id[JW_ID_LEN + 1], dir[512];
+  struct pids_sample ps;
   struct stop_ctx sc;
-  long cur, peak = 0;
+  long cur, peak;
 
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_PIDS))
     SKIP("no pids controller on this host");
   ck_assert_int_eq(start(argv, &l, 0, id), 0);
   if (running_job_dir("pids", dir, sizeof(dir)) != 0)
     ck_assert_int_eq(running_job_dir("", dir, sizeof(dir)), 0);
+  ps.dir = dir;
+  ps.peak = 0;
+  /* Until the bomb has grown (the host may be slow), then a second more. */
+  ck_assert_msg(run_until(pids_grew, &ps, 20000), "the bomb never grew: %ld",
+                ps.peak);
   for (int i = 0; i < 20; i++) {
     run_for(50);
     cur = read_long(dir, "pids.current");
-    if (cur > peak)
-      peak = cur;
+    if (cur > ps.peak)
+      ps.peak = cur;
   }
+  peak = ps.peak;
   ck_assert_int_le(peak, 50);
   ck_assert_int_ge(peak, 10);
   /* The host is unaffected: this process can still start others. */
@@ -857,7 +888,8 @@ END_TEST
 START_TEST(test_remove_stale) {
   jw_cgroup_t *cg;
   jw__cg_spawn_t s;
-  char dir[512];
+  char dir[512], c;
+  int ready[2];
   pid_t pid;
   int ws;
 
@@ -865,9 +897,12 @@ START_TEST(test_remove_stale) {
     SKIP("no usable cgroup hierarchy on this host");
   ck_assert_int_eq(jw_cgroup_create(mgr, "stalejob", NULL, &cg), 0);
   ck_assert_int_eq(jw__cgroup_spawn_open(cg, &s), 0);
+  /* Closed by the exec (CLOEXEC): EOF means in the cgroup and sleeping. */
+  ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
   pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
+    close(ready[0]);
     if (s.v2_procs >= 0 && write(s.v2_procs, "0", 1) != 1)
       _exit(1);
     for (size_t i = 0; i < s.nv1; i++)
@@ -875,12 +910,16 @@ START_TEST(test_remove_stale) {
         _exit(1);
     setsid();
     execlp("sleep", "sleep", "1000", (char *)NULL);
+    if (write(ready[1], "x", 1) != 1)
+      _exit(126);
     _exit(127);
   }
+  close(ready[1]);
   jw__cgroup_spawn_close(&s);
+  ck_assert_int_eq(read(ready[0], &c, 1), 0);
+  close(ready[0]);
   /* The server "dies": its cgroup object is gone, the directory is not. */
   jw_cgroup_free(cg);
-  sleep_ms(100);
   ck_assert_int_eq(waitpid(pid, &ws, WNOHANG), 0);
 
   close_env();
