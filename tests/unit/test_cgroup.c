@@ -86,7 +86,13 @@ static void setup(void) {
   strcpy(tmp_root, "/tmp/jw-cg-XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(tmp_root));
   snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
-  snprintf(mgr_name, sizeof(mgr_name), "jwtest-%d", (int)getpid());
+  /*
+   * The pid alone can repeat in another pid namespace sharing the host's
+   * cgroups (a parallel run in a container): the temporary directory's
+   * random suffix keeps two runs from sweeping each other's jobs.
+   */
+  snprintf(mgr_name, sizeof(mgr_name), "jwtest-%d-%s", (int)getpid(),
+           tmp_root + strlen("/tmp/jw-cg-"));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   open_env(0);
 }
