@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobworker/units.h"
+
 #ifndef JW_VERSION
 #define JW_VERSION "unknown"
 #endif

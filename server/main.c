@@ -362,6 +362,15 @@ static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
     fprintf(stderr, "teleportd: cannot set up cgroups: %s\n", jw_strerror(r));
     return 2;
   }
+  /*
+   * teleportd owns its cgroup (a unit with Delegate=yes, a container):
+   * when it holds processes, move into a leaf so that the controllers can
+   * be enabled for the jobs (the no-internal-process rule).
+   */
+  r = jw_cgroup_mgr_adopt_self(mgr);
+  if (r != 0)
+    jw_log(JW_LOG_WARN, "event", "cgroup_move_failed", "error", jw_strerror(r),
+           NULL);
   unsigned have = jw_cgroup_mgr_caps(mgr);
   if (!(have & JW_CG_KILL)) {
     jw_log(JW_LOG_WARN, "event", "cgroups_unavailable", "msg",

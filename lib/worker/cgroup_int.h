@@ -1,10 +1,13 @@
 /*
- * Internals of jw_cgroup shared with jw_process and the unit tests.
+ * Internals of jw_cgroup shared by its three files (cgroup_mgr.c: the
+ * manager; cgroup.c: the per-job cgroup; cgroup_ctl.c: the control files
+ * and what each backend writes to them), jw_process and the unit tests.
  */
 #ifndef JOBWORKER_CGROUP_INT_H
 #define JOBWORKER_CGROUP_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "jobworker/cgroup.h"
@@ -14,6 +17,73 @@
 
 /* At most this many control files are written for one job's limits. */
 #define JW__CG_MAX_SETTINGS 8
+
+/* The v1 controllers a job may use, as bits of jw__cg_hier_t.ctrls. */
+enum {
+  JW__C_MEMORY = 1 << 0,
+  JW__C_CPU = 1 << 1,
+  JW__C_CPUACCT = 1 << 2,
+  JW__C_PIDS = 1 << 3,
+  JW__C_BLKIO = 1 << 4,
+  JW__C_FREEZER = 1 << 5,
+};
+
+/* The cgroup2 controllers a job may use, as bits of mgr.v2_ctrls. */
+enum {
+  JW__V2_MEMORY = 1 << 0,
+  JW__V2_CPU = 1 << 1,
+  JW__V2_IO = 1 << 2,
+  JW__V2_PIDS = 1 << 3
+};
+
+typedef struct {
+  int v2;
+  unsigned ctrls;   /* JW__C_* for v1 */
+  char *mount;      /* where it is mounted */
+  char *mount_root; /* the mount's root within the hierarchy */
+  char *parent;     /* <mount>/<own path>/<name>, once usable */
+} jw__cg_hier_t;
+
+struct jw_cgroup_mgr_s {
+  char *name;
+  jw__cg_hier_t h[JW__CG_MAX_HIER];
+  size_t nh;
+  int v2;            /* index of the cgroup2 hierarchy, or -1 */
+  unsigned v2_ctrls; /* JW__V2_* enabled in the parent's subtree_control */
+  unsigned v2_want;  /* JW__V2_* the own cgroup offers */
+  int v2_busy;       /* the own cgroup2 directory holds processes */
+  int v2_kill;       /* the parent has cgroup.kill */
+  unsigned caps;
+  dev_t io_dev;
+  const char *backend;
+};
+
+struct jw_cgroup_s {
+  jw_cgroup_mgr_t *mgr;
+  char *dirs[JW__CG_MAX_HIER]; /* NULL where none (or already removed) */
+};
+
+/* Returns a newly allocated "a/b", or NULL. */
+char *jw__cgroup_join(const char *a, const char *b);
+
+/*
+ * Reads a small file dir/file whole into buf (NUL-terminated, also on
+ * failure). Returns its length or -errno.
+ */
+ssize_t jw__cgroup_read(const char *dir, const char *file, char *buf,
+                        size_t size);
+
+/* Writes value to dir/file in one write(). Returns 0 or -errno. */
+int jw__cgroup_write(const char *dir, const char *file, const char *value);
+
+/* Finds "key N" on a line of text; returns 0 and sets *out, or -ENOENT. */
+int jw__cgroup_find_key(const char *text, const char *key, uint64_t *out);
+
+/* The JW__C_* bits of a comma-separated list of v1 controller names. */
+unsigned jw__cgroup_v1_bits(const char *list);
+
+/* The JW__C_* bit of one v1 controller name, or 0. */
+unsigned jw__cgroup_v1_bit(const char *ctrl);
 
 /*
  * One control file write: ctrl names the v1 controller whose hierarchy
@@ -37,6 +107,27 @@ size_t jw__cgroup_v2_settings(const jw_limits_t *limits, dev_t io_device,
 /* The same for cgroup v1 controllers. */
 size_t jw__cgroup_v1_settings(const jw_limits_t *limits, dev_t io_device,
                               jw__cg_setting_t *out);
+
+/*
+ * Writes limits (NULL: none) into the job directories of cg, in each
+ * backend's files. Returns 0 or the -errno of the first write that failed
+ * and was not optional.
+ */
+int jw__cgroup_apply_limits(jw_cgroup_t *cg, const jw_limits_t *limits);
+
+/* The job directory of the hierarchy holding v1 controller bit, or NULL. */
+const char *jw__cgroup_dir_of(const jw_cgroup_t *cg, unsigned bit);
+
+/* The cgroup2 job directory, or NULL. */
+const char *jw__cgroup_v2_dir(const jw_cgroup_t *cg);
+
+/*
+ * Opens the job cgroup name that exists already under the manager's
+ * parents (what a previous run left), as far as it exists. Returns 0 or
+ * -ENOMEM.
+ */
+int jw__cgroup_open_existing(jw_cgroup_mgr_t *mgr, const char *name,
+                             jw_cgroup_t **out);
 
 /*
  * The parent directory jobs get in the hierarchy of v1 controller ctrl

@@ -84,15 +84,31 @@ typedef struct {
 
 /*
  * Creates a manager: finds the cgroup hierarchies, the server's own cgroup
- * in each, and creates the parent cgroup in each usable one (enabling the
- * cgroup2 controllers in its subtree_control; when the server's own
- * cgroup2 directory holds processes, the server first moves itself into a
- * leaf "<name>-server" beside the parent, as the no-internal-process rule
- * requires). A host without usable cgroups is not an error: the manager
- * then has no capabilities. Returns 0, -EINVAL or -ENOMEM.
+ * in each, and creates the parent cgroup in each usable one, enabling the
+ * cgroup2 controllers in its subtree_control. It moves no process: when
+ * the caller's own cgroup2 directory holds processes, the no-internal-
+ * process rule forbids enabling controllers there, and the manager then
+ * goes without them (its caps lack the cgroup2 memory, cpu, io and pids
+ * limits) until jw_cgroup_mgr_adopt_self. A host without usable cgroups is
+ * not an error: the manager then has no capabilities. Returns 0, -EINVAL
+ * or -ENOMEM.
  */
 int jw_cgroup_mgr_new(const jw_cgroup_mgr_options_t *opts,
                       jw_cgroup_mgr_t **out);
+
+/*
+ * Opt-in: when jw_cgroup_mgr_new could not enable the cgroup2 controllers
+ * because the caller's own cgroup holds processes, moves the calling
+ * process into a leaf cgroup "<name>-server" beside the parent (created if
+ * needed) and enables them; the caps then include those limits. The
+ * calling process moves with all its threads; its children stay where
+ * they are. Call it early, from a process that owns its cgroup (a service
+ * manager's unit), and before creating job cgroups. Does nothing when
+ * there is nothing to move for. Returns 0, -EINVAL, -ENOMEM, or the -errno
+ * of the mkdir or of the write to the leaf's cgroup.procs (the manager
+ * then stays as it was).
+ */
+int jw_cgroup_mgr_adopt_self(jw_cgroup_mgr_t *mgr);
 
 /* The JW_CG_* capabilities; 0 when the host offers none. */
 unsigned jw_cgroup_mgr_caps(const jw_cgroup_mgr_t *mgr);
@@ -168,22 +184,6 @@ void jw_cgroup_free(jw_cgroup_t *cg);
  * /proc/sys/kernel), at least 1. Returns it, or 0 when neither can be read.
  */
 int64_t jw_cgroup_default_pids(void);
-
-/*
- * Parses a size such as "512M", "64MiB", "1G", "4096" or "1.5G" (binary
- * units: K = 1024, either case, then optionally "B" or "iB"; a fraction is
- * rounded down to a byte, and a size without a unit has none) into bytes.
- * Digits only: no sign, space, hex, exponent, nan or inf. Returns 0, or
- * -EINVAL for anything else or a size over INT64_MAX.
- */
-int jw_parse_size(const char *s, int64_t *out);
-
-/*
- * Parses a CPU amount such as "0.5", "2" or "250m" (thousandths) into
- * thousandths of a CPU, rounded to the nearest. Digits and a point only,
- * the number at most 1000000. Returns 0 or -EINVAL.
- */
-int jw_parse_cpus(const char *s, int64_t *out);
 
 #ifdef __cplusplus
 }
