@@ -228,6 +228,7 @@ START_TEST(test_failmalloc) {
     free(e);
   }
   ck_assert(!injected);
+  fprintf(stderr, "failmalloc: %zu allocations failed in turn\n", n - 1);
   /* The teardown checks an empty table. */
   ck_assert_int_eq(jw__jobtable_init(&t), 0);
 }

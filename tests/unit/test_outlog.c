@@ -376,6 +376,7 @@ START_TEST(test_failmalloc) {
     ck_assert_int_eq(access(path, F_OK), -1);
   }
   ck_assert(!injected);
+  fprintf(stderr, "failmalloc: %zu allocations failed in turn\n", n - 1);
   ck_assert_uint_gt(n, 1);
 }
 END_TEST

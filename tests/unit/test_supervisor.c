@@ -1579,6 +1579,7 @@ START_TEST(test_failmalloc) {
     ck_assert_int_eq(count_files(data_dir), 0);
   }
   ck_assert(!injected);
+  fprintf(stderr, "failmalloc: %zu allocations failed in turn\n", n - 1);
   ck_assert_uint_gt(n, 5);
 }
 END_TEST
