@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
   jw_supervisor_shutdown(sup, on_done, &done);
   while (!done)
     uv_run(&loop, UV_RUN_ONCE);
-  jw_supervisor_free(sup, 0);
+  jw_supervisor_close(sup, 0, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   rmdir(dir);

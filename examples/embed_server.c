@@ -202,11 +202,12 @@ out:
   if (app.srv != NULL)
     jw_rpc_server_free(app.srv);
   if (app.sup != NULL) {
-    if (!app.shutting_down) {
-      jw_supervisor_shutdown(app.sup, NULL, NULL);
-      uv_run(&app.loop, UV_RUN_DEFAULT);
-    }
-    jw_supervisor_free(app.sup, 0);
+    /*
+     * Stops any job still running (when the setup failed half way) and
+     * ends the supervisor; the loop runs until its callback is done.
+     */
+    jw_supervisor_close(app.sup, 0, NULL, NULL);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
   }
   jw_tls_ctx_free(app.tls);
   if (dir == tmpl)

@@ -4,9 +4,9 @@
  *
  * It starts one job (sh -c 'echo hi; sleep 1; echo bye') and streams its
  * output to this program's stdout and stderr as it arrives, starts a
- * second job (sleep 60) and stops it, then shuts the supervisor down,
- * closes its own handles and the loop, and exits with the first job's exit
- * status. Build it against an installed libjobworker:
+ * second job (sleep 60) and stops it, then closes the supervisor, its own
+ * handles and the loop, and exits with the first job's exit status. Build it
+ * against an installed libjobworker:
  *
  *   cc -o embed_supervisor embed_supervisor.c \
  *     $(pkg-config --cflags --libs jobworker)
@@ -23,8 +23,8 @@
 typedef struct {
   uv_loop_t loop;
   jw_supervisor_t *sup;
-  jw_sub_t *sub;      /* the first job's output, until its end */
-  jw_stop_req_t stop; /* the stop of the second job */
+  jw_outlog_reader_t *sub; /* the first job's output, until its end */
+  jw_stop_req_t stop;      /* the stop of the second job */
   char first[JW_ID_LEN + 1];
   char second[JW_ID_LEN + 1];
   int pending;           /* the output's end and the stop, still to come */
@@ -32,10 +32,13 @@ typedef struct {
   uv_timer_t stop_timer; /* a handle of the program's own: stops job two */
 } app_t;
 
-/* Both jobs are done with: stop every other job, close every handle. */
+/*
+ * Both jobs are done with: end the supervisor (it stops any other job and
+ * closes its handles; the loop returns once it is gone).
+ */
 static void part_done(app_t *app) {
   if (--app->pending == 0)
-    jw_supervisor_shutdown(app->sup, NULL, NULL);
+    jw_supervisor_close(app->sup, 0, NULL, NULL);
 }
 
 /*
@@ -43,21 +46,21 @@ static void part_done(app_t *app) {
  * is to stdout/stderr until JW_EAGAIN (this runs again when there is more)
  * or the end (0: the job is final and every byte was read).
  */
-static void on_output(jw_sub_t *sub, void *data) {
+static void on_output(jw_outlog_reader_t *sub, void *data) {
   app_t *app = data;
   char buf[65536];
   jw_stream_t stream;
   ssize_t n;
   jw_job_info_t info;
 
-  while ((n = jw_sub_read(sub, buf, sizeof(buf), &stream)) > 0) {
+  while ((n = jw_outlog_read(sub, buf, sizeof(buf), &stream)) > 0) {
     FILE *f = stream == JW_STDOUT ? stdout : stderr;
     fwrite(buf, 1, (size_t)n, f);
     fflush(f);
   }
   if (n == JW_EAGAIN)
     return;
-  jw_sub_close(sub);
+  jw_outlog_reader_close(sub);
   app->sub = NULL;
   if (n < 0) {
     fprintf(stderr, "embed_supervisor: reading output: %s\n",
@@ -128,11 +131,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "embed_supervisor: %s\n", jw_strerror(err));
     app.exit_status = 1;
     if (app.sub != NULL)
-      jw_sub_close(app.sub);
+      jw_outlog_reader_close(app.sub);
     if (app.sup != NULL) {
-      jw_supervisor_shutdown(app.sup, NULL, NULL);
+      jw_supervisor_close(app.sup, 0, NULL, NULL);
       uv_run(&app.loop, UV_RUN_DEFAULT);
-      jw_supervisor_free(app.sup, 0);
     }
   } else {
     app.pending = 2;
@@ -142,11 +144,10 @@ int main(int argc, char **argv) {
     uv_timer_start(&app.stop_timer, on_stop_timer, 200, 0);
     on_output(app.sub, &app); /* replay what is there; then notify */
     /*
-     * Runs until nothing is left: the jobs, the shutdown that part_done
-     * began, our timer. Then the supervisor may be freed.
+     * Runs until nothing is left: the jobs, the close that part_done
+     * began (the supervisor is freed at its end), our timer.
      */
     uv_run(&app.loop, UV_RUN_DEFAULT);
-    jw_supervisor_free(app.sup, 0);
   }
   if (argc <= 1)
     rmdir(dir);

@@ -607,11 +607,9 @@ out:
     jw_rpc_server_free(s.srv);
   }
   if (s.sup != NULL) {
-    if (!s.shutting_down) {
-      jw_supervisor_shutdown(s.sup, NULL, NULL);
-      uv_run(&s.loop, UV_RUN_DEFAULT);
-    }
-    jw_supervisor_free(s.sup, 0);
+    /* Stops what still runs; the memory goes once the loop is done. */
+    jw_supervisor_close(s.sup, 0, NULL, NULL);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
   }
   jw_cgroup_mgr_free(cgroups);
   jw_users_free(users);

@@ -19,7 +19,7 @@
 #define OUTPUT_CHUNK_MAX (JW_RPC_STREAM_MSG_MAX - OUTPUT_HEADROOM - 2)
 
 typedef struct {
-  jw_sub_t *sub;
+  jw_outlog_reader_t *sub;
   jw_rpc_call_t *call;
   bool eof; /* the last message (dropped_bytes) was sent */
 } output_stream_t;
@@ -397,13 +397,13 @@ static void on_stop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   free(id);
 }
 
-static void output_ready(jw_sub_t *sub, void *data) {
+static void output_ready(jw_outlog_reader_t *sub, void *data) {
   output_stream_t *os = data;
   jw_rpc_call_resume(os->call);
 }
 
 static void output_end(output_stream_t *os) {
-  jw_sub_close(os->sub);
+  jw_outlog_reader_close(os->sub);
   free(os);
 }
 
@@ -432,14 +432,15 @@ static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
     max = OUTPUT_CHUNK_MAX;
   size_t room = max < 16384 ? 3 : OUTPUT_HEADROOM;
   jw_stream_t stream;
-  ssize_t n = jw_sub_read(os->sub, buf + room, max, &stream);
+  ssize_t n = jw_outlog_read(os->sub, buf + room, max, &stream);
   if (n == JW_EAGAIN)
     return JW_EAGAIN;
-  if (n == 0 && !os->eof && jw_sub_dropped(os->sub) > 0) {
+  if (n == 0 && !os->eof && jw_outlog_reader_dropped(os->sub) > 0) {
     /* Everything kept was sent: say how much was not. */
     os->eof = true;
     buf[0] = 0x18; /* field 3, varint */
-    return (ssize_t)(1 + put_varint(buf + 1, jw_sub_dropped(os->sub)));
+    return (ssize_t)(1 +
+                     put_varint(buf + 1, jw_outlog_reader_dropped(os->sub)));
   }
   if (n <= 0) {
     output_end(os);

@@ -13,6 +13,12 @@
  * of buffers in memory (bounded only by blocking the pipes anyway), copies,
  * and care about ordering against readers; the direct write is simpler and
  * keeps every byte a reader may see already in the file.
+ *
+ * A log closed while readers are open is only marked closed: each reader
+ * holds it, and the last one to close frees it (as Redis's freeClientAsync:
+ * never free what a caller further up still holds). The same goes for a
+ * reader closed from a notify callback: it is marked, and freed once the
+ * notifying pass is over.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +31,9 @@
 
 #include "jobworker/error.h"
 #include "jobworker/outlog.h"
+#include "list.h"
+#include "outlog_int.h"
+#include "precond.h"
 
 #define HDR_LEN JW_OUTLOG_RECORD_HDR
 
@@ -35,9 +44,8 @@
 #define MAX_RECORD (1U << 30)
 
 struct jw_outlog_reader_s {
-  jw_outlog_t *log; /* NULL once the log was freed under the reader */
-  jw_outlog_reader_t *prev;
-  jw_outlog_reader_t *next;
+  jw_outlog_t *log;
+  jw__list_t node; /* in log->readers */
   jw_outlog_notify_cb cb;
   void *data;
   uint64_t file_off; /* next unread byte of the file */
@@ -56,9 +64,8 @@ struct jw_outlog_s {
   uint64_t dropped;
   uint64_t max_bytes; /* 0: no cap */
   int finished;
-  int orphaned; /* released: freed when the last reader closes */
-  jw_outlog_reader_t *head;
-  jw_outlog_reader_t *tail;
+  int closed; /* jw_outlog_close was called: freed with its last reader */
+  jw__list_t readers; /* oldest first */
   unsigned notifying; /* depth of notify_readers() on the stack */
   int need_sweep;     /* readers closed while notifying, to free later */
 };
@@ -79,6 +86,7 @@ int jw_outlog_create(const char *path, jw_outlog_t **out) {
     return -ENOMEM;
   }
   memcpy(log->path, path, n);
+  jw__list_init(&log->readers);
   log->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (log->fd < 0) {
     int err = -errno;
@@ -90,30 +98,32 @@ int jw_outlog_create(const char *path, jw_outlog_t **out) {
   return 0;
 }
 
-static void unlink_reader(jw_outlog_t *log, jw_outlog_reader_t *r) {
-  if (r->prev != NULL)
-    r->prev->next = r->next;
-  else
-    log->head = r->next;
-  if (r->next != NULL)
-    r->next->prev = r->prev;
-  else
-    log->tail = r->prev;
-  r->prev = r->next = NULL;
+static void free_log(jw_outlog_t *log) {
+  if (log->fd >= 0)
+    close(log->fd);
+  free(log->path);
+  free(log);
 }
 
 static void maybe_release_fd(jw_outlog_t *log);
 
+/* Frees the log if it is closed and nothing holds it. Returns 1 if so. */
+static int maybe_free(jw_outlog_t *log) {
+  if (!log->closed || log->notifying > 0 || !jw__list_empty(&log->readers))
+    return 0;
+  free_log(log);
+  return 1;
+}
+
 static void sweep(jw_outlog_t *log) {
-  jw_outlog_reader_t *r = log->head;
+  jw__list_t *n, *tmp;
   log->need_sweep = 0;
-  while (r != NULL) {
-    jw_outlog_reader_t *next = r->next;
+  jw__list_foreach_safe(n, tmp, &log->readers) {
+    jw_outlog_reader_t *r = jw__list_data(n, jw_outlog_reader_t, node);
     if (r->closed) {
-      unlink_reader(log, r);
+      jw__list_remove(n);
       free(r);
     }
-    r = next;
   }
   maybe_release_fd(log);
 }
@@ -121,20 +131,25 @@ static void sweep(jw_outlog_t *log) {
 /*
  * Calls the notify callback of every reader waiting for data. A callback
  * may close any reader (only marked while we iterate, freed afterwards),
- * open readers (appended, seen with nothing to notify), or append again
- * (a nested pass).
+ * open readers (appended, seen with nothing to notify), append again (a
+ * nested pass) or close the log. Returns 1 when the log was freed (it was
+ * closed and its last reader went): the caller must not touch it then.
  */
-static void notify_readers(jw_outlog_t *log) {
-  jw_outlog_reader_t *r;
+static int notify_readers(jw_outlog_t *log) {
+  jw__list_t *n;
   log->notifying++;
-  for (r = log->head; r != NULL; r = r->next) {
+  jw__list_foreach(n, &log->readers) {
+    jw_outlog_reader_t *r = jw__list_data(n, jw_outlog_reader_t, node);
     if (r->closed || !r->want_notify || r->cb == NULL)
       continue;
     r->want_notify = 0;
     r->cb(r, r->data);
   }
-  if (--log->notifying == 0 && log->need_sweep)
+  if (--log->notifying > 0)
+    return 0;
+  if (log->need_sweep)
     sweep(log);
+  return maybe_free(log);
 }
 
 static int write_record(jw_outlog_t *log, jw_stream_t stream, const char *buf,
@@ -212,7 +227,7 @@ int jw_outlog_append(jw_outlog_t *log, jw_stream_t stream, const void *buf,
     p += n;
     len -= n;
   }
-  notify_readers(log);
+  (void)notify_readers(log);
   return err;
 }
 
@@ -222,7 +237,7 @@ int jw_outlog_append(jw_outlog_t *log, jw_stream_t stream, const void *buf,
  * open files. The first reader opens the file again, read-only.
  */
 static void maybe_release_fd(jw_outlog_t *log) {
-  if (log->finished && log->head == NULL && log->fd >= 0) {
+  if (log->finished && jw__list_empty(&log->readers) && log->fd >= 0) {
     close(log->fd);
     log->fd = -1;
   }
@@ -232,7 +247,8 @@ void jw_outlog_finish(jw_outlog_t *log) {
   if (log == NULL || log->finished)
     return;
   log->finished = 1;
-  notify_readers(log);
+  if (notify_readers(log))
+    return;
   maybe_release_fd(log);
 }
 
@@ -252,45 +268,20 @@ void jw_outlog_set_max(jw_outlog_t *log, uint64_t max_bytes) {
     log->max_bytes = max_bytes;
 }
 
-void jw_outlog_release(jw_outlog_t *log, int unlink_file) {
+void jw_outlog_close(jw_outlog_t *log, int unlink_file) {
   if (log == NULL)
     return;
-  if (log->head == NULL) {
-    jw_outlog_free(log, unlink_file);
-    return;
-  }
+  JW__CHECK(!log->closed, "jw_outlog_close: log closed twice");
+  log->closed = 1;
   if (unlink_file)
     unlink(log->path);
-  log->orphaned = 1;
-}
-
-void jw_outlog_free(jw_outlog_t *log, int unlink_file) {
-  jw_outlog_reader_t *r;
-
-  if (log == NULL)
-    return;
-  /*
-   * Readers are meant to be closed first. Any still open are detached
-   * rather than left dangling: their reads fail with JW_ECLOSED and
-   * closing them later stays safe.
-   */
-  r = log->head;
-  while (r != NULL) {
-    jw_outlog_reader_t *next = r->next;
-    if (r->closed) {
-      free(r);
-    } else {
-      r->log = NULL;
-      r->prev = r->next = NULL;
-    }
-    r = next;
+  if (!log->finished) {
+    log->finished = 1;
+    if (notify_readers(log))
+      return;
   }
-  if (log->fd >= 0)
-    close(log->fd);
-  if (unlink_file)
-    unlink(log->path);
-  free(log->path);
-  free(log);
+  if (!maybe_free(log))
+    maybe_release_fd(log);
 }
 
 int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
@@ -313,12 +304,7 @@ int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
   r->log = log;
   r->cb = notify_cb;
   r->data = data;
-  r->prev = log->tail;
-  if (log->tail != NULL)
-    log->tail->next = r;
-  else
-    log->head = r;
-  log->tail = r;
+  jw__list_insert_tail(&log->readers, &r->node);
   *out = r;
   return 0;
 }
@@ -351,7 +337,7 @@ ssize_t jw_outlog_read(jw_outlog_reader_t *reader, void *buf, size_t len,
   if (reader == NULL || buf == NULL || stream == NULL || len == 0)
     return -EINVAL;
   log = reader->log;
-  if (reader->closed || log == NULL)
+  if (reader->closed)
     return JW_ECLOSED;
   if (len > SSIZE_MAX)
     len = SSIZE_MAX;
@@ -401,10 +387,10 @@ fail:
 }
 
 uint64_t jw_outlog_reader_dropped(const jw_outlog_reader_t *reader) {
-  return reader->log != NULL ? reader->log->dropped : 0;
+  return reader->log->dropped;
 }
 
-uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader) {
+uint64_t jw__outlog_reader_offset(const jw_outlog_reader_t *reader) {
   return reader->consumed;
 }
 
@@ -414,20 +400,13 @@ void jw_outlog_reader_close(jw_outlog_reader_t *reader) {
   if (reader == NULL || reader->closed)
     return;
   log = reader->log;
-  if (log == NULL) {
-    free(reader);
-    return;
-  }
   if (log->notifying > 0) {
     reader->closed = 1;
     log->need_sweep = 1;
     return;
   }
-  unlink_reader(log, reader);
+  jw__list_remove(&reader->node);
   free(reader);
-  if (log->orphaned && log->head == NULL) {
-    jw_outlog_free(log, 0);
-    return;
-  }
-  maybe_release_fd(log);
+  if (!maybe_free(log))
+    maybe_release_fd(log);
 }

@@ -1,25 +1,32 @@
 /*
- * jw_supervisor: the table of jobs.
+ * jw_supervisor: the policy over the job table (jobtable.c): starting,
+ * stopping, retention, the disk caps, shutdown and close.
  *
- * Jobs live in a hash table keyed by id (for lookups) and in a list by age
- * (for listing oldest first). A job holds its process until the process is
- * final, then only its final status and its output log, so a finished job
- * costs a few hundred bytes and one descriptor.
+ * A job holds its process until the process is final, then only its final
+ * status and its output log, so a finished job costs a few hundred bytes
+ * and one descriptor.
+ *
+ * Lifetime: the supervisor owns two timers from jw_supervisor_new on (the
+ * next-turn queue of stop callbacks, and the retries of cgroup removals),
+ * and every job's process until its handles are closed. jw_supervisor_close
+ * waits for all of them and frees the memory only after its callback, so
+ * nothing the loop still holds points into freed memory.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
+#include "jobtable_int.h"
 #include "jobworker/supervisor.h"
+#include "list.h"
+#include "precond.h"
+#include "supervisor_int.h"
 
 #define DEFAULT_GRACE_MS 10000
-#define INITIAL_BUCKETS 64
-#define COPY_BUF_SIZE (64 * 1024)
 
 /*
  * A job's cgroup can only be removed once its last process is gone; a
@@ -29,136 +36,15 @@
 #define CG_RETRY_MS 100
 #define CG_RETRY_MAX 300
 
-/* What one owner's jobs hold in common: the disk their logs take. */
-struct owner {
-  char *name;
-  uint64_t disk; /* bytes of its jobs' logs still in the table */
-  size_t refs;   /* jobs pointing here */
-  struct owner *next;
-};
-
-struct job {
-  char id[JW_ID_LEN + 1];
-  char *owner; /* "" when started without an owner */
-  struct owner *acct;
-  uint64_t disk;      /* bytes of its log counted in acct->disk */
-  uint64_t final_seq; /* when it became final, in the supervisor's order */
-  char *command;
-  char **args;
-  size_t nargs;
-  jw_supervisor_t *sup;
-  jw_process_t *proc; /* NULL once closed */
-  jw_outlog_t *log;
-  jw_proc_status_t status; /* the final status, once final */
-  int final;
-  jw_stop_req_t *stops; /* pending stop requests, first = oldest */
-  jw_stop_req_t *stops_tail;
-  struct job *older;
-  struct job *newer;
-  struct job *hnext;
-  struct job *dnext; /* in the deferred-callback queue */
-  int deferred;
-  jw_cgroup_t *cg; /* NULL without one, and once final */
-  jw_limits_t limits;
-  unsigned isolation;
-  uid_t uid; /* the credentials it runs with */
-  gid_t gid;
-  jw_usage_t usage;        /* read at the end; cached while running */
-  uint64_t usage_at;       /* uv_hrtime() of the cached read, 0: none */
-  unsigned drops_reported; /* DROP_* bits already passed to on_drop */
-  int removed; /* out of the table; freed once its process is closed */
-};
-
-#define DROP_CAP 1
-#define DROP_WRITE 2
-#define DROP_DISK 4
-
-/* A cgroup whose removal is being retried. */
-struct cg_retry {
-  jw_cgroup_t *cg;
-  int tries;
-  struct cg_retry *next;
-};
-
-struct jw_sub_s {
-  jw_outlog_reader_t *reader;
-  jw_sub_notify_cb cb;
-  void *data;
-};
-
-struct jw_supervisor_s {
-  uv_loop_t *loop;
-  char *data_dir;
-  uint64_t grace_ms;
-  size_t max_running;
-  size_t max_running_per_owner;
-  uint64_t max_output_bytes;
-  size_t max_finished_per_owner;
-  uint64_t max_disk_per_owner;
-  /*
-   * Counts jobs becoming final. The retention goes by it rather than by
-   * ended_at_ns, which follows the wall clock (stepped by NTP or by hand).
-   */
-  uint64_t final_seq;
-  struct owner *owners;
-  void (*on_drop)(const char *id, const char *owner, int err, void *data);
-  void *drop_data;
-  struct job **buckets;
-  size_t nbuckets;
-  size_t njobs;
-  size_t nrunning;
-  struct job *oldest;
-  struct job *newest;
-  /*
-   * A zero timer that runs stop callbacks for jobs already final "on the
-   * next turn". It is created with the first job, so that a supervisor
-   * that never ran one can be freed without running the loop.
-   */
-  uv_timer_t defer;
-  int defer_state; /* 0 none, 1 open, 2 closing, 3 closed */
-  struct job *defer_head;
-  struct job *defer_tail;
-  size_t closing_procs;
-  jw_cgroup_mgr_t *cgroups;
-  uv_timer_t cg_timer; /* retries removals; open with defer, if cgroups */
-  int cg_timer_open;
-  struct cg_retry *retries;
-  int timers_closing;
-  int shutting_down;
-  int done;
-  void (*done_cb)(jw_supervisor_t *sup, void *data);
-  void *done_data;
-};
-
-/* mkdir -p with mode 0700 for the parts it creates. */
-static int make_dirs(const char *path) {
-  char *p = strdup(path);
-  struct stat st;
-  char *s;
-  int err = 0;
-
-  if (p == NULL)
-    return -ENOMEM;
-  for (s = p + 1;; s++) {
-    if (*s != '/' && *s != '\0')
-      continue;
-    char c = *s;
-    *s = '\0';
-    if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-      err = -errno;
-      break;
-    }
-    *s = c;
-    if (c == '\0')
-      break;
-  }
-  free(p);
-  if (err == 0 && stat(path, &st) < 0)
-    err = -errno;
-  if (err == 0 && !S_ISDIR(st.st_mode))
-    err = -ENOTDIR;
-  return err;
-}
+/*
+ * A stop request's private part lives in the caller's struct (no
+ * allocation, so a stop cannot fail for memory): link_ is a jw__list_t.
+ */
+_Static_assert(sizeof(((jw_stop_req_t *)0)->link_) == sizeof(jw__list_t),
+               "jw_stop_req_t.link_ holds a jw__list_t");
+#define REQ_LINK(req) ((jw__list_t *)(void *)(req)->link_)
+#define REQ_OF(node)                                                           \
+  ((jw_stop_req_t *)(void *)((char *)(node)-offsetof(jw_stop_req_t, link_)))
 
 int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
                       jw_supervisor_t **out) {
@@ -168,7 +54,7 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   if (loop == NULL || opts == NULL || out == NULL || opts->data_dir == NULL ||
       opts->data_dir[0] == '\0')
     return -EINVAL;
-  err = make_dirs(opts->data_dir);
+  err = jw__mkdir_p(opts->data_dir, 0700);
   if (err < 0)
     return err;
   sup = calloc(1, sizeof(*sup));
@@ -186,104 +72,28 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->drop_data = opts->data;
   if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
     sup->cgroups = opts->cgroups;
+  jw__list_init(&sup->defer_queue);
+  jw__list_init(&sup->retries);
   sup->data_dir = strdup(opts->data_dir);
-  sup->nbuckets = INITIAL_BUCKETS;
-  sup->buckets = calloc(sup->nbuckets, sizeof(*sup->buckets));
-  if (sup->data_dir == NULL || sup->buckets == NULL) {
+  if (sup->data_dir == NULL || jw__jobtable_init(&sup->table) < 0) {
     free(sup->data_dir);
-    free(sup->buckets);
     free(sup);
     return -ENOMEM;
+  }
+  /* Timers cannot fail to initialise on a valid loop. */
+  uv_timer_init(loop, &sup->defer);
+  sup->defer.data = sup;
+  if (sup->cgroups != NULL) {
+    uv_timer_init(loop, &sup->cg_timer);
+    sup->cg_timer.data = sup;
+    sup->cg_timer_open = 1;
   }
   *out = sup;
   return 0;
 }
 
-static size_t hash_id(const char *id) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *id != '\0'; id++)
-    h = (h ^ (unsigned char)*id) * 1099511628211ULL;
-  return (size_t)h;
-}
-
 static struct job *find_job(const jw_supervisor_t *sup, const char *id) {
-  struct job *j;
-  if (id == NULL)
-    return NULL;
-  for (j = sup->buckets[hash_id(id) & (sup->nbuckets - 1)]; j != NULL;
-       j = j->hnext)
-    if (strcmp(j->id, id) == 0)
-      return j;
-  return NULL;
-}
-
-/* Doubles the table; on allocation failure the old one simply stays. */
-static void grow_table(jw_supervisor_t *sup) {
-  size_t n = sup->nbuckets * 2;
-  struct job **b = calloc(n, sizeof(*b));
-  size_t i;
-  if (b == NULL)
-    return;
-  for (i = 0; i < sup->nbuckets; i++) {
-    struct job *j = sup->buckets[i];
-    while (j != NULL) {
-      struct job *next = j->hnext;
-      size_t k = hash_id(j->id) & (n - 1);
-      j->hnext = b[k];
-      b[k] = j;
-      j = next;
-    }
-  }
-  free(sup->buckets);
-  sup->buckets = b;
-  sup->nbuckets = n;
-}
-
-/* The owner record for name, made on first use; NULL when out of memory. */
-static struct owner *owner_get(jw_supervisor_t *sup, const char *name) {
-  struct owner *o;
-  for (o = sup->owners; o != NULL; o = o->next)
-    if (strcmp(o->name, name) == 0)
-      break;
-  if (o == NULL) {
-    o = calloc(1, sizeof(*o));
-    if (o == NULL || (o->name = strdup(name)) == NULL) {
-      free(o);
-      return NULL;
-    }
-    o->next = sup->owners;
-    sup->owners = o;
-  }
-  o->refs++;
-  return o;
-}
-
-static void owner_put(jw_supervisor_t *sup, struct owner *o) {
-  struct owner **pp;
-  if (o == NULL || --o->refs > 0)
-    return;
-  for (pp = &sup->owners; *pp != NULL && *pp != o; pp = &(*pp)->next)
-    ;
-  if (*pp == o)
-    *pp = o->next;
-  free(o->name);
-  free(o);
-}
-
-static void insert_job(jw_supervisor_t *sup, struct job *j) {
-  size_t k;
-  if (sup->njobs + 1 > sup->nbuckets)
-    grow_table(sup);
-  k = hash_id(j->id) & (sup->nbuckets - 1);
-  j->hnext = sup->buckets[k];
-  sup->buckets[k] = j;
-  j->older = sup->newest;
-  if (sup->newest != NULL)
-    sup->newest->newer = j;
-  else
-    sup->oldest = j;
-  sup->newest = j;
-  sup->njobs++;
+  return job_of(jw__jobtable_find(&sup->table, id));
 }
 
 /* Looks a job up and checks its owner (owner NULL skips the check). */
@@ -292,7 +102,7 @@ static int lookup(jw_supervisor_t *sup, const char *id, const char *owner,
   struct job *j = find_job(sup, id);
   if (j == NULL)
     return JW_ENOTFOUND;
-  if (owner != NULL && strcmp(owner, j->owner) != 0)
+  if (owner != NULL && strcmp(owner, owner_name(j)) != 0)
     return JW_EOWNER;
   *out = j;
   return 0;
@@ -306,12 +116,12 @@ static int lookup(jw_supervisor_t *sup, const char *id, const char *owner,
 #define USAGE_TTL_NS (100u * 1000 * 1000)
 
 static void fill_info(struct job *j, jw_job_info_t *info) {
-  info->id = j->id;
-  info->owner = j->owner;
+  info->id = j->e.id;
+  info->owner = owner_name(j);
   info->command = j->command;
   info->args = (const char *const *)j->args;
   info->nargs = j->nargs;
-  if (j->final || j->proc == NULL)
+  if (j->e.final || j->proc == NULL)
     info->proc = j->status;
   else
     jw_process_status(j->proc, &info->proc);
@@ -321,7 +131,7 @@ static void fill_info(struct job *j, jw_job_info_t *info) {
   info->isolation = j->isolation;
   info->uid = j->uid;
   info->gid = j->gid;
-  if (!j->final && j->cg != NULL) {
+  if (!j->e.final && j->cg != NULL) {
     uint64_t now = uv_hrtime();
     if (j->usage_at == 0 || now - j->usage_at >= USAGE_TTL_NS) {
       jw_cgroup_usage(j->cg, &j->usage);
@@ -335,111 +145,80 @@ static void fill_info(struct job *j, jw_job_info_t *info) {
  * Completes a job's stop requests one at a time from the head, so that a
  * callback may cancel or add requests while we go.
  */
-static void fire_stops(struct job *j, int err) {
+void jw__job_fire_stops(struct job *j, int err) {
   jw_job_info_t info;
-  while (j->stops != NULL) {
-    jw_stop_req_t *req = j->stops;
-    j->stops = req->next;
-    if (j->stops != NULL)
-      j->stops->prev = NULL;
-    else
-      j->stops_tail = NULL;
-    req->next = req->prev = NULL;
-    req->job = NULL;
+  jw__list_t *n;
+  while ((n = jw__list_first(&j->stops)) != NULL) {
+    jw_stop_req_t *req = REQ_OF(n);
+    jw__list_remove(n);
+    req->job_ = NULL;
     fill_info(j, &info);
-    req->cb(req, err, &info);
+    req->cb_(req, err, &info);
   }
 }
 
 static void flush_deferred(jw_supervisor_t *sup) {
-  while (sup->defer_head != NULL) {
-    struct job *j = sup->defer_head;
-    sup->defer_head = j->dnext;
-    if (sup->defer_head == NULL)
-      sup->defer_tail = NULL;
-    j->dnext = NULL;
-    j->deferred = 0;
-    fire_stops(j, 0);
+  jw__list_t *n;
+  while ((n = jw__list_first(&sup->defer_queue)) != NULL) {
+    jw__list_remove(n);
+    jw__job_fire_stops(jw__list_data(n, struct job, deferred), 0);
   }
 }
 
-static void on_defer(uv_timer_t *t) { flush_deferred(t->data); }
+static void close_handles(jw_supervisor_t *sup);
 
-static int ensure_defer(jw_supervisor_t *sup) {
-  if (sup->defer_state == 0) {
-    uv_timer_init(sup->loop, &sup->defer);
-    sup->defer.data = sup;
-    sup->defer_state = 1;
-    if (sup->cgroups != NULL) {
-      uv_timer_init(sup->loop, &sup->cg_timer);
-      sup->cg_timer.data = sup;
-      sup->cg_timer_open = 1;
-    }
-  }
-  return sup->defer_state == 1 || sup->defer_state == 2 ? 0 : JW_ECLOSED;
+static int shutdown_complete(const jw_supervisor_t *sup) {
+  return sup->shutting_down && sup->table.nrunning == 0 &&
+         sup->closing_procs == 0 && jw__list_empty(&sup->retries);
 }
 
-static int defer_stops(jw_supervisor_t *sup, struct job *j) {
-  int err = ensure_defer(sup);
-  if (err < 0)
-    return err;
-  if (!j->deferred) {
-    j->deferred = 1;
-    if (sup->defer_tail != NULL)
-      sup->defer_tail->dnext = j;
-    else
-      sup->defer_head = j;
-    sup->defer_tail = j;
-  }
-  /* While closing, the close callback flushes the queue instead. */
-  if (sup->defer_state == 1)
-    uv_timer_start(&sup->defer, on_defer, 0, 0);
-  return 0;
-}
-
-static void on_defer_closed(uv_handle_t *h) {
-  jw_supervisor_t *sup = h->data;
-  if (--sup->timers_closing > 0)
-    return;
+/*
+ * The next turn: stop callbacks of final jobs, then the end of a shutdown
+ * (reported from here so that done_cb never runs inside a call of ours).
+ */
+static void on_defer(uv_timer_t *t) {
+  jw_supervisor_t *sup = t->data;
   flush_deferred(sup);
-  sup->defer_state = 3;
+  if (!sup->done_due || sup->done || !shutdown_complete(sup))
+    return;
   sup->done = 1;
   if (sup->done_cb != NULL)
     sup->done_cb(sup, sup->done_data);
+  if (sup->closing)
+    close_handles(sup);
 }
 
 static void maybe_shutdown_done(jw_supervisor_t *sup) {
-  if (!sup->shutting_down || sup->nrunning > 0 || sup->closing_procs > 0 ||
-      sup->retries != NULL || sup->defer_state >= 2)
+  if (sup->done || sup->done_due || !shutdown_complete(sup))
     return;
-  ensure_defer(sup);
-  sup->defer_state = 2;
-  sup->timers_closing = 1;
-  if (sup->cg_timer_open) {
-    sup->cg_timer_open = 0;
-    sup->timers_closing++;
-    uv_close((uv_handle_t *)&sup->cg_timer, on_defer_closed);
-  }
-  uv_close((uv_handle_t *)&sup->defer, on_defer_closed);
+  sup->done_due = 1;
+  uv_timer_start(&sup->defer, on_defer, 0, 0);
+}
+
+static int defer_stops(jw_supervisor_t *sup, struct job *j) {
+  if (sup->done)
+    return JW_ECLOSED;
+  if (!jw__list_linked(&j->deferred))
+    jw__list_insert_tail(&sup->defer_queue, &j->deferred);
+  uv_timer_start(&sup->defer, on_defer, 0, 0);
+  return 0;
 }
 
 static void on_cg_timer(uv_timer_t *t) {
   jw_supervisor_t *sup = t->data;
-  struct cg_retry **pp = &sup->retries;
-  while (*pp != NULL) {
-    struct cg_retry *r = *pp;
+  jw__list_t *n, *tmp;
+  jw__list_foreach_safe(n, tmp, &sup->retries) {
+    struct cg_retry *r = jw__list_data(n, struct cg_retry, node);
     jw_cgroup_kill(r->cg);
     if (jw_cgroup_remove(r->cg) == 0 || ++r->tries >= CG_RETRY_MAX) {
       /* Given up: the next start of the server removes it. */
       if (r->tries >= CG_RETRY_MAX)
         jw_cgroup_free(r->cg);
-      *pp = r->next;
+      jw__list_remove(n);
       free(r);
-    } else {
-      pp = &r->next;
     }
   }
-  if (sup->retries != NULL)
+  if (!jw__list_empty(&sup->retries))
     uv_timer_start(&sup->cg_timer, on_cg_timer, CG_RETRY_MS, 0);
   else
     maybe_shutdown_done(sup);
@@ -459,8 +238,7 @@ static void release_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg) {
     return;
   }
   r->cg = cg;
-  r->next = sup->retries;
-  sup->retries = r;
+  jw__list_insert_tail(&sup->retries, &r->node);
   if (!uv_is_active((uv_handle_t *)&sup->cg_timer))
     uv_timer_start(&sup->cg_timer, on_cg_timer, CG_RETRY_MS, 0);
 }
@@ -472,8 +250,6 @@ static void on_proc_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
-static void free_job(struct job *j);
-
 static void on_job_closed(jw_process_t *proc, void *data) {
   struct job *j = data;
   jw_supervisor_t *sup = j->sup;
@@ -481,175 +257,9 @@ static void on_job_closed(jw_process_t *proc, void *data) {
   j->proc = NULL;
   /* Removed by the retention while its process was closing. */
   if (j->removed)
-    free_job(j);
+    jw__job_free(j);
   sup->closing_procs--;
   maybe_shutdown_done(sup);
-}
-
-static void remove_job(jw_supervisor_t *sup, struct job *j);
-
-/*
- * The owner's finished job that became final first (not except), or
- * NULL.
- */
-static struct job *first_finished(jw_supervisor_t *sup, const char *owner,
-                                  const struct job *except, size_t *n) {
-  struct job *first = NULL, *j;
-  *n = 0;
-  for (j = sup->oldest; j != NULL; j = j->newer) {
-    if (!j->final || j == except || strcmp(j->owner, owner) != 0)
-      continue;
-    (*n)++;
-    if (first == NULL || j->final_seq < first->final_seq)
-      first = j;
-  }
-  return first;
-}
-
-/* Tells the embedder, once per reason, that a job drops output. */
-static void report_drop(struct job *j, int err) {
-  unsigned bit = err == JW_ELIMIT ? DROP_CAP
-                 : err == -EDQUOT ? DROP_DISK
-                                  : DROP_WRITE;
-  if (!(j->drops_reported & bit)) {
-    j->drops_reported |= bit;
-    if (j->sup->on_drop != NULL)
-      j->sup->on_drop(j->id, j->owner, err, j->sup->drop_data);
-  }
-}
-
-/*
- * How much of len bytes of output the job may write under its owner's
- * disk cap: room is made by removing the owner's finished jobs, the one
- * that finished first first; what still does not fit is not written.
- */
-static size_t disk_room(jw_supervisor_t *sup, struct job *j, size_t len) {
-  uint64_t max = sup->max_disk_per_owner;
-  uint64_t need = (uint64_t)len + JW_OUTLOG_RECORD_HDR;
-  size_t n;
-  if (max == 0 || j->acct == NULL)
-    return len;
-  while (j->acct->disk + need > max) {
-    struct job *victim = first_finished(sup, j->owner, j, &n);
-    if (victim == NULL)
-      break;
-    remove_job(sup, victim);
-  }
-  if (j->acct->disk + need <= max)
-    return len;
-  if (j->acct->disk + JW_OUTLOG_RECORD_HDR >= max)
-    return 0;
-  return (size_t)(max - j->acct->disk - JW_OUTLOG_RECORD_HDR);
-}
-
-static void on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
-                      size_t len, void *data) {
-  struct job *j = data;
-  jw_supervisor_t *sup = j->sup;
-  (void)proc;
-  /*
-   * What is dropped (past a cap, or a failed write) is counted in
-   * output_dropped; the job goes on, and its embedder hears of it once.
-   */
-  size_t want = len, keep;
-  int err = 0;
-  /* Past its own cap nothing is written, so nothing needs room. */
-  if (sup->max_output_bytes > 0) {
-    uint64_t b = jw_outlog_bytes(j->log);
-    uint64_t left = b < sup->max_output_bytes ? sup->max_output_bytes - b : 0;
-    if (left < want)
-      want = (size_t)left;
-  }
-  keep = want > 0 ? disk_room(sup, j, want) : 0;
-  if (keep > 0)
-    err = jw_outlog_append(j->log, stream, buf, keep);
-  if (err == JW_ECLOSED)
-    return;
-  if (j->acct != NULL) {
-    uint64_t now = jw_outlog_disk_bytes(j->log);
-    j->acct->disk += now - j->disk;
-    j->disk = now;
-  }
-  if (err < 0)
-    report_drop(j, err);
-  if (want < len) {
-    jw_outlog_drop(j->log, len - want);
-    report_drop(j, JW_ELIMIT);
-  }
-  if (keep < want) {
-    jw_outlog_drop(j->log, want - keep);
-    report_drop(j, -EDQUOT);
-  }
-}
-
-/* Takes a job out of the deferred-callback queue. */
-static void undefer(jw_supervisor_t *sup, struct job *j) {
-  struct job **pp = &sup->defer_head;
-  struct job *prev = NULL;
-  if (!j->deferred)
-    return;
-  while (*pp != NULL && *pp != j) {
-    prev = *pp;
-    pp = &(*pp)->dnext;
-  }
-  if (*pp == j) {
-    *pp = j->dnext;
-    if (sup->defer_tail == j)
-      sup->defer_tail = prev;
-  }
-  j->dnext = NULL;
-  j->deferred = 0;
-}
-
-/*
- * Removes a finished job: out of the table and the list, its pending
- * stops answered, its log file unlinked (a subscriber still reading keeps
- * the data until it closes). The memory goes now, or once the job's
- * process handles are closed.
- */
-static void remove_job(jw_supervisor_t *sup, struct job *j) {
-  struct job **pp = &sup->buckets[hash_id(j->id) & (sup->nbuckets - 1)];
-  while (*pp != NULL && *pp != j)
-    pp = &(*pp)->hnext;
-  if (*pp == j)
-    *pp = j->hnext;
-  if (j->older != NULL)
-    j->older->newer = j->newer;
-  else
-    sup->oldest = j->newer;
-  if (j->newer != NULL)
-    j->newer->older = j->older;
-  else
-    sup->newest = j->older;
-  sup->njobs--;
-  undefer(sup, j);
-  fire_stops(j, 0);
-  /* Its file's name goes now; its space once the last reader closes. */
-  if (j->acct != NULL) {
-    j->acct->disk -= j->disk;
-    j->disk = 0;
-  }
-  jw_outlog_release(j->log, 1);
-  j->log = NULL;
-  j->removed = 1;
-  if (j->proc == NULL)
-    free_job(j);
-}
-
-/*
- * Keeps at most max_finished_per_owner finished jobs of owner: removes
- * those that finished first (a job that just finished is never the one).
- */
-static void retain_finished(jw_supervisor_t *sup, const char *owner) {
-  if (sup->max_finished_per_owner == 0)
-    return;
-  for (;;) {
-    size_t n;
-    struct job *first = first_finished(sup, owner, NULL, &n);
-    if (n <= sup->max_finished_per_owner || first == NULL)
-      return;
-    remove_job(sup, first);
-  }
 }
 
 static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
@@ -658,9 +268,7 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   jw_supervisor_t *sup = j->sup;
 
   j->status = *st;
-  j->final = 1;
-  j->final_seq = ++sup->final_seq;
-  sup->nrunning--;
+  jw__jobtable_set_final(&sup->table, &j->e);
   /* The figures come from the cgroup, so they are read before it goes. */
   if (j->cg != NULL) {
     jw_cgroup_t *cg = j->cg;
@@ -676,8 +284,10 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   jw_process_close(proc, on_job_closed, j);
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
-  fire_stops(j, 0);
-  retain_finished(sup, j->owner);
+  jw__job_fire_stops(j, 0);
+  /* A stop callback may have removed nothing: the job is still listed. */
+  if (j->e.owner != NULL)
+    jw__supervisor_retain_finished(sup, j->e.owner);
   maybe_shutdown_done(sup);
 }
 
@@ -717,10 +327,8 @@ static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
   return -EEXIST;
 }
 
-static void free_job(struct job *j) {
+void jw__job_free(struct job *j) {
   size_t i;
-  owner_put(j->sup, j->acct);
-  free(j->owner);
   free(j->command);
   if (j->args != NULL)
     for (i = 0; i < j->nargs; i++)
@@ -740,6 +348,7 @@ static char *log_path(const jw_supervisor_t *sup, const char *id) {
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
                         const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]) {
   jw_process_options_t po;
+  jw__owner_t *o;
   struct job *j;
   char *path = NULL;
   size_t i;
@@ -771,7 +380,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
       (sup->cgroups == NULL ||
        jw_cgroup_mgr_missing(sup->cgroups, &spec->limits) != 0))
     return JW_EUNSUPPORTED;
-  if (sup->max_running > 0 && sup->nrunning >= sup->max_running)
+  if (sup->max_running > 0 && sup->table.nrunning >= sup->max_running)
     return JW_ELIMIT;
   if (sup->max_running_per_owner > 0 &&
       jw_supervisor_running_owner(sup, owner != NULL ? owner : "") >=
@@ -787,12 +396,12 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   j->isolation = spec->isolation;
   j->uid = spec->set_ids ? spec->uid : geteuid();
   j->gid = spec->set_ids ? spec->gid : getegid();
-  j->owner = strdup(owner != NULL ? owner : "");
-  j->acct = owner_get(sup, owner != NULL ? owner : "");
+  jw__list_init(&j->stops);
+  jw__list_init(&j->deferred);
+  o = jw__jobtable_owner_get(&sup->table, owner != NULL ? owner : "");
   j->command = strdup(spec->command);
   j->args = calloc(spec->nargs + 1, sizeof(char *));
-  if (j->owner == NULL || j->acct == NULL || j->command == NULL ||
-      j->args == NULL) {
+  if (o == NULL || j->command == NULL || j->args == NULL) {
     err = -ENOMEM;
     goto fail;
   }
@@ -802,10 +411,10 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
       goto fail;
     }
   }
-  err = make_id(sup, j->id);
+  err = make_id(sup, j->e.id);
   if (err < 0)
     goto fail;
-  path = log_path(sup, j->id);
+  path = log_path(sup, j->e.id);
   if (path == NULL) {
     err = -ENOMEM;
     goto fail;
@@ -837,7 +446,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   po.env = spec->env;
   po.nenv = spec->nenv;
   po.working_dir = spec->working_dir;
-  po.on_output = on_output;
+  po.on_output = jw__job_on_output;
   po.on_exit = on_exit_cb;
   po.data = j;
   po.cgroup = j->cg;
@@ -852,7 +461,6 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
       err = JW_EINVAL;
     goto fail;
   }
-  ensure_defer(sup);
   err = jw_process_start(j->proc);
   if (err < 0) {
     /* The process's own handles close on the loop; count them. */
@@ -863,20 +471,16 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   }
   free(path);
   jw_process_status(j->proc, &j->status);
-  insert_job(sup, j);
-  sup->nrunning++;
-  memcpy(id_out, j->id, JW_ID_LEN + 1);
+  jw__jobtable_insert(&sup->table, &j->e, o);
+  memcpy(id_out, j->e.id, JW_ID_LEN + 1);
   return 0;
 
 fail:
-  if (j->cg != NULL) {
-    ensure_defer(sup);
-    release_cgroup(sup, j->cg);
-  }
-  if (j->log != NULL)
-    jw_outlog_free(j->log, 1);
+  release_cgroup(sup, j->cg);
+  jw_outlog_close(j->log, 1);
   free(path);
-  free_job(j);
+  jw__jobtable_owner_put(&sup->table, o);
+  jw__job_free(j);
   return err;
 }
 
@@ -900,52 +504,45 @@ int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
   err = lookup(sup, id, owner, &j);
   if (err < 0)
     return err;
-  if (j->final) {
+  if (j->e.final) {
     err = defer_stops(sup, j);
     if (err < 0)
       return err;
   } else {
     jw_process_stop(j->proc, sup->grace_ms);
   }
-  req->cb = cb;
-  req->job = j;
-  req->next = NULL;
-  req->prev = j->stops_tail;
-  if (j->stops_tail != NULL)
-    j->stops_tail->next = req;
-  else
-    j->stops = req;
-  j->stops_tail = req;
+  req->cb_ = cb;
+  req->job_ = j;
+  jw__list_insert_tail(&j->stops, REQ_LINK(req));
   return 0;
 }
 
 void jw_supervisor_stop_cancel(jw_stop_req_t *req) {
-  struct job *j;
-  if (req == NULL || req->job == NULL)
+  if (req == NULL || req->job_ == NULL)
     return;
-  j = req->job;
-  if (req->prev != NULL)
-    req->prev->next = req->next;
-  else
-    j->stops = req->next;
-  if (req->next != NULL)
-    req->next->prev = req->prev;
-  else
-    j->stops_tail = req->prev;
-  req->next = req->prev = NULL;
-  req->job = NULL;
+  jw__list_remove(REQ_LINK(req));
+  req->job_ = NULL;
 }
 
 size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
                           void (*fn)(const jw_job_info_t *info, void *data),
                           void *data) {
   jw_job_info_t info;
+  jw__list_t *head, *node;
   size_t n = 0;
-  struct job *j;
 
-  for (j = sup->oldest; j != NULL; j = j->newer) {
-    if (owner != NULL && strcmp(owner, j->owner) != 0)
-      continue;
+  /* One owner's jobs are on a list of their own: the others are not seen. */
+  if (owner != NULL) {
+    jw__owner_t *o = jw__jobtable_owner(&sup->table, owner);
+    if (o == NULL)
+      return 0;
+    head = &o->jobs;
+  } else {
+    head = &sup->table.jobs;
+  }
+  jw__list_foreach(node, head) {
+    struct job *j = job_of(owner != NULL ? jw__jobent_of_owner(node)
+                                         : jw__jobent_of_age(node));
     fill_info(j, &info);
     n++;
     if (fn != NULL)
@@ -954,18 +551,10 @@ size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
   return n;
 }
 
-static void on_reader_notify(jw_outlog_reader_t *reader, void *data) {
-  jw_sub_t *sub = data;
-  (void)reader;
-  if (sub->cb != NULL)
-    sub->cb(sub, sub->data);
-}
-
 int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
-                            const char *owner, jw_sub_notify_cb notify_cb,
-                            void *data, jw_sub_t **out) {
+                            const char *owner, jw_outlog_notify_cb notify_cb,
+                            void *data, jw_outlog_reader_t **out) {
   struct job *j;
-  jw_sub_t *sub;
   int err;
 
   if (sup == NULL || out == NULL)
@@ -973,151 +562,93 @@ int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
   err = lookup(sup, id, owner, &j);
   if (err < 0)
     return err;
-  sub = calloc(1, sizeof(*sub));
-  if (sub == NULL)
-    return -ENOMEM;
-  sub->cb = notify_cb;
-  sub->data = data;
-  err = jw_outlog_reader_open(j->log, on_reader_notify, sub, &sub->reader);
-  if (err < 0) {
-    free(sub);
-    return err;
-  }
-  *out = sub;
-  return 0;
-}
-
-ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len, jw_stream_t *stream) {
-  if (sub == NULL)
-    return -EINVAL;
-  return jw_outlog_read(sub->reader, buf, len, stream);
-}
-
-uint64_t jw_sub_dropped(const jw_sub_t *sub) {
-  return sub != NULL ? jw_outlog_reader_dropped(sub->reader) : 0;
-}
-
-void jw_sub_close(jw_sub_t *sub) {
-  if (sub == NULL)
-    return;
-  jw_outlog_reader_close(sub->reader);
-  free(sub);
-}
-
-/* Writes all of buf to fd, waiting for the fd when it is non-blocking. */
-static int write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
-      poll(&pfd, 1, -1);
-      continue;
-    }
-    if (n < 0)
-      return -errno;
-    buf += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-ssize_t jw_supervisor_get_output(jw_supervisor_t *sup, const char *id,
-                                 const char *owner, int out_fd, int err_fd) {
-  jw_outlog_reader_t *r;
-  jw_stream_t stream;
-  struct job *j;
-  ssize_t total = 0;
-  char *buf;
-  int err;
-
-  if (sup == NULL)
-    return JW_EINVAL;
-  err = lookup(sup, id, owner, &j);
-  if (err < 0)
-    return err;
-  buf = malloc(COPY_BUF_SIZE);
-  if (buf == NULL)
-    return -ENOMEM;
-  err = jw_outlog_reader_open(j->log, NULL, NULL, &r);
-  if (err < 0) {
-    free(buf);
-    return err;
-  }
-  for (;;) {
-    ssize_t n = jw_outlog_read(r, buf, COPY_BUF_SIZE, &stream);
-    if (n == 0 || n == JW_EAGAIN)
-      break;
-    if (n < 0) {
-      total = n;
-      break;
-    }
-    err = write_all(stream == JW_STDERR ? err_fd : out_fd, buf, (size_t)n);
-    if (err < 0) {
-      total = err;
-      break;
-    }
-    total += n;
-  }
-  jw_outlog_reader_close(r);
-  free(buf);
-  return total;
+  return jw_outlog_reader_open(j->log, notify_cb, data, out);
 }
 
 size_t jw_supervisor_running(const jw_supervisor_t *sup) {
-  return sup->nrunning;
+  return sup->table.nrunning;
 }
 
 size_t jw_supervisor_running_owner(const jw_supervisor_t *sup,
                                    const char *owner) {
-  size_t n = 0;
-  const struct job *j;
-  for (j = sup->oldest; j != NULL; j = j->newer)
-    if (!j->final && (owner == NULL || strcmp(owner, j->owner) == 0))
-      n++;
-  return n;
+  const jw__owner_t *o;
+  if (owner == NULL)
+    return sup->table.nrunning;
+  o = jw__jobtable_owner(&sup->table, owner);
+  return o != NULL ? o->nrunning : 0;
 }
 
-void jw_supervisor_shutdown(jw_supervisor_t *sup,
-                            void (*done_cb)(jw_supervisor_t *sup, void *data),
-                            void *data) {
-  struct job *j;
-
-  if (sup == NULL || sup->shutting_down)
-    return;
+/* Stops every running job; the shutdown completes when all are final. */
+static void begin_shutdown(jw_supervisor_t *sup) {
+  jw__list_t *n;
   sup->shutting_down = 1;
-  sup->done_cb = done_cb;
-  sup->done_data = data;
-  for (j = sup->oldest; j != NULL; j = j->newer)
-    if (!j->final && j->proc != NULL)
+  jw__list_foreach(n, &sup->table.jobs) {
+    struct job *j = job_of(jw__jobent_of_age(n));
+    if (!j->e.final && j->proc != NULL)
       jw_process_stop(j->proc, sup->grace_ms);
+  }
   maybe_shutdown_done(sup);
 }
 
-void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs) {
-  struct job *j;
-
+int jw_supervisor_shutdown(jw_supervisor_t *sup,
+                           void (*done_cb)(jw_supervisor_t *sup, void *data),
+                           void *data) {
   if (sup == NULL)
+    return JW_EINVAL;
+  if (sup->shutting_down)
+    return JW_ECLOSED;
+  sup->done_cb = done_cb;
+  sup->done_data = data;
+  begin_shutdown(sup);
+  return 0;
+}
+
+/* The last handle is closed: nothing of the loop points here any more. */
+static void on_handle_closed(uv_handle_t *h) {
+  jw_supervisor_t *sup = h->data;
+  jw__list_t *n, *tmp;
+
+  if (--sup->handles_closing > 0)
     return;
   /* Pending stops learn that their job is gone before it goes. */
-  for (j = sup->oldest; j != NULL; j = j->newer)
-    fire_stops(j, JW_ECANCELED);
-  while (sup->retries != NULL) {
-    struct cg_retry *r = sup->retries;
-    sup->retries = r->next;
-    jw_cgroup_free(r->cg);
-    free(r);
-  }
-  j = sup->oldest;
-  while (j != NULL) {
-    struct job *next = j->newer;
+  jw__list_foreach(n, &sup->table.jobs)
+      jw__job_fire_stops(job_of(jw__jobent_of_age(n)), JW_ECANCELED);
+  if (sup->close_cb != NULL)
+    sup->close_cb(sup, sup->close_data);
+  jw__list_foreach_safe(n, tmp, &sup->table.jobs) {
+    struct job *j = job_of(jw__jobent_of_age(n));
     jw_cgroup_free(j->cg);
-    jw_outlog_free(j->log, !keep_logs);
-    free_job(j);
-    j = next;
+    jw__jobtable_remove(&sup->table, &j->e);
+    jw_outlog_close(j->log, !sup->keep_logs);
+    jw__job_free(j);
   }
-  free(sup->buckets);
+  jw__jobtable_destroy(&sup->table);
   free(sup->data_dir);
   free(sup);
+}
+
+static void close_handles(jw_supervisor_t *sup) {
+  sup->handles_closing = 1;
+  uv_close((uv_handle_t *)&sup->defer, on_handle_closed);
+  if (sup->cg_timer_open) {
+    sup->cg_timer_open = 0;
+    sup->handles_closing++;
+    uv_close((uv_handle_t *)&sup->cg_timer, on_handle_closed);
+  }
+}
+
+void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
+                         void (*close_cb)(jw_supervisor_t *sup, void *data),
+                         void *data) {
+  if (sup == NULL)
+    return;
+  JW__CHECK(!sup->closing, "jw_supervisor_close: called twice");
+  sup->closing = 1;
+  sup->keep_logs = keep_logs;
+  sup->close_cb = close_cb;
+  sup->close_data = data;
+  if (sup->done)
+    close_handles(sup);
+  else if (!sup->shutting_down)
+    begin_shutdown(sup);
 }

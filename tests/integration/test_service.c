@@ -252,7 +252,8 @@ static void teardown(void) {
     uv_run(&fx.loop, UV_RUN_ONCE);
   uv_run(&fx.loop, UV_RUN_DEFAULT);
   jw_rpc_server_free(fx.srv);
-  jw_supervisor_free(fx.sup, 0);
+  jw_supervisor_close(fx.sup, 0, NULL, NULL);
+  uv_run(&fx.loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&fx.loop), 0);
   jw_tls_ctx_free(fx.stls);
   jw_tls_ctx_free(fx.ctls[0]);

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "../../lib/worker/cgroup_int.h"
+#include "../../lib/worker/supervisor_int.h"
 #include "../test_common.h"
 #include "jobworker/cgroup.h"
 #include "jobworker/supervisor.h"
@@ -77,7 +78,9 @@ static void close_env(void) {
   sup_done_flag = 0;
   jw_supervisor_shutdown(sup, on_sup_done, NULL);
   ck_assert(run_until(test_flag_set, &sup_done_flag, 30000));
-  jw_supervisor_free(sup, 0);
+  sup_done_flag = 0;
+  jw_supervisor_close(sup, 0, on_sup_done, NULL);
+  ck_assert(run_until(test_flag_set, &sup_done_flag, 30000));
   jw_cgroup_mgr_free(mgr);
   sup = NULL;
   mgr = NULL;
@@ -169,7 +172,7 @@ static char *output_of(const char *id) {
   snprintf(path, sizeof(path), "%s/out-%s", tmp_root, id);
   fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   ck_assert_int_ge(fd, 0);
-  ck_assert_int_ge(jw_supervisor_get_output(sup, id, NULL, fd, fd), 0);
+  ck_assert_int_ge(jw__supervisor_get_output(sup, id, NULL, fd, fd), 0);
   ck_assert_int_eq(fstat(fd, &st), 0);
   buf = calloc(1, (size_t)st.st_size + 1);
   ck_assert_ptr_nonnull(buf);

@@ -1,7 +1,7 @@
 /*
  * Unit tests for jw_supervisor: jobs end to end through the output log
- * and subscribers, stop and shutdown, owners, start failures, scale and
- * memory.
+ * and subscribers, stop, shutdown and close, owners, start failures,
+ * every allocation failing in turn, scale and memory.
  */
 #include <check.h>
 #include <dirent.h>
@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../../lib/worker/supervisor_int.h"
+#include "../failmalloc.h"
 #include "../test_common.h"
 #include "jobworker/supervisor.h"
 
@@ -89,15 +91,35 @@ static void on_done(jw_supervisor_t *sup, void *data) {
   e->done++;
 }
 
-/* Shuts down, frees, and checks that the loop and data dir are empty. */
+static int closed_calls;
+
+static void on_closed(jw_supervisor_t *sup, void *data) {
+  (void)sup;
+  (void)data;
+  closed_calls++;
+}
+
+/*
+ * Closes the supervisor and checks that its callback ran once and that
+ * the loop is left with nothing (uv_loop_close would fail otherwise).
+ */
+static void env_end(struct env *e, int keep_logs) {
+  closed_calls = 0;
+  jw_supervisor_close(e->sup, keep_logs, on_closed, NULL);
+  ck_assert_int_eq(closed_calls, 0);
+  ck_assert_int_eq(uv_run(&e->loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(closed_calls, 1);
+  ck_assert_int_eq(uv_loop_close(&e->loop), 0);
+  e->sup = NULL;
+}
+
+/* Shuts down, closes, and checks that the loop and data dir are empty. */
 static void env_close(struct env *e, int keep_logs) {
-  jw_supervisor_shutdown(e->sup, on_done, e);
+  ck_assert_int_eq(jw_supervisor_shutdown(e->sup, on_done, e), 0);
   ck_assert(test_run_until(&e->loop, test_flag_set, &e->done, 30000));
   ck_assert_int_eq(e->done, 1);
   ck_assert_uint_eq(jw_supervisor_running(e->sup), 0);
-  jw_supervisor_free(e->sup, keep_logs);
-  ck_assert_int_eq(uv_run(&e->loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(uv_loop_close(&e->loop), 0);
+  env_end(e, keep_logs);
   if (!keep_logs)
     ck_assert_int_eq(count_files(data_dir), 0);
 }
@@ -139,7 +161,7 @@ static jw_job_info_t wait_final(struct env *e, const char *id) {
 
 /* A subscriber that digests each stream and optionally keeps a copy. */
 struct reader {
-  jw_sub_t *sub;
+  jw_outlog_reader_t *sub;
   EVP_MD_CTX *md[2];
   uint64_t bytes[2];
   char *copy[2];
@@ -162,7 +184,7 @@ static char readbuf[64 * 1024];
 static void consume(struct reader *r, size_t chunk, int once) {
   for (;;) {
     jw_stream_t s;
-    ssize_t n = jw_sub_read(r->sub, readbuf, chunk, &s);
+    ssize_t n = jw_outlog_read(r->sub, readbuf, chunk, &s);
     if (n == JW_EAGAIN)
       return;
     ck_assert_int_ge(n, 0);
@@ -189,12 +211,12 @@ static void on_slow_tick(uv_timer_t *t) {
     uv_timer_stop(t);
 }
 
-static void on_notify(jw_sub_t *sub, void *data) {
+static void on_notify(jw_outlog_reader_t *sub, void *data) {
   struct reader *r = data;
   ck_assert_ptr_eq(sub, r->sub);
   r->notifies++;
   if (r->close_on_notify) {
-    jw_sub_close(sub);
+    jw_outlog_reader_close(sub);
     r->sub = NULL;
     return;
   }
@@ -236,7 +258,7 @@ static void reader_digest(struct reader *r, int s, unsigned char out[32]) {
 
 static void reader_free(struct reader *r) {
   if (r->sub != NULL)
-    jw_sub_close(r->sub);
+    jw_outlog_reader_close(r->sub);
   if (r->slow)
     uv_close((uv_handle_t *)&r->timer, NULL);
   EVP_MD_CTX_free(r->md[0]);
@@ -246,6 +268,37 @@ static void reader_free(struct reader *r) {
 }
 
 static int reader_ended(void *arg) { return ((struct reader *)arg)->ended; }
+
+struct line_wait {
+  struct reader r;
+  char *nl;
+};
+
+static int have_line(void *arg) {
+  struct line_wait *w = arg;
+  w->nl = w->r.bytes[0] > 0 ? memchr(w->r.copy[0], '\n', w->r.bytes[0]) : NULL;
+  return w->nl != NULL || w->r.ended;
+}
+
+/*
+ * Waits for the first line the job writes to stdout and copies it, without
+ * the newline, to line: the event a test waits for instead of sleeping
+ * ("ready" once a trap is set, the pid of a background child).
+ */
+static void wait_line(struct env *e, const char *id, char *line, size_t cap) {
+  struct line_wait w;
+  size_t n;
+  reader_init(&w.r, 256);
+  w.nl = NULL;
+  reader_subscribe(&w.r, e, id, NULL);
+  ck_assert(test_run_until(&e->loop, have_line, &w, 10000));
+  ck_assert_ptr_nonnull(w.nl);
+  n = (size_t)(w.nl - w.r.copy[0]);
+  ck_assert_uint_lt(n, cap);
+  memcpy(line, w.r.copy[0], n);
+  line[n] = '\0';
+  reader_free(&w.r);
+}
 
 /* Writes len random bytes to path; returns their SHA-256. */
 static void make_random_file(const char *path, size_t len,
@@ -507,10 +560,10 @@ START_TEST(test_exit_code_and_signal) {
 END_TEST
 
 START_TEST(test_stop_sigkill_after_grace) {
-  static const char *const argv[] = {"sh", "-c", "trap '' TERM; sleep 100",
-                                     NULL};
+  static const char *const argv[] = {
+      "sh", "-c", "trap '' TERM; echo ready; sleep 100", NULL};
   struct env e;
-  char id[JW_ID_LEN + 1];
+  char id[JW_ID_LEN + 1], line[16];
   jw_stop_req_t req;
   struct stop_result res = {0};
   jw_job_info_t info;
@@ -521,8 +574,9 @@ START_TEST(test_stop_sigkill_after_grace) {
   ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
   ck_assert_int_eq(jw_supervisor_status(e.sup, id, NULL, &info), 0);
   pgid = info.proc.pid;
-  /* Give the shell time to install its trap, as a real job would have. */
-  sleep_ms(200);
+  /* The shell has set its trap once it says so. */
+  wait_line(&e, id, line, sizeof(line));
+  ck_assert_str_eq(line, "ready");
   req.data = &res;
   t0 = now_ms();
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
@@ -552,7 +606,7 @@ static int output_has(void *arg) {
   snprintf(path, sizeof(path), "%s/wait.txt", tmp_root);
   fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   ck_assert_int_ge(fd, 0);
-  n = jw_supervisor_get_output(w->e->sup, w->id, NULL, fd, fd);
+  n = jw__supervisor_get_output(w->e->sup, w->id, NULL, fd, fd);
   ck_assert_int_ge(n, 0);
   ck_assert_int_lt(n, (ssize_t)sizeof(w->buf));
   ck_assert_int_eq(pread(fd, w->buf, sizeof(w->buf), 0), n);
@@ -814,7 +868,7 @@ static char *job_stdout(struct env *e, const char *const *argv,
   snprintf(path, sizeof(path), "%s/out.txt", tmp_root);
   fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
   ck_assert_int_ge(fd, 0);
-  n = jw_supervisor_get_output(e->sup, id, NULL, fd, fd);
+  n = jw__supervisor_get_output(e->sup, id, NULL, fd, fd);
   ck_assert_int_ge(n, 0);
   ck_assert_int_lt(n, (ssize_t)sizeof(buf));
   ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), n);
@@ -851,7 +905,7 @@ START_TEST(test_get_output_streams_to_fds) {
   wait_final(&e, id);
   ck_assert_int_eq(pipe(po), 0);
   ck_assert_int_eq(pipe(pe), 0);
-  ck_assert_int_eq(jw_supervisor_get_output(e.sup, id, "o", po[1], pe[1]), 9);
+  ck_assert_int_eq(jw__supervisor_get_output(e.sup, id, "o", po[1], pe[1]), 9);
   close(po[1]);
   close(pe[1]);
   ck_assert_int_eq(read(po[0], bo, sizeof(bo)), 6);
@@ -877,7 +931,7 @@ START_TEST(test_unsubscribe_in_notify) {
   reader_init(&other, 0);
   ck_assert_int_eq(
       jw_supervisor_subscribe(e.sup, id, NULL, on_notify, &r, &r.sub), 0);
-  ck_assert_int_eq(jw_sub_read(r.sub, buf, sizeof(buf), &s), JW_EAGAIN);
+  ck_assert_int_eq(jw_outlog_read(r.sub, buf, sizeof(buf), &s), JW_EAGAIN);
   r.close_on_notify = 1;
   reader_subscribe(&other, &e, id, NULL);
   ck_assert(test_run_until(&e.loop, reader_ended, &other, 10000));
@@ -896,7 +950,7 @@ START_TEST(test_owners_and_ids) {
   char id1[JW_ID_LEN + 1], id2[JW_ID_LEN + 1], id3[JW_ID_LEN + 1];
   jw_job_info_t info;
   jw_stop_req_t req;
-  jw_sub_t *sub = NULL;
+  jw_outlog_reader_t *sub = NULL;
   int i;
 
   env_open(&e, 1000);
@@ -918,7 +972,7 @@ START_TEST(test_owners_and_ids) {
   ck_assert_int_eq(
       jw_supervisor_subscribe(e.sup, id1, "bob", on_notify, NULL, &sub),
       JW_EOWNER);
-  ck_assert_int_eq(jw_supervisor_get_output(e.sup, id1, "bob", 1, 2),
+  ck_assert_int_eq(jw__supervisor_get_output(e.sup, id1, "bob", 1, 2),
                    JW_EOWNER);
   ck_assert_int_eq(jw_supervisor_status(e.sup, "0123", NULL, &info),
                    JW_ENOTFOUND);
@@ -969,11 +1023,13 @@ END_TEST
 
 START_TEST(test_shutdown_with_running_jobs) {
   static const char *const a1[] = {"sleep", "100", NULL};
-  static const char *const a2[] = {"sh", "-c", "trap '' TERM; sleep 100", NULL};
+  static const char *const a2[] = {"sh", "-c",
+                                   "trap '' TERM; echo ready; sleep 100", NULL};
   static const char *const a3[] = {"sh", "-c", "echo started; sleep 100", NULL};
   struct env e;
   struct reader r;
   char id1[JW_ID_LEN + 1], id2[JW_ID_LEN + 1], id3[JW_ID_LEN + 1];
+  char line[16];
   jw_job_info_t info;
   pid_t pgids[3];
   jw_stop_req_t req;
@@ -993,7 +1049,9 @@ START_TEST(test_shutdown_with_running_jobs) {
   reader_subscribe(&r, &e, id3, NULL);
   req.data = &res;
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id1, NULL, on_stopped), 0);
-  sleep_ms(100);
+  /* The job that ignores TERM has set its trap once it says so. */
+  wait_line(&e, id2, line, sizeof(line));
+  ck_assert_str_eq(line, "ready");
 
   jw_supervisor_shutdown(e.sup, on_done, &e);
   ck_assert_int_eq(start_job(&e, NULL, a1, NULL, 0, NULL, id1), JW_ECLOSED);
@@ -1011,11 +1069,12 @@ START_TEST(test_shutdown_with_running_jobs) {
   /* After shutdown, a stop request cannot be scheduled any more. */
   ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id1, NULL, on_stopped),
                    JW_ECLOSED);
+  /* A second shutdown is refused: its done_cb would never run. */
+  ck_assert_int_eq(jw_supervisor_shutdown(e.sup, on_done, &e), JW_ECLOSED);
   reader_free(&r);
-  jw_supervisor_free(e.sup, 1);
+  env_end(&e, 1);
+  ck_assert_int_eq(e.done, 1);
   ck_assert_int_eq(count_files(data_dir), 3);
-  ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
 }
 END_TEST
 
@@ -1024,11 +1083,11 @@ struct end_shutdown {
   struct reader *r;
 };
 
-static void shutdown_at_end(jw_sub_t *sub, void *data) {
+static void shutdown_at_end(jw_outlog_reader_t *sub, void *data) {
   struct end_shutdown *es = data;
   consume(es->r, sizeof(readbuf), 0);
   if (es->r->ended) {
-    jw_sub_close(sub);
+    jw_outlog_reader_close(sub);
     es->r->sub = NULL;
     jw_supervisor_shutdown(es->e->sup, on_done, es->e);
   }
@@ -1054,9 +1113,7 @@ START_TEST(test_shutdown_from_end_notify) {
   consume(&r, sizeof(readbuf), 0);
   ck_assert(test_run_until(&e.loop, test_flag_set, &e.done, 10000));
   ck_assert_uint_eq(r.bytes[0], 4);
-  jw_supervisor_free(e.sup, 0);
-  ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+  env_end(&e, 0);
   ck_assert_int_eq(count_files(data_dir), 0);
   reader_free(&r);
 }
@@ -1069,9 +1126,8 @@ START_TEST(test_new_creates_private_dir) {
   ck_assert_int_eq(stat(data_dir, &st), 0);
   ck_assert(S_ISDIR(st.st_mode));
   ck_assert_uint_eq(st.st_mode & 0777, 0700);
-  /* A supervisor that never ran a job can be freed without a shutdown. */
-  jw_supervisor_free(e.sup, 0);
-  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+  /* One that never ran a job is closed like any other. */
+  env_end(&e, 0);
 }
 END_TEST
 
@@ -1171,7 +1227,7 @@ START_TEST(test_output_cap_drops_and_job_goes_on) {
   reader_subscribe(&r, &e, id, "alice");
   ck_assert(r.ended);
   ck_assert_uint_eq(r.bytes[0] + r.bytes[1], 1000);
-  ck_assert_uint_eq(jw_sub_dropped(r.sub), 4000);
+  ck_assert_uint_eq(jw_outlog_reader_dropped(r.sub), 4000);
   reader_free(&r);
   env_close(&e, 0);
 }
@@ -1352,6 +1408,180 @@ START_TEST(test_disk_cap_per_owner) {
 }
 END_TEST
 
+/* ---- lifetime: close ------------------------------------------------- */
+
+/*
+ * A failed start leaves the process's handles closing on the loop: a close
+ * right after must wait for them (it was a use-after-free under ASan when
+ * the supervisor was freed at once).
+ */
+START_TEST(test_close_after_failed_start) {
+  static const char *const missing[] = {"jw-no-such-command-xyz", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, "o", missing, NULL, 0, NULL, id), -ENOENT);
+  env_end(&e, 0);
+  ck_assert_int_eq(count_files(data_dir), 0);
+}
+END_TEST
+
+struct close_check {
+  const char *id;
+  jw_job_info_t info;
+  int status_err;
+  int calls;
+};
+
+static void check_in_close(jw_supervisor_t *sup, void *data) {
+  struct close_check *c = data;
+  c->calls++;
+  c->status_err = jw_supervisor_status(sup, c->id, NULL, &c->info);
+}
+
+/*
+ * Close without a shutdown stops what runs, answers pending stops first,
+ * keeps the records readable in its callback, and leaves a subscriber
+ * reading to the end after the supervisor is gone.
+ */
+START_TEST(test_close_stops_running_jobs) {
+  static const char *const argv[] = {"sh", "-c", "echo ready; sleep 100", NULL};
+  struct env e;
+  struct reader r;
+  struct stop_result res = {0};
+  struct close_check c = {0};
+  jw_stop_req_t req;
+  jw_job_info_t info;
+  char id[JW_ID_LEN + 1], line[16], line2[JW_ID_LEN + 1];
+  pid_t pgid;
+
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id, NULL, &info), 0);
+  pgid = info.proc.pid;
+  wait_line(&e, id, line, sizeof(line));
+  reader_init(&r, 64);
+  reader_subscribe(&r, &e, id, NULL);
+  req.data = &res;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stopped), 0);
+  c.id = id;
+  jw_supervisor_close(e.sup, 0, check_in_close, &c);
+  ck_assert_int_eq(c.calls, 0);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, line2), JW_ECLOSED);
+  ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+  ck_assert_int_eq(c.calls, 1);
+  ck_assert_int_eq(c.status_err, 0);
+  ck_assert_int_eq(c.info.proc.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_int_eq(count_procs(&pgid, 1), 0);
+  /* The log file is gone, but the subscriber reads on to the end. */
+  ck_assert_int_eq(count_files(data_dir), 0);
+  consume(&r, sizeof(readbuf), 0);
+  ck_assert(r.ended);
+  ck_assert_uint_eq(r.bytes[0], 6);
+  ck_assert(memcmp(r.copy[0], "ready\n", 6) == 0);
+  reader_free(&r);
+}
+END_TEST
+
+static void close_in_stop(jw_stop_req_t *req, int err,
+                          const jw_job_info_t *info) {
+  struct env *e = req->data;
+  (void)err;
+  (void)info;
+  jw_supervisor_close(e->sup, 0, on_closed, NULL);
+}
+
+/* Closing from inside one of the supervisor's callbacks is safe. */
+START_TEST(test_close_from_stop_callback) {
+  static const char *const argv[] = {"sleep", "100", NULL};
+  struct env e;
+  jw_stop_req_t req;
+  char id[JW_ID_LEN + 1];
+  env_open(&e, 1000);
+  ck_assert_int_eq(start_job(&e, NULL, argv, NULL, 0, NULL, id), 0);
+  req.data = &e;
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, close_in_stop), 0);
+  closed_calls = 0;
+  ck_assert_int_eq(uv_run(&e.loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(closed_calls, 1);
+  ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+}
+END_TEST
+
+/* A second close would free twice: it aborts with a message instead. */
+START_TEST(test_close_twice_aborts) {
+  struct env e;
+  env_open(&e, 1000);
+  jw_supervisor_close(e.sup, 0, NULL, NULL);
+  jw_supervisor_close(e.sup, 0, NULL, NULL);
+}
+END_TEST
+
+/*
+ * Every allocation of new, start and subscribe failing in turn (nghttp2's
+ * failmalloc_test): the call fails with -ENOMEM, nothing is kept (no job,
+ * no file, no process), the supervisor still closes cleanly, and LSan
+ * finds no leak.
+ */
+START_TEST(test_failmalloc) {
+  static const char *const argv[] = {"echo", "hi", NULL};
+  size_t n;
+  int injected = 1;
+  for (n = 0; injected && n < 500; n++) {
+    struct env e;
+    jw_supervisor_options_t o;
+    jw_outlog_reader_t *r = NULL;
+    char id[JW_ID_LEN + 1];
+    int err, started = 0;
+
+    memset(&e, 0, sizeof(e));
+    memset(&o, 0, sizeof(o));
+    ck_assert_int_eq(uv_loop_init(&e.loop), 0);
+    o.data_dir = data_dir;
+    o.stop_grace_ms = 1000;
+    failmalloc_arm(n);
+    err = jw_supervisor_new(&e.loop, &o, &e.sup);
+    if (err == 0) {
+      err = start_job(&e, "o", argv, NULL, 0, NULL, id);
+      started = err == 0;
+    }
+    if (err == 0)
+      err = jw_supervisor_subscribe(e.sup, id, "o", NULL, NULL, &r);
+    injected = n < failmalloc_disarm();
+    if (!injected)
+      ck_assert_int_eq(err, 0);
+    else
+      ck_assert_int_eq(err, -ENOMEM);
+    if (e.sup == NULL) {
+      ck_assert_int_eq(uv_loop_close(&e.loop), 0);
+      continue;
+    }
+    ck_assert_uint_eq(jw_supervisor_list(e.sup, NULL, NULL, NULL),
+                      (size_t)started);
+    if (started) {
+      wait_final(&e, id);
+    } else {
+      ck_assert_int_eq(count_files(data_dir), 0);
+      ck_assert_int_eq(count_procs(NULL, 0), 0);
+    }
+    if (r != NULL) {
+      jw_stream_t st;
+      char buf[8];
+      ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &st), 3);
+      jw_outlog_reader_close(r);
+    }
+    env_end(&e, 0);
+    ck_assert_int_eq(count_files(data_dir), 0);
+  }
+  ck_assert(!injected);
+  fprintf(stderr, "failmalloc: %zu allocations failed in turn\n", n - 1);
+  ck_assert_uint_gt(n, 5);
+}
+END_TEST
+
 static Suite *supervisor_suite(void) {
   Suite *s = suite_create("supervisor");
   TCase *tc = tcase_create("core");
@@ -1376,6 +1606,11 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_shutdown_from_end_notify);
   tcase_add_test(tc, test_new_creates_private_dir);
   tcase_add_test(tc, test_max_running);
+  tcase_add_test(tc, test_close_after_failed_start);
+  tcase_add_test(tc, test_close_stops_running_jobs);
+  tcase_add_test(tc, test_close_from_stop_callback);
+  tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);
+  tcase_add_test(tc, test_failmalloc);
   tcase_add_test(big, test_256mib_binary_exact);
   tcase_add_test(big, test_thousand_jobs);
   tcase_add_test(big, test_rss_bounded_1gib);

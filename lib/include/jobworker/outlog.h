@@ -6,6 +6,12 @@
  * The log holds a file descriptor and a few counters, never the output
  * itself, so its memory does not grow with the amount written. Readers are
  * cursors (jw_outlog_reader_t) that pull at their own pace.
+ *
+ * Lifetime: neither holds a loop handle, so both end synchronously, each
+ * with one call that is safe at any time, also from a notify callback. A
+ * log closed while readers are open lives on for them (they read to the
+ * end) and is freed when the last of them closes: nothing a reader still
+ * holds is freed under it. Closing a log twice aborts with a message.
  */
 #ifndef JOBWORKER_OUTLOG_H
 #define JOBWORKER_OUTLOG_H
@@ -14,11 +20,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "jobworker/process.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Which of a job's output streams a record came from. */
+typedef enum { JW_STDOUT = 0, JW_STDERR = 1 } jw_stream_t;
 
 typedef struct jw_outlog_s jw_outlog_t;
 typedef struct jw_outlog_reader_s jw_outlog_reader_t;
@@ -85,21 +92,13 @@ void jw_outlog_drop(jw_outlog_t *log, uint64_t n);
 void jw_outlog_set_max(jw_outlog_t *log, uint64_t max_bytes);
 
 /*
- * Closes the log and its readers' access to it. Open readers should have
- * been closed first; any still open are detached (their reads return
- * JW_ECLOSED) and must still be closed. With unlink_file the file is
- * removed as well. Not to be called from a notify callback.
+ * Ends the log: no more appends (as jw_outlog_finish; readers see the end
+ * once they read to it). With unlink_file the file's name goes now; open
+ * readers keep its data. The log is freed now when no reader is open, else
+ * when the last one closes. Safe from a notify callback. Aborts when the
+ * log was closed already and still lives for its readers.
  */
-void jw_outlog_free(jw_outlog_t *log, int unlink_file);
-
-/*
- * Gives the log up like jw_outlog_free, but readers still open keep
- * reading to the end: the log is freed when the last of them closes (now
- * when there is none). With unlink_file the file's name goes now; open
- * readers keep the data. For a finished log; not to be called from a
- * notify callback.
- */
-void jw_outlog_release(jw_outlog_t *log, int unlink_file);
+void jw_outlog_close(jw_outlog_t *log, int unlink_file);
 
 /*
  * Opens a cursor at the start of the log. notify_cb may be NULL (then the
@@ -118,11 +117,11 @@ int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
 ssize_t jw_outlog_read(jw_outlog_reader_t *reader, void *buf, size_t len,
                        jw_stream_t *stream);
 
-/* The log's jw_outlog_dropped, as seen through a reader (0 if detached). */
+/*
+ * The log's jw_outlog_dropped, as seen through a reader (also after the
+ * log was closed; final once a read returned 0).
+ */
 uint64_t jw_outlog_reader_dropped(const jw_outlog_reader_t *reader);
-
-/* Bytes of output the reader has consumed. */
-uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader);
 
 /* Closes the cursor. Safe at any time, including from its callback. */
 void jw_outlog_reader_close(jw_outlog_reader_t *reader);

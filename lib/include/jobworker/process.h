@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "jobworker/cgroup.h"
+#include "jobworker/outlog.h" /* jw_stream_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,8 +41,6 @@ typedef enum {
   JW_PROC_SIGNALED,    /* killed by a signal nobody asked for; signal set */
   JW_PROC_STOPPED      /* ended after jw_process_stop; signal or exit_code */
 } jw_proc_state_t;
-
-typedef enum { JW_STDOUT = 0, JW_STDERR = 1 } jw_stream_t;
 
 typedef struct {
   jw_proc_state_t state;

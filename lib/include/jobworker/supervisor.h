@@ -1,6 +1,18 @@
 /*
  * jw_supervisor: the table of jobs. The design document's Supervisor API.
  *
+ * Lifetime (the rule of every object of libjobworker that holds loop
+ * handles, as libuv's uv_close): jw_supervisor_new, then one
+ * jw_supervisor_close, whose callback runs from the loop once nothing of
+ * the supervisor is left on it; the memory goes when the callback returns.
+ * Run the loop until then. jw_supervisor_shutdown before it is optional:
+ * it stops the jobs but keeps the records (status, list, output) for as
+ * long as the embedder still serves them. Readers (subscribers) and stop
+ * requests are the caller's: a reader keeps reading to the end after its
+ * job or the supervisor is gone, until jw_outlog_reader_close. Breaking a
+ * precondition that would corrupt memory (closing twice) aborts with a
+ * message naming the call.
+ *
  * Each job has a random 128-bit id (32 lowercase hex digits), an owner (a
  * string the caller passes; the server uses the client certificate CN), a
  * process and an output log under the data directory. Every call that
@@ -28,7 +40,6 @@ extern "C" {
 #define JW_ID_LEN 32
 
 typedef struct jw_supervisor_s jw_supervisor_t;
-typedef struct jw_sub_s jw_sub_t;
 typedef struct jw_stop_req_s jw_stop_req_t;
 
 typedef struct {
@@ -68,7 +79,8 @@ typedef struct {
   /*
    * Where jobs get their cgroups (NULL, or a manager without JW_CG_KILL:
    * jobs run without one, as plain process groups, and limits are
-   * refused). Owned by the caller; free it after the supervisor.
+   * refused). Owned by the caller; free it after the supervisor's close
+   * callback.
    */
   jw_cgroup_mgr_t *cgroups;
 } jw_supervisor_options_t;
@@ -118,7 +130,7 @@ typedef struct {
 
 /*
  * Called once the job is final, with its final status; err is 0, or
- * JW_ECANCELED when the supervisor was freed first.
+ * JW_ECANCELED when the supervisor was closed first.
  */
 typedef void (*jw_stop_cb)(jw_stop_req_t *req, int err,
                            const jw_job_info_t *info);
@@ -129,20 +141,21 @@ typedef void (*jw_stop_cb)(jw_stop_req_t *req, int err,
  */
 struct jw_stop_req_s {
   void *data; /* the caller's */
-  /* private */
-  jw_stop_cb cb;
-  jw_stop_req_t *next;
-  jw_stop_req_t *prev;
-  void *job;
+  /*
+   * Private, the supervisor's while the request is pending. Plain
+   * pointers, as libuv's reserved fields, so that this header exposes no
+   * internal type and its layout no internal header: link_ is the
+   * supervisor's list node.
+   */
+  jw_stop_cb cb_;
+  void *job_;
+  void *link_[2];
 };
 
 /*
- * Called when a subscriber that got JW_EAGAIN can read again, or has
- * reached the end. May close the subscriber.
+ * Creates a supervisor on loop (it holds a timer on it from now on: end it
+ * with jw_supervisor_close). Returns 0 or -errno.
  */
-typedef void (*jw_sub_notify_cb)(jw_sub_t *sub, void *data);
-
-/* Creates a supervisor on loop. Returns 0 or -errno. */
 int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
                       jw_supervisor_t **out);
 
@@ -156,7 +169,7 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
  * host does not offer or the job's cgroup cannot be made, JW_ELIMIT when
  * max_running jobs, or max_running_per_owner jobs of owner, are running
  * (jw_supervisor_running_owner tells which), JW_ECLOSED once shutdown
- * began.
+ * or close began.
  *
  * With a cgroup manager every job runs in a cgroup of its own (limits or
  * not), named by a random token unrelated to its id ("cg-" and 32 hex
@@ -175,9 +188,10 @@ int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
 /*
  * Stops the job (SIGTERM to its group, SIGKILL after the grace period) and
  * calls req's callback once it is final; for a job that is already final
- * the callback runs from the loop on the next turn. Returns 0, JW_ENOTFOUND
- * or JW_EOWNER (and then the callback is never called); JW_ECLOSED once
- * shutdown has completed (every job is final then: use status).
+ * the callback runs from the loop on the next turn. Returns 0, JW_EINVAL,
+ * JW_ENOTFOUND or JW_EOWNER (and then the callback is never called);
+ * JW_ECLOSED once shutdown has completed (every job is final then: use
+ * status).
  */
 int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
                        const char *owner, jw_stop_cb cb);
@@ -194,64 +208,53 @@ size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
                           void *data);
 
 /*
- * Subscribes to a job's output (WatchOutput): the subscriber replays
- * everything written so far, then new output, then the end once the job
- * is final. Returns 0, JW_ENOTFOUND or JW_EOWNER.
+ * Subscribes to a job's output (WatchOutput): returns a reader of the
+ * job's log (jw_outlog_read, jw_outlog_reader_dropped, and
+ * jw_outlog_reader_close to unsubscribe, safe at any time, also from
+ * notify_cb). It replays everything written so far, then new output, then
+ * the end (a read of 0) once the job is final; notify_cb says when a read
+ * that returned JW_EAGAIN can go on. The reader is the caller's: it keeps
+ * reading to the end after the job is removed or the supervisor closed.
+ * Returns 0, JW_EINVAL, JW_ENOTFOUND, JW_EOWNER or -errno.
  */
 int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
-                            const char *owner, jw_sub_notify_cb notify_cb,
-                            void *data, jw_sub_t **out);
-
-/*
- * Reads the subscriber's next output, as jw_outlog_read: > 0 bytes of one
- * stream, 0 at the end (job final, everything read), JW_EAGAIN (notify
- * follows), or -errno.
- */
-ssize_t jw_sub_read(jw_sub_t *sub, void *buf, size_t len, jw_stream_t *stream);
-
-/*
- * Output bytes the job dropped (output_dropped), also after the job was
- * removed while this subscriber still reads it. Final once jw_sub_read
- * returned 0.
- */
-uint64_t jw_sub_dropped(const jw_sub_t *sub);
-
-/* Unsubscribes (UnWatchOutput). Safe at any time, also from its callback. */
-void jw_sub_close(jw_sub_t *sub);
-
-/*
- * GetOutput: writes all output the job has so far, stdout records to
- * out_fd and stderr records to err_fd (the same fd is fine), blocking on
- * those fds. Returns the bytes written or a negative code.
- */
-ssize_t jw_supervisor_get_output(jw_supervisor_t *sup, const char *id,
-                                 const char *owner, int out_fd, int err_fd);
+                            const char *owner, jw_outlog_notify_cb notify_cb,
+                            void *data, jw_outlog_reader_t **out);
 
 /* Number of jobs not yet final. */
 size_t jw_supervisor_running(const jw_supervisor_t *sup);
 
-/* Number of owner's jobs not yet final. */
+/* Number of owner's jobs not yet final (all jobs' for owner NULL). */
 size_t jw_supervisor_running_owner(const jw_supervisor_t *sup,
                                    const char *owner);
 
 /*
- * Shuts down: stops every running job (SIGTERM, grace, SIGKILL), waits
- * for them to be final, ends every subscriber (they read to the end),
- * closes every handle. done_cb runs from the loop when nothing is left;
- * then call jw_supervisor_free. New starts fail with JW_ECLOSED.
+ * Shuts down: stops every running job (SIGTERM, grace, SIGKILL) and waits
+ * for them to be final and for their handles to close; subscribers are
+ * told of the end (they read to it). done_cb runs from the loop then. The
+ * records stay: status, list and subscribe go on working until
+ * jw_supervisor_close. New starts fail with JW_ECLOSED. Returns 0,
+ * JW_EINVAL, or JW_ECLOSED when shutdown or close had begun (done_cb is
+ * then never called).
  */
-void jw_supervisor_shutdown(jw_supervisor_t *sup,
-                            void (*done_cb)(jw_supervisor_t *sup, void *data),
-                            void *data);
+int jw_supervisor_shutdown(jw_supervisor_t *sup,
+                           void (*done_cb)(jw_supervisor_t *sup, void *data),
+                           void *data);
 
 /*
- * Frees the supervisor after shutdown completed (or when it never tried to
- * start a job). Removes the jobs' log files unless keep_logs. Pending stop
- * requests get their callback with JW_ECANCELED. Subscribers still open
- * are detached: their reads return JW_ECLOSED and jw_sub_close must still
- * be called for them.
+ * Ends the supervisor: shuts down first if that has not begun (without a
+ * done_cb of its own; one given to jw_supervisor_shutdown still runs
+ * first), then closes its handles. close_cb, which may be NULL, runs from
+ * the loop when nothing of the supervisor is left on it; the records can
+ * still be read inside it. When it returns the supervisor is freed: the
+ * jobs' log files are removed unless keep_logs (readers still open keep
+ * reading to the end), and pending stop requests got their callback with
+ * JW_ECANCELED. Safe from any of the supervisor's callbacks. A NULL sup
+ * is ignored; a second close of the same supervisor aborts with a message.
  */
-void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs);
+void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
+                         void (*close_cb)(jw_supervisor_t *sup, void *data),
+                         void *data);
 
 #ifdef __cplusplus
 }
