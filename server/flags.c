@@ -9,13 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobworker/rpc.h"
+#include "jobworker/service.h"
+#include "jobworker/supervisor.h"
+
 #ifndef JW_VERSION
 #define JW_VERSION "unknown"
 #endif
 
 #define DEFAULT_ADDR "127.0.0.1:3000"
-#define DEFAULT_STOP_TIMEOUT_MS 10000
-#define DEFAULT_MAX_CONNECTIONS 1024
+/* The library's defaults, so that each is written once. */
+#define DEFAULT_STOP_TIMEOUT_MS JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS
+#define DEFAULT_MAX_CONNECTIONS JW_RPC_DEFAULT_MAX_CONNECTIONS
 /* Well above the uids of a host's own accounts (and of most containers). */
 #define DEFAULT_JOB_UID_FIRST 200000
 #define DEFAULT_JOB_UID_LAST 265535
@@ -41,26 +46,32 @@ static const struct {
      1ULL << 50, offsetof(jw_config_t, max_output_bytes)},
     {"max-finished-per-client", "TELEPORTD_MAX_FINISHED_PER_CLIENT", SL_COUNT,
      100, 0, 1000000, offsetof(jw_config_t, max_finished_per_client)},
-    {"max-request-bytes", "TELEPORTD_MAX_REQUEST_BYTES", SL_SIZE, 4ULL << 20,
-     1024, 1ULL << 30, offsetof(jw_config_t, max_request_bytes)},
-    {"max-streams", "TELEPORTD_MAX_STREAMS", SL_COUNT, 100, 1, 100000,
+    {"max-request-bytes", "TELEPORTD_MAX_REQUEST_BYTES", SL_SIZE,
+     JW_RPC_DEFAULT_MAX_MESSAGE_BYTES, 1024, 1ULL << 30,
+     offsetof(jw_config_t, max_request_bytes)},
+    {"max-streams", "TELEPORTD_MAX_STREAMS", SL_COUNT,
+     JW_RPC_DEFAULT_MAX_CONCURRENT_STREAMS, 1, 100000,
      offsetof(jw_config_t, max_streams)},
-    {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION, 10000, 1,
-     3600000, offsetof(jw_config_t, handshake_timeout_ms)},
-    {"max-args", "TELEPORTD_MAX_ARGS", SL_COUNT, 1024, 0, 1000000,
-     offsetof(jw_config_t, max_args)},
-    {"max-env", "TELEPORTD_MAX_ENV", SL_COUNT, 256, 0, 1000000,
-     offsetof(jw_config_t, max_env)},
+    {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION,
+     JW_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 3600000,
+     offsetof(jw_config_t, handshake_timeout_ms)},
+    {"max-args", "TELEPORTD_MAX_ARGS", SL_COUNT, JW_REQUEST_DEFAULT_MAX_ARGS, 0,
+     1000000, offsetof(jw_config_t, max_args)},
+    {"max-env", "TELEPORTD_MAX_ENV", SL_COUNT, JW_REQUEST_DEFAULT_MAX_ENV, 0,
+     1000000, offsetof(jw_config_t, max_env)},
     {"max-request-strings", "TELEPORTD_MAX_REQUEST_STRINGS", SL_SIZE,
-     256 * 1024, 0, 1ULL << 30, offsetof(jw_config_t, max_request_strings)},
+     JW_REQUEST_DEFAULT_MAX_STRINGS, 0, 1ULL << 30,
+     offsetof(jw_config_t, max_request_strings)},
     {"max-disk-per-client", "TELEPORTD_MAX_DISK_PER_CLIENT", SL_SIZE,
      10ULL << 30, 0, 1ULL << 50, offsetof(jw_config_t, max_disk_per_client)},
-    {"request-timeout", "TELEPORTD_REQUEST_TIMEOUT", SL_DURATION, 30000, 1,
-     3600000, offsetof(jw_config_t, request_timeout_ms)},
-    {"idle-timeout", "TELEPORTD_IDLE_TIMEOUT", SL_DURATION, 300000, 1, 86400000,
+    {"request-timeout", "TELEPORTD_REQUEST_TIMEOUT", SL_DURATION,
+     JW_RPC_DEFAULT_REQUEST_TIMEOUT_MS, 1, 3600000,
+     offsetof(jw_config_t, request_timeout_ms)},
+    {"idle-timeout", "TELEPORTD_IDLE_TIMEOUT", SL_DURATION,
+     JW_RPC_DEFAULT_IDLE_TIMEOUT_MS, 1, 86400000,
      offsetof(jw_config_t, idle_timeout_ms)},
     {"max-connections-per-client", "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT",
-     SL_COUNT, 32, 1, 1000000,
+     SL_COUNT, JW_RPC_DEFAULT_MAX_CONNECTIONS_PER_CLIENT, 1, 1000000,
      offsetof(jw_config_t, max_connections_per_client)},
 };
 

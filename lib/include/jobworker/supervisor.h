@@ -26,6 +26,8 @@ extern "C" {
 #endif
 
 #define JW_ID_LEN 32
+/* What a 0 stop_grace_ms stands for (teleportd's --stop-timeout default). */
+#define JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS 10000
 
 typedef struct jw_supervisor_s jw_supervisor_t;
 typedef struct jw_sub_s jw_sub_t;
@@ -33,7 +35,7 @@ typedef struct jw_stop_req_s jw_stop_req_t;
 
 typedef struct {
   const char *data_dir;   /* required; created if missing (0700) */
-  uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0 means 10000 */
+  uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0: the default above */
   size_t max_running;     /* jobs not yet final; 0: no limit (JW_ELIMIT) */
   /* Jobs not yet final per owner; 0: no limit (JW_ELIMIT). */
   size_t max_running_per_owner;
