@@ -16,8 +16,9 @@
 #include <unistd.h>
 
 #include "jobworker/supervisor.h"
+#include "logname.h"
 
-#define DEFAULT_GRACE_MS 10000
+#define DEFAULT_GRACE_MS JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS
 #define INITIAL_BUCKETS 64
 #define COPY_BUF_SIZE (64 * 1024)
 
@@ -729,14 +730,6 @@ static void free_job(struct job *j) {
   free(j);
 }
 
-static char *log_path(const jw_supervisor_t *sup, const char *id) {
-  size_t n = strlen(sup->data_dir) + 1 + JW_ID_LEN + sizeof(".log");
-  char *p = malloc(n);
-  if (p != NULL)
-    snprintf(p, n, "%s/%s.log", sup->data_dir, id);
-  return p;
-}
-
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
                         const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]) {
   jw_process_options_t po;
@@ -805,7 +798,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   err = make_id(sup, j->id);
   if (err < 0)
     goto fail;
-  path = log_path(sup, j->id);
+  path = jw__supervisor_log_path(sup->data_dir, j->id);
   if (path == NULL) {
     err = -ENOMEM;
     goto fail;

@@ -255,6 +255,13 @@ void jw_supervisor_shutdown(jw_supervisor_t *sup,
  */
 void jw_supervisor_free(jw_supervisor_t *sup, int keep_logs);
 
+/*
+ * Whether name is the file name the supervisor gives a job's log in its
+ * data directory (the id, JW_ID_LEN lowercase hex digits, and ".log"):
+ * what a server may sweep from the directory after a crash.
+ */
+int jw_supervisor_is_log_name(const char *name);
+
 #ifdef __cplusplus
 }
 #endif
