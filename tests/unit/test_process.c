@@ -18,9 +18,6 @@
 #include "jobworker/error.h"
 #include "jobworker/process.h"
 
-#define DEFAULT_PATH                                                           \
-  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 /*
  * Counts processes that are our children (zombies included) or live
  * members of process group pgid (when pgid > 0). A dead member reparented
