@@ -215,9 +215,15 @@ static void usage(FILE *f, const char *defdir) {
 
 int jw_flags_parse_duration(const char *s, uint64_t *ms) {
   char *end;
+  /*
+   * Decimal digits and a point only: strtod alone would also take "nan"
+   * (whose conversion to an integer is undefined), "inf", hex, exponents
+   * and leading blanks or signs.
+   */
+  size_t digits = strspn(s, "0123456789.");
   errno = 0;
   double v = strtod(s, &end);
-  if (end == s || errno != 0 || v < 0)
+  if (digits == 0 || end != s + digits || errno != 0 || !(v >= 0))
     return -EINVAL;
   double mult;
   if (*end == '\0' || strcmp(end, "s") == 0)
