@@ -46,7 +46,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 # Every test, under the sanitizers, with certificates made once for this run.
 test: build asan check-format
 	tests/make-certs.sh $(ASAN_BUILD)/test-certs
-	meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 \
+	JW_PLAIN_BUILD=$(abspath $(BUILD)) \
+	  meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 \
 	  $(MESON_TEST_ARGS)
 
 # Development certificates are made once under the build directory and
@@ -70,8 +71,10 @@ run: build
 	  --cacert $$c/ca.cert --cert $$c/server.cert --key $$c/server.key \
 	  --data-dir $$(pwd)/$(BUILD)/data
 
-C_FILES = git ls-files '*.c' '*.h' 2>/dev/null || \
-	find lib server client tests bench -name '*.[ch]'
+# In braces: `a || b | c` would pipe only find's list, and git's would go
+# to the terminal unchecked.
+C_FILES = { git ls-files '*.c' '*.h' 2>/dev/null || \
+	find lib server client tests bench examples -name '*.[ch]'; }
 
 format:
 	@$(C_FILES) | xargs -r clang-format -i

@@ -204,9 +204,10 @@ static void usage(FILE *f, const char *defdir) {
       "  -h, --help             show this help\n"
       "  --version              show the version\n"
       "\n"
-      "Logs go to stderr, one logfmt line per event. SIGTERM or SIGINT stops\n"
-      "every job (SIGTERM, grace period, SIGKILL), finishes the streams and\n"
-      "exits 0.\n"
+      "Logs go to stderr, one logfmt line per event, at most 2048 bytes; a\n"
+      "value over 256 bytes is cut and ends with \"...\". SIGTERM or SIGINT\n"
+      "stops every job (SIGTERM, grace period, SIGKILL), finishes the\n"
+      "streams and exits 0.\n"
       "\n"
       "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a\n"
       "bad flag or an unusable file.\n",

@@ -497,6 +497,19 @@ fi
 # Two jobs at the stop: one that ends on SIGTERM and one that ignores it
 # (teleportd must SIGKILL it after the image's 8 s grace and still exit
 # before docker stop's 10 s run out and it SIGKILLs PID 1).
+#
+# Whether teleportd beat docker's SIGKILL is the state docker records
+# ("exited 0", not 137): docker itself times its 10 s, so no clock of ours
+# is raced. The wall time of `docker stop` is checked only as a bound on
+# hanging: at least the grace (the stubborn job must be waited for) and at
+# most the grace plus 10 s for docker's own work around it (delivering the
+# signal, noticing the exit, tearing the container down), which on a
+# loaded 2-core machine has taken over 2.8 s (10.8 s in all).
+grace_s=$("$docker" image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$image" |
+  sed -n 's/^TELEPORTD_STOP_TIMEOUT=\([0-9][0-9]*\)s$/\1/p')
+[ -n "$grace_s" ] || not_ok "the image sets no TELEPORTD_STOP_TIMEOUT in seconds"
+grace_s=${grace_s:-8}
+stop_bound_ms=$(((grace_s + 10) * 1000))
 m1=$((100000 + RANDOM % 400000))
 m2=$((500000 + RANDOM % 400000))
 tp_timeout=20 tp start -- sleep "$m1" >/dev/null 2>"$work/long.err" ||
@@ -513,11 +526,12 @@ s0=$(date +%s%N)
 "$docker" stop "$container" >/dev/null || not_ok "docker stop failed"
 took_ms=$((($(date +%s%N) - s0) / 1000000))
 state=$("$docker" inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}' "$container")
-if [ "$state" = "exited 0 false" ] && [ "$took_ms" -lt 10000 ]; then
-  ok "docker stop: teleportd stopped its jobs and exited 0 in ${took_ms} ms (docker's limit: 10 s)"
+if [ "$state" = "exited 0 false" ] && [ "$took_ms" -ge $((grace_s * 1000)) ] &&
+  [ "$took_ms" -lt "$stop_bound_ms" ]; then
+  ok "docker stop: teleportd stopped its jobs and exited 0 before docker's 10 s SIGKILL, in ${took_ms} ms (grace ${grace_s} s)"
 else
   "$docker" logs "$container" 2>&1 | tail -20
-  not_ok "docker stop: state '$state' after ${took_ms} ms, want 'exited 0' within 10 s"
+  not_ok "docker stop: state '$state' after ${took_ms} ms, want 'exited 0' (teleportd out before docker's 10 s SIGKILL) in ${grace_s}..$((grace_s + 10)) s"
 fi
 left=$(pgrep -af "^(sleep ($m1|$m2|1\.$orphan_marker)|sh -c trap '' TERM; sleep $m2)\$")
 if [ -z "$left" ]; then

@@ -10,6 +10,8 @@ are written into the build directory, never committed:
                  DATA, ... for one or more calls
   OUT/grpc/*     one byte (which property) + grpc-timeout / grpc-message
                  values as clients and teleportd send them
+  OUT/log/*      level, buffer size, time, then key/value pairs: the lines
+                 teleportd logs, with client values of every kind and size
 
 usage: make-seeds.py --proto proto/jobworker.proto --out DIR [--stamp FILE]
 """
@@ -227,6 +229,64 @@ def grpc_seeds(out):
         ">IIII", 404, 503, 8, 0xffffffff))
 
 
+LOG_KEYS = ["event", "peer", "cn", "method", "job", "status", "error",
+            "duration", "msg", "signal", "addr", "count", "dir",
+            "max_output_bytes"]
+
+
+def log_input(pairs, level=1, size=0, sec=1764633600, nsec=123456789):
+    """fuzz_log.c's input: level, buffer size (0: jw_log's), time, pairs;
+    a value of None is the NULL that skips its pair."""
+    b = struct.pack(">BHQI", level, size, sec, nsec)
+    for k, v in pairs:
+        v = b"\xff" if v is None else (v.encode() if isinstance(v, str) else v)
+        b += bytes([LOG_KEYS.index(k)]) + v + b"\x00"
+    return b
+
+
+def log_seeds(out):
+    def rpc(cn="alice", method="Start", job=None, status="OK",
+            error=None):
+        return [("event", "rpc"), ("peer", "127.0.0.1:54321"), ("cn", cn),
+                ("method", method), ("job", job), ("status", status),
+                ("duration", "0.123ms"), ("error", error)]
+    write(out, "log", "rpc", log_input(rpc(job="6f1c2a9e0b7d4c3e8a5f1d2b")))
+    write(out, "log", "rpc-error", log_input(rpc(
+        status="INVALID_ARGUMENT", error='env[0] "a\x01" is not KEY=VALUE')))
+    write(out, "log", "listening", log_input([
+        ("event", "listening"), ("addr", "127.0.0.1:3000"),
+        ("dir", "/var/lib/teleportd")]))
+    write(out, "log", "signal", log_input([
+        ("event", "signal"), ("signal", "Terminated"),
+        ("msg", "stopping jobs")], level=2))
+    # What the issue saw: an unknown method's path of ~1953 bytes, a CN of
+    # ~1966 with a 4000-byte path; lengths all around the line's edge.
+    for n in (1953, 2000, 2039, 2047, 2048, 4000):
+        write(out, "log", "path", log_input(rpc(
+            method="x" * n, status="UNIMPLEMENTED", error="unknown method")))
+    write(out, "log", "cn-path", log_input(rpc(cn="c" * 1966,
+                                                method="p" * 4000)))
+    # Values that need quotes and escapes, UTF-8 and bytes that are not.
+    for v in ["", "two words", 'say "hi"', "back\\slash", "a\nb\tc",
+              "\x1b[31mred", "h\u00e9llo \u20ac", "\u20ac" * 100]:
+        write(out, "log", "value", log_input(rpc(cn=v)))
+    for v in [b"\xff\xfe", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80",
+              b"\xf4\x90\x80\x80", bytes(range(1, 256))]:
+        write(out, "log", "bytes", log_input(rpc(cn=v)))
+    # Around the value cap, escaped values over the line, small buffers,
+    # more pairs than a line takes, times far from now.
+    for n in (255, 256, 257, 260):
+        write(out, "log", "cap", log_input(rpc(error="e" * n)))
+    write(out, "log", "escaped", log_input(rpc(
+        cn="\x01" * 300, method="\x01" * 300, error="\x01" * 300)))
+    for size in (1, 5, 6, 7, 40, 100, 300):
+        write(out, "log", "size", log_input(rpc(), size=size))
+    write(out, "log", "many", log_input([("count", str(i))
+                                          for i in range(40)]))
+    for sec in (0, (1 << 63) - 1, 1 << 62, 253402300799):
+        write(out, "log", "time", log_input(rpc(), sec=sec, level=3))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--proto", required=True)
@@ -238,6 +298,7 @@ def main():
     server_seeds(a.out, reqs)
     request_seeds(a.out, reqs)
     grpc_seeds(a.out)
+    log_seeds(a.out)
     if a.stamp:
         with open(a.stamp, "w") as f:
             f.write("ok\n")

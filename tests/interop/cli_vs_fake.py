@@ -396,6 +396,12 @@ def test_usage():
           *usage_error(tp("status", "a", "b"), "unexpected argument 'b'"))
     check("-e without =", *usage_error(tp("start", "-e", "FOO", "true"),
                                        "KEY=VALUE"))
+    for flag, value in (("--memory", "nan"), ("--memory", "1e3M"),
+                        ("--io-write", "0x10"), ("--cpus", "inf"),
+                        ("--cpus", "1e2")):
+        check("%s %s refused, naming the flag" % (flag, value),
+              *usage_error(tp("start", flag, value, "true"),
+                           "%s takes" % flag))
     p = tp("list", drop=("TELEPORT_CACERT",))
     check("missing cacert named with flag and env var",
           p.returncode == 2 and

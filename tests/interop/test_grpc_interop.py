@@ -368,6 +368,8 @@ class JobRpcs(ServerCase):
         self.assertGreater(took, STOP_GRACE - 0.3,
                            "SIGKILL came before the grace period (%.2fs)"
                            % took)
+        # Stop answers once the job is final, and with a cgroup that is
+        # once its cgroup is empty: nothing of the job may be left then.
         self.assertEqual(ic.processes_in_groups({st.pid}), [],
                          "processes of the stopped job's group remain")
 

@@ -234,6 +234,13 @@ class Startup(unittest.TestCase):
             (self.base(**{"--addr": "not-an-address"}), "not-an-address"),
             (self.base(**{"--cacert": None}), "--cacert"),
             (self.base()[:-1], "--stop-timeout"),  # flag without a value
+            # Sizes and CPUs parse only as docs/isolation.md says: strtod's
+            # nan, hex and exponents are refused, naming the flag.
+            (self.base() + ["--default-memory", "nan"], "--default-memory"),
+            (self.base() + ["--max-memory", "nan"], "--max-memory"),
+            (self.base() + ["--max-io-read", "0x10M"], "--max-io-read"),
+            (self.base() + ["--max-cpus", "1e3"], "--max-cpus"),
+            (self.base() + ["--default-cpus", "inf"], "--default-cpus"),
         ]
         for args, mention in cases:
             with self.subTest(mention):
