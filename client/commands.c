@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "jobworker/cgroup.h"
+#include "jobworker/units.h"
 
 /* A parse result meaning "go on with the command". */
 #define PROCEED (-1)

@@ -12,6 +12,7 @@
 #include "jobworker/rpc.h"
 #include "jobworker/service.h"
 #include "jobworker/supervisor.h"
+#include "jobworker/units.h"
 
 #ifndef JW_VERSION
 #define JW_VERSION "unknown"
@@ -212,36 +213,6 @@ static void usage(FILE *f, const char *defdir) {
       "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a\n"
       "bad flag or an unusable file.\n",
       f);
-}
-
-int jw_flags_parse_duration(const char *s, uint64_t *ms) {
-  char *end;
-  /*
-   * Decimal digits and a point only: strtod alone would also take "nan"
-   * (whose conversion to an integer is undefined), "inf", hex, exponents
-   * and leading blanks or signs.
-   */
-  size_t digits = strspn(s, "0123456789.");
-  errno = 0;
-  double v = strtod(s, &end);
-  if (digits == 0 || end != s + digits || errno != 0 || !(v >= 0))
-    return -EINVAL;
-  double mult;
-  if (*end == '\0' || strcmp(end, "s") == 0)
-    mult = 1000;
-  else if (strcmp(end, "ms") == 0)
-    mult = 1;
-  else if (strcmp(end, "m") == 0)
-    mult = 60000;
-  else if (strcmp(end, "h") == 0)
-    mult = 3600000;
-  else
-    return -EINVAL;
-  v *= mult;
-  if (v > 86400000.0 * 365)
-    return -ERANGE;
-  *ms = (uint64_t)v;
-  return 0;
 }
 
 /* The default data directory: one that works without privileges. */
@@ -506,7 +477,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     cfg->data_dir = default_data_dir(cfg);
 
   cfg->stop_timeout_ms = DEFAULT_STOP_TIMEOUT_MS;
-  if (stop != NULL && jw_flags_parse_duration(stop, &cfg->stop_timeout_ms))
+  if (stop != NULL && jw_parse_duration(stop, &cfg->stop_timeout_ms))
     return bad(stop_flag, stop, "want a duration such as 10s, 500ms or 1m");
 
   cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
@@ -592,7 +563,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       int64_t sz = -1;
       int bad_value = 0;
       if (server_limits[i].kind == SL_DURATION) {
-        bad_value = jw_flags_parse_duration(s, &v) != 0;
+        bad_value = jw_parse_duration(s, &v) != 0;
       } else if (server_limits[i].kind == SL_SIZE) {
         bad_value = jw_parse_size(s, &sz) != 0 || sz < 0;
         v = (uint64_t)sz;

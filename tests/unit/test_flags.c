@@ -345,28 +345,6 @@ START_TEST(test_u64_flags_refused) {
 }
 END_TEST
 
-START_TEST(test_duration_forms) {
-  static const struct {
-    const char *s;
-    uint64_t ms;
-  } ok[] = {
-      {"10s", 10000}, {"500ms", 500},           {"2m", 120000}, {"1h", 3600000},
-      {"7", 7000},    {"0.25s", 250},           {"0", 0},       {"1.5m", 90000},
-      {"0ms", 0},     {"8760h", 31536000000ULL}};
-  static const char *const bad[] = {
-      "",    "s",    "-1",  "1d",   "1 s", "10S", "x10", "8761h", "1e400",
-      "nan", "-nan", "inf", "0x10", "1e3", " 5",  "+5",  ".",     "1.2.3"};
-  uint64_t ms;
-  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-    ck_assert_msg(jw_flags_parse_duration(ok[i].s, &ms) == 0, "%s", ok[i].s);
-    ck_assert_uint_eq(ms, ok[i].ms);
-  }
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    ck_assert_msg(jw_flags_parse_duration(bad[i], &ms) < 0, "%s accepted",
-                  bad[i]);
-}
-END_TEST
-
 START_TEST(test_string_flags) {
   static const struct {
     const char *flag, *env;
@@ -662,7 +640,6 @@ int main(void) {
   tcase_add_test(tc, test_default_data_dir);
   tcase_add_test(tc, test_u64_flags);
   tcase_add_test(tc, test_u64_flags_refused);
-  tcase_add_test(tc, test_duration_forms);
   tcase_add_test(tc, test_string_flags);
   tcase_add_test(tc, test_missing_certificates);
   tcase_add_test(tc, test_max_connections);
