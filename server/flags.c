@@ -240,24 +240,69 @@ static int bad(const char *flag, const char *value, const char *why) {
   return 2;
 }
 
+/*
+ * The other flags that take a value, in the order of their option codes.
+ * A string flag is stored as given at off in jw_config_t; the others
+ * (NO_FIELD) are parsed below, from the flag or else its variable.
+ */
 enum {
-  OPT_ADDR = 256,
-  OPT_CACERT,
-  OPT_CERT,
-  OPT_KEY,
-  OPT_DATA_DIR,
-  OPT_STOP_TIMEOUT,
-  OPT_MAX_CONN,
-  OPT_LOG_LEVEL,
-  OPT_VERSION,
-  OPT_IO_DEVICE,
-  OPT_ALLOW_ISOLATION,
-  OPT_JOB_UID_RANGE,
-  OPT_USERS,
-  OPT_CRL,
+  VF_ADDR,
+  VF_CACERT,
+  VF_CERT,
+  VF_KEY,
+  VF_DATA_DIR,
+  VF_IO_DEVICE,
+  VF_USERS,
+  VF_CRL,
+  VF_STOP_TIMEOUT,
+  VF_MAX_CONN,
+  VF_LOG_LEVEL,
+  VF_ALLOW_ISOLATION,
+  VF_JOB_UID_RANGE,
+  NVALUE_FLAGS
+};
+#define NO_FIELD ((size_t)-1)
+static const struct {
+  const char *flag;
+  const char *env;
+  size_t off;
+} value_flags[NVALUE_FLAGS] = {
+    [VF_ADDR] = {"addr", "TELEPORTD_ADDR", offsetof(jw_config_t, addr)},
+    [VF_CACERT] = {"cacert", "TELEPORTD_CACERT", offsetof(jw_config_t, cacert)},
+    [VF_CERT] = {"cert", "TELEPORTD_CERT", offsetof(jw_config_t, cert)},
+    [VF_KEY] = {"key", "TELEPORTD_KEY", offsetof(jw_config_t, key)},
+    [VF_DATA_DIR] = {"data-dir", "TELEPORTD_DATA_DIR",
+                     offsetof(jw_config_t, data_dir)},
+    [VF_IO_DEVICE] = {"io-device", "TELEPORTD_IO_DEVICE",
+                      offsetof(jw_config_t, io_device)},
+    [VF_USERS] = {"users", "TELEPORTD_USERS",
+                  offsetof(jw_config_t, users_file)},
+    [VF_CRL] = {"crl", "TELEPORTD_CRL", offsetof(jw_config_t, crl)},
+    [VF_STOP_TIMEOUT] = {"stop-timeout", "TELEPORTD_STOP_TIMEOUT", NO_FIELD},
+    [VF_MAX_CONN] = {"max-connections", "TELEPORTD_MAX_CONNECTIONS", NO_FIELD},
+    [VF_LOG_LEVEL] = {"log-level", "TELEPORTD_LOG_LEVEL", NO_FIELD},
+    [VF_ALLOW_ISOLATION] = {"allow-isolation", "TELEPORTD_ALLOW_ISOLATION",
+                            NO_FIELD},
+    [VF_JOB_UID_RANGE] = {"job-uid-range", "TELEPORTD_JOB_UID_RANGE", NO_FIELD},
+};
+
+enum {
+  OPT_VERSION = 256,
+  OPT_VALUE = 300,        /* OPT_VALUE + i: value_flags[i] */
   OPT_SERVER_LIMIT = 400, /* OPT_SERVER_LIMIT + i: server_limits[i] */
   OPT_LIMIT = 500         /* OPT_LIMIT + i: limit_flags[i] */
 };
+
+/* A flag's text, from the command line or else its variable. */
+typedef struct {
+  const char *value; /* NULL: neither was given */
+  char source[64];   /* "--flag" or the variable, for messages */
+} given_t;
+
+static void give(given_t *g, const char *value, const char *name, bool flag) {
+  g->value = value;
+  snprintf(g->source, sizeof(g->source), "%s%s", flag ? "--" : "", name);
+}
 
 enum { KIND_SIZE, KIND_CPUS, KIND_COUNT };
 
@@ -319,148 +364,53 @@ static int parse_bool(const char *s, bool *out) {
 }
 
 int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"addr", required_argument, NULL, OPT_ADDR},
-      {"cacert", required_argument, NULL, OPT_CACERT},
-      {"cert", required_argument, NULL, OPT_CERT},
-      {"key", required_argument, NULL, OPT_KEY},
-      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-      {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
-      {"max-connections", required_argument, NULL, OPT_MAX_CONN},
-      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, OPT_VERSION},
-      {"io-device", required_argument, NULL, OPT_IO_DEVICE},
-      {"allow-isolation", required_argument, NULL, OPT_ALLOW_ISOLATION},
-      {"job-uid-range", required_argument, NULL, OPT_JOB_UID_RANGE},
-      {"users", required_argument, NULL, OPT_USERS},
-      {"crl", required_argument, NULL, OPT_CRL},
-      {"default-memory", required_argument, NULL, OPT_LIMIT + 0},
-      {"max-memory", required_argument, NULL, OPT_LIMIT + 1},
-      {"default-cpus", required_argument, NULL, OPT_LIMIT + 2},
-      {"max-cpus", required_argument, NULL, OPT_LIMIT + 3},
-      {"default-pids", required_argument, NULL, OPT_LIMIT + 4},
-      {"max-pids", required_argument, NULL, OPT_LIMIT + 5},
-      {"default-io-read", required_argument, NULL, OPT_LIMIT + 6},
-      {"max-io-read", required_argument, NULL, OPT_LIMIT + 7},
-      {"default-io-write", required_argument, NULL, OPT_LIMIT + 8},
-      {"max-io-write", required_argument, NULL, OPT_LIMIT + 9},
-      {"max-jobs", required_argument, NULL, OPT_SERVER_LIMIT + 0},
-      {"max-jobs-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 1},
-      {"max-output-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 2},
-      {"max-finished-per-client", required_argument, NULL,
-       OPT_SERVER_LIMIT + 3},
-      {"max-request-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 4},
-      {"max-streams", required_argument, NULL, OPT_SERVER_LIMIT + 5},
-      {"handshake-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 6},
-      {"max-args", required_argument, NULL, OPT_SERVER_LIMIT + 7},
-      {"max-env", required_argument, NULL, OPT_SERVER_LIMIT + 8},
-      {"max-request-strings", required_argument, NULL, OPT_SERVER_LIMIT + 9},
-      {"max-disk-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 10},
-      {"request-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 11},
-      {"idle-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 12},
-      {"max-connections-per-client", required_argument, NULL,
-       OPT_SERVER_LIMIT + 13},
-      {NULL, 0, NULL, 0},
-  };
-  const char *sl_val[NSERVER_LIMITS];
-  const char *sl_src[NSERVER_LIMITS];
-  const char *limit_val[NLIMIT_FLAGS];
-  const char *limit_src[NLIMIT_FLAGS];
-  const char *iso = getenv("TELEPORTD_ALLOW_ISOLATION");
-  const char *iso_flag = "TELEPORTD_ALLOW_ISOLATION";
-  const char *stop = getenv("TELEPORTD_STOP_TIMEOUT");
-  const char *maxc = getenv("TELEPORTD_MAX_CONNECTIONS");
-  const char *level = getenv("TELEPORTD_LOG_LEVEL");
-  const char *stop_flag = "TELEPORTD_STOP_TIMEOUT";
-  const char *maxc_flag = "TELEPORTD_MAX_CONNECTIONS";
-  const char *level_flag = "TELEPORTD_LOG_LEVEL";
-  const char *uids = getenv("TELEPORTD_JOB_UID_RANGE");
-  const char *uids_flag = "TELEPORTD_JOB_UID_RANGE";
+  /* Every flag of the tables above, then --help and --version. */
+  struct option opts[NVALUE_FLAGS + NLIMIT_FLAGS + NSERVER_LIMITS + 3];
+  given_t vf[NVALUE_FLAGS], lf[NLIMIT_FLAGS], sf[NSERVER_LIMITS];
+  size_t no = 0;
 
   memset(cfg, 0, sizeof(*cfg));
-  cfg->addr = getenv("TELEPORTD_ADDR");
-  cfg->cacert = getenv("TELEPORTD_CACERT");
-  cfg->cert = getenv("TELEPORTD_CERT");
-  cfg->key = getenv("TELEPORTD_KEY");
-  cfg->data_dir = getenv("TELEPORTD_DATA_DIR");
-  cfg->io_device = getenv("TELEPORTD_IO_DEVICE");
-  cfg->users_file = getenv("TELEPORTD_USERS");
-  cfg->crl = getenv("TELEPORTD_CRL");
+  for (size_t i = 0; i < NVALUE_FLAGS; i++) {
+    give(&vf[i], getenv(value_flags[i].env), value_flags[i].env, false);
+    opts[no++] = (struct option){value_flags[i].flag, required_argument, NULL,
+                                 OPT_VALUE + (int)i};
+  }
   for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
-    limit_val[i] = getenv(limit_flags[i].env);
-    limit_src[i] = limit_flags[i].env;
+    give(&lf[i], getenv(limit_flags[i].env), limit_flags[i].env, false);
+    opts[no++] = (struct option){limit_flags[i].flag, required_argument, NULL,
+                                 OPT_LIMIT + (int)i};
   }
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
-    sl_val[i] = getenv(server_limits[i].env);
-    sl_src[i] = server_limits[i].env;
+    give(&sf[i], getenv(server_limits[i].env), server_limits[i].env, false);
+    opts[no++] = (struct option){server_limits[i].flag, required_argument, NULL,
+                                 OPT_SERVER_LIMIT + (int)i};
   }
+  opts[no++] = (struct option){"help", no_argument, NULL, 'h'};
+  opts[no++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+  opts[no] = (struct option){NULL, 0, NULL, 0};
 
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    switch (c) {
-    case OPT_ADDR:
-      cfg->addr = optarg;
-      break;
-    case OPT_CACERT:
-      cfg->cacert = optarg;
-      break;
-    case OPT_CERT:
-      cfg->cert = optarg;
-      break;
-    case OPT_KEY:
-      cfg->key = optarg;
-      break;
-    case OPT_DATA_DIR:
-      cfg->data_dir = optarg;
-      break;
-    case OPT_STOP_TIMEOUT:
-      stop = optarg, stop_flag = "--stop-timeout";
-      break;
-    case OPT_MAX_CONN:
-      maxc = optarg, maxc_flag = "--max-connections";
-      break;
-    case OPT_LOG_LEVEL:
-      level = optarg, level_flag = "--log-level";
-      break;
-    case OPT_IO_DEVICE:
-      cfg->io_device = optarg;
-      break;
-    case OPT_ALLOW_ISOLATION:
-      iso = optarg, iso_flag = "--allow-isolation";
-      break;
-    case OPT_JOB_UID_RANGE:
-      uids = optarg, uids_flag = "--job-uid-range";
-      break;
-    case OPT_USERS:
-      cfg->users_file = optarg;
-      break;
-    case OPT_CRL:
-      cfg->crl = optarg;
-      break;
-    case 'h':
+    if (c >= OPT_VALUE && c < OPT_VALUE + NVALUE_FLAGS) {
+      give(&vf[c - OPT_VALUE], optarg, value_flags[c - OPT_VALUE].flag, true);
+    } else if (c >= OPT_SERVER_LIMIT &&
+               c < OPT_SERVER_LIMIT + (int)NSERVER_LIMITS) {
+      give(&sf[c - OPT_SERVER_LIMIT], optarg,
+           server_limits[c - OPT_SERVER_LIMIT].flag, true);
+    } else if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
+      give(&lf[c - OPT_LIMIT], optarg, limit_flags[c - OPT_LIMIT].flag, true);
+    } else if (c == 'h') {
       usage(stdout, default_data_dir(cfg));
       return 1;
-    case OPT_VERSION:
+    } else if (c == OPT_VERSION) {
       printf("teleportd %s\n", JW_VERSION);
       return 1;
-    case ':':
-      fprintf(stderr, "teleportd: %s needs a value\n", argv[optind - 1]);
-      fprintf(stderr, "Run 'teleportd --help' for usage.\n");
-      return 2;
-    default:
-      if (c >= OPT_SERVER_LIMIT && c < OPT_SERVER_LIMIT + (int)NSERVER_LIMITS) {
-        sl_val[c - OPT_SERVER_LIMIT] = optarg;
-        sl_src[c - OPT_SERVER_LIMIT] = server_limits[c - OPT_SERVER_LIMIT].flag;
-        break;
-      }
-      if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
-        limit_val[c - OPT_LIMIT] = optarg;
-        limit_src[c - OPT_LIMIT] = limit_flags[c - OPT_LIMIT].flag;
-        break;
-      }
-      fprintf(stderr, "teleportd: unknown flag %s\n", argv[optind - 1]);
+    } else {
+      if (c == ':')
+        fprintf(stderr, "teleportd: %s needs a value\n", argv[optind - 1]);
+      else
+        fprintf(stderr, "teleportd: unknown flag %s\n", argv[optind - 1]);
       fprintf(stderr, "Run 'teleportd --help' for usage.\n");
       return 2;
     }
@@ -470,6 +420,20 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     fprintf(stderr, "Run 'teleportd --help' for usage.\n");
     return 2;
   }
+  for (size_t i = 0; i < NVALUE_FLAGS; i++)
+    if (value_flags[i].off != NO_FIELD)
+      *(const char **)((char *)cfg + value_flags[i].off) = vf[i].value;
+
+  const char *stop = vf[VF_STOP_TIMEOUT].value;
+  const char *maxc = vf[VF_MAX_CONN].value;
+  const char *level = vf[VF_LOG_LEVEL].value;
+  const char *iso = vf[VF_ALLOW_ISOLATION].value;
+  const char *uids = vf[VF_JOB_UID_RANGE].value;
+  const char *stop_flag = vf[VF_STOP_TIMEOUT].source;
+  const char *maxc_flag = vf[VF_MAX_CONN].source;
+  const char *level_flag = vf[VF_LOG_LEVEL].source;
+  const char *iso_flag = vf[VF_ALLOW_ISOLATION].source;
+  const char *uids_flag = vf[VF_JOB_UID_RANGE].source;
 
   if (cfg->addr == NULL || cfg->addr[0] == '\0')
     cfg->addr = DEFAULT_ADDR;
@@ -507,15 +471,10 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         "want a size such as 512M or 2G (binary units)",
         "want a number of CPUs such as 0.5, 2 or 250m", "want a whole number"};
     int64_t v;
-    char name[64];
-    if (limit_val[i] == NULL || limit_val[i][0] == '\0')
+    if (lf[i].value == NULL || lf[i].value[0] == '\0')
       continue;
-    if (limit_src[i][0] != 'T')
-      snprintf(name, sizeof(name), "--%s", limit_src[i]);
-    else
-      snprintf(name, sizeof(name), "%s", limit_src[i]);
-    if (parse_limit(limit_flags[i].kind, limit_val[i], &v) != 0)
-      return bad(name, limit_val[i], want[limit_flags[i].kind]);
+    if (parse_limit(limit_flags[i].kind, lf[i].value, &v) != 0)
+      return bad(lf[i].source, lf[i].value, want[limit_flags[i].kind]);
     if (!limit_flags[i].max &&
         limit_flags[i].off == offsetof(jw_limits_t, pids))
       cfg->default_pids_set = true;
@@ -557,8 +516,8 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
 
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
     uint64_t v = server_limits[i].def;
-    const char *s = sl_val[i];
-    char name[64], want[128];
+    const char *s = sf[i].value;
+    char want[128];
     if (s != NULL && s[0] != '\0') {
       int64_t sz = -1;
       int bad_value = 0;
@@ -574,10 +533,6 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         bad_value = end == s || *end != '\0' || errno != 0 || s[0] == '-';
         v = n;
       }
-      if (sl_src[i][0] != 'T')
-        snprintf(name, sizeof(name), "--%s", sl_src[i]);
-      else
-        snprintf(name, sizeof(name), "%s", sl_src[i]);
       if (bad_value || v < server_limits[i].min || v > server_limits[i].max) {
         static const char *const kinds[] = {"a whole number",
                                             "a size such as 64K, 4M or 1G",
@@ -585,7 +540,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         snprintf(want, sizeof(want), "want %s from %" PRIu64 " to %" PRIu64,
                  kinds[server_limits[i].kind], server_limits[i].min,
                  server_limits[i].max);
-        return bad(name, s, want);
+        return bad(sf[i].source, s, want);
       }
     }
     *(uint64_t *)((char *)cfg + server_limits[i].off) = v;
