@@ -78,7 +78,54 @@ static const struct {
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
 
+/* A default as --help writes it: "512", "4M", "10s", "5m". */
+static void show_value(int kind, uint64_t v, char *buf, size_t size) {
+  static const char *const sizes[] = {"", "K", "M", "G", "T"};
+  size_t u = 0;
+  if (kind == SL_SIZE) {
+    while (u + 1 < sizeof(sizes) / sizeof(sizes[0]) && v >= 1024 &&
+           v % 1024 == 0)
+      v /= 1024, u++;
+    snprintf(buf, size, "%" PRIu64 "%s", v, sizes[u]);
+  } else if (kind == SL_DURATION) {
+    if (v != 0 && v % 3600000 == 0)
+      snprintf(buf, size, "%" PRIu64 "h", v / 3600000);
+    else if (v != 0 && v % 60000 == 0)
+      snprintf(buf, size, "%" PRIu64 "m", v / 60000);
+    else if (v % 1000 == 0)
+      snprintf(buf, size, "%" PRIu64 "s", v / 1000);
+    else
+      snprintf(buf, size, "%" PRIu64 "ms", v);
+  } else {
+    snprintf(buf, size, "%" PRIu64, v);
+  }
+}
+
+/*
+ * Writes text with each "{flag}" replaced by that server limit's default,
+ * so that --help shows the defaults the table holds.
+ */
+static void put_help(FILE *f, const char *text) {
+  const char *p = text, *open;
+  while ((open = strchr(p, '{')) != NULL) {
+    const char *close = strchr(open, '}');
+    size_t n = close != NULL ? (size_t)(close - open - 1) : 0;
+    char shown[32] = "?";
+    fwrite(p, 1, (size_t)(open - p), f);
+    for (size_t i = 0; i < NSERVER_LIMITS; i++)
+      if (strlen(server_limits[i].flag) == n &&
+          memcmp(server_limits[i].flag, open + 1, n) == 0)
+        show_value(server_limits[i].kind, server_limits[i].def, shown,
+                   sizeof(shown));
+    fputs(shown, f);
+    p = close != NULL ? close + 1 : open + strlen(open);
+  }
+  fputs(p, f);
+}
+
 static void usage(FILE *f, const char *defdir) {
+  char stop[32];
+  show_value(SL_DURATION, DEFAULT_STOP_TIMEOUT_MS, stop, sizeof(stop));
   fprintf(
       f,
       "Usage: teleportd [FLAGS]\n"
@@ -99,7 +146,7 @@ static void usage(FILE *f, const char *defdir) {
       "                         missing (TELEPORTD_DATA_DIR, default %s)\n"
       "  --stop-timeout DUR     grace period between SIGTERM and SIGKILL when\n"
       "                         a job is stopped, e.g. 10s, 500ms, 1m\n"
-      "                         (TELEPORTD_STOP_TIMEOUT, default 10s)\n"
+      "                         (TELEPORTD_STOP_TIMEOUT, default %s)\n"
       "  --max-connections N    connections served at once; more are closed\n"
       "                         at accept (TELEPORTD_MAX_CONNECTIONS, default "
       "%d)\n"
@@ -108,7 +155,7 @@ static void usage(FILE *f, const char *defdir) {
       "  --crl FILE             certificate revocation list (PEM, from\n"
       "                         jw-certs revoke): revoked client certificates\n"
       "                         are refused at the handshake (TELEPORTD_CRL)\n",
-      DEFAULT_ADDR, defdir, DEFAULT_MAX_CONNECTIONS);
+      DEFAULT_ADDR, defdir, stop, DEFAULT_MAX_CONNECTIONS);
   fprintf(
       f,
       "\n"
@@ -125,54 +172,62 @@ static void usage(FILE *f, const char *defdir) {
       "                         or \"CN -\": the client may not run jobs\n"
       "                         (TELEPORTD_USERS)\n",
       DEFAULT_JOB_UID_FIRST, DEFAULT_JOB_UID_LAST);
-  fputs(
+  put_help(
+      f,
       "\n"
       "Server limits (past one a request gets RESOURCE_EXHAUSTED naming the\n"
       "flag; 0 means no limit where it says so):\n"
       "  --max-jobs N           running jobs in all; 0: none\n"
-      "                         (TELEPORTD_MAX_JOBS, default 512)\n"
+      "                         (TELEPORTD_MAX_JOBS, default {max-jobs})\n"
       "  --max-jobs-per-client N running jobs of one client; 0: none\n"
-      "                         (TELEPORTD_MAX_JOBS_PER_CLIENT, default 64)\n"
+      "                         (TELEPORTD_MAX_JOBS_PER_CLIENT, default "
+      "{max-jobs-per-client})\n"
       "  --max-output-bytes SIZE output kept per job; past it the job keeps\n"
       "                         running and further output is dropped and\n"
       "                         counted (JobStatus.output_dropped_bytes); 0:\n"
-      "                         none (TELEPORTD_MAX_OUTPUT_BYTES, default 1G)\n"
+      "                         none (TELEPORTD_MAX_OUTPUT_BYTES, default "
+      "{max-output-bytes})\n"
       "  --max-finished-per-client N finished jobs kept per client; the one\n"
       "                         that finished first goes, with its output;\n"
       "                         0: keep all "
       "(TELEPORTD_MAX_FINISHED_PER_CLIENT,\n"
-      "                         default 100)\n"
+      "                         default {max-finished-per-client})\n"
       "  --max-request-bytes SIZE one request message\n"
-      "                         (TELEPORTD_MAX_REQUEST_BYTES, default 4M)\n"
+      "                         (TELEPORTD_MAX_REQUEST_BYTES, default "
+      "{max-request-bytes})\n"
       "  --max-args N           args entries of one Start; more is\n"
       "                         INVALID_ARGUMENT; 0: none\n"
-      "                         (TELEPORTD_MAX_ARGS, default 1024)\n"
+      "                         (TELEPORTD_MAX_ARGS, default {max-args})\n"
       "  --max-env N            env entries of one Start; 0: none\n"
-      "                         (TELEPORTD_MAX_ENV, default 256)\n"
+      "                         (TELEPORTD_MAX_ENV, default {max-env})\n"
       "  --max-request-strings SIZE bytes of all strings of one request\n"
       "                         (command, args, env, working_dir); 0: none\n"
       "                         (TELEPORTD_MAX_REQUEST_STRINGS, default "
-      "256K)\n"
+      "{max-request-strings})\n"
       "  --max-disk-per-client SIZE output one client keeps on disk; past\n"
       "                         it its oldest finished jobs go first, then\n"
       "                         new output is dropped and counted; 0: none\n"
-      "                         (TELEPORTD_MAX_DISK_PER_CLIENT, default 10G)\n"
+      "                         (TELEPORTD_MAX_DISK_PER_CLIENT, default "
+      "{max-disk-per-client})\n"
       "  --max-streams N        concurrent HTTP/2 streams per connection\n"
-      "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
+      "                         (TELEPORTD_MAX_STREAMS, default "
+      "{max-streams})\n"
       "  --handshake-timeout DUR a TLS handshake must finish within this\n"
-      "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default 10s)\n"
+      "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default "
+      "{handshake-timeout})\n"
       "  --request-timeout DUR  a call's request must arrive in full within\n"
       "                         this, or the call ends with DEADLINE_EXCEEDED\n"
-      "                         (TELEPORTD_REQUEST_TIMEOUT, default 30s)\n"
+      "                         (TELEPORTD_REQUEST_TIMEOUT, default "
+      "{request-timeout})\n"
       "  --idle-timeout DUR     a connection none of whose calls is served or\n"
       "                         sending is closed after this\n"
-      "                         (TELEPORTD_IDLE_TIMEOUT, default 5m)\n"
+      "                         (TELEPORTD_IDLE_TIMEOUT, default "
+      "{idle-timeout})\n"
       "  --max-connections-per-client N connections of one client (CN) at\n"
       "                         once; more are refused after the handshake\n"
       "                         (TELEPORTD_MAX_CONNECTIONS_PER_CLIENT, "
-      "default 32)\n"
-      "",
-      f);
+      "default {max-connections-per-client})\n"
+      "");
   fputs(
       "\n"
       "Resource limits (each job runs in a cgroup of its own; see\n"

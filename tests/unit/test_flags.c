@@ -628,6 +628,23 @@ START_TEST(test_help_and_version) {
     ck_assert_msg(strstr(std_out, u64_flags[i].env) != NULL, "%s not in --help",
                   u64_flags[i].env);
   }
+  /* Each with its default, as the docs write it. */
+  static const char *const shown[NU64] = {"512", "64",  "1G",   "100", "4M",
+                                          "100", "10s", "1024", "256", "256K",
+                                          "10G", "30s", "5m",   "32",  "10s"};
+  for (size_t i = 0; i < NU64; i++) {
+    const char *at = strstr(std_out, u64_flags[i].env);
+    ck_assert_ptr_nonnull(at);
+    const char *d = strstr(at, "default");
+    ck_assert_msg(d != NULL && d - at < 80, "%s: no default in --help",
+                  u64_flags[i].env);
+    d += strlen("default");
+    d += strspn(d, " \n");
+    size_t n = strlen(shown[i]);
+    ck_assert_msg(strncmp(d, shown[i], n) == 0 && d[n] == ')',
+                  "--help: %s default %.8s, want %s", u64_flags[i].env, d,
+                  shown[i]);
+  }
   ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--version"), 1);
   ck_assert_int_eq(strncmp(std_out, "teleportd ", 10), 0);
 }
