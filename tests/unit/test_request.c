@@ -125,6 +125,14 @@ START_TEST(test_well_formed_start) {
   ck_assert_int_eq(r->limits->memory_bytes, 1 << 20);
   ck_assert_int_eq(r->limits->pids, 16);
   ck_assert(r->isolation->pid && !r->isolation->mount && r->isolation->network);
+  /* The job it asks for. */
+  jw_job_spec_t spec = jw_request_job_spec(r);
+  ck_assert_str_eq(spec.command, "true");
+  ck_assert_uint_eq(spec.nargs, 2);
+  ck_assert_str_eq(spec.args[0], "-c");
+  ck_assert_uint_eq(spec.nenv, 2);
+  ck_assert_str_eq(spec.env[1], "EMPTY=");
+  ck_assert_str_eq(spec.working_dir, "/");
   jobworker__v1__job_request__free_unpacked(r, NULL);
   free(w);
 }
