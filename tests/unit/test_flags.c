@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../test_common.h"
 #include "flags.h"
 
 #define KiB 1024ULL
@@ -667,9 +668,5 @@ int main(void) {
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_help_and_version);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }

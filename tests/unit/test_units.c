@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "../test_common.h"
 #include "jobworker/units.h"
 
 #define MIB (1024 * 1024)
@@ -172,9 +173,5 @@ int main(void) {
   tcase_add_test(tc, test_parse_strict);
   tcase_add_test(tc, test_duration_forms);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }
