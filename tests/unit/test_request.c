@@ -198,129 +198,95 @@ START_TEST(test_invalid_utf8_refused) {
 }
 END_TEST
 
-START_TEST(test_varints) {
-  /* Ten bytes is the longest a 64-bit varint is: still taken. */
-  wire_t *w = start_wire();
-  put_tag(w, 99, 0);
-  put_bytes(w, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10);
-  ck_assert_int_eq(start(w, NULL), 0);
-  free(w);
-  /* Eleven bytes, or a tenth byte past 64 bits, is refused. */
-  w = start_wire();
-  put_tag(w, 99, 0);
-  put_bytes(w, "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 11);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: bad varint in field 99");
-  free(w);
-  w = start_wire();
-  put_tag(w, 99, 0);
-  put_bytes(w, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 10);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: bad varint in field 99");
-  free(w);
-  /* A varint running past the end. */
-  w = start_wire();
-  put_tag(w, 99, 0);
-  put_byte(w, 0x80);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: bad varint in field 99");
-  free(w);
-  /* A tag longer than five bytes (an overlong encoding of field 1). */
-  w = wire_new();
-  put_bytes(w, "\x8a\x80\x80\x80\x80\x00", 6);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: bad tag at byte 0");
-  free(w);
-  /* A length longer than five bytes. */
-  w = start_wire();
-  put_tag(w, 2, 2);
-  put_bytes(w, "\x81\x80\x80\x80\x80\x00", 6);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: the length of args[0] runs past the end");
-  free(w);
-  /* A length past the end of the message. */
-  w = start_wire();
-  put_tag(w, 4, 2);
-  put_varint(w, 10);
-  put_bytes(w, "/tmp", 4);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: the length of working_dir runs past the end");
-  free(w);
-}
-END_TEST
+/*
+ * Encodings after a Start's first field (command "true", 6 bytes), or
+ * alone (bare): taken (msg NULL) or refused with msg.
+ */
+static const struct {
+  const char *what;
+  int bare;
+  const char *bytes;
+  size_t n;
+  const char *msg;
+} encodings[] = {
+    /* Varints: ten bytes is the longest a 64-bit one is. */
+    {"field 99, a 10-byte varint", 0,
+     "\x98\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12, NULL},
+    {"field 99, an 11-byte varint", 0,
+     "\x98\x06\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 13,
+     "malformed message: bad varint in field 99"},
+    {"field 99, a varint past 64 bits", 0,
+     "\x98\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 12,
+     "malformed message: bad varint in field 99"},
+    {"field 99, a varint past the end", 0, "\x98\x06\x80", 3,
+     "malformed message: bad varint in field 99"},
+    {"a 6-byte tag for field 1", 1, "\x8a\x80\x80\x80\x80\x00", 6,
+     "malformed message: bad tag at byte 0"},
+    {"a 6-byte length", 0, "\x12\x81\x80\x80\x80\x80\x00", 7,
+     "malformed message: the length of args[0] runs past the end"},
+    {"a length past the end", 0, "\x22\x0a/tmp", 6,
+     "malformed message: the length of working_dir runs past the end"},
+    /* Field numbers: 1 to 2^29 - 1. */
+    {"field 0", 0, "\x00\x01", 2,
+     "malformed message: invalid field number 0 at byte 6"},
+    {"field 2^29", 0, "\x80\x80\x80\x80\x10\x01", 6,
+     "malformed message: invalid field number 536870912 at byte 6"},
+    {"field 2^29 - 1", 0, "\xf8\xff\xff\xff\x0f\x01", 6, NULL},
+    /* Wire types 3, 4 (groups), 6 and 7 (none), on unknown fields... */
+    {"wire type 3", 0, "\x93\x03", 2,
+     "malformed message: unsupported wire type 3 in field 50"},
+    {"wire type 4", 0, "\x94\x03", 2,
+     "malformed message: unsupported wire type 4 in field 50"},
+    {"wire type 6", 0, "\x96\x03", 2,
+     "malformed message: unsupported wire type 6 in field 50"},
+    {"wire type 7", 0, "\x97\x03", 2,
+     "malformed message: unsupported wire type 7 in field 50"},
+    /* ...and on known ones, whose type they do not match. */
+    {"working_dir, wire type 3", 0, "\x23", 1,
+     "malformed message: working_dir has wire type 3"},
+    {"working_dir, wire type 4", 0, "\x24", 1,
+     "malformed message: working_dir has wire type 4"},
+    {"working_dir, wire type 6", 0, "\x26", 1,
+     "malformed message: working_dir has wire type 6"},
+    {"working_dir, wire type 7", 0, "\x27", 1,
+     "malformed message: working_dir has wire type 7"},
+    {"a string as a varint", 0, "\x18\x05", 2,
+     "malformed message: env[0] has wire type 0"},
+    {"a nested int64 as a string", 0, "\x2a\x03\x2a\x01x", 5,
+     "malformed message: limits.pids has wire type 2"},
+    /* Fixed-size fields cut short. */
+    {"a fixed64 cut short", 0,
+     "\xe1\x03"
+     "1234567",
+     9, "malformed message: field 60 is cut short"},
+    {"a fixed32 cut short", 0,
+     "\xed\x03"
+     "123",
+     5, "malformed message: field 61 is cut short"},
+    {"a fixed64 and a fixed32", 0,
+     "\xe1\x03"
+     "12345678"
+     "\xed\x03"
+     "1234",
+     16, NULL},
+};
 
-START_TEST(test_field_numbers) {
-  wire_t *w = start_wire();
-  put_tag(w, 0, 0);
-  put_varint(w, 1);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: invalid field number 0 at byte 6");
-  free(w);
-  w = start_wire();
-  put_tag(w, 536870912, 0); /* 2^29 */
-  put_varint(w, 1);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: invalid field number 536870912 at byte 6");
-  free(w);
-  w = start_wire();
-  put_tag(w, 536870911, 0); /* the largest there is */
-  put_varint(w, 1);
-  ck_assert_int_eq(start(w, NULL), 0);
-  free(w);
-}
-END_TEST
-
-START_TEST(test_wire_types) {
-  static const unsigned bad[] = {3, 4, 6, 7};
-  char want[128];
-  for (size_t i = 0; i < 4; i++) {
-    /* On an unknown field... */
-    wire_t *w = start_wire();
-    put_tag(w, 50, bad[i]);
-    put_varint(w, 0);
-    ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-    snprintf(want, sizeof(want),
-             "malformed message: unsupported wire type %u in field 50", bad[i]);
-    assert_msg(want);
-    free(w);
-    /* ...and on a known one, whose type it does not match. */
-    w = start_wire();
-    put_tag(w, 4, bad[i]);
-    ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-    snprintf(want, sizeof(want),
-             "malformed message: working_dir has wire type %u", bad[i]);
-    assert_msg(want);
+START_TEST(test_encodings) {
+  for (size_t i = 0; i < sizeof(encodings) / sizeof(encodings[0]); i++) {
+    wire_t *w = encodings[i].bare ? wire_new() : start_wire();
+    put_bytes(w, encodings[i].bytes, encodings[i].n);
+    int code = start(w, NULL);
+    if (encodings[i].msg == NULL) {
+      ck_assert_msg(code == 0, "%s: refused: %s", encodings[i].what, msg);
+    } else {
+      ck_assert_msg(code == JW_GRPC_INVALID_ARGUMENT, "%s: taken",
+                    encodings[i].what);
+      ck_assert_msg(strcmp(msg, encodings[i].msg) == 0,
+                    "%s: message \"%s\", want \"%s\"", encodings[i].what, msg,
+                    encodings[i].msg);
+    }
     free(w);
   }
-  /* A string sent as a varint; a nested int64 sent as a string. */
-  wire_t *w = start_wire();
-  put_tag(w, 3, 0);
-  put_varint(w, 5);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: env[0] has wire type 0");
-  free(w);
-  w = start_wire();
-  uint8_t limits[8];
-  limits[0] = 0x2a; /* pids, wire type 2 */
-  limits[1] = 1;
-  limits[2] = 'x';
-  put_len(w, 5, limits, 3);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: limits.pids has wire type 2");
-  free(w);
-  /* Fixed-size fields cut short. */
-  w = start_wire();
-  put_tag(w, 60, 1);
-  put_bytes(w, "1234567", 7);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: field 60 is cut short");
-  free(w);
-  w = start_wire();
-  put_tag(w, 61, 5);
-  put_bytes(w, "123", 3);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("malformed message: field 61 is cut short");
-  free(w);
 }
 END_TEST
 
@@ -601,9 +567,7 @@ int main(void) {
   tcase_add_test(tc, test_well_formed_start);
   tcase_add_test(tc, test_nul_refused);
   tcase_add_test(tc, test_invalid_utf8_refused);
-  tcase_add_test(tc, test_varints);
-  tcase_add_test(tc, test_field_numbers);
-  tcase_add_test(tc, test_wire_types);
+  tcase_add_test(tc, test_encodings);
   tcase_add_test(tc, test_caps);
   tcase_add_test(tc, test_repeats_capped);
   tcase_add_test(tc, test_start_fields);
