@@ -108,6 +108,20 @@ static void assert_err_has(const char *what) {
                 what, err_out);
 }
 
+/* Each of bad given to --flag is refused, naming the flag, with want. */
+static void assert_refused(const char *flag, const char *const *bad, size_t n,
+                           const char *want) {
+  jw_config_t cfg;
+  char arg[96], named[96];
+  snprintf(named, sizeof(named), "invalid --%s", flag);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(arg, sizeof(arg), "--%s=%s", flag, bad[i]);
+    ck_assert_msg(PARSE(&cfg, arg) == 2, "%s accepted", arg);
+    assert_err_has(named);
+    assert_err_has(want);
+  }
+}
+
 /* The plain-number, size and duration flags, with their documented default. */
 static const struct {
   const char *flag, *env;
@@ -406,7 +420,6 @@ END_TEST
 START_TEST(test_max_connections) {
   static const char *const bad[] = {"0", "1000001", "-1", "ten", "10 "};
   jw_config_t cfg;
-  char arg[64];
   clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--max-connections=1"), 0);
   ck_assert_uint_eq(cfg.max_connections, 1);
@@ -421,12 +434,8 @@ START_TEST(test_max_connections) {
   ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 2);
   assert_err_has("invalid TELEPORTD_MAX_CONNECTIONS \"0\"");
   unsetenv("TELEPORTD_MAX_CONNECTIONS");
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    snprintf(arg, sizeof(arg), "--max-connections=%s", bad[i]);
-    ck_assert_msg(PARSE(&cfg, arg) == 2, "%s accepted", arg);
-    assert_err_has("invalid --max-connections");
-    assert_err_has("want a whole number from 1 to 1000000");
-  }
+  assert_refused("max-connections", bad, sizeof(bad) / sizeof(bad[0]),
+                 "want a whole number from 1 to 1000000");
 }
 END_TEST
 
@@ -489,7 +498,6 @@ START_TEST(test_job_uid_range) {
       "200000", "-5-10", "10-5",   "0-10",   "1-4294967295",  "1-1048577",
       "a-b",    "10-",   "10-20x", "10--20", "99999999999-1", "10-20-30"};
   jw_config_t cfg;
-  char arg[64];
   clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=1000-1999"), 0);
   ck_assert_uint_eq(cfg.job_uid_first, 1000);
@@ -509,12 +517,8 @@ START_TEST(test_job_uid_range) {
   ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
   assert_err_has("invalid TELEPORTD_JOB_UID_RANGE \"x\"");
   unsetenv("TELEPORTD_JOB_UID_RANGE");
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    snprintf(arg, sizeof(arg), "--job-uid-range=%s", bad[i]);
-    ck_assert_msg(PARSE(&cfg, arg) == 2, "%s accepted", arg);
-    assert_err_has("invalid --job-uid-range");
-    assert_err_has("want FIRST-LAST");
-  }
+  assert_refused("job-uid-range", bad, sizeof(bad) / sizeof(bad[0]),
+                 "want FIRST-LAST");
 }
 END_TEST
 
