@@ -73,14 +73,7 @@ static void report(const char *what, uint64_t *ns, int runs) {
 
 /* Starts the request's job as the handler would; returns 0 or the error. */
 static int start(jw_supervisor_t *sup, const Jobworker__V1__JobRequest *r) {
-  jw_job_spec_t spec = {
-      .command = r->command,
-      .args = (const char *const *)r->args,
-      .nargs = r->n_args,
-      .env = (const char *const *)r->env,
-      .nenv = r->n_env,
-      .working_dir = r->working_dir,
-  };
+  jw_job_spec_t spec = jw_request_job_spec(r);
   char id[JW_ID_LEN + 1];
   return jw_supervisor_start(sup, "bench", &spec, id);
 }

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobworker/rpc.h"
+#include "jobworker/service.h"
+#include "jobworker/supervisor.h"
 #include "jobworker/units.h"
 
 #ifndef JW_VERSION
@@ -16,8 +19,9 @@
 #endif
 
 #define DEFAULT_ADDR "127.0.0.1:3000"
-#define DEFAULT_STOP_TIMEOUT_MS 10000
-#define DEFAULT_MAX_CONNECTIONS 1024
+/* The library's defaults, so that each is written once. */
+#define DEFAULT_STOP_TIMEOUT_MS JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS
+#define DEFAULT_MAX_CONNECTIONS JW_RPC_DEFAULT_MAX_CONNECTIONS
 /* Well above the uids of a host's own accounts (and of most containers). */
 #define DEFAULT_JOB_UID_FIRST 200000
 #define DEFAULT_JOB_UID_LAST 265535
@@ -43,32 +47,85 @@ static const struct {
      1ULL << 50, offsetof(jw_config_t, max_output_bytes)},
     {"max-finished-per-client", "TELEPORTD_MAX_FINISHED_PER_CLIENT", SL_COUNT,
      100, 0, 1000000, offsetof(jw_config_t, max_finished_per_client)},
-    {"max-request-bytes", "TELEPORTD_MAX_REQUEST_BYTES", SL_SIZE, 4ULL << 20,
-     1024, 1ULL << 30, offsetof(jw_config_t, max_request_bytes)},
-    {"max-streams", "TELEPORTD_MAX_STREAMS", SL_COUNT, 100, 1, 100000,
+    {"max-request-bytes", "TELEPORTD_MAX_REQUEST_BYTES", SL_SIZE,
+     JW_RPC_DEFAULT_MAX_MESSAGE_BYTES, 1024, 1ULL << 30,
+     offsetof(jw_config_t, max_request_bytes)},
+    {"max-streams", "TELEPORTD_MAX_STREAMS", SL_COUNT,
+     JW_RPC_DEFAULT_MAX_CONCURRENT_STREAMS, 1, 100000,
      offsetof(jw_config_t, max_streams)},
-    {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION, 10000, 1,
-     3600000, offsetof(jw_config_t, handshake_timeout_ms)},
-    {"max-args", "TELEPORTD_MAX_ARGS", SL_COUNT, 1024, 0, 1000000,
-     offsetof(jw_config_t, max_args)},
-    {"max-env", "TELEPORTD_MAX_ENV", SL_COUNT, 256, 0, 1000000,
-     offsetof(jw_config_t, max_env)},
+    {"handshake-timeout", "TELEPORTD_HANDSHAKE_TIMEOUT", SL_DURATION,
+     JW_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 3600000,
+     offsetof(jw_config_t, handshake_timeout_ms)},
+    {"max-args", "TELEPORTD_MAX_ARGS", SL_COUNT, JW_REQUEST_DEFAULT_MAX_ARGS, 0,
+     1000000, offsetof(jw_config_t, max_args)},
+    {"max-env", "TELEPORTD_MAX_ENV", SL_COUNT, JW_REQUEST_DEFAULT_MAX_ENV, 0,
+     1000000, offsetof(jw_config_t, max_env)},
     {"max-request-strings", "TELEPORTD_MAX_REQUEST_STRINGS", SL_SIZE,
-     256 * 1024, 0, 1ULL << 30, offsetof(jw_config_t, max_request_strings)},
+     JW_REQUEST_DEFAULT_MAX_STRINGS, 0, 1ULL << 30,
+     offsetof(jw_config_t, max_request_strings)},
     {"max-disk-per-client", "TELEPORTD_MAX_DISK_PER_CLIENT", SL_SIZE,
      10ULL << 30, 0, 1ULL << 50, offsetof(jw_config_t, max_disk_per_client)},
-    {"request-timeout", "TELEPORTD_REQUEST_TIMEOUT", SL_DURATION, 30000, 1,
-     3600000, offsetof(jw_config_t, request_timeout_ms)},
-    {"idle-timeout", "TELEPORTD_IDLE_TIMEOUT", SL_DURATION, 300000, 1, 86400000,
+    {"request-timeout", "TELEPORTD_REQUEST_TIMEOUT", SL_DURATION,
+     JW_RPC_DEFAULT_REQUEST_TIMEOUT_MS, 1, 3600000,
+     offsetof(jw_config_t, request_timeout_ms)},
+    {"idle-timeout", "TELEPORTD_IDLE_TIMEOUT", SL_DURATION,
+     JW_RPC_DEFAULT_IDLE_TIMEOUT_MS, 1, 86400000,
      offsetof(jw_config_t, idle_timeout_ms)},
     {"max-connections-per-client", "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT",
-     SL_COUNT, 32, 1, 1000000,
+     SL_COUNT, JW_RPC_DEFAULT_MAX_CONNECTIONS_PER_CLIENT, 1, 1000000,
      offsetof(jw_config_t, max_connections_per_client)},
 };
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
 
+/* A default as --help writes it: "512", "4M", "10s", "5m". */
+static void show_value(int kind, uint64_t v, char *buf, size_t size) {
+  static const char *const sizes[] = {"", "K", "M", "G", "T"};
+  size_t u = 0;
+  if (kind == SL_SIZE) {
+    while (u + 1 < sizeof(sizes) / sizeof(sizes[0]) && v >= 1024 &&
+           v % 1024 == 0)
+      v /= 1024, u++;
+    snprintf(buf, size, "%" PRIu64 "%s", v, sizes[u]);
+  } else if (kind == SL_DURATION) {
+    if (v != 0 && v % 3600000 == 0)
+      snprintf(buf, size, "%" PRIu64 "h", v / 3600000);
+    else if (v != 0 && v % 60000 == 0)
+      snprintf(buf, size, "%" PRIu64 "m", v / 60000);
+    else if (v % 1000 == 0)
+      snprintf(buf, size, "%" PRIu64 "s", v / 1000);
+    else
+      snprintf(buf, size, "%" PRIu64 "ms", v);
+  } else {
+    snprintf(buf, size, "%" PRIu64, v);
+  }
+}
+
+/*
+ * Writes text with each "{flag}" replaced by that server limit's default,
+ * so that --help shows the defaults the table holds.
+ */
+static void put_help(FILE *f, const char *text) {
+  const char *p = text, *open;
+  while ((open = strchr(p, '{')) != NULL) {
+    const char *close = strchr(open, '}');
+    size_t n = close != NULL ? (size_t)(close - open - 1) : 0;
+    char shown[32] = "?";
+    fwrite(p, 1, (size_t)(open - p), f);
+    for (size_t i = 0; i < NSERVER_LIMITS; i++)
+      if (strlen(server_limits[i].flag) == n &&
+          memcmp(server_limits[i].flag, open + 1, n) == 0)
+        show_value(server_limits[i].kind, server_limits[i].def, shown,
+                   sizeof(shown));
+    fputs(shown, f);
+    p = close != NULL ? close + 1 : open + strlen(open);
+  }
+  fputs(p, f);
+}
+
 static void usage(FILE *f, const char *defdir) {
+  char stop[32];
+  show_value(SL_DURATION, DEFAULT_STOP_TIMEOUT_MS, stop, sizeof(stop));
   fprintf(
       f,
       "Usage: teleportd [FLAGS]\n"
@@ -89,7 +146,7 @@ static void usage(FILE *f, const char *defdir) {
       "                         missing (TELEPORTD_DATA_DIR, default %s)\n"
       "  --stop-timeout DUR     grace period between SIGTERM and SIGKILL when\n"
       "                         a job is stopped, e.g. 10s, 500ms, 1m\n"
-      "                         (TELEPORTD_STOP_TIMEOUT, default 10s)\n"
+      "                         (TELEPORTD_STOP_TIMEOUT, default %s)\n"
       "  --max-connections N    connections served at once; more are closed\n"
       "                         at accept (TELEPORTD_MAX_CONNECTIONS, default "
       "%d)\n"
@@ -98,7 +155,7 @@ static void usage(FILE *f, const char *defdir) {
       "  --crl FILE             certificate revocation list (PEM, from\n"
       "                         jw-certs revoke): revoked client certificates\n"
       "                         are refused at the handshake (TELEPORTD_CRL)\n",
-      DEFAULT_ADDR, defdir, DEFAULT_MAX_CONNECTIONS);
+      DEFAULT_ADDR, defdir, stop, DEFAULT_MAX_CONNECTIONS);
   fprintf(
       f,
       "\n"
@@ -115,54 +172,62 @@ static void usage(FILE *f, const char *defdir) {
       "                         or \"CN -\": the client may not run jobs\n"
       "                         (TELEPORTD_USERS)\n",
       DEFAULT_JOB_UID_FIRST, DEFAULT_JOB_UID_LAST);
-  fputs(
+  put_help(
+      f,
       "\n"
       "Server limits (past one a request gets RESOURCE_EXHAUSTED naming the\n"
       "flag; 0 means no limit where it says so):\n"
       "  --max-jobs N           running jobs in all; 0: none\n"
-      "                         (TELEPORTD_MAX_JOBS, default 512)\n"
+      "                         (TELEPORTD_MAX_JOBS, default {max-jobs})\n"
       "  --max-jobs-per-client N running jobs of one client; 0: none\n"
-      "                         (TELEPORTD_MAX_JOBS_PER_CLIENT, default 64)\n"
+      "                         (TELEPORTD_MAX_JOBS_PER_CLIENT, default "
+      "{max-jobs-per-client})\n"
       "  --max-output-bytes SIZE output kept per job; past it the job keeps\n"
       "                         running and further output is dropped and\n"
       "                         counted (JobStatus.output_dropped_bytes); 0:\n"
-      "                         none (TELEPORTD_MAX_OUTPUT_BYTES, default 1G)\n"
+      "                         none (TELEPORTD_MAX_OUTPUT_BYTES, default "
+      "{max-output-bytes})\n"
       "  --max-finished-per-client N finished jobs kept per client; the one\n"
       "                         that finished first goes, with its output;\n"
       "                         0: keep all "
       "(TELEPORTD_MAX_FINISHED_PER_CLIENT,\n"
-      "                         default 100)\n"
+      "                         default {max-finished-per-client})\n"
       "  --max-request-bytes SIZE one request message\n"
-      "                         (TELEPORTD_MAX_REQUEST_BYTES, default 4M)\n"
+      "                         (TELEPORTD_MAX_REQUEST_BYTES, default "
+      "{max-request-bytes})\n"
       "  --max-args N           args entries of one Start; more is\n"
       "                         INVALID_ARGUMENT; 0: none\n"
-      "                         (TELEPORTD_MAX_ARGS, default 1024)\n"
+      "                         (TELEPORTD_MAX_ARGS, default {max-args})\n"
       "  --max-env N            env entries of one Start; 0: none\n"
-      "                         (TELEPORTD_MAX_ENV, default 256)\n"
+      "                         (TELEPORTD_MAX_ENV, default {max-env})\n"
       "  --max-request-strings SIZE bytes of all strings of one request\n"
       "                         (command, args, env, working_dir); 0: none\n"
       "                         (TELEPORTD_MAX_REQUEST_STRINGS, default "
-      "256K)\n"
+      "{max-request-strings})\n"
       "  --max-disk-per-client SIZE output one client keeps on disk; past\n"
       "                         it its oldest finished jobs go first, then\n"
       "                         new output is dropped and counted; 0: none\n"
-      "                         (TELEPORTD_MAX_DISK_PER_CLIENT, default 10G)\n"
+      "                         (TELEPORTD_MAX_DISK_PER_CLIENT, default "
+      "{max-disk-per-client})\n"
       "  --max-streams N        concurrent HTTP/2 streams per connection\n"
-      "                         (TELEPORTD_MAX_STREAMS, default 100)\n"
+      "                         (TELEPORTD_MAX_STREAMS, default "
+      "{max-streams})\n"
       "  --handshake-timeout DUR a TLS handshake must finish within this\n"
-      "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default 10s)\n"
+      "                         (TELEPORTD_HANDSHAKE_TIMEOUT, default "
+      "{handshake-timeout})\n"
       "  --request-timeout DUR  a call's request must arrive in full within\n"
       "                         this, or the call ends with DEADLINE_EXCEEDED\n"
-      "                         (TELEPORTD_REQUEST_TIMEOUT, default 30s)\n"
+      "                         (TELEPORTD_REQUEST_TIMEOUT, default "
+      "{request-timeout})\n"
       "  --idle-timeout DUR     a connection none of whose calls is served or\n"
       "                         sending is closed after this\n"
-      "                         (TELEPORTD_IDLE_TIMEOUT, default 5m)\n"
+      "                         (TELEPORTD_IDLE_TIMEOUT, default "
+      "{idle-timeout})\n"
       "  --max-connections-per-client N connections of one client (CN) at\n"
       "                         once; more are refused after the handshake\n"
       "                         (TELEPORTD_MAX_CONNECTIONS_PER_CLIENT, "
-      "default 32)\n"
-      "",
-      f);
+      "default {max-connections-per-client})\n"
+      "");
   fputs(
       "\n"
       "Resource limits (each job runs in a cgroup of its own; see\n"
@@ -205,30 +270,6 @@ static void usage(FILE *f, const char *defdir) {
       f);
 }
 
-int jw_flags_parse_duration(const char *s, uint64_t *ms) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || errno != 0 || v < 0)
-    return -EINVAL;
-  double mult;
-  if (*end == '\0' || strcmp(end, "s") == 0)
-    mult = 1000;
-  else if (strcmp(end, "ms") == 0)
-    mult = 1;
-  else if (strcmp(end, "m") == 0)
-    mult = 60000;
-  else if (strcmp(end, "h") == 0)
-    mult = 3600000;
-  else
-    return -EINVAL;
-  v *= mult;
-  if (v > 86400000.0 * 365)
-    return -ERANGE;
-  *ms = (uint64_t)v;
-  return 0;
-}
-
 /* The default data directory: one that works without privileges. */
 static const char *default_data_dir(jw_config_t *cfg) {
   const char *base = getenv("XDG_STATE_HOME");
@@ -254,24 +295,69 @@ static int bad(const char *flag, const char *value, const char *why) {
   return 2;
 }
 
+/*
+ * The other flags that take a value, in the order of their option codes.
+ * A string flag is stored as given at off in jw_config_t; the others
+ * (NO_FIELD) are parsed below, from the flag or else its variable.
+ */
 enum {
-  OPT_ADDR = 256,
-  OPT_CACERT,
-  OPT_CERT,
-  OPT_KEY,
-  OPT_DATA_DIR,
-  OPT_STOP_TIMEOUT,
-  OPT_MAX_CONN,
-  OPT_LOG_LEVEL,
-  OPT_VERSION,
-  OPT_IO_DEVICE,
-  OPT_ALLOW_ISOLATION,
-  OPT_JOB_UID_RANGE,
-  OPT_USERS,
-  OPT_CRL,
+  VF_ADDR,
+  VF_CACERT,
+  VF_CERT,
+  VF_KEY,
+  VF_DATA_DIR,
+  VF_IO_DEVICE,
+  VF_USERS,
+  VF_CRL,
+  VF_STOP_TIMEOUT,
+  VF_MAX_CONN,
+  VF_LOG_LEVEL,
+  VF_ALLOW_ISOLATION,
+  VF_JOB_UID_RANGE,
+  NVALUE_FLAGS
+};
+#define NO_FIELD ((size_t)-1)
+static const struct {
+  const char *flag;
+  const char *env;
+  size_t off;
+} value_flags[NVALUE_FLAGS] = {
+    [VF_ADDR] = {"addr", "TELEPORTD_ADDR", offsetof(jw_config_t, addr)},
+    [VF_CACERT] = {"cacert", "TELEPORTD_CACERT", offsetof(jw_config_t, cacert)},
+    [VF_CERT] = {"cert", "TELEPORTD_CERT", offsetof(jw_config_t, cert)},
+    [VF_KEY] = {"key", "TELEPORTD_KEY", offsetof(jw_config_t, key)},
+    [VF_DATA_DIR] = {"data-dir", "TELEPORTD_DATA_DIR",
+                     offsetof(jw_config_t, data_dir)},
+    [VF_IO_DEVICE] = {"io-device", "TELEPORTD_IO_DEVICE",
+                      offsetof(jw_config_t, io_device)},
+    [VF_USERS] = {"users", "TELEPORTD_USERS",
+                  offsetof(jw_config_t, users_file)},
+    [VF_CRL] = {"crl", "TELEPORTD_CRL", offsetof(jw_config_t, crl)},
+    [VF_STOP_TIMEOUT] = {"stop-timeout", "TELEPORTD_STOP_TIMEOUT", NO_FIELD},
+    [VF_MAX_CONN] = {"max-connections", "TELEPORTD_MAX_CONNECTIONS", NO_FIELD},
+    [VF_LOG_LEVEL] = {"log-level", "TELEPORTD_LOG_LEVEL", NO_FIELD},
+    [VF_ALLOW_ISOLATION] = {"allow-isolation", "TELEPORTD_ALLOW_ISOLATION",
+                            NO_FIELD},
+    [VF_JOB_UID_RANGE] = {"job-uid-range", "TELEPORTD_JOB_UID_RANGE", NO_FIELD},
+};
+
+enum {
+  OPT_VERSION = 256,
+  OPT_VALUE = 300,        /* OPT_VALUE + i: value_flags[i] */
   OPT_SERVER_LIMIT = 400, /* OPT_SERVER_LIMIT + i: server_limits[i] */
   OPT_LIMIT = 500         /* OPT_LIMIT + i: limit_flags[i] */
 };
+
+/* A flag's text, from the command line or else its variable. */
+typedef struct {
+  const char *value; /* NULL: neither was given */
+  char source[64];   /* "--flag" or the variable, for messages */
+} given_t;
+
+static void give(given_t *g, const char *value, const char *name, bool flag) {
+  g->value = value;
+  snprintf(g->source, sizeof(g->source), "%s%s", flag ? "--" : "", name);
+}
 
 enum { KIND_SIZE, KIND_CPUS, KIND_COUNT };
 
@@ -333,148 +419,53 @@ static int parse_bool(const char *s, bool *out) {
 }
 
 int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
-  static const struct option opts[] = {
-      {"addr", required_argument, NULL, OPT_ADDR},
-      {"cacert", required_argument, NULL, OPT_CACERT},
-      {"cert", required_argument, NULL, OPT_CERT},
-      {"key", required_argument, NULL, OPT_KEY},
-      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-      {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
-      {"max-connections", required_argument, NULL, OPT_MAX_CONN},
-      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, OPT_VERSION},
-      {"io-device", required_argument, NULL, OPT_IO_DEVICE},
-      {"allow-isolation", required_argument, NULL, OPT_ALLOW_ISOLATION},
-      {"job-uid-range", required_argument, NULL, OPT_JOB_UID_RANGE},
-      {"users", required_argument, NULL, OPT_USERS},
-      {"crl", required_argument, NULL, OPT_CRL},
-      {"default-memory", required_argument, NULL, OPT_LIMIT + 0},
-      {"max-memory", required_argument, NULL, OPT_LIMIT + 1},
-      {"default-cpus", required_argument, NULL, OPT_LIMIT + 2},
-      {"max-cpus", required_argument, NULL, OPT_LIMIT + 3},
-      {"default-pids", required_argument, NULL, OPT_LIMIT + 4},
-      {"max-pids", required_argument, NULL, OPT_LIMIT + 5},
-      {"default-io-read", required_argument, NULL, OPT_LIMIT + 6},
-      {"max-io-read", required_argument, NULL, OPT_LIMIT + 7},
-      {"default-io-write", required_argument, NULL, OPT_LIMIT + 8},
-      {"max-io-write", required_argument, NULL, OPT_LIMIT + 9},
-      {"max-jobs", required_argument, NULL, OPT_SERVER_LIMIT + 0},
-      {"max-jobs-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 1},
-      {"max-output-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 2},
-      {"max-finished-per-client", required_argument, NULL,
-       OPT_SERVER_LIMIT + 3},
-      {"max-request-bytes", required_argument, NULL, OPT_SERVER_LIMIT + 4},
-      {"max-streams", required_argument, NULL, OPT_SERVER_LIMIT + 5},
-      {"handshake-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 6},
-      {"max-args", required_argument, NULL, OPT_SERVER_LIMIT + 7},
-      {"max-env", required_argument, NULL, OPT_SERVER_LIMIT + 8},
-      {"max-request-strings", required_argument, NULL, OPT_SERVER_LIMIT + 9},
-      {"max-disk-per-client", required_argument, NULL, OPT_SERVER_LIMIT + 10},
-      {"request-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 11},
-      {"idle-timeout", required_argument, NULL, OPT_SERVER_LIMIT + 12},
-      {"max-connections-per-client", required_argument, NULL,
-       OPT_SERVER_LIMIT + 13},
-      {NULL, 0, NULL, 0},
-  };
-  const char *sl_val[NSERVER_LIMITS];
-  const char *sl_src[NSERVER_LIMITS];
-  const char *limit_val[NLIMIT_FLAGS];
-  const char *limit_src[NLIMIT_FLAGS];
-  const char *iso = getenv("TELEPORTD_ALLOW_ISOLATION");
-  const char *iso_flag = "TELEPORTD_ALLOW_ISOLATION";
-  const char *stop = getenv("TELEPORTD_STOP_TIMEOUT");
-  const char *maxc = getenv("TELEPORTD_MAX_CONNECTIONS");
-  const char *level = getenv("TELEPORTD_LOG_LEVEL");
-  const char *stop_flag = "TELEPORTD_STOP_TIMEOUT";
-  const char *maxc_flag = "TELEPORTD_MAX_CONNECTIONS";
-  const char *level_flag = "TELEPORTD_LOG_LEVEL";
-  const char *uids = getenv("TELEPORTD_JOB_UID_RANGE");
-  const char *uids_flag = "TELEPORTD_JOB_UID_RANGE";
+  /* Every flag of the tables above, then --help and --version. */
+  struct option opts[NVALUE_FLAGS + NLIMIT_FLAGS + NSERVER_LIMITS + 3];
+  given_t vf[NVALUE_FLAGS], lf[NLIMIT_FLAGS], sf[NSERVER_LIMITS];
+  size_t no = 0;
 
   memset(cfg, 0, sizeof(*cfg));
-  cfg->addr = getenv("TELEPORTD_ADDR");
-  cfg->cacert = getenv("TELEPORTD_CACERT");
-  cfg->cert = getenv("TELEPORTD_CERT");
-  cfg->key = getenv("TELEPORTD_KEY");
-  cfg->data_dir = getenv("TELEPORTD_DATA_DIR");
-  cfg->io_device = getenv("TELEPORTD_IO_DEVICE");
-  cfg->users_file = getenv("TELEPORTD_USERS");
-  cfg->crl = getenv("TELEPORTD_CRL");
+  for (size_t i = 0; i < NVALUE_FLAGS; i++) {
+    give(&vf[i], getenv(value_flags[i].env), value_flags[i].env, false);
+    opts[no++] = (struct option){value_flags[i].flag, required_argument, NULL,
+                                 OPT_VALUE + (int)i};
+  }
   for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
-    limit_val[i] = getenv(limit_flags[i].env);
-    limit_src[i] = limit_flags[i].env;
+    give(&lf[i], getenv(limit_flags[i].env), limit_flags[i].env, false);
+    opts[no++] = (struct option){limit_flags[i].flag, required_argument, NULL,
+                                 OPT_LIMIT + (int)i};
   }
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
-    sl_val[i] = getenv(server_limits[i].env);
-    sl_src[i] = server_limits[i].env;
+    give(&sf[i], getenv(server_limits[i].env), server_limits[i].env, false);
+    opts[no++] = (struct option){server_limits[i].flag, required_argument, NULL,
+                                 OPT_SERVER_LIMIT + (int)i};
   }
+  opts[no++] = (struct option){"help", no_argument, NULL, 'h'};
+  opts[no++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+  opts[no] = (struct option){NULL, 0, NULL, 0};
 
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    switch (c) {
-    case OPT_ADDR:
-      cfg->addr = optarg;
-      break;
-    case OPT_CACERT:
-      cfg->cacert = optarg;
-      break;
-    case OPT_CERT:
-      cfg->cert = optarg;
-      break;
-    case OPT_KEY:
-      cfg->key = optarg;
-      break;
-    case OPT_DATA_DIR:
-      cfg->data_dir = optarg;
-      break;
-    case OPT_STOP_TIMEOUT:
-      stop = optarg, stop_flag = "--stop-timeout";
-      break;
-    case OPT_MAX_CONN:
-      maxc = optarg, maxc_flag = "--max-connections";
-      break;
-    case OPT_LOG_LEVEL:
-      level = optarg, level_flag = "--log-level";
-      break;
-    case OPT_IO_DEVICE:
-      cfg->io_device = optarg;
-      break;
-    case OPT_ALLOW_ISOLATION:
-      iso = optarg, iso_flag = "--allow-isolation";
-      break;
-    case OPT_JOB_UID_RANGE:
-      uids = optarg, uids_flag = "--job-uid-range";
-      break;
-    case OPT_USERS:
-      cfg->users_file = optarg;
-      break;
-    case OPT_CRL:
-      cfg->crl = optarg;
-      break;
-    case 'h':
+    if (c >= OPT_VALUE && c < OPT_VALUE + NVALUE_FLAGS) {
+      give(&vf[c - OPT_VALUE], optarg, value_flags[c - OPT_VALUE].flag, true);
+    } else if (c >= OPT_SERVER_LIMIT &&
+               c < OPT_SERVER_LIMIT + (int)NSERVER_LIMITS) {
+      give(&sf[c - OPT_SERVER_LIMIT], optarg,
+           server_limits[c - OPT_SERVER_LIMIT].flag, true);
+    } else if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
+      give(&lf[c - OPT_LIMIT], optarg, limit_flags[c - OPT_LIMIT].flag, true);
+    } else if (c == 'h') {
       usage(stdout, default_data_dir(cfg));
       return 1;
-    case OPT_VERSION:
+    } else if (c == OPT_VERSION) {
       printf("teleportd %s\n", JW_VERSION);
       return 1;
-    case ':':
-      fprintf(stderr, "teleportd: %s needs a value\n", argv[optind - 1]);
-      fprintf(stderr, "Run 'teleportd --help' for usage.\n");
-      return 2;
-    default:
-      if (c >= OPT_SERVER_LIMIT && c < OPT_SERVER_LIMIT + (int)NSERVER_LIMITS) {
-        sl_val[c - OPT_SERVER_LIMIT] = optarg;
-        sl_src[c - OPT_SERVER_LIMIT] = server_limits[c - OPT_SERVER_LIMIT].flag;
-        break;
-      }
-      if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
-        limit_val[c - OPT_LIMIT] = optarg;
-        limit_src[c - OPT_LIMIT] = limit_flags[c - OPT_LIMIT].flag;
-        break;
-      }
-      fprintf(stderr, "teleportd: unknown flag %s\n", argv[optind - 1]);
+    } else {
+      if (c == ':')
+        fprintf(stderr, "teleportd: %s needs a value\n", argv[optind - 1]);
+      else
+        fprintf(stderr, "teleportd: unknown flag %s\n", argv[optind - 1]);
       fprintf(stderr, "Run 'teleportd --help' for usage.\n");
       return 2;
     }
@@ -484,6 +475,20 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     fprintf(stderr, "Run 'teleportd --help' for usage.\n");
     return 2;
   }
+  for (size_t i = 0; i < NVALUE_FLAGS; i++)
+    if (value_flags[i].off != NO_FIELD)
+      *(const char **)((char *)cfg + value_flags[i].off) = vf[i].value;
+
+  const char *stop = vf[VF_STOP_TIMEOUT].value;
+  const char *maxc = vf[VF_MAX_CONN].value;
+  const char *level = vf[VF_LOG_LEVEL].value;
+  const char *iso = vf[VF_ALLOW_ISOLATION].value;
+  const char *uids = vf[VF_JOB_UID_RANGE].value;
+  const char *stop_flag = vf[VF_STOP_TIMEOUT].source;
+  const char *maxc_flag = vf[VF_MAX_CONN].source;
+  const char *level_flag = vf[VF_LOG_LEVEL].source;
+  const char *iso_flag = vf[VF_ALLOW_ISOLATION].source;
+  const char *uids_flag = vf[VF_JOB_UID_RANGE].source;
 
   if (cfg->addr == NULL || cfg->addr[0] == '\0')
     cfg->addr = DEFAULT_ADDR;
@@ -491,7 +496,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     cfg->data_dir = default_data_dir(cfg);
 
   cfg->stop_timeout_ms = DEFAULT_STOP_TIMEOUT_MS;
-  if (stop != NULL && jw_flags_parse_duration(stop, &cfg->stop_timeout_ms))
+  if (stop != NULL && jw_parse_duration(stop, &cfg->stop_timeout_ms))
     return bad(stop_flag, stop, "want a duration such as 10s, 500ms or 1m");
 
   cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
@@ -521,15 +526,10 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         "want a size such as 512M or 2G (binary units)",
         "want a number of CPUs such as 0.5, 2 or 250m", "want a whole number"};
     int64_t v;
-    char name[64];
-    if (limit_val[i] == NULL || limit_val[i][0] == '\0')
+    if (lf[i].value == NULL || lf[i].value[0] == '\0')
       continue;
-    if (limit_src[i][0] != 'T')
-      snprintf(name, sizeof(name), "--%s", limit_src[i]);
-    else
-      snprintf(name, sizeof(name), "%s", limit_src[i]);
-    if (parse_limit(limit_flags[i].kind, limit_val[i], &v) != 0)
-      return bad(name, limit_val[i], want[limit_flags[i].kind]);
+    if (parse_limit(limit_flags[i].kind, lf[i].value, &v) != 0)
+      return bad(lf[i].source, lf[i].value, want[limit_flags[i].kind]);
     if (!limit_flags[i].max &&
         limit_flags[i].off == offsetof(jw_limits_t, pids))
       cfg->default_pids_set = true;
@@ -571,13 +571,13 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
 
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
     uint64_t v = server_limits[i].def;
-    const char *s = sl_val[i];
-    char name[64], want[128];
+    const char *s = sf[i].value;
+    char want[128];
     if (s != NULL && s[0] != '\0') {
       int64_t sz = -1;
       int bad_value = 0;
       if (server_limits[i].kind == SL_DURATION) {
-        bad_value = jw_flags_parse_duration(s, &v) != 0;
+        bad_value = jw_parse_duration(s, &v) != 0;
       } else if (server_limits[i].kind == SL_SIZE) {
         bad_value = jw_parse_size(s, &sz) != 0 || sz < 0;
         v = (uint64_t)sz;
@@ -588,10 +588,6 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         bad_value = end == s || *end != '\0' || errno != 0 || s[0] == '-';
         v = n;
       }
-      if (sl_src[i][0] != 'T')
-        snprintf(name, sizeof(name), "--%s", sl_src[i]);
-      else
-        snprintf(name, sizeof(name), "%s", sl_src[i]);
       if (bad_value || v < server_limits[i].min || v > server_limits[i].max) {
         static const char *const kinds[] = {"a whole number",
                                             "a size such as 64K, 4M or 1G",
@@ -599,7 +595,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         snprintf(want, sizeof(want), "want %s from %" PRIu64 " to %" PRIu64,
                  kinds[server_limits[i].kind], server_limits[i].min,
                  server_limits[i].max);
-        return bad(name, s, want);
+        return bad(sf[i].source, s, want);
       }
     }
     *(uint64_t *)((char *)cfg + server_limits[i].off) = v;

@@ -68,7 +68,4 @@ typedef struct {
  */
 int jw_flags_parse(jw_config_t *cfg, int argc, char **argv);
 
-/* Parses "10s", "500ms", "2m", "1h" or plain seconds into milliseconds. */
-int jw_flags_parse_duration(const char *s, uint64_t *ms);
-
 #endif /* TELEPORTD_FLAGS_H */

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "flags.h"
+#include "fs.h"
+#include "hash.h"
 #include "jobworker/rpc.h"
 #include "jobworker/service.h"
 #include "jobworker/supervisor.h"
@@ -144,23 +146,6 @@ static void raise_nofile(void) {
   jw_log(JW_LOG_INFO, "event", "rlimit", "nofile", buf, NULL);
 }
 
-static int mkdir_p(const char *path) {
-  char tmp[4096];
-  if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-    return -ENAMETOOLONG;
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-      return -errno;
-    *p = '/';
-  }
-  if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-    return -errno;
-  return 0;
-}
-
 /*
  * StrictModes for the data directory, as sshd checks a user's files: the
  * directory must be ours and writable by nobody else, and every parent up
@@ -216,20 +201,12 @@ static int check_dir_modes(const char *dir) {
 
 /*
  * Whether name is a file this server makes in its data directory: a
- * job's log (32 lowercase hex digits and ".log") or the temporary file
- * of the uid table. Nothing else there is the sweep's to delete.
+ * job's log or the temporary file of the uid table. Nothing else there is
+ * the sweep's to delete.
  */
 static int is_own_leftover(const char *name) {
-  size_t n = strlen(name);
-  if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
-    return 1;
-  if (n != JW_ID_LEN + 4 || strcmp(name + JW_ID_LEN, ".log") != 0)
-    return 0;
-  for (size_t i = 0; i < JW_ID_LEN; i++)
-    if (!((name[i] >= '0' && name[i] <= '9') ||
-          (name[i] >= 'a' && name[i] <= 'f')))
-      return 0;
-  return 1;
+  return jw_supervisor_is_log_name(name) ||
+         strcmp(name, JW_USERS_TABLE ".tmp") == 0;
 }
 
 /*
@@ -242,8 +219,9 @@ static int is_own_leftover(const char *name) {
 static int claim_data_dir(const char *dir) {
   char path[4200];
   struct stat st;
-  int err = mkdir_p(dir);
-  if (err != 0) {
+  int err = jw__mkdir_p(dir, 0700);
+  /* Something else in its place: check_dir_modes says what. */
+  if (err != 0 && err != -ENOTDIR) {
     fprintf(stderr, "teleportd: cannot create data directory %s: %s\n", dir,
             strerror(-err));
     return -1;
@@ -309,10 +287,7 @@ static int claim_data_dir(const char *dir) {
 static void cgroup_name(const char *dir, char *buf, size_t size) {
   char real[4096];
   const char *p = realpath(dir, real) != NULL ? real : dir;
-  uint32_t h = 2166136261u;
-  for (; *p != '\0'; p++)
-    h = (h ^ (unsigned char)*p) * 16777619u;
-  snprintf(buf, size, "teleportd-%08" PRIx32, h);
+  snprintf(buf, size, "teleportd-%08" PRIx32, jw__fnv1a32(p, strlen(p)));
 }
 
 /* --io-device: MAJ:MIN, a block device, or any file on the disk. */

@@ -37,6 +37,14 @@
 #endif
 #endif
 
+/*
+ * The PATH every job starts with, as docs/protocol.md promises it: the
+ * expected value (written here, not taken from the library, so that a
+ * change to the library's default fails the tests).
+ */
+#define DEFAULT_PATH                                                           \
+  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 /* The divisor from JW_TEST_SCALE; 1 when unset or not a positive number. */
 static inline uint64_t test_scale(void) {
   const char *s = getenv("JW_TEST_SCALE");

@@ -1,18 +1,21 @@
 /*
+ * The units of the flags and the CLI (docs/isolation.md): sizes, CPU
+ * amounts and durations, one exact decimal grammar for all three.
+ */
+#include "jobworker/units.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/*
  * The sizes and CPU amounts of docs/isolation.md, parsed exactly: digits,
  * optionally a point and more digits, then the unit. No sign, space, hex,
  * exponent, nan or inf (strtod took all of those, so "--max-memory nan"
  * lifted the maximum), and a value past its maximum is refused rather
  * than wrapped or rounded.
  */
-#include "jobworker/units.h"
-
-#include <errno.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <string.h>
-
-/* A decimal as written: where its digits are, before and after the point. */
 typedef struct {
   const char *digits; /* the whole part */
   size_t ndigits;
@@ -118,4 +121,29 @@ int jw_parse_cpus(const char *s, int64_t *out) {
   if (*end != '\0')
     return -EINVAL;
   return decimal_value(&d, 1000, true, 1000000000, out);
+}
+
+int jw_parse_duration(const char *s, uint64_t *ms) {
+  decimal_t d;
+  const char *end;
+  uint64_t mult;
+  int64_t v;
+
+  if (s == NULL || ms == NULL || (end = scan_decimal(s, &d)) == NULL)
+    return -EINVAL;
+  if (*end == '\0' || strcmp(end, "s") == 0)
+    mult = 1000;
+  else if (strcmp(end, "ms") == 0)
+    mult = 1;
+  else if (strcmp(end, "m") == 0)
+    mult = 60000;
+  else if (strcmp(end, "h") == 0)
+    mult = 3600000;
+  else
+    return -EINVAL;
+  /* A fraction of a millisecond is rounded down; a year at the most. */
+  if (decimal_value(&d, mult, false, JW_DURATION_MAX_MS, &v) != 0)
+    return -EINVAL;
+  *ms = (uint64_t)v;
+  return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "jobworker/error.h"
 #include "jobworker/grpc.h"
 
@@ -231,24 +232,14 @@ size_t jw_grpc_message_encode(const uint8_t *in, size_t len, char *out,
   return o;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
 size_t jw_grpc_message_decode(const char *in, size_t len, uint8_t *out,
                               size_t cap) {
   size_t o = 0;
   for (size_t i = 0; i < len; i++) {
     uint8_t c = (uint8_t)in[i];
-    if (c == '%' && i + 2 < len && hexval(in[i + 1]) >= 0 &&
-        hexval(in[i + 2]) >= 0) {
-      c = (uint8_t)(hexval(in[i + 1]) << 4 | hexval(in[i + 2]));
+    if (c == '%' && i + 2 < len && jw__hexval(in[i + 1]) >= 0 &&
+        jw__hexval(in[i + 2]) >= 0) {
+      c = (uint8_t)(jw__hexval(in[i + 1]) << 4 | jw__hexval(in[i + 2]));
       i += 2;
     }
     if (o + 1 < cap)

@@ -1469,25 +1469,28 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   srv->loop = loop;
   srv->opts = *opts;
   if (srv->opts.max_connections == 0)
-    srv->opts.max_connections = 1024;
+    srv->opts.max_connections = JW_RPC_DEFAULT_MAX_CONNECTIONS;
   if (srv->opts.max_concurrent_streams == 0)
-    srv->opts.max_concurrent_streams = 100;
+    srv->opts.max_concurrent_streams = JW_RPC_DEFAULT_MAX_CONCURRENT_STREAMS;
   if (srv->opts.handshake_timeout_ms == 0)
-    srv->opts.handshake_timeout_ms = 10000;
+    srv->opts.handshake_timeout_ms = JW_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS;
   if (srv->opts.idle_timeout_ms == 0)
-    srv->opts.idle_timeout_ms = 300000;
+    srv->opts.idle_timeout_ms = JW_RPC_DEFAULT_IDLE_TIMEOUT_MS;
   if (srv->opts.max_message_bytes == 0)
-    srv->opts.max_message_bytes = 4u << 20;
+    srv->opts.max_message_bytes = JW_RPC_DEFAULT_MAX_MESSAGE_BYTES;
   if (srv->opts.max_buffered_request_bytes == 0)
-    srv->opts.max_buffered_request_bytes = 8u << 20;
+    srv->opts.max_buffered_request_bytes =
+        JW_RPC_DEFAULT_MAX_BUFFERED_REQUEST_BYTES;
   if (srv->opts.max_buffered_request_bytes < srv->opts.max_message_bytes)
     srv->opts.max_buffered_request_bytes = srv->opts.max_message_bytes;
   if (srv->opts.max_pending_output_bytes == 0)
-    srv->opts.max_pending_output_bytes = 1u << 20;
+    srv->opts.max_pending_output_bytes =
+        JW_RPC_DEFAULT_MAX_PENDING_OUTPUT_BYTES;
   if (srv->opts.request_timeout_ms == 0)
-    srv->opts.request_timeout_ms = 30000;
+    srv->opts.request_timeout_ms = JW_RPC_DEFAULT_REQUEST_TIMEOUT_MS;
   if (srv->opts.max_connections_per_client == 0)
-    srv->opts.max_connections_per_client = 32;
+    srv->opts.max_connections_per_client =
+        JW_RPC_DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
   srv->opts.addr = NULL;
   srv->opts.tls = NULL;
   srv->methods = calloc(opts->nmethods + 1, sizeof(*srv->methods));

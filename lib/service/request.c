@@ -448,6 +448,17 @@ int jw_request_decode_start(const uint8_t *req, size_t len,
   return 0;
 }
 
+jw_job_spec_t jw_request_job_spec(const Jobworker__V1__JobRequest *r) {
+  return (jw_job_spec_t){
+      .command = r->command,
+      .args = (const char *const *)r->args,
+      .nargs = r->n_args,
+      .env = (const char *const *)r->env,
+      .nenv = r->n_env,
+      .working_dir = r->working_dir,
+  };
+}
+
 int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
                          size_t size) {
   /* StatusRequest, StopRequest and GetOutputRequest share one shape. */

@@ -66,6 +66,13 @@ int jw_request_decode_start(const uint8_t *req, size_t len,
                             size_t size);
 
 /*
+ * The job a decoded Start asks for: command, args, env and working
+ * directory, pointing into r (which must outlive it). The caller adds
+ * limits, isolation and the user to run as.
+ */
+jw_job_spec_t jw_request_job_spec(const Jobworker__V1__JobRequest *r);
+
+/*
  * Checks and decodes a request whose only field is the job id
  * (StatusRequest, StopRequest, GetOutputRequest share one shape, checked
  * with StatusRequest's descriptor). Returns 0 with *id set

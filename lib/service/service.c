@@ -272,20 +272,13 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
       goto done;
     }
   }
-  jw_job_spec_t spec = {
-      .command = r->command,
-      .args = (const char *const *)r->args,
-      .nargs = r->n_args,
-      .env = (const char *const *)r->env,
-      .nenv = r->n_env,
-      .working_dir = r->working_dir,
-      .limits = limits,
-      .isolation = iso,
-      .set_ids = user.set_ids,
-      .uid = user.uid,
-      .gid = user.gid,
-      .no_new_privs = true,
-  };
+  jw_job_spec_t spec = jw_request_job_spec(r);
+  spec.limits = limits;
+  spec.isolation = iso;
+  spec.set_ids = user.set_ids;
+  spec.uid = user.uid;
+  spec.gid = user.gid;
+  spec.no_new_privs = true;
   char id[JW_ID_LEN + 1];
   int err = jw_supervisor_start(svc->sup, jw_rpc_call_cn(call), &spec, id);
   if (err != 0) {

@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
+#include "hex.h"
 #include "jobworker/error.h"
 
 /* A longer line in either file is refused: no CN or account is this long. */
@@ -73,10 +75,7 @@ static void seterr(char *errbuf, size_t errlen, const char *fmt, ...) {
 }
 
 static size_t hash_cn(const char *cn) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *cn != '\0'; cn++)
-    h = (h ^ (unsigned char)*cn) * 1099511628211ULL;
-  return (size_t)h;
+  return (size_t)jw__fnv1a64(cn, strlen(cn));
 }
 
 static struct entry *find(const jw_users_t *u, const char *cn) {
@@ -175,16 +174,6 @@ static void escape_cn(const char *cn, char *out) {
   *out = '\0';
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
 /* Decodes in place; returns 0, or -1 for a bad escape or a NUL. */
 static int unescape_cn(char *s) {
   char *w = s;
@@ -193,7 +182,7 @@ static int unescape_cn(char *s) {
       *w++ = *s;
       continue;
     }
-    int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+    int hi = jw__hexval(s[1]), lo = hi < 0 ? -1 : jw__hexval(s[2]);
     if (lo < 0 || (hi == 0 && lo == 0))
       return -1;
     *w++ = (char)(hi * 16 + lo);

@@ -23,10 +23,11 @@
 #include "jobtable_int.h"
 #include "jobworker/supervisor.h"
 #include "list.h"
+#include "logname.h"
 #include "precond.h"
 #include "supervisor_int.h"
 
-#define DEFAULT_GRACE_MS 10000
+#define DEFAULT_GRACE_MS JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS
 
 /*
  * A job's cgroup can only be removed once its last process is gone; a
@@ -337,14 +338,6 @@ void jw__job_free(struct job *j) {
   free(j);
 }
 
-static char *log_path(const jw_supervisor_t *sup, const char *id) {
-  size_t n = strlen(sup->data_dir) + 1 + JW_ID_LEN + sizeof(".log");
-  char *p = malloc(n);
-  if (p != NULL)
-    snprintf(p, n, "%s/%s.log", sup->data_dir, id);
-  return p;
-}
-
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
                         const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]) {
   jw_process_options_t po;
@@ -414,7 +407,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   err = make_id(sup, j->e.id);
   if (err < 0)
     goto fail;
-  path = log_path(sup, j->e.id);
+  path = jw__supervisor_log_path(sup->data_dir, j->e.id);
   if (path == NULL) {
     err = -ENOMEM;
     goto fail;

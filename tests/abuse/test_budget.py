@@ -318,14 +318,14 @@ class Budget(unittest.TestCase):
         """n finished jobs whose args add up to about size bytes each (the
         arg size is halved while the server refuses it)."""
         import grpc
-        made = 0
+        made, ids = 0, []
         for _ in range(n + 8):
             if made == n:
                 break
             try:
-                stub.Start(self.pb.JobRequest(
+                ids.append(stub.Start(self.pb.JobRequest(
                     command="true", args=["y" * 1000] * (size // 1000)),
-                    timeout=20)
+                    timeout=20).id)
                 made += 1
             except grpc.RpcError as e:
                 if e.code() not in (grpc.StatusCode.INVALID_ARGUMENT,
@@ -333,6 +333,11 @@ class Budget(unittest.TestCase):
                         size < 4000:
                     raise
                 size //= 2
+        # Finished: each is final (bounded wait).
+        for i in ids:
+            ic.wait_until(lambda: stub.Status(
+                self.pb.StatusRequest(id=i), timeout=20).state !=
+                self.pb.JOB_STATE_RUNNING, 20)
         return made
 
     def test_2_zero_window_lists(self):
@@ -343,7 +348,6 @@ class Budget(unittest.TestCase):
         alice = self.rpc.JobWorkerStub(ic.channel(srv.port, "alice"))
         made = self.start_big_jobs(alice, 20, 900 * 1000)
         self.assertGreater(made, 0)
-        time.sleep(1)
         watch = self.watch()
         c = ac.RawConn(srv.port, client_settings=[
             (ac.SETTINGS_INITIAL_WINDOW_SIZE, 0)])
@@ -495,7 +499,6 @@ class Budget(unittest.TestCase):
         alice = self.rpc.JobWorkerStub(ic.channel(srv.port, "alice"))
         made = self.start_big_jobs(alice, 20, 900 * 1000)
         self.assertGreater(made, 0)
-        time.sleep(1)
         watch = self.watch()
         c = ac.RawConn(srv.port, rcvbuf=64 * 1024, client_settings=[
             (ac.SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff)])

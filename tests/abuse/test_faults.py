@@ -165,8 +165,9 @@ class Faults(unittest.TestCase):
         b = stub.Start(self.pb.JobRequest(
             command="sh", args=["-c", "sleep 300 & sleep 300 & wait"]),
             timeout=10)
-        time.sleep(0.3)
         pgids = {a.pid, b.pid}
+        # Both leaders and the two sleeps b forks, before the kill.
+        ic.wait_until(lambda: len(ic.processes_in_groups(pgids)) >= 4, 10)
         self.assertGreaterEqual(len(ic.processes_in_groups(pgids)), 4)
         cgroups = "event=cgroups " in srv.log_text()
         os.kill(srv.proc.pid, signal.SIGKILL)

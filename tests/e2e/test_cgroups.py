@@ -158,6 +158,14 @@ def output(stub, job_id):
                     stub.GetOutput(pb.GetOutputRequest(id=job_id), timeout=30))
 
 
+def read_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -250,7 +258,12 @@ def test_restart_removes_leftovers():
                                recursive=True)]
     check(pid_alive(escaped) and dirs, "the job runs in cgroups %s" % dirs)
     srv.stop(signal.SIGKILL)
-    time.sleep(0.3)
+    # The job's leader dies with the server (PR_SET_PDEATHSIG): once it
+    # has, the setsid'd process is on its own.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and pid_alive(job.pid):
+        time.sleep(0.05)
+    check(not pid_alive(job.pid), "the job's leader died with the server")
     check(pid_alive(escaped),
           "the setsid'd process outlives the SIGKILLed server")
     srv2 = Server(data, "run2")
@@ -342,7 +355,11 @@ def test_job_users():
                   "(%d, want %d)" % (st.limits.pids, kernel_default_pids()))
         sleeper = srv.stub.Start(pb.JobRequest(command="sleep",
                                                args=["600"]), timeout=10)
-        time.sleep(0.3)
+        # Until the job has exec'd sleep (bounded).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and \
+                read_cmdline(sleeper.pid) != b"sleep\x00600\x00":
+            time.sleep(0.05)
         if "pids" in backend(srv)[1]:
             check(pids_max_of(sleeper.pid) == str(kernel_default_pids()),
                   "the job's cgroup holds that pids.max (%s)" %

@@ -328,6 +328,16 @@ def kill_groups(pgids):
             pass
 
 
+def wait_until(pred, secs=20.0):
+    """Polls pred (bounded) until it holds; returns whether it did."""
+    deadline = time.monotonic() + secs
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def processes_in_groups(pgids):
     """Live (non-zombie) processes whose process group is one of pgids."""
     found = []

@@ -273,17 +273,36 @@ class JobRpcs(ServerCase):
         f = os.path.join(self.tmp, "many.bin")
         with open(f, "wb") as fh:
             fh.write(data)
-        st = self.start("sh", ["-c", 'sleep 0.3; cat "$1"', "sh", f])
-        res = []
-        ths = [threading.Thread(target=lambda: res.append(
-            self.output(st.id, timeout=30)[0])) for _ in range(12)]
+        trigger = os.path.join(self.tmp, "many-go")
+        # The job sends its data only once all 12 readers have its first
+        # line: each stream is live, not a replay of a finished job.
+        st = self.start("sh", ["-c", 'echo ready; i=0; while [ ! -e "$2" ] '
+                               '&& [ $i -lt 600 ]; do sleep 0.05; '
+                               'i=$((i+1)); done; cat "$1"', "sh", f, trigger])
+        res, lock, attached = [], threading.Lock(), [0]
+
+        def reader():
+            got, seen = bytearray(), False
+            for m in self.alice.GetOutput(pb.GetOutputRequest(id=st.id),
+                                          timeout=30):
+                got.extend(m.data)
+                if not seen and got.startswith(b"ready\n"):
+                    seen = True
+                    with lock:
+                        attached[0] += 1
+            res.append(bytes(got))
+
+        ths = [threading.Thread(target=reader) for _ in range(12)]
         for t in ths:
             t.start()
+        all_in = ic.wait_until(lambda: attached[0] == 12, 30)
+        open(trigger, "w").close()
         for t in ths:
             t.join(40)
+        self.assertTrue(all_in, "the 12 readers did not all attach")
         self.assertEqual(len(res), 12, "some readers failed or hung")
-        self.assertTrue(all(r == data for r in res), "a reader got "
-                        "different bytes")
+        self.assertTrue(all(r == b"ready\n" + data for r in res),
+                        "a reader got different bytes")
 
     def test_clean_env_and_working_dir(self):
         st = self.start("env", env=["FOO=bar baz", "EMPTY=", "X=a=b"])
@@ -324,7 +343,10 @@ class JobRpcs(ServerCase):
         stat = ic.proc_stat(st.pid)
         self.assertIsNotNone(stat, "job process not found in /proc")
         self.assertEqual(stat[1], st.pid, "the job leads its process group")
-        time.sleep(0.2)
+        # The shell and both its sleeps, before the stop.
+        ic.wait_until(lambda: len(ic.processes_in_groups({st.pid})) >= 3, 10)
+        self.assertGreaterEqual(len(ic.processes_in_groups({st.pid})), 3,
+                                "the job's children did not start")
         t0 = time.monotonic()
         fin = self.alice.Stop(pb.StopRequest(id=st.id), timeout=RPC_TIMEOUT)
         took = time.monotonic() - t0
@@ -777,9 +799,15 @@ class DeadlinesAndCancel(ServerCase):
                         pass
                 self.assertEqual(cm.exception.code(),
                                  grpc.StatusCode.CANCELLED)
-                time.sleep(0.2)
-                now = self.alice.Status(pb.StatusRequest(id=st.id),
-                                        timeout=RPC_TIMEOUT)
+                # The job goes on printing after the cancel.
+                req = pb.StatusRequest(id=st.id)
+                at_cancel = self.alice.Status(
+                    req, timeout=RPC_TIMEOUT).output_bytes
+                ic.wait_until(lambda: self.alice.Status(
+                    req, timeout=RPC_TIMEOUT).output_bytes > at_cancel, 10)
+                now = self.alice.Status(req, timeout=RPC_TIMEOUT)
+                self.assertGreater(now.output_bytes, at_cancel,
+                                   "no output after the cancel")
                 self.assertEqual(now.state, RUNNING,
                                  "the job keeps running after a cancel")
             # Many canceled streams later the server still answers.
@@ -795,17 +823,24 @@ class DeadlinesAndCancel(ServerCase):
     def test_stream_ends_when_job_stopped(self):
         st = self.start("sh", ["-c", "echo started; sleep 60"])
         res = {}
+        live = threading.Event()
 
         def reader():
+            out = bytearray()
             try:
-                res["out"] = self.output(st.id, timeout=20)
+                for m in self.alice.GetOutput(pb.GetOutputRequest(id=st.id),
+                                              timeout=20):
+                    out.extend(m.data)
+                    if out == b"started\n":
+                        live.set()
                 res["code"] = grpc.StatusCode.OK
             except grpc.RpcError as e:
                 res["code"] = e.code()
+            res["out"] = (bytes(out),)
 
         t = threading.Thread(target=reader)
         t.start()
-        time.sleep(0.5)
+        self.assertTrue(live.wait(20), "the stream never caught up")
         fin = self.alice.Stop(pb.StopRequest(id=st.id), timeout=RPC_TIMEOUT)
         self.assertEqual(fin.state, STOPPED)
         t.join(10)

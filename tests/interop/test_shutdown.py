@@ -89,12 +89,16 @@ class Shutdown(unittest.TestCase):
 
         res = {}
 
+        caught_up = threading.Event()
+
         def reader():
             out = b""
             try:
                 for m in self.stub.GetOutput(
                         pb.GetOutputRequest(id=talk.id), timeout=30):
                     out += m.data
+                    if out == b"hello\n":
+                        caught_up.set()
                 res["code"] = grpc.StatusCode.OK
             except grpc.RpcError as e:
                 res["code"] = e.code()
@@ -103,7 +107,8 @@ class Shutdown(unittest.TestCase):
 
         t = threading.Thread(target=reader)
         t.start()
-        time.sleep(0.5)  # the stream is open and caught up
+        # The stream is open and caught up before the shutdown.
+        self.assertTrue(caught_up.wait(20), "the stream never caught up")
 
         rc, took = self.server.terminate(timeout=STOP_GRACE + 15)
         log = self.server.log_text()

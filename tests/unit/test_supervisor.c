@@ -23,8 +23,6 @@
 #include "../test_common.h"
 #include "jobworker/supervisor.h"
 
-#define DEFAULT_PATH                                                           \
-  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MiB (1024 * 1024)
 
 /* ---- helpers ---------------------------------------------------------- */

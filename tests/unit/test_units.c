@@ -1,11 +1,12 @@
 /*
- * Unit tests for jw_parse_size and jw_parse_cpus (lib/common/units.c):
- * the sizes and CPU amounts that the server's flags, the CLI and the
- * limits of a request are given in.
+ * The unit parsers (lib/common/units.c) of teleportd's flags and the CLI:
+ * sizes, CPU amounts and durations, exactly the forms docs/isolation.md
+ * and --help describe.
  */
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "../test_common.h"
 #include "jobworker/units.h"
@@ -134,13 +135,43 @@ START_TEST(test_parse_strict) {
 }
 END_TEST
 
-static Suite *units_suite(void) {
+START_TEST(test_duration_forms) {
+  static const struct {
+    const char *s;
+    uint64_t ms;
+  } ok[] = {{"10s", 10000},
+            {"500ms", 500},
+            {"2m", 120000},
+            {"1h", 3600000},
+            {"7", 7000},
+            {"0.25s", 250},
+            {"0", 0},
+            {"1.5m", 90000},
+            {"0ms", 0},
+            {"0.0015s", 1},
+            {"1.9999ms", 1},
+            {"0.001h", 3600},
+            {"8760h", 31536000000ULL}};
+  static const char *const bad[] = {
+      "",      "s",     "-1",   "1d",  "1 s",  "10S",  "x10", "8761h",
+      "1e400", "nan",   "-nan", "inf", "0x10", "1e3",  " 5",  "+5",
+      ".",     "1.2.3", ".5s",  "5.s", "1s ",  "1ms\n"};
+  uint64_t ms;
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    ck_assert_msg(jw_parse_duration(ok[i].s, &ms) == 0, "%s", ok[i].s);
+    ck_assert_uint_eq(ms, ok[i].ms);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(jw_parse_duration(bad[i], &ms) < 0, "%s accepted", bad[i]);
+}
+END_TEST
+
+int main(void) {
   Suite *s = suite_create("units");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_parse_size_and_cpus);
   tcase_add_test(tc, test_parse_strict);
+  tcase_add_test(tc, test_duration_forms);
   suite_add_tcase(s, tc);
-  return s;
+  return test_run_suite(s);
 }
-
-int main(void) { return test_run_suite(units_suite()); }

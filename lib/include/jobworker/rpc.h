@@ -105,6 +105,20 @@ typedef struct {
 
 typedef void (*jw_rpc_event_cb)(const jw_rpc_event_t *ev, void *data);
 
+/*
+ * What a 0 in jw_rpc_server_options_t stands for: the one place these
+ * defaults are written (teleportd's flags default to them too).
+ */
+#define JW_RPC_DEFAULT_MAX_CONNECTIONS 1024
+#define JW_RPC_DEFAULT_MAX_CONCURRENT_STREAMS 100
+#define JW_RPC_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define JW_RPC_DEFAULT_IDLE_TIMEOUT_MS 300000
+#define JW_RPC_DEFAULT_MAX_MESSAGE_BYTES (4u << 20)
+#define JW_RPC_DEFAULT_MAX_BUFFERED_REQUEST_BYTES (8u << 20)
+#define JW_RPC_DEFAULT_MAX_PENDING_OUTPUT_BYTES (1u << 20)
+#define JW_RPC_DEFAULT_REQUEST_TIMEOUT_MS 30000
+#define JW_RPC_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 32
+
 typedef struct {
   const char *addr; /* "HOST:PORT", "[v6]:PORT"; port 0 picks a free one */
   jw_tls_ctx_t *tls;

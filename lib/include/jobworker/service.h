@@ -25,8 +25,15 @@ typedef struct {
   size_t max_request_strings; /* bytes of all strings in a request */
 } jw_request_limits_t;
 
+/* The defaults, the one place they are written (teleportd's too). */
+#define JW_REQUEST_DEFAULT_MAX_ARGS 1024
+#define JW_REQUEST_DEFAULT_MAX_ENV 256
+#define JW_REQUEST_DEFAULT_MAX_STRINGS (256 * 1024)
 #define JW_REQUEST_LIMITS_DEFAULT                                              \
-  { 1024, 256, 256 * 1024 }
+  {                                                                            \
+    JW_REQUEST_DEFAULT_MAX_ARGS, JW_REQUEST_DEFAULT_MAX_ENV,                   \
+        JW_REQUEST_DEFAULT_MAX_STRINGS                                         \
+  }
 
 /*
  * A List reply is at most this big: the receive limit gRPC clients have

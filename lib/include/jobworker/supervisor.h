@@ -38,13 +38,15 @@ extern "C" {
 #endif
 
 #define JW_ID_LEN 32
+/* What a 0 stop_grace_ms stands for (teleportd's --stop-timeout default). */
+#define JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS 10000
 
 typedef struct jw_supervisor_s jw_supervisor_t;
 typedef struct jw_stop_req_s jw_stop_req_t;
 
 typedef struct {
   const char *data_dir;   /* required; created if missing (0700) */
-  uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0 means 10000 */
+  uint64_t stop_grace_ms; /* SIGTERM -> SIGKILL; 0: the default above */
   size_t max_running;     /* jobs not yet final; 0: no limit (JW_ELIMIT) */
   /* Jobs not yet final per owner; 0: no limit (JW_ELIMIT). */
   size_t max_running_per_owner;
@@ -255,6 +257,13 @@ int jw_supervisor_shutdown(jw_supervisor_t *sup,
 void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
                          void (*close_cb)(jw_supervisor_t *sup, void *data),
                          void *data);
+
+/*
+ * Whether name is the file name the supervisor gives a job's log in its
+ * data directory (the id, JW_ID_LEN lowercase hex digits, and ".log"):
+ * what a server may sweep from the directory after a crash.
+ */
+int jw_supervisor_is_log_name(const char *name);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /*
- * jw_parse_size, jw_parse_cpus: the sizes and CPU amounts that limits are
- * given in (docs/isolation.md), for the server's flags, the CLI and any
- * embedder that takes limits from people.
+ * The units of teleportd's flags and the teleport CLI (docs/isolation.md,
+ * docs/cli.md): sizes, CPU amounts and durations, parsed exactly (no
+ * floating point): digits, optionally a point and more digits, then the
+ * unit.
  */
 #ifndef JOBWORKER_UNITS_H
 #define JOBWORKER_UNITS_H
@@ -27,6 +28,16 @@ int jw_parse_size(const char *s, int64_t *out);
  * the number at most 1000000. Returns 0 or -EINVAL.
  */
 int jw_parse_cpus(const char *s, int64_t *out);
+
+/* The longest duration jw_parse_duration takes: 365 days. */
+#define JW_DURATION_MAX_MS (86400000ULL * 365)
+
+/*
+ * Parses a duration such as "10s", "500ms", "2m", "1h", "1.5s" or plain
+ * seconds ("7") into milliseconds, a fraction of one rounded down. Digits
+ * and a point only; at most JW_DURATION_MAX_MS. Returns 0 or -EINVAL.
+ */
+int jw_parse_duration(const char *s, uint64_t *ms);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,676 @@
+/*
+ * teleportd's flags (server/flags.c): every flag takes the forms --help
+ * and docs document, refuses bad values with a message naming the flag
+ * (or the environment variable it came from), reads its environment twin,
+ * loses to the flag when both are given, and defaults to the documented
+ * value. Expected values are written here, not taken from the code.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../test_common.h"
+#include "flags.h"
+
+#define KiB 1024ULL
+#define MiB (1024ULL * 1024)
+#define GiB (1024ULL * 1024 * 1024)
+
+extern char **environ;
+
+/* What one jw_flags_parse printed to stderr and stdout. */
+static char err_out[8192], std_out[16384];
+
+/* Removes every TELEPORTD_* variable, so that only what a test sets counts. */
+static void clear_env(void) {
+  for (;;) {
+    char name[256];
+    char **e;
+    for (e = environ; *e != NULL; e++)
+      if (strncmp(*e, "TELEPORTD_", 10) == 0)
+        break;
+    if (*e == NULL)
+      return;
+    size_t n = strcspn(*e, "=");
+    ck_assert_uint_lt(n, sizeof(name));
+    memcpy(name, *e, n);
+    name[n] = '\0';
+    ck_assert_int_eq(unsetenv(name), 0);
+  }
+}
+
+static void read_all(int fd, char *buf, size_t size) {
+  size_t got = 0;
+  ssize_t n;
+  lseek(fd, 0, SEEK_SET);
+  while (got + 1 < size && (n = read(fd, buf + got, size - 1 - got)) > 0)
+    got += (size_t)n;
+  buf[got] = '\0';
+}
+
+/*
+ * Runs jw_flags_parse on "teleportd" plus the NULL-terminated words,
+ * with the certificates given unless the words say otherwise, capturing
+ * stdout and stderr. Returns its result.
+ */
+static int parse_argv(jw_config_t *cfg, int with_certs, const char *const *w) {
+  char *argv[64];
+  int argc = 0, rc;
+  argv[argc++] = "teleportd";
+  if (with_certs) {
+    argv[argc++] = "--cacert=ca.pem";
+    argv[argc++] = "--cert=server.pem";
+    argv[argc++] = "--key=server.key";
+  }
+  for (; *w != NULL; w++) {
+    ck_assert_int_lt(argc, 63);
+    argv[argc++] = (char *)*w;
+  }
+  argv[argc] = NULL;
+
+  FILE *ef = tmpfile(), *of = tmpfile();
+  ck_assert_ptr_nonnull(ef);
+  ck_assert_ptr_nonnull(of);
+  fflush(stdout);
+  fflush(stderr);
+  int save_err = dup(2), save_out = dup(1);
+  ck_assert_int_ge(save_err, 0);
+  ck_assert_int_ge(save_out, 0);
+  dup2(fileno(ef), 2);
+  dup2(fileno(of), 1);
+  optind = 0; /* getopt starts afresh for each parse */
+  rc = jw_flags_parse(cfg, argc, argv);
+  fflush(stdout);
+  fflush(stderr);
+  dup2(save_err, 2);
+  dup2(save_out, 1);
+  close(save_err);
+  close(save_out);
+  read_all(fileno(ef), err_out, sizeof(err_out));
+  read_all(fileno(of), std_out, sizeof(std_out));
+  fclose(ef);
+  fclose(of);
+  return rc;
+}
+
+#define PARSE(cfg, ...)                                                        \
+  parse_argv((cfg), 1, (const char *const[]){__VA_ARGS__, NULL})
+#define PARSE_NOCERTS(cfg, ...)                                                \
+  parse_argv((cfg), 0, (const char *const[]){__VA_ARGS__, NULL})
+
+static void assert_err_has(const char *what) {
+  ck_assert_msg(strstr(err_out, what) != NULL, "stderr does not say \"%s\": %s",
+                what, err_out);
+}
+
+/* Each of bad given to --flag is refused, naming the flag, with want. */
+static void assert_refused(const char *flag, const char *const *bad, size_t n,
+                           const char *want) {
+  jw_config_t cfg;
+  char arg[96], named[96];
+  snprintf(named, sizeof(named), "invalid --%s", flag);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(arg, sizeof(arg), "--%s=%s", flag, bad[i]);
+    ck_assert_msg(PARSE(&cfg, arg) == 2, "%s accepted", arg);
+    assert_err_has(named);
+    assert_err_has(want);
+  }
+}
+
+/* The plain-number, size and duration flags, with their documented default. */
+static const struct {
+  const char *flag, *env;
+  size_t off;
+  uint64_t def;
+  const char *good;    /* a documented form */
+  uint64_t good_value; /* what it parses to */
+  const char *bad[4];  /* refused, with a message naming the flag */
+} u64_flags[] = {
+    {"max-jobs",
+     "TELEPORTD_MAX_JOBS",
+     offsetof(jw_config_t, max_jobs),
+     512,
+     "7",
+     7,
+     {"x", "-1", "1000001", "7k"}},
+    {"max-jobs-per-client",
+     "TELEPORTD_MAX_JOBS_PER_CLIENT",
+     offsetof(jw_config_t, max_jobs_per_client),
+     64,
+     "0",
+     0,
+     {"many", "-3", "2000000", "1.5"}},
+    {"max-output-bytes",
+     "TELEPORTD_MAX_OUTPUT_BYTES",
+     offsetof(jw_config_t, max_output_bytes),
+     GiB,
+     "64K",
+     64 * KiB,
+     {"lots", "-1", "2P", "10Q"}},
+    {"max-finished-per-client",
+     "TELEPORTD_MAX_FINISHED_PER_CLIENT",
+     offsetof(jw_config_t, max_finished_per_client),
+     100,
+     "3",
+     3,
+     {"1,000", "-1", "1000001", "3 "}},
+    {"max-request-bytes",
+     "TELEPORTD_MAX_REQUEST_BYTES",
+     offsetof(jw_config_t, max_request_bytes),
+     4 * MiB,
+     "1M",
+     MiB,
+     {"0", "1023", "2G", "1Mb"}},
+    {"max-streams",
+     "TELEPORTD_MAX_STREAMS",
+     offsetof(jw_config_t, max_streams),
+     100,
+     "8",
+     8,
+     {"0", "100001", "eight", "-8"}},
+    {"handshake-timeout",
+     "TELEPORTD_HANDSHAKE_TIMEOUT",
+     offsetof(jw_config_t, handshake_timeout_ms),
+     10000,
+     "500ms",
+     500,
+     {"0", "2h", "10 s", "soon"}},
+    {"max-args",
+     "TELEPORTD_MAX_ARGS",
+     offsetof(jw_config_t, max_args),
+     1024,
+     "16",
+     16,
+     {"-1", "1000001", "1e3", "sixteen"}},
+    {"max-env",
+     "TELEPORTD_MAX_ENV",
+     offsetof(jw_config_t, max_env),
+     256,
+     "0",
+     0,
+     {"-1", "1000001", "0x10", "a"}},
+    {"max-request-strings",
+     "TELEPORTD_MAX_REQUEST_STRINGS",
+     offsetof(jw_config_t, max_request_strings),
+     256 * KiB,
+     "2K",
+     2 * KiB,
+     {"2G", "-1", "K", "1.5.5"}},
+    {"max-disk-per-client",
+     "TELEPORTD_MAX_DISK_PER_CLIENT",
+     offsetof(jw_config_t, max_disk_per_client),
+     10 * GiB,
+     "1G",
+     GiB,
+     {"2P", "-1G", "big", "1GG"}},
+    {"request-timeout",
+     "TELEPORTD_REQUEST_TIMEOUT",
+     offsetof(jw_config_t, request_timeout_ms),
+     30000,
+     "2m",
+     120000,
+     {"0ms", "2h", "-1s", "1d"}},
+    {"idle-timeout",
+     "TELEPORTD_IDLE_TIMEOUT",
+     offsetof(jw_config_t, idle_timeout_ms),
+     300000,
+     "1h",
+     3600000,
+     {"0", "25h", "1x", "forever"}},
+    {"max-connections-per-client",
+     "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT",
+     offsetof(jw_config_t, max_connections_per_client),
+     32,
+     "2",
+     2,
+     {"0", "1000001", "-2", "2.0"}},
+    {"stop-timeout",
+     "TELEPORTD_STOP_TIMEOUT",
+     offsetof(jw_config_t, stop_timeout_ms),
+     10000,
+     "1.5s",
+     1500,
+     {"-1s", "1d", "ms", "soon"}},
+};
+
+#define NU64 (sizeof(u64_flags) / sizeof(u64_flags[0]))
+
+static uint64_t u64_at(const jw_config_t *cfg, size_t off) {
+  return *(const uint64_t *)((const char *)cfg + off);
+}
+
+START_TEST(test_defaults) {
+  jw_config_t cfg;
+  clear_env();
+  ck_assert_int_eq(PARSE(&cfg, "--data-dir=/tmp/x"), 0);
+  ck_assert_str_eq(err_out, "");
+  ck_assert_str_eq(cfg.addr, "127.0.0.1:3000");
+  ck_assert_str_eq(cfg.cacert, "ca.pem");
+  ck_assert_str_eq(cfg.cert, "server.pem");
+  ck_assert_str_eq(cfg.key, "server.key");
+  ck_assert_str_eq(cfg.data_dir, "/tmp/x");
+  ck_assert_uint_eq(cfg.max_connections, 1024);
+  ck_assert_int_eq(cfg.log_level, JW_LOG_INFO);
+  ck_assert(cfg.allow_isolation);
+  ck_assert(!cfg.default_pids_set);
+  ck_assert_uint_eq(cfg.job_uid_first, 200000);
+  ck_assert_uint_eq(cfg.job_uid_last, 265535);
+  ck_assert_ptr_null(cfg.io_device);
+  ck_assert_ptr_null(cfg.users_file);
+  ck_assert_ptr_null(cfg.crl);
+  for (size_t i = 0; i < NU64; i++)
+    ck_assert_msg(u64_at(&cfg, u64_flags[i].off) == u64_flags[i].def,
+                  "--%s defaults to %llu, not %llu", u64_flags[i].flag,
+                  (unsigned long long)u64_at(&cfg, u64_flags[i].off),
+                  (unsigned long long)u64_flags[i].def);
+  jw_limits_t zero;
+  memset(&zero, 0, sizeof(zero));
+  ck_assert_int_eq(memcmp(&cfg.default_limits, &zero, sizeof(zero)), 0);
+  ck_assert_int_eq(memcmp(&cfg.max_limits, &zero, sizeof(zero)), 0);
+}
+END_TEST
+
+/* Without --data-dir: one that works for the user running the server. */
+START_TEST(test_default_data_dir) {
+  jw_config_t cfg;
+  clear_env();
+  setenv("XDG_STATE_HOME", "/srv/state", 1);
+  setenv("HOME", "/home/someone", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
+  if (geteuid() == 0)
+    ck_assert_str_eq(cfg.data_dir, "/var/lib/teleportd");
+  else
+    ck_assert_str_eq(cfg.data_dir, "/srv/state/teleportd");
+  /* An empty value is no value. */
+  setenv("TELEPORTD_DATA_DIR", "", 1);
+  setenv("TELEPORTD_ADDR", "", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
+  ck_assert_str_ne(cfg.data_dir, "");
+  ck_assert_str_eq(cfg.addr, "127.0.0.1:3000");
+}
+END_TEST
+
+/* Each number, size and duration flag: its form, as a flag and from env. */
+START_TEST(test_u64_flags) {
+  jw_config_t cfg;
+  char arg[128];
+  clear_env();
+  for (size_t i = 0; i < NU64; i++) {
+    snprintf(arg, sizeof(arg), "--%s=%s", u64_flags[i].flag, u64_flags[i].good);
+    ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
+    ck_assert_msg(u64_at(&cfg, u64_flags[i].off) == u64_flags[i].good_value,
+                  "%s parsed to %llu", arg,
+                  (unsigned long long)u64_at(&cfg, u64_flags[i].off));
+    /* The separate-word form too. */
+    snprintf(arg, sizeof(arg), "--%s", u64_flags[i].flag);
+    ck_assert_int_eq(PARSE(&cfg, arg, u64_flags[i].good), 0);
+    ck_assert_uint_eq(u64_at(&cfg, u64_flags[i].off), u64_flags[i].good_value);
+
+    setenv(u64_flags[i].env, u64_flags[i].good, 1);
+    ck_assert_msg(PARSE(&cfg, "--log-level=info") == 0, "%s: %s",
+                  u64_flags[i].env, err_out);
+    ck_assert_msg(u64_at(&cfg, u64_flags[i].off) == u64_flags[i].good_value,
+                  "%s=%s parsed to %llu", u64_flags[i].env, u64_flags[i].good,
+                  (unsigned long long)u64_at(&cfg, u64_flags[i].off));
+    /* The flag wins over its twin. */
+    snprintf(
+        arg, sizeof(arg), "--%s=%llu%s", u64_flags[i].flag,
+        (unsigned long long)(u64_flags[i].def /
+                             (strstr(u64_flags[i].flag, "timeout") ? 1000 : 1)),
+        strstr(u64_flags[i].flag, "timeout") ? "s" : "");
+    ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
+    ck_assert_msg(u64_at(&cfg, u64_flags[i].off) == u64_flags[i].def,
+                  "%s with %s set gave %llu", arg, u64_flags[i].env,
+                  (unsigned long long)u64_at(&cfg, u64_flags[i].off));
+    unsetenv(u64_flags[i].env);
+  }
+}
+END_TEST
+
+/* A bad value is refused (exit status 2) with its flag or variable named. */
+START_TEST(test_u64_flags_refused) {
+  jw_config_t cfg;
+  char arg[128], quoted[96];
+  clear_env();
+  for (size_t i = 0; i < NU64; i++) {
+    for (size_t b = 0; b < 4; b++) {
+      const char *v = u64_flags[i].bad[b];
+      snprintf(arg, sizeof(arg), "--%s=%s", u64_flags[i].flag, v);
+      ck_assert_msg(PARSE(&cfg, arg) == 2, "%s was accepted", arg);
+      snprintf(quoted, sizeof(quoted), "invalid --%s \"%s\"", u64_flags[i].flag,
+               v);
+      assert_err_has(quoted);
+      assert_err_has("want ");
+      if (v[0] == '\0')
+        continue; /* an empty variable is unset */
+      setenv(u64_flags[i].env, v, 1);
+      ck_assert_msg(PARSE(&cfg, "--log-level=info") == 2, "%s=%s accepted",
+                    u64_flags[i].env, v);
+      snprintf(quoted, sizeof(quoted), "invalid %s \"%s\"", u64_flags[i].env,
+               v);
+      assert_err_has(quoted);
+      unsetenv(u64_flags[i].env);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_string_flags) {
+  static const struct {
+    const char *flag, *env;
+    size_t off;
+  } f[] = {
+      {"addr", "TELEPORTD_ADDR", offsetof(jw_config_t, addr)},
+      {"cacert", "TELEPORTD_CACERT", offsetof(jw_config_t, cacert)},
+      {"cert", "TELEPORTD_CERT", offsetof(jw_config_t, cert)},
+      {"key", "TELEPORTD_KEY", offsetof(jw_config_t, key)},
+      {"data-dir", "TELEPORTD_DATA_DIR", offsetof(jw_config_t, data_dir)},
+      {"io-device", "TELEPORTD_IO_DEVICE", offsetof(jw_config_t, io_device)},
+      {"users", "TELEPORTD_USERS", offsetof(jw_config_t, users_file)},
+      {"crl", "TELEPORTD_CRL", offsetof(jw_config_t, crl)},
+  };
+  jw_config_t cfg;
+  char arg[128];
+  clear_env();
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    setenv(f[i].env, "from-env", 1);
+    ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
+    const char *got = *(const char **)((char *)&cfg + f[i].off);
+    /* The certificate flags given by PARSE win over their twins. */
+    if (strstr("cacert cert key", f[i].flag) == NULL)
+      ck_assert_msg(got != NULL && strcmp(got, "from-env") == 0, "%s: %s",
+                    f[i].env, got);
+    snprintf(arg, sizeof(arg), "--%s=from-flag", f[i].flag);
+    ck_assert_int_eq(PARSE(&cfg, arg), 0);
+    got = *(const char **)((char *)&cfg + f[i].off);
+    ck_assert_msg(got != NULL && strcmp(got, "from-flag") == 0, "%s: %s", arg,
+                  got);
+    unsetenv(f[i].env);
+  }
+  /* The certificates from the environment alone. */
+  setenv("TELEPORTD_CACERT", "a", 1);
+  setenv("TELEPORTD_CERT", "b", 1);
+  setenv("TELEPORTD_KEY", "c", 1);
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--log-level=info"), 0);
+  ck_assert_str_eq(cfg.cacert, "a");
+  ck_assert_str_eq(cfg.cert, "b");
+  ck_assert_str_eq(cfg.key, "c");
+}
+END_TEST
+
+START_TEST(test_missing_certificates) {
+  jw_config_t cfg;
+  clear_env();
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cert=a", "--key=b"), 2);
+  assert_err_has("missing --cacert (or TELEPORTD_CACERT)");
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=a", "--key=b"), 2);
+  assert_err_has("missing --cert (or TELEPORTD_CERT)");
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=a", "--cert=b"), 2);
+  assert_err_has("missing --key (or TELEPORTD_KEY)");
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=", "--cert=b", "--key=c"), 2);
+  assert_err_has("missing --cacert");
+}
+END_TEST
+
+START_TEST(test_max_connections) {
+  static const char *const bad[] = {"0", "1000001", "-1", "ten", "10 "};
+  jw_config_t cfg;
+  clear_env();
+  ck_assert_int_eq(PARSE(&cfg, "--max-connections=1"), 0);
+  ck_assert_uint_eq(cfg.max_connections, 1);
+  ck_assert_int_eq(PARSE(&cfg, "--max-connections", "1000000"), 0);
+  ck_assert_uint_eq(cfg.max_connections, 1000000);
+  setenv("TELEPORTD_MAX_CONNECTIONS", "77", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
+  ck_assert_uint_eq(cfg.max_connections, 77);
+  ck_assert_int_eq(PARSE(&cfg, "--max-connections=5"), 0);
+  ck_assert_uint_eq(cfg.max_connections, 5);
+  setenv("TELEPORTD_MAX_CONNECTIONS", "0", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 2);
+  assert_err_has("invalid TELEPORTD_MAX_CONNECTIONS \"0\"");
+  unsetenv("TELEPORTD_MAX_CONNECTIONS");
+  assert_refused("max-connections", bad, sizeof(bad) / sizeof(bad[0]),
+                 "want a whole number from 1 to 1000000");
+}
+END_TEST
+
+START_TEST(test_log_level) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  static const jw_log_level_t levels[] = {JW_LOG_DEBUG, JW_LOG_INFO,
+                                          JW_LOG_WARN, JW_LOG_ERROR};
+  jw_config_t cfg;
+  char arg[64];
+  clear_env();
+  for (size_t i = 0; i < 4; i++) {
+    snprintf(arg, sizeof(arg), "--log-level=%s", names[i]);
+    ck_assert_int_eq(PARSE(&cfg, arg), 0);
+    ck_assert_int_eq(cfg.log_level, levels[i]);
+    setenv("TELEPORTD_LOG_LEVEL", names[i], 1);
+    ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 0);
+    ck_assert_int_eq(cfg.log_level, levels[i]);
+  }
+  ck_assert_int_eq(PARSE(&cfg, "--log-level=debug"), 0);
+  ck_assert_int_eq(cfg.log_level, JW_LOG_DEBUG); /* env says error */
+  ck_assert_int_eq(PARSE(&cfg, "--log-level=INFO"), 2);
+  assert_err_has("invalid --log-level \"INFO\": want debug, info, warn or "
+                 "error");
+  setenv("TELEPORTD_LOG_LEVEL", "loud", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
+  assert_err_has("invalid TELEPORTD_LOG_LEVEL \"loud\"");
+}
+END_TEST
+
+START_TEST(test_allow_isolation) {
+  static const struct {
+    const char *s;
+    bool v;
+  } ok[] = {{"true", true},   {"1", true},  {"yes", true},
+            {"false", false}, {"0", false}, {"no", false}};
+  jw_config_t cfg;
+  char arg[64];
+  clear_env();
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    snprintf(arg, sizeof(arg), "--allow-isolation=%s", ok[i].s);
+    ck_assert_int_eq(PARSE(&cfg, arg), 0);
+    ck_assert(cfg.allow_isolation == ok[i].v);
+    setenv("TELEPORTD_ALLOW_ISOLATION", ok[i].s, 1);
+    ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 0);
+    ck_assert(cfg.allow_isolation == ok[i].v);
+  }
+  setenv("TELEPORTD_ALLOW_ISOLATION", "false", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--allow-isolation=true"), 0);
+  ck_assert(cfg.allow_isolation);
+  ck_assert_int_eq(PARSE(&cfg, "--allow-isolation=maybe"), 2);
+  assert_err_has("invalid --allow-isolation \"maybe\": want true or false");
+  setenv("TELEPORTD_ALLOW_ISOLATION", "TRUE", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
+  assert_err_has("invalid TELEPORTD_ALLOW_ISOLATION \"TRUE\"");
+}
+END_TEST
+
+START_TEST(test_job_uid_range) {
+  static const char *const bad[] = {
+      "200000", "-5-10", "10-5",   "0-10",   "1-4294967295",  "1-1048577",
+      "a-b",    "10-",   "10-20x", "10--20", "99999999999-1", "10-20-30"};
+  jw_config_t cfg;
+  clear_env();
+  ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=1000-1999"), 0);
+  ck_assert_uint_eq(cfg.job_uid_first, 1000);
+  ck_assert_uint_eq(cfg.job_uid_last, 1999);
+  ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=5-5"), 0);
+  ck_assert_uint_eq(cfg.job_uid_first, 5);
+  ck_assert_uint_eq(cfg.job_uid_last, 5);
+  ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=1-1048576"), 0);
+  ck_assert_uint_eq(cfg.job_uid_last, 1048576);
+  setenv("TELEPORTD_JOB_UID_RANGE", "300000-300009", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 0);
+  ck_assert_uint_eq(cfg.job_uid_first, 300000);
+  ck_assert_uint_eq(cfg.job_uid_last, 300009);
+  ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=7-8"), 0);
+  ck_assert_uint_eq(cfg.job_uid_first, 7);
+  setenv("TELEPORTD_JOB_UID_RANGE", "x", 1);
+  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
+  assert_err_has("invalid TELEPORTD_JOB_UID_RANGE \"x\"");
+  unsetenv("TELEPORTD_JOB_UID_RANGE");
+  assert_refused("job-uid-range", bad, sizeof(bad) / sizeof(bad[0]),
+                 "want FIRST-LAST");
+}
+END_TEST
+
+/* The job limit flags: sizes, CPUs and counts, defaults and maximums. */
+START_TEST(test_limit_flags) {
+  static const struct {
+    const char *flag, *env, *good;
+    int max;
+    size_t off;
+    int64_t value;
+    const char *bad, *want;
+  } f[] = {
+      {"default-memory", "TELEPORTD_DEFAULT_MEMORY", "512M", 0,
+       offsetof(jw_limits_t, memory_bytes), 512 * (int64_t)MiB, "lots",
+       "want a size"},
+      {"max-memory", "TELEPORTD_MAX_MEMORY", "2G", 1,
+       offsetof(jw_limits_t, memory_bytes), 2 * (int64_t)GiB, "-1G",
+       "want a size"},
+      {"default-cpus", "TELEPORTD_DEFAULT_CPUS", "0.5", 0,
+       offsetof(jw_limits_t, cpu_millis), 500, "half", "want a number of CPUs"},
+      {"max-cpus", "TELEPORTD_MAX_CPUS", "250m", 1,
+       offsetof(jw_limits_t, cpu_millis), 250, "-2", "want a number of CPUs"},
+      {"default-pids", "TELEPORTD_DEFAULT_PIDS", "64", 0,
+       offsetof(jw_limits_t, pids), 64, "-1", "want a whole number"},
+      {"max-pids", "TELEPORTD_MAX_PIDS", "1000", 1, offsetof(jw_limits_t, pids),
+       1000, "10k", "want a whole number"},
+      {"default-io-read", "TELEPORTD_DEFAULT_IO_READ", "10M", 0,
+       offsetof(jw_limits_t, io_read_bps), 10 * (int64_t)MiB, "fast",
+       "want a size"},
+      {"max-io-read", "TELEPORTD_MAX_IO_READ", "1G", 1,
+       offsetof(jw_limits_t, io_read_bps), (int64_t)GiB, "1X", "want a size"},
+      {"default-io-write", "TELEPORTD_DEFAULT_IO_WRITE", "4K", 0,
+       offsetof(jw_limits_t, io_write_bps), 4 * (int64_t)KiB, "4KK",
+       "want a size"},
+      {"max-io-write", "TELEPORTD_MAX_IO_WRITE", "8M", 1,
+       offsetof(jw_limits_t, io_write_bps), 8 * (int64_t)MiB, "M",
+       "want a size"},
+  };
+  jw_config_t cfg;
+  char arg[96], quoted[128];
+  clear_env();
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].good);
+    ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
+    jw_limits_t *l = f[i].max ? &cfg.max_limits : &cfg.default_limits;
+    jw_limits_t *other = f[i].max ? &cfg.default_limits : &cfg.max_limits;
+    ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), f[i].value);
+    ck_assert_int_eq(*(int64_t *)((char *)other + f[i].off), 0);
+    ck_assert(cfg.default_pids_set == (strcmp(f[i].flag, "default-pids") == 0));
+
+    setenv(f[i].env, f[i].good, 1);
+    ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 0);
+    l = f[i].max ? &cfg.max_limits : &cfg.default_limits;
+    ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), f[i].value);
+    /* The flag wins: 0, no limit. */
+    snprintf(arg, sizeof(arg), "--%s=0", f[i].flag);
+    ck_assert_int_eq(PARSE(&cfg, arg), 0);
+    ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), 0);
+
+    setenv(f[i].env, f[i].bad, 1);
+    ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
+    snprintf(quoted, sizeof(quoted), "invalid %s \"%s\": %s", f[i].env,
+             f[i].bad, f[i].want);
+    assert_err_has(quoted);
+    unsetenv(f[i].env);
+    snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].bad);
+    ck_assert_int_eq(PARSE(&cfg, arg), 2);
+    snprintf(quoted, sizeof(quoted), "invalid --%s \"%s\": %s", f[i].flag,
+             f[i].bad, f[i].want);
+    assert_err_has(quoted);
+  }
+  /* A default over its maximum is refused. */
+  ck_assert_int_eq(PARSE(&cfg, "--default-memory=2G", "--max-memory=1G"), 2);
+  assert_err_has("--default-memory is over --max-memory");
+  ck_assert_int_eq(PARSE(&cfg, "--default-cpus=2", "--max-cpus=1"), 2);
+  assert_err_has("--default-cpus is over --max-cpus");
+  ck_assert_int_eq(PARSE(&cfg, "--default-pids=10", "--max-pids=9"), 2);
+  assert_err_has("--default-pids is over --max-pids");
+  ck_assert_int_eq(PARSE(&cfg, "--default-io-write=2M", "--max-io-write=1M"),
+                   2);
+  assert_err_has("--default-io-write is over --max-io-write");
+  ck_assert_int_eq(PARSE(&cfg, "--default-memory=1G", "--max-memory=1G"), 0);
+}
+END_TEST
+
+START_TEST(test_usage_errors) {
+  jw_config_t cfg;
+  clear_env();
+  ck_assert_int_eq(PARSE(&cfg, "--no-such-flag"), 2);
+  assert_err_has("unknown flag --no-such-flag");
+  assert_err_has("Run 'teleportd --help' for usage.");
+  ck_assert_int_eq(PARSE(&cfg, "--max-jobs"), 2);
+  assert_err_has("--max-jobs needs a value");
+  ck_assert_int_eq(PARSE(&cfg, "serve"), 2);
+  assert_err_has("unexpected argument \"serve\"");
+}
+END_TEST
+
+START_TEST(test_help_and_version) {
+  jw_config_t cfg;
+  clear_env();
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--help"), 1);
+  ck_assert_ptr_nonnull(strstr(std_out, "Usage: teleportd [FLAGS]"));
+  ck_assert_str_eq(err_out, "");
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "-h"), 1);
+  ck_assert_ptr_nonnull(strstr(std_out, "Usage: teleportd [FLAGS]"));
+  /* Every flag and its twin are documented. */
+  for (size_t i = 0; i < NU64; i++) {
+    char flag[64];
+    snprintf(flag, sizeof(flag), "--%s ", u64_flags[i].flag);
+    ck_assert_msg(strstr(std_out, flag) != NULL, "%s not in --help", flag);
+    ck_assert_msg(strstr(std_out, u64_flags[i].env) != NULL, "%s not in --help",
+                  u64_flags[i].env);
+  }
+  /* Each with its default, as the docs write it. */
+  static const char *const shown[NU64] = {"512", "64",  "1G",   "100", "4M",
+                                          "100", "10s", "1024", "256", "256K",
+                                          "10G", "30s", "5m",   "32",  "10s"};
+  for (size_t i = 0; i < NU64; i++) {
+    const char *at = strstr(std_out, u64_flags[i].env);
+    ck_assert_ptr_nonnull(at);
+    const char *d = strstr(at, "default");
+    ck_assert_msg(d != NULL && d - at < 80, "%s: no default in --help",
+                  u64_flags[i].env);
+    d += strlen("default");
+    d += strspn(d, " \n");
+    size_t n = strlen(shown[i]);
+    ck_assert_msg(strncmp(d, shown[i], n) == 0 && d[n] == ')',
+                  "--help: %s default %.8s, want %s", u64_flags[i].env, d,
+                  shown[i]);
+  }
+  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--version"), 1);
+  ck_assert_int_eq(strncmp(std_out, "teleportd ", 10), 0);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("flags");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_defaults);
+  tcase_add_test(tc, test_default_data_dir);
+  tcase_add_test(tc, test_u64_flags);
+  tcase_add_test(tc, test_u64_flags_refused);
+  tcase_add_test(tc, test_string_flags);
+  tcase_add_test(tc, test_missing_certificates);
+  tcase_add_test(tc, test_max_connections);
+  tcase_add_test(tc, test_log_level);
+  tcase_add_test(tc, test_allow_isolation);
+  tcase_add_test(tc, test_job_uid_range);
+  tcase_add_test(tc, test_limit_flags);
+  tcase_add_test(tc, test_usage_errors);
+  tcase_add_test(tc, test_help_and_version);
+  suite_add_tcase(s, tc);
+  return test_run_suite(s);
+}

@@ -1,0 +1,579 @@
+/*
+ * The request validator (lib/service/request.c): every request is walked
+ * on the wire before protobuf-c unpacks it. Strings must be UTF-8 without
+ * NUL bytes, malformed encodings (overlong varints, field 0, wire types
+ * 3, 4, 6, 7, mismatched wire types, lengths past the end) are refused,
+ * and the server's caps on args, env and string bytes hold, for every
+ * request type. Messages are built byte by byte here, so that the tests
+ * say exactly what is on the wire.
+ */
+#include <check.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test_common.h"
+#include "jobworker/grpc.h"
+#include "request.h"
+
+/* A message under construction. */
+typedef struct {
+  uint8_t b[1 << 20];
+  size_t n;
+} wire_t;
+
+static wire_t *wire_new(void) {
+  wire_t *w = calloc(1, sizeof(*w));
+  ck_assert_ptr_nonnull(w);
+  return w;
+}
+
+static void put_byte(wire_t *w, uint8_t c) {
+  ck_assert_uint_lt(w->n, sizeof(w->b));
+  w->b[w->n++] = c;
+}
+
+static void put_bytes(wire_t *w, const void *p, size_t n) {
+  ck_assert_uint_le(n, sizeof(w->b) - w->n);
+  memcpy(w->b + w->n, p, n);
+  w->n += n;
+}
+
+static void put_varint(wire_t *w, uint64_t v) {
+  do {
+    uint8_t c = v & 0x7f;
+    v >>= 7;
+    put_byte(w, c | (v ? 0x80 : 0));
+  } while (v);
+}
+
+static void put_tag(wire_t *w, uint64_t field, unsigned wt) {
+  put_varint(w, field << 3 | wt);
+}
+
+/* A length-delimited field of n bytes. */
+static void put_len(wire_t *w, uint64_t field, const void *p, size_t n) {
+  put_tag(w, field, 2);
+  put_varint(w, n);
+  put_bytes(w, p, n);
+}
+
+static void put_str(wire_t *w, uint64_t field, const char *s) {
+  put_len(w, field, s, strlen(s));
+}
+
+static char msg[512];
+
+/* Decodes w as a Start request under lim; returns the status. */
+static int start(const wire_t *w, const jw_request_limits_t *lim) {
+  Jobworker__V1__JobRequest *r = NULL;
+  msg[0] = '\0';
+  int code = jw_request_decode_start(w->b, w->n, lim, &r, msg, sizeof(msg));
+  if (code == 0) {
+    ck_assert_ptr_nonnull(r);
+    jobworker__v1__job_request__free_unpacked(r, NULL);
+  } else {
+    ck_assert_ptr_null(r);
+    ck_assert_str_ne(msg, "");
+  }
+  return code;
+}
+
+static void assert_msg(const char *want) {
+  ck_assert_msg(strcmp(msg, want) == 0, "message \"%s\", want \"%s\"", msg,
+                want);
+}
+
+/* A Start request with command "true" and then whatever the test adds. */
+static wire_t *start_wire(void) {
+  wire_t *w = wire_new();
+  put_str(w, 1, "true");
+  return w;
+}
+
+START_TEST(test_well_formed_start) {
+  wire_t *w = start_wire();
+  Jobworker__V1__JobRequest *r = NULL;
+  static const uint8_t limits[] = {0x08, 0x80, 0x80, 0x40, /* memory 1 MiB */
+                                   0x28, 0x10};            /* pids 16 */
+  static const uint8_t isolation[] = {0x08, 0x01, 0x18, 0x01};
+  put_str(w, 2, "-c");
+  put_str(w, 2, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf");
+  put_str(w, 3, "A=1");
+  put_str(w, 3, "EMPTY=");
+  put_str(w, 4, "/");
+  put_len(w, 5, limits, sizeof(limits));
+  put_len(w, 6, isolation, sizeof(isolation));
+  /* Unknown fields of wire types 0, 1, 2 and 5 are skipped. */
+  put_tag(w, 99, 0);
+  put_varint(w, UINT64_MAX);
+  put_tag(w, 100, 1);
+  put_bytes(w, "12345678", 8);
+  put_len(w, 101, "\xff\x00", 2);
+  put_tag(w, 102, 5);
+  put_bytes(w, "1234", 4);
+  ck_assert_int_eq(
+      jw_request_decode_start(w->b, w->n, NULL, &r, msg, sizeof(msg)), 0);
+  ck_assert_str_eq(r->command, "true");
+  ck_assert_uint_eq(r->n_args, 2);
+  ck_assert_str_eq(
+      r->args[1], "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf");
+  ck_assert_uint_eq(r->n_env, 2);
+  ck_assert_str_eq(r->working_dir, "/");
+  ck_assert_ptr_nonnull(r->limits);
+  ck_assert_int_eq(r->limits->memory_bytes, 1 << 20);
+  ck_assert_int_eq(r->limits->pids, 16);
+  ck_assert(r->isolation->pid && !r->isolation->mount && r->isolation->network);
+  /* The job it asks for. */
+  jw_job_spec_t spec = jw_request_job_spec(r);
+  ck_assert_str_eq(spec.command, "true");
+  ck_assert_uint_eq(spec.nargs, 2);
+  ck_assert_str_eq(spec.args[0], "-c");
+  ck_assert_uint_eq(spec.nenv, 2);
+  ck_assert_str_eq(spec.env[1], "EMPTY=");
+  ck_assert_str_eq(spec.working_dir, "/");
+  jobworker__v1__job_request__free_unpacked(r, NULL);
+  free(w);
+}
+END_TEST
+
+/* A NUL byte in any string field, top level or repeated, is refused. */
+START_TEST(test_nul_refused) {
+  static const struct {
+    uint64_t field;
+    const char *name;
+  } f[] = {{1, "command"}, {2, "args[0]"}, {3, "env[0]"}, {4, "working_dir"}};
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    wire_t *w = f[i].field == 1 ? wire_new() : start_wire();
+    char want[96];
+    put_len(w, f[i].field, "A=b\0c", 5);
+    ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+    snprintf(want, sizeof(want), "%s contains a NUL byte", f[i].name);
+    assert_msg(want);
+    free(w);
+  }
+  /* The index names the entry. */
+  wire_t *w = start_wire();
+  put_str(w, 2, "a");
+  put_str(w, 2, "b");
+  put_len(w, 2, "\0", 1);
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("args[2] contains a NUL byte");
+  free(w);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_refused) {
+  static const char *const bad[] = {
+      "\x80",             /* a lone continuation byte */
+      "\xc0\x80",         /* overlong NUL */
+      "\xc1\xbf",         /* overlong */
+      "\xe0\x80\xaf",     /* overlong below U+0800 */
+      "\xed\xa0\x80",     /* a surrogate */
+      "\xf0\x80\x80\xaf", /* overlong below U+10000 */
+      "\xf4\x90\x80\x80", /* past U+10FFFF */
+      "\xf5\x80\x80\x80", /* not a lead byte */
+      "\xff",
+      "\xe2\x82",     /* cut short */
+      "a\xc3",        /* cut short at the end */
+      "\xc3\x28",     /* a continuation that is not one */
+      "\xe2\x28\xa1", /* likewise, in a 3-byte form */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    wire_t *w = start_wire();
+    put_str(w, 2, "ok");
+    put_str(w, 2, bad[i]);
+    ck_assert_msg(start(w, NULL) == JW_GRPC_INVALID_ARGUMENT, "bad %zu taken",
+                  i);
+    assert_msg("args[1] is not valid UTF-8");
+    free(w);
+  }
+  wire_t *w = wire_new();
+  put_str(w, 1, "\xed\xbf\xbf");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("command is not valid UTF-8");
+  free(w);
+}
+END_TEST
+
+/*
+ * Encodings after a Start's first field (command "true", 6 bytes), or
+ * alone (bare): taken (msg NULL) or refused with msg.
+ */
+static const struct {
+  const char *what;
+  int bare;
+  const char *bytes;
+  size_t n;
+  const char *msg;
+} encodings[] = {
+    /* Varints: ten bytes is the longest a 64-bit one is. */
+    {"field 99, a 10-byte varint", 0,
+     "\x98\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12, NULL},
+    {"field 99, an 11-byte varint", 0,
+     "\x98\x06\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 13,
+     "malformed message: bad varint in field 99"},
+    {"field 99, a varint past 64 bits", 0,
+     "\x98\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 12,
+     "malformed message: bad varint in field 99"},
+    {"field 99, a varint past the end", 0, "\x98\x06\x80", 3,
+     "malformed message: bad varint in field 99"},
+    {"a 6-byte tag for field 1", 1, "\x8a\x80\x80\x80\x80\x00", 6,
+     "malformed message: bad tag at byte 0"},
+    {"a 6-byte length", 0, "\x12\x81\x80\x80\x80\x80\x00", 7,
+     "malformed message: the length of args[0] runs past the end"},
+    {"a length past the end", 0, "\x22\x0a/tmp", 6,
+     "malformed message: the length of working_dir runs past the end"},
+    /* Field numbers: 1 to 2^29 - 1. */
+    {"field 0", 0, "\x00\x01", 2,
+     "malformed message: invalid field number 0 at byte 6"},
+    {"field 2^29", 0, "\x80\x80\x80\x80\x10\x01", 6,
+     "malformed message: invalid field number 536870912 at byte 6"},
+    {"field 2^29 - 1", 0, "\xf8\xff\xff\xff\x0f\x01", 6, NULL},
+    /* Wire types 3, 4 (groups), 6 and 7 (none), on unknown fields... */
+    {"wire type 3", 0, "\x93\x03", 2,
+     "malformed message: unsupported wire type 3 in field 50"},
+    {"wire type 4", 0, "\x94\x03", 2,
+     "malformed message: unsupported wire type 4 in field 50"},
+    {"wire type 6", 0, "\x96\x03", 2,
+     "malformed message: unsupported wire type 6 in field 50"},
+    {"wire type 7", 0, "\x97\x03", 2,
+     "malformed message: unsupported wire type 7 in field 50"},
+    /* ...and on known ones, whose type they do not match. */
+    {"working_dir, wire type 3", 0, "\x23", 1,
+     "malformed message: working_dir has wire type 3"},
+    {"working_dir, wire type 4", 0, "\x24", 1,
+     "malformed message: working_dir has wire type 4"},
+    {"working_dir, wire type 6", 0, "\x26", 1,
+     "malformed message: working_dir has wire type 6"},
+    {"working_dir, wire type 7", 0, "\x27", 1,
+     "malformed message: working_dir has wire type 7"},
+    {"a string as a varint", 0, "\x18\x05", 2,
+     "malformed message: env[0] has wire type 0"},
+    {"a nested int64 as a string", 0, "\x2a\x03\x2a\x01x", 5,
+     "malformed message: limits.pids has wire type 2"},
+    /* Fixed-size fields cut short. */
+    {"a fixed64 cut short", 0,
+     "\xe1\x03"
+     "1234567",
+     9, "malformed message: field 60 is cut short"},
+    {"a fixed32 cut short", 0,
+     "\xed\x03"
+     "123",
+     5, "malformed message: field 61 is cut short"},
+    {"a fixed64 and a fixed32", 0,
+     "\xe1\x03"
+     "12345678"
+     "\xed\x03"
+     "1234",
+     16, NULL},
+};
+
+START_TEST(test_encodings) {
+  for (size_t i = 0; i < sizeof(encodings) / sizeof(encodings[0]); i++) {
+    wire_t *w = encodings[i].bare ? wire_new() : start_wire();
+    put_bytes(w, encodings[i].bytes, encodings[i].n);
+    int code = start(w, NULL);
+    if (encodings[i].msg == NULL) {
+      ck_assert_msg(code == 0, "%s: refused: %s", encodings[i].what, msg);
+    } else {
+      ck_assert_msg(code == JW_GRPC_INVALID_ARGUMENT, "%s: taken",
+                    encodings[i].what);
+      ck_assert_msg(strcmp(msg, encodings[i].msg) == 0,
+                    "%s: message \"%s\", want \"%s\"", encodings[i].what, msg,
+                    encodings[i].msg);
+    }
+    free(w);
+  }
+}
+END_TEST
+
+START_TEST(test_caps) {
+  jw_request_limits_t lim = {
+      .max_args = 3, .max_env = 2, .max_request_strings = 64};
+  wire_t *w = start_wire();
+  for (int i = 0; i < 3; i++)
+    put_str(w, 2, "a");
+  ck_assert_int_eq(start(w, &lim), 0);
+  put_str(w, 2, "a");
+  ck_assert_int_eq(start(w, &lim), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("more than 3 args entries (--max-args)");
+  free(w);
+
+  w = start_wire();
+  put_str(w, 3, "A=1");
+  put_str(w, 3, "B=2");
+  ck_assert_int_eq(start(w, &lim), 0);
+  put_str(w, 3, "C=3");
+  ck_assert_int_eq(start(w, &lim), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("more than 2 env entries (--max-env)");
+  free(w);
+
+  /* All strings together: command 4 bytes + 60 = 64 fits, 65 does not. */
+  char s[61];
+  memset(s, 'x', 60);
+  s[60] = '\0';
+  w = start_wire();
+  put_str(w, 4, s);
+  put_tag(w, 4, 2); /* a second working_dir: the last one counts */
+  put_varint(w, 0);
+  ck_assert_int_eq(start(w, &lim), 0);
+  free(w);
+  w = start_wire();
+  put_str(w, 2, s);
+  put_str(w, 3, "=");
+  ck_assert_int_eq(start(w, &lim), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("the request's strings take more than 64 bytes "
+             "(--max-request-strings)");
+  free(w);
+
+  /* 0: no cap. */
+  jw_request_limits_t none = {0};
+  w = start_wire();
+  for (int i = 0; i < 2000; i++) {
+    put_str(w, 2, "a");
+    put_str(w, 3, "K=v");
+  }
+  ck_assert_int_eq(start(w, &none), 0);
+  free(w);
+  /* The defaults (NULL): 1024 args, 256 env entries, 256 KiB of strings. */
+  w = start_wire();
+  for (int i = 0; i < 1024; i++)
+    put_str(w, 2, "a");
+  ck_assert_int_eq(start(w, NULL), 0);
+  put_str(w, 2, "a");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("more than 1024 args entries (--max-args)");
+  free(w);
+  w = start_wire();
+  for (int i = 0; i < 257; i++)
+    put_str(w, 3, "K=v");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("more than 256 env entries (--max-env)");
+  free(w);
+  w = start_wire();
+  char *big = malloc(256 * 1024 + 1);
+  ck_assert_ptr_nonnull(big);
+  memset(big, 'y', 256 * 1024 - 4);
+  big[256 * 1024 - 4] = '\0';
+  put_str(w, 2, big);
+  ck_assert_int_eq(start(w, NULL), 0);
+  put_str(w, 2, "z");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("the request's strings take more than 262144 bytes "
+             "(--max-request-strings)");
+  free(big);
+  free(w);
+}
+END_TEST
+
+/* A field without a cap of its own may occur 64 times in one message. */
+START_TEST(test_repeats_capped) {
+  wire_t *w = wire_new();
+  for (int i = 0; i < 64; i++)
+    put_str(w, 1, "true");
+  ck_assert_int_eq(start(w, NULL), 0);
+  put_str(w, 1, "true");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("command occurs more than 64 times");
+  free(w);
+  w = start_wire();
+  for (int i = 0; i < 65; i++) {
+    put_tag(w, 77, 0);
+    put_varint(w, 1);
+  }
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("field 77 occurs more than 64 times");
+  free(w);
+  /* Within a nested message too. */
+  w = start_wire();
+  uint8_t lim[200];
+  size_t n = 0;
+  for (int i = 0; i < 65; i++) {
+    lim[n++] = 0x28;
+    lim[n++] = 1;
+  }
+  put_len(w, 5, lim, n);
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("limits.pids occurs more than 64 times");
+  free(w);
+}
+END_TEST
+
+/* What the wire walk cannot judge, decode_start checks after unpacking. */
+START_TEST(test_start_fields) {
+  wire_t *w = wire_new();
+  put_str(w, 2, "x");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("command is empty");
+  free(w);
+
+  char *long_name = malloc(PATH_MAX + 1);
+  ck_assert_ptr_nonnull(long_name);
+  memset(long_name, 'a', PATH_MAX);
+  long_name[PATH_MAX] = '\0';
+  w = wire_new();
+  put_str(w, 1, long_name);
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  snprintf(long_name, 64, "command is longer than %d bytes", PATH_MAX - 1);
+  assert_msg(long_name);
+  free(w);
+  memset(long_name, 'a', PATH_MAX);
+  w = start_wire();
+  put_str(w, 4, long_name);
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  snprintf(long_name, 64, "working_dir is longer than %d bytes", PATH_MAX - 1);
+  assert_msg(long_name);
+  free(w);
+  free(long_name);
+
+  w = start_wire();
+  put_str(w, 3, "A=1");
+  put_str(w, 3, "NOEQUALS\x01");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("env[1] \"NOEQUALS\\x01\" is not KEY=VALUE");
+  free(w);
+  w = start_wire();
+  put_str(w, 3, "=v");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("env[0] \"=v\" is not KEY=VALUE");
+  free(w);
+
+  w = start_wire();
+  put_str(w, 4, "/nonexistent-jw-dir");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("working directory /nonexistent-jw-dir: No such file or "
+             "directory");
+  free(w);
+  w = start_wire();
+  put_str(w, 4, "/dev/null");
+  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("working directory /dev/null is not a directory");
+  free(w);
+}
+END_TEST
+
+/* Status, Stop and GetOutput: one string field, the id. */
+START_TEST(test_id_requests) {
+  char *id = NULL;
+  Jobworker__V1__StopRequest stop = JOBWORKER__V1__STOP_REQUEST__INIT;
+  Jobworker__V1__GetOutputRequest get = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  Jobworker__V1__StatusRequest status = JOBWORKER__V1__STATUS_REQUEST__INIT;
+  uint8_t buf[128];
+  size_t n;
+
+  /* What protobuf-c itself encodes for each of the three. */
+  stop.id = "0123456789abcdef0123456789abcdef";
+  n = jobworker__v1__stop_request__pack(&stop, buf);
+  ck_assert_int_eq(jw_request_decode_id(buf, n, &id, msg, sizeof(msg)), 0);
+  ck_assert_str_eq(id, stop.id);
+  free(id);
+  get.id = "abc";
+  n = jobworker__v1__get_output_request__pack(&get, buf);
+  ck_assert_int_eq(jw_request_decode_id(buf, n, &id, msg, sizeof(msg)), 0);
+  ck_assert_str_eq(id, "abc");
+  free(id);
+  status.id = "";
+  n = jobworker__v1__status_request__pack(&status, buf);
+  ck_assert_int_eq(jw_request_decode_id(buf, n, &id, msg, sizeof(msg)), 0);
+  ck_assert_str_eq(id, "");
+  free(id);
+
+  wire_t *w = wire_new();
+  put_len(w, 1, "ab\0cd", 5);
+  ck_assert_int_eq(jw_request_decode_id(w->b, w->n, &id, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_null(id);
+  assert_msg("id contains a NUL byte");
+  w->n = 0;
+  put_str(w, 1, "\xc3");
+  ck_assert_int_eq(jw_request_decode_id(w->b, w->n, &id, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("id is not valid UTF-8");
+  w->n = 0;
+  put_tag(w, 1, 0);
+  put_varint(w, 1);
+  ck_assert_int_eq(jw_request_decode_id(w->b, w->n, &id, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("malformed message: id has wire type 0");
+  w->n = 0;
+  put_tag(w, 2, 3);
+  ck_assert_int_eq(jw_request_decode_id(w->b, w->n, &id, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("malformed message: unsupported wire type 3 in field 2");
+  /* The string byte cap bounds an id too. */
+  w->n = 0;
+  char *big = malloc(256 * 1024 + 2);
+  ck_assert_ptr_nonnull(big);
+  memset(big, 'a', 256 * 1024 + 1);
+  big[256 * 1024 + 1] = '\0';
+  put_str(w, 1, big);
+  ck_assert_int_eq(jw_request_decode_id(w->b, w->n, &id, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("the request's strings take more than 262144 bytes "
+             "(--max-request-strings)");
+  ck_assert_ptr_null(id);
+  free(big);
+  free(w);
+}
+END_TEST
+
+START_TEST(test_list_request) {
+  wire_t *w = wire_new();
+  ck_assert_int_eq(jw_request_decode_list(w->b, 0, msg, sizeof(msg)), 0);
+  /* Unknown fields are skipped, but still checked on the wire. */
+  put_str(w, 1, "future");
+  put_tag(w, 2, 0);
+  put_varint(w, 3);
+  ck_assert_int_eq(jw_request_decode_list(w->b, w->n, msg, sizeof(msg)), 0);
+  put_tag(w, 3, 7);
+  ck_assert_int_eq(jw_request_decode_list(w->b, w->n, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("malformed message: unsupported wire type 7 in field 3");
+  w->n = 0;
+  put_tag(w, 1, 2);
+  put_varint(w, 100);
+  ck_assert_int_eq(jw_request_decode_list(w->b, w->n, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  assert_msg("malformed message: the length of field 1 runs past the end");
+  free(w);
+}
+END_TEST
+
+START_TEST(test_quote) {
+  char buf[300], small[12];
+  char s[100];
+  ck_assert_str_eq(jw_request_quote("plain", buf, sizeof(buf)), "plain");
+  ck_assert_str_eq(jw_request_quote("a\nb\x7f", buf, sizeof(buf)),
+                   "a\\x0ab\\x7f");
+  memset(s, 'q', 99);
+  s[99] = '\0';
+  jw_request_quote(s, buf, sizeof(buf));
+  ck_assert_uint_eq(strlen(buf), 64 + 3);
+  ck_assert_str_eq(buf + 64, "...");
+  s[64] = '\0';
+  ck_assert_str_eq(jw_request_quote(s, buf, sizeof(buf)), s);
+  /* A small buffer ends with "..." and is never overrun. */
+  jw_request_quote("\x01\x02\x03\x04", small, sizeof(small));
+  ck_assert_str_eq(small, "\\x01\\x02...");
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("request");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_well_formed_start);
+  tcase_add_test(tc, test_nul_refused);
+  tcase_add_test(tc, test_invalid_utf8_refused);
+  tcase_add_test(tc, test_encodings);
+  tcase_add_test(tc, test_caps);
+  tcase_add_test(tc, test_repeats_capped);
+  tcase_add_test(tc, test_start_fields);
+  tcase_add_test(tc, test_id_requests);
+  tcase_add_test(tc, test_list_request);
+  tcase_add_test(tc, test_quote);
+  suite_add_tcase(s, tc);
+  return test_run_suite(s);
+}
