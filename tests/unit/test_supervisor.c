@@ -1050,6 +1050,9 @@ START_TEST(test_shutdown_with_running_jobs) {
   /* The job that ignores TERM has set its trap once it says so. */
   wait_line(&e, id2, line, sizeof(line));
   ck_assert_str_eq(line, "ready");
+  /* And the third has written what its subscriber must read. */
+  wait_line(&e, id3, line, sizeof(line));
+  ck_assert_str_eq(line, "started");
 
   jw_supervisor_shutdown(e.sup, on_done, &e);
   ck_assert_int_eq(start_job(&e, NULL, a1, NULL, 0, NULL, id1), JW_ECLOSED);
