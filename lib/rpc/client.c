@@ -95,7 +95,7 @@ static void ccall_free(jw_rpc_ccall_t *call) {
     uv_close((uv_handle_t *)call->deadline, timer_free_cb);
   }
   jw_grpc_deframer_reset(&call->defr);
-  free(call->held.base);
+  jw__buf_free(&call->held);
   free(call->req);
   free(call->grpc_message);
   free(call->end_message);
@@ -464,25 +464,16 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
       ccall_finish(call, JW_GRPC_INTERNAL, "the server overran the window");
       return 0;
     }
-    if (call->held.cap < call->held.len + more) {
-      /*
-       * Doubling, not growing to fit: a paused stream fills the window a
-       * DATA chunk (16 KiB or less) at a time, and growing to fit each
-       * one allocates and frees O(window^2 / chunk) bytes, some 64 MiB
-       * per 1 MiB window, which an allocator that delays reuse (ASan's
-       * quarantine) keeps resident. The check above bounds the result.
-       */
-      size_t cap = call->held.cap > 0 ? call->held.cap : 16384;
-      while (cap < call->held.len + more)
-        cap *= 2;
-      if (cap > JW__H2_STREAM_WINDOW + JW__CONN_RBUF)
-        cap = JW__H2_STREAM_WINDOW + JW__CONN_RBUF;
-      uint8_t *p = realloc(call->held.base, cap);
-      if (p == NULL)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-      call->held.base = p;
-      call->held.cap = cap;
-    }
+    /*
+     * Doubling, not growing to fit: a paused stream fills the window a
+     * DATA chunk (16 KiB or less) at a time, and growing to fit each
+     * one allocates and frees O(window^2 / chunk) bytes, some 64 MiB
+     * per 1 MiB window, which an allocator that delays reuse (ASan's
+     * quarantine) keeps resident. The check above bounds the result.
+     */
+    if (jw__buf_reserve(&call->held, more, 16384,
+                        JW__H2_STREAM_WINDOW + JW__CONN_RBUF) != 0)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
     memcpy(call->held.base + call->held.len, data + used, more);
     call->held.len += more;
   }

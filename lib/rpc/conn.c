@@ -28,10 +28,8 @@ void jw__conn_handle_closed(uv_handle_t *h) {
   c->h2 = NULL;
   SSL_free(c->ssl); /* frees both BIOs */
   c->ssl = NULL;
-  free(c->gather.base);
-  free(c->inflight.base);
-  c->gather = (jw__buf_t){0};
-  c->inflight = (jw__buf_t){0};
+  jw__buf_free(&c->gather);
+  jw__buf_free(&c->inflight);
   c->ops->closed(c);
 }
 
@@ -227,22 +225,16 @@ static void tls_failed(jw__conn_t *c) {
                 reason != NULL ? reason : "unknown reason");
 }
 
+/*
+ * The write buffers grow under the library's one policy (buf.h). Up to
+ * the gather cap plus one record the limit is that, so a buffer past the
+ * cap gets room for one more record rather than a doubling; past it, the
+ * hard limit of JW__CONN_WBUF_MAX.
+ */
 static int buf_reserve(jw__buf_t *b, size_t more) {
-  if (b->len + more <= b->cap)
-    return 0;
-  size_t cap = b->cap ? b->cap : 16384;
-  while (cap < b->len + more)
-    cap *= 2;
-  /* Past the cap, room for one more record is enough: no doubling. */
-  if (cap > JW__CONN_WBUF_CAP + 32768 &&
-      b->len + more <= JW__CONN_WBUF_CAP + 32768)
-    cap = JW__CONN_WBUF_CAP + 32768;
-  uint8_t *p = realloc(b->base, cap);
-  if (p == NULL)
-    return -ENOMEM;
-  b->base = p;
-  b->cap = cap;
-  return 0;
+  size_t soft = JW__CONN_WBUF_CAP + 32768;
+  return jw__buf_reserve(b, more, 16384,
+                         b->len + more <= soft ? soft : JW__CONN_WBUF_MAX);
 }
 
 /* Moves the TLS records OpenSSL produced into the gather buffer. */
@@ -292,10 +284,8 @@ static int stage_flush(jw__conn_t *c) {
 static void release_write_buffers(jw__conn_t *c) {
   if (c->writing || c->gather.len > 0 || c->inflight.len > 0)
     return;
-  free(c->gather.base);
-  free(c->inflight.base);
-  c->gather = (jw__buf_t){0};
-  c->inflight = (jw__buf_t){0};
+  jw__buf_free(&c->gather);
+  jw__buf_free(&c->inflight);
 }
 
 static void write_cb(uv_write_t *req, int status);

@@ -15,10 +15,18 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
+
 /* Plaintext is staged up to one full TLS record before SSL_write. */
 #define JW__CONN_STAGE 16384
 /* The gather buffer stops taking frames past this; nghttp2 keeps the rest. */
 #define JW__CONN_WBUF_CAP (64 * 1024)
+/*
+ * A write buffer never grows past this: the gather cap plus the largest
+ * single write that can follow it (a 64 KiB header block sent through,
+ * and TLS framing or a handshake flight).
+ */
+#define JW__CONN_WBUF_MAX (JW__CONN_WBUF_CAP + 96 * 1024)
 #define JW__CONN_RBUF 65536
 
 typedef struct jw__conn_s jw__conn_t;
@@ -56,12 +64,6 @@ typedef struct {
   /* Every handle is closed; the role frees what holds c. */
   void (*closed)(jw__conn_t *c);
 } jw__conn_ops_t;
-
-typedef struct {
-  uint8_t *base;
-  size_t len;
-  size_t cap;
-} jw__buf_t;
 
 struct jw__conn_s {
   uv_loop_t *loop;
