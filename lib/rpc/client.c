@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "conn_int.h"
+#include "list.h"
 #include "rpc_int.h"
 #include "tls_int.h"
 
@@ -30,8 +31,7 @@ enum client_state {
 
 struct jw_rpc_ccall_s {
   jw_rpc_client_t *cli;
-  jw_rpc_ccall_t *next;
-  jw_rpc_ccall_t *prev;
+  jw__list_t node; /* in cli->calls, or in cli->lingering once ended */
   int32_t stream_id;
   jw_rpc_msg_cb on_msg;
   jw_rpc_done_cb on_done;
@@ -78,14 +78,16 @@ struct jw_rpc_client_s {
   jw_rpc_connect_cb connect_cb;
   void *connect_data;
   char err[256];
-  jw_rpc_ccall_t *calls;
-  jw_rpc_ccall_t *lingering;
+  jw__list_t calls; /* newest first */
+  jw__list_t lingering;
   bool closing;
   void (*close_cb)(jw_rpc_client_t *cli, void *data);
   void *close_data;
 };
 
 /* ---- Calls ------------------------------------------------------------ */
+
+#define CCALL_OF(n) jw__list_data(n, jw_rpc_ccall_t, node)
 
 static void timer_free_cb(uv_handle_t *h) { free(h); }
 
@@ -113,18 +115,12 @@ static void ccall_finish(jw_rpc_ccall_t *call, int status,
   if (call->finished)
     return;
   call->finished = true;
-  jw_rpc_client_t *cli = call->cli;
   if (call->deadline != NULL) {
     call->deadline->data = NULL;
     uv_close((uv_handle_t *)call->deadline, timer_free_cb);
     call->deadline = NULL;
   }
-  if (call->prev != NULL)
-    call->prev->next = call->next;
-  else
-    cli->calls = call->next;
-  if (call->next != NULL)
-    call->next->prev = call->prev;
+  jw__list_remove(&call->node);
   call->in_cb++;
   call->on_done(call, status, message != NULL ? message : "", call->data);
   call->in_cb--;
@@ -160,11 +156,7 @@ static void ccall_release(jw_rpc_ccall_t *call) {
                                                        call->stream_id))
         reset_stream(call, NGHTTP2_NO_ERROR);
       call->lingering = true;
-      call->prev = NULL;
-      call->next = cli->lingering;
-      if (cli->lingering != NULL)
-        cli->lingering->prev = call;
-      cli->lingering = call;
+      jw__list_insert_head(&cli->lingering, &call->node);
       return;
     }
     /* A request still queued: the reset cancels it unread. */
@@ -175,15 +167,12 @@ static void ccall_release(jw_rpc_ccall_t *call) {
 
 /* Frees a lingering call whose stream nghttp2 has now let go of. */
 static void linger_done(jw_rpc_client_t *cli, int32_t stream_id) {
-  for (jw_rpc_ccall_t *call = cli->lingering; call != NULL; call = call->next) {
+  jw__list_t *n;
+  jw__list_foreach(n, &cli->lingering) {
+    jw_rpc_ccall_t *call = CCALL_OF(n);
     if (call->stream_id != stream_id)
       continue;
-    if (call->prev != NULL)
-      call->prev->next = call->next;
-    else
-      cli->lingering = call->next;
-    if (call->next != NULL)
-      call->next->prev = call->prev;
+    jw__list_remove(&call->node);
     ccall_free(call);
     return;
   }
@@ -339,10 +328,7 @@ int jw_rpc_client_call(jw_rpc_client_t *cli, const char *path,
     return id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? JW_ECLOSED : JW_EHTTP2;
   }
   call->stream_id = id;
-  call->next = cli->calls;
-  if (cli->calls != NULL)
-    cli->calls->prev = call;
-  cli->calls = call;
+  jw__list_insert_head(&cli->calls, &call->node);
   if (timeout_ms > 0) {
     call->deadline = malloc(sizeof(*call->deadline));
     if (call->deadline != NULL) {
@@ -386,9 +372,12 @@ void jw_rpc_ccall_cancel(jw_rpc_ccall_t *call) {
 /* ---- nghttp2 callbacks ------------------------------------------------ */
 
 static jw_rpc_ccall_t *find_call(jw_rpc_client_t *cli, int32_t id) {
-  for (jw_rpc_ccall_t *call = cli->calls; call != NULL; call = call->next)
+  jw__list_t *n;
+  jw__list_foreach(n, &cli->calls) {
+    jw_rpc_ccall_t *call = CCALL_OF(n);
     if (call->stream_id == id && !call->finished)
       return call;
+  }
   return NULL;
 }
 
@@ -598,8 +587,9 @@ static void finish_connect(jw_rpc_client_t *cli, int err) {
 }
 
 static void fail_all(jw_rpc_client_t *cli, const char *why) {
-  while (cli->calls != NULL) {
-    jw_rpc_ccall_t *call = cli->calls;
+  jw__list_t *n;
+  while ((n = jw__list_first(&cli->calls)) != NULL) {
+    jw_rpc_ccall_t *call = CCALL_OF(n);
     call->stream_id = 0;
     ccall_finish(call, call->canceled ? JW_GRPC_CANCELLED : JW_GRPC_UNAVAILABLE,
                  call->canceled ? "canceled by the client" : why);
@@ -645,9 +635,9 @@ static void cl_failed(jw__conn_t *c, int err) {
 
 static void cl_deferred(jw__conn_t *c) {
   jw_rpc_client_t *cli = c->owner;
-  jw_rpc_ccall_t *call = cli->calls;
-  while (call != NULL) {
-    jw_rpc_ccall_t *next;
+  jw__list_t *n = cli->calls.next;
+  while (n != &cli->calls) {
+    jw_rpc_ccall_t *call = CCALL_OF(n);
     call->in_cb++;
     if (!call->paused && call->held.len > 0) {
       size_t used = deliver(call, call->held.base, call->held.len);
@@ -660,11 +650,10 @@ static void cl_deferred(jw__conn_t *c) {
       }
     }
     maybe_end(call);
-    next = call->next;
+    n = call->node.next;
     if (call->finished)
-      next = cli->calls; /* the list changed; ended calls are gone */
+      n = cli->calls.next; /* the list changed; ended calls are gone */
     ccall_unref(call);
-    call = next;
     if (cli->c.closing || cli->c.dead)
       break;
   }
@@ -672,10 +661,11 @@ static void cl_deferred(jw__conn_t *c) {
 
 static void cl_closed(jw__conn_t *c) {
   jw_rpc_client_t *cli = c->owner;
+  jw__list_t *n;
   fail_all(cli, "the connection was closed");
-  while (cli->lingering != NULL) {
-    jw_rpc_ccall_t *call = cli->lingering;
-    cli->lingering = call->next;
+  while ((n = jw__list_first(&cli->lingering)) != NULL) {
+    jw_rpc_ccall_t *call = CCALL_OF(n);
+    jw__list_remove(&call->node);
     ccall_free(call);
   }
   finish_connect(cli, UV_ECANCELED);
@@ -701,6 +691,8 @@ int jw_rpc_client_new(uv_loop_t *loop, const jw_rpc_client_options_t *opts,
   jw_rpc_client_t *cli = calloc(1, sizeof(*cli));
   if (cli == NULL)
     return -ENOMEM;
+  jw__list_init(&cli->calls);
+  jw__list_init(&cli->lingering);
   if (jw__addr_split(opts->addr, cli->host, sizeof(cli->host), &port) != 0 ||
       cli->host[0] == '\0') {
     free(cli);

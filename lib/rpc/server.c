@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "conn_int.h"
+#include "list.h"
 #include "rpc_int.h"
 #include "server_int.h"
 #include "tls_int.h"
@@ -45,9 +46,8 @@ enum call_state {
 
 struct jw_rpc_call_s {
   jw_rpc_server_t *srv;
-  sconn_t *sc; /* NULL once detached from its stream */
-  jw_rpc_call_t *next;
-  jw_rpc_call_t *prev;
+  sconn_t *sc;     /* NULL once detached from its stream */
+  jw__list_t node; /* in sc->calls, or in srv->zombies */
   int32_t stream_id;
   enum call_state state;
 
@@ -106,14 +106,13 @@ struct jw_rpc_call_s {
 struct sconn_s {
   jw__conn_t c;
   jw_rpc_server_t *srv;
-  sconn_t *next;
-  sconn_t *prev;
+  jw__list_t node; /* in srv->conns */
   char *cn;
   char peer[64];
   bool opened;
   bool draining;
   bool fake;
-  jw_rpc_call_t *calls;
+  jw__list_t calls; /* newest first */
   size_t ncalls;
   uint64_t open_ns;
   size_t rx_bytes;      /* request bytes held for calls still arriving */
@@ -136,9 +135,9 @@ struct jw_rpc_server_s {
   bool timer_open;
   bool shutting_down;
   bool done;
-  sconn_t *conns;
+  jw__list_t conns;
   size_t nconns;
-  jw_rpc_call_t *zombies;
+  jw__list_t zombies;
   int port;
   void (*done_cb)(jw_rpc_server_t *srv, void *data);
   void *done_data;
@@ -157,23 +156,8 @@ static void emit(jw_rpc_server_t *srv, jw_rpc_event_type_t event,
 
 /* ---- Call bookkeeping ------------------------------------------------ */
 
-static void list_unlink(jw_rpc_call_t **head, jw_rpc_call_t *call) {
-  if (call->prev != NULL)
-    call->prev->next = call->next;
-  else
-    *head = call->next;
-  if (call->next != NULL)
-    call->next->prev = call->prev;
-  call->next = call->prev = NULL;
-}
-
-static void list_push(jw_rpc_call_t **head, jw_rpc_call_t *call) {
-  call->prev = NULL;
-  call->next = *head;
-  if (*head != NULL)
-    (*head)->prev = call;
-  *head = call;
-}
+#define CALL_OF(n) jw__list_data(n, jw_rpc_call_t, node)
+#define SCONN_OF(n) jw__list_data(n, sconn_t, node)
 
 static void timer_free_cb(uv_handle_t *h) { free(h); }
 
@@ -231,10 +215,14 @@ static void rx_release(jw_rpc_call_t *call) {
  * calls still arriving while the budget allows it.
  */
 static void rx_grant(sconn_t *sc) {
-  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+  jw__list_t *n;
+  jw__list_foreach(n, &sc->calls) {
+    jw_rpc_call_t *call = CALL_OF(n);
     if (call->state != CALL_RECV && (call->rx_held > 0 || call->rx_unacked > 0))
       rx_release(call);
-  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next) {
+  }
+  jw__list_foreach(n, &sc->calls) {
+    jw_rpc_call_t *call = CALL_OF(n);
     if (sc->rx_bytes >= sc->srv->opts.max_buffered_request_bytes)
       return;
     if (call->state == CALL_RECV && call->rx_unacked > 0) {
@@ -275,7 +263,7 @@ static void detach(jw_rpc_call_t *call) {
   if (call->ready)
     sc->nready--;
   call->ready = false;
-  list_unlink(&sc->calls, call);
+  jw__list_remove(&call->node);
   sc->ncalls--;
   call->sc = NULL;
   stop_deadline(call);
@@ -286,7 +274,7 @@ static void call_free(jw_rpc_call_t *call) {
   if (call->sc != NULL)
     detach(call);
   if (call->zombie)
-    list_unlink(&call->srv->zombies, call);
+    jw__list_remove(&call->node);
   stop_deadline(call);
   stop_recv_timer(call);
   jw_grpc_deframer_reset(&call->defr);
@@ -308,7 +296,7 @@ static void call_maybe_free(jw_rpc_call_t *call) {
   if (call->owed) {
     if (!call->zombie) {
       call->zombie = true;
-      list_push(&call->srv->zombies, call);
+      jw__list_insert_head(&call->srv->zombies, &call->node);
     }
     return;
   }
@@ -763,7 +751,7 @@ static int on_begin_headers(nghttp2_session *session,
   call->recv_timer->data = call;
   uv_timer_start(call->recv_timer, recv_timeout_cb,
                  sc->srv->opts.request_timeout_ms, 0);
-  list_push(&sc->calls, call);
+  jw__list_insert_head(&sc->calls, &call->node);
   sc->ncalls++;
   sc->rx_progress = true;
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
@@ -1031,11 +1019,14 @@ static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {
  * into frames, so they hold nothing here.
  */
 static size_t pending_output(sconn_t *sc) {
-  size_t n = sc->c.gather.len + sc->c.inflight.len;
-  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+  size_t bytes = sc->c.gather.len + sc->c.inflight.len;
+  jw__list_t *n;
+  jw__list_foreach(n, &sc->calls) {
+    jw_rpc_call_t *call = CALL_OF(n);
     if (call->state != CALL_STREAMING)
-      n += call->out_len - call->out_off;
-  return n;
+      bytes += call->out_len - call->out_off;
+  }
+  return bytes;
 }
 
 /*
@@ -1125,8 +1116,9 @@ static nghttp2_session_callbacks *server_callbacks(void) {
 static void maybe_done(jw_rpc_server_t *srv);
 
 static void sconn_cancel_all(sconn_t *sc, int status, const char *msg) {
-  while (sc->calls != NULL) {
-    jw_rpc_call_t *call = sc->calls;
+  jw__list_t *n;
+  while ((n = jw__list_first(&sc->calls)) != NULL) {
+    jw_rpc_call_t *call = CALL_OF(n);
     /*
      * call_stream_gone unlinks the head (detach) before it can be freed;
      * the analyzer cannot follow the list and reports a use after free.
@@ -1194,9 +1186,11 @@ static bool call_busy(sconn_t *sc, jw_rpc_call_t *call) {
 }
 
 static bool sconn_idle(sconn_t *sc) {
-  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
-    if (call_busy(sc, call))
+  jw__list_t *n;
+  jw__list_foreach(n, &sc->calls) {
+    if (call_busy(sc, CALL_OF(n)))
       return false;
+  }
   return true;
 }
 
@@ -1239,10 +1233,13 @@ static int sc_handshake_done(jw__conn_t *c) {
    */
   if (sc->cn != NULL) {
     uint32_t n = 0;
-    for (sconn_t *o = srv->conns; o != NULL; o = o->next)
+    jw__list_t *on;
+    jw__list_foreach(on, &srv->conns) {
+      sconn_t *o = SCONN_OF(on);
       if (o != sc && o->opened && !o->c.closing && o->cn != NULL &&
           strcmp(o->cn, sc->cn) == 0)
         n++;
+    }
     if (n >= srv->opts.max_connections_per_client) {
       char msg[128];
       snprintf(msg, sizeof(msg),
@@ -1279,7 +1276,9 @@ static void sc_failed(jw__conn_t *c, int err) {
 
 static void sc_deferred(jw__conn_t *c) {
   sconn_t *sc = c->owner;
-  for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next) {
+  jw__list_t *n;
+  jw__list_foreach(n, &sc->calls) {
+    jw_rpc_call_t *call = CALL_OF(n);
     if (call->state == CALL_STREAMING && call->deferred && call->want_resume) {
       call->deferred = false;
       call->want_resume = false;
@@ -1295,9 +1294,12 @@ static void dispatch_ready(sconn_t *sc) {
   while (budget-- > 0 && !sc->c.dead && !sc->c.closing &&
          pending_output(sc) <= sc->srv->opts.max_pending_output_bytes) {
     jw_rpc_call_t *oldest = NULL;
-    for (jw_rpc_call_t *call = sc->calls; call != NULL; call = call->next)
+    jw__list_t *n;
+    jw__list_foreach(n, &sc->calls) {
+      jw_rpc_call_t *call = CALL_OF(n);
       if (call->state == CALL_RECV && call->ready)
         oldest = call; /* the list is newest first */
+    }
     if (oldest == NULL)
       return;
     dispatch(sc, oldest);
@@ -1347,12 +1349,7 @@ static void sc_after_io(jw__conn_t *c) {
 static void sc_closed(jw__conn_t *c) {
   sconn_t *sc = c->owner;
   jw_rpc_server_t *srv = sc->srv;
-  if (sc->prev != NULL)
-    sc->prev->next = sc->next;
-  else
-    srv->conns = sc->next;
-  if (sc->next != NULL)
-    sc->next->prev = sc->prev;
+  jw__list_remove(&sc->node);
   srv->nconns--;
   free(sc->cn);
   free(sc);
@@ -1396,10 +1393,8 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   sc->c.turns = &srv->turns;
-  sc->next = srv->conns;
-  if (srv->conns != NULL)
-    srv->conns->prev = sc;
-  srv->conns = sc;
+  jw__list_init(&sc->calls);
+  jw__list_insert_head(&srv->conns, &sc->node);
   srv->nconns++;
   if (uv_accept(server, (uv_stream_t *)&sc->c.tcp) != 0) {
     sconn_close(sc, false);
@@ -1467,6 +1462,8 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   if (srv == NULL)
     return -ENOMEM;
   srv->loop = loop;
+  jw__list_init(&srv->conns);
+  jw__list_init(&srv->zombies);
   srv->opts = *opts;
   if (srv->opts.max_connections == 0)
     srv->opts.max_connections = 1024;
@@ -1563,8 +1560,10 @@ static void maybe_done(jw_rpc_server_t *srv) {
 
 static void shutdown_timeout_cb(uv_timer_t *t) {
   jw_rpc_server_t *srv = t->data;
-  for (sconn_t *sc = srv->conns; sc != NULL; sc = sc->next)
-    sconn_close(sc, false);
+  jw__list_t *n, *tmp;
+  jw__list_foreach_safe(n, tmp, &srv->conns) {
+    sconn_close(SCONN_OF(n), false);
+  }
 }
 
 void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
@@ -1577,9 +1576,9 @@ void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
   srv->done_data = data;
   uv_close((uv_handle_t *)&srv->listener, listener_closed_cb);
   uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, timeout_ms, 0);
-  sconn_t *next;
-  for (sconn_t *sc = srv->conns; sc != NULL; sc = next) {
-    next = sc->next;
+  jw__list_t *n, *tmp;
+  jw__list_foreach_safe(n, tmp, &srv->conns) {
+    sconn_t *sc = SCONN_OF(n);
     if (sc->c.closing)
       continue;
     if (!sc->c.tls_up || sc->c.h2 == NULL || sc->c.dead) {
@@ -1598,8 +1597,9 @@ void jw_rpc_server_free(jw_rpc_server_t *srv) {
   if (srv == NULL)
     return;
   /* Calls whose handler never ended them and never asked to hear of it. */
-  while (srv->zombies != NULL)
-    call_free(srv->zombies); /* NOLINT(clang-analyzer-unix.Malloc): unlinks */
+  jw__list_t *n;
+  while ((n = jw__list_first(&srv->zombies)) != NULL)
+    call_free(CALL_OF(n)); /* NOLINT(clang-analyzer-unix.Malloc): unlinks */
   SSL_CTX_free(srv->ssl);
   free_methods(srv);
   free(srv);
@@ -1618,10 +1618,8 @@ int jw__server_test_conn(jw_rpc_server_t *srv, const char *cn,
     free(sc);
     return -ENOMEM;
   }
-  sc->next = srv->conns;
-  if (srv->conns != NULL)
-    srv->conns->prev = sc;
-  srv->conns = sc;
+  jw__list_init(&sc->calls);
+  jw__list_insert_head(&srv->conns, &sc->node);
   srv->nconns++;
   snprintf(sc->peer, sizeof(sc->peer), "test");
   sc->cn = cn != NULL ? strdup(cn) : NULL;
