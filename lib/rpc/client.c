@@ -74,6 +74,7 @@ struct jw_rpc_client_s {
   struct addrinfo *ai;
   struct addrinfo *ai_next;
   uv_connect_t creq;
+  bool tcp_recycling; /* tcp is closing, to reopen for the next address */
   int last_err;
   jw_rpc_connect_cb connect_cb;
   void *connect_data;
@@ -679,6 +680,24 @@ static void cl_closed(jw__conn_t *c) {
   free(cli);
 }
 
+/*
+ * The client's transport is TCP, except while its socket is reopened for
+ * the next address: nothing can be written then, and a close leaves the
+ * closing handle to tcp_reopened, which counts it.
+ */
+static int cl_write(jw__conn_t *c) {
+  jw_rpc_client_t *cli = c->owner;
+  return cli->tcp_recycling ? 0 : jw__tcp_write(c);
+}
+
+static void cl_close(jw__conn_t *c) {
+  jw_rpc_client_t *cli = c->owner;
+  if (!cli->tcp_recycling)
+    jw__tcp_close(c);
+}
+
+static const jw__transport_ops_t client_transport = {cl_write, cl_close};
+
 static const jw__conn_ops_t client_ops = {cl_handshake_done, cl_failed,
                                           cl_deferred, NULL, cl_closed};
 
@@ -706,6 +725,7 @@ int jw_rpc_client_new(uv_loop_t *loop, const jw_rpc_client_options_t *opts,
   cli->connect_timeout_ms =
       opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
   int rc = jw__conn_init(&cli->c, loop, &client_ops, cli, false);
+  cli->c.transport = &client_transport;
   if (rc != 0 || cli->addr == NULL || cli->server_name == NULL) {
     free(cli->addr);
     free(cli->server_name);
@@ -738,7 +758,7 @@ static void connect_cb(uv_connect_t *req, int status) {
 
 static void tcp_reopened(uv_handle_t *h) {
   jw_rpc_client_t *cli = ((jw__conn_t *)h->data)->owner;
-  cli->c.tcp_recycling = false;
+  cli->tcp_recycling = false;
   if (cli->c.closing) {
     /* The close that came meanwhile skipped this handle: count it now. */
     jw__conn_handle_closed(h);
@@ -764,7 +784,7 @@ static void try_connect(jw_rpc_client_t *cli) {
     /* A failed connect leaves the handle unusable: reopen it first. */
     cli->last_err = 0;
     cli->ai_next = ai;
-    cli->c.tcp_recycling = true;
+    cli->tcp_recycling = true;
     uv_close((uv_handle_t *)&cli->c.tcp, tcp_reopened);
     cli->last_err = 0;
     cli->state = CLI_RESOLVING;
@@ -817,7 +837,7 @@ static void connect_timeout_cb(uv_timer_t *t) {
            (unsigned long long)cli->connect_timeout_ms);
   if (!cli->c.dead) {
     cli->c.dead = true;
-    if (!uv_is_closing((uv_handle_t *)&cli->c.tcp) && !cli->c.tcp_recycling)
+    if (!uv_is_closing((uv_handle_t *)&cli->c.tcp))
       uv_read_stop((uv_stream_t *)&cli->c.tcp);
   }
   client_fail(cli, UV_ETIMEDOUT, cli->err);

@@ -40,6 +40,7 @@ int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
   int rc;
   c->loop = loop;
   c->ops = ops;
+  c->transport = &jw__tcp_transport;
   c->owner = owner;
   c->server = server;
   c->alert_recv = -1;
@@ -290,17 +291,7 @@ static void release_write_buffers(jw__conn_t *c) {
 
 static void write_cb(uv_write_t *req, int status);
 
-static void start_write(jw__conn_t *c) {
-  if (c->writing || c->gather.len == 0)
-    return;
-  if (c->open_handles == 0 || c->tcp_recycling)
-    return;
-  if (c->no_socket) {
-    /* Nobody reads it unless a test does; keep it bounded. */
-    if (c->gather.len > JW__CONN_WBUF_CAP * 4)
-      c->gather.len = 0;
-    return;
-  }
+int jw__tcp_write(jw__conn_t *c) {
   jw__buf_t t = c->inflight;
   c->inflight = c->gather;
   c->gather = t;
@@ -311,9 +302,23 @@ static void start_write(jw__conn_t *c) {
   if (rc != 0) {
     c->inflight.len = 0;
     jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
-    return;
+    return rc;
   }
   c->writing = true;
+  return 0;
+}
+
+void jw__tcp_close(jw__conn_t *c) {
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, jw__conn_handle_closed);
+}
+
+const jw__transport_ops_t jw__tcp_transport = {jw__tcp_write, jw__tcp_close};
+
+static void start_write(jw__conn_t *c) {
+  if (c->writing || c->gather.len == 0 || c->open_handles == 0)
+    return;
+  c->transport->write(c);
 }
 
 static void close_handles(jw__conn_t *c) {
@@ -323,8 +328,7 @@ static void close_handles(jw__conn_t *c) {
     uv_close((uv_handle_t *)&c->idle, jw__conn_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&c->timer))
     uv_close((uv_handle_t *)&c->timer, jw__conn_handle_closed);
-  if (!c->tcp_recycling && !uv_is_closing((uv_handle_t *)&c->tcp))
-    uv_close((uv_handle_t *)&c->tcp, jw__conn_handle_closed);
+  c->transport->close(c);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -608,7 +612,7 @@ void jw__conn_close(jw__conn_t *c, bool graceful) {
   }
   c->closing = true;
   uv_idle_stop(&c->idle);
-  if (!c->tcp_recycling && !uv_is_closing((uv_handle_t *)&c->tcp))
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
     uv_read_stop((uv_stream_t *)&c->tcp);
   if (graceful && c->ssl != NULL && c->tls_up && !c->dead) {
     SSL_shutdown(c->ssl);

@@ -48,6 +48,32 @@ typedef struct {
 /* Starts counting; close t->prepare with uv_close when done. */
 void jw__turns_init(jw__turns_t *t, uv_loop_t *loop);
 
+/*
+ * How the connection's bytes reach the peer and how its socket ends. The
+ * connection core calls these and knows no mode of its own: the TCP
+ * transport (jw__tcp_transport, the default) writes to and closes c->tcp;
+ * a role with another life for its socket (the client reopens it for the
+ * next address) wraps it, and the plaintext test connection of the test
+ * builds replaces it.
+ */
+typedef struct {
+  /*
+   * Hands the gathered bytes (c->gather, not empty, no write in flight)
+   * to the peer. A transport that starts a write sets c->writing and
+   * moves the bytes out of gather; its completion is write_cb's. One
+   * that keeps them (a test reading them itself) returns 0 and leaves
+   * them. Returns 0 or a negative code (the connection has been failed).
+   */
+  int (*write)(jw__conn_t *c);
+  /* Closes the socket's handle, counted in c->open_handles. */
+  void (*close)(jw__conn_t *c);
+} jw__transport_ops_t;
+
+/* The TCP transport: uv_write to c->tcp, one write in flight. */
+extern const jw__transport_ops_t jw__tcp_transport;
+int jw__tcp_write(jw__conn_t *c);
+void jw__tcp_close(jw__conn_t *c);
+
 typedef struct {
   /* TLS is up. Returns 0, or a negative code to fail the connection. */
   int (*handshake_done)(jw__conn_t *c);
@@ -68,6 +94,7 @@ typedef struct {
 struct jw__conn_s {
   uv_loop_t *loop;
   const jw__conn_ops_t *ops;
+  const jw__transport_ops_t *transport; /* &jw__tcp_transport unless set */
   void *owner;
   uv_tcp_t tcp;
   uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
@@ -84,8 +111,6 @@ struct jw__conn_s {
   bool close_wait;    /* close once the written bytes are out */
   bool writing;       /* a uv_write is in flight */
   bool in_input;      /* a flush follows anyway */
-  bool tcp_recycling; /* the client is reopening tcp for another address */
-  bool no_socket;     /* plaintext test mode: output stays in gather */
   bool hs_deferred;   /* server handshake step put off to the next turn */
   bool read_paused;   /* the role stopped reading (output backlog) */
   uint64_t nwrites;   /* writes completed: the socket's progress */
@@ -98,7 +123,10 @@ struct jw__conn_s {
   char errmsg[256];
 };
 
-/* Initializes the handles (tcp, timer, idle). Returns 0 or a UV code. */
+/*
+ * Initializes the handles (tcp, timer, idle) with the TCP transport.
+ * Returns 0 or a UV code.
+ */
 int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
                   void *owner, bool server);
 
