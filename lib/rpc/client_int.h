@@ -18,7 +18,7 @@
 
 #include "conn_int.h"
 #include "jobworker/grpc.h"
-#include "jobworker/rpc.h"
+#include "jobworker/client.h"
 #include "list.h"
 
 #define JW__USER_AGENT "grpc-c-jobworker/0.1.0"

@@ -22,7 +22,7 @@
 
 #include "conn_int.h"
 #include "jobworker/grpc.h"
-#include "jobworker/rpc.h"
+#include "jobworker/server.h"
 #include "list.h"
 
 typedef struct sconn_s sconn_t;

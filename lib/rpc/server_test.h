@@ -6,7 +6,7 @@
 #define JW_RPC_SERVER_TEST_H
 
 #include "conn_int.h"
-#include "jobworker/rpc.h"
+#include "jobworker/server.h"
 
 /*
  * Creates a server connection with no socket and no TLS whose client
