@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "client_int.h"
 #include "rpc_int.h"
 #include "tls_int.h"

@@ -17,8 +17,8 @@
 #include <stdint.h>
 
 #include "conn_int.h"
-#include "jobworker/grpc.h"
 #include "jobworker/client.h"
+#include "jobworker/grpc.h"
 #include "list.h"
 
 #define JW__USER_AGENT "grpc-c-jobworker/0.1.0"

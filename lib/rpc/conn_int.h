@@ -185,10 +185,4 @@ void jw__conn_handle_closed(uv_handle_t *h);
 /* "ip:port" or "[ip]:port" of the peer, "?" when unknown. */
 void jw__conn_peer(jw__conn_t *c, char *buf, size_t cap);
 
-/*
- * Splits "HOST:PORT" or "[V6]:PORT" into host (without brackets) and
- * port. Returns 0 or JW_EINVAL.
- */
-int jw__addr_split(const char *addr, char *host, size_t hostcap, int *port);
-
 #endif /* JW_RPC_CONN_INT_H */
