@@ -33,7 +33,7 @@ void jw__conn_handle_closed(uv_handle_t *h) {
   c->ops->closed(c);
 }
 
-static void on_idle(uv_idle_t *h);
+static void on_turn(jw__turn_t *t);
 
 int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
                   void *owner, bool server) {
@@ -50,8 +50,7 @@ int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
   c->tcp.data = c;
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
-  uv_idle_init(loop, &c->idle);
-  c->idle.data = c;
+  jw__turn_init(&c->next, loop, on_turn, c);
   c->open_handles = 3;
   return 0;
 }
@@ -322,10 +321,8 @@ static void start_write(jw__conn_t *c) {
 }
 
 static void close_handles(jw__conn_t *c) {
-  uv_idle_stop(&c->idle);
   uv_timer_stop(&c->timer);
-  if (!uv_is_closing((uv_handle_t *)&c->idle))
-    uv_close((uv_handle_t *)&c->idle, jw__conn_handle_closed);
+  jw__turn_close(&c->next, jw__conn_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&c->timer))
     uv_close((uv_handle_t *)&c->timer, jw__conn_handle_closed);
   c->transport->close(c);
@@ -419,9 +416,8 @@ fail:
   jw__conn_fail(c, JW_ETLS, "TLS write failed");
 }
 
-static void on_idle(uv_idle_t *h) {
-  jw__conn_t *c = h->data;
-  uv_idle_stop(h);
+static void on_turn(jw__turn_t *t) {
+  jw__conn_t *c = t->data;
   if (c->closing)
     return;
   if (c->hs_deferred) {
@@ -452,9 +448,9 @@ void jw__conn_read_pause(jw__conn_t *c, bool pause) {
 }
 
 void jw__conn_schedule(jw__conn_t *c) {
-  if (c->closing || uv_is_active((uv_handle_t *)&c->idle))
+  if (c->closing)
     return;
-  uv_idle_start(&c->idle, on_idle);
+  jw__turn_schedule(&c->next);
 }
 
 static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
@@ -470,32 +466,9 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
  * with RSA 4096). A burst of ClientHellos read in one loop turn would
  * hold the loop, and every established client with it, for as many
  * signatures; so at most this many steps run per turn and the rest wait
- * for the next one (an idle handle: the loop does not block meanwhile).
+ * for the next one (jw__conn_schedule: the loop does not block meanwhile).
  */
 #define HANDSHAKES_PER_TURN 2
-
-static void turns_prepare_cb(uv_prepare_t *h) {
-  jw__turns_t *t = h->data;
-  t->turn++;
-}
-
-void jw__turns_init(jw__turns_t *t, uv_loop_t *loop) {
-  t->turn = 1;
-  t->spent_turn = 0;
-  t->spent = 0;
-  uv_prepare_init(loop, &t->prepare);
-  t->prepare.data = t;
-  uv_prepare_start(&t->prepare, turns_prepare_cb);
-  uv_unref((uv_handle_t *)&t->prepare);
-}
-
-static bool handshake_budget(jw__turns_t *t) {
-  if (t->spent_turn != t->turn) {
-    t->spent_turn = t->turn;
-    t->spent = 0;
-  }
-  return t->spent++ < HANDSHAKES_PER_TURN;
-}
 
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
   bool outer = !c->in_input;
@@ -509,7 +482,7 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     goto out;
   }
   if (!c->tls_up) {
-    if (c->turns != NULL && !handshake_budget(c->turns)) {
+    if (c->turns != NULL && !jw__turns_spend(c->turns, HANDSHAKES_PER_TURN)) {
       c->hs_deferred = true;
       jw__conn_schedule(c);
       goto out;
@@ -611,7 +584,7 @@ void jw__conn_close(jw__conn_t *c, bool graceful) {
     return;
   }
   c->closing = true;
-  uv_idle_stop(&c->idle);
+  jw__turn_cancel(&c->next);
   if (!uv_is_closing((uv_handle_t *)&c->tcp))
     uv_read_stop((uv_stream_t *)&c->tcp);
   if (graceful && c->ssl != NULL && c->tls_up && !c->dead) {

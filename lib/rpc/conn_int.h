@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "turn.h"
 
 /* Plaintext is staged up to one full TLS record before SSL_write. */
 #define JW__CONN_STAGE 16384
@@ -30,23 +31,6 @@
 #define JW__CONN_RBUF 65536
 
 typedef struct jw__conn_s jw__conn_t;
-
-/*
- * Counts the turns of an event loop: a uv_prepare handle, unref'd so that
- * it keeps no loop alive, bumps turn just before each poll for I/O. Work
- * budgeted per turn (server handshake steps) is then bounded between one
- * poll and the next, however many connections are ready in it. libuv
- * 1.44 has no loop-count metric, and uv_now() only moves per millisecond.
- */
-typedef struct {
-  uv_prepare_t prepare;
-  uint64_t turn;
-  uint64_t spent_turn; /* the turn spent counts for */
-  int spent;
-} jw__turns_t;
-
-/* Starts counting; close t->prepare with uv_close when done. */
-void jw__turns_init(jw__turns_t *t, uv_loop_t *loop);
 
 /*
  * How the connection's bytes reach the peer and how its socket ends. The
@@ -98,7 +82,7 @@ struct jw__conn_s {
   void *owner;
   uv_tcp_t tcp;
   uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
-  uv_idle_t idle;   /* runs deferred work and the send on the next turn */
+  jw__turn_t next;  /* runs deferred work and the send on the next turn */
   int open_handles;
   SSL *ssl;
   BIO *rbio;

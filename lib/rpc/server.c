@@ -450,9 +450,7 @@ static void maybe_done(jw_rpc_server_t *srv) {
   if (!srv->shutting_down || srv->listener_open || srv->nconns > 0 ||
       !srv->timer_open || uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
     return;
-  /* Closing stops the prepare handle: data can point at the server now. */
-  srv->turns.prepare.data = srv;
-  uv_close((uv_handle_t *)&srv->turns.prepare, turns_closed_cb);
+  jw__turns_close(&srv->turns, srv, turns_closed_cb);
   uv_close((uv_handle_t *)&srv->shutdown_timer, shutdown_timer_closed_cb);
 }
 
