@@ -221,6 +221,16 @@ int jw_rpc_client_call(jw_rpc_client_t *cli, const char *path,
   call->data = data;
   call->grpc_status = -1;
   jw_grpc_deframer_init(&call->defr, JW__CLIENT_MAX_MESSAGE);
+  /* A call asked to end by a deadline never starts without its timer. */
+  if (timeout_ms > 0) {
+    call->deadline = malloc(sizeof(*call->deadline));
+    if (call->deadline == NULL) {
+      jw__ccall_free(call);
+      return -ENOMEM;
+    }
+    uv_timer_init(cli->loop, call->deadline);
+    call->deadline->data = call;
+  }
 
   char tmo[16];
   int tlen = 0;
@@ -251,14 +261,8 @@ int jw_rpc_client_call(jw_rpc_client_t *cli, const char *path,
   }
   call->stream_id = id;
   jw__list_insert_head(&cli->calls, &call->node);
-  if (timeout_ms > 0) {
-    call->deadline = malloc(sizeof(*call->deadline));
-    if (call->deadline != NULL) {
-      uv_timer_init(cli->loop, call->deadline);
-      call->deadline->data = call;
-      uv_timer_start(call->deadline, deadline_cb, timeout_ms, 0);
-    }
-  }
+  if (call->deadline != NULL)
+    uv_timer_start(call->deadline, deadline_cb, timeout_ms, 0);
   jw__conn_schedule(&cli->c);
   if (out != NULL)
     *out = call;

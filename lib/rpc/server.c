@@ -390,11 +390,16 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
     free(srv);
     return -ENOMEM;
   }
+  srv->opts.methods = srv->methods;
   for (size_t i = 0; i < opts->nmethods; i++) {
     srv->methods[i].path = strdup(opts->methods[i].path);
     srv->methods[i].handler = opts->methods[i].handler;
+    if (srv->methods[i].path == NULL) {
+      free_methods(srv);
+      free(srv);
+      return -ENOMEM;
+    }
   }
-  srv->opts.methods = srv->methods;
   srv->ssl = jw__tls_ctx_ssl(opts->tls);
   SSL_CTX_up_ref(srv->ssl);
 
