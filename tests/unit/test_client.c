@@ -19,12 +19,8 @@ static uv_loop_t loop;
 static jw_tls_ctx_t *ctls;
 
 static void setup(void) {
-  char err[256] = "";
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_msg(jw_tls_ctx_new_client(
-                    rpc_test_cert("ca.cert"), rpc_test_cert("alice.cert"),
-                    rpc_test_cert("alice.key"), &ctls, err, sizeof(err)) == 0,
-                "%s", err);
+  ctls = rpc_test_tls(false);
 }
 
 static void teardown(void) {
@@ -69,12 +65,7 @@ START_TEST(test_bad_addresses_are_refused) {
     ck_assert_ptr_null(cli);
   }
   /* A server's TLS context is no client's. */
-  char err[256];
-  jw_tls_ctx_t *stls;
-  ck_assert_int_eq(jw_tls_ctx_new_server(
-                       rpc_test_cert("ca.cert"), rpc_test_cert("server.cert"),
-                       rpc_test_cert("server.key"), &stls, err, sizeof(err)),
-                   0);
+  jw_tls_ctx_t *stls = rpc_test_tls(true);
   jw_rpc_client_options_t o = options("127.0.0.1:1");
   jw_rpc_client_t *cli;
   o.tls = stls;
@@ -149,18 +140,11 @@ static void h_hang(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 
 static const jw_rpc_method_t methods[] = {{"/t.T/Hang", h_hang}};
 
-static bool srv_done;
-static void srv_done_cb(jw_rpc_server_t *srv, void *data) { srv_done = true; }
-
 static bool handled3(void) { return nhandled == 3; }
+static bool canceled3(void) { return ncanceled == 3; }
 
 START_TEST(test_close_with_calls_in_flight) {
-  char err[256];
-  jw_tls_ctx_t *stls;
-  ck_assert_int_eq(jw_tls_ctx_new_server(
-                       rpc_test_cert("ca.cert"), rpc_test_cert("server.cert"),
-                       rpc_test_cert("server.key"), &stls, err, sizeof(err)),
-                   0);
+  jw_tls_ctx_t *stls = rpc_test_tls(true);
   jw_rpc_server_options_t so = {0};
   jw_rpc_server_t *srv;
   char addr[64];
@@ -188,11 +172,7 @@ START_TEST(test_close_with_calls_in_flight) {
                                         1, 0, NULL, done_count, &status[i],
                                         NULL),
                      0);
-  uint64_t deadline = uv_hrtime() + 20000000000ull;
-  bool never = false;
-  while (!handled3() && uv_hrtime() < deadline)
-    rpc_test_run_until(&loop, &never, 10);
-  ck_assert_int_eq(nhandled, 3);
+  ck_assert(rpc_test_run_pred(&loop, handled3, 20000));
   ck_assert_int_eq(ndone, 0);
 
   closed = false;
@@ -212,14 +192,8 @@ START_TEST(test_close_with_calls_in_flight) {
     ck_assert_int_eq(status[i], JW_GRPC_UNAVAILABLE);
 
   /* The server saw the client go: each handler hears of its call. */
-  deadline = uv_hrtime() + 20000000000ull;
-  while (ncanceled < 3 && uv_hrtime() < deadline)
-    rpc_test_run_until(&loop, &never, 10);
-  ck_assert_int_eq(ncanceled, 3);
-  srv_done = false;
-  jw_rpc_server_shutdown(srv, 1000, srv_done_cb, NULL);
-  ck_assert(rpc_test_run_until(&loop, &srv_done, 10000));
-  jw_rpc_server_free(srv);
+  ck_assert(rpc_test_run_pred(&loop, canceled3, 20000));
+  rpc_test_stop_server(&loop, srv);
 }
 END_TEST
 
@@ -232,9 +206,5 @@ int main(void) {
   tcase_add_test(tc, test_connect_refused);
   tcase_add_test(tc, test_close_with_calls_in_flight);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return rpc_test_main(s);
 }

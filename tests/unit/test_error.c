@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "jobworker/error.h"
+#include "rpc_test.h"
 
 static const int codes[] = {
     JW_ENOTFOUND, JW_EOWNER,    JW_ECLOSED,      JW_EAGAIN,
@@ -68,9 +69,5 @@ int main(void) {
   tcase_add_test(tc, test_system_errors_say_what_errno_says);
   tcase_add_test(tc, test_unknown_codes_fall_back);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return rpc_test_main(s);
 }

@@ -39,31 +39,14 @@ static const jw_rpc_method_t methods[] = {
     {"/t.T/Echo", h_echo}, {"/t.T/Hang", h_hang}, {"/t.T/Third", h_echo}};
 
 static void tls_setup(void) {
-  char err[256] = "";
-  ck_assert_msg(jw_tls_ctx_new_server(
-                    rpc_test_cert("ca.cert"), rpc_test_cert("server.cert"),
-                    rpc_test_cert("server.key"), &stls, err, sizeof(err)) == 0,
-                "%s", err);
-  ck_assert_msg(jw_tls_ctx_new_client(
-                    rpc_test_cert("ca.cert"), rpc_test_cert("alice.cert"),
-                    rpc_test_cert("alice.key"), &ctls, err, sizeof(err)) == 0,
-                "%s", err);
+  stls = rpc_test_tls(true);
+  ctls = rpc_test_tls(false);
 }
 
 static void tls_teardown(void) {
   fm_disarm();
   jw_tls_ctx_free(stls);
   jw_tls_ctx_free(ctls);
-}
-
-static bool srv_done;
-static void srv_done_cb(jw_rpc_server_t *srv, void *data) { srv_done = true; }
-
-static void stop_server(jw_rpc_server_t *srv) {
-  srv_done = false;
-  jw_rpc_server_shutdown(srv, 1000, srv_done_cb, NULL);
-  ck_assert(rpc_test_run_until(&loop, &srv_done, 10000));
-  jw_rpc_server_free(srv);
 }
 
 static jw_rpc_server_options_t server_options(void) {
@@ -87,7 +70,7 @@ START_TEST(test_server_start) {
     if (!fm_failed) {
       /* Past the last allocation: the start succeeds. */
       ck_assert_int_eq(rc, 0);
-      stop_server(srv);
+      rpc_test_stop_server(&loop, srv);
       ck_assert_int_eq(rpc_test_drain(&loop), 0);
       break;
     }
@@ -194,7 +177,7 @@ static void client_call(bool hang) {
     cli_closed = false;
     jw_rpc_client_close(cli, cli_close_cb, NULL);
     ck_assert(rpc_test_run_until(&loop, &cli_closed, 20000));
-    stop_server(srv);
+    rpc_test_stop_server(&loop, srv);
     ck_assert_int_eq(ndone, rc == 0 ? 1 : 0);
     ck_assert_int_eq(rpc_test_drain(&loop), 0);
     if (!failed) {
@@ -213,8 +196,6 @@ START_TEST(test_client_call_deadline) { client_call(true); }
 END_TEST
 
 int main(void) {
-  /* As every embedder does: a peer gone mid-write is an error, not a kill. */
-  signal(SIGPIPE, SIG_IGN);
   Suite *s = suite_create("rpc_failmalloc");
   TCase *tc = tcase_create("failmalloc");
   tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
@@ -223,9 +204,5 @@ int main(void) {
   tcase_add_test(tc, test_client_call);
   tcase_add_test(tc, test_client_call_deadline);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return rpc_test_main(s);
 }

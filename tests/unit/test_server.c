@@ -26,12 +26,8 @@ static void h_nop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 static const jw_rpc_method_t methods[] = {{"/t.T/Nop", h_nop}};
 
 static void setup(void) {
-  char err[256] = "";
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_msg(jw_tls_ctx_new_server(
-                    rpc_test_cert("ca.cert"), rpc_test_cert("server.cert"),
-                    rpc_test_cert("server.key"), &tls, err, sizeof(err)) == 0,
-                "%s", err);
+  tls = rpc_test_tls(true);
 }
 
 static void teardown(void) {
@@ -188,9 +184,5 @@ int main(void) {
   tcase_add_test(tc, test_address_in_use_is_reported_and_cleaned_up);
   tcase_add_test(tc, test_shutdown_with_no_connections);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return rpc_test_main(s);
 }
