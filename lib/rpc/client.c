@@ -137,8 +137,8 @@ static void cl_close(jw__conn_t *c) {
 
 static const jw__transport_ops_t client_transport = {cl_write, cl_close};
 
-static const jw__conn_ops_t client_ops = {cl_handshake_done, cl_failed,
-                                          cl_deferred, NULL, cl_closed};
+static const jw__conn_ops_t client_ops = {
+    NULL, cl_handshake_done, cl_failed, cl_deferred, NULL, cl_closed};
 
 int jw_rpc_client_new(uv_loop_t *loop, const jw_rpc_client_options_t *opts,
                       jw_rpc_client_t **out) {

@@ -461,15 +461,6 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
     jw__conn_fail(c, JW_EHTTP2, "HTTP/2 error: %s", nghttp2_strerror((int)r));
 }
 
-/*
- * A server handshake step costs a private-key signature (milliseconds
- * with RSA 4096). A burst of ClientHellos read in one loop turn would
- * hold the loop, and every established client with it, for as many
- * signatures; so at most this many steps run per turn and the rest wait
- * for the next one (jw__conn_schedule: the loop does not block meanwhile).
- */
-#define HANDSHAKES_PER_TURN 2
-
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
   bool outer = !c->in_input;
   c->in_input = true;
@@ -482,7 +473,7 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     goto out;
   }
   if (!c->tls_up) {
-    if (c->turns != NULL && !jw__turns_spend(c->turns, HANDSHAKES_PER_TURN)) {
+    if (c->ops->handshake_step != NULL && !c->ops->handshake_step(c)) {
       c->hs_deferred = true;
       jw__conn_schedule(c);
       goto out;

@@ -59,6 +59,12 @@ int jw__tcp_write(jw__conn_t *c);
 void jw__tcp_close(jw__conn_t *c);
 
 typedef struct {
+  /*
+   * Whether a handshake step may run now (NULL: always). When not, the
+   * step is put off to the next loop turn (jw__conn_schedule), with the
+   * bytes it needs kept in the read BIO.
+   */
+  bool (*handshake_step)(jw__conn_t *c);
   /* TLS is up. Returns 0, or a negative code to fail the connection. */
   int (*handshake_done)(jw__conn_t *c);
   /*
@@ -90,17 +96,16 @@ struct jw__conn_s {
   nghttp2_session *h2;
   bool server;
   bool tls_up;
-  bool dead;          /* failed: no more input, no more frames */
-  bool closing;       /* handles are closing or will close */
-  bool close_wait;    /* close once the written bytes are out */
-  bool writing;       /* a uv_write is in flight */
-  bool in_input;      /* a flush follows anyway */
-  bool hs_deferred;   /* server handshake step put off to the next turn */
-  bool read_paused;   /* the role stopped reading (output backlog) */
-  uint64_t nwrites;   /* writes completed: the socket's progress */
-  int alert_recv;     /* the last fatal TLS alert received, or -1 */
-  int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
-  jw__turns_t *turns; /* server: the handshake budget's turn counter */
+  bool dead;        /* failed: no more input, no more frames */
+  bool closing;     /* handles are closing or will close */
+  bool close_wait;  /* close once the written bytes are out */
+  bool writing;     /* a uv_write is in flight */
+  bool in_input;    /* a flush follows anyway */
+  bool hs_deferred; /* server handshake step put off to the next turn */
+  bool read_paused; /* the role stopped reading (output backlog) */
+  uint64_t nwrites; /* writes completed: the socket's progress */
+  int alert_recv;   /* the last fatal TLS alert received, or -1 */
+  int alert_sent;   /* the last fatal TLS alert our side sent, or -1 */
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */

@@ -183,6 +183,21 @@ int jw__sconn_handshake_done(jw__conn_t *c) {
   return 0;
 }
 
+/*
+ * A server handshake step costs a private-key signature (milliseconds
+ * with RSA 4096). A burst of ClientHellos read in one loop turn would
+ * hold the loop, and every established client with it, for as many
+ * signatures; so at most this many steps run per turn and the rest wait
+ * for the next one (the connection defers it: the loop does not block
+ * meanwhile).
+ */
+#define HANDSHAKES_PER_TURN 2
+
+static bool sc_handshake_step(jw__conn_t *c) {
+  sconn_t *sc = c->owner;
+  return jw__turns_spend(&sc->srv->turns, HANDSHAKES_PER_TURN);
+}
+
 static void sc_failed(jw__conn_t *c, int err) {
   sconn_t *sc = c->owner;
   if (!sc->opened)
@@ -254,8 +269,10 @@ static void sc_closed(jw__conn_t *c) {
   maybe_done(srv);
 }
 
-const jw__conn_ops_t jw__sconn_ops = {jw__sconn_handshake_done, sc_failed,
-                                      sc_deferred, sc_after_io, sc_closed};
+const jw__conn_ops_t jw__sconn_ops = {
+    sc_handshake_step, jw__sconn_handshake_done,
+    sc_failed,         sc_deferred,
+    sc_after_io,       sc_closed};
 
 static void refused_close_cb(uv_handle_t *h) { free(h); }
 
@@ -290,7 +307,6 @@ static void on_connection(uv_stream_t *server, int status) {
     free(sc);
     return;
   }
-  sc->c.turns = &srv->turns;
   jw__list_init(&sc->calls);
   jw__list_insert_head(&srv->conns, &sc->node);
   srv->nconns++;

@@ -39,8 +39,8 @@ static void op_closed(jw__conn_t *c) {
   closed = true;
   nclosed++;
 }
-static const jw__conn_ops_t ops = {op_handshake_done, op_failed, op_deferred,
-                                   NULL, op_closed};
+static const jw__conn_ops_t ops = {
+    NULL, op_handshake_done, op_failed, op_deferred, NULL, op_closed};
 
 static void peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   if (got_cap - got_len < 65536) {
