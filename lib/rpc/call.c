@@ -1,8 +1,15 @@
 /*
- * The server's call state machine (server_int.h says who owns a call
- * when): request memory and flow-control credit, the end of a call and
- * its cancel callback, gRPC responses, deadlines, the public call API and
- * dispatch to the method handlers.
+ * The server's call state machine: request memory and flow-control
+ * credit, the end of a call and its cancel callback, gRPC responses,
+ * deadlines, the public call API and dispatch to the method handlers.
+ *
+ * Ownership of a call: the library owns it while the request arrives and
+ * after the handler ended it (reply, fail, end of stream); the handler
+ * owns it in between ("owed": the handler still owes us an end). When the
+ * call ends underneath the handler (stream reset, disconnect, deadline,
+ * shutdown) the cancel callback runs once and the handler owes nothing.
+ * Memory goes when nghttp2 has closed the stream and nobody is owed; a
+ * callback of ours still on the stack (in_cb) delays both.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -93,28 +93,41 @@ struct jw_rpc_client_s {
 
 /* ---- client.c ---------------------------------------------------------- */
 
+/* The server's SETTINGS arrived: the client is ready. */
 void jw__client_connected(jw_rpc_client_t *cli);
 
 /* ---- ccall.c ----------------------------------------------------------- */
 
+/* Frees the call and what it holds. */
 void jw__ccall_free(jw_rpc_ccall_t *call);
 
+/* Ends a call exactly once: on_done runs, the call goes when free to. */
 void jw__ccall_finish(jw_rpc_ccall_t *call, int status, const char *message);
 
+/* Resets the call's stream with code, once. */
 void jw__ccall_reset_stream(jw_rpc_ccall_t *call, uint32_t code);
 
+/* Frees a lingering call whose stream nghttp2 let go of. */
 void jw__client_linger_done(jw_rpc_client_t *cli, int32_t stream_id);
 
+/* Drops a hold taken with in_cb++; frees a finished call. */
 void jw__ccall_unref(jw_rpc_ccall_t *call);
 
+/* Gives bytes back to the flow-control windows. */
 void jw__client_consume(jw_rpc_client_t *cli, jw_rpc_ccall_t *call, size_t n);
 
+/*
+ * Hands response bytes to on_msg until the call pauses or ends; returns
+ * bytes used.
+ */
 size_t jw__ccall_deliver(jw_rpc_ccall_t *call, const uint8_t *p, size_t n);
 
+/* Reports the end once the stream ended and every held byte was delivered. */
 void jw__ccall_maybe_end(jw_rpc_ccall_t *call);
 
 /* ---- client_h2.c ------------------------------------------------------- */
 
+/* The client's nghttp2 callbacks, made once. */
 nghttp2_session_callbacks *jw__client_h2_callbacks(void);
 
 #endif /* JW_RPC_CLIENT_INT_H */

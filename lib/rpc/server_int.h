@@ -5,13 +5,8 @@
  * server_h2.c (the nghttp2 callbacks and the answers to requests that are
  * not gRPC).
  *
- * Ownership of a call: the library owns it while the request arrives and
- * after the handler ended it (reply, fail, end of stream); the handler
- * owns it in between ("owed": the handler still owes us an end). When the
- * call ends underneath the handler (stream reset, disconnect, deadline,
- * shutdown) the cancel callback runs once and the handler owes nothing.
- * Memory goes when nghttp2 has closed the stream and nobody is owed; a
- * callback of ours still on the stack (in_cb) delays both.
+ * Who owns a call when (in_cb, owed, zombie) is said at the top of
+ * call.c, which enforces it; its request budget at jw__rx_credit.
  */
 #ifndef JW_RPC_SERVER_INT_H
 #define JW_RPC_SERVER_INT_H
@@ -143,64 +138,91 @@ struct jw_rpc_server_s {
 
 extern const jw__conn_ops_t jw__sconn_ops;
 
+/* Reports an event to the embedder's on_event, if any. */
 void jw__server_emit(jw_rpc_server_t *srv, jw_rpc_event_type_t event,
                      const char *peer, const char *cn, const char *method,
                      const char *tag, int status, const char *message,
                      uint64_t dur_ns);
 
+/* Ends a connection: its calls are canceled, the close event reported. */
 void jw__sconn_close(sconn_t *sc, bool graceful);
 
+/* TLS is up: the session, the per-client cap, the open event. */
 int jw__sconn_handshake_done(jw__conn_t *c);
 
 /* ---- call.c ------------------------------------------------------------ */
 
+/* Stops and frees the call's deadline timer, if any. */
 void jw__call_stop_deadline(jw_rpc_call_t *call);
 
+/* Stops and frees the call's request timeout, if any. */
 void jw__call_stop_recv_timer(jw_rpc_call_t *call);
 
+/* Gives n received bytes back to the stream's (or the connection's) window. */
 void jw__rx_credit(sconn_t *sc, int32_t stream_id, size_t n);
 
+/* The call's request bytes are no longer held: free and credit them. */
 void jw__rx_release(jw_rpc_call_t *call);
 
+/* Frees what ended calls hold and credits calls arriving, within the budget. */
 void jw__rx_grant(sconn_t *sc);
 
+/* Sets the status and message the call ends (or ended) with. */
 void jw__call_set_status(jw_rpc_call_t *call, int status, const char *message);
 
+/* Frees the call now, detaching it first. */
 void jw__call_free(jw_rpc_call_t *call);
 
+/*
+ * A callback of ours that held the call returned: deliver a pending cancel,
+ * maybe free.
+ */
 void jw__call_after_cb(jw_rpc_call_t *call);
 
+/* The stream is gone (closed, reset, its connection closing). */
 void jw__call_stream_gone(jw_rpc_call_t *call, int status, const char *message);
 
+/* Submits the grpc-status trailers of a response with a body. */
 int jw__call_submit_trailers(jw_rpc_call_t *call, int status,
                              const char *message);
 
+/* An immediate error: one HEADERS frame with END_STREAM. */
 int jw__call_submit_error(jw_rpc_call_t *call, int http_status, int status,
                           const char *message);
 
+/* The request timeout of a call whose request is still arriving. */
 void jw__call_recv_timeout_cb(uv_timer_t *t);
 
+/* The request headers are complete: refuse early or start the deadline. */
 void jw__call_headers_done(sconn_t *sc, jw_rpc_call_t *call);
 
+/* The one request message arrived (copied for dispatch). */
 void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len);
 
+/* Response bytes the connection has waiting (unary replies, TLS records). */
 size_t jw__sconn_pending_output(sconn_t *sc);
 
+/* The request is whole: dispatch now, or once the output drained. */
 void jw__call_request_whole(sconn_t *sc, jw_rpc_call_t *call);
 
+/* Starts calls that waited for the output to drain, oldest first. */
 void jw__sconn_dispatch_ready(sconn_t *sc);
 
 /* ---- server_h2.c ------------------------------------------------------- */
 
+/* The data source of a gRPC response body: unary bytes or the pull. */
 ssize_t jw__call_data_read_cb(nghttp2_session *session, int32_t stream_id,
                               uint8_t *buf, size_t length, uint32_t *flags,
                               nghttp2_data_source *source, void *user_data);
 
+/* Marks a request that is not gRPC for a plain HTTP answer. */
 void jw__call_http_refuse(jw_rpc_call_t *call, int http_status,
                           const char *why);
 
+/* Sends the plain HTTP answer of a refused request. */
 void jw__call_http_answer(jw_rpc_call_t *call);
 
+/* The server's nghttp2 callbacks, made once. */
 nghttp2_session_callbacks *jw__server_h2_callbacks(void);
 
 #endif /* JW_RPC_SERVER_INT_H */
