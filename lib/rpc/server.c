@@ -245,7 +245,7 @@ static void sc_after_io(jw__conn_t *c) {
   jw__conn_read_pause(c,
                       c->writing && jw__sconn_pending_output(sc) >
                                         sc->srv->opts.max_pending_output_bytes);
-  if (sc->fake)
+  if (sc->no_idle_timer)
     return;
   /* The idle timer runs while no call keeps the connection busy, and
    * starts over whenever request bytes arrive or a write completes. */

@@ -97,8 +97,8 @@ struct sconn_s {
   char peer[64];
   bool opened;
   bool draining;
-  bool fake;
-  jw__list_t calls; /* newest first */
+  bool no_idle_timer; /* no socket to time out (server_test.c) */
+  jw__list_t calls;   /* newest first */
   size_t ncalls;
   uint64_t open_ns;
   size_t rx_bytes;      /* request bytes held for calls still arriving */

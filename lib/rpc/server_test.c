@@ -28,7 +28,7 @@ int jw__server_test_conn(jw_rpc_server_t *srv, const char *cn,
   if (sc == NULL)
     return -ENOMEM;
   sc->srv = srv;
-  sc->fake = true;
+  sc->no_idle_timer = true;
   if (jw__conn_init(&sc->c, srv->loop, &jw__sconn_ops, sc, true) != 0) {
     free(sc);
     return -ENOMEM;
