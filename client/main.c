@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "cli.h"
 
 #ifndef JW_VERSION
@@ -83,55 +84,25 @@ bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
   }
 }
 
-static bool valid_port(const char *p) {
-  char *end;
-  long v;
-
-  if (*p < '0' || *p > '9')
-    return false;
-  errno = 0;
-  v = strtol(p, &end, 10);
-  return errno == 0 && *end == '\0' && v >= 1 && v <= 65535;
-}
-
 int cli_addr_normalize(const char *in, char *out, size_t outlen,
                        const char **why) {
-  const char *colon;
+  jw__addr_t a;
   int n;
 
-  *why = NULL;
-  if (in[0] == '\0') {
-    *why = "it is empty";
-    return -1;
-  }
-  if (in[0] == '[') {
-    const char *close = strchr(in, ']');
-    if (close == NULL || close == in + 1) {
-      *why = "an IPv6 address goes in brackets: [::1]:3000";
-      return -1;
-    }
-    if (close[1] == '\0') {
-      n = snprintf(out, outlen, "%s:%s", in, CLI_DEFAULT_PORT);
-    } else if (close[1] != ':' || !valid_port(close + 2)) {
+  /* The syntax is the library's (lib/common/addr.c); the defaults are the
+   * CLI's: the port teleportd listens on, and ":PORT" on loopback. */
+  if (jw__addr_parse(in, &a, why) != 0 || a.port == 0) {
+    if (*why == NULL || *why == jw__addr_bad_port)
       *why = "the port must be a number from 1 to 65535";
-      return -1;
-    } else {
-      n = snprintf(out, outlen, "%s", in);
-    }
-  } else if ((colon = strchr(in, ':')) == NULL) {
-    /* A bare host name: the port teleportd listens on by default. */
-    n = snprintf(out, outlen, "%s:%s", in, CLI_DEFAULT_PORT);
-  } else if (strchr(colon + 1, ':') != NULL) {
-    /* More than one colon and no brackets: a bare IPv6 address. */
-    n = snprintf(out, outlen, "[%s]:%s", in, CLI_DEFAULT_PORT);
-  } else if (!valid_port(colon + 1)) {
-    *why = "the port must be a number from 1 to 65535";
     return -1;
-  } else if (colon == in) {
-    n = snprintf(out, outlen, "127.0.0.1%s", in);
-  } else {
-    n = snprintf(out, outlen, "%s", in);
   }
+  if (a.port < 0)
+    n = snprintf(out, outlen, a.ipv6 ? "[%s]:%s" : "%s:%s", a.host,
+                 CLI_DEFAULT_PORT);
+  else if (a.host[0] == '\0')
+    n = snprintf(out, outlen, "127.0.0.1%s", in);
+  else
+    n = snprintf(out, outlen, "%s", in);
   if (n < 0 || (size_t)n >= outlen) {
     *why = "it is too long";
     return -1;

@@ -28,20 +28,19 @@ void jw__conn_handle_closed(uv_handle_t *h) {
   c->h2 = NULL;
   SSL_free(c->ssl); /* frees both BIOs */
   c->ssl = NULL;
-  free(c->gather.base);
-  free(c->inflight.base);
-  c->gather = (jw__buf_t){0};
-  c->inflight = (jw__buf_t){0};
+  jw__buf_free(&c->gather);
+  jw__buf_free(&c->inflight);
   c->ops->closed(c);
 }
 
-static void on_idle(uv_idle_t *h);
+static void on_turn(jw__turn_t *t);
 
 int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
                   void *owner, bool server) {
   int rc;
   c->loop = loop;
   c->ops = ops;
+  c->transport = &jw__tcp_transport;
   c->owner = owner;
   c->server = server;
   c->alert_recv = -1;
@@ -51,8 +50,7 @@ int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
   c->tcp.data = c;
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
-  uv_idle_init(loop, &c->idle);
-  c->idle.data = c;
+  jw__turn_init(&c->next, loop, on_turn, c);
   c->open_handles = 3;
   return 0;
 }
@@ -227,22 +225,16 @@ static void tls_failed(jw__conn_t *c) {
                 reason != NULL ? reason : "unknown reason");
 }
 
+/*
+ * The write buffers grow under the library's one policy (buf.h). Up to
+ * the gather cap plus one record the limit is that, so a buffer past the
+ * cap gets room for one more record rather than a doubling; past it, the
+ * hard limit of JW__CONN_WBUF_MAX.
+ */
 static int buf_reserve(jw__buf_t *b, size_t more) {
-  if (b->len + more <= b->cap)
-    return 0;
-  size_t cap = b->cap ? b->cap : 16384;
-  while (cap < b->len + more)
-    cap *= 2;
-  /* Past the cap, room for one more record is enough: no doubling. */
-  if (cap > JW__CONN_WBUF_CAP + 32768 &&
-      b->len + more <= JW__CONN_WBUF_CAP + 32768)
-    cap = JW__CONN_WBUF_CAP + 32768;
-  uint8_t *p = realloc(b->base, cap);
-  if (p == NULL)
-    return -ENOMEM;
-  b->base = p;
-  b->cap = cap;
-  return 0;
+  size_t soft = JW__CONN_WBUF_CAP + 32768;
+  return jw__buf_reserve(b, more, 16384,
+                         b->len + more <= soft ? soft : JW__CONN_WBUF_MAX);
 }
 
 /* Moves the TLS records OpenSSL produced into the gather buffer. */
@@ -292,25 +284,13 @@ static int stage_flush(jw__conn_t *c) {
 static void release_write_buffers(jw__conn_t *c) {
   if (c->writing || c->gather.len > 0 || c->inflight.len > 0)
     return;
-  free(c->gather.base);
-  free(c->inflight.base);
-  c->gather = (jw__buf_t){0};
-  c->inflight = (jw__buf_t){0};
+  jw__buf_free(&c->gather);
+  jw__buf_free(&c->inflight);
 }
 
 static void write_cb(uv_write_t *req, int status);
 
-static void start_write(jw__conn_t *c) {
-  if (c->writing || c->gather.len == 0)
-    return;
-  if (c->open_handles == 0 || c->tcp_recycling)
-    return;
-  if (c->no_socket) {
-    /* Nobody reads it unless a test does; keep it bounded. */
-    if (c->gather.len > JW__CONN_WBUF_CAP * 4)
-      c->gather.len = 0;
-    return;
-  }
+int jw__tcp_write(jw__conn_t *c) {
   jw__buf_t t = c->inflight;
   c->inflight = c->gather;
   c->gather = t;
@@ -321,20 +301,31 @@ static void start_write(jw__conn_t *c) {
   if (rc != 0) {
     c->inflight.len = 0;
     jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
-    return;
+    return rc;
   }
   c->writing = true;
+  return 0;
+}
+
+void jw__tcp_close(jw__conn_t *c) {
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, jw__conn_handle_closed);
+}
+
+const jw__transport_ops_t jw__tcp_transport = {jw__tcp_write, jw__tcp_close};
+
+static void start_write(jw__conn_t *c) {
+  if (c->writing || c->gather.len == 0 || c->open_handles == 0)
+    return;
+  c->transport->write(c);
 }
 
 static void close_handles(jw__conn_t *c) {
-  uv_idle_stop(&c->idle);
   uv_timer_stop(&c->timer);
-  if (!uv_is_closing((uv_handle_t *)&c->idle))
-    uv_close((uv_handle_t *)&c->idle, jw__conn_handle_closed);
+  jw__turn_close(&c->next, jw__conn_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&c->timer))
     uv_close((uv_handle_t *)&c->timer, jw__conn_handle_closed);
-  if (!c->tcp_recycling && !uv_is_closing((uv_handle_t *)&c->tcp))
-    uv_close((uv_handle_t *)&c->tcp, jw__conn_handle_closed);
+  c->transport->close(c);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -425,9 +416,8 @@ fail:
   jw__conn_fail(c, JW_ETLS, "TLS write failed");
 }
 
-static void on_idle(uv_idle_t *h) {
-  jw__conn_t *c = h->data;
-  uv_idle_stop(h);
+static void on_turn(jw__turn_t *t) {
+  jw__conn_t *c = t->data;
   if (c->closing)
     return;
   if (c->hs_deferred) {
@@ -458,9 +448,9 @@ void jw__conn_read_pause(jw__conn_t *c, bool pause) {
 }
 
 void jw__conn_schedule(jw__conn_t *c) {
-  if (c->closing || uv_is_active((uv_handle_t *)&c->idle))
+  if (c->closing)
     return;
-  uv_idle_start(&c->idle, on_idle);
+  jw__turn_schedule(&c->next);
 }
 
 static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
@@ -469,38 +459,6 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
   ssize_t r = nghttp2_session_mem_recv(c->h2, p, n);
   if (r < 0 && !c->dead && !c->closing)
     jw__conn_fail(c, JW_EHTTP2, "HTTP/2 error: %s", nghttp2_strerror((int)r));
-}
-
-/*
- * A server handshake step costs a private-key signature (milliseconds
- * with RSA 4096). A burst of ClientHellos read in one loop turn would
- * hold the loop, and every established client with it, for as many
- * signatures; so at most this many steps run per turn and the rest wait
- * for the next one (an idle handle: the loop does not block meanwhile).
- */
-#define HANDSHAKES_PER_TURN 2
-
-static void turns_prepare_cb(uv_prepare_t *h) {
-  jw__turns_t *t = h->data;
-  t->turn++;
-}
-
-void jw__turns_init(jw__turns_t *t, uv_loop_t *loop) {
-  t->turn = 1;
-  t->spent_turn = 0;
-  t->spent = 0;
-  uv_prepare_init(loop, &t->prepare);
-  t->prepare.data = t;
-  uv_prepare_start(&t->prepare, turns_prepare_cb);
-  uv_unref((uv_handle_t *)&t->prepare);
-}
-
-static bool handshake_budget(jw__turns_t *t) {
-  if (t->spent_turn != t->turn) {
-    t->spent_turn = t->turn;
-    t->spent = 0;
-  }
-  return t->spent++ < HANDSHAKES_PER_TURN;
 }
 
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
@@ -515,7 +473,7 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     goto out;
   }
   if (!c->tls_up) {
-    if (c->turns != NULL && !handshake_budget(c->turns)) {
+    if (c->ops->handshake_step != NULL && !c->ops->handshake_step(c)) {
       c->hs_deferred = true;
       jw__conn_schedule(c);
       goto out;
@@ -617,8 +575,8 @@ void jw__conn_close(jw__conn_t *c, bool graceful) {
     return;
   }
   c->closing = true;
-  uv_idle_stop(&c->idle);
-  if (!c->tcp_recycling && !uv_is_closing((uv_handle_t *)&c->tcp))
+  jw__turn_cancel(&c->next);
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
     uv_read_stop((uv_stream_t *)&c->tcp);
   if (graceful && c->ssl != NULL && c->tls_up && !c->dead) {
     SSL_shutdown(c->ssl);
@@ -651,43 +609,4 @@ void jw__conn_peer(jw__conn_t *c, char *buf, size_t cap) {
     uv_ip6_name(a, ip, sizeof(ip));
     snprintf(buf, cap, "[%s]:%d", ip, ntohs(a->sin6_port));
   }
-}
-
-int jw__addr_split(const char *addr, char *host, size_t hostcap, int *port) {
-  const char *colon;
-  size_t hl;
-  if (addr == NULL)
-    return JW_EINVAL;
-  if (addr[0] == '[') {
-    const char *end = strchr(addr, ']');
-    if (end == NULL || end[1] != ':')
-      return JW_EINVAL;
-    hl = (size_t)(end - addr - 1);
-    if (hl == 0 || hl >= hostcap)
-      return JW_EINVAL;
-    memcpy(host, addr + 1, hl);
-    colon = end + 1;
-  } else {
-    colon = strrchr(addr, ':');
-    if (colon == NULL || memchr(addr, ':', (size_t)(colon - addr)) != NULL)
-      return JW_EINVAL;
-    hl = (size_t)(colon - addr);
-    if (hl >= hostcap)
-      return JW_EINVAL;
-    memcpy(host, addr, hl);
-  }
-  host[hl] = '\0';
-  const char *p = colon + 1;
-  if (*p == '\0')
-    return JW_EINVAL;
-  long v = 0;
-  for (; *p != '\0'; p++) {
-    if (*p < '0' || *p > '9')
-      return JW_EINVAL;
-    v = v * 10 + (*p - '0');
-    if (v > 65535)
-      return JW_EINVAL;
-  }
-  *port = (int)v;
-  return 0;
 }

@@ -15,32 +15,56 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
+#include "turn.h"
+
 /* Plaintext is staged up to one full TLS record before SSL_write. */
 #define JW__CONN_STAGE 16384
 /* The gather buffer stops taking frames past this; nghttp2 keeps the rest. */
 #define JW__CONN_WBUF_CAP (64 * 1024)
+/*
+ * A write buffer never grows past this: the gather cap plus the largest
+ * single write that can follow it (a 64 KiB header block sent through,
+ * and TLS framing or a handshake flight).
+ */
+#define JW__CONN_WBUF_MAX (JW__CONN_WBUF_CAP + 96 * 1024)
 #define JW__CONN_RBUF 65536
 
 typedef struct jw__conn_s jw__conn_t;
 
 /*
- * Counts the turns of an event loop: a uv_prepare handle, unref'd so that
- * it keeps no loop alive, bumps turn just before each poll for I/O. Work
- * budgeted per turn (server handshake steps) is then bounded between one
- * poll and the next, however many connections are ready in it. libuv
- * 1.44 has no loop-count metric, and uv_now() only moves per millisecond.
+ * How the connection's bytes reach the peer and how its socket ends. The
+ * connection core calls these and knows no mode of its own: the TCP
+ * transport (jw__tcp_transport, the default) writes to and closes c->tcp;
+ * a role with another life for its socket (the client reopens it for the
+ * next address) wraps it, and the plaintext test connection of the test
+ * builds replaces it.
  */
 typedef struct {
-  uv_prepare_t prepare;
-  uint64_t turn;
-  uint64_t spent_turn; /* the turn spent counts for */
-  int spent;
-} jw__turns_t;
+  /*
+   * Hands the gathered bytes (c->gather, not empty, no write in flight)
+   * to the peer. A transport that starts a write sets c->writing and
+   * moves the bytes out of gather; its completion is write_cb's. One
+   * that keeps them (a test reading them itself) returns 0 and leaves
+   * them. Returns 0 or a negative code (the connection has been failed).
+   */
+  int (*write)(jw__conn_t *c);
+  /* Closes the socket's handle, counted in c->open_handles. */
+  void (*close)(jw__conn_t *c);
+} jw__transport_ops_t;
 
-/* Starts counting; close t->prepare with uv_close when done. */
-void jw__turns_init(jw__turns_t *t, uv_loop_t *loop);
+/* The TCP transport: uv_write to c->tcp, one write in flight. */
+extern const jw__transport_ops_t jw__tcp_transport;
+int jw__tcp_write(jw__conn_t *c);
+void jw__tcp_close(jw__conn_t *c);
 
 typedef struct {
+  /*
+   * Whether a handshake step may run now (NULL: always). When not, the
+   * step is put off to the next loop turn (jw__conn_schedule), with the
+   * bytes it needs kept in the read BIO.
+   */
+  bool (*handshake_step)(jw__conn_t *c);
   /* TLS is up. Returns 0, or a negative code to fail the connection. */
   int (*handshake_done)(jw__conn_t *c);
   /*
@@ -57,19 +81,14 @@ typedef struct {
   void (*closed)(jw__conn_t *c);
 } jw__conn_ops_t;
 
-typedef struct {
-  uint8_t *base;
-  size_t len;
-  size_t cap;
-} jw__buf_t;
-
 struct jw__conn_s {
   uv_loop_t *loop;
   const jw__conn_ops_t *ops;
+  const jw__transport_ops_t *transport; /* &jw__tcp_transport unless set */
   void *owner;
   uv_tcp_t tcp;
   uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
-  uv_idle_t idle;   /* runs deferred work and the send on the next turn */
+  jw__turn_t next;  /* runs deferred work and the send on the next turn */
   int open_handles;
   SSL *ssl;
   BIO *rbio;
@@ -77,26 +96,26 @@ struct jw__conn_s {
   nghttp2_session *h2;
   bool server;
   bool tls_up;
-  bool dead;          /* failed: no more input, no more frames */
-  bool closing;       /* handles are closing or will close */
-  bool close_wait;    /* close once the written bytes are out */
-  bool writing;       /* a uv_write is in flight */
-  bool in_input;      /* a flush follows anyway */
-  bool tcp_recycling; /* the client is reopening tcp for another address */
-  bool no_socket;     /* plaintext test mode: output stays in gather */
-  bool hs_deferred;   /* server handshake step put off to the next turn */
-  bool read_paused;   /* the role stopped reading (output backlog) */
-  uint64_t nwrites;   /* writes completed: the socket's progress */
-  int alert_recv;     /* the last fatal TLS alert received, or -1 */
-  int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
-  jw__turns_t *turns; /* server: the handshake budget's turn counter */
+  bool dead;        /* failed: no more input, no more frames */
+  bool closing;     /* handles are closing or will close */
+  bool close_wait;  /* close once the written bytes are out */
+  bool writing;     /* a uv_write is in flight */
+  bool in_input;    /* a flush follows anyway */
+  bool hs_deferred; /* server handshake step put off to the next turn */
+  bool read_paused; /* the role stopped reading (output backlog) */
+  uint64_t nwrites; /* writes completed: the socket's progress */
+  int alert_recv;   /* the last fatal TLS alert received, or -1 */
+  int alert_sent;   /* the last fatal TLS alert our side sent, or -1 */
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */
   char errmsg[256];
 };
 
-/* Initializes the handles (tcp, timer, idle). Returns 0 or a UV code. */
+/*
+ * Initializes the handles (tcp, timer, idle) with the TCP transport.
+ * Returns 0 or a UV code.
+ */
 int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
                   void *owner, bool server);
 
@@ -154,11 +173,5 @@ void jw__conn_handle_closed(uv_handle_t *h);
 
 /* "ip:port" or "[ip]:port" of the peer, "?" when unknown. */
 void jw__conn_peer(jw__conn_t *c, char *buf, size_t cap);
-
-/*
- * Splits "HOST:PORT" or "[V6]:PORT" into host (without brackets) and
- * port. Returns 0 or JW_EINVAL.
- */
-int jw__addr_split(const char *addr, char *host, size_t hostcap, int *port);
 
 #endif /* JW_RPC_CONN_INT_H */

@@ -2,7 +2,7 @@
  * Names of the server's events, for the embedder's log lines; the event
  * itself is an enum so that nobody has to compare strings.
  */
-#include "jobworker/rpc.h"
+#include "jobworker/server.h"
 
 const char *jw_rpc_event_name(jw_rpc_event_type_t event) {
   switch (event) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "hex.h"
 #include "jobworker/error.h"
 #include "jobworker/grpc.h"
@@ -116,11 +117,7 @@ int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
       take = *n;
     if (d->len + take > d->cap) {
       /* Doubling keeps the copies linear; the announced length caps it. */
-      size_t cap = d->cap ? d->cap * 2 : 16384;
-      if (cap < d->len + take)
-        cap = d->len + take;
-      if (cap > d->need)
-        cap = d->need;
+      size_t cap = jw__buf_grow_cap(d->cap, d->len + take, 16384, d->need);
       uint8_t *nb = realloc(d->buf, cap);
       if (nb == NULL)
         return -ENOMEM;

@@ -7,7 +7,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 
-#include "jobworker/rpc.h"
+#include "jobworker/tls.h"
 
 /* The exact TLS 1.3 suites we allow, CCM ones included. */
 #define JW__TLS_SUITES                                                         \

@@ -28,7 +28,7 @@
 #include "jobworker.pb-c.h"
 #include "jobworker/rpc.h"
 #include "request.h"
-#include "server_int.h"
+#include "server_test.h"
 #include "tls_int.h"
 
 static uv_loop_t loop;

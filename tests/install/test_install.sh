@@ -103,7 +103,7 @@ check "teleportd, teleport and jw-certs installed and executable" \
   '[ -x "$SBINDIR/teleportd" ] && [ -x "$BINDIR/teleport" ] && [ -x "$BINDIR/jw-certs" ]'
 "$SBINDIR/teleportd" --version >"$T/v" 2>&1
 check "the installed teleportd runs" 'grep -q "^teleportd " "$T/v"' "$(cat "$T/v")"
-hdrs=(cgroup error grpc outlog process rpc service supervisor units)
+hdrs=(cgroup client error grpc outlog process rpc server service supervisor tls units users)
 missing=
 for h in "${hdrs[@]}"; do
   [ -f "$INCDIR/jobworker/$h.h" ] || missing+=" $h.h"

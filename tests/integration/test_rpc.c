@@ -16,7 +16,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "jobworker/rpc.h"
-#include "server_int.h"
+#include "server_test.h"
 
 static const char *certdir;
 static char extradir[] = "/tmp/jw-rpc-certs-XXXXXX";

@@ -1,0 +1,188 @@
+/*
+ * The server role's lifetime (lib/rpc/server.c) without a client: the
+ * defaults of zero options, listen addresses good and bad, a start that
+ * fails leaving nothing behind, and a shutdown with no connection.
+ */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "jobworker/server.h"
+#include "rpc_test.h"
+#include "server_int.h"
+
+static uv_loop_t loop;
+static jw_tls_ctx_t *tls;
+
+static void h_nop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
+                  void *data) {
+  jw_rpc_call_fail(call, JW_GRPC_UNIMPLEMENTED, "nop");
+}
+
+static const jw_rpc_method_t methods[] = {{"/t.T/Nop", h_nop}};
+
+static void setup(void) {
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  tls = rpc_test_tls(true);
+}
+
+static void teardown(void) {
+  jw_tls_ctx_free(tls);
+  ck_assert_int_eq(rpc_test_drain(&loop), 0);
+}
+
+static jw_rpc_server_options_t options(const char *addr) {
+  jw_rpc_server_options_t o = {0};
+  o.addr = addr;
+  o.tls = tls;
+  o.methods = methods;
+  o.nmethods = 1;
+  return o;
+}
+
+static bool done;
+static int ndone;
+static void done_cb(jw_rpc_server_t *srv, void *data) {
+  done = true;
+  ndone++;
+}
+
+static void stop(jw_rpc_server_t *srv) {
+  done = false;
+  ndone = 0;
+  jw_rpc_server_shutdown(srv, 1000, done_cb, NULL);
+  ck_assert(rpc_test_run_until(&loop, &done, 10000));
+  ck_assert_int_eq(ndone, 1);
+  jw_rpc_server_free(srv);
+}
+
+START_TEST(test_zero_options_get_the_documented_defaults) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_rpc_server_t *srv;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), 0);
+  /* server.h documents each of these as the value 0 stands for. */
+  ck_assert_uint_eq(srv->opts.max_connections, 1024);
+  ck_assert_uint_eq(srv->opts.max_concurrent_streams, 100);
+  ck_assert_uint_eq(srv->opts.handshake_timeout_ms, 10000);
+  ck_assert_uint_eq(srv->opts.idle_timeout_ms, 300000);
+  ck_assert_uint_eq(srv->opts.max_message_bytes, 4u << 20);
+  ck_assert_uint_eq(srv->opts.max_buffered_request_bytes, 8u << 20);
+  ck_assert_uint_eq(srv->opts.max_pending_output_bytes, 1u << 20);
+  ck_assert_uint_eq(srv->opts.request_timeout_ms, 30000);
+  ck_assert_uint_eq(srv->opts.max_connections_per_client, 32);
+  ck_assert_int_gt(jw_rpc_server_port(srv), 0);
+  stop(srv);
+}
+END_TEST
+
+START_TEST(test_one_message_always_fits_the_request_budget) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_rpc_server_t *srv;
+  o.max_message_bytes = 16u << 20;
+  o.max_buffered_request_bytes = 1u << 20;
+  o.max_connections = 7;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), 0);
+  ck_assert_uint_eq(srv->opts.max_buffered_request_bytes, 16u << 20);
+  ck_assert_uint_eq(srv->opts.max_connections, 7); /* set ones are kept */
+  stop(srv);
+}
+END_TEST
+
+START_TEST(test_listen_addresses) {
+  struct sockaddr_storage ss;
+  struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+  char ip[64];
+
+  ck_assert_int_eq(jw_rpc_listen_addr_parse("127.0.0.1:3000", &ss), 0);
+  ck_assert_int_eq(ss.ss_family, AF_INET);
+  ck_assert_int_eq(ntohs(a4->sin_port), 3000);
+  ck_assert_int_eq(jw_rpc_listen_addr_parse(":3001", &ss), 0);
+  uv_ip4_name(a4, ip, sizeof(ip));
+  ck_assert_str_eq(ip, "0.0.0.0"); /* every IPv4 address */
+  ck_assert_int_eq(ntohs(a4->sin_port), 3001);
+  ck_assert_int_eq(jw_rpc_listen_addr_parse("localhost:80", &ss), 0);
+  uv_ip4_name(a4, ip, sizeof(ip));
+  ck_assert_str_eq(ip, "127.0.0.1");
+  ck_assert_int_eq(jw_rpc_listen_addr_parse("[::1]:443", &ss), 0);
+  ck_assert_int_eq(ss.ss_family, AF_INET6);
+  ck_assert_int_eq(ntohs(a6->sin6_port), 443);
+
+  static const char *bad[] = {
+      NULL,        "",          "3000",         "127.0.0.1",
+      "[::1]",     "::1:3000",  "host:",        "127.0.0.1:65536",
+      "1.2.3.4:x", "[::1]x:80", "[]:80",        "example.org:80",
+      "[::1:80",   "1.2.3:80",  "127.0.0.1:-1", "999.1.1.1:80",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(jw_rpc_listen_addr_parse(bad[i], &ss) == JW_EINVAL,
+                  "accepted '%s'", bad[i] ? bad[i] : "(null)");
+}
+END_TEST
+
+START_TEST(test_bad_start_leaves_nothing) {
+  jw_rpc_server_t *srv = (jw_rpc_server_t *)&loop; /* overwritten */
+  jw_rpc_server_options_t o = options("no-port");
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), JW_EINVAL);
+  ck_assert_ptr_null(srv);
+  o = options("127.0.0.1:0");
+  o.tls = NULL;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), JW_EINVAL);
+  o = options("127.0.0.1:0");
+  o.methods = NULL;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), JW_EINVAL);
+  ck_assert_int_eq(jw_rpc_server_start(&loop, NULL, &srv), JW_EINVAL);
+  ck_assert_ptr_null(srv);
+}
+END_TEST
+
+START_TEST(test_address_in_use_is_reported_and_cleaned_up) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_rpc_server_t *first, *second = NULL;
+  char addr[64];
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &first), 0);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", jw_rpc_server_port(first));
+  o.addr = addr;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &second), UV_EADDRINUSE);
+  ck_assert_ptr_null(second);
+  /* The failed server's handle closes from the loop (teardown checks that
+   * the loop is left empty, and LeakSanitizer that it was freed). */
+  stop(first);
+}
+END_TEST
+
+START_TEST(test_shutdown_with_no_connections) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_rpc_server_t *srv;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), 0);
+  done = false;
+  ndone = 0;
+  jw_rpc_server_shutdown(srv, 60000, done_cb, NULL);
+  ck_assert(!done); /* from the loop, never from inside the call */
+  jw_rpc_server_shutdown(srv, 60000, done_cb, NULL); /* again: no effect */
+  /* Nothing to wait for: done well before the 60 s grace period. */
+  uint64_t t0 = uv_hrtime();
+  ck_assert(rpc_test_run_until(&loop, &done, 30000));
+  ck_assert_uint_lt(uv_hrtime() - t0, 30000000000ull);
+  ck_assert_int_eq(ndone, 1);
+  jw_rpc_server_free(srv);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("server");
+  TCase *tc = tcase_create("server");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_zero_options_get_the_documented_defaults);
+  tcase_add_test(tc, test_one_message_always_fits_the_request_budget);
+  tcase_add_test(tc, test_listen_addresses);
+  tcase_add_test(tc, test_bad_start_leaves_nothing);
+  tcase_add_test(tc, test_address_in_use_is_reported_and_cleaned_up);
+  tcase_add_test(tc, test_shutdown_with_no_connections);
+  suite_add_tcase(s, tc);
+  return rpc_test_main(s);
+}
