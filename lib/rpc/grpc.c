@@ -115,7 +115,7 @@ int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
     size_t take = d->need - d->len;
     if (take > *n)
       take = *n;
-    if (d->len + take > d->cap) {
+    if (d->buf == NULL || d->len + take > d->cap) {
       /* Doubling keeps the copies linear; the announced length caps it. */
       size_t cap = jw__buf_grow_cap(d->cap, d->len + take, 16384, d->need);
       uint8_t *nb = realloc(d->buf, cap);

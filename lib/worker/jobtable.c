@@ -16,7 +16,9 @@ static size_t hash_str(const char *s) {
 }
 
 static jw__list_t *new_buckets(size_t n) {
-  jw__list_t *b = malloc(n * sizeof(*b));
+  /* calloc, though every head is initialised below: the analyzer cannot
+   * follow the masked index into the loop's range. */
+  jw__list_t *b = calloc(n, sizeof(*b));
   size_t i;
   if (b == NULL)
     return NULL;
