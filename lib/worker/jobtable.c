@@ -15,16 +15,20 @@ static size_t hash_str(const char *s) {
   return (size_t)jw__fnv1a64(s, strlen(s));
 }
 
+/*
+ * Bucket heads start zeroed (calloc) and are made empty lists on first
+ * use: a table of n heads costs no pass over them, and every use goes
+ * through the one check, which the static analyzer can follow.
+ */
 static jw__list_t *new_buckets(size_t n) {
-  /* calloc, though every head is initialised below: the analyzer cannot
-   * follow the masked index into the loop's range. */
-  jw__list_t *b = calloc(n, sizeof(*b));
-  size_t i;
-  if (b == NULL)
-    return NULL;
-  for (i = 0; i < n; i++)
-    jw__list_init(&b[i]);
-  return b;
+  return calloc(n, sizeof(jw__list_t));
+}
+
+static jw__list_t *bucket(jw__list_t *b, size_t nbuckets, const char *key) {
+  jw__list_t *h = &b[hash_str(key) & (nbuckets - 1)];
+  if (h->next == NULL)
+    jw__list_init(h);
+  return h;
 }
 
 int jw__jobtable_init(jw__jobtable_t *t) {
@@ -61,12 +65,14 @@ static void grow(jw__list_t **buckets, size_t *nbuckets, size_t node_off,
     return;
   for (i = 0; i < *nbuckets; i++) {
     jw__list_t *node, *tmp;
+    if ((*buckets)[i].next == NULL)
+      continue; /* never used */
     jw__list_foreach_safe(node, tmp, &(*buckets)[i]) {
       char *elem = (char *)node - node_off;
       const char *key = key_is_ptr ? *(const char **)(void *)(elem + key_off)
                                    : (const char *)(elem + key_off);
       jw__list_remove(node);
-      jw__list_insert_tail(&b[hash_str(key) & (n - 1)], node);
+      jw__list_insert_tail(bucket(b, n, key), node);
     }
   }
   free(*buckets);
@@ -78,7 +84,7 @@ jw__jobent_t *jw__jobtable_find(const jw__jobtable_t *t, const char *id) {
   jw__list_t *n;
   if (id == NULL)
     return NULL;
-  jw__list_foreach(n, &t->buckets[hash_str(id) & (t->nbuckets - 1)]) {
+  jw__list_foreach(n, bucket(t->buckets, t->nbuckets, id)) {
     jw__jobent_t *e = jw__list_data(n, jw__jobent_t, hnode);
     if (strcmp(e->id, id) == 0)
       return e;
@@ -90,7 +96,7 @@ jw__owner_t *jw__jobtable_owner(const jw__jobtable_t *t, const char *name) {
   jw__list_t *n;
   if (name == NULL)
     return NULL;
-  jw__list_foreach(n, &t->obuckets[hash_str(name) & (t->nobuckets - 1)]) {
+  jw__list_foreach(n, bucket(t->obuckets, t->nobuckets, name)) {
     jw__owner_t *o = jw__list_data(n, jw__owner_t, hnode);
     if (strcmp(o->name, name) == 0)
       return o;
@@ -112,8 +118,7 @@ jw__owner_t *jw__jobtable_owner_get(jw__jobtable_t *t, const char *name) {
   if (t->nowners + 1 > t->nobuckets)
     grow(&t->obuckets, &t->nobuckets, offsetof(jw__owner_t, hnode),
          offsetof(jw__owner_t, name), 1);
-  jw__list_insert_tail(&t->obuckets[hash_str(name) & (t->nobuckets - 1)],
-                       &o->hnode);
+  jw__list_insert_tail(bucket(t->obuckets, t->nobuckets, name), &o->hnode);
   t->nowners++;
   return o;
 }
@@ -131,8 +136,7 @@ void jw__jobtable_insert(jw__jobtable_t *t, jw__jobent_t *e, jw__owner_t *o) {
   if (t->njobs + 1 > t->nbuckets)
     grow(&t->buckets, &t->nbuckets, offsetof(jw__jobent_t, hnode),
          offsetof(jw__jobent_t, id), 0);
-  jw__list_insert_tail(&t->buckets[hash_str(e->id) & (t->nbuckets - 1)],
-                       &e->hnode);
+  jw__list_insert_tail(bucket(t->buckets, t->nbuckets, e->id), &e->hnode);
   jw__list_insert_tail(&t->jobs, &e->age);
   jw__list_insert_tail(&o->jobs, &e->by_owner);
   jw__list_init(&e->fin);
