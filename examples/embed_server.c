@@ -67,8 +67,10 @@ static void sup_done(jw_supervisor_t *sup, void *data) {
 }
 
 static void srv_done(jw_rpc_server_t *srv, void *data) {
+  app_t *app = data;
   (void)srv;
-  part_done(data);
+  app->srv = NULL; /* the library frees it when this returns */
+  part_done(app);
 }
 
 /*
@@ -85,7 +87,7 @@ static void shutdown_app(app_t *app, const char *why) {
   uv_timer_stop(&app->heartbeat);
   app->pending = 2;
   jw_supervisor_shutdown(app->sup, sup_done, app);
-  jw_rpc_server_shutdown(app->srv, 10000, srv_done, app);
+  jw_rpc_server_close(app->srv, 10000, srv_done, app);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -199,8 +201,11 @@ int main(int argc, char **argv) {
   uv_run(&app.loop, UV_RUN_DEFAULT);
   rc = 0;
 out:
-  if (app.srv != NULL)
-    jw_rpc_server_free(app.srv);
+  if (app.srv != NULL) {
+    /* The setup failed half way: close it and let the loop finish that. */
+    jw_rpc_server_close(app.srv, 0, NULL, NULL);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+  }
   if (app.sup != NULL) {
     /*
      * Stops any job still running (when the setup failed half way) and

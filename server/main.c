@@ -108,6 +108,7 @@ static void sup_done(jw_supervisor_t *sup, void *data) {
 static void srv_done(jw_rpc_server_t *srv, void *data) {
   server_t *s = data;
   jw_log(JW_LOG_INFO, "event", "connections_closed", NULL);
+  s->srv = NULL; /* its memory goes when this returns */
   part_done(s);
 }
 
@@ -128,7 +129,7 @@ static void on_signal(uv_signal_t *h, int signum) {
    * the server waits for those streams, but never past the jobs' own
    * grace period plus a margin. */
   jw_supervisor_shutdown(s->sup, sup_done, s);
-  jw_rpc_server_shutdown(s->srv, s->cfg.stop_timeout_ms + 5000, srv_done, s);
+  jw_rpc_server_close(s->srv, s->cfg.stop_timeout_ms + 5000, srv_done, s);
 }
 
 /* Each job holds several fds: raise the soft limit as far as allowed. */
@@ -571,15 +572,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&s.sigint, on_signal, SIGINT);
 
   uv_run(&s.loop, UV_RUN_DEFAULT);
-  jw_rpc_server_free(s.srv);
-  s.srv = NULL;
   rc = 0;
   jw_log(JW_LOG_INFO, "event", "exit", NULL);
 out:
   if (s.srv != NULL) {
-    jw_rpc_server_shutdown(s.srv, 0, NULL, NULL);
+    jw_rpc_server_close(s.srv, 0, NULL, NULL);
     uv_run(&s.loop, UV_RUN_DEFAULT);
-    jw_rpc_server_free(s.srv);
   }
   if (s.sup != NULL) {
     /* Stops what still runs; the memory goes once the loop is done. */

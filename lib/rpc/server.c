@@ -449,13 +449,20 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
 
 int jw_rpc_server_port(const jw_rpc_server_t *srv) { return srv->port; }
 
-/* The last of the server's own handles closed: it is done. */
+static void server_free(jw_rpc_server_t *srv);
+
+/*
+ * The last of the server's own handles closed: it is done. Its memory goes
+ * once the close callback returned, from this close callback of the loop's,
+ * so nothing of the library's is left on the stack.
+ */
 static void server_handles_closed(jw_rpc_server_t *srv) {
   if (srv->timer_open || srv->turns_open)
     return;
   srv->done = true;
   if (srv->done_cb != NULL)
     srv->done_cb(srv, srv->done_data);
+  server_free(srv);
 }
 
 static void shutdown_timer_closed_cb(uv_handle_t *h) {
@@ -486,13 +493,13 @@ static void shutdown_timeout_cb(uv_timer_t *t) {
   }
 }
 
-void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
-                            void (*done_cb)(jw_rpc_server_t *srv, void *data),
-                            void *data) {
+void jw_rpc_server_close(jw_rpc_server_t *srv, uint64_t timeout_ms,
+                         void (*close_cb)(jw_rpc_server_t *srv, void *data),
+                         void *data) {
   if (srv->shutting_down)
     return;
   srv->shutting_down = true;
-  srv->done_cb = done_cb;
+  srv->done_cb = close_cb;
   srv->done_data = data;
   uv_close((uv_handle_t *)&srv->listener, listener_closed_cb);
   uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, timeout_ms, 0);
@@ -513,9 +520,7 @@ void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
   }
 }
 
-void jw_rpc_server_free(jw_rpc_server_t *srv) {
-  if (srv == NULL)
-    return;
+static void server_free(jw_rpc_server_t *srv) {
   /* Calls whose handler never ended them and never asked to hear of it. */
   jw__list_t *n;
   while ((n = jw__list_first(&srv->zombies)) != NULL)

@@ -249,9 +249,8 @@ static void wait_for(volatile bool *flag);
 static void teardown(void) {
   uv_timer_stop(&run_timer);
   if (srv != NULL) {
-    jw_rpc_server_shutdown(srv, 0, srv_done_cb, NULL);
+    jw_rpc_server_close(srv, 0, srv_done_cb, NULL);
     wait_for(&srv_done);
-    jw_rpc_server_free(srv);
     srv = NULL;
   }
   uv_close((uv_handle_t *)&tick, NULL);
@@ -749,9 +748,8 @@ START_TEST(test_connection_refused) {
   cl_t c;
   /* Bind then close a server to find a port nobody listens on. */
   start_server(0, 0, 0);
-  jw_rpc_server_shutdown(srv, 0, srv_done_cb, NULL);
+  jw_rpc_server_close(srv, 0, srv_done_cb, NULL);
   wait_for(&srv_done);
-  jw_rpc_server_free(srv);
   srv = NULL;
   ck_assert_int_eq(client_open(&c, "alice"), UV_ECONNREFUSED);
   ck_assert_ptr_nonnull(strstr(jw_rpc_client_error(c.cli), "refused"));
@@ -823,7 +821,7 @@ START_TEST(test_shutdown_with_calls_in_flight) {
   call(&c, "/test.Svc/Slow", "100", 3, 0, &slow);
   call(&c, "/test.Svc/Hang", "x", 1, 0, &hang);
   run_for(30);
-  jw_rpc_server_shutdown(srv, 400, srv_done_cb, NULL);
+  jw_rpc_server_close(srv, 400, srv_done_cb, NULL);
   /* After GOAWAY no new call is taken. */
   run_for(20);
   int rc = jw_rpc_client_call(c.cli, "/test.Svc/Echo", (const uint8_t *)"x", 1,
@@ -841,7 +839,6 @@ START_TEST(test_shutdown_with_calls_in_flight) {
     wait_for(&late.done);
     ck_assert_int_eq(late.status, JW_GRPC_UNAVAILABLE);
   }
-  jw_rpc_server_free(srv);
   srv = NULL;
   client_close(&c);
   free(slow.buf);

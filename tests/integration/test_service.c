@@ -247,11 +247,11 @@ static void teardown(void) {
     jw_rpc_client_close(fx.cli[i], NULL, NULL);
   shutdown_left = 2;
   jw_supervisor_shutdown(fx.sup, sup_done, NULL);
-  jw_rpc_server_shutdown(fx.srv, 5000, srv_done, NULL);
+  jw_rpc_server_close(fx.srv, 5000, srv_done, NULL);
   while (shutdown_left > 0)
     uv_run(&fx.loop, UV_RUN_ONCE);
   uv_run(&fx.loop, UV_RUN_DEFAULT);
-  jw_rpc_server_free(fx.srv);
+  fx.srv = NULL;
   jw_supervisor_close(fx.sup, 0, NULL, NULL);
   uv_run(&fx.loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uv_loop_close(&fx.loop), 0);

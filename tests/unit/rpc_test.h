@@ -75,12 +75,11 @@ static inline void rpc_test_server_done(jw_rpc_server_t *srv, void *data) {
   *(bool *)data = true;
 }
 
-/* Shuts srv down, waits for its done callback (bounded) and frees it. */
+/* Closes srv and waits (bounded) for its close callback; then it is gone. */
 static inline void rpc_test_stop_server(uv_loop_t *loop, jw_rpc_server_t *srv) {
   bool done = false;
-  jw_rpc_server_shutdown(srv, 1000, rpc_test_server_done, &done);
+  jw_rpc_server_close(srv, 1000, rpc_test_server_done, &done);
   ck_assert(rpc_test_run_until(loop, &done, 10000));
-  jw_rpc_server_free(srv);
 }
 
 static inline void rpc_test_watchdog(uv_timer_t *t) { uv_stop(t->loop); }

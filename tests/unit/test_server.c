@@ -54,10 +54,9 @@ static void done_cb(jw_rpc_server_t *srv, void *data) {
 static void stop(jw_rpc_server_t *srv) {
   done = false;
   ndone = 0;
-  jw_rpc_server_shutdown(srv, 1000, done_cb, NULL);
+  jw_rpc_server_close(srv, 1000, done_cb, NULL);
   ck_assert(rpc_test_run_until(&loop, &done, 10000));
   ck_assert_int_eq(ndone, 1);
-  jw_rpc_server_free(srv);
 }
 
 START_TEST(test_zero_options_get_the_documented_defaults) {
@@ -161,15 +160,14 @@ START_TEST(test_shutdown_with_no_connections) {
   ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &srv), 0);
   done = false;
   ndone = 0;
-  jw_rpc_server_shutdown(srv, 60000, done_cb, NULL);
+  jw_rpc_server_close(srv, 60000, done_cb, NULL);
   ck_assert(!done); /* from the loop, never from inside the call */
-  jw_rpc_server_shutdown(srv, 60000, done_cb, NULL); /* again: no effect */
+  jw_rpc_server_close(srv, 60000, done_cb, NULL); /* again: no effect */
   /* Nothing to wait for: done well before the 60 s grace period. */
   uint64_t t0 = uv_hrtime();
   ck_assert(rpc_test_run_until(&loop, &done, 30000));
   ck_assert_uint_lt(uv_hrtime() - t0, 30000000000ull);
   ck_assert_int_eq(ndone, 1);
-  jw_rpc_server_free(srv);
 }
 END_TEST
 

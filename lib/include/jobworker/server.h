@@ -143,17 +143,19 @@ int jw_rpc_listen_addr_parse(const char *addr, struct sockaddr_storage *out);
 int jw_rpc_server_port(const jw_rpc_server_t *srv);
 
 /*
- * Stops accepting, sends GOAWAY to every connection, lets calls in
- * progress finish (their handlers keep running), then closes every
+ * Closes the server, the library's one rule for objects with loop handles
+ * (libuv's): stops accepting, sends GOAWAY to every connection, lets calls
+ * in progress finish (their handlers keep running), then closes every
  * connection; after timeout_ms what is still open is closed (its calls
- * get their cancel callback). done_cb runs from the loop when all is
- * closed; then call jw_rpc_server_free.
+ * get their cancel callback). close_cb (may be NULL) runs from the loop,
+ * never from inside this call, once every connection and handle is
+ * closed; the server's memory goes when it returns, with any call whose
+ * handler never ended it. A second call before close_cb ran changes
+ * nothing; after it, srv is gone.
  */
-void jw_rpc_server_shutdown(jw_rpc_server_t *srv, uint64_t timeout_ms,
-                            void (*done_cb)(jw_rpc_server_t *srv, void *data),
-                            void *data);
-
-void jw_rpc_server_free(jw_rpc_server_t *srv);
+void jw_rpc_server_close(jw_rpc_server_t *srv, uint64_t timeout_ms,
+                         void (*close_cb)(jw_rpc_server_t *srv, void *data),
+                         void *data);
 
 /* ---- A call, server side ---------------------------------------------- */
 
