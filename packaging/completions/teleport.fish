@@ -15,7 +15,9 @@ function __teleport_job_ids
                 set -a conn $words[$i]
         end
     end
-    $words[1] $conn list --json 2>/dev/null | sed -n 's/^ *{"id":"\([^"\\\\]*\)".*/\1/p'
+    set -l to
+    command -q timeout; and set to timeout 5
+    $to $words[1] $conn list --json 2>/dev/null | sed -n 's/^ *{"id":"\([^"\\\\]*\)".*/\1/p'
 end
 
 set -l cmds start status output stop list help
