@@ -73,7 +73,7 @@ for kv in Type=simple Delegate=yes KillMode=mixed OOMPolicy=continue \
   fi
 done
 for k in ProtectControlGroups RestrictNamespaces ProtectHome ProtectSystem \
-  PrivateTmp; do
+  ProtectKernelModules PrivateTmp; do
   if [ -z "$(unit_value "$k")" ]; then
     pass "unit: no $k (jobs need what it takes away)"
   else
