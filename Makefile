@@ -11,10 +11,12 @@ MESON_TEST_ARGS ?=
 PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
 	python3 python3-grpcio python3-grpc-tools python3-h2 procps \
-	clang libclang-rt-14-dev clang-tidy valgrind util-linux
+	clang libclang-rt-14-dev clang-tidy valgrind util-linux \
+	groff-base zsh fish
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build asan test run format check-format clean docker-test \
+	deb deb-test \
 	fuzz fuzz-regress valgrind lint bench
 
 all: build
@@ -85,6 +87,15 @@ check-format:
 docker-test:
 	bash tests/docker/test_docker.sh
 
+# A Debian package of everything (packaging/deb, docs/packaging.md):
+# build/deb/jobworker_VERSION_ARCH.deb, from a release build in build-deb.
+deb: deps
+	packaging/deb/build-deb.sh
+
+# The package installed into a clean bookworm container and run there.
+deb-test: deb
+	bash tests/docker/test_deb.sh
+
 FUZZ_SECONDS ?= 60
 
 # libFuzzer targets (tests/fuzz), FUZZ_SECONDS each, clang build in build-fuzz.
@@ -110,4 +121,5 @@ lint: deps
 	tools/lint.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-vg build-lint build-bench
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-vg build-lint build-bench \
+	  build-deb

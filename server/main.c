@@ -33,6 +33,7 @@ typedef struct {
   jw_service_t svc;
   uv_signal_t sigterm;
   uv_signal_t sigint;
+  uv_signal_t sighup;
   int pending; /* parts of the shutdown still running */
   int shutting_down;
 } server_t;
@@ -97,6 +98,15 @@ static void part_done(server_t *s) {
     return;
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
+  uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+/* systemd's ExecReload (and operators used to it) send SIGHUP, whose default
+ * action would end the server and every job with it. Until a reload exists
+ * the signal is caught, logged and otherwise ignored. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
+         "reload is not supported yet; nothing changed", NULL);
 }
 
 static void sup_done(jw_supervisor_t *sup, void *data) {
@@ -567,9 +577,11 @@ int main(int argc, char **argv) {
 
   uv_signal_init(&s.loop, &s.sigterm);
   uv_signal_init(&s.loop, &s.sigint);
-  s.sigterm.data = s.sigint.data = &s;
+  uv_signal_init(&s.loop, &s.sighup);
+  s.sigterm.data = s.sigint.data = s.sighup.data = &s;
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   uv_signal_start(&s.sigint, on_signal, SIGINT);
+  uv_signal_start(&s.sighup, on_sighup, SIGHUP);
 
   uv_run(&s.loop, UV_RUN_DEFAULT);
   rc = 0;

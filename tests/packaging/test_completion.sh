@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Shell completions of teleport: the bash one driven as bash drives it
+# (COMP_WORDS/COMP_CWORD set, the function called, COMPREPLY read) for a
+# command, global and per-command flags, a flag's file argument, and the
+# caller's job ids from a running teleportd (alice sees hers, not bob's);
+# the zsh and fish ones checked for syntax with zsh -n and fish -n where
+# those shells are installed.
+#
+# Environment: JW_BUILD_ROOT, JW_SOURCE_ROOT, JW_TEST_CERTS (ca.cert,
+# server.*, alice.*, bob.*). Exits 1 on any failure.
+set -u
+
+SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${JW_BUILD_ROOT:-$SRC/build}
+C=${JW_TEST_CERTS:-$BUILD/test-certs}
+TELEPORT=$BUILD/client/teleport
+TELEPORTD=$BUILD/server/teleportd
+COMP=$SRC/packaging/completions
+T=$(mktemp -d /tmp/jw-completion.XXXXXX)
+chmod 711 "$T"
+SERVER_PID=
+npass=0
+nfail=0
+
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 100); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+  fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+pass() {
+  npass=$((npass + 1))
+  echo "ok   $1"
+}
+
+fail() {
+  nfail=$((nfail + 1))
+  echo "FAIL $1"
+  [ -n "${2:-}" ] && printf '     %s\n' "$2"
+  return 0
+}
+
+for f in "$TELEPORT" "$TELEPORTD" "$C/alice.key" "$C/bob.key"; do
+  [ -e "$f" ] || {
+    echo "test_completion: $f is missing (build, and tests/make-certs.sh)"
+    exit 1
+  }
+done
+
+# complete WORD...: the completions bash offers for the last WORD of the
+# command line "WORD...", one a line, sorted. A fresh bash each time, so
+# that nothing from one case leaks into the next.
+complete_words() {
+  bash --norc --noprofile -c '
+    source "$1" || exit 3
+    shift
+    COMP_WORDS=("$@")
+    COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+    COMP_LINE="$*"
+    COMP_POINT=${#COMP_LINE}
+    _teleport || exit 4
+    printf "%s\n" "${COMPREPLY[@]}"' bash "$COMP/teleport.bash" "$@" | sort
+}
+
+# expect NAME WANT WORD...: the completions are exactly WANT (space-separated).
+expect() {
+  local name=$1 want got
+  want=$(printf '%s\n' $2 | sort)
+  shift 2
+  got=$(complete_words "$@")
+  if [ "$got" = "$want" ]; then
+    pass "$name"
+  else
+    fail "$name" "want [$(echo $want)], got [$(echo $got)]"
+  fi
+}
+
+# ---- bash: commands and flags (no server needed) -------------------------
+expect "bash: commands" "start status output stop list help" teleport ""
+expect "bash: a command by its prefix" "status stop start" teleport st
+expect "bash: global flags" "--cacert --cert" teleport --c
+expect "bash: a command after connection flags" "list" teleport --addr 127.0.0.1:1 li
+expect "bash: per-command flags of start" "--io-read --io-write --isolate" teleport start --i
+expect "bash: per-command flags of list" "--json" teleport list --j
+expect "bash: --isolate values" "pid pid,mount pid,net pid,mount,net" teleport start --isolate pi
+expect "bash: help COMMAND" "output" teleport help ou
+mkdir -p "$T/files" && touch "$T/files/alice.cert" "$T/files/alice.key"
+expect "bash: --cert takes a file" "$T/files/alice.cert" teleport --cert "$T/files/alice.c"
+
+# ---- bash: job ids from a running teleportd ------------------------------
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ADDR=127.0.0.1:$PORT
+mkdir -p "$T/data"
+"$TELEPORTD" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
+  --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
+  --log-level warn 2>"$T/teleportd.log" &
+SERVER_PID=$!
+as() {
+  local who=$1
+  shift
+  TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/$who.cert TELEPORT_KEY=$C/$who.key \
+    TELEPORT_ADDR=$ADDR "$TELEPORT" "$@"
+}
+ready=0
+for _ in $(seq 300); do
+  as alice list >/dev/null 2>&1 && ready=1 && break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if [ "$ready" != 1 ]; then
+  fail "teleportd did not come up on $ADDR" "$(tail -5 "$T/teleportd.log")"
+  echo "$npass passed, $nfail failed"
+  exit 1
+fi
+a1=$(as alice start true) && a2=$(as alice start true) && b1=$(as bob start true) ||
+  fail "starting jobs failed"
+
+# The connection comes from the flags on the line being completed; none
+# from the environment.
+expect "bash: status completes alice's job ids (flags on the line)" "$a1 $a2" \
+  "$TELEPORT" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
+  --key "$C/alice.key" status ""
+expect "bash: output completes bob's only job id" "$b1" \
+  "$TELEPORT" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/bob.cert" \
+  --key "$C/bob.key" output ""
+# ... or from the TELEPORT_* environment, with flags after the command.
+export TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert TELEPORT_KEY=$C/alice.key
+expect "bash: stop completes a job id by its prefix (env, flag after the command)" \
+  "$a1" "$TELEPORT" stop --addr "$ADDR" "${a1:0:${#a1}-1}"
+unset TELEPORT_CACERT TELEPORT_CERT TELEPORT_KEY
+expect "bash: no job ids when the server cannot be reached" "" \
+  "$TELEPORT" --addr 127.0.0.1:1 --cacert "$C/ca.cert" --cert "$C/alice.cert" \
+  --key "$C/alice.key" status ""
+expect "bash: only one job id per command" "" \
+  "$TELEPORT" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
+  --key "$C/alice.key" status "$a1" ""
+
+# ---- zsh and fish: syntax ------------------------------------------------
+if command -v zsh >/dev/null 2>&1; then
+  if out=$(zsh -n "$COMP/_teleport" 2>&1); then
+    pass "zsh -n _teleport"
+  else
+    fail "zsh -n _teleport" "$out"
+  fi
+else
+  echo "skip zsh: not installed (apt-get install zsh)"
+fi
+if command -v fish >/dev/null 2>&1; then
+  if out=$(fish -n "$COMP/teleport.fish" 2>&1); then
+    pass "fish -n teleport.fish"
+  else
+    fail "fish -n teleport.fish" "$out"
+  fi
+  # Loading it defines the job-id function and registers completions.
+  if out=$(HOME=$T fish --no-config -c "source $COMP/teleport.fish; functions -q __teleport_job_ids; and complete -c teleport | grep -q -- '-l isolate'" 2>&1); then
+    pass "fish loads teleport.fish"
+  else
+    fail "fish loads teleport.fish" "$out"
+  fi
+else
+  echo "skip fish: not installed (apt-get install fish)"
+fi
+
+echo "$npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]
