@@ -37,6 +37,12 @@ struct jw_rpc_call_s {
   int32_t stream_id;
   enum call_state state;
 
+  /*
+   * The fields are grouped by size within each part (the flags of all
+   * parts together at the end) so that the struct carries no padding to
+   * speak of: there is one per stream.
+   */
+
   /* Request headers. */
   char *path;
   bool post;
@@ -50,6 +56,7 @@ struct jw_rpc_call_s {
   uint64_t timeout_ms;
   size_t header_bytes;
   int http_status; /* CALL_HTTP: the answer's :status */
+  int nmsgs;       /* request messages seen */
   size_t discarded;
   const jw_rpc_method_t *method;
 
@@ -57,35 +64,36 @@ struct jw_rpc_call_s {
   jw_grpc_deframer_t defr;
   uint8_t *req;
   size_t req_len;
-  int nmsgs;
   size_t rx_held;         /* request bytes counted in sc->rx_bytes */
   size_t rx_unacked;      /* received bytes not yet given back as credit */
-  bool ready;             /* the request is whole; dispatch waits for output */
   uv_timer_t *recv_timer; /* the request timeout, while it arrives */
 
   /* Response. */
-  bool headers_sent;
   uint8_t *out;
   size_t out_len;
   size_t out_off;
   jw_rpc_pull_cb pull;
   void *pull_data;
-  bool deferred;
-  bool want_resume;
 
   void (*cancel_cb)(jw_rpc_call_t *call, void *data);
   void *cancel_data;
   int in_cb;
+  int status;
+
+  /* Flags of the parts above. */
+  bool ready;          /* the request is whole; dispatch waits for output */
+  bool headers_sent;   /* response */
+  bool deferred;       /* response: the pull said JW_EAGAIN */
+  bool want_resume;    /* response: jw_rpc_call_resume since */
   bool owed;           /* the handler holds the call and was not told */
   bool cancel_pending; /* cancel while a callback of ours held the call */
   bool aborted;        /* cut off: send nothing more */
   bool zombie;         /* stream gone, handler owes an end, no cancel cb */
+  bool reported;       /* the rpc event was emitted */
 
   uv_timer_t *deadline;
   char tag[64];
-  int status;
   char *message;
-  bool reported;
   uint64_t start_ns;
 };
 
