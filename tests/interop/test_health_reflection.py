@@ -21,7 +21,7 @@ import interop_common as ic  # noqa: E402
 ic.reexec()
 
 import grpc  # noqa: E402
-from google.protobuf import descriptor_pb2  # noqa: E402
+from google.protobuf import descriptor_pb2, descriptor_pool  # noqa: E402
 
 pb, pb_grpc = ic.load_stubs()
 
@@ -210,6 +210,41 @@ class Reflection(Base):
                                      "error_response")
                     self.assertEqual(r.error_response.error_code,
                                      grpc.StatusCode.NOT_FOUND.value[0])
+
+    def test_descriptor_pool_from_reflection(self):
+        """What grpcio's reflection client does: load the files the server
+        sends into a DescriptorPool and look the service up there."""
+        pool = descriptor_pool.DescriptorPool()
+        for fd in self.files(self.ask(rpb, rpb_grpc,
+                                      file_containing_symbol=SERVICE)):
+            pool.Add(fd)
+        svc = pool.FindServiceByName(SERVICE)
+        start = svc.FindMethodByName("Start")
+        self.assertEqual(start.input_type.full_name, "jobworker.v1.JobRequest")
+        self.assertEqual(start.output_type.full_name, "jobworker.v1.JobStatus")
+        self.assertTrue(svc.FindMethodByName("GetOutput").server_streaming)
+
+    def test_extensions(self):
+        r = self.ask(rpb, rpb_grpc,
+                     all_extension_numbers_of_type="jobworker.v1.JobRequest")
+        self.assertEqual(r.all_extension_numbers_response.base_type_name,
+                         "jobworker.v1.JobRequest")
+        self.assertEqual(
+            list(r.all_extension_numbers_response.extension_number), [])
+        r = self.ask(rpb, rpb_grpc,
+                     all_extension_numbers_of_type="jobworker.v1.Nope")
+        self.assertEqual(r.error_response.error_code,
+                         grpc.StatusCode.NOT_FOUND.value[0])
+        ext = rpb.ExtensionRequest(containing_type="jobworker.v1.JobRequest",
+                                   extension_number=100)
+        r = self.ask(rpb, rpb_grpc, file_containing_extension=ext)
+        self.assertEqual(r.error_response.error_code,
+                         grpc.StatusCode.NOT_FOUND.value[0])
+
+    def test_empty_request_is_invalid_argument(self):
+        r = self.ask(rpb, rpb_grpc)
+        self.assertEqual(r.error_response.error_code,
+                         grpc.StatusCode.INVALID_ARGUMENT.value[0])
 
     def test_creates_no_job(self):
         self.ask(rpb, rpb_grpc, list_services="")
