@@ -133,6 +133,12 @@ int cli_cmd_output(cli_conn_t *conn, int argc, char **argv);
 int cli_cmd_stop(cli_conn_t *conn, int argc, char **argv);
 int cli_cmd_list(cli_conn_t *conn, int argc, char **argv);
 
+/* ---- health.c --------------------------------------------------------- */
+
+/* teleport health [SERVICE], and its help text. */
+int cli_cmd_health(cli_conn_t *conn, int argc, char **argv);
+extern const char cli_health_help[];
+
 /* ---- session.c -------------------------------------------------------- */
 
 /*
@@ -169,7 +175,10 @@ int cli_session_unary(cli_session_t *s, const char *method,
 void cli_report_status(const cli_session_t *s, const char *method,
                        const char *id, int grpc_status, const char *message);
 
-/* The full path of a JobWorker method: "/jobworker.v1.JobWorker/NAME". */
+/*
+ * The full path of a JobWorker method: "/jobworker.v1.JobWorker/NAME"; a
+ * method starting with '/' is a full path already (another service's).
+ */
 void cli_method_path(char *buf, size_t len, const char *method);
 
 /* ---- follow.c --------------------------------------------------------- */

@@ -29,6 +29,7 @@ static const struct {
     {"start", cli_cmd_start},   {"status", cli_cmd_status},
     {"output", cli_cmd_output}, {"stop", cli_cmd_stop},
     {"list", cli_cmd_list},     {"ls", cli_cmd_list},
+    {"health", cli_cmd_health},
 };
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {

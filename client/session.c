@@ -279,7 +279,10 @@ void cli_session_close(cli_session_t *s) {
 }
 
 void cli_method_path(char *buf, size_t len, const char *method) {
-  snprintf(buf, len, "/jobworker.v1.JobWorker/%s", method);
+  if (method[0] == '/')
+    snprintf(buf, len, "%s", method);
+  else
+    snprintf(buf, len, "/jobworker.v1.JobWorker/%s", method);
 }
 
 void cli_report_status(const cli_session_t *s, const char *method,

@@ -22,6 +22,7 @@ static const char main_help[] =
     "  stop [--json] ID   Stop a job (SIGTERM, later SIGKILL); show its final\n"
     "                     state\n"
     "  list [--json]      List your jobs, newest last\n"
+    "  health [SERVICE]   Check that the server is SERVING (exit 0) or not\n"
     "  help [COMMAND]     Show this help, or a command's\n"
     "\n"
     "Connection flags (each may also follow COMMAND; a flag wins over its\n"
@@ -186,8 +187,10 @@ static const struct {
   const char *name;
   const char *text;
 } helps[] = {
-    {"start", start_help}, {"status", status_help}, {"output", output_help},
-    {"stop", stop_help},   {"list", list_help},     {"ls", list_help},
+    {"start", start_help},       {"status", status_help},
+    {"output", output_help},     {"stop", stop_help},
+    {"list", list_help},         {"ls", list_help},
+    {"health", cli_health_help},
 };
 
 bool cli_is_command(const char *cmd) {

@@ -86,6 +86,7 @@ static void shutdown_app(app_t *app, const char *why) {
   fflush(stdout);
   uv_timer_stop(&app->heartbeat);
   app->pending = 2;
+  jw_service_shutdown(&app->svc);
   jw_supervisor_shutdown(app->sup, sup_done, app);
   jw_rpc_server_close(app->srv, 10000, srv_done, app);
 }

@@ -135,6 +135,9 @@ static void on_signal(uv_signal_t *h, int signum) {
   jw_log(JW_LOG_INFO, "event", "shutdown", "signal", strsignal(signum),
          "running_jobs", running, NULL);
   s->pending = 2;
+  /* Health answers NOT_SERVING from now on; Watch calls get that and end,
+   * so that they do not hold the server's shutdown. */
+  jw_service_shutdown(&s->svc);
   /* Jobs are stopped first so that their output streams can end with OK;
    * the server waits for those streams, but never past the jobs' own
    * grace period plus a margin. */

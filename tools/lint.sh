@@ -10,8 +10,9 @@ JOBS=${LINT_JOBS:-$(nproc)}
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang meson setup "$BUILD" -Dtests=false >/dev/null
 fi
-# The generated protobuf header the sources include.
-ninja -C "$BUILD" proto/jobworker.pb-c.h >/dev/null
+# The generated protobuf headers the sources include.
+ninja -C "$BUILD" proto/jobworker.pb-c.h proto/health.pb-c.h \
+  proto/reflection.pb-c.h >/dev/null
 files=$(find lib server client -name '*.c' | sort)
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

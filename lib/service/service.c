@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "health.h"
 #include "jobworker.pb-c.h"
+#include "reflection.h"
 #include "request.h"
 
 #define PATH_PREFIX "/jobworker.v1.JobWorker/"
@@ -601,9 +603,17 @@ static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 }
 
 static const jw_rpc_method_t methods[] = {
-    {PATH_PREFIX "Start", on_start}, {PATH_PREFIX "Status", on_status},
-    {PATH_PREFIX "Stop", on_stop},   {PATH_PREFIX "GetOutput", on_get_output},
+    {PATH_PREFIX "Start", on_start},
+    {PATH_PREFIX "Status", on_status},
+    {PATH_PREFIX "Stop", on_stop},
+    {PATH_PREFIX "GetOutput", on_get_output},
     {PATH_PREFIX "List", on_list},
+    {"/grpc.health.v1.Health/Check", jw__health_check},
+    {"/grpc.health.v1.Health/Watch", jw__health_watch},
+    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+     jw__reflection_info},
+    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+     jw__reflection_info},
 };
 
 const jw_rpc_method_t *jw_service_methods(size_t *count) {

@@ -374,6 +374,11 @@ case "$entry" in
 '["/usr/bin/tini","--"] ["teleportd"] '*) ok "PID 1 is tini, running teleportd; a HEALTHCHECK is set" ;;
 *) not_ok "entrypoint/cmd/healthcheck are not tini+teleportd: $entry" ;;
 esac
+# The probe is grpc.health.v1.Health/Check: no job, no List of jobs.
+case "$entry" in
+*" health "*) ok "the HEALTHCHECK runs teleport health" ;;
+*) not_ok "the HEALTHCHECK does not run teleport health: $entry" ;;
+esac
 
 # ------------------------------------------------------------ certificates
 made_volumes=1
@@ -461,7 +466,7 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 if [ "$health" = healthy ]; then
-  ok "the HEALTHCHECK (teleport list as 'healthcheck') reports healthy"
+  ok "the HEALTHCHECK (teleport health as 'healthcheck') reports healthy"
 else
   "$docker" inspect -f '{{json .State.Health}}' "$container" | cut -c1-600
   not_ok "health status is '$health', want healthy"

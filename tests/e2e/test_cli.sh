@@ -347,12 +347,28 @@ check "key not matching the certificate: said so" '[ $rc = 1 ] && err_is "key"'
 run env TELEPORT_ADDR=127.0.0.1:1 "$TELEPORT" list --addr "$ADDR"
 check "--addr wins over TELEPORT_ADDR" '[ $rc = 0 ]'
 
+# ---- health ---------------------------------------------------------------
+
+run tp health
+check "health: SERVING, exit 0" '[ $rc = 0 ] && [ "$(cat "$T/out")" = SERVING ]'
+run tp health jobworker.v1.JobWorker
+check "health SERVICE: SERVING" '[ $rc = 0 ] && [ "$(cat "$T/out")" = SERVING ]'
+run tp health nope.v1.Nope
+check "health: an unknown service exits 1 and says so" \
+  '[ $rc = 1 ] && grep -qF "unknown service" "$T/err"'
+run tp health a b
+check "health: one SERVICE at most (exit 2)" '[ $rc = 2 ]'
+run tp health --help
+check "health --help: exit codes" '[ $rc = 0 ] && has "Exit status: 0 SERVING"'
+
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
 SERVER_PID=
 run tp list
 check "server down: connection refused at ADDR" \
   '[ $rc = 1 ] && err_is "teleport: connection refused at $ADDR: is teleportd running?"'
+run tp health
+check "health, server down: exit 1" '[ $rc = 1 ] && [ ! -s "$T/out" ]'
 
 echo
 if [ "$nfail" -gt 0 ]; then

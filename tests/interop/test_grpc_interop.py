@@ -552,7 +552,7 @@ class Errors(ServerCase):
 
     def test_unknown_method_and_service(self):
         for path in (SVC + "Nope", "/jobworker.v1.Nope/Start",
-                     "/grpc.health.v1.Health/Check", SVC + "start"):
+                     "/grpc.health.v1.Health/Nope", SVC + "start"):
             with self.subTest(path):
                 self.assertCode(grpc.StatusCode.UNIMPLEMENTED,
                                 raw_unary(self.alice_chan, path), b"",

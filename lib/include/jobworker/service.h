@@ -69,13 +69,41 @@ typedef struct {
    * credentials, as in-process tests use it).
    */
   jw_users_t *users;
+  /*
+   * Health, as grpc.health.v1.Health reports it: kept by the service
+   * (jw_service_set_serving, jw_service_shutdown). A zeroed jw_service_t
+   * is SERVING with no Watch calls; do not touch these.
+   */
+  bool not_serving;
+  bool health_ended;
+  struct jw__health_watch_s *watches;
 } jw_service_t;
 
 /*
- * The method table for jw_rpc_server_options_t; every handler expects
+ * The method table for jw_rpc_server_options_t: jobworker.v1.JobWorker,
+ * grpc.health.v1.Health (Check, Watch) and the server reflection of
+ * grpc.reflection.v1 and v1alpha (docs/protocol.md). Every handler expects
  * the jw_service_t as its data pointer.
  */
 const jw_rpc_method_t *jw_service_methods(size_t *count);
+
+/* The service names Health answers for besides "" (the whole server). */
+#define JW_SERVICE_NAME "jobworker.v1.JobWorker"
+
+/*
+ * Sets what Health reports for "" and JW_SERVICE_NAME: SERVING (true) or
+ * NOT_SERVING (false, e.g. while a reload runs). Every Watch call gets a
+ * message with the new status. A no-op after jw_service_shutdown.
+ */
+void jw_service_set_serving(jw_service_t *svc, bool serving);
+
+/*
+ * The server is going away: Health reports NOT_SERVING from now on, and
+ * every Watch call sends that, then ends with OK (as do Watch calls that
+ * start later, after their first message), so that they do not hold up
+ * jw_rpc_server_shutdown. Call it before that.
+ */
+void jw_service_shutdown(jw_service_t *svc);
 
 #ifdef __cplusplus
 }
