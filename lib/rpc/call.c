@@ -547,7 +547,15 @@ void jw__call_headers_done(sconn_t *sc, jw_rpc_call_t *call) {
 }
 
 void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
+  bool first_only = call->method != NULL &&
+                    (call->method->flags & JW_RPC_METHOD_FIRST_MESSAGE);
   if (++call->nmsgs > 1) {
+    if (first_only) {
+      /* Waiting for the output to drain, the call still takes bytes:
+       * later requests on its stream are not read. */
+      call->nmsgs = 1;
+      return;
+    }
     jw__call_submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
                           "more than one request message for a unary method");
     return;
@@ -561,6 +569,8 @@ void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
   if (len > 0)
     memcpy(call->req, msg, len);
   call->req_len = len;
+  if (first_only)
+    jw__call_request_whole(call->sc, call);
 }
 
 static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {
@@ -615,6 +625,8 @@ size_t jw__sconn_pending_output(sconn_t *sc) {
  * replies cannot make the server build more of them.
  */
 void jw__call_request_whole(sconn_t *sc, jw_rpc_call_t *call) {
+  if (call->ready)
+    return; /* waiting already (its first message came, then its end) */
   jw__call_stop_recv_timer(call);
   if (jw__sconn_pending_output(sc) > sc->srv->opts.max_pending_output_bytes) {
     call->ready = true;

@@ -413,6 +413,7 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   for (size_t i = 0; i < opts->nmethods; i++) {
     srv->methods[i].path = strdup(opts->methods[i].path);
     srv->methods[i].handler = opts->methods[i].handler;
+    srv->methods[i].flags = opts->methods[i].flags;
     if (srv->methods[i].path == NULL) {
       free_methods(srv);
       free(srv);

@@ -603,17 +603,17 @@ static void on_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 }
 
 static const jw_rpc_method_t methods[] = {
-    {PATH_PREFIX "Start", on_start},
-    {PATH_PREFIX "Status", on_status},
-    {PATH_PREFIX "Stop", on_stop},
-    {PATH_PREFIX "GetOutput", on_get_output},
-    {PATH_PREFIX "List", on_list},
-    {"/grpc.health.v1.Health/Check", jw__health_check},
-    {"/grpc.health.v1.Health/Watch", jw__health_watch},
+    {PATH_PREFIX "Start", on_start, 0},
+    {PATH_PREFIX "Status", on_status, 0},
+    {PATH_PREFIX "Stop", on_stop, 0},
+    {PATH_PREFIX "GetOutput", on_get_output, 0},
+    {PATH_PREFIX "List", on_list, 0},
+    {"/grpc.health.v1.Health/Check", jw__health_check, 0},
+    {"/grpc.health.v1.Health/Watch", jw__health_watch, 0},
     {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-     jw__reflection_info},
+     jw__reflection_info, JW_RPC_METHOD_FIRST_MESSAGE},
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-     jw__reflection_info},
+     jw__reflection_info, JW_RPC_METHOD_FIRST_MESSAGE},
 };
 
 const jw_rpc_method_t *jw_service_methods(size_t *count) {

@@ -48,6 +48,28 @@ class H2Abuse(unittest.TestCase):
         self.conns.append(c)
         return c
 
+    def test_reflection_answers_before_the_client_half_closes(self):
+        """A reflection request on a stream the client keeps open (as
+        grpcurl's client does) is answered at once: the server does not
+        wait for END_STREAM, then ends the stream itself."""
+        c = self.conn()
+        path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        hdrs = [(":method", "POST"), (":scheme", "https"), (":path", path),
+                (":authority", "127.0.0.1:%d" % self.srv.port),
+                ("content-type", "application/grpc"), ("te", "trailers")]
+        msg = b"\x3a\x00"  # ServerReflectionRequest{list_services: ""}
+        body = b"\x00" + len(msg).to_bytes(4, "big") + msg
+        c.send(ac.frame(ac.HEADERS, ac.END_HEADERS, 1, ac.hpack_block(hdrs)) +
+               ac.frame(ac.DATA, 0, 1, body))  # no END_STREAM
+        c.read_for(20, until=lambda k: any(
+            f[1] & ac.END_STREAM for f in k.frames
+            if f[2] == 1 and f[0] in (ac.DATA, ac.HEADERS)))
+        data = b"".join(f[3] for f in c.of_type(ac.DATA, 1))
+        self.assertGreater(len(data), 5, "no answer while the stream is open")
+        self.assertIn(b"jobworker.v1.JobWorker", data)
+        ended = [f for f in c.frames if f[2] == 1 and f[1] & ac.END_STREAM]
+        self.assertTrue(ended, "the server did not end the stream")
+
     def finish(self, memory=True):
         """The checks every case shares, after its attack."""
         res = self.probe.finish()

@@ -236,15 +236,15 @@ static void on_jw_list(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 }
 
 static const jw_rpc_method_t methods[] = {
-    {"/test.Svc/Echo", on_echo},
-    {"/test.Svc/Fail", on_fail},
-    {"/test.Svc/Later", on_later},
-    {"/test.Svc/Stream", on_stream},
-    {"/jobworker.v1.JobWorker/Start", on_jw_start},
-    {"/jobworker.v1.JobWorker/Status", on_jw_id},
-    {"/jobworker.v1.JobWorker/Stop", on_jw_id},
-    {"/jobworker.v1.JobWorker/GetOutput", on_jw_output},
-    {"/jobworker.v1.JobWorker/List", on_jw_list},
+    {"/test.Svc/Echo", on_echo, 0},
+    {"/test.Svc/Fail", on_fail, 0},
+    {"/test.Svc/Later", on_later, 0},
+    {"/test.Svc/Stream", on_stream, 0},
+    {"/jobworker.v1.JobWorker/Start", on_jw_start, 0},
+    {"/jobworker.v1.JobWorker/Status", on_jw_id, 0},
+    {"/jobworker.v1.JobWorker/Stop", on_jw_id, 0},
+    {"/jobworker.v1.JobWorker/GetOutput", on_jw_output, 0},
+    {"/jobworker.v1.JobWorker/List", on_jw_list, 0},
 };
 
 /* ---- Harness ---------------------------------------------------------- */

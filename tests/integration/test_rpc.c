@@ -163,9 +163,9 @@ static void h_slow(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 }
 
 static const jw_rpc_method_t methods[] = {
-    {"/test.Svc/Echo", h_echo}, {"/test.Svc/WhoAmI", h_whoami},
-    {"/test.Svc/Hang", h_hang}, {"/test.Svc/Stream", h_stream},
-    {"/test.Svc/Slow", h_slow},
+    {"/test.Svc/Echo", h_echo, 0}, {"/test.Svc/WhoAmI", h_whoami, 0},
+    {"/test.Svc/Hang", h_hang, 0}, {"/test.Svc/Stream", h_stream, 0},
+    {"/test.Svc/Slow", h_slow, 0},
 };
 
 static void on_event(const jw_rpc_event_t *ev, void *data) {

@@ -166,6 +166,39 @@ class Reflection(Base):
         self.assertEqual(sorted(m.name for m in svc[0].method),
                          ["GetOutput", "List", "Start", "Status", "Stop"])
 
+    def test_answer_without_half_close(self):
+        """As grpcurl's grpcreflect client does: send a request, keep the
+        stream open and wait for the answer; when the stream ends, open a
+        new one for the next request. Each answer must come while the
+        client has not half-closed (it used to wait for the request
+        timeout)."""
+        import threading
+        for mod, mod_grpc in self.each_version():
+            stub = mod_grpc.ServerReflectionStub(self.chan)
+            for kw in ({"list_services": ""},
+                       {"file_by_filename": "jobworker.proto"}):
+                answered = threading.Event()
+                early = []
+
+                def requests(req=mod.ServerReflectionRequest(**kw)):
+                    yield req
+                    # The stream stays open until the answer is in (or a
+                    # bound passes: then the test fails below).
+                    early.append(answered.wait(20))
+
+                call = stub.ServerReflectionInfo(requests(), timeout=25)
+                first = next(call)
+                answered.set()
+                self.assertNotEqual(first.WhichOneof("message_response"),
+                                    "error_response", first)
+                # The server then ends the stream by itself, with OK.
+                self.assertEqual(list(call), [])
+                self.assertEqual(call.code(), grpc.StatusCode.OK)
+                # The answer came while the request side was still open:
+                # the generator either was not resumed at all before the
+                # call ended, or found the answer in when it was.
+                self.assertNotIn(False, early, kw)
+
     def test_list_services(self):
         for mod, mod_grpc in self.each_version():
             r = self.ask(mod, mod_grpc, list_services="")

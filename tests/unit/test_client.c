@@ -138,7 +138,7 @@ static void h_hang(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_rpc_call_on_cancel(call, on_cancel, NULL);
 }
 
-static const jw_rpc_method_t methods[] = {{"/t.T/Hang", h_hang}};
+static const jw_rpc_method_t methods[] = {{"/t.T/Hang", h_hang, 0}};
 
 static bool handled3(void) { return nhandled == 3; }
 static bool canceled3(void) { return ncanceled == 3; }

@@ -35,8 +35,9 @@ static void h_echo(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 static void h_hang(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                    void *data) {}
 
-static const jw_rpc_method_t methods[] = {
-    {"/t.T/Echo", h_echo}, {"/t.T/Hang", h_hang}, {"/t.T/Third", h_echo}};
+static const jw_rpc_method_t methods[] = {{"/t.T/Echo", h_echo, 0},
+                                          {"/t.T/Hang", h_hang, 0},
+                                          {"/t.T/Third", h_echo, 0}};
 
 static void tls_setup(void) {
   stls = rpc_test_tls(true);

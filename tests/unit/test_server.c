@@ -23,7 +23,7 @@ static void h_nop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_rpc_call_fail(call, JW_GRPC_UNIMPLEMENTED, "nop");
 }
 
-static const jw_rpc_method_t methods[] = {{"/t.T/Nop", h_nop}};
+static const jw_rpc_method_t methods[] = {{"/t.T/Nop", h_nop, 0}};
 
 static void setup(void) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);

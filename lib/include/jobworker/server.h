@@ -41,7 +41,18 @@ typedef void (*jw_rpc_handler_cb)(jw_rpc_call_t *call, const uint8_t *req,
 typedef struct {
   const char *path; /* "/jobworker.v1.JobWorker/Start" */
   jw_rpc_handler_cb handler;
+  unsigned flags; /* JW_RPC_METHOD_* */
 } jw_rpc_method_t;
+
+/*
+ * The handler runs on the call's first request message, without waiting
+ * for the client to end its side, and later messages on the stream are
+ * dropped: a bidirectional stream answered one request per stream. gRPC
+ * reflection clients (grpcurl's among them) send a request and wait for
+ * its answer before they send more or half-close; when the answer's
+ * stream ends they open a new one for the next request.
+ */
+#define JW_RPC_METHOD_FIRST_MESSAGE 1u
 
 /* What a server event is about. */
 typedef enum {
