@@ -1,6 +1,6 @@
 /*
  * What the Check suites share: knobs for slow runs (tools/valgrind.sh),
- * a sleep that signals do not cut short, a bounded way to run a loop,
+ * a bounded way to run a loop,
  * descriptor and process counting, temp-tree removal and the suite runner.
  *
  * JW_TEST_SCALE=N (a divisor, default 1) divides the data volumes and
@@ -91,18 +91,6 @@ static inline int under_valgrind(void) {
     return 1;
 #endif
   return s != NULL && strcmp(s, "1") == 0;
-}
-
-/*
- * Sleeps ms milliseconds in full. usleep() returns early when a signal
- * handler runs, and on hosts without pidfds lib/worker handles SIGCHLD:
- * a job ending would cut short the time a test gives another to start.
- */
-static inline void sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000,
-                        .tv_nsec = (long)(ms % 1000) * 1000000};
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-    ;
 }
 
 static inline void test_tick(uv_timer_t *t) { (void)t; }

@@ -127,6 +127,22 @@ static void call_start(int who, const char *path, const uint8_t *req,
                    0);
 }
 
+/*
+ * Starts GetOutput of client 0's job id; with decode, the replies' data
+ * collect in r->out by stream.
+ */
+static void output_start(const char *id, int decode, result_t *r) {
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  uint8_t buf[128];
+  size_t n;
+  gr.id = (char *)id;
+  n = protobuf_c_message_get_packed_size(&gr.base);
+  ck_assert_uint_le(n, sizeof(buf));
+  protobuf_c_message_pack(&gr.base, buf);
+  call_start(0, PATH("GetOutput"), buf, n, r);
+  r->decode_output = decode;
+}
+
 static void call_msg(int who, const char *path, const ProtobufCMessage *m,
                      result_t *r) {
   size_t n = protobuf_c_message_get_packed_size(m);
@@ -293,16 +309,7 @@ START_TEST(start_status_list) {
 
   /* The output replays stdout and stderr apart. */
   result_t r;
-  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-  gr.id = id;
-  memset(&r, 0, sizeof(r));
-  size_t n = protobuf_c_message_get_packed_size(&gr.base);
-  uint8_t buf[128];
-  protobuf_c_message_pack(&gr.base, buf);
-  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                      on_msg, on_done, &r, NULL),
-                   0);
-  r.decode_output = 1;
+  output_start(id, 1, &r);
   run_until(&r.done);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
   ck_assert_int_eq(r.outlen[0], 3);
@@ -663,16 +670,7 @@ START_TEST(big_binary_output) {
   char *args[] = {path};
   char *id = start_job(0, "cat", args, 1);
   result_t r;
-  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-  gr.id = id;
-  uint8_t buf[128];
-  size_t n = protobuf_c_message_get_packed_size(&gr.base);
-  protobuf_c_message_pack(&gr.base, buf);
-  memset(&r, 0, sizeof(r));
-  r.decode_output = 1;
-  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                      on_msg, on_done, &r, NULL),
-                   0);
+  output_start(id, 1, &r);
   run_until(&r.done);
   ck_assert_msg(r.status == JW_GRPC_OK, "%d %s", r.status, r.message);
   ck_assert_int_eq(r.outlen[1], 0);
@@ -724,15 +722,7 @@ START_TEST(stalled_reader_costs_no_memory) {
   char *args[] = {"-c", count, "/dev/zero"};
   char *id = start_job(0, "head", args, 3);
   result_t r;
-  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-  gr.id = id;
-  uint8_t buf[128];
-  size_t n = protobuf_c_message_get_packed_size(&gr.base);
-  protobuf_c_message_pack(&gr.base, buf);
-  memset(&r, 0, sizeof(r));
-  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                      on_msg, on_done, &r, &r.call),
-                   0);
+  output_start(id, 0, &r);
   jw_rpc_ccall_pause(r.call, true);
   long before = rss_kib();
 
@@ -776,17 +766,7 @@ START_TEST(cancel_mid_stream) {
   char *id = start_job(0, "sh", args, 2);
   for (int round = 0; round < 2; round++) {
     result_t r;
-    Jobworker__V1__GetOutputRequest gr =
-        JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-    gr.id = id;
-    uint8_t buf[128];
-    size_t n = protobuf_c_message_get_packed_size(&gr.base);
-    protobuf_c_message_pack(&gr.base, buf);
-    memset(&r, 0, sizeof(r));
-    r.decode_output = 1;
-    ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                        on_msg, on_done, &r, &r.call),
-                     0);
+    output_start(id, 1, &r);
     while (r.outlen[0] < 50 && !r.done)
       uv_run(&fx.loop, UV_RUN_ONCE);
     ck_assert_int_eq(r.done, 0);
@@ -811,11 +791,21 @@ START_TEST(cancel_mid_stream) {
 END_TEST
 
 START_TEST(stop_escalates_to_kill) {
-  char *args[] = {"-c", "trap '' TERM; sleep 100"};
+  char *args[] = {"-c", "trap '' TERM; echo ready; sleep 100"};
   char *id = start_job(0, "sh", args, 2);
-  sleep_ms(100); /* let the shell install its trap */
-  uint64_t t0 = uv_hrtime();
   result_t r;
+  /* The trap is in place once the job says so. */
+  output_start(id, 1, &r);
+  while (r.outlen[0] < 6 && !r.done)
+    uv_run(&fx.loop, UV_RUN_ONCE);
+  ck_assert_int_eq(r.done, 0);
+  ck_assert_int_eq(r.outlen[0], 6);
+  ck_assert_int_eq(memcmp(r.out[0], "ready\n", 6), 0);
+  jw_rpc_ccall_cancel(r.call);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
+  result_free(&r);
+  uint64_t t0 = uv_hrtime();
   id_call(0, PATH("Stop"), id, &r);
   double secs = (double)(uv_hrtime() - t0) / 1e9;
   Jobworker__V1__JobStatus *st = status_of(&r);
