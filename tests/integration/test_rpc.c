@@ -15,6 +15,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "../test_common.h"
 #include "jobworker/rpc.h"
 #include "server_test.h"
 
@@ -1132,11 +1133,8 @@ int main(void) {
   tcase_add_test(tc, test_unary_cardinality);
   suite_add_tcase(s, tc);
 
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int rc = test_run_suite(s);
   if (!getenv("KEEP"))
     remove_extra_certs();
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return rc;
 }

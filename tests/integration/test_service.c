@@ -836,10 +836,4 @@ static Suite *service_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(service_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return test_run_suite(service_suite()); }

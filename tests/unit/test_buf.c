@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../test_common.h"
 #include "buf.h"
 #include "fs.h"
 #include "jobworker/error.h"
@@ -86,9 +87,5 @@ int main(void) {
   tcase_add_test(tc, test_reserve_capped);
   tcase_add_test(tc, test_mkdir_p);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }

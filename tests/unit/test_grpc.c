@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../test_common.h"
 #include "jobworker/error.h"
 #include "jobworker/grpc.h"
 
@@ -371,9 +372,5 @@ int main(void) {
   tcase_add_test(tc, test_status_names);
   tcase_add_test(tc, test_status_mappings);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "../test_common.h"
 #include "list.h"
 
 typedef struct {
@@ -103,9 +104,5 @@ int main(void) {
   tcase_add_test(tc, test_remove_while_iterating);
   tcase_add_test(tc, test_zeroed_node);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }

@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "../../lib/rpc/tls_int.h"
+#include "../test_common.h"
 #include "jobworker/rpc.h"
 
 static const char *certdir;
@@ -190,9 +191,5 @@ int main(void) {
   tcase_add_test(tc, test_tls13_only);
   tcase_add_test(tc, test_verify_policy);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }
