@@ -19,9 +19,6 @@
 #include "jobworker/error.h"
 #include "jobworker/process.h"
 
-#define DEFAULT_PATH                                                           \
-  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 struct out_buf {
   char *data;
   size_t len;
@@ -130,6 +127,14 @@ static inline void finish(uv_loop_t *loop, struct ctx *c) {
   ck_assert_int_eq(uv_loop_close(loop), 0);
   ck_assert_int_eq(c->closes, 1);
   ctx_free(c);
+}
+
+/* Starts argv (no env, no cwd) on a new loop with a fresh context. */
+static inline void launch(uv_loop_t *loop, struct ctx *c,
+                          const char *const *argv) {
+  memset(c, 0, sizeof(*c));
+  ck_assert_int_eq(uv_loop_init(loop), 0);
+  ck_assert_int_eq(start(loop, c, argv, NULL, 0, NULL), 0);
 }
 
 /* Runs argv to completion and returns its context. */

@@ -49,9 +49,7 @@ START_TEST(test_signal_group) {
   static const char *const argv[] = {"sleep", "100", NULL};
   uv_loop_t loop;
   struct ctx c;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   ck_assert_int_eq(jw_process_signal(c.proc, SIGUSR1), 0);
   ck_assert(run_until(&loop, &c.exits, 10000));
   /* A signal that nobody asked for through stop: SIGNALED. */
@@ -67,9 +65,7 @@ START_TEST(test_stop_term) {
   static const char *const argv[] = {"sleep", "100", NULL};
   uv_loop_t loop;
   struct ctx c;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   ck_assert_int_eq(jw_process_stop(c.proc, 10000), 0);
   ck_assert_int_eq(jw_process_stop(c.proc, 10000), 0);
   ck_assert(run_until(&loop, &c.exits, 5000));
@@ -87,9 +83,7 @@ START_TEST(test_stop_kill_after_grace) {
   jw_proc_status_t st;
   uint64_t t0;
   pid_t pgid;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   jw_process_status(c.proc, &st);
   pgid = st.pid;
   /* The shell has installed its trap once it says so. */
@@ -120,9 +114,7 @@ START_TEST(test_stop_kills_children) {
   jw_proc_status_t st;
   int kids[2];
   int i;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   jw_process_status(c.proc, &st);
   wait_output(&loop, &c, "ready\n", 10000);
   ck_assert_int_eq(sscanf(c.out[0].data, "%d\n%d\n", &kids[0], &kids[1]), 2);
@@ -246,9 +238,7 @@ START_TEST(test_close_running) {
   struct ctx c;
   jw_proc_status_t st;
   int fds = test_count_fds();
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   jw_process_status(c.proc, &st);
   finish(&loop, &c);
   ck_assert_int_eq(c.exits, 0);

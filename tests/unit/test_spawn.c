@@ -101,9 +101,7 @@ START_TEST(test_signals_reset) {
   sigemptyset(&set);
   sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, &old);
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   sigprocmask(SIG_SETMASK, &old, NULL);
   ck_assert(run_until(&loop, &c.exits, 20000));
   ck_assert_int_eq(c.st.exit_code, 0);
