@@ -18,6 +18,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,74 @@ static inline int under_valgrind(void) {
     return 1;
 #endif
   return s != NULL && strcmp(s, "1") == 0;
+}
+
+/*
+ * Ends the test here as passed, saying why on stdout: for what the host
+ * cannot do (no such controller, no namespaces for us).
+ */
+#define SKIP(why)                                                              \
+  do {                                                                         \
+    printf("SKIP %s: %s\n", __func__, (why));                                  \
+    fflush(stdout);                                                            \
+    return;                                                                    \
+  } while (0)
+
+/*
+ * Whether s[0..n) is UTF-8 (RFC 3629): no overlong forms, surrogates or
+ * code points over U+10FFFF. The tests' own check, independent of the
+ * library's, for the oracles of the log and request suites and fuzzers.
+ */
+static inline bool test_utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i], need, min;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      need = 1, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+      need = 2, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+      need = 3, min = 0x10000;
+    else
+      return false;
+    if (n - i <= need)
+      return false;
+    unsigned cp = c & (0x3fu >> need);
+    for (unsigned k = 1; k <= need; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = cp << 6 | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += need + 1;
+  }
+  return true;
+}
+
+/* The value of a lowercase hex digit, or -1. */
+static inline int test_hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/* Runs a shell command, returns its first output line (or ""). */
+static inline void test_sh_line(const char *cmd, char *buf, size_t size) {
+  FILE *p = popen(cmd, "re");
+  buf[0] = '\0';
+  if (p == NULL)
+    return;
+  if (fgets(buf, (int)size, p) == NULL)
+    buf[0] = '\0';
+  buf[strcspn(buf, "\n")] = '\0';
+  pclose(p);
 }
 
 static inline void test_tick(uv_timer_t *t) { (void)t; }

@@ -32,13 +32,6 @@
 
 #define MIB (1024 * 1024)
 
-#define SKIP(why)                                                              \
-  do {                                                                         \
-    printf("SKIP %s: %s\n", __func__, (why));                                  \
-    fflush(stdout);                                                            \
-    return;                                                                    \
-  } while (0)
-
 static char tmp_root[] = "/tmp/jw-cg-XXXXXX";
 static char data_dir[128];
 static char mgr_name[64];
@@ -249,22 +242,8 @@ static void assert_cgroups_removed(void) {
                   jw__cgroup_mgr_parent(mgr, ctrls[i]));
 }
 
-/* Whether pid is gone (a zombie counts as gone). */
-static int pid_gone(void *arg) {
-  char path[64], buf[512];
-  long pid = *(long *)arg;
-  char *p;
-  FILE *f;
-  int gone = 1;
-  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-  f = fopen(path, "re");
-  if (f == NULL)
-    return 1;
-  if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
-    gone = p[2] == 'Z' || p[2] == 'X';
-  fclose(f);
-  return gone;
-}
+/* Whether pid is gone (a zombie counts as gone): a test_run_until predicate. */
+static int pid_gone(void *arg) { return test_pid_gone((pid_t) * (long *)arg); }
 
 static long read_long(const char *dir, const char *file) {
   char path[600], buf[64] = {0};
@@ -597,18 +576,6 @@ START_TEST(test_cpu_limit) {
 }
 END_TEST
 
-/* Runs a shell command, returns its first output line (or ""). */
-static void sh_line(const char *cmd, char *buf, size_t size) {
-  FILE *p = popen(cmd, "re");
-  buf[0] = '\0';
-  if (p == NULL)
-    return;
-  if (fgets(buf, (int)size, p) == NULL)
-    buf[0] = '\0';
-  buf[strcspn(buf, "\n")] = '\0';
-  pclose(p);
-}
-
 /*
  * io_write_bps=10M: a direct-I/O write of 40 MiB to a loop device takes
  * at least 3 s.
@@ -627,7 +594,7 @@ START_TEST(test_io_write_limit) {
   snprintf(img, sizeof(img), "%s/loop.img", tmp_root);
   snprintf(cmd, sizeof(cmd), "truncate -s 48M %s && losetup -f --show %s", img,
            img);
-  sh_line(cmd, dev, sizeof(dev));
+  test_sh_line(cmd, dev, sizeof(dev));
   if (dev[0] != '/' || stat(dev, &st) != 0 || !S_ISBLK(st.st_mode))
     SKIP("cannot set up a loop device (losetup -f --show failed)");
   close_env();
