@@ -77,6 +77,13 @@ static void teardown(void) {
   test_rm_tree(tmp_root);
 }
 
+/* Sets buf to parent/name and makes that directory. */
+static void make_dir(char *buf, size_t size, const char *parent,
+                     const char *name) {
+  ck_assert_int_lt(snprintf(buf, size, "%s/%s", parent, name), (int)size);
+  ck_assert_int_eq(mkdir(buf, 0755), 0);
+}
+
 static void write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "we");
   ck_assert_ptr_nonnull(f);
@@ -118,14 +125,10 @@ START_TEST(test_fake_cgroup2_host) {
   char mi[300], pc[300];
   dev_t dev = 0;
 
-  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
-  snprintf(own, sizeof(own), "%s/svc", fs);
-  snprintf(parent, sizeof(parent), "%s/jwfake", own);
-  snprintf(job, sizeof(job), "%s/job1", parent);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
-  ck_assert_int_eq(mkdir(own, 0755), 0);
-  ck_assert_int_eq(mkdir(parent, 0755), 0);
-  ck_assert_int_eq(mkdir(job, 0755), 0);
+  make_dir(fs, sizeof(fs), tmp_root, "fakecg");
+  make_dir(own, sizeof(own), fs, "svc");
+  make_dir(parent, sizeof(parent), own, "jwfake");
+  make_dir(job, sizeof(job), parent, "job1");
   snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
   write_text(path, "cpuset cpu io memory hugetlb pids\n");
   snprintf(path, sizeof(path), "%s/cgroup.subtree_control", own);
@@ -226,11 +229,10 @@ static void fake_v2_tree(jw_cgroup_mgr_options_t *o, char *own, char *parent,
   static char mi[300], pc[300];
   char fs[256], path[600];
 
-  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
+  make_dir(fs, sizeof(fs), tmp_root, "fakecg");
   snprintf(own, size, "%s/svc", fs);
   snprintf(parent, size, "%s/jwfake", own);
   snprintf(leaf, size, "%s/jwfake-server", own);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
   make_cg(own, own_files);
   make_cg(parent, parent_files);
   make_cg(leaf, leaf_files);
@@ -370,22 +372,14 @@ START_TEST(test_mgr_hybrid_mountinfo) {
   unsigned caps;
   FILE *f;
 
-  snprintf(fs, sizeof(fs), "%s/cg", tmp_root);
-  snprintf(mem, sizeof(mem), "%s/mem ory", fs);
-  snprintf(cpu, sizeof(cpu), "%s/cpu,cpuacct", fs);
-  snprintf(pids, sizeof(pids), "%s/pids", fs);
-  snprintf(uni, sizeof(uni), "%s/unified", fs);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
-  ck_assert_int_eq(mkdir(mem, 0755), 0);
-  ck_assert_int_eq(mkdir(cpu, 0755), 0);
-  ck_assert_int_eq(mkdir(pids, 0755), 0);
-  ck_assert_int_eq(mkdir(uni, 0755), 0);
-  snprintf(want, sizeof(want), "%s/svc", mem);
-  ck_assert_int_eq(mkdir(want, 0755), 0);
-  snprintf(want, sizeof(want), "%s/svc", cpu);
-  ck_assert_int_eq(mkdir(want, 0755), 0);
-  snprintf(want, sizeof(want), "%s/svc", uni);
-  ck_assert_int_eq(mkdir(want, 0755), 0);
+  make_dir(fs, sizeof(fs), tmp_root, "cg");
+  make_dir(mem, sizeof(mem), fs, "mem ory");
+  make_dir(cpu, sizeof(cpu), fs, "cpu,cpuacct");
+  make_dir(pids, sizeof(pids), fs, "pids");
+  make_dir(uni, sizeof(uni), fs, "unified");
+  make_dir(want, sizeof(want), mem, "svc");
+  make_dir(want, sizeof(want), cpu, "svc");
+  make_dir(want, sizeof(want), uni, "svc");
   snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
   f = fopen(mi, "we");
   ck_assert_ptr_nonnull(f);
