@@ -1,7 +1,7 @@
 /*
  * What the Check suites share: knobs for slow runs (tools/valgrind.sh),
- * a bounded way to run a loop,
- * descriptor and process counting, temp-tree removal and the suite runner.
+ * a bounded way to run a loop, descriptor and process counting, temp-tree
+ * removal, the tests' own UTF-8 check, test cases and the suite runner.
  *
  * JW_TEST_SCALE=N (a divisor, default 1) divides the data volumes and
  * counts that some tests push through (bytes of output, number of jobs),
@@ -305,6 +305,22 @@ static inline int test_rm_entry(const char *p, const struct stat *st, int flag,
 /* Removes a test's temporary tree, depth first, not following links. */
 static inline void test_rm_tree(const char *path) {
   nftw(path, test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * Adds to s a test case called name: setup and teardown (NULL: none) run
+ * around each of its tests in the test's process, and each test may take
+ * timeout_s seconds (0: Check's default).
+ */
+static inline TCase *test_tcase(Suite *s, const char *name, void (*setup)(void),
+                                void (*teardown)(void), double timeout_s) {
+  TCase *tc = tcase_create(name);
+  if (setup != NULL || teardown != NULL)
+    tcase_add_checked_fixture(tc, setup, teardown);
+  if (timeout_s > 0)
+    tcase_set_timeout(tc, timeout_s);
+  suite_add_tcase(s, tc);
+  return tc;
 }
 
 /*

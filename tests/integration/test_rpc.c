@@ -1101,9 +1101,7 @@ int main(void) {
   make_extra_certs();
 
   Suite *s = suite_create("rpc");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 60);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 60);
   tcase_add_test(tc, test_unary_ok);
   tcase_add_test(tc, test_empty_request_and_reply);
   tcase_add_test(tc, test_error_status_and_message);
@@ -1131,7 +1129,6 @@ int main(void) {
   tcase_add_test(tc, test_trailers_only_on_error);
   tcase_add_test(tc, test_bad_content_type_415);
   tcase_add_test(tc, test_unary_cardinality);
-  suite_add_tcase(s, tc);
 
   int rc = test_run_suite(s);
   if (!getenv("KEEP"))

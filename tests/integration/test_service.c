@@ -821,9 +821,7 @@ END_TEST
 
 static Suite *service_suite(void) {
   Suite *s = suite_create("service");
-  TCase *tc = tcase_create("rpc");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 240);
+  TCase *tc = test_tcase(s, "rpc", setup, teardown, 240);
   tcase_add_test(tc, start_status_list);
   tcase_add_test(tc, errors);
   tcase_add_test(tc, bad_strings_and_caps);
@@ -832,7 +830,6 @@ static Suite *service_suite(void) {
   tcase_add_test(tc, stalled_reader_costs_no_memory);
   tcase_add_test(tc, cancel_mid_stream);
   tcase_add_test(tc, stop_escalates_to_kill);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -82,10 +82,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("buf");
-  TCase *tc = tcase_create("core");
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   tcase_add_test(tc, test_grow_policy);
   tcase_add_test(tc, test_reserve_capped);
   tcase_add_test(tc, test_mkdir_p);
-  suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -696,11 +696,8 @@ END_TEST
 
 static Suite *cgroup_suite(void) {
   Suite *s = suite_create("cgroup");
-  TCase *tc = tcase_create("core");
-  TCase *host = tcase_create("host");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_checked_fixture(host, setup, teardown);
-  tcase_set_timeout(host, 120);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
+  TCase *host = test_tcase(s, "host", setup, teardown, 120);
   tcase_add_test(tc, test_v2_settings);
   tcase_add_test(tc, test_v1_settings);
   tcase_add_test(tc, test_no_cgroup_host);
@@ -714,8 +711,6 @@ static Suite *cgroup_suite(void) {
   tcase_add_test(host, test_io_write_limit);
   tcase_add_test(host, test_limits_with_isolation);
   tcase_add_test(host, test_remove_stale);
-  suite_add_tcase(s, tc);
-  suite_add_tcase(s, host);
   return s;
 }
 

@@ -431,14 +431,12 @@ END_TEST
 
 static Suite *cgroup_mgr_suite(void) {
   Suite *s = suite_create("cgroup_mgr");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
   tcase_add_test(tc, test_fake_cgroup2_host);
   tcase_add_test(tc, test_mgr_moves_nothing_unless_asked);
   tcase_add_test(tc, test_mgr_adopt_self_noop);
   tcase_add_test(tc, test_mgr_bad_names);
   tcase_add_test(tc, test_mgr_hybrid_mountinfo);
-  suite_add_tcase(s, tc);
   return s;
 }
 

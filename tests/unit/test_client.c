@@ -199,12 +199,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("client");
-  TCase *tc = tcase_create("client");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 120);
+  TCase *tc = test_tcase(s, "client", setup, teardown, 120);
   tcase_add_test(tc, test_bad_addresses_are_refused);
   tcase_add_test(tc, test_connect_refused);
   tcase_add_test(tc, test_close_with_calls_in_flight);
-  suite_add_tcase(s, tc);
   return rpc_test_main(s);
 }

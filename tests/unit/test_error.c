@@ -64,10 +64,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("error");
-  TCase *tc = tcase_create("strerror");
+  TCase *tc = test_tcase(s, "strerror", NULL, NULL, 0);
   tcase_add_test(tc, test_every_code_has_its_own_sentence);
   tcase_add_test(tc, test_system_errors_say_what_errno_says);
   tcase_add_test(tc, test_unknown_codes_fall_back);
-  suite_add_tcase(s, tc);
   return rpc_test_main(s);
 }

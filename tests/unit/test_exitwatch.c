@@ -81,11 +81,9 @@ END_TEST
 
 static Suite *exitwatch_suite(void) {
   Suite *s = suite_create("exitwatch");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
   tcase_add_test(tc, test_configure_no_pidfd);
   tcase_add_test(tc, test_configure_after_start_refused);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -657,7 +657,7 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("flags");
-  TCase *tc = tcase_create("core");
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   tcase_add_test(tc, test_defaults);
   tcase_add_test(tc, test_default_data_dir);
   tcase_add_test(tc, test_u64_flags);
@@ -671,6 +671,5 @@ int main(void) {
   tcase_add_test(tc, test_limit_flags);
   tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_help_and_version);
-  suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

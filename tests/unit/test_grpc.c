@@ -356,7 +356,7 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("grpc");
-  TCase *tc = tcase_create("core");
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   tcase_add_test(tc, test_prefix_format);
   tcase_add_test(tc, test_deframe_any_split);
   tcase_add_test(tc, test_deframe_oversize_from_prefix);
@@ -371,6 +371,5 @@ int main(void) {
   tcase_add_test(tc, test_message_decode_lenient);
   tcase_add_test(tc, test_status_names);
   tcase_add_test(tc, test_status_mappings);
-  suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

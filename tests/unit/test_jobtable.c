@@ -236,8 +236,7 @@ END_TEST
 
 static Suite *jobtable_suite(void) {
   Suite *s = suite_create("jobtable");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
   tcase_add_test(tc, test_find_and_remove);
   tcase_add_test(tc, test_owner_records);
   tcase_add_test(tc, test_age_and_owner_order);
@@ -245,7 +244,6 @@ static Suite *jobtable_suite(void) {
   tcase_add_test(tc, test_disk_per_owner);
   tcase_add_test(tc, test_growth);
   tcase_add_test(tc, test_failmalloc);
-  suite_add_tcase(s, tc);
   return s;
 }
 

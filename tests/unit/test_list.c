@@ -98,11 +98,10 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("list");
-  TCase *tc = tcase_create("core");
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   tcase_add_test(tc, test_empty);
   tcase_add_test(tc, test_order_and_remove);
   tcase_add_test(tc, test_remove_while_iterating);
   tcase_add_test(tc, test_zeroed_node);
-  suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -462,9 +462,7 @@ END_TEST
 
 static Suite *log_suite(void) {
   Suite *s = suite_create("log");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 120);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 120);
   tcase_add_test(tc, test_every_field_every_length);
   tcase_add_test(tc, test_value_cap_edge);
   tcase_add_test(tc, test_line_edge_every_offset);
@@ -472,7 +470,6 @@ static Suite *log_suite(void) {
   tcase_add_test(tc, test_quoting_round_trip);
   tcase_add_test(tc, test_utf8_kept_and_not_split);
   tcase_add_test(tc, test_null_values_and_level);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -264,15 +264,13 @@ END_TEST
 
 static Suite *nsinit_suite(void) {
   Suite *s = suite_create("nsinit");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 120);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 120);
   tcase_add_test(tc, test_pid_isolation);
   tcase_add_test(tc, test_pid_init_status_and_signals);
   tcase_add_test(tc, test_pid_isolation_unprivileged);
   tcase_add_test(tc, test_mount_isolation);
   tcase_add_test(tc, test_net_isolation);
   tcase_add_test(tc, test_sys_isolation);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -399,8 +399,7 @@ END_TEST
 
 static Suite *outlog_suite(void) {
   Suite *s = suite_create("outlog");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
   tcase_add_test(tc, test_create_exclusive);
   tcase_add_test(tc, test_record_format);
   tcase_add_test(tc, test_binary_roundtrip_and_coalescing);
@@ -414,7 +413,6 @@ static Suite *outlog_suite(void) {
   tcase_add_test(tc, test_log_close_from_notify);
   tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);
   tcase_add_test(tc, test_failmalloc);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -371,8 +371,7 @@ END_TEST
 
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
   tcase_add_test(tc, test_exit_code);
   tcase_add_test(tc, test_signaled);
   tcase_add_test(tc, test_signal_group);
@@ -388,7 +387,6 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, test_close_from_output_cb);
   tcase_add_test(tc, test_failmalloc);
   tcase_add_test(tc, test_failmalloc_no_pidfd);
-  suite_add_tcase(s, tc);
   return s;
 }
 

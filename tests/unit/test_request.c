@@ -563,7 +563,7 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("request");
-  TCase *tc = tcase_create("core");
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   tcase_add_test(tc, test_well_formed_start);
   tcase_add_test(tc, test_nul_refused);
   tcase_add_test(tc, test_invalid_utf8_refused);
@@ -574,6 +574,5 @@ int main(void) {
   tcase_add_test(tc, test_id_requests);
   tcase_add_test(tc, test_list_request);
   tcase_add_test(tc, test_quote);
-  suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -197,12 +197,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("rpc_failmalloc");
-  TCase *tc = tcase_create("failmalloc");
-  tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
-  tcase_set_timeout(tc, 600);
+  TCase *tc = test_tcase(s, "failmalloc", tls_setup, tls_teardown, 600);
   tcase_add_test(tc, test_server_start);
   tcase_add_test(tc, test_client_call);
   tcase_add_test(tc, test_client_call_deadline);
-  suite_add_tcase(s, tc);
   return rpc_test_main(s);
 }

@@ -231,8 +231,7 @@ END_TEST
 
 static Suite *spawn_suite(void) {
   Suite *s = suite_create("spawn");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
   tcase_add_test(tc, test_clean_env);
   tcase_add_test(tc, test_env_path_used_for_lookup);
   tcase_add_test(tc, test_working_dir);
@@ -241,7 +240,6 @@ static Suite *spawn_suite(void) {
   tcase_add_test(tc, test_start_failures);
   tcase_add_test(tc, test_credentials);
   tcase_add_test(tc, test_credentials_access);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -1585,12 +1585,8 @@ END_TEST
 
 static Suite *supervisor_suite(void) {
   Suite *s = suite_create("supervisor");
-  TCase *tc = tcase_create("core");
-  TCase *big = tcase_create("big");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_checked_fixture(big, setup, teardown);
-  tcase_set_timeout(tc, 60);
-  tcase_set_timeout(big, 300);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 60);
+  TCase *big = test_tcase(s, "big", setup, teardown, 300);
   tcase_add_test(tc, test_stdout_stderr_apart);
   tcase_add_test(tc, test_three_subscribers);
   tcase_add_test(tc, test_exit_code_and_signal);
@@ -1621,8 +1617,6 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_retention_answers_pending_stop);
   tcase_add_test(tc, test_retention_in_finish_order);
   tcase_add_test(tc, test_disk_cap_per_owner);
-  suite_add_tcase(s, tc);
-  suite_add_tcase(s, big);
   return s;
 }
 

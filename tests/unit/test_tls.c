@@ -182,7 +182,7 @@ int main(void) {
     return 77;
   }
   Suite *s = suite_create("tls");
-  TCase *tc = tcase_create("core");
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   tcase_add_test(tc, test_good_files);
   tcase_add_test(tc, test_missing_file_named);
   tcase_add_test(tc, test_garbage_file);
@@ -190,6 +190,5 @@ int main(void) {
   tcase_add_test(tc, test_exactly_five_suites);
   tcase_add_test(tc, test_tls13_only);
   tcase_add_test(tc, test_verify_policy);
-  suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -255,8 +255,7 @@ END_TEST
 
 static Suite *users_suite(void) {
   Suite *s = suite_create("users");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
   tcase_add_test(tc, test_allocate_and_keep);
   tcase_add_test(tc, test_range_exhausted);
   tcase_add_test(tc, test_users_file);
@@ -264,7 +263,6 @@ static Suite *users_suite(void) {
   tcase_add_test(tc, test_users_file_malformed);
   tcase_add_test(tc, test_open_errors);
   tcase_add_test(tc, test_unprivileged);
-  suite_add_tcase(s, tc);
   return s;
 }
 
