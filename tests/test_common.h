@@ -146,6 +146,24 @@ static inline bool test_utf8_valid(const unsigned char *s, size_t n) {
   return true;
 }
 
+/*
+ * How much of a cut log line (n bytes, its newline included) comes before
+ * its cut marks: the "..." of a value cut (its quote closed), and the
+ * " ..." of pairs left out. *marked tells whether it had one.
+ */
+static inline size_t test_log_uncut_len(const char *buf, size_t n,
+                                        bool *marked) {
+  size_t k = n - 1;
+  *marked = false;
+  if (k >= 4 && memcmp(buf + k - 4, " ...", 4) == 0)
+    k -= 4, *marked = true;
+  if (k > 0 && buf[k - 1] == '"')
+    k--;
+  if (k >= 3 && memcmp(buf + k - 3, "...", 3) == 0)
+    k -= 3, *marked = true;
+  return k;
+}
+
 /* The value of a lowercase hex digit, or -1. */
 static inline int test_hexval(char c) {
   if (c >= '0' && c <= '9')

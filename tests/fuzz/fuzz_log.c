@@ -195,14 +195,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(len == blen && memcmp(buf, big, len) == 0);
     } else {
       /* A prefix of the whole line, then its cut marked. */
-      size_t k = len - 1;
-      bool marked = false;
-      if (k >= 4 && memcmp(buf + k - 4, " ...", 4) == 0)
-        k -= 4, marked = true;
-      if (k > 0 && buf[k - 1] == '"')
-        k--;
-      if (k >= 3 && memcmp(buf + k - 3, "...", 3) == 0)
-        k -= 3, marked = true;
+      bool marked;
+      size_t k = test_log_uncut_len(buf, len, &marked);
       FUZZ_CHECK(marked && k <= blen && memcmp(buf, big, k) == 0);
     }
   }

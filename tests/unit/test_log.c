@@ -364,14 +364,8 @@ START_TEST(test_format_every_buffer_size) {
          * Cut: a prefix of the whole line, then "..." (a value cut, its
          * quote closed) or " ..." (pairs left out), then the newline.
          */
-        size_t k = n - 1;
-        bool marked = false;
-        if (k >= 4 && memcmp(buf + k - 4, " ...", 4) == 0)
-          k -= 4, marked = true;
-        if (k > 0 && buf[k - 1] == '"')
-          k--;
-        if (k >= 3 && memcmp(buf + k - 3, "...", 3) == 0)
-          k -= 3, marked = true;
+        bool marked;
+        size_t k = test_log_uncut_len(buf, n, &marked);
         CHECK_MSG(marked && memcmp(buf, full, k) == 0, "size %zu: %s", size,
                   buf);
       }
