@@ -143,6 +143,21 @@ static void output_start(const char *id, int decode, result_t *r) {
   r->decode_output = decode;
 }
 
+/* Runs the loop until r's stream brought n bytes of stdout: it runs on. */
+static void output_wait(result_t *r, size_t n) {
+  while (r->outlen[0] < n && !r->done)
+    uv_run(&fx.loop, UV_RUN_ONCE);
+  ck_assert_int_eq(r->done, 0);
+}
+
+/* Cancels r's stream, which then ends CANCELLED, and frees r. */
+static void output_cancel(result_t *r) {
+  jw_rpc_ccall_cancel(r->call);
+  run_until(&r->done);
+  ck_assert_int_eq(r->status, JW_GRPC_CANCELLED);
+  result_free(r);
+}
+
 static void call_msg(int who, const char *path, const ProtobufCMessage *m,
                      result_t *r) {
   size_t n = protobuf_c_message_get_packed_size(m);
@@ -750,10 +765,7 @@ START_TEST(stalled_reader_costs_no_memory) {
   ck_assert_int_lt(r.nmsgs * JW_RPC_STREAM_MSG_MAX, 16u << 20);
 
   /* Canceling the stalled stream ends it; the server serves on. */
-  jw_rpc_ccall_cancel(r.call);
-  run_until(&r.done);
-  ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
-  result_free(&r);
+  output_cancel(&r);
   id_call(0, PATH("Status"), id, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
   result_free(&r);
@@ -767,14 +779,9 @@ START_TEST(cancel_mid_stream) {
   for (int round = 0; round < 2; round++) {
     result_t r;
     output_start(id, 1, &r);
-    while (r.outlen[0] < 50 && !r.done)
-      uv_run(&fx.loop, UV_RUN_ONCE);
-    ck_assert_int_eq(r.done, 0);
+    output_wait(&r, 50);
     ck_assert_int_eq(memcmp(r.out[0], "tick\n", 5), 0);
-    jw_rpc_ccall_cancel(r.call);
-    run_until(&r.done);
-    ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
-    result_free(&r);
+    output_cancel(&r);
   }
   /* The job ran on through both cancels. */
   jw_job_info_t info;
@@ -796,15 +803,10 @@ START_TEST(stop_escalates_to_kill) {
   result_t r;
   /* The trap is in place once the job says so. */
   output_start(id, 1, &r);
-  while (r.outlen[0] < 6 && !r.done)
-    uv_run(&fx.loop, UV_RUN_ONCE);
-  ck_assert_int_eq(r.done, 0);
+  output_wait(&r, 6);
   ck_assert_int_eq(r.outlen[0], 6);
   ck_assert_int_eq(memcmp(r.out[0], "ready\n", 6), 0);
-  jw_rpc_ccall_cancel(r.call);
-  run_until(&r.done);
-  ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
-  result_free(&r);
+  output_cancel(&r);
   uint64_t t0 = uv_hrtime();
   id_call(0, PATH("Stop"), id, &r);
   double secs = (double)(uv_hrtime() - t0) / 1e9;
