@@ -512,18 +512,23 @@ START_TEST(test_fork_bomb_contained) {
 }
 END_TEST
 
+/* Runs argv with memory=64M to its end; info gets its final state. */
+static void run_in_64m(const char *const *argv, jw_job_info_t *info) {
+  jw_limits_t l = {.memory_bytes = 64LL * MIB};
+  char id[JW_ID_LEN + 1];
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  wait_final(id, 30000, info);
+}
+
 /* A memory hog with memory=64M is killed by the OOM killer. */
 START_TEST(test_memory_hog_oom) {
   static const char *const argv[] = {"dd",      "if=/dev/zero", "of=/dev/null",
                                      "bs=256M", "count=1",      NULL};
-  jw_limits_t l = {.memory_bytes = 64LL * MIB};
-  char id[JW_ID_LEN + 1];
   jw_job_info_t info;
 
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
     SKIP("no memory controller on this host");
-  ck_assert_int_eq(start(argv, &l, 0, id), 0);
-  wait_final(id, 30000, &info);
+  run_in_64m(argv, &info);
   ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
   ck_assert_int_eq(info.proc.signal, SIGKILL);
   ck_assert(info.usage.oom_killed);
@@ -538,14 +543,11 @@ END_TEST
 START_TEST(test_memory_within_limit) {
   static const char *const argv[] = {"dd",    "if=/dev/zero", "of=/dev/null",
                                      "bs=8M", "count=4",      NULL};
-  jw_limits_t l = {.memory_bytes = 64LL * MIB};
-  char id[JW_ID_LEN + 1];
   jw_job_info_t info;
 
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
     SKIP("no memory controller on this host");
-  ck_assert_int_eq(start(argv, &l, 0, id), 0);
-  wait_final(id, 30000, &info);
+  run_in_64m(argv, &info);
   ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
   ck_assert_int_eq(info.proc.exit_code, 0);
   ck_assert(!info.usage.oom_killed);
