@@ -91,6 +91,24 @@ static void write_text(const char *path, const char *text) {
   fclose(f);
 }
 
+/*
+ * Writes the fake mountinfo (fs as the cgroup2 mount) and the fake
+ * /proc/self/cgroup (own cgroup /svc) in tmp_root; mi and pc get their
+ * paths.
+ */
+static void fake_v2_mounts(const char *fs, char *mi, size_t mi_size, char *pc,
+                           size_t pc_size) {
+  FILE *f;
+  snprintf(mi, mi_size, "%s/mountinfo", tmp_root);
+  f = fopen(mi, "we");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
+  fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
+  fclose(f);
+  snprintf(pc, pc_size, "%s/cgroup", tmp_root);
+  write_text(pc, "0::/svc\n");
+}
+
 static void read_text(const char *dir, const char *file, char *buf,
                       size_t size) {
   char path[600];
@@ -141,17 +159,8 @@ START_TEST(test_fake_cgroup2_host) {
     snprintf(path, sizeof(path), "%s/%s", job, files[i]);
     write_text(path, "");
   }
-  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
   snprintf(buf, sizeof(buf), "30 23 0:26 / ");
-  {
-    FILE *f = fopen(mi, "we");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
-    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
-    fclose(f);
-  }
-  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
-  write_text(pc, "0::/svc\n");
+  fake_v2_mounts(fs, mi, sizeof(mi), pc, sizeof(pc));
   o.mountinfo_path = mi;
   o.proc_cgroup_path = pc;
   if (stat("/", &st) == 0)
@@ -238,16 +247,7 @@ static void fake_v2_tree(jw_cgroup_mgr_options_t *o, char *own, char *parent,
   make_cg(leaf, leaf_files);
   snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
   write_text(path, "cpuset cpu io memory hugetlb pids\n");
-  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
-  {
-    FILE *f = fopen(mi, "we");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
-    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
-    fclose(f);
-  }
-  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
-  write_text(pc, "0::/svc\n");
+  fake_v2_mounts(fs, mi, sizeof(mi), pc, sizeof(pc));
   *o = (jw_cgroup_mgr_options_t){
       .name = "jwfake", .mountinfo_path = mi, .proc_cgroup_path = pc};
 }
