@@ -203,6 +203,21 @@ static void id_call(int who, const char *path, const char *id, result_t *r) {
   call_msg(who, path, &req.base, r);
 }
 
+/*
+ * Stops client 0's job id, which the reply says is STOPPED; returns the
+ * signal that ended it.
+ */
+static int stop_stopped(const char *id) {
+  result_t r;
+  id_call(0, PATH("Stop"), id, &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  int sig = (int)st->signal;
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  return sig;
+}
+
 /* Polls Status until the job is final. */
 static Jobworker__V1__JobStatus *wait_final(int who, const char *id) {
   for (int i = 0; i < 2000; i++) {
@@ -787,12 +802,7 @@ START_TEST(cancel_mid_stream) {
   jw_job_info_t info;
   ck_assert_int_eq(jw_supervisor_status(fx.sup, id, NULL, &info), 0);
   ck_assert_int_eq(info.proc.state, JW_PROC_RUNNING);
-  result_t r;
-  id_call(0, PATH("Stop"), id, &r);
-  Jobworker__V1__JobStatus *st = status_of(&r);
-  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
-  jobworker__v1__job_status__free_unpacked(st, NULL);
-  result_free(&r);
+  stop_stopped(id);
   free(id);
 }
 END_TEST
@@ -808,15 +818,11 @@ START_TEST(stop_escalates_to_kill) {
   ck_assert_int_eq(memcmp(r.out[0], "ready\n", 6), 0);
   output_cancel(&r);
   uint64_t t0 = uv_hrtime();
-  id_call(0, PATH("Stop"), id, &r);
+  int sig = stop_stopped(id);
   double secs = (double)(uv_hrtime() - t0) / 1e9;
-  Jobworker__V1__JobStatus *st = status_of(&r);
-  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
-  ck_assert_int_eq(st->signal, SIGKILL);
+  ck_assert_int_eq(sig, SIGKILL);
   /* The grace period is 0.5 s in this fixture. */
   ck_assert_msg(secs < 0.5 + 1.0, "stop took %.2fs", secs);
-  jobworker__v1__job_status__free_unpacked(st, NULL);
-  result_free(&r);
   free(id);
 }
 END_TEST
