@@ -341,6 +341,12 @@ static inline TCase *test_tcase(Suite *s, const char *name, void (*setup)(void),
   return tc;
 }
 
+/* Adds the tests of the NULL-terminated list to tc, in order. */
+static inline void test_add_tests(TCase *tc, const TTest *const *list) {
+  for (; *list != NULL; list++)
+    tcase_add_test(tc, *list);
+}
+
 /*
  * Runs a suite and returns main's exit status. libuv opens process-wide
  * descriptors with the first loop; one is opened and closed first so that

@@ -830,14 +830,16 @@ END_TEST
 static Suite *service_suite(void) {
   Suite *s = suite_create("service");
   TCase *tc = test_tcase(s, "rpc", setup, teardown, 240);
-  tcase_add_test(tc, start_status_list);
-  tcase_add_test(tc, errors);
-  tcase_add_test(tc, bad_strings_and_caps);
-  tcase_add_test(tc, list_reply_is_bounded);
-  tcase_add_test(tc, big_binary_output);
-  tcase_add_test(tc, stalled_reader_costs_no_memory);
-  tcase_add_test(tc, cancel_mid_stream);
-  tcase_add_test(tc, stop_escalates_to_kill);
+  const TTest *const tc_tests[] = {start_status_list,
+                                   errors,
+                                   bad_strings_and_caps,
+                                   list_reply_is_bounded,
+                                   big_binary_output,
+                                   stalled_reader_costs_no_memory,
+                                   cancel_mid_stream,
+                                   stop_escalates_to_kill,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

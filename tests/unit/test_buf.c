@@ -83,8 +83,8 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("buf");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
-  tcase_add_test(tc, test_grow_policy);
-  tcase_add_test(tc, test_reserve_capped);
-  tcase_add_test(tc, test_mkdir_p);
+  const TTest *const tc_tests[] = {test_grow_policy, test_reserve_capped,
+                                   test_mkdir_p, NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

@@ -700,19 +700,21 @@ static Suite *cgroup_suite(void) {
   Suite *s = suite_create("cgroup");
   TCase *tc = test_tcase(s, "core", setup, teardown, 0);
   TCase *host = test_tcase(s, "host", setup, teardown, 120);
-  tcase_add_test(tc, test_v2_settings);
-  tcase_add_test(tc, test_v1_settings);
-  tcase_add_test(tc, test_no_cgroup_host);
-  tcase_add_test(host, test_host_backend);
-  tcase_add_test(host, test_setsid_escape_killed);
-  tcase_add_test(host, test_job_cgroups_private);
-  tcase_add_test(host, test_fork_bomb_contained);
-  tcase_add_test(host, test_memory_hog_oom);
-  tcase_add_test(host, test_memory_within_limit);
-  tcase_add_test(host, test_cpu_limit);
-  tcase_add_test(host, test_io_write_limit);
-  tcase_add_test(host, test_limits_with_isolation);
-  tcase_add_test(host, test_remove_stale);
+  const TTest *const tc_tests[] = {test_v2_settings, test_v1_settings,
+                                   test_no_cgroup_host, NULL};
+  test_add_tests(tc, tc_tests);
+  const TTest *const host_tests[] = {test_host_backend,
+                                     test_setsid_escape_killed,
+                                     test_job_cgroups_private,
+                                     test_fork_bomb_contained,
+                                     test_memory_hog_oom,
+                                     test_memory_within_limit,
+                                     test_cpu_limit,
+                                     test_io_write_limit,
+                                     test_limits_with_isolation,
+                                     test_remove_stale,
+                                     NULL};
+  test_add_tests(host, host_tests);
   return s;
 }
 

@@ -432,11 +432,11 @@ END_TEST
 static Suite *cgroup_mgr_suite(void) {
   Suite *s = suite_create("cgroup_mgr");
   TCase *tc = test_tcase(s, "core", setup, teardown, 0);
-  tcase_add_test(tc, test_fake_cgroup2_host);
-  tcase_add_test(tc, test_mgr_moves_nothing_unless_asked);
-  tcase_add_test(tc, test_mgr_adopt_self_noop);
-  tcase_add_test(tc, test_mgr_bad_names);
-  tcase_add_test(tc, test_mgr_hybrid_mountinfo);
+  const TTest *const tc_tests[] = {
+      test_fake_cgroup2_host,    test_mgr_moves_nothing_unless_asked,
+      test_mgr_adopt_self_noop,  test_mgr_bad_names,
+      test_mgr_hybrid_mountinfo, NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

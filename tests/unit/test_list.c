@@ -99,9 +99,9 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("list");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
-  tcase_add_test(tc, test_empty);
-  tcase_add_test(tc, test_order_and_remove);
-  tcase_add_test(tc, test_remove_while_iterating);
-  tcase_add_test(tc, test_zeroed_node);
+  const TTest *const tc_tests[] = {test_empty, test_order_and_remove,
+                                   test_remove_while_iterating,
+                                   test_zeroed_node, NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

@@ -457,13 +457,12 @@ END_TEST
 static Suite *log_suite(void) {
   Suite *s = suite_create("log");
   TCase *tc = test_tcase(s, "core", setup, teardown, 120);
-  tcase_add_test(tc, test_every_field_every_length);
-  tcase_add_test(tc, test_value_cap_edge);
-  tcase_add_test(tc, test_line_edge_every_offset);
-  tcase_add_test(tc, test_format_every_buffer_size);
-  tcase_add_test(tc, test_quoting_round_trip);
-  tcase_add_test(tc, test_utf8_kept_and_not_split);
-  tcase_add_test(tc, test_null_values_and_level);
+  const TTest *const tc_tests[] = {
+      test_every_field_every_length, test_value_cap_edge,
+      test_line_edge_every_offset,   test_format_every_buffer_size,
+      test_quoting_round_trip,       test_utf8_kept_and_not_split,
+      test_null_values_and_level,    NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

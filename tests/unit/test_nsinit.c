@@ -265,12 +265,14 @@ END_TEST
 static Suite *nsinit_suite(void) {
   Suite *s = suite_create("nsinit");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 120);
-  tcase_add_test(tc, test_pid_isolation);
-  tcase_add_test(tc, test_pid_init_status_and_signals);
-  tcase_add_test(tc, test_pid_isolation_unprivileged);
-  tcase_add_test(tc, test_mount_isolation);
-  tcase_add_test(tc, test_net_isolation);
-  tcase_add_test(tc, test_sys_isolation);
+  const TTest *const tc_tests[] = {test_pid_isolation,
+                                   test_pid_init_status_and_signals,
+                                   test_pid_isolation_unprivileged,
+                                   test_mount_isolation,
+                                   test_net_isolation,
+                                   test_sys_isolation,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

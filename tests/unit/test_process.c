@@ -372,21 +372,23 @@ END_TEST
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
-  tcase_add_test(tc, test_exit_code);
-  tcase_add_test(tc, test_signaled);
-  tcase_add_test(tc, test_signal_group);
-  tcase_add_test(tc, test_stop_term);
-  tcase_add_test(tc, test_stop_kill_after_grace);
-  tcase_add_test(tc, test_stop_kills_children);
-  tcase_add_test(tc, test_group_killed_on_main_exit);
-  tcase_add_test(tc, test_setsid_escapee_bounded);
-  tcase_add_test(tc, test_stdout_stderr_apart);
-  tcase_add_test(tc, test_binary_output_exact);
-  tcase_add_test(tc, test_new_invalid);
-  tcase_add_test(tc, test_close_running);
-  tcase_add_test(tc, test_close_from_output_cb);
-  tcase_add_test(tc, test_failmalloc);
-  tcase_add_test(tc, test_failmalloc_no_pidfd);
+  const TTest *const tc_tests[] = {test_exit_code,
+                                   test_signaled,
+                                   test_signal_group,
+                                   test_stop_term,
+                                   test_stop_kill_after_grace,
+                                   test_stop_kills_children,
+                                   test_group_killed_on_main_exit,
+                                   test_setsid_escapee_bounded,
+                                   test_stdout_stderr_apart,
+                                   test_binary_output_exact,
+                                   test_new_invalid,
+                                   test_close_running,
+                                   test_close_from_output_cb,
+                                   test_failmalloc,
+                                   test_failmalloc_no_pidfd,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

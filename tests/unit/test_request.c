@@ -547,15 +547,17 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("request");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
-  tcase_add_test(tc, test_well_formed_start);
-  tcase_add_test(tc, test_nul_refused);
-  tcase_add_test(tc, test_invalid_utf8_refused);
-  tcase_add_test(tc, test_encodings);
-  tcase_add_test(tc, test_caps);
-  tcase_add_test(tc, test_repeats_capped);
-  tcase_add_test(tc, test_start_fields);
-  tcase_add_test(tc, test_id_requests);
-  tcase_add_test(tc, test_list_request);
-  tcase_add_test(tc, test_quote);
+  const TTest *const tc_tests[] = {test_well_formed_start,
+                                   test_nul_refused,
+                                   test_invalid_utf8_refused,
+                                   test_encodings,
+                                   test_caps,
+                                   test_repeats_capped,
+                                   test_start_fields,
+                                   test_id_requests,
+                                   test_list_request,
+                                   test_quote,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

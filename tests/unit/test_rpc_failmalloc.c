@@ -198,8 +198,8 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("rpc_failmalloc");
   TCase *tc = test_tcase(s, "failmalloc", tls_setup, tls_teardown, 600);
-  tcase_add_test(tc, test_server_start);
-  tcase_add_test(tc, test_client_call);
-  tcase_add_test(tc, test_client_call_deadline);
+  const TTest *const tc_tests[] = {test_server_start, test_client_call,
+                                   test_client_call_deadline, NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

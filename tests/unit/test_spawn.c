@@ -232,14 +232,16 @@ END_TEST
 static Suite *spawn_suite(void) {
   Suite *s = suite_create("spawn");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
-  tcase_add_test(tc, test_clean_env);
-  tcase_add_test(tc, test_env_path_used_for_lookup);
-  tcase_add_test(tc, test_working_dir);
-  tcase_add_test(tc, test_stdin_devnull_and_fds_closed);
-  tcase_add_test(tc, test_signals_reset);
-  tcase_add_test(tc, test_start_failures);
-  tcase_add_test(tc, test_credentials);
-  tcase_add_test(tc, test_credentials_access);
+  const TTest *const tc_tests[] = {test_clean_env,
+                                   test_env_path_used_for_lookup,
+                                   test_working_dir,
+                                   test_stdin_devnull_and_fds_closed,
+                                   test_signals_reset,
+                                   test_start_failures,
+                                   test_credentials,
+                                   test_credentials_access,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

@@ -183,12 +183,11 @@ int main(void) {
   }
   Suite *s = suite_create("tls");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
-  tcase_add_test(tc, test_good_files);
-  tcase_add_test(tc, test_missing_file_named);
-  tcase_add_test(tc, test_garbage_file);
-  tcase_add_test(tc, test_key_mismatch);
-  tcase_add_test(tc, test_exactly_five_suites);
-  tcase_add_test(tc, test_tls13_only);
-  tcase_add_test(tc, test_verify_policy);
+  const TTest *const tc_tests[] = {
+      test_good_files,          test_missing_file_named,
+      test_garbage_file,        test_key_mismatch,
+      test_exactly_five_suites, test_tls13_only,
+      test_verify_policy,       NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

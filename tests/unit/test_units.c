@@ -169,8 +169,8 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("units");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
-  tcase_add_test(tc, test_parse_size_and_cpus);
-  tcase_add_test(tc, test_parse_strict);
-  tcase_add_test(tc, test_duration_forms);
+  const TTest *const tc_tests[] = {test_parse_size_and_cpus, test_parse_strict,
+                                   test_duration_forms, NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }
