@@ -185,6 +185,20 @@ static inline void test_sh_line(const char *cmd, char *buf, size_t size) {
   pclose(p);
 }
 
+/*
+ * Sets command, args and nargs of o (a jw_process_options_t or a
+ * jw_job_spec_t: both name them so) from argv, NULL-terminated.
+ */
+#define TEST_SET_ARGV(o, argv)                                                 \
+  do {                                                                         \
+    size_t test_n_ = 0;                                                        \
+    while ((argv)[test_n_] != NULL)                                            \
+      test_n_++;                                                               \
+    (o)->command = (argv)[0];                                                  \
+    (o)->args = (argv) + 1;                                                    \
+    (o)->nargs = test_n_ - 1;                                                  \
+  } while (0)
+
 static inline void test_tick(uv_timer_t *t) { (void)t; }
 
 /* A predicate for test_run_until: the int that arg points to is set. */

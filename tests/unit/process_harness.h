@@ -94,14 +94,9 @@ static struct {
 static inline int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
                         const char *const *env, size_t nenv, const char *cwd) {
   jw_process_options_t o;
-  size_t n = 0;
   int err;
-  while (argv[n] != NULL)
-    n++;
   memset(&o, 0, sizeof(o));
-  o.command = argv[0];
-  o.args = argv + 1;
-  o.nargs = n - 1;
+  TEST_SET_ARGV(&o, argv);
   o.env = env;
   o.nenv = nenv;
   o.working_dir = cwd;

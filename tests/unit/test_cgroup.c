@@ -106,13 +106,8 @@ static void teardown(void) {
 static int start(const char *const *argv, const jw_limits_t *lim,
                  unsigned isolation, char id[JW_ID_LEN + 1]) {
   jw_job_spec_t spec;
-  size_t n = 0;
-  while (argv[n] != NULL)
-    n++;
   memset(&spec, 0, sizeof(spec));
-  spec.command = argv[0];
-  spec.args = argv + 1;
-  spec.nargs = n - 1;
+  TEST_SET_ARGV(&spec, argv);
   if (lim != NULL)
     spec.limits = *lim;
   spec.isolation = isolation;

@@ -126,13 +126,8 @@ static int start_job(struct env *e, const char *owner, const char *const *argv,
                      const char *const *envv, size_t nenv, const char *cwd,
                      char id[JW_ID_LEN + 1]) {
   jw_job_spec_t spec;
-  size_t n = 0;
-  while (argv[n] != NULL)
-    n++;
   memset(&spec, 0, sizeof(spec));
-  spec.command = argv[0];
-  spec.args = argv + 1;
-  spec.nargs = n - 1;
+  TEST_SET_ARGV(&spec, argv);
   spec.env = envv;
   spec.nenv = nenv;
   spec.working_dir = cwd;
