@@ -501,17 +501,24 @@ static void expect_refused(const char *path, wire_t *w, int status,
   memset(w, 0, sizeof(*w));
 }
 
-static size_t list_count(int who) {
+static Jobworker__V1__ListResponse *list_of(int who, size_t *bytes) {
   result_t r;
   Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
   call_msg(who, PATH("List"), &lr.base, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
+  *bytes = r.msglen;
   Jobworker__V1__ListResponse *l =
       jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
   ck_assert_ptr_nonnull(l);
+  result_free(&r);
+  return l;
+}
+
+static size_t list_count(int who) {
+  size_t bytes;
+  Jobworker__V1__ListResponse *l = list_of(who, &bytes);
   size_t n = l->n_jobs;
   jobworker__v1__list_response__free_unpacked(l, NULL);
-  result_free(&r);
   return n;
 }
 
@@ -611,19 +618,6 @@ START_TEST(bad_strings_and_caps) {
   ck_assert_int_eq(list_count(0), 1);
 }
 END_TEST
-
-static Jobworker__V1__ListResponse *list_of(int who, size_t *bytes) {
-  result_t r;
-  Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
-  call_msg(who, PATH("List"), &lr.base, &r);
-  ck_assert_int_eq(r.status, JW_GRPC_OK);
-  *bytes = r.msglen;
-  Jobworker__V1__ListResponse *l =
-      jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
-  ck_assert_ptr_nonnull(l);
-  result_free(&r);
-  return l;
-}
 
 /*
  * One List reply stays under the bound gRPC clients accept (4 MiB) however
