@@ -186,10 +186,11 @@ static inline void test_sh_line(const char *cmd, char *buf, size_t size) {
 }
 
 /*
- * Sets command, args and nargs of o (a jw_process_options_t or a
- * jw_job_spec_t: both name them so) from argv, NULL-terminated.
+ * Sets the command of o (a jw_process_options_t or a jw_job_spec_t: both
+ * name its fields so): command, args and nargs from argv, NULL-terminated,
+ * and env (nenv entries) and working_dir.
  */
-#define TEST_SET_ARGV(o, argv)                                                 \
+#define TEST_SET_COMMAND(o, argv, envv, n_env, cwd)                            \
   do {                                                                         \
     size_t test_n_ = 0;                                                        \
     while ((argv)[test_n_] != NULL)                                            \
@@ -197,6 +198,9 @@ static inline void test_sh_line(const char *cmd, char *buf, size_t size) {
     (o)->command = (argv)[0];                                                  \
     (o)->args = (argv) + 1;                                                    \
     (o)->nargs = test_n_ - 1;                                                  \
+    (o)->env = (envv);                                                         \
+    (o)->nenv = (n_env);                                                       \
+    (o)->working_dir = (cwd);                                                  \
   } while (0)
 
 static inline void test_tick(uv_timer_t *t) { (void)t; }

@@ -96,10 +96,7 @@ static inline int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
   jw_process_options_t o;
   int err;
   memset(&o, 0, sizeof(o));
-  TEST_SET_ARGV(&o, argv);
-  o.env = env;
-  o.nenv = nenv;
-  o.working_dir = cwd;
+  TEST_SET_COMMAND(&o, argv, env, nenv, cwd);
   o.on_output = on_output;
   o.on_exit = on_exit_cb;
   o.data = c;

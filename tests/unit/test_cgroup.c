@@ -107,7 +107,7 @@ static int start(const char *const *argv, const jw_limits_t *lim,
                  unsigned isolation, char id[JW_ID_LEN + 1]) {
   jw_job_spec_t spec;
   memset(&spec, 0, sizeof(spec));
-  TEST_SET_ARGV(&spec, argv);
+  TEST_SET_COMMAND(&spec, argv, NULL, 0, NULL);
   if (lim != NULL)
     spec.limits = *lim;
   spec.isolation = isolation;

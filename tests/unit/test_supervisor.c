@@ -127,10 +127,7 @@ static int start_job(struct env *e, const char *owner, const char *const *argv,
                      char id[JW_ID_LEN + 1]) {
   jw_job_spec_t spec;
   memset(&spec, 0, sizeof(spec));
-  TEST_SET_ARGV(&spec, argv);
-  spec.env = envv;
-  spec.nenv = nenv;
-  spec.working_dir = cwd;
+  TEST_SET_COMMAND(&spec, argv, envv, nenv, cwd);
   return jw_supervisor_start(e->sup, owner, &spec, id);
 }
 
