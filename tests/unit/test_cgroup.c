@@ -261,20 +261,40 @@ static const char *find_setting(const jw__cg_setting_t *s, size_t n,
   return NULL;
 }
 
+/* A setting a test expects: its file and value. */
+typedef struct {
+  const char *file, *value;
+} want_t;
+
+/* Each of want (up to a NULL file) is among the n settings of s. */
+static void assert_settings(const jw__cg_setting_t *s, size_t n,
+                            const want_t *want) {
+  for (; want->file != NULL; want++) {
+    const char *got = find_setting(s, n, want->file);
+    ck_assert_msg(got != NULL && strcmp(got, want->value) == 0,
+                  "%s is \"%s\", want \"%s\"", want->file,
+                  got != NULL ? got : "(not set)", want->value);
+  }
+}
+
+/* Every limit set: 64 MiB, cpu_millis, 1 MiB/s read, 10 MiB/s write, 50. */
+static jw_limits_t every_limit(int64_t cpu_millis) {
+  return (jw_limits_t){.memory_bytes = 64LL * MIB,
+                       .cpu_millis = cpu_millis,
+                       .io_read_bps = 1 * MIB,
+                       .io_write_bps = 10 * MIB,
+                       .pids = 50};
+}
+
 START_TEST(test_v2_settings) {
+  static const want_t want[] = {
+      {"memory.max", "67108864"},  {"memory.swap.max", "0"},
+      {"cpu.max", "20000 100000"}, {"io.max", "8:0 rbps=1048576 wbps=10485760"},
+      {"pids.max", "50"},          {NULL, NULL}};
   jw__cg_setting_t s[JW__CG_MAX_SETTINGS];
-  jw_limits_t l = {.memory_bytes = 64LL * MIB,
-                   .cpu_millis = 200,
-                   .io_read_bps = 1 * MIB,
-                   .io_write_bps = 10 * MIB,
-                   .pids = 50};
+  jw_limits_t l = every_limit(200);
   size_t n = jw__cgroup_v2_settings(&l, makedev(8, 0), s);
-  ck_assert_str_eq(find_setting(s, n, "memory.max"), "67108864");
-  ck_assert_str_eq(find_setting(s, n, "memory.swap.max"), "0");
-  ck_assert_str_eq(find_setting(s, n, "cpu.max"), "20000 100000");
-  ck_assert_str_eq(find_setting(s, n, "io.max"),
-                   "8:0 rbps=1048576 wbps=10485760");
-  ck_assert_str_eq(find_setting(s, n, "pids.max"), "50");
+  assert_settings(s, n, want);
 
   /* Only what is set; a write-only io limit; the smallest CPU quota. */
   l = (jw_limits_t){.io_write_bps = 10 * MIB, .cpu_millis = 5};
@@ -290,23 +310,19 @@ START_TEST(test_v2_settings) {
 END_TEST
 
 START_TEST(test_v1_settings) {
+  static const want_t want[] = {
+      {"memory.limit_in_bytes", "67108864"},
+      {"memory.memsw.limit_in_bytes", "67108864"},
+      {"cpu.cfs_period_us", "100000"},
+      {"cpu.cfs_quota_us", "150000"},
+      {"blkio.throttle.read_bps_device", "7:3 1048576"},
+      {"blkio.throttle.write_bps_device", "7:3 10485760"},
+      {"pids.max", "50"},
+      {NULL, NULL}};
   jw__cg_setting_t s[JW__CG_MAX_SETTINGS];
-  jw_limits_t l = {.memory_bytes = 64LL * MIB,
-                   .cpu_millis = 1500,
-                   .io_read_bps = 1 * MIB,
-                   .io_write_bps = 10 * MIB,
-                   .pids = 50};
+  jw_limits_t l = every_limit(1500);
   size_t n = jw__cgroup_v1_settings(&l, makedev(7, 3), s);
-  ck_assert_str_eq(find_setting(s, n, "memory.limit_in_bytes"), "67108864");
-  ck_assert_str_eq(find_setting(s, n, "memory.memsw.limit_in_bytes"),
-                   "67108864");
-  ck_assert_str_eq(find_setting(s, n, "cpu.cfs_period_us"), "100000");
-  ck_assert_str_eq(find_setting(s, n, "cpu.cfs_quota_us"), "150000");
-  ck_assert_str_eq(find_setting(s, n, "blkio.throttle.read_bps_device"),
-                   "7:3 1048576");
-  ck_assert_str_eq(find_setting(s, n, "blkio.throttle.write_bps_device"),
-                   "7:3 10485760");
-  ck_assert_str_eq(find_setting(s, n, "pids.max"), "50");
+  assert_settings(s, n, want);
   for (size_t i = 0; i < n; i++) {
     if (strncmp(s[i].file, "memory.", 7) == 0)
       ck_assert_str_eq(s[i].ctrl, "memory");
