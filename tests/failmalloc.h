@@ -4,10 +4,13 @@
  * (as nghttp2's failmalloc_test does). Generic: any suite may use it.
  *
  * The program must be linked with
- *   -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup
+ *   -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,
+ *   --wrap=strndup
  * (failmalloc_link_args in tests/meson.build), so that the calls of the
  * code linked into it statically (lib/, the test itself) go through the
- * wrappers below; shared libraries (libuv, libc itself) are not affected.
+ * wrappers below; shared libraries (libuv, nghttp2, OpenSSL, libc itself)
+ * are not affected. Arm only around the code under test, and assert
+ * nothing while armed: Check's own allocations would fail too.
  * Include this header in exactly one file of that program: it defines
  * the wrappers.
  *
@@ -32,10 +35,12 @@ void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
 char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
 void *__wrap_malloc(size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t size);
 char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
 
 /* Whether the wrappers count; the calls since arming; the one to fail. */
 static int failmalloc_armed;
@@ -62,6 +67,11 @@ static inline size_t failmalloc_disarm(void) {
   return failmalloc_calls;
 }
 
+/* Whether the allocation to fail came (and failed) since the last arming. */
+static inline int failmalloc_failed(void) {
+  return failmalloc_calls > failmalloc_fail_at;
+}
+
 void *__wrap_malloc(size_t size) {
   return failmalloc_fail_now() ? NULL : __real_malloc(size);
 }
@@ -76,6 +86,10 @@ void *__wrap_realloc(void *p, size_t size) {
 
 char *__wrap_strdup(const char *s) {
   return failmalloc_fail_now() ? NULL : __real_strdup(s);
+}
+
+char *__wrap_strndup(const char *s, size_t n) {
+  return failmalloc_fail_now() ? NULL : __real_strndup(s, n);
 }
 
 #endif /* JW_TESTS_FAILMALLOC_H */

@@ -1,7 +1,7 @@
 /*
  * What the Check suites share: knobs for slow runs (tools/valgrind.sh),
- * a sleep that signals do not cut short, a bounded way to run a loop,
- * descriptor and process counting, temp-tree removal and the suite runner.
+ * a bounded way to run a loop, descriptor and process counting, temp-tree
+ * removal, the tests' own UTF-8 check, test cases and the suite runner.
  *
  * JW_TEST_SCALE=N (a divisor, default 1) divides the data volumes and
  * counts that some tests push through (bytes of output, number of jobs),
@@ -18,6 +18,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,10 +71,15 @@ static inline uint64_t scaled(uint64_t n, uint64_t floor) {
  * pidfd_open) makes every suite watch its jobs through the SIGCHLD
  * fallback. The library reads no environment, so the suites pass it on
  * through jw_process_configure, before main and so before any start.
+ * The reference is weak: a suite that links no process code (lib/common,
+ * lib/rpc) starts no job, and this header serves it all the same.
  */
+#pragma weak jw_process_configure
 __attribute__((constructor)) static void test_configure_process(void) {
   const char *s = getenv("JW_FORCE_NO_PIDFD");
   jw_process_config_t cfg = {.no_pidfd = s != NULL && strcmp(s, "1") == 0};
+  if (jw_process_configure == NULL)
+    return;
   if (jw_process_configure(&cfg) != 0)
     abort();
 }
@@ -94,16 +100,108 @@ static inline int under_valgrind(void) {
 }
 
 /*
- * Sleeps ms milliseconds in full. usleep() returns early when a signal
- * handler runs, and on hosts without pidfds lib/worker handles SIGCHLD:
- * a job ending would cut short the time a test gives another to start.
+ * Ends the test here as passed, saying why on stdout: for what the host
+ * cannot do (no such controller, no namespaces for us).
  */
-static inline void sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000,
-                        .tv_nsec = (long)(ms % 1000) * 1000000};
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-    ;
+#define SKIP(why)                                                              \
+  do {                                                                         \
+    printf("SKIP %s: %s\n", __func__, (why));                                  \
+    fflush(stdout);                                                            \
+    return;                                                                    \
+  } while (0)
+
+/*
+ * Whether s[0..n) is UTF-8 (RFC 3629): no overlong forms, surrogates or
+ * code points over U+10FFFF. The tests' own check, independent of the
+ * library's, for the oracles of the log and request suites and fuzzers.
+ */
+static inline bool test_utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i], need, min;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      need = 1, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+      need = 2, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+      need = 3, min = 0x10000;
+    else
+      return false;
+    if (n - i <= need)
+      return false;
+    unsigned cp = c & (0x3fu >> need);
+    for (unsigned k = 1; k <= need; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = cp << 6 | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += need + 1;
+  }
+  return true;
 }
+
+/*
+ * How much of a cut log line (n bytes, its newline included) comes before
+ * its cut marks: the "..." of a value cut (its quote closed), and the
+ * " ..." of pairs left out. *marked tells whether it had one.
+ */
+static inline size_t test_log_uncut_len(const char *buf, size_t n,
+                                        bool *marked) {
+  size_t k = n - 1;
+  *marked = false;
+  if (k >= 4 && memcmp(buf + k - 4, " ...", 4) == 0)
+    k -= 4, *marked = true;
+  if (k > 0 && buf[k - 1] == '"')
+    k--;
+  if (k >= 3 && memcmp(buf + k - 3, "...", 3) == 0)
+    k -= 3, *marked = true;
+  return k;
+}
+
+/* The value of a lowercase hex digit, or -1. */
+static inline int test_hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/* Runs a shell command, returns its first output line (or ""). */
+static inline void test_sh_line(const char *cmd, char *buf, size_t size) {
+  FILE *p = popen(cmd, "re");
+  buf[0] = '\0';
+  if (p == NULL)
+    return;
+  if (fgets(buf, (int)size, p) == NULL)
+    buf[0] = '\0';
+  buf[strcspn(buf, "\n")] = '\0';
+  pclose(p);
+}
+
+/*
+ * Sets the command of o (a jw_process_options_t or a jw_job_spec_t: both
+ * name its fields so): command, args and nargs from argv, NULL-terminated,
+ * and env (nenv entries) and working_dir.
+ */
+#define TEST_SET_COMMAND(o, argv, envv, n_env, cwd)                            \
+  do {                                                                         \
+    size_t test_n_ = 0;                                                        \
+    while ((argv)[test_n_] != NULL)                                            \
+      test_n_++;                                                               \
+    (o)->command = (argv)[0];                                                  \
+    (o)->args = (argv) + 1;                                                    \
+    (o)->nargs = test_n_ - 1;                                                  \
+    (o)->env = (envv);                                                         \
+    (o)->nenv = (n_env);                                                       \
+    (o)->working_dir = (cwd);                                                  \
+  } while (0)
 
 static inline void test_tick(uv_timer_t *t) { (void)t; }
 
@@ -243,6 +341,28 @@ static inline int test_rm_entry(const char *p, const struct stat *st, int flag,
 /* Removes a test's temporary tree, depth first, not following links. */
 static inline void test_rm_tree(const char *path) {
   nftw(path, test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * Adds to s a test case called name: setup and teardown (NULL: none) run
+ * around each of its tests in the test's process, and each test may take
+ * timeout_s seconds (0: Check's default).
+ */
+static inline TCase *test_tcase(Suite *s, const char *name, void (*setup)(void),
+                                void (*teardown)(void), double timeout_s) {
+  TCase *tc = tcase_create(name);
+  if (setup != NULL || teardown != NULL)
+    tcase_add_checked_fixture(tc, setup, teardown);
+  if (timeout_s > 0)
+    tcase_set_timeout(tc, timeout_s);
+  suite_add_tcase(s, tc);
+  return tc;
+}
+
+/* Adds the tests of the NULL-terminated list to tc, in order. */
+static inline void test_add_tests(TCase *tc, const TTest *const *list) {
+  for (; *list != NULL; list++)
+    tcase_add_test(tc, *list);
 }
 
 /*

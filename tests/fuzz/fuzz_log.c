@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../test_common.h"
 #include "fuzz.h"
 #include "log.h"
 
@@ -38,44 +39,6 @@ static const char *const keys[] = {"event", "peer",
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) { return 0; }
 
-static bool utf8_ok(const unsigned char *s, size_t n) {
-  for (size_t i = 0; i < n;) {
-    unsigned c = s[i], need, min, cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if (c >= 0xc2 && c <= 0xdf)
-      need = 1, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-      need = 2, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-      need = 3, min = 0x10000;
-    else
-      return false;
-    if (n - i <= need)
-      return false;
-    cp = c & (0x3fu >> need);
-    for (unsigned k = 1; k <= need; k++) {
-      if ((s[i + k] & 0xc0) != 0x80)
-        return false;
-      cp = cp << 6 | (s[i + k] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += need + 1;
-  }
-  return true;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
 /*
  * Checks the line s (n bytes, newline included) against the pairs given:
  * returns how many pairs it holds and sets *end_cut when it ends with
@@ -87,7 +50,7 @@ static size_t check_line(const char *s, size_t n, const char *const *kv,
   FUZZ_CHECK(n >= 1 && *end == '\n');
   for (const char *c = s; c < end; c++)
     FUZZ_CHECK((unsigned char)*c >= 0x20 && *c != 0x7f);
-  FUZZ_CHECK(utf8_ok((const unsigned char *)s, (size_t)(end - s)));
+  FUZZ_CHECK(test_utf8_valid((const unsigned char *)s, (size_t)(end - s)));
   *end_cut = n >= 5 && memcmp(end - 4, " ...", 4) == 0;
   if (*end_cut)
     end -= 4;
@@ -123,7 +86,7 @@ static size_t check_line(const char *s, size_t n, const char *const *kv,
         FUZZ_CHECK(++s < end);
         if (*s == 'x') {
           FUZZ_CHECK(end - s >= 3);
-          int hi = hexval(s[1]), lo = hexval(s[2]);
+          int hi = test_hexval(s[1]), lo = test_hexval(s[2]);
           FUZZ_CHECK(hi >= 0 && lo >= 0);
           val[vl++] = (char)(hi * 16 + lo);
           s += 2;
@@ -232,14 +195,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(len == blen && memcmp(buf, big, len) == 0);
     } else {
       /* A prefix of the whole line, then its cut marked. */
-      size_t k = len - 1;
-      bool marked = false;
-      if (k >= 4 && memcmp(buf + k - 4, " ...", 4) == 0)
-        k -= 4, marked = true;
-      if (k > 0 && buf[k - 1] == '"')
-        k--;
-      if (k >= 3 && memcmp(buf + k - 3, "...", 3) == 0)
-        k -= 3, marked = true;
+      bool marked;
+      size_t k = test_log_uncut_len(buf, len, &marked);
       FUZZ_CHECK(marked && k <= blen && memcmp(buf, big, k) == 0);
     }
   }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../test_common.h"
 #include "fuzz.h"
 #include "jobworker/error.h"
 #include "jobworker/grpc.h"
@@ -40,42 +41,6 @@ typedef struct {
   int bad_string;     /* one of them holds a NUL or invalid UTF-8 */
   size_t args_len[64], env_len[64]; /* the first occurrences' lengths */
 } wire_seen_t;
-
-/*
- * An independent UTF-8 check: decodes each code point and judges the
- * value (RFC 3629): 0 when all of p is well formed.
- */
-static int bad_utf8(const uint8_t *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint32_t cp;
-    size_t k;
-    if (p[i] < 0x80) {
-      i++;
-      continue;
-    } else if ((p[i] & 0xe0) == 0xc0) {
-      k = 1, cp = p[i] & 0x1f;
-    } else if ((p[i] & 0xf0) == 0xe0) {
-      k = 2, cp = p[i] & 0x0f;
-    } else if ((p[i] & 0xf8) == 0xf0) {
-      k = 3, cp = p[i] & 0x07;
-    } else {
-      return 1;
-    }
-    if (n - i <= k)
-      return 1;
-    for (size_t j = 1; j <= k; j++) {
-      if ((p[i + j] & 0xc0) != 0x80)
-        return 1;
-      cp = cp << 6 | (p[i + j] & 0x3f);
-    }
-    static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < least[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 1;
-    i += k + 1;
-  }
-  return 0;
-}
 
 /*
  * Walks a protobuf message on the wire as a strict reader would (field
@@ -130,7 +95,8 @@ static int wire_walk(const uint8_t *p, size_t len, uint64_t max_string,
       if (k == 10 || (p[i - 1] & 0x80) || v > len - i)
         return -1;
       if (field <= max_string) {
-        if (memchr(p + i, 0, (size_t)v) != NULL || bad_utf8(p + i, (size_t)v))
+        if (memchr(p + i, 0, (size_t)v) != NULL ||
+            !test_utf8_valid(p + i, (size_t)v))
           seen->bad_string = 1;
         if (field == 2 && seen->n[2] < 64)
           seen->args_len[seen->n[2]] = (size_t)v;

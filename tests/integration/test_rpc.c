@@ -15,6 +15,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "../test_common.h"
 #include "jobworker/rpc.h"
 #include "server_test.h"
 
@@ -1097,43 +1098,39 @@ int main(void) {
   make_extra_certs();
 
   Suite *s = suite_create("rpc");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, test_unary_ok);
-  tcase_add_test(tc, test_empty_request_and_reply);
-  tcase_add_test(tc, test_error_status_and_message);
-  tcase_add_test(tc, test_unknown_method);
-  tcase_add_test(tc, test_oversize_request);
-  tcase_add_test(tc, test_default_limit_4mib);
-  tcase_add_test(tc, test_stream_bytes_exact);
-  tcase_add_test(tc, test_stream_eagain_resume);
-  tcase_add_test(tc, test_stream_empty);
-  tcase_add_test(tc, test_paused_client_holds_server);
-  tcase_add_test(tc, test_cancel_mid_stream);
-  tcase_add_test(tc, test_deadline);
-  tcase_add_test(tc, test_stream_deadline);
-  tcase_add_test(tc, test_client_disconnect_cancels);
-  tcase_add_test(tc, test_two_clients_identities);
-  tcase_add_test(tc, test_untrusted_server_ca);
-  tcase_add_test(tc, test_wrong_server_name);
-  tcase_add_test(tc, test_unknown_client_ca);
-  tcase_add_test(tc, test_server_auth_only_cert_refused);
-  tcase_add_test(tc, test_no_cn_unauthenticated);
-  tcase_add_test(tc, test_connection_refused);
-  tcase_add_test(tc, test_connection_cap);
-  tcase_add_test(tc, test_handshake_timeout);
-  tcase_add_test(tc, test_shutdown_with_calls_in_flight);
-  tcase_add_test(tc, test_trailers_only_on_error);
-  tcase_add_test(tc, test_bad_content_type_415);
-  tcase_add_test(tc, test_unary_cardinality);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 60);
+  const TTest *const tc_tests[] = {test_unary_ok,
+                                   test_empty_request_and_reply,
+                                   test_error_status_and_message,
+                                   test_unknown_method,
+                                   test_oversize_request,
+                                   test_default_limit_4mib,
+                                   test_stream_bytes_exact,
+                                   test_stream_eagain_resume,
+                                   test_stream_empty,
+                                   test_paused_client_holds_server,
+                                   test_cancel_mid_stream,
+                                   test_deadline,
+                                   test_stream_deadline,
+                                   test_client_disconnect_cancels,
+                                   test_two_clients_identities,
+                                   test_untrusted_server_ca,
+                                   test_wrong_server_name,
+                                   test_unknown_client_ca,
+                                   test_server_auth_only_cert_refused,
+                                   test_no_cn_unauthenticated,
+                                   test_connection_refused,
+                                   test_connection_cap,
+                                   test_handshake_timeout,
+                                   test_shutdown_with_calls_in_flight,
+                                   test_trailers_only_on_error,
+                                   test_bad_content_type_415,
+                                   test_unary_cardinality,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
 
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int rc = test_run_suite(s);
   if (!getenv("KEEP"))
     remove_extra_certs();
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return rc;
 }

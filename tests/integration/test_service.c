@@ -127,6 +127,37 @@ static void call_start(int who, const char *path, const uint8_t *req,
                    0);
 }
 
+/*
+ * Starts GetOutput of client 0's job id; with decode, the replies' data
+ * collect in r->out by stream.
+ */
+static void output_start(const char *id, int decode, result_t *r) {
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  uint8_t buf[128];
+  size_t n;
+  gr.id = (char *)id;
+  n = protobuf_c_message_get_packed_size(&gr.base);
+  ck_assert_uint_le(n, sizeof(buf));
+  protobuf_c_message_pack(&gr.base, buf);
+  call_start(0, PATH("GetOutput"), buf, n, r);
+  r->decode_output = decode;
+}
+
+/* Runs the loop until r's stream brought n bytes of stdout: it runs on. */
+static void output_wait(result_t *r, size_t n) {
+  while (r->outlen[0] < n && !r->done)
+    uv_run(&fx.loop, UV_RUN_ONCE);
+  ck_assert_int_eq(r->done, 0);
+}
+
+/* Cancels r's stream, which then ends CANCELLED, and frees r. */
+static void output_cancel(result_t *r) {
+  jw_rpc_ccall_cancel(r->call);
+  run_until(&r->done);
+  ck_assert_int_eq(r->status, JW_GRPC_CANCELLED);
+  result_free(r);
+}
+
 static void call_msg(int who, const char *path, const ProtobufCMessage *m,
                      result_t *r) {
   size_t n = protobuf_c_message_get_packed_size(m);
@@ -170,6 +201,21 @@ static void id_call(int who, const char *path, const char *id, result_t *r) {
   Jobworker__V1__StatusRequest req = JOBWORKER__V1__STATUS_REQUEST__INIT;
   req.id = (char *)id;
   call_msg(who, path, &req.base, r);
+}
+
+/*
+ * Stops client 0's job id, which the reply says is STOPPED; returns the
+ * signal that ended it.
+ */
+static int stop_stopped(const char *id) {
+  result_t r;
+  id_call(0, PATH("Stop"), id, &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  int sig = (int)st->signal;
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  return sig;
 }
 
 /* Polls Status until the job is final. */
@@ -293,16 +339,7 @@ START_TEST(start_status_list) {
 
   /* The output replays stdout and stderr apart. */
   result_t r;
-  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-  gr.id = id;
-  memset(&r, 0, sizeof(r));
-  size_t n = protobuf_c_message_get_packed_size(&gr.base);
-  uint8_t buf[128];
-  protobuf_c_message_pack(&gr.base, buf);
-  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                      on_msg, on_done, &r, NULL),
-                   0);
-  r.decode_output = 1;
+  output_start(id, 1, &r);
   run_until(&r.done);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
   ck_assert_int_eq(r.outlen[0], 3);
@@ -464,17 +501,24 @@ static void expect_refused(const char *path, wire_t *w, int status,
   memset(w, 0, sizeof(*w));
 }
 
-static size_t list_count(int who) {
+static Jobworker__V1__ListResponse *list_of(int who, size_t *bytes) {
   result_t r;
   Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
   call_msg(who, PATH("List"), &lr.base, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
+  *bytes = r.msglen;
   Jobworker__V1__ListResponse *l =
       jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
   ck_assert_ptr_nonnull(l);
+  result_free(&r);
+  return l;
+}
+
+static size_t list_count(int who) {
+  size_t bytes;
+  Jobworker__V1__ListResponse *l = list_of(who, &bytes);
   size_t n = l->n_jobs;
   jobworker__v1__list_response__free_unpacked(l, NULL);
-  result_free(&r);
   return n;
 }
 
@@ -575,19 +619,6 @@ START_TEST(bad_strings_and_caps) {
 }
 END_TEST
 
-static Jobworker__V1__ListResponse *list_of(int who, size_t *bytes) {
-  result_t r;
-  Jobworker__V1__ListRequest lr = JOBWORKER__V1__LIST_REQUEST__INIT;
-  call_msg(who, PATH("List"), &lr.base, &r);
-  ck_assert_int_eq(r.status, JW_GRPC_OK);
-  *bytes = r.msglen;
-  Jobworker__V1__ListResponse *l =
-      jobworker__v1__list_response__unpack(NULL, r.msglen, r.msg);
-  ck_assert_ptr_nonnull(l);
-  result_free(&r);
-  return l;
-}
-
 /*
  * One List reply stays under the bound gRPC clients accept (4 MiB) however
  * big the jobs' args are: args are cut in List (whole ones, in order;
@@ -663,16 +694,7 @@ START_TEST(big_binary_output) {
   char *args[] = {path};
   char *id = start_job(0, "cat", args, 1);
   result_t r;
-  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-  gr.id = id;
-  uint8_t buf[128];
-  size_t n = protobuf_c_message_get_packed_size(&gr.base);
-  protobuf_c_message_pack(&gr.base, buf);
-  memset(&r, 0, sizeof(r));
-  r.decode_output = 1;
-  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                      on_msg, on_done, &r, NULL),
-                   0);
+  output_start(id, 1, &r);
   run_until(&r.done);
   ck_assert_msg(r.status == JW_GRPC_OK, "%d %s", r.status, r.message);
   ck_assert_int_eq(r.outlen[1], 0);
@@ -724,15 +746,7 @@ START_TEST(stalled_reader_costs_no_memory) {
   char *args[] = {"-c", count, "/dev/zero"};
   char *id = start_job(0, "head", args, 3);
   result_t r;
-  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-  gr.id = id;
-  uint8_t buf[128];
-  size_t n = protobuf_c_message_get_packed_size(&gr.base);
-  protobuf_c_message_pack(&gr.base, buf);
-  memset(&r, 0, sizeof(r));
-  ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                      on_msg, on_done, &r, &r.call),
-                   0);
+  output_start(id, 0, &r);
   jw_rpc_ccall_pause(r.call, true);
   long before = rss_kib();
 
@@ -760,10 +774,7 @@ START_TEST(stalled_reader_costs_no_memory) {
   ck_assert_int_lt(r.nmsgs * JW_RPC_STREAM_MSG_MAX, 16u << 20);
 
   /* Canceling the stalled stream ends it; the server serves on. */
-  jw_rpc_ccall_cancel(r.call);
-  run_until(&r.done);
-  ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
-  result_free(&r);
+  output_cancel(&r);
   id_call(0, PATH("Status"), id, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
   result_free(&r);
@@ -776,80 +787,54 @@ START_TEST(cancel_mid_stream) {
   char *id = start_job(0, "sh", args, 2);
   for (int round = 0; round < 2; round++) {
     result_t r;
-    Jobworker__V1__GetOutputRequest gr =
-        JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
-    gr.id = id;
-    uint8_t buf[128];
-    size_t n = protobuf_c_message_get_packed_size(&gr.base);
-    protobuf_c_message_pack(&gr.base, buf);
-    memset(&r, 0, sizeof(r));
-    r.decode_output = 1;
-    ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("GetOutput"), buf, n, 0,
-                                        on_msg, on_done, &r, &r.call),
-                     0);
-    while (r.outlen[0] < 50 && !r.done)
-      uv_run(&fx.loop, UV_RUN_ONCE);
-    ck_assert_int_eq(r.done, 0);
+    output_start(id, 1, &r);
+    output_wait(&r, 50);
     ck_assert_int_eq(memcmp(r.out[0], "tick\n", 5), 0);
-    jw_rpc_ccall_cancel(r.call);
-    run_until(&r.done);
-    ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
-    result_free(&r);
+    output_cancel(&r);
   }
   /* The job ran on through both cancels. */
   jw_job_info_t info;
   ck_assert_int_eq(jw_supervisor_status(fx.sup, id, NULL, &info), 0);
   ck_assert_int_eq(info.proc.state, JW_PROC_RUNNING);
-  result_t r;
-  id_call(0, PATH("Stop"), id, &r);
-  Jobworker__V1__JobStatus *st = status_of(&r);
-  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
-  jobworker__v1__job_status__free_unpacked(st, NULL);
-  result_free(&r);
+  stop_stopped(id);
   free(id);
 }
 END_TEST
 
 START_TEST(stop_escalates_to_kill) {
-  char *args[] = {"-c", "trap '' TERM; sleep 100"};
+  char *args[] = {"-c", "trap '' TERM; echo ready; sleep 100"};
   char *id = start_job(0, "sh", args, 2);
-  sleep_ms(100); /* let the shell install its trap */
-  uint64_t t0 = uv_hrtime();
   result_t r;
-  id_call(0, PATH("Stop"), id, &r);
+  /* The trap is in place once the job says so. */
+  output_start(id, 1, &r);
+  output_wait(&r, 6);
+  ck_assert_int_eq(r.outlen[0], 6);
+  ck_assert_int_eq(memcmp(r.out[0], "ready\n", 6), 0);
+  output_cancel(&r);
+  uint64_t t0 = uv_hrtime();
+  int sig = stop_stopped(id);
   double secs = (double)(uv_hrtime() - t0) / 1e9;
-  Jobworker__V1__JobStatus *st = status_of(&r);
-  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
-  ck_assert_int_eq(st->signal, SIGKILL);
+  ck_assert_int_eq(sig, SIGKILL);
   /* The grace period is 0.5 s in this fixture. */
   ck_assert_msg(secs < 0.5 + 1.0, "stop took %.2fs", secs);
-  jobworker__v1__job_status__free_unpacked(st, NULL);
-  result_free(&r);
   free(id);
 }
 END_TEST
 
 static Suite *service_suite(void) {
   Suite *s = suite_create("service");
-  TCase *tc = tcase_create("rpc");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 240);
-  tcase_add_test(tc, start_status_list);
-  tcase_add_test(tc, errors);
-  tcase_add_test(tc, bad_strings_and_caps);
-  tcase_add_test(tc, list_reply_is_bounded);
-  tcase_add_test(tc, big_binary_output);
-  tcase_add_test(tc, stalled_reader_costs_no_memory);
-  tcase_add_test(tc, cancel_mid_stream);
-  tcase_add_test(tc, stop_escalates_to_kill);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "rpc", setup, teardown, 240);
+  const TTest *const tc_tests[] = {start_status_list,
+                                   errors,
+                                   bad_strings_and_caps,
+                                   list_reply_is_bounded,
+                                   big_binary_output,
+                                   stalled_reader_costs_no_memory,
+                                   cancel_mid_stream,
+                                   stop_escalates_to_kill,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(service_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+int main(void) { return test_run_suite(service_suite()); }

@@ -19,9 +19,6 @@
 #include "jobworker/error.h"
 #include "jobworker/process.h"
 
-#define DEFAULT_PATH                                                           \
-  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 struct out_buf {
   char *data;
   size_t len;
@@ -97,17 +94,9 @@ static struct {
 static inline int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
                         const char *const *env, size_t nenv, const char *cwd) {
   jw_process_options_t o;
-  size_t n = 0;
   int err;
-  while (argv[n] != NULL)
-    n++;
   memset(&o, 0, sizeof(o));
-  o.command = argv[0];
-  o.args = argv + 1;
-  o.nargs = n - 1;
-  o.env = env;
-  o.nenv = nenv;
-  o.working_dir = cwd;
+  TEST_SET_COMMAND(&o, argv, env, nenv, cwd);
   o.on_output = on_output;
   o.on_exit = on_exit_cb;
   o.data = c;
@@ -130,6 +119,14 @@ static inline void finish(uv_loop_t *loop, struct ctx *c) {
   ck_assert_int_eq(uv_loop_close(loop), 0);
   ck_assert_int_eq(c->closes, 1);
   ctx_free(c);
+}
+
+/* Starts argv (no env, no cwd) on a new loop with a fresh context. */
+static inline void launch(uv_loop_t *loop, struct ctx *c,
+                          const char *const *argv) {
+  memset(c, 0, sizeof(*c));
+  ck_assert_int_eq(uv_loop_init(loop), 0);
+  ck_assert_int_eq(start(loop, c, argv, NULL, 0, NULL), 0);
 }
 
 /* Runs argv to completion and returns its context. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "../test_common.h"
 #include "jobworker/server.h"
 #include "jobworker/tls.h"
 
@@ -106,11 +107,7 @@ static inline int rpc_test_drain(uv_loop_t *loop) {
  */
 static inline int rpc_test_main(Suite *s) {
   signal(SIGPIPE, SIG_IGN);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }
 
 #endif /* JW_TESTS_RPC_TEST_H */

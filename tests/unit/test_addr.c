@@ -87,10 +87,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("addr");
-  TCase *tc = tcase_create("addr");
-  tcase_add_test(tc, test_forms);
-  tcase_add_test(tc, test_errors_say_what_is_wrong);
-  tcase_add_test(tc, test_split_requires_a_port);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "addr", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_forms, test_errors_say_what_is_wrong,
+                                   test_split_requires_a_port, NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

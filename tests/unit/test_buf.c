@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../test_common.h"
 #include "buf.h"
 #include "fs.h"
 #include "jobworker/error.h"
@@ -81,14 +82,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("buf");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_grow_policy);
-  tcase_add_test(tc, test_reserve_capped);
-  tcase_add_test(tc, test_mkdir_p);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_grow_policy, test_reserve_capped,
+                                   test_mkdir_p, NULL};
+  test_add_tests(tc, tc_tests);
+  return test_run_suite(s);
 }

@@ -32,13 +32,6 @@
 
 #define MIB (1024 * 1024)
 
-#define SKIP(why)                                                              \
-  do {                                                                         \
-    printf("SKIP %s: %s\n", __func__, (why));                                  \
-    fflush(stdout);                                                            \
-    return;                                                                    \
-  } while (0)
-
 static char tmp_root[] = "/tmp/jw-cg-XXXXXX";
 static char data_dir[128];
 static char mgr_name[64];
@@ -113,13 +106,8 @@ static void teardown(void) {
 static int start(const char *const *argv, const jw_limits_t *lim,
                  unsigned isolation, char id[JW_ID_LEN + 1]) {
   jw_job_spec_t spec;
-  size_t n = 0;
-  while (argv[n] != NULL)
-    n++;
   memset(&spec, 0, sizeof(spec));
-  spec.command = argv[0];
-  spec.args = argv + 1;
-  spec.nargs = n - 1;
+  TEST_SET_COMMAND(&spec, argv, NULL, 0, NULL);
   if (lim != NULL)
     spec.limits = *lim;
   spec.isolation = isolation;
@@ -249,22 +237,8 @@ static void assert_cgroups_removed(void) {
                   jw__cgroup_mgr_parent(mgr, ctrls[i]));
 }
 
-/* Whether pid is gone (a zombie counts as gone). */
-static int pid_gone(void *arg) {
-  char path[64], buf[512];
-  long pid = *(long *)arg;
-  char *p;
-  FILE *f;
-  int gone = 1;
-  snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-  f = fopen(path, "re");
-  if (f == NULL)
-    return 1;
-  if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
-    gone = p[2] == 'Z' || p[2] == 'X';
-  fclose(f);
-  return gone;
-}
+/* Whether pid is gone (a zombie counts as gone): a test_run_until predicate. */
+static int pid_gone(void *arg) { return test_pid_gone((pid_t) * (long *)arg); }
 
 static long read_long(const char *dir, const char *file) {
   char path[600], buf[64] = {0};
@@ -287,20 +261,40 @@ static const char *find_setting(const jw__cg_setting_t *s, size_t n,
   return NULL;
 }
 
+/* A setting a test expects: its file and value. */
+typedef struct {
+  const char *file, *value;
+} want_t;
+
+/* Each of want (up to a NULL file) is among the n settings of s. */
+static void assert_settings(const jw__cg_setting_t *s, size_t n,
+                            const want_t *want) {
+  for (; want->file != NULL; want++) {
+    const char *got = find_setting(s, n, want->file);
+    ck_assert_msg(got != NULL && strcmp(got, want->value) == 0,
+                  "%s is \"%s\", want \"%s\"", want->file,
+                  got != NULL ? got : "(not set)", want->value);
+  }
+}
+
+/* Every limit set: 64 MiB, cpu_millis, 1 MiB/s read, 10 MiB/s write, 50. */
+static jw_limits_t every_limit(int64_t cpu_millis) {
+  return (jw_limits_t){.memory_bytes = 64LL * MIB,
+                       .cpu_millis = cpu_millis,
+                       .io_read_bps = 1 * MIB,
+                       .io_write_bps = 10 * MIB,
+                       .pids = 50};
+}
+
 START_TEST(test_v2_settings) {
+  static const want_t want[] = {
+      {"memory.max", "67108864"},  {"memory.swap.max", "0"},
+      {"cpu.max", "20000 100000"}, {"io.max", "8:0 rbps=1048576 wbps=10485760"},
+      {"pids.max", "50"},          {NULL, NULL}};
   jw__cg_setting_t s[JW__CG_MAX_SETTINGS];
-  jw_limits_t l = {.memory_bytes = 64LL * MIB,
-                   .cpu_millis = 200,
-                   .io_read_bps = 1 * MIB,
-                   .io_write_bps = 10 * MIB,
-                   .pids = 50};
+  jw_limits_t l = every_limit(200);
   size_t n = jw__cgroup_v2_settings(&l, makedev(8, 0), s);
-  ck_assert_str_eq(find_setting(s, n, "memory.max"), "67108864");
-  ck_assert_str_eq(find_setting(s, n, "memory.swap.max"), "0");
-  ck_assert_str_eq(find_setting(s, n, "cpu.max"), "20000 100000");
-  ck_assert_str_eq(find_setting(s, n, "io.max"),
-                   "8:0 rbps=1048576 wbps=10485760");
-  ck_assert_str_eq(find_setting(s, n, "pids.max"), "50");
+  assert_settings(s, n, want);
 
   /* Only what is set; a write-only io limit; the smallest CPU quota. */
   l = (jw_limits_t){.io_write_bps = 10 * MIB, .cpu_millis = 5};
@@ -316,23 +310,19 @@ START_TEST(test_v2_settings) {
 END_TEST
 
 START_TEST(test_v1_settings) {
+  static const want_t want[] = {
+      {"memory.limit_in_bytes", "67108864"},
+      {"memory.memsw.limit_in_bytes", "67108864"},
+      {"cpu.cfs_period_us", "100000"},
+      {"cpu.cfs_quota_us", "150000"},
+      {"blkio.throttle.read_bps_device", "7:3 1048576"},
+      {"blkio.throttle.write_bps_device", "7:3 10485760"},
+      {"pids.max", "50"},
+      {NULL, NULL}};
   jw__cg_setting_t s[JW__CG_MAX_SETTINGS];
-  jw_limits_t l = {.memory_bytes = 64LL * MIB,
-                   .cpu_millis = 1500,
-                   .io_read_bps = 1 * MIB,
-                   .io_write_bps = 10 * MIB,
-                   .pids = 50};
+  jw_limits_t l = every_limit(1500);
   size_t n = jw__cgroup_v1_settings(&l, makedev(7, 3), s);
-  ck_assert_str_eq(find_setting(s, n, "memory.limit_in_bytes"), "67108864");
-  ck_assert_str_eq(find_setting(s, n, "memory.memsw.limit_in_bytes"),
-                   "67108864");
-  ck_assert_str_eq(find_setting(s, n, "cpu.cfs_period_us"), "100000");
-  ck_assert_str_eq(find_setting(s, n, "cpu.cfs_quota_us"), "150000");
-  ck_assert_str_eq(find_setting(s, n, "blkio.throttle.read_bps_device"),
-                   "7:3 1048576");
-  ck_assert_str_eq(find_setting(s, n, "blkio.throttle.write_bps_device"),
-                   "7:3 10485760");
-  ck_assert_str_eq(find_setting(s, n, "pids.max"), "50");
+  assert_settings(s, n, want);
   for (size_t i = 0; i < n; i++) {
     if (strncmp(s[i].file, "memory.", 7) == 0)
       ck_assert_str_eq(s[i].ctrl, "memory");
@@ -533,18 +523,23 @@ START_TEST(test_fork_bomb_contained) {
 }
 END_TEST
 
+/* Runs argv with memory=64M to its end; info gets its final state. */
+static void run_in_64m(const char *const *argv, jw_job_info_t *info) {
+  jw_limits_t l = {.memory_bytes = 64LL * MIB};
+  char id[JW_ID_LEN + 1];
+  ck_assert_int_eq(start(argv, &l, 0, id), 0);
+  wait_final(id, 30000, info);
+}
+
 /* A memory hog with memory=64M is killed by the OOM killer. */
 START_TEST(test_memory_hog_oom) {
   static const char *const argv[] = {"dd",      "if=/dev/zero", "of=/dev/null",
                                      "bs=256M", "count=1",      NULL};
-  jw_limits_t l = {.memory_bytes = 64LL * MIB};
-  char id[JW_ID_LEN + 1];
   jw_job_info_t info;
 
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
     SKIP("no memory controller on this host");
-  ck_assert_int_eq(start(argv, &l, 0, id), 0);
-  wait_final(id, 30000, &info);
+  run_in_64m(argv, &info);
   ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
   ck_assert_int_eq(info.proc.signal, SIGKILL);
   ck_assert(info.usage.oom_killed);
@@ -559,14 +554,11 @@ END_TEST
 START_TEST(test_memory_within_limit) {
   static const char *const argv[] = {"dd",    "if=/dev/zero", "of=/dev/null",
                                      "bs=8M", "count=4",      NULL};
-  jw_limits_t l = {.memory_bytes = 64LL * MIB};
-  char id[JW_ID_LEN + 1];
   jw_job_info_t info;
 
   if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
     SKIP("no memory controller on this host");
-  ck_assert_int_eq(start(argv, &l, 0, id), 0);
-  wait_final(id, 30000, &info);
+  run_in_64m(argv, &info);
   ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
   ck_assert_int_eq(info.proc.exit_code, 0);
   ck_assert(!info.usage.oom_killed);
@@ -597,18 +589,6 @@ START_TEST(test_cpu_limit) {
 }
 END_TEST
 
-/* Runs a shell command, returns its first output line (or ""). */
-static void sh_line(const char *cmd, char *buf, size_t size) {
-  FILE *p = popen(cmd, "re");
-  buf[0] = '\0';
-  if (p == NULL)
-    return;
-  if (fgets(buf, (int)size, p) == NULL)
-    buf[0] = '\0';
-  buf[strcspn(buf, "\n")] = '\0';
-  pclose(p);
-}
-
 /*
  * io_write_bps=10M: a direct-I/O write of 40 MiB to a loop device takes
  * at least 3 s.
@@ -627,7 +607,7 @@ START_TEST(test_io_write_limit) {
   snprintf(img, sizeof(img), "%s/loop.img", tmp_root);
   snprintf(cmd, sizeof(cmd), "truncate -s 48M %s && losetup -f --show %s", img,
            img);
-  sh_line(cmd, dev, sizeof(dev));
+  test_sh_line(cmd, dev, sizeof(dev));
   if (dev[0] != '/' || stat(dev, &st) != 0 || !S_ISBLK(st.st_mode))
     SKIP("cannot set up a loop device (losetup -f --show failed)");
   close_env();
@@ -729,26 +709,23 @@ END_TEST
 
 static Suite *cgroup_suite(void) {
   Suite *s = suite_create("cgroup");
-  TCase *tc = tcase_create("core");
-  TCase *host = tcase_create("host");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_checked_fixture(host, setup, teardown);
-  tcase_set_timeout(host, 120);
-  tcase_add_test(tc, test_v2_settings);
-  tcase_add_test(tc, test_v1_settings);
-  tcase_add_test(tc, test_no_cgroup_host);
-  tcase_add_test(host, test_host_backend);
-  tcase_add_test(host, test_setsid_escape_killed);
-  tcase_add_test(host, test_job_cgroups_private);
-  tcase_add_test(host, test_fork_bomb_contained);
-  tcase_add_test(host, test_memory_hog_oom);
-  tcase_add_test(host, test_memory_within_limit);
-  tcase_add_test(host, test_cpu_limit);
-  tcase_add_test(host, test_io_write_limit);
-  tcase_add_test(host, test_limits_with_isolation);
-  tcase_add_test(host, test_remove_stale);
-  suite_add_tcase(s, tc);
-  suite_add_tcase(s, host);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
+  TCase *host = test_tcase(s, "host", setup, teardown, 120);
+  const TTest *const tc_tests[] = {test_v2_settings, test_v1_settings,
+                                   test_no_cgroup_host, NULL};
+  test_add_tests(tc, tc_tests);
+  const TTest *const host_tests[] = {test_host_backend,
+                                     test_setsid_escape_killed,
+                                     test_job_cgroups_private,
+                                     test_fork_bomb_contained,
+                                     test_memory_hog_oom,
+                                     test_memory_within_limit,
+                                     test_cpu_limit,
+                                     test_io_write_limit,
+                                     test_limits_with_isolation,
+                                     test_remove_stale,
+                                     NULL};
+  test_add_tests(host, host_tests);
   return s;
 }
 

@@ -77,11 +77,36 @@ static void teardown(void) {
   test_rm_tree(tmp_root);
 }
 
+/* Sets buf to parent/name and makes that directory. */
+static void make_dir(char *buf, size_t size, const char *parent,
+                     const char *name) {
+  ck_assert_int_lt(snprintf(buf, size, "%s/%s", parent, name), (int)size);
+  ck_assert_int_eq(mkdir(buf, 0755), 0);
+}
+
 static void write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "we");
   ck_assert_ptr_nonnull(f);
   fputs(text, f);
   fclose(f);
+}
+
+/*
+ * Writes the fake mountinfo (fs as the cgroup2 mount) and the fake
+ * /proc/self/cgroup (own cgroup /svc) in tmp_root; mi and pc get their
+ * paths.
+ */
+static void fake_v2_mounts(const char *fs, char *mi, size_t mi_size, char *pc,
+                           size_t pc_size) {
+  FILE *f;
+  snprintf(mi, mi_size, "%s/mountinfo", tmp_root);
+  f = fopen(mi, "we");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
+  fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
+  fclose(f);
+  snprintf(pc, pc_size, "%s/cgroup", tmp_root);
+  write_text(pc, "0::/svc\n");
 }
 
 static void read_text(const char *dir, const char *file, char *buf,
@@ -118,14 +143,10 @@ START_TEST(test_fake_cgroup2_host) {
   char mi[300], pc[300];
   dev_t dev = 0;
 
-  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
-  snprintf(own, sizeof(own), "%s/svc", fs);
-  snprintf(parent, sizeof(parent), "%s/jwfake", own);
-  snprintf(job, sizeof(job), "%s/job1", parent);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
-  ck_assert_int_eq(mkdir(own, 0755), 0);
-  ck_assert_int_eq(mkdir(parent, 0755), 0);
-  ck_assert_int_eq(mkdir(job, 0755), 0);
+  make_dir(fs, sizeof(fs), tmp_root, "fakecg");
+  make_dir(own, sizeof(own), fs, "svc");
+  make_dir(parent, sizeof(parent), own, "jwfake");
+  make_dir(job, sizeof(job), parent, "job1");
   snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
   write_text(path, "cpuset cpu io memory hugetlb pids\n");
   snprintf(path, sizeof(path), "%s/cgroup.subtree_control", own);
@@ -138,17 +159,8 @@ START_TEST(test_fake_cgroup2_host) {
     snprintf(path, sizeof(path), "%s/%s", job, files[i]);
     write_text(path, "");
   }
-  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
   snprintf(buf, sizeof(buf), "30 23 0:26 / ");
-  {
-    FILE *f = fopen(mi, "we");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
-    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
-    fclose(f);
-  }
-  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
-  write_text(pc, "0::/svc\n");
+  fake_v2_mounts(fs, mi, sizeof(mi), pc, sizeof(pc));
   o.mountinfo_path = mi;
   o.proc_cgroup_path = pc;
   if (stat("/", &st) == 0)
@@ -226,26 +238,16 @@ static void fake_v2_tree(jw_cgroup_mgr_options_t *o, char *own, char *parent,
   static char mi[300], pc[300];
   char fs[256], path[600];
 
-  snprintf(fs, sizeof(fs), "%s/fakecg", tmp_root);
+  make_dir(fs, sizeof(fs), tmp_root, "fakecg");
   snprintf(own, size, "%s/svc", fs);
   snprintf(parent, size, "%s/jwfake", own);
   snprintf(leaf, size, "%s/jwfake-server", own);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
   make_cg(own, own_files);
   make_cg(parent, parent_files);
   make_cg(leaf, leaf_files);
   snprintf(path, sizeof(path), "%s/cgroup.controllers", own);
   write_text(path, "cpuset cpu io memory hugetlb pids\n");
-  snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
-  {
-    FILE *f = fopen(mi, "we");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n");
-    fprintf(f, "30 23 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw\n", fs);
-    fclose(f);
-  }
-  snprintf(pc, sizeof(pc), "%s/cgroup", tmp_root);
-  write_text(pc, "0::/svc\n");
+  fake_v2_mounts(fs, mi, sizeof(mi), pc, sizeof(pc));
   *o = (jw_cgroup_mgr_options_t){
       .name = "jwfake", .mountinfo_path = mi, .proc_cgroup_path = pc};
 }
@@ -370,22 +372,14 @@ START_TEST(test_mgr_hybrid_mountinfo) {
   unsigned caps;
   FILE *f;
 
-  snprintf(fs, sizeof(fs), "%s/cg", tmp_root);
-  snprintf(mem, sizeof(mem), "%s/mem ory", fs);
-  snprintf(cpu, sizeof(cpu), "%s/cpu,cpuacct", fs);
-  snprintf(pids, sizeof(pids), "%s/pids", fs);
-  snprintf(uni, sizeof(uni), "%s/unified", fs);
-  ck_assert_int_eq(mkdir(fs, 0755), 0);
-  ck_assert_int_eq(mkdir(mem, 0755), 0);
-  ck_assert_int_eq(mkdir(cpu, 0755), 0);
-  ck_assert_int_eq(mkdir(pids, 0755), 0);
-  ck_assert_int_eq(mkdir(uni, 0755), 0);
-  snprintf(want, sizeof(want), "%s/svc", mem);
-  ck_assert_int_eq(mkdir(want, 0755), 0);
-  snprintf(want, sizeof(want), "%s/svc", cpu);
-  ck_assert_int_eq(mkdir(want, 0755), 0);
-  snprintf(want, sizeof(want), "%s/svc", uni);
-  ck_assert_int_eq(mkdir(want, 0755), 0);
+  make_dir(fs, sizeof(fs), tmp_root, "cg");
+  make_dir(mem, sizeof(mem), fs, "mem ory");
+  make_dir(cpu, sizeof(cpu), fs, "cpu,cpuacct");
+  make_dir(pids, sizeof(pids), fs, "pids");
+  make_dir(uni, sizeof(uni), fs, "unified");
+  make_dir(want, sizeof(want), mem, "svc");
+  make_dir(want, sizeof(want), cpu, "svc");
+  make_dir(want, sizeof(want), uni, "svc");
   snprintf(mi, sizeof(mi), "%s/mountinfo", tmp_root);
   f = fopen(mi, "we");
   ck_assert_ptr_nonnull(f);
@@ -437,14 +431,12 @@ END_TEST
 
 static Suite *cgroup_mgr_suite(void) {
   Suite *s = suite_create("cgroup_mgr");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, test_fake_cgroup2_host);
-  tcase_add_test(tc, test_mgr_moves_nothing_unless_asked);
-  tcase_add_test(tc, test_mgr_adopt_self_noop);
-  tcase_add_test(tc, test_mgr_bad_names);
-  tcase_add_test(tc, test_mgr_hybrid_mountinfo);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
+  const TTest *const tc_tests[] = {
+      test_fake_cgroup2_host,    test_mgr_moves_nothing_unless_asked,
+      test_mgr_adopt_self_noop,  test_mgr_bad_names,
+      test_mgr_hybrid_mountinfo, NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

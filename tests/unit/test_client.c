@@ -199,12 +199,10 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("client");
-  TCase *tc = tcase_create("client");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, test_bad_addresses_are_refused);
-  tcase_add_test(tc, test_connect_refused);
-  tcase_add_test(tc, test_close_with_calls_in_flight);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "client", setup, teardown, 120);
+  const TTest *const tc_tests[] = {test_bad_addresses_are_refused,
+                                   test_connect_refused,
+                                   test_close_with_calls_in_flight, NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

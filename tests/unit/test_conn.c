@@ -249,15 +249,14 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("conn");
-  TCase *tc = tcase_create("conn");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, test_one_write_in_flight);
-  tcase_add_test(tc, test_idle_connection_gives_buffers_back);
-  tcase_add_test(tc, test_graceful_close_waits_for_the_write);
-  tcase_add_test(tc, test_hard_close_cuts_the_write);
-  tcase_add_test(tc, test_schedule_runs_once_on_the_next_turn);
-  tcase_add_test(tc, test_transport_decides_how_bytes_leave);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "conn", setup, teardown, 120);
+  const TTest *const tc_tests[] = {test_one_write_in_flight,
+                                   test_idle_connection_gives_buffers_back,
+                                   test_graceful_close_waits_for_the_write,
+                                   test_hard_close_cuts_the_write,
+                                   test_schedule_runs_once_on_the_next_turn,
+                                   test_transport_decides_how_bytes_leave,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

@@ -64,10 +64,10 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("error");
-  TCase *tc = tcase_create("strerror");
-  tcase_add_test(tc, test_every_code_has_its_own_sentence);
-  tcase_add_test(tc, test_system_errors_say_what_errno_says);
-  tcase_add_test(tc, test_unknown_codes_fall_back);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "strerror", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_every_code_has_its_own_sentence,
+                                   test_system_errors_say_what_errno_says,
+                                   test_unknown_codes_fall_back, NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

@@ -45,9 +45,7 @@ START_TEST(test_configure_no_pidfd) {
   ck_assert_int_eq(jw_process_configure(&force), 0);
   ck_assert_int_eq(jw_process_configure(&force), 0);
   ck_assert_int_eq(jw_process_configure(&probe), 0);
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   ck_assert(sigchld_handled());
   ck_assert(run_until(&loop, &c.exits, 20000));
   ck_assert_int_eq(c.st.state, JW_PROC_EXITED);
@@ -71,9 +69,7 @@ START_TEST(test_configure_after_start_refused) {
 
   if (fork_mode != NULL && strcmp(fork_mode, "no") == 0)
     return;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   /* A host (or valgrind) without pidfds, or JW_FORCE_NO_PIDFD=1. */
   fallback = sigchld_handled();
   ck_assert_int_eq(jw_process_configure(&force), fallback ? 0 : JW_EINVAL);
@@ -85,11 +81,9 @@ END_TEST
 
 static Suite *exitwatch_suite(void) {
   Suite *s = suite_create("exitwatch");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
   tcase_add_test(tc, test_configure_no_pidfd);
   tcase_add_test(tc, test_configure_after_start_refused);
-  suite_add_tcase(s, tc);
   return s;
 }
 

@@ -657,20 +657,15 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("flags");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_defaults);
-  tcase_add_test(tc, test_default_data_dir);
-  tcase_add_test(tc, test_u64_flags);
-  tcase_add_test(tc, test_u64_flags_refused);
-  tcase_add_test(tc, test_string_flags);
-  tcase_add_test(tc, test_missing_certificates);
-  tcase_add_test(tc, test_max_connections);
-  tcase_add_test(tc, test_log_level);
-  tcase_add_test(tc, test_allow_isolation);
-  tcase_add_test(tc, test_job_uid_range);
-  tcase_add_test(tc, test_limit_flags);
-  tcase_add_test(tc, test_usage_errors);
-  tcase_add_test(tc, test_help_and_version);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {
+      test_defaults,         test_default_data_dir,
+      test_u64_flags,        test_u64_flags_refused,
+      test_string_flags,     test_missing_certificates,
+      test_max_connections,  test_log_level,
+      test_allow_isolation,  test_job_uid_range,
+      test_limit_flags,      test_usage_errors,
+      test_help_and_version, NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

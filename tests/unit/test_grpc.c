@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../test_common.h"
 #include "jobworker/error.h"
 #include "jobworker/grpc.h"
 
@@ -355,25 +356,22 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("grpc");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_prefix_format);
-  tcase_add_test(tc, test_deframe_any_split);
-  tcase_add_test(tc, test_deframe_oversize_from_prefix);
-  tcase_add_test(tc, test_deframe_compressed_flag);
-  tcase_add_test(tc, test_deframe_partial);
-  tcase_add_test(tc, test_deframe_grows_with_input);
-  tcase_add_test(tc, test_timeout_parse_units);
-  tcase_add_test(tc, test_timeout_parse_malformed);
-  tcase_add_test(tc, test_timeout_format);
-  tcase_add_test(tc, test_message_roundtrip_all_bytes);
-  tcase_add_test(tc, test_message_encoding_form);
-  tcase_add_test(tc, test_message_decode_lenient);
-  tcase_add_test(tc, test_status_names);
-  tcase_add_test(tc, test_status_mappings);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_prefix_format,
+                                   test_deframe_any_split,
+                                   test_deframe_oversize_from_prefix,
+                                   test_deframe_compressed_flag,
+                                   test_deframe_partial,
+                                   test_deframe_grows_with_input,
+                                   test_timeout_parse_units,
+                                   test_timeout_parse_malformed,
+                                   test_timeout_format,
+                                   test_message_roundtrip_all_bytes,
+                                   test_message_encoding_form,
+                                   test_message_decode_lenient,
+                                   test_status_names,
+                                   test_status_mappings,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
+  return test_run_suite(s);
 }

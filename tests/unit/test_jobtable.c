@@ -236,16 +236,12 @@ END_TEST
 
 static Suite *jobtable_suite(void) {
   Suite *s = suite_create("jobtable");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, test_find_and_remove);
-  tcase_add_test(tc, test_owner_records);
-  tcase_add_test(tc, test_age_and_owner_order);
-  tcase_add_test(tc, test_finished_fifo);
-  tcase_add_test(tc, test_disk_per_owner);
-  tcase_add_test(tc, test_growth);
-  tcase_add_test(tc, test_failmalloc);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
+  const TTest *const tc_tests[] = {test_find_and_remove,     test_owner_records,
+                                   test_age_and_owner_order, test_finished_fifo,
+                                   test_disk_per_owner,      test_growth,
+                                   test_failmalloc,          NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

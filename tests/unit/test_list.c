@@ -4,6 +4,7 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "../test_common.h"
 #include "list.h"
 
 typedef struct {
@@ -97,15 +98,10 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("list");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_empty);
-  tcase_add_test(tc, test_order_and_remove);
-  tcase_add_test(tc, test_remove_while_iterating);
-  tcase_add_test(tc, test_zeroed_node);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_empty, test_order_and_remove,
+                                   test_remove_while_iterating,
+                                   test_zeroed_node, NULL};
+  test_add_tests(tc, tc_tests);
+  return test_run_suite(s);
 }

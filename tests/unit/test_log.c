@@ -105,38 +105,6 @@ typedef struct {
   bool cut; /* the line ends with " ...": pairs were left out */
 } parsed_t;
 
-/* Whether s[0..n) is UTF-8: no overlong forms, surrogates or > U+10FFFF. */
-static bool utf8_valid(const unsigned char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i], need, min;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    if (c >= 0xc2 && c <= 0xdf)
-      need = 1, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-      need = 2, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-      need = 3, min = 0x10000;
-    else
-      return false;
-    if (n - i <= need)
-      return false;
-    unsigned cp = c & (0x3f >> need);
-    for (unsigned k = 1; k <= need; k++) {
-      if ((s[i + k] & 0xc0) != 0x80)
-        return false;
-      cp = cp << 6 | (s[i + k] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += need + 1;
-  }
-  return true;
-}
-
 static char parse_error[200];
 
 #define PCHECK_MSG(cond, ...)                                                  \
@@ -147,14 +115,6 @@ static char parse_error[200];
     }                                                                          \
   } while (0)
 #define PCHECK(cond) PCHECK_MSG(cond, "line %d: %s", __LINE__, #cond)
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
 
 /*
  * Parses one logfmt line as a reader of the log would. Returns false, with
@@ -170,7 +130,7 @@ static bool parse_line(const out_t *o, parsed_t *p) {
   for (const char *c = s; c < end; c++)
     PCHECK_MSG(*c != '\n' && (unsigned char)*c >= 0x20 && *c != 0x7f,
                "control byte 0x%02x at %td", (unsigned char)*c, c - s);
-  PCHECK_MSG(utf8_valid((const unsigned char *)s, (size_t)(end - s)),
+  PCHECK_MSG(test_utf8_valid((const unsigned char *)s, (size_t)(end - s)),
              "not UTF-8: %.120s", s);
   PCHECK(strncmp(s, "ts=", 3) == 0);
   const char *lv = strstr(s, " level=");
@@ -206,7 +166,7 @@ static bool parse_line(const out_t *o, parsed_t *p) {
           q->val[q->vlen++] = '\n';
         } else if (*s == 'x') {
           PCHECK(end - s >= 3);
-          int hi = hexval(s[1]), lo = hexval(s[2]);
+          int hi = test_hexval(s[1]), lo = test_hexval(s[2]);
           PCHECK(hi >= 0 && lo >= 0);
           q->val[q->vlen++] = (char)(hi * 16 + lo);
           s += 2;
@@ -404,14 +364,8 @@ START_TEST(test_format_every_buffer_size) {
          * Cut: a prefix of the whole line, then "..." (a value cut, its
          * quote closed) or " ..." (pairs left out), then the newline.
          */
-        size_t k = n - 1;
-        bool marked = false;
-        if (k >= 4 && memcmp(buf + k - 4, " ...", 4) == 0)
-          k -= 4, marked = true;
-        if (k > 0 && buf[k - 1] == '"')
-          k--;
-        if (k >= 3 && memcmp(buf + k - 3, "...", 3) == 0)
-          k -= 3, marked = true;
+        bool marked;
+        size_t k = test_log_uncut_len(buf, n, &marked);
         CHECK_MSG(marked && memcmp(buf, full, k) == 0, "size %zu: %s", size,
                   buf);
       }
@@ -502,17 +456,13 @@ END_TEST
 
 static Suite *log_suite(void) {
   Suite *s = suite_create("log");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, test_every_field_every_length);
-  tcase_add_test(tc, test_value_cap_edge);
-  tcase_add_test(tc, test_line_edge_every_offset);
-  tcase_add_test(tc, test_format_every_buffer_size);
-  tcase_add_test(tc, test_quoting_round_trip);
-  tcase_add_test(tc, test_utf8_kept_and_not_split);
-  tcase_add_test(tc, test_null_values_and_level);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 120);
+  const TTest *const tc_tests[] = {
+      test_every_field_every_length, test_value_cap_edge,
+      test_line_edge_every_offset,   test_format_every_buffer_size,
+      test_quoting_round_trip,       test_utf8_kept_and_not_split,
+      test_null_values_and_level,    NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

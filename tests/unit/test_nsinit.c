@@ -20,13 +20,6 @@
 
 #include "process_harness.h"
 
-#define SKIP(why)                                                              \
-  do {                                                                         \
-    printf("SKIP %s: %s\n", __func__, (why));                                  \
-    fflush(stdout);                                                            \
-    return;                                                                    \
-  } while (0)
-
 /*
  * Starts argv with the namespaces of iso on a new loop. Returns 0, or 1
  * after printing a skip (the loop and the process are closed then).
@@ -62,18 +55,6 @@ static int run_isolated(const char *func, uv_loop_t *loop, struct ctx *c,
 /* The job's stdout, "" when it printed nothing. */
 static const char *out_of(const struct ctx *c) {
   return c->out[0].data != NULL ? c->out[0].data : "";
-}
-
-/* Runs a shell command, returns its first output line (or ""). */
-static void sh_line(const char *cmd, char *buf, size_t size) {
-  FILE *p = popen(cmd, "re");
-  buf[0] = '\0';
-  if (p == NULL)
-    return;
-  if (fgets(buf, (int)size, p) == NULL)
-    buf[0] = '\0';
-  buf[strcspn(buf, "\n")] = '\0';
-  pclose(p);
 }
 
 /* PID isolation: ps -e inside shows only the job's processes. */
@@ -202,9 +183,9 @@ START_TEST(test_mount_isolation) {
            "awk '$5 == \"/proc\" { id = $1 } END { print id }' "
            "/proc/self/mountinfo",
            dir, dir, dir);
-  sh_line("awk '$5 == \"/proc\" { id = $1 } END { print id }' "
-          "/proc/self/mountinfo",
-          host_proc, sizeof(host_proc));
+  test_sh_line("awk '$5 == \"/proc\" { id = $1 } END { print id }' "
+               "/proc/self/mountinfo",
+               host_proc, sizeof(host_proc));
   if (run_isolated(__func__, &loop, &c, argv, JW_ISOLATE_MOUNT)) {
     rmdir(dir);
     return;
@@ -283,15 +264,15 @@ END_TEST
 
 static Suite *nsinit_suite(void) {
   Suite *s = suite_create("nsinit");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, test_pid_isolation);
-  tcase_add_test(tc, test_pid_init_status_and_signals);
-  tcase_add_test(tc, test_pid_isolation_unprivileged);
-  tcase_add_test(tc, test_mount_isolation);
-  tcase_add_test(tc, test_net_isolation);
-  tcase_add_test(tc, test_sys_isolation);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 120);
+  const TTest *const tc_tests[] = {test_pid_isolation,
+                                   test_pid_init_status_and_signals,
+                                   test_pid_isolation_unprivileged,
+                                   test_mount_isolation,
+                                   test_net_isolation,
+                                   test_sys_isolation,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

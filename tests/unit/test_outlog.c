@@ -399,22 +399,22 @@ END_TEST
 
 static Suite *outlog_suite(void) {
   Suite *s = suite_create("outlog");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, test_create_exclusive);
-  tcase_add_test(tc, test_record_format);
-  tcase_add_test(tc, test_binary_roundtrip_and_coalescing);
-  tcase_add_test(tc, test_notify_once_per_eagain);
-  tcase_add_test(tc, test_close_from_notify);
-  tcase_add_test(tc, test_late_reader_replays);
-  tcase_add_test(tc, test_reader_outlives_log);
-  tcase_add_test(tc, test_finished_log_releases_fd);
-  tcase_add_test(tc, test_invalid);
-  tcase_add_test(tc, test_disk_bytes_and_drop);
-  tcase_add_test(tc, test_log_close_from_notify);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
+  const TTest *const tc_tests[] = {test_create_exclusive,
+                                   test_record_format,
+                                   test_binary_roundtrip_and_coalescing,
+                                   test_notify_once_per_eagain,
+                                   test_close_from_notify,
+                                   test_late_reader_replays,
+                                   test_reader_outlives_log,
+                                   test_finished_log_releases_fd,
+                                   test_invalid,
+                                   test_disk_bytes_and_drop,
+                                   test_log_close_from_notify,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);
   tcase_add_test(tc, test_failmalloc);
-  suite_add_tcase(s, tc);
   return s;
 }
 

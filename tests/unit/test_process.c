@@ -49,9 +49,7 @@ START_TEST(test_signal_group) {
   static const char *const argv[] = {"sleep", "100", NULL};
   uv_loop_t loop;
   struct ctx c;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   ck_assert_int_eq(jw_process_signal(c.proc, SIGUSR1), 0);
   ck_assert(run_until(&loop, &c.exits, 10000));
   /* A signal that nobody asked for through stop: SIGNALED. */
@@ -67,9 +65,7 @@ START_TEST(test_stop_term) {
   static const char *const argv[] = {"sleep", "100", NULL};
   uv_loop_t loop;
   struct ctx c;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   ck_assert_int_eq(jw_process_stop(c.proc, 10000), 0);
   ck_assert_int_eq(jw_process_stop(c.proc, 10000), 0);
   ck_assert(run_until(&loop, &c.exits, 5000));
@@ -87,9 +83,7 @@ START_TEST(test_stop_kill_after_grace) {
   jw_proc_status_t st;
   uint64_t t0;
   pid_t pgid;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   jw_process_status(c.proc, &st);
   pgid = st.pid;
   /* The shell has installed its trap once it says so. */
@@ -120,9 +114,7 @@ START_TEST(test_stop_kills_children) {
   jw_proc_status_t st;
   int kids[2];
   int i;
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   jw_process_status(c.proc, &st);
   wait_output(&loop, &c, "ready\n", 10000);
   ck_assert_int_eq(sscanf(c.out[0].data, "%d\n%d\n", &kids[0], &kids[1]), 2);
@@ -246,9 +238,7 @@ START_TEST(test_close_running) {
   struct ctx c;
   jw_proc_status_t st;
   int fds = test_count_fds();
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   jw_process_status(c.proc, &st);
   finish(&loop, &c);
   ck_assert_int_eq(c.exits, 0);
@@ -381,24 +371,24 @@ END_TEST
 
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, test_exit_code);
-  tcase_add_test(tc, test_signaled);
-  tcase_add_test(tc, test_signal_group);
-  tcase_add_test(tc, test_stop_term);
-  tcase_add_test(tc, test_stop_kill_after_grace);
-  tcase_add_test(tc, test_stop_kills_children);
-  tcase_add_test(tc, test_group_killed_on_main_exit);
-  tcase_add_test(tc, test_setsid_escapee_bounded);
-  tcase_add_test(tc, test_stdout_stderr_apart);
-  tcase_add_test(tc, test_binary_output_exact);
-  tcase_add_test(tc, test_new_invalid);
-  tcase_add_test(tc, test_close_running);
-  tcase_add_test(tc, test_close_from_output_cb);
-  tcase_add_test(tc, test_failmalloc);
-  tcase_add_test(tc, test_failmalloc_no_pidfd);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
+  const TTest *const tc_tests[] = {test_exit_code,
+                                   test_signaled,
+                                   test_signal_group,
+                                   test_stop_term,
+                                   test_stop_kill_after_grace,
+                                   test_stop_kills_children,
+                                   test_group_killed_on_main_exit,
+                                   test_setsid_escapee_bounded,
+                                   test_stdout_stderr_apart,
+                                   test_binary_output_exact,
+                                   test_new_invalid,
+                                   test_close_running,
+                                   test_close_from_output_cb,
+                                   test_failmalloc,
+                                   test_failmalloc_no_pidfd,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

@@ -86,6 +86,25 @@ static void assert_msg(const char *want) {
                 want);
 }
 
+/* w is refused under lim with the message want; frees w. */
+static void refused(wire_t *w, const jw_request_limits_t *lim,
+                    const char *want) {
+  ck_assert_int_eq(start(w, lim), JW_GRPC_INVALID_ARGUMENT);
+  assert_msg(want);
+  free(w);
+}
+
+/*
+ * w passes under lim; with one more string v in field, it is refused with
+ * the message want. Frees w.
+ */
+static void one_more_refused(wire_t *w, const jw_request_limits_t *lim,
+                             uint64_t field, const char *v, const char *want) {
+  ck_assert_int_eq(start(w, lim), 0);
+  put_str(w, field, v);
+  refused(w, lim, want);
+}
+
 /* A Start request with command "true" and then whatever the test adds. */
 static wire_t *start_wire(void) {
   wire_t *w = wire_new();
@@ -159,9 +178,7 @@ START_TEST(test_nul_refused) {
   put_str(w, 2, "a");
   put_str(w, 2, "b");
   put_len(w, 2, "\0", 1);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("args[2] contains a NUL byte");
-  free(w);
+  refused(w, NULL, "args[2] contains a NUL byte");
 }
 END_TEST
 
@@ -192,9 +209,7 @@ START_TEST(test_invalid_utf8_refused) {
   }
   wire_t *w = wire_new();
   put_str(w, 1, "\xed\xbf\xbf");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("command is not valid UTF-8");
-  free(w);
+  refused(w, NULL, "command is not valid UTF-8");
 }
 END_TEST
 
@@ -296,20 +311,12 @@ START_TEST(test_caps) {
   wire_t *w = start_wire();
   for (int i = 0; i < 3; i++)
     put_str(w, 2, "a");
-  ck_assert_int_eq(start(w, &lim), 0);
-  put_str(w, 2, "a");
-  ck_assert_int_eq(start(w, &lim), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("more than 3 args entries (--max-args)");
-  free(w);
+  one_more_refused(w, &lim, 2, "a", "more than 3 args entries (--max-args)");
 
   w = start_wire();
   put_str(w, 3, "A=1");
   put_str(w, 3, "B=2");
-  ck_assert_int_eq(start(w, &lim), 0);
-  put_str(w, 3, "C=3");
-  ck_assert_int_eq(start(w, &lim), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("more than 2 env entries (--max-env)");
-  free(w);
+  one_more_refused(w, &lim, 3, "C=3", "more than 2 env entries (--max-env)");
 
   /* All strings together: command 4 bytes + 60 = 64 fits, 65 does not. */
   char s[61];
@@ -324,10 +331,9 @@ START_TEST(test_caps) {
   w = start_wire();
   put_str(w, 2, s);
   put_str(w, 3, "=");
-  ck_assert_int_eq(start(w, &lim), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("the request's strings take more than 64 bytes "
-             "(--max-request-strings)");
-  free(w);
+  refused(w, &lim,
+          "the request's strings take more than 64 bytes "
+          "(--max-request-strings)");
 
   /* 0: no cap. */
   jw_request_limits_t none = {0};
@@ -342,17 +348,11 @@ START_TEST(test_caps) {
   w = start_wire();
   for (int i = 0; i < 1024; i++)
     put_str(w, 2, "a");
-  ck_assert_int_eq(start(w, NULL), 0);
-  put_str(w, 2, "a");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("more than 1024 args entries (--max-args)");
-  free(w);
+  one_more_refused(w, NULL, 2, "a", "more than 1024 args entries (--max-args)");
   w = start_wire();
   for (int i = 0; i < 257; i++)
     put_str(w, 3, "K=v");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("more than 256 env entries (--max-env)");
-  free(w);
+  refused(w, NULL, "more than 256 env entries (--max-env)");
   w = start_wire();
   char *big = malloc(256 * 1024 + 1);
   ck_assert_ptr_nonnull(big);
@@ -374,19 +374,13 @@ START_TEST(test_repeats_capped) {
   wire_t *w = wire_new();
   for (int i = 0; i < 64; i++)
     put_str(w, 1, "true");
-  ck_assert_int_eq(start(w, NULL), 0);
-  put_str(w, 1, "true");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("command occurs more than 64 times");
-  free(w);
+  one_more_refused(w, NULL, 1, "true", "command occurs more than 64 times");
   w = start_wire();
   for (int i = 0; i < 65; i++) {
     put_tag(w, 77, 0);
     put_varint(w, 1);
   }
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("field 77 occurs more than 64 times");
-  free(w);
+  refused(w, NULL, "field 77 occurs more than 64 times");
   /* Within a nested message too. */
   w = start_wire();
   uint8_t lim[200];
@@ -396,62 +390,52 @@ START_TEST(test_repeats_capped) {
     lim[n++] = 1;
   }
   put_len(w, 5, lim, n);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("limits.pids occurs more than 64 times");
-  free(w);
+  refused(w, NULL, "limits.pids occurs more than 64 times");
 }
 END_TEST
+
+/*
+ * w with PATH_MAX bytes more in field (named name) is refused: longer than
+ * PATH_MAX - 1 bytes. Frees w.
+ */
+static void refused_too_long(wire_t *w, uint64_t field, const char *name) {
+  char want[64];
+  char *s = malloc(PATH_MAX + 1);
+  ck_assert_ptr_nonnull(s);
+  memset(s, 'a', PATH_MAX);
+  s[PATH_MAX] = '\0';
+  put_str(w, field, s);
+  free(s);
+  snprintf(want, sizeof(want), "%s is longer than %d bytes", name,
+           PATH_MAX - 1);
+  refused(w, NULL, want);
+}
 
 /* What the wire walk cannot judge, decode_start checks after unpacking. */
 START_TEST(test_start_fields) {
   wire_t *w = wire_new();
   put_str(w, 2, "x");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("command is empty");
-  free(w);
+  refused(w, NULL, "command is empty");
 
-  char *long_name = malloc(PATH_MAX + 1);
-  ck_assert_ptr_nonnull(long_name);
-  memset(long_name, 'a', PATH_MAX);
-  long_name[PATH_MAX] = '\0';
-  w = wire_new();
-  put_str(w, 1, long_name);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  snprintf(long_name, 64, "command is longer than %d bytes", PATH_MAX - 1);
-  assert_msg(long_name);
-  free(w);
-  memset(long_name, 'a', PATH_MAX);
-  w = start_wire();
-  put_str(w, 4, long_name);
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  snprintf(long_name, 64, "working_dir is longer than %d bytes", PATH_MAX - 1);
-  assert_msg(long_name);
-  free(w);
-  free(long_name);
+  refused_too_long(wire_new(), 1, "command");
+  refused_too_long(start_wire(), 4, "working_dir");
 
   w = start_wire();
   put_str(w, 3, "A=1");
   put_str(w, 3, "NOEQUALS\x01");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("env[1] \"NOEQUALS\\x01\" is not KEY=VALUE");
-  free(w);
+  refused(w, NULL, "env[1] \"NOEQUALS\\x01\" is not KEY=VALUE");
   w = start_wire();
   put_str(w, 3, "=v");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("env[0] \"=v\" is not KEY=VALUE");
-  free(w);
+  refused(w, NULL, "env[0] \"=v\" is not KEY=VALUE");
 
   w = start_wire();
   put_str(w, 4, "/nonexistent-jw-dir");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("working directory /nonexistent-jw-dir: No such file or "
-             "directory");
-  free(w);
+  refused(w, NULL,
+          "working directory /nonexistent-jw-dir: No such file or "
+          "directory");
   w = start_wire();
   put_str(w, 4, "/dev/null");
-  ck_assert_int_eq(start(w, NULL), JW_GRPC_INVALID_ARGUMENT);
-  assert_msg("working directory /dev/null is not a directory");
-  free(w);
+  refused(w, NULL, "working directory /dev/null is not a directory");
 }
 END_TEST
 
@@ -563,17 +547,18 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("request");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_well_formed_start);
-  tcase_add_test(tc, test_nul_refused);
-  tcase_add_test(tc, test_invalid_utf8_refused);
-  tcase_add_test(tc, test_encodings);
-  tcase_add_test(tc, test_caps);
-  tcase_add_test(tc, test_repeats_capped);
-  tcase_add_test(tc, test_start_fields);
-  tcase_add_test(tc, test_id_requests);
-  tcase_add_test(tc, test_list_request);
-  tcase_add_test(tc, test_quote);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_well_formed_start,
+                                   test_nul_refused,
+                                   test_invalid_utf8_refused,
+                                   test_encodings,
+                                   test_caps,
+                                   test_repeats_capped,
+                                   test_start_fields,
+                                   test_id_requests,
+                                   test_list_request,
+                                   test_quote,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

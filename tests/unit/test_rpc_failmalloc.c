@@ -1,5 +1,5 @@
 /*
- * Every allocation of lib/rpc failing in turn (failmalloc_rpc.h) while a
+ * Every allocation of lib/rpc failing in turn (tests/failmalloc.h) while a
  * server starts and while a client call runs end to end: each yields an
  * error, a call's on_done still runs exactly once, and nothing leaks (the
  * loop closes empty; LeakSanitizer checks the memory at exit).
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "failmalloc_rpc.h"
+#include "../failmalloc.h"
 #include "jobworker/client.h"
 #include "jobworker/server.h"
 #include "rpc_test.h"
@@ -45,7 +45,7 @@ static void tls_setup(void) {
 }
 
 static void tls_teardown(void) {
-  fm_disarm();
+  failmalloc_disarm();
   jw_tls_ctx_free(stls);
   jw_tls_ctx_free(ctls);
 }
@@ -65,10 +65,10 @@ START_TEST(test_server_start) {
     jw_rpc_server_options_t o = server_options();
     jw_rpc_server_t *srv = NULL;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    fm_arm(n);
+    failmalloc_arm((size_t)n - 1);
     int rc = jw_rpc_server_start(&loop, &o, &srv);
-    fm_disarm();
-    if (!fm_failed) {
+    failmalloc_disarm();
+    if (!failmalloc_failed()) {
       /* Past the last allocation: the start succeeds. */
       ck_assert_int_eq(rc, 0);
       rpc_test_stop_server(&loop, srv);
@@ -150,14 +150,14 @@ static void client_call(bool hang) {
     ndone = nmsg = 0;
     msg_ok = false;
     done = false;
-    fm_arm(n);
+    failmalloc_arm((size_t)n - 1);
     int rc = jw_rpc_client_call(cli, hang ? "/t.T/Hang" : "/t.T/Echo",
                                 (const uint8_t *)"hello", 5, hang ? 300 : 20000,
                                 on_msg, on_done, NULL, NULL);
     bool ended = rc == 0 && rpc_test_run_until(&loop, &done, 30000);
-    fm_disarm();
+    failmalloc_disarm();
     ck_assert_msg(rc != 0 || ended, "allocation %ld: the call never ended", n);
-    bool failed = fm_failed;
+    bool failed = failmalloc_failed();
     if (rc != 0) {
       ck_assert_msg(failed && rc == -ENOMEM,
                     "allocation %ld: the call returned %d", n, rc);
@@ -198,12 +198,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("rpc_failmalloc");
-  TCase *tc = tcase_create("failmalloc");
-  tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
-  tcase_set_timeout(tc, 600);
-  tcase_add_test(tc, test_server_start);
-  tcase_add_test(tc, test_client_call);
-  tcase_add_test(tc, test_client_call_deadline);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "failmalloc", tls_setup, tls_teardown, 600);
+  const TTest *const tc_tests[] = {test_server_start, test_client_call,
+                                   test_client_call_deadline, NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

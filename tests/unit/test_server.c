@@ -173,14 +173,15 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("server");
-  TCase *tc = tcase_create("server");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, test_zero_options_get_the_documented_defaults);
-  tcase_add_test(tc, test_one_message_always_fits_the_request_budget);
-  tcase_add_test(tc, test_listen_addresses);
-  tcase_add_test(tc, test_bad_start_leaves_nothing);
-  tcase_add_test(tc, test_address_in_use_is_reported_and_cleaned_up);
-  tcase_add_test(tc, test_shutdown_with_no_connections);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "server", setup, teardown, 0);
+  const TTest *const tc_tests[] = {
+      test_zero_options_get_the_documented_defaults,
+      test_one_message_always_fits_the_request_budget,
+      test_listen_addresses,
+      test_bad_start_leaves_nothing,
+      test_address_in_use_is_reported_and_cleaned_up,
+      test_shutdown_with_no_connections,
+      NULL};
+  test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
 }

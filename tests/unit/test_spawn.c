@@ -101,9 +101,7 @@ START_TEST(test_signals_reset) {
   sigemptyset(&set);
   sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, &old);
-  memset(&c, 0, sizeof(c));
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(start(&loop, &c, argv, NULL, 0, NULL), 0);
+  launch(&loop, &c, argv);
   sigprocmask(SIG_SETMASK, &old, NULL);
   ck_assert(run_until(&loop, &c.exits, 20000));
   ck_assert_int_eq(c.st.exit_code, 0);
@@ -233,17 +231,17 @@ END_TEST
 
 static Suite *spawn_suite(void) {
   Suite *s = suite_create("spawn");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, test_clean_env);
-  tcase_add_test(tc, test_env_path_used_for_lookup);
-  tcase_add_test(tc, test_working_dir);
-  tcase_add_test(tc, test_stdin_devnull_and_fds_closed);
-  tcase_add_test(tc, test_signals_reset);
-  tcase_add_test(tc, test_start_failures);
-  tcase_add_test(tc, test_credentials);
-  tcase_add_test(tc, test_credentials_access);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
+  const TTest *const tc_tests[] = {test_clean_env,
+                                   test_env_path_used_for_lookup,
+                                   test_working_dir,
+                                   test_stdin_devnull_and_fds_closed,
+                                   test_signals_reset,
+                                   test_start_failures,
+                                   test_credentials,
+                                   test_credentials_access,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 

@@ -126,16 +126,8 @@ static int start_job(struct env *e, const char *owner, const char *const *argv,
                      const char *const *envv, size_t nenv, const char *cwd,
                      char id[JW_ID_LEN + 1]) {
   jw_job_spec_t spec;
-  size_t n = 0;
-  while (argv[n] != NULL)
-    n++;
   memset(&spec, 0, sizeof(spec));
-  spec.command = argv[0];
-  spec.args = argv + 1;
-  spec.nargs = n - 1;
-  spec.env = envv;
-  spec.nenv = nenv;
-  spec.working_dir = cwd;
+  TEST_SET_COMMAND(&spec, argv, envv, nenv, cwd);
   return jw_supervisor_start(e->sup, owner, &spec, id);
 }
 
@@ -1585,44 +1577,43 @@ END_TEST
 
 static Suite *supervisor_suite(void) {
   Suite *s = suite_create("supervisor");
-  TCase *tc = tcase_create("core");
-  TCase *big = tcase_create("big");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_checked_fixture(big, setup, teardown);
-  tcase_set_timeout(tc, 60);
-  tcase_set_timeout(big, 300);
-  tcase_add_test(tc, test_stdout_stderr_apart);
-  tcase_add_test(tc, test_three_subscribers);
-  tcase_add_test(tc, test_exit_code_and_signal);
-  tcase_add_test(tc, test_stop_sigkill_after_grace);
-  tcase_add_test(tc, test_stop_kills_grandchildren);
-  tcase_add_test(tc, test_stop_finished_and_cancel);
-  tcase_add_test(tc, test_start_failures_leave_nothing);
-  tcase_add_test(tc, test_clean_env_and_working_dir);
-  tcase_add_test(tc, test_get_output_streams_to_fds);
-  tcase_add_test(tc, test_unsubscribe_in_notify);
-  tcase_add_test(tc, test_owners_and_ids);
-  tcase_add_test(tc, test_list_oldest_first);
-  tcase_add_test(tc, test_shutdown_with_running_jobs);
-  tcase_add_test(tc, test_shutdown_from_end_notify);
-  tcase_add_test(tc, test_new_creates_private_dir);
-  tcase_add_test(tc, test_max_running);
-  tcase_add_test(tc, test_close_after_failed_start);
-  tcase_add_test(tc, test_close_stops_running_jobs);
-  tcase_add_test(tc, test_close_from_stop_callback);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 60);
+  TCase *big = test_tcase(s, "big", setup, teardown, 300);
+  const TTest *const tc_tests[] = {test_stdout_stderr_apart,
+                                   test_three_subscribers,
+                                   test_exit_code_and_signal,
+                                   test_stop_sigkill_after_grace,
+                                   test_stop_kills_grandchildren,
+                                   test_stop_finished_and_cancel,
+                                   test_start_failures_leave_nothing,
+                                   test_clean_env_and_working_dir,
+                                   test_get_output_streams_to_fds,
+                                   test_unsubscribe_in_notify,
+                                   test_owners_and_ids,
+                                   test_list_oldest_first,
+                                   test_shutdown_with_running_jobs,
+                                   test_shutdown_from_end_notify,
+                                   test_new_creates_private_dir,
+                                   test_max_running,
+                                   test_close_after_failed_start,
+                                   test_close_stops_running_jobs,
+                                   test_close_from_stop_callback,
+                                   NULL};
+  test_add_tests(tc, tc_tests);
   tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);
   tcase_add_test(tc, test_failmalloc);
-  tcase_add_test(big, test_256mib_binary_exact);
-  tcase_add_test(big, test_thousand_jobs);
-  tcase_add_test(big, test_rss_bounded_1gib);
-  tcase_add_test(tc, test_max_running_per_owner);
-  tcase_add_test(tc, test_output_cap_drops_and_job_goes_on);
-  tcase_add_test(tc, test_finished_retention);
-  tcase_add_test(tc, test_retention_answers_pending_stop);
-  tcase_add_test(tc, test_retention_in_finish_order);
-  tcase_add_test(tc, test_disk_cap_per_owner);
-  suite_add_tcase(s, tc);
-  suite_add_tcase(s, big);
+  const TTest *const big_tests[] = {test_256mib_binary_exact,
+                                    test_thousand_jobs, test_rss_bounded_1gib,
+                                    NULL};
+  test_add_tests(big, big_tests);
+  const TTest *const tc_more_tests[] = {test_max_running_per_owner,
+                                        test_output_cap_drops_and_job_goes_on,
+                                        test_finished_retention,
+                                        test_retention_answers_pending_stop,
+                                        test_retention_in_finish_order,
+                                        test_disk_cap_per_owner,
+                                        NULL};
+  test_add_tests(tc, tc_more_tests);
   return s;
 }
 

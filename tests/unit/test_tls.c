@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "../../lib/rpc/tls_int.h"
+#include "../test_common.h"
 #include "jobworker/rpc.h"
 
 static const char *certdir;
@@ -181,18 +182,12 @@ int main(void) {
     return 77;
   }
   Suite *s = suite_create("tls");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_good_files);
-  tcase_add_test(tc, test_missing_file_named);
-  tcase_add_test(tc, test_garbage_file);
-  tcase_add_test(tc, test_key_mismatch);
-  tcase_add_test(tc, test_exactly_five_suites);
-  tcase_add_test(tc, test_tls13_only);
-  tcase_add_test(tc, test_verify_policy);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {
+      test_good_files,          test_missing_file_named,
+      test_garbage_file,        test_key_mismatch,
+      test_exactly_five_suites, test_tls13_only,
+      test_verify_policy,       NULL};
+  test_add_tests(tc, tc_tests);
+  return test_run_suite(s);
 }

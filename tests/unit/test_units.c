@@ -168,10 +168,9 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("units");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_parse_size_and_cpus);
-  tcase_add_test(tc, test_parse_strict);
-  tcase_add_test(tc, test_duration_forms);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  const TTest *const tc_tests[] = {test_parse_size_and_cpus, test_parse_strict,
+                                   test_duration_forms, NULL};
+  test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

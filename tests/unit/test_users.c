@@ -255,16 +255,13 @@ END_TEST
 
 static Suite *users_suite(void) {
   Suite *s = suite_create("users");
-  TCase *tc = tcase_create("core");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, test_allocate_and_keep);
-  tcase_add_test(tc, test_range_exhausted);
-  tcase_add_test(tc, test_users_file);
-  tcase_add_test(tc, test_users_file_reserves);
-  tcase_add_test(tc, test_users_file_malformed);
-  tcase_add_test(tc, test_open_errors);
-  tcase_add_test(tc, test_unprivileged);
-  suite_add_tcase(s, tc);
+  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
+  const TTest *const tc_tests[] = {
+      test_allocate_and_keep,    test_range_exhausted,
+      test_users_file,           test_users_file_reserves,
+      test_users_file_malformed, test_open_errors,
+      test_unprivileged,         NULL};
+  test_add_tests(tc, tc_tests);
   return s;
 }
 
