@@ -148,14 +148,8 @@ class H2Client:
         import h2.events
         deadline = time.monotonic() + seconds
         while not self.closed and time.monotonic() < deadline:
-            self.sock.settimeout(max(0.005, min(0.05,
-                                                deadline - time.monotonic())))
-            try:
-                b = self.sock.recv(65536)
-            except socket.timeout:
-                return
-            except (OSError, ssl.SSLError):
-                self.closed = True
+            b = ac.recv_some(self.sock, deadline, 0.005, 0.05)
+            if b is None:
                 return
             if not b:
                 self.closed = True
