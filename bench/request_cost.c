@@ -25,26 +25,19 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "jobworker/supervisor.h"
 #include "request.h"
 
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-} wire_t;
-
-static void put(wire_t *w, const void *p, size_t n) {
-  if (w->len + n > w->cap) {
-    w->cap = (w->len + n) * 2;
-    w->p = realloc(w->p, w->cap);
-    if (w->p == NULL)
-      abort();
-  }
-  memcpy(w->p + w->len, p, n);
+/* The request's wire bytes, grown by the library's one policy. */
+static void put(jw__buf_t *w, const void *p, size_t n) {
+  if (jw__buf_reserve(w, n, 4096, SIZE_MAX) != 0)
+    abort();
+  memcpy(w->base + w->len, p, n);
   w->len += n;
 }
 
-static void put_str(wire_t *w, unsigned field, const char *s, size_t n) {
+static void put_str(jw__buf_t *w, unsigned field, const char *s, size_t n) {
   uint8_t h[8];
   size_t k = 0;
   h[k++] = (uint8_t)(field << 3 | 2);
@@ -96,7 +89,7 @@ int main(int argc, char **argv) {
     return 1;
 
   /* A Start at every cap: 1024 args and 256 env entries, 256 KiB. */
-  wire_t worst = {0};
+  jw__buf_t worst = {0};
   static char arg[200], env[100];
   memset(arg, 'a', sizeof(arg));
   memset(env, 'v', sizeof(env));
@@ -116,8 +109,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < runs; i++) {
     Jobworker__V1__JobRequest *r;
     uint64_t t0 = uv_hrtime();
-    int code =
-        jw_request_decode_start(worst.p, worst.len, NULL, &r, msg, sizeof(msg));
+    int code = jw_request_decode_start(worst.base, worst.len, NULL, &r, msg,
+                                       sizeof(msg));
     int err = code == 0 ? start(sup, r) : code;
     if (code == 0)
       jobworker__v1__job_request__free_unpacked(r, NULL);
@@ -131,15 +124,15 @@ int main(int argc, char **argv) {
   report("worst-accepted (check+start)", ns, runs);
 
   /* 4 MB of two million empty args. */
-  wire_t flood = {0};
+  jw__buf_t flood = {0};
   put_str(&flood, 1, "true", 4);
   for (int i = 0; i < 2000000; i++)
     put_str(&flood, 2, "", 0);
   for (int i = 0; i < runs; i++) {
     Jobworker__V1__JobRequest *r;
     uint64_t t0 = uv_hrtime();
-    int code =
-        jw_request_decode_start(flood.p, flood.len, NULL, &r, msg, sizeof(msg));
+    int code = jw_request_decode_start(flood.base, flood.len, NULL, &r, msg,
+                                       sizeof(msg));
     ns[i] = uv_hrtime() - t0;
     if (code == 0) {
       fprintf(stderr, "2M-arg request accepted\n");
@@ -150,7 +143,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < runs; i++) {
     uint64_t t0 = uv_hrtime();
     Jobworker__V1__JobRequest *r =
-        jobworker__v1__job_request__unpack(NULL, flood.len, flood.p);
+        jobworker__v1__job_request__unpack(NULL, flood.len, flood.base);
     if (r == NULL)
       return 1;
     start(sup, r); /* E2BIG after the copies */
@@ -161,7 +154,7 @@ int main(int argc, char **argv) {
   report("2M-empty-args unchecked (before)", ns, runs);
 
   /* The walk's own worst: one 4 MB string, read in full before refusal. */
-  wire_t one = {0};
+  jw__buf_t one = {0};
   char *text = malloc(4000000);
   memset(text, 'x', 4000000);
   put_str(&one, 1, "true", 4);
@@ -171,13 +164,13 @@ int main(int argc, char **argv) {
     Jobworker__V1__JobRequest *r;
     uint64_t t0 = uv_hrtime();
     int code =
-        jw_request_decode_start(one.p, one.len, NULL, &r, msg, sizeof(msg));
+        jw_request_decode_start(one.base, one.len, NULL, &r, msg, sizeof(msg));
     ns[i] = uv_hrtime() - t0;
     if (code == 0)
       return 1;
   }
   report("4MB-one-arg checked (refused)", ns, runs);
-  free(one.p);
+  jw__buf_free(&one);
 
   int done = 0;
   jw_supervisor_shutdown(sup, on_done, &done);
@@ -187,8 +180,8 @@ int main(int argc, char **argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   rmdir(dir);
-  free(worst.p);
-  free(flood.p);
+  jw__buf_free(&worst);
+  jw__buf_free(&flood);
   free(ns);
   return 0;
 }
