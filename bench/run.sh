@@ -192,6 +192,17 @@ load() {
   fi
 }
 
+# load_both FIG RUN MODE ARGS...: load against each server in turn (each
+# sees the figures in the same order as before), its output dropped; a
+# failure is recorded by load and does not end the run.
+load_both() {
+  local fig=$1 run=$2 s
+  shift 2
+  for s in jw grpc; do
+    load "$fig" "$s" "$run" "$@" >/dev/null || true
+  done
+}
+
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 machine_json() {
@@ -255,13 +266,11 @@ EOF
 
   log "unary Status"
   for r in $(seq 1 "$RUNS"); do
-    for s in jw grpc; do
-      load unary_p50_1 "$s" "$r" unary --conns 1 --inflight 1 \
-        --duration "$UNARY_SECONDS" >/dev/null || true
-      for n in 64 256; do
-        load "unary_qps_$n" "$s" "$r" unary --conns 4 --inflight "$n" \
-          --duration "$UNARY_SECONDS" >/dev/null || true
-      done
+    load_both unary_p50_1 "$r" unary --conns 1 --inflight 1 \
+      --duration "$UNARY_SECONDS"
+    for n in 64 256; do
+      load_both "unary_qps_$n" "$r" unary --conns 4 --inflight "$n" \
+        --duration "$UNARY_SECONDS"
     done
   done
 
@@ -279,9 +288,7 @@ EOF
   start_servers
   log "live output ($LIVE_BYTES bytes, 1 subscriber)"
   for r in $(seq 1 "$RUNS"); do
-    for s in jw grpc; do
-      load live "$s" "$r" stream --bytes "$LIVE_BYTES" >/dev/null || true
-    done
+    load_both live "$r" stream --bytes "$LIVE_BYTES"
   done
 
   log "a job writes $NOBODY_BYTES bytes, nobody reads; then replay"
@@ -303,9 +310,7 @@ EOF
   for r in $(seq 1 "$RUNS"); do
     stop_servers
     start_servers
-    for s in jw grpc; do
-      load idle_conn "$s" "$r" idle --conns "$IDLE_CONNS" >/dev/null || true
-    done
+    load_both idle_conn "$r" idle --conns "$IDLE_CONNS"
     stop_servers
     start_servers
     load stall jw "$r" stall --bytes "$STALL_BYTES" --subs "$STALL_SUBS" \
@@ -316,12 +321,10 @@ EOF
   start_servers
   log "fan-out: 100 and 1000 subscribers on 100 connections"
   for r in $(seq 1 "$RUNS"); do
-    for s in jw grpc; do
-      load fanout_100 "$s" "$r" stream --bytes "$FAN100_BYTES" --subs 100 \
-        --conns 100 >/dev/null || true
-      load fanout_1000 "$s" "$r" stream --bytes "$FAN1000_BYTES" \
-        --subs 1000 --conns 100 >/dev/null || true
-    done
+    load_both fanout_100 "$r" stream --bytes "$FAN100_BYTES" --subs 100 \
+      --conns 100
+    load_both fanout_1000 "$r" stream --bytes "$FAN1000_BYTES" \
+      --subs 1000 --conns 100
   done
   stop_servers
 

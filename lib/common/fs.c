@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int jw__mkdir_p(const char *path, mode_t mode) {
   char tmp[PATH_MAX];
@@ -27,4 +29,22 @@ int jw__mkdir_p(const char *path, mode_t mode) {
   if (stat(path, &st) != 0)
     return -errno;
   return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int jw__write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
+      poll(&pfd, 1, -1);
+      continue;
+    }
+    if (n < 0)
+      return -errno;
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
 }

@@ -72,6 +72,9 @@ static int decimal_value(const decimal_t *d, uint64_t scale, bool nearest,
   return 0;
 }
 
+/* The size units, lower and upper case of each, in increasing order. */
+static const char units[] = "kKmMgGtT";
+
 int jw_parse_size(const char *s, int64_t *out) {
   decimal_t d;
   const char *end;
@@ -79,26 +82,12 @@ int jw_parse_size(const char *s, int64_t *out) {
 
   if (s == NULL || out == NULL || (end = scan_decimal(s, &d)) == NULL)
     return -EINVAL;
-  switch (*end) {
-  case 'k':
-  case 'K':
-    mult = 1ull << 10;
-    break;
-  case 'm':
-  case 'M':
-    mult = 1ull << 20;
-    break;
-  case 'g':
-  case 'G':
-    mult = 1ull << 30;
-    break;
-  case 't':
-  case 'T':
-    mult = 1ull << 40;
-    break;
-  }
-  if (mult > 1)
+  /* k, m, g, t in either case: each unit 2^10 times the one before. */
+  const char *u = *end != '\0' ? strchr(units, *end) : NULL;
+  if (u != NULL) {
+    mult = 1ull << (10 * ((u - units) / 2 + 1));
     end++;
+  }
   /* "B" after a number of bytes, "B" or "iB" after a unit. */
   if (strcmp(end, "B") == 0 || (mult > 1 && strcmp(end, "iB") == 0))
     end += strlen(end);

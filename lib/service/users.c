@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "hash.h"
 #include "hex.h"
 #include "jobworker/error.h"
@@ -487,20 +488,6 @@ int jw_users_open(const jw_users_options_t *opts, jw_users_t **out,
   return 0;
 }
 
-/* Writes all of buf to fd. Returns 0 or -errno. */
-static int write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return -errno;
-    buf += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 /*
  * Writes the table of allocated uids: a temporary file, fsync, rename
  * over the table, fsync of the directory. Returns 0 or -errno (the old
@@ -535,7 +522,7 @@ static int save_table(jw_users_t *u) {
     free(buf);
     return err;
   }
-  if ((err = write_all(fd, buf, len)) == 0 && fsync(fd) != 0)
+  if ((err = jw__write_all(fd, buf, len)) == 0 && fsync(fd) != 0)
     err = -errno;
   free(buf);
   if (close(fd) != 0 && err == 0)

@@ -3,32 +3,13 @@
  * Only the public API is used; it is not exported (supervisor_int.h).
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "supervisor_int.h"
 
 #define COPY_BUF_SIZE (64 * 1024)
-
-/* Writes all of buf to fd, waiting for the fd when it is non-blocking. */
-static int write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
-      poll(&pfd, 1, -1);
-      continue;
-    }
-    if (n < 0)
-      return -errno;
-    buf += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
 
 ssize_t jw__supervisor_get_output(jw_supervisor_t *sup, const char *id,
                                   const char *owner, int out_fd, int err_fd) {
@@ -56,7 +37,7 @@ ssize_t jw__supervisor_get_output(jw_supervisor_t *sup, const char *id,
       total = n;
       break;
     }
-    err = write_all(stream == JW_STDERR ? err_fd : out_fd, buf, (size_t)n);
+    err = jw__write_all(stream == JW_STDERR ? err_fd : out_fd, buf, (size_t)n);
     if (err < 0) {
       total = err;
       break;

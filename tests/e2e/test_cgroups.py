@@ -45,12 +45,10 @@ except ImportError:
         os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
     raise
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_ROOT = os.environ.get("JW_SOURCE_ROOT") or os.path.dirname(
-    os.path.dirname(HERE))
-BUILD_ROOT = os.environ.get("JW_BUILD_ROOT") or os.path.join(
-    SOURCE_ROOT, "build")
-TELEPORTD = os.path.join(BUILD_ROOT, "server", "teleportd")
+# Where the tree and the build are: the interop tests' helpers say it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "interop"))
+from interop_common import SOURCE_ROOT, TELEPORTD  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="jw-e2e-cg-")
 started = []  # teleportd Popen objects, killed at the end

@@ -14,6 +14,8 @@ set -u
 
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
 TELEPORT=$BUILD/client/teleport
 TELEPORTD=$BUILD/server/teleportd
 PY=/usr/bin/python3
@@ -24,19 +26,11 @@ chmod 711 "$T"
 SERVER_PID=
 FOLLOW_PID=
 JOB_PIDS=()
-npass=0
-nfail=0
-failures=()
 
 cleanup() {
   [ -n "$FOLLOW_PID" ] && kill -KILL "$FOLLOW_PID" 2>/dev/null
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null
+    stop_pid "$SERVER_PID" 50
     wait "$SERVER_PID" 2>/dev/null
   fi
   # Jobs the server should have ended on shutdown; make sure of it, but
@@ -48,21 +42,7 @@ cleanup() {
   done
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  failures+=("$1")
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
+on_exit cleanup
 
 # run CMD...: runs a command, keeping its exit code in $rc and its output in
 # $T/out and $T/err.
@@ -376,5 +356,4 @@ if [ "$nfail" -gt 0 ]; then
   echo "teleportd log:"
   tail -n 30 "$T/teleportd.log" 2>/dev/null
 fi
-echo "$npass passed, $nfail failed"
-[ "$nfail" = 0 ]
+summary

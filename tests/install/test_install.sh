@@ -16,11 +16,11 @@ set -u
 
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
 C=${JW_TEST_CERTS:-$BUILD/test-certs}
 T=$(mktemp -d /tmp/jw-install.XXXXXX)
 SERVER_PID=
-npass=0
-nfail=0
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -29,20 +29,7 @@ cleanup() {
   fi
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
+on_exit cleanup
 
 # check NAME EXPR [DETAIL]: passes when the shell expression EXPR holds.
 check() {
@@ -65,12 +52,7 @@ wait_for() {
 
 # stop_server: SIGTERM, then waits (at most 60 s) for the exit; sets $src.
 stop_server() {
-  kill -TERM "$SERVER_PID" 2>/dev/null
-  for _ in $(seq 600); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$SERVER_PID" 2>/dev/null
+  stop_pid "$SERVER_PID" 600
   wait "$SERVER_PID"
   src=$?
   SERVER_PID=
@@ -256,5 +238,4 @@ else
     "exit $src; $(tr '\n' '|' <"$T/srv.out"); $(head -c 600 "$T/srv.err")"
 fi
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" = 0 ]
+summary
