@@ -69,7 +69,8 @@ def value(samples, name, **labels):
 class MetricsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = ic.Server(extra_args=["--metrics-cn", "carol,alice"])
+        cls.srv = ic.Server(extra_args=["--metrics-cn", "carol,alice",
+                                        "--request-timeout", "3s"])
         cls.srv.start()
         cls.pb, cls.pb_grpc = ic.load_stubs()
 
@@ -197,6 +198,20 @@ class MetricsTest(unittest.TestCase):
     def test_other_paths_and_methods_still_refused(self):
         self.assertEqual(self.get(path="/metrics/x").status, "405")
         self.assertEqual(self.get(method="DELETE").status, "405")
+
+    def test_unended_or_bodied_get_does_not_run_the_handler(self):
+        # The body is produced once the request ended: a GET that never
+        # ends gets 408 at the request timeout (3s), one with more than
+        # 64 KiB of body 413, and neither a metrics text.
+        call = ic.h2_request(self.srv.port, "/metrics", b"",
+                             content_type=None, method="GET",
+                             end_stream=False, timeout=30)
+        self.assertEqual(call.status, "408")
+        self.assertNotIn(b"teleportd_", call.data)
+        call = ic.h2_request(self.srv.port, "/metrics", b"x" * 70000,
+                             content_type=None, method="GET", timeout=30)
+        self.assertEqual(call.status, "413")
+        self.assertNotIn(b"teleportd_", call.data)
 
     def test_promtool_accepts_the_body(self):
         promtool = shutil.which("promtool")
