@@ -300,6 +300,12 @@ void jw__call_http_answer(jw_rpc_call_t *call) {
   const char *ctype = call->route != NULL ? call->http_ctype : ctype_text;
   size_t len = call->route != NULL ? call->out_len
                                    : strlen(refusal_text(call->http_status));
+  if (call->head && call->out != NULL) {
+    /* Only its length goes out: it holds no output budget meanwhile. */
+    free(call->out);
+    call->out = NULL;
+    call->out_len = 0;
+  }
   snprintf(hs, sizeof(hs), "%d", call->http_status);
   snprintf(cl, sizeof(cl), "%zu", len);
   nghttp2_nv nva[4] = {JW__NV(":status", hs, strlen(hs)),
