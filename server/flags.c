@@ -154,7 +154,11 @@ static void usage(FILE *f, const char *defdir) {
       "                         (TELEPORTD_LOG_LEVEL, default info)\n"
       "  --crl FILE             certificate revocation list (PEM, from\n"
       "                         jw-certs revoke): revoked client certificates\n"
-      "                         are refused at the handshake (TELEPORTD_CRL)\n",
+      "                         are refused at the handshake (TELEPORTD_CRL)\n"
+      "  --metrics-cn CN[,CN...] client certificate CNs allowed to GET\n"
+      "                         /metrics (Prometheus text format) on --addr;\n"
+      "                         every other CN gets 403, and every CN does\n"
+      "                         when this is unset (TELEPORTD_METRICS_CN)\n",
       DEFAULT_ADDR, defdir, stop, DEFAULT_MAX_CONNECTIONS);
   fprintf(
       f,
@@ -309,6 +313,7 @@ enum {
   VF_IO_DEVICE,
   VF_USERS,
   VF_CRL,
+  VF_METRICS_CN,
   VF_STOP_TIMEOUT,
   VF_MAX_CONN,
   VF_LOG_LEVEL,
@@ -333,6 +338,8 @@ static const struct {
     [VF_USERS] = {"users", "TELEPORTD_USERS",
                   offsetof(jw_config_t, users_file)},
     [VF_CRL] = {"crl", "TELEPORTD_CRL", offsetof(jw_config_t, crl)},
+    [VF_METRICS_CN] = {"metrics-cn", "TELEPORTD_METRICS_CN",
+                       offsetof(jw_config_t, metrics_cn)},
     [VF_STOP_TIMEOUT] = {"stop-timeout", "TELEPORTD_STOP_TIMEOUT", NO_FIELD},
     [VF_MAX_CONN] = {"max-connections", "TELEPORTD_MAX_CONNECTIONS", NO_FIELD},
     [VF_LOG_LEVEL] = {"log-level", "TELEPORTD_LOG_LEVEL", NO_FIELD},
@@ -564,6 +571,15 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
                  "most 1048576 uids, e.g. 200000-265535");
     cfg->job_uid_first = (uint32_t)a;
     cfg->job_uid_last = (uint32_t)b;
+  }
+  if (cfg->metrics_cn != NULL && cfg->metrics_cn[0] != '\0') {
+    const char *mc = cfg->metrics_cn;
+    size_t n = strlen(mc);
+    if (mc[0] == ',' || mc[n - 1] == ',' || strstr(mc, ",,") != NULL ||
+        n > JW_METRICS_CN_MAX)
+      return bad(vf[VF_METRICS_CN].source, mc,
+                 "want CN[,CN...]: common names separated by commas, none "
+                 "empty, 4096 bytes in all at most");
   }
   cfg->allow_isolation = true;
   if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)

@@ -17,6 +17,9 @@ typedef enum {
   JW_LOG_ERROR
 } jw_log_level_t;
 
+/* The longest --metrics-cn value. */
+#define JW_METRICS_CN_MAX 4096
+
 typedef struct {
   const char *addr;
   const char *cacert;
@@ -40,6 +43,8 @@ typedef struct {
   const char *users_file;
   /* A CRL whose revoked client certificates are refused; NULL: none. */
   const char *crl;
+  /* CNs allowed to GET /metrics, separated by commas; NULL/"": none. */
+  const char *metrics_cn;
   /*
    * Server limits (docs/protocol.md#limits). For the job limits 0 means
    * none; the others are at least 1.

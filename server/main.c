@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <openssl/err.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +26,14 @@
 #include "jobworker/supervisor.h"
 #include "jobworker/users.h"
 #include "log.h"
+#include "metrics.h"
 
 typedef struct {
   uv_loop_t loop;
   jw_config_t cfg;
   jw_supervisor_t *sup;
   jw_rpc_server_t *srv;
+  jw_metrics_t *metrics;
   jw_service_t svc;
   uv_signal_t sigterm;
   uv_signal_t sigint;
@@ -38,8 +42,13 @@ typedef struct {
   int shutting_down;
 } server_t;
 
+/* The rpc server's callbacks get the service (opts.data): its server. */
+#define SERVER_OF(svc_ptr)                                                     \
+  ((server_t *)(void *)((char *)(svc_ptr)-offsetof(server_t, svc)))
+
 static void on_event(const jw_rpc_event_t *ev, void *data) {
   char status[32], dur[32];
+  jw_metrics_event(SERVER_OF(data)->metrics, ev);
   jw_log_level_t level = JW_LOG_INFO;
   if (ev->event == JW_RPC_EV_CONN_OPEN)
     level = JW_LOG_DEBUG;
@@ -60,8 +69,8 @@ static void on_event(const jw_rpc_event_t *ev, void *data) {
            status, "duration", dur, "error", ev->message, NULL);
   } else {
     jw_log(level, "event", jw_rpc_event_name(ev->event), "peer", ev->peer, "cn",
-           ev->cn, "duration", ev->duration_us ? dur : NULL, "error",
-           ev->message, NULL);
+           ev->cn, "duration", ev->duration_us ? dur : NULL, "reason",
+           ev->reason, "error", ev->message, NULL);
   }
 }
 
@@ -86,6 +95,99 @@ static void on_drop(const char *id, const char *owner, int err, void *data) {
            "error", jw_strerror(err), "msg",
            "the job keeps running; output that cannot be written is dropped",
            NULL);
+}
+
+/* The audit line of a job start (docs/operations.md#audit). */
+static void on_job_start(const jw_job_info_t *info, void *data) {
+  server_t *s = data;
+  char nargs[24], uid[16], gid[16];
+  jw_metrics_job_started(s->metrics, info->owner);
+  snprintf(nargs, sizeof(nargs), "%zu", info->nargs);
+  snprintf(uid, sizeof(uid), "%u", (unsigned)info->uid);
+  snprintf(gid, sizeof(gid), "%u", (unsigned)info->gid);
+  jw_log(JW_LOG_INFO, "event", "job_start", "owner", info->owner, "job",
+         info->id, "command", info->command, "args", nargs, "uid", uid, "gid",
+         gid, NULL);
+}
+
+/* The audit line of a job end: how it ended and what it used. */
+static void on_job_end(const jw_job_info_t *info, void *data) {
+  static const char *const states[] = {"initial", "running", "exited",
+                                       "signaled", "stopped"};
+  server_t *s = data;
+  char code[16] = "", sig[16] = "", cpu[24], mem[24], out[24], drop[24],
+       dur[32];
+  const jw_proc_status_t *p = &info->proc;
+  jw_metrics_job_ended(s->metrics, info);
+  if (p->state == JW_PROC_EXITED ||
+      (p->state == JW_PROC_STOPPED && p->signal == 0))
+    snprintf(code, sizeof(code), "%d", p->exit_code);
+  if (p->signal != 0)
+    snprintf(sig, sizeof(sig), "%d", p->signal);
+  snprintf(cpu, sizeof(cpu), "%" PRIu64, info->usage.cpu_usage_ns);
+  snprintf(mem, sizeof(mem), "%" PRIu64, info->usage.memory_peak_bytes);
+  snprintf(out, sizeof(out), "%" PRIu64, info->output_bytes);
+  snprintf(drop, sizeof(drop), "%" PRIu64, info->output_dropped);
+  snprintf(dur, sizeof(dur), "%.3fs",
+           p->ended_at_ns > p->started_at_ns
+               ? (double)(p->ended_at_ns - p->started_at_ns) / 1e9
+               : 0.0);
+  jw_log(JW_LOG_INFO, "event", "job_end", "owner", info->owner, "job", info->id,
+         "state", (unsigned)p->state < 5 ? states[p->state] : "unknown",
+         "exit_code", code[0] ? code : NULL, "signal", sig[0] ? sig : NULL,
+         "reason", jw_metrics_end_reason(info), "cpu_ns", cpu, "mem_peak", mem,
+         "output_bytes", out, "dropped", drop, "duration", dur, NULL);
+}
+
+/* Whether cn is one of --metrics-cn's comma-separated names. */
+static bool metrics_allowed(const char *list, const char *cn) {
+  size_t n = cn != NULL ? strlen(cn) : 0;
+  if (list == NULL || n == 0)
+    return false;
+  for (const char *p = list; *p != '\0';) {
+    const char *end = strchr(p, ',');
+    size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+    if (len == n && memcmp(p, cn, n) == 0)
+      return true;
+    if (end == NULL)
+      break;
+    p = end + 1;
+  }
+  return false;
+}
+
+static void add_running(const jw_job_info_t *info, void *data) {
+  jw_metrics_live_t *live = data;
+  if (info->proc.state == JW_PROC_RUNNING ||
+      info->proc.state == JW_PROC_INITIAL) {
+    live->running_output_bytes += info->output_bytes;
+    live->running_output_dropped += info->output_dropped;
+  }
+}
+
+static int reply_out(const char *p, size_t n, void *ctx) {
+  return jw_rpc_http_reply_append(ctx, p, n);
+}
+
+/* GET /metrics: the exposition for --metrics-cn's CNs, 403 for others. */
+static void get_metrics(const char *cn, jw_rpc_http_reply_t *reply,
+                        void *data) {
+  server_t *s = SERVER_OF(data);
+  if (!metrics_allowed(s->cfg.metrics_cn, cn)) {
+    jw_rpc_http_reply_status(reply, 403);
+    jw_rpc_http_reply_printf(
+        reply,
+        "this client certificate (CN %s) may not read metrics: "
+        "teleportd's --metrics-cn lists the CNs that may\n",
+        cn != NULL ? cn : "none");
+    return;
+  }
+  jw_metrics_live_t live = {0};
+  live.jobs_running = jw_supervisor_running(s->sup);
+  jw_supervisor_list(s->sup, NULL, add_running, &live);
+  jw_metrics_read_process(&live);
+  jw_rpc_http_reply_content_type(reply, JW_METRICS_CONTENT_TYPE);
+  jw_metrics_render(s->metrics, &live, reply_out, reply);
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -510,6 +612,22 @@ int main(int argc, char **argv) {
   }
   default_pids(&s, cgroups);
 
+  size_t nmethods;
+  const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
+  const char *names[64];
+  size_t nnames = 0;
+  for (size_t i = 0; i < nmethods && nnames < 63; i++)
+    names[nnames++] = methods[i].path;
+  names[nnames++] = "/metrics";
+  if (jw_metrics_new(names, nnames, 0, &s.metrics) != 0) {
+    fprintf(stderr, "teleportd: out of memory\n");
+    jw_cgroup_mgr_free(cgroups);
+    jw_users_free(users);
+    jw_tls_ctx_free(tls);
+    close(lockfd);
+    return 2;
+  }
+
   uv_loop_init(&s.loop);
   jw_supervisor_options_t sopts = {
       .max_running = (size_t)s.cfg.max_jobs,
@@ -518,6 +636,8 @@ int main(int argc, char **argv) {
       .max_finished_per_owner = (size_t)s.cfg.max_finished_per_client,
       .max_disk_per_owner = s.cfg.max_disk_per_client,
       .on_drop = on_drop,
+      .on_job_start = on_job_start,
+      .on_job_end = on_job_end,
       .data = &s,
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
@@ -541,8 +661,7 @@ int main(int argc, char **argv) {
   s.svc.request_limits.max_env = (size_t)s.cfg.max_env;
   s.svc.request_limits.max_request_strings = (size_t)s.cfg.max_request_strings;
   s.svc.users = users;
-  size_t nmethods;
-  const jw_rpc_method_t *methods = jw_service_methods(&nmethods);
+  static const jw_rpc_http_get_t gets[] = {{"/metrics", get_metrics}};
   jw_rpc_server_options_t ropts = {
       .addr = s.cfg.addr,
       .tls = tls,
@@ -557,6 +676,8 @@ int main(int argc, char **argv) {
       .request_timeout_ms = s.cfg.request_timeout_ms,
       .idle_timeout_ms = s.cfg.idle_timeout_ms,
       .max_connections_per_client = (uint32_t)s.cfg.max_connections_per_client,
+      .http_gets = gets,
+      .nhttp_gets = 1,
   };
   r = jw_rpc_server_start(&s.loop, &ropts, &s.srv);
   if (r != 0) {
@@ -601,6 +722,7 @@ out:
   }
   jw_cgroup_mgr_free(cgroups);
   jw_users_free(users);
+  jw_metrics_free(s.metrics);
   uv_walk(&s.loop, close_walk, NULL);
   uv_run(&s.loop, UV_RUN_DEFAULT);
   uv_loop_close(&s.loop);

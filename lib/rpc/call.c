@@ -147,6 +147,7 @@ void jw__call_free(jw_rpc_call_t *call) {
   free(call->path);
   free(call->req);
   free(call->out);
+  free(call->http_ctype);
   free(call->message);
   free(call);
 }
@@ -408,7 +409,10 @@ void jw__call_recv_timeout_cb(uv_timer_t *t) {
   jw__call_stop_recv_timer(call);
   if (call->state == CALL_HTTP) {
     /* A refused request that never ends: answer it now (the stream is
-     * then reset, its request still open). */
+     * then reset, its request still open). A GET handler answers only
+     * whole requests. */
+    if (call->route != NULL)
+      jw__call_http_refuse(call, 408, "the GET request did not end in time");
     jw__call_http_answer(call);
     jw__conn_schedule(&sc->c);
     return;
@@ -502,6 +506,15 @@ static const jw_rpc_method_t *find_method(jw_rpc_server_t *srv,
 void jw__call_headers_done(sconn_t *sc, jw_rpc_call_t *call) {
   char msg[256];
   if (!call->post) {
+    const jw_rpc_http_get_t *g = (call->get || call->head) && call->path != NULL
+                                     ? jw__server_find_get(sc->srv, call->path)
+                                     : NULL;
+    if (g != NULL) {
+      /* Answered by its handler once the request has ended. */
+      call->state = CALL_HTTP;
+      call->route = g;
+      return;
+    }
     jw__call_http_refuse(call, 405, "only POST is supported");
     return;
   }

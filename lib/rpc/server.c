@@ -21,9 +21,57 @@ void jw__server_emit(jw_rpc_server_t *srv, jw_rpc_event_type_t event,
                      uint64_t dur_ns) {
   if (srv->opts.on_event == NULL)
     return;
-  jw_rpc_event_t ev = {event, peer,   cn,      method,
-                       tag,   status, message, dur_ns / 1000};
+  jw_rpc_event_t ev = {event,   peer,          cn,  method, tag, status,
+                       message, dur_ns / 1000, NULL};
   srv->opts.on_event(&ev, srv->opts.data);
+}
+
+/* A refused connection, with its reason word (jw_rpc_event_t.reason). */
+static void emit_refused(jw_rpc_server_t *srv, const char *peer, const char *cn,
+                         const char *message, const char *reason) {
+  if (srv->opts.on_event == NULL)
+    return;
+  jw_rpc_event_t ev = {
+      JW_RPC_EV_CONN_REFUSED, peer, cn, NULL, NULL, 0, message, 0, reason};
+  srv->opts.on_event(&ev, srv->opts.data);
+}
+
+/*
+ * Why a handshake failed, as one word of a fixed set, so that a metric
+ * labelled by it stays small whatever peers send.
+ */
+static const char *failure_reason(jw__conn_t *c, int err) {
+  if (err == UV_ETIMEDOUT)
+    return "timeout";
+  if (err == UV_EOF || err == UV_ECONNRESET)
+    return "closed";
+  if (err == JW_EVERIFY && c->ssl != NULL)
+    return SSL_get_verify_result(c->ssl) == X509_V_ERR_CERT_REVOKED
+               ? "revoked"
+               : "bad_certificate";
+  switch (c->alert_sent) {
+  case TLS13_AD_CERTIFICATE_REQUIRED:
+    return "no_certificate";
+  case SSL3_AD_HANDSHAKE_FAILURE:
+    return c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) == NULL
+               ? "no_certificate"
+               : "protocol";
+  case TLS1_AD_NO_APPLICATION_PROTOCOL:
+    return "alpn";
+  case SSL3_AD_CERTIFICATE_REVOKED:
+    return "revoked";
+  case SSL3_AD_BAD_CERTIFICATE:
+  case SSL3_AD_UNSUPPORTED_CERTIFICATE:
+  case SSL3_AD_CERTIFICATE_EXPIRED:
+  case SSL3_AD_CERTIFICATE_UNKNOWN:
+  case TLS1_AD_UNKNOWN_CA:
+    return "bad_certificate";
+  default:
+    break;
+  }
+  if (err == JW_ETLS || c->alert_sent >= 0 || c->alert_recv >= 0)
+    return "protocol";
+  return "other";
 }
 
 /* ---- Connections ------------------------------------------------------ */
@@ -166,8 +214,7 @@ int jw__sconn_handshake_done(jw__conn_t *c) {
                             strlen(msg));
       sc->refused = true;
       sc->draining = true;
-      jw__server_emit(srv, JW_RPC_EV_CONN_REFUSED, sc->peer, sc->cn, NULL, NULL,
-                      0, msg, 0);
+      emit_refused(srv, sc->peer, sc->cn, msg, "limit");
       return 0;
     }
   }
@@ -201,8 +248,7 @@ static bool sc_handshake_step(jw__conn_t *c) {
 static void sc_failed(jw__conn_t *c, int err) {
   sconn_t *sc = c->owner;
   if (!sc->opened)
-    jw__server_emit(sc->srv, JW_RPC_EV_CONN_REFUSED, sc->peer, NULL, NULL, NULL,
-                    0, c->errmsg, 0);
+    emit_refused(sc->srv, sc->peer, NULL, c->errmsg, failure_reason(c, err));
   jw__sconn_close(sc, true);
 }
 
@@ -293,8 +339,7 @@ static void on_connection(uv_stream_t *server, int status) {
       if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) == 0 &&
           ss.ss_family == AF_INET)
         uv_ip4_name((struct sockaddr_in *)&ss, peer, sizeof(peer));
-      jw__server_emit(srv, JW_RPC_EV_CONN_REFUSED, peer, NULL, NULL, NULL, 0,
-                      "connection limit reached", 0);
+      emit_refused(srv, peer, NULL, "connection limit reached", "limit");
     }
     uv_close((uv_handle_t *)t, refused_close_cb);
     return;
@@ -347,6 +392,10 @@ static void free_methods(jw_rpc_server_t *srv) {
   for (size_t i = 0; i < srv->opts.nmethods; i++)
     free((char *)srv->methods[i].path);
   free(srv->methods);
+  if (srv->gets != NULL)
+    for (size_t i = 0; i < srv->opts.nhttp_gets; i++)
+      free((char *)srv->gets[i].path);
+  free(srv->gets);
 }
 
 static void listener_closed_cb(uv_handle_t *h) {
@@ -368,7 +417,8 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   int rc;
   *out = NULL;
   if (opts == NULL || opts->tls == NULL || !opts->tls->server ||
-      (opts->nmethods > 0 && opts->methods == NULL))
+      (opts->nmethods > 0 && opts->methods == NULL) ||
+      (opts->nhttp_gets > 0 && opts->http_gets == NULL))
     return JW_EINVAL;
   if ((rc = jw_rpc_listen_addr_parse(opts->addr, &ss)) != 0)
     return rc;
@@ -415,6 +465,22 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
     srv->methods[i].handler = opts->methods[i].handler;
     srv->methods[i].flags = opts->methods[i].flags;
     if (srv->methods[i].path == NULL) {
+      free_methods(srv);
+      free(srv);
+      return -ENOMEM;
+    }
+  }
+  srv->gets = calloc(opts->nhttp_gets + 1, sizeof(*srv->gets));
+  if (srv->gets == NULL) {
+    free_methods(srv);
+    free(srv);
+    return -ENOMEM;
+  }
+  srv->opts.http_gets = srv->gets;
+  for (size_t i = 0; i < opts->nhttp_gets; i++) {
+    srv->gets[i].path = strdup(opts->http_gets[i].path);
+    srv->gets[i].handler = opts->http_gets[i].handler;
+    if (srv->gets[i].path == NULL) {
       free_methods(srv);
       free(srv);
       return -ENOMEM;

@@ -5,6 +5,7 @@
  * gRPC.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,18 +109,40 @@ static const char http_text[] =
     "this is a gRPC server (jobworker.v1.JobWorker): send gRPC requests, "
     "POST with content-type application/grpc\n";
 
-static ssize_t http_text_read_cb(nghttp2_session *session, int32_t stream_id,
+/* The short text of a refusal. */
+static const char *refusal_text(int http_status) {
+  switch (http_status) {
+  case 408:
+    return "the request did not end within the request timeout\n";
+  case 413:
+    return "this GET request takes no body\n";
+  case 500:
+    return "the answer could not be built (over its size cap or out of "
+           "memory)\n";
+  case 503:
+    return "too much output is waiting on this connection; read it, then "
+           "retry\n";
+  default:
+    return http_text;
+  }
+}
+
+/* The body of a CALL_HTTP answer: call->out (a GET handler's) or a text. */
+static ssize_t http_body_read_cb(nghttp2_session *session, int32_t stream_id,
                                  uint8_t *buf, size_t length, uint32_t *flags,
                                  nghttp2_data_source *source, void *user_data) {
   jw_rpc_call_t *call = source->ptr;
   if (call == NULL || call->sc == NULL)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  size_t n = sizeof(http_text) - 1 - call->out_off;
+  const char *body = call->out != NULL ? (const char *)call->out
+                                       : refusal_text(call->http_status);
+  size_t total = call->out != NULL ? call->out_len : strlen(body);
+  size_t n = total - call->out_off;
   if (n > length)
     n = length;
-  memcpy(buf, http_text + call->out_off, n);
+  memcpy(buf, body + call->out_off, n);
   call->out_off += n;
-  if (call->out_off == sizeof(http_text) - 1)
+  if (call->out_off == total)
     *flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
 }
@@ -134,30 +157,171 @@ void jw__call_http_refuse(jw_rpc_call_t *call, int http_status,
                           const char *why) {
   call->state = CALL_HTTP;
   call->http_status = http_status;
+  call->route = NULL;
   jw__call_set_status(call, JW_GRPC_INTERNAL, why);
 }
 
-/* Sends the answer of a CALL_HTTP request; HEAD gets the headers alone. */
+const jw_rpc_http_get_t *jw__server_find_get(jw_rpc_server_t *srv,
+                                             const char *path) {
+  for (size_t i = 0; i < srv->opts.nhttp_gets; i++)
+    if (strcmp(srv->gets[i].path, path) == 0)
+      return &srv->gets[i];
+  return NULL;
+}
+
+void jw_rpc_http_reply_status(jw_rpc_http_reply_t *reply, int status) {
+  if (status >= 100 && status <= 599)
+    reply->status = status;
+}
+
+int jw_rpc_http_reply_content_type(jw_rpc_http_reply_t *reply,
+                                   const char *ctype) {
+  size_t n = strlen(ctype);
+  if (n == 0 || n >= sizeof(reply->ctype))
+    return JW_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)ctype[i] < 0x20 || ctype[i] == 0x7f)
+      return JW_EINVAL;
+  memcpy(reply->ctype, ctype, n + 1);
+  return 0;
+}
+
+int jw_rpc_http_reply_append(jw_rpc_http_reply_t *reply, const void *p,
+                             size_t len) {
+  if (reply->err != 0)
+    return reply->err;
+  if (len == 0)
+    return 0;
+  int rc = jw__buf_reserve(&reply->body, len, 4096, JW_RPC_HTTP_BODY_MAX);
+  if (rc != 0) {
+    reply->err = rc;
+    return rc;
+  }
+  memcpy(reply->body.base + reply->body.len, p, len);
+  reply->body.len += len;
+  return 0;
+}
+
+int jw_rpc_http_reply_printf(jw_rpc_http_reply_t *reply, const char *fmt, ...) {
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    reply->err = reply->err != 0 ? reply->err : JW_EINVAL;
+    return reply->err;
+  }
+  if ((size_t)n < sizeof(small))
+    return jw_rpc_http_reply_append(reply, small, (size_t)n);
+  if (reply->err != 0)
+    return reply->err;
+  /* Longer than the stack buffer: format straight into the body. */
+  int rc = jw__buf_reserve(&reply->body, (size_t)n + 1, 4096,
+                           JW_RPC_HTTP_BODY_MAX + 1);
+  if (rc == 0 && reply->body.len + (size_t)n > JW_RPC_HTTP_BODY_MAX)
+    rc = JW_ELIMIT;
+  if (rc != 0) {
+    reply->err = rc;
+    return rc;
+  }
+  va_start(ap, fmt);
+  vsnprintf((char *)reply->body.base + reply->body.len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  reply->body.len += (size_t)n;
+  return 0;
+}
+
+/* The gRPC status a GET answer is logged with, by its HTTP status. */
+static int http_grpc_status(int http_status) {
+  if (http_status >= 200 && http_status < 300)
+    return JW_GRPC_OK;
+  switch (http_status) {
+  case 401:
+    return JW_GRPC_UNAUTHENTICATED;
+  case 403:
+    return JW_GRPC_PERMISSION_DENIED;
+  case 404:
+    return JW_GRPC_UNIMPLEMENTED;
+  case 503:
+    return JW_GRPC_UNAVAILABLE;
+  default:
+    return JW_GRPC_UNKNOWN;
+  }
+}
+
+/*
+ * Runs a whole GET request's handler. Past the connection's output cap
+ * it is refused with 503 instead, so that one connection holds at most
+ * the cap plus one body however many GETs it sends.
+ */
+static void route_answer(jw_rpc_call_t *call) {
+  sconn_t *sc = call->sc;
+  if (jw__sconn_pending_output(sc) > sc->srv->opts.max_pending_output_bytes) {
+    jw__call_http_refuse(call, 503, "the connection's output is over its cap");
+    return;
+  }
+  jw_rpc_http_reply_t r = {.status = 200};
+  static const char def[] = "text/plain; charset=utf-8";
+  memcpy(r.ctype, def, sizeof(def));
+  call->route->handler(sc->cn, &r, sc->srv->opts.data);
+  char *ctype = strdup(r.ctype);
+  if (r.err != 0 || ctype == NULL) {
+    free(ctype);
+    jw__buf_free(&r.body);
+    jw__call_http_refuse(call, 500,
+                         r.err == JW_ELIMIT ? "the answer is over its size cap"
+                                            : "out of memory");
+    return;
+  }
+  free(call->out);
+  free(call->http_ctype);
+  call->out = r.body.base;
+  call->out_len = r.body.len;
+  call->out_off = 0;
+  call->http_ctype = ctype;
+  call->http_status = r.status;
+  char msg[32];
+  snprintf(msg, sizeof(msg), "HTTP %d", r.status);
+  jw__call_set_status(call, http_grpc_status(r.status),
+                      r.status >= 200 && r.status < 300 ? NULL : msg);
+}
+
+/*
+ * Sends the answer of a CALL_HTTP request; HEAD gets the headers alone
+ * (with the length the body would have).
+ */
 void jw__call_http_answer(jw_rpc_call_t *call) {
   static const char ctype_text[] = "text/plain; charset=utf-8";
   char hs[8];
-  char cl[16];
+  char cl[24];
+  if (call->route != NULL)
+    route_answer(call);
+  const char *ctype = call->route != NULL ? call->http_ctype : ctype_text;
+  size_t len = call->route != NULL ? call->out_len
+                                   : strlen(refusal_text(call->http_status));
+  if (call->head && call->out != NULL) {
+    /* Only its length goes out: it holds no output budget meanwhile. */
+    free(call->out);
+    call->out = NULL;
+    call->out_len = 0;
+  }
   snprintf(hs, sizeof(hs), "%d", call->http_status);
-  snprintf(cl, sizeof(cl), "%zu", sizeof(http_text) - 1);
-  nghttp2_nv nva[4] = {
-      JW__NV(":status", hs, strlen(hs)),
-      JW__NV("content-type", ctype_text, sizeof(ctype_text) - 1),
-      JW__NV("content-length", cl, strlen(cl)), JW__NV("allow", "POST", 4)};
+  snprintf(cl, sizeof(cl), "%zu", len);
+  nghttp2_nv nva[4] = {JW__NV(":status", hs, strlen(hs)),
+                       JW__NV("content-type", ctype, strlen(ctype)),
+                       JW__NV("content-length", cl, strlen(cl)),
+                       JW__NV("allow", "POST", 4)};
   nghttp2_data_provider prd;
   prd.source.ptr = call;
-  prd.read_callback = http_text_read_cb;
+  prd.read_callback = http_body_read_cb;
   call->state = CALL_ENDED;
   call->headers_sent = true;
   call->out_off = 0;
   jw__conn_schedule(&call->sc->c);
   if (nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
                               call->http_status == 405 ? 4 : 3,
-                              call->head ? NULL : &prd) != 0)
+                              call->head || len == 0 ? NULL : &prd) != 0)
     nghttp2_submit_rst_stream(call->sc->c.h2, NGHTTP2_FLAG_NONE,
                               call->stream_id, NGHTTP2_INTERNAL_ERROR);
 }
@@ -235,6 +399,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (name_is(name, namelen, ":method")) {
     call->post = valuelen == 4 && memcmp(value, "POST", 4) == 0;
+    call->get = valuelen == 3 && memcmp(value, "GET", 3) == 0;
     call->head = valuelen == 4 && memcmp(value, "HEAD", 4) == 0;
   } else if (name_is(name, namelen, ":path")) {
     free(call->path);
@@ -263,8 +428,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
   if (call != NULL && call->state == CALL_HTTP) {
     /* A refused request's body: nobody keeps it, credit it now. */
     jw__rx_credit(sc, stream_id, len);
-    if (discard_body(call, len))
+    if (discard_body(call, len)) {
+      if (call->route != NULL)
+        jw__call_http_refuse(call, 413, "a GET request with a body");
       jw__call_http_answer(call);
+    }
     return 0;
   }
   if (call == NULL || call->state != CALL_RECV) {

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "conn_int.h"
 #include "jobworker/grpc.h"
 #include "jobworker/server.h"
@@ -46,6 +47,7 @@ struct jw_rpc_call_s {
   /* Request headers. */
   char *path;
   bool post;
+  bool get;
   bool head;
   bool grpc_ctype;
   bool have_ctype;
@@ -55,8 +57,10 @@ struct jw_rpc_call_s {
   bool bad_timeout;
   uint64_t timeout_ms;
   size_t header_bytes;
-  int http_status; /* CALL_HTTP: the answer's :status */
-  int nmsgs;       /* request messages seen */
+  int http_status;                /* CALL_HTTP: the answer's :status */
+  int nmsgs;                      /* request messages seen */
+  const jw_rpc_http_get_t *route; /* CALL_HTTP: the GET handler, or NULL */
+  char *http_ctype;               /* a route's content-type */
   size_t discarded;
   const jw_rpc_method_t *method;
 
@@ -120,6 +124,7 @@ struct jw_rpc_server_s {
   uv_loop_t *loop;
   jw_rpc_server_options_t opts;
   jw_rpc_method_t *methods;
+  jw_rpc_http_get_t *gets;
   SSL_CTX *ssl;
   uv_tcp_t listener;
   uv_timer_t shutdown_timer;
@@ -135,6 +140,14 @@ struct jw_rpc_server_s {
   int port;
   void (*done_cb)(jw_rpc_server_t *srv, void *data);
   void *done_data;
+};
+
+/* What a GET handler fills (jw_rpc_http_reply_*). */
+struct jw_rpc_http_reply_s {
+  int status;
+  char ctype[128];
+  jw__buf_t body;
+  int err; /* the first failed append's code; the answer is then a 500 */
 };
 
 /* ---- Call bookkeeping ------------------------------------------------ */
@@ -227,8 +240,15 @@ ssize_t jw__call_data_read_cb(nghttp2_session *session, int32_t stream_id,
 void jw__call_http_refuse(jw_rpc_call_t *call, int http_status,
                           const char *why);
 
-/* Sends the plain HTTP answer of a refused request. */
+/*
+ * Sends the plain HTTP answer of a CALL_HTTP request: a GET handler's
+ * (call it only once the request has ended) or a refusal's short text.
+ */
 void jw__call_http_answer(jw_rpc_call_t *call);
+
+/* The GET handler registered for path, or NULL. */
+const jw_rpc_http_get_t *jw__server_find_get(jw_rpc_server_t *srv,
+                                             const char *path);
 
 /* The server's nghttp2 callbacks, made once. */
 nghttp2_session_callbacks *jw__server_h2_callbacks(void);

@@ -71,6 +71,8 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->max_disk_per_owner = opts->max_disk_per_owner;
   sup->on_drop = opts->on_drop;
   sup->drop_data = opts->data;
+  sup->on_job_start = opts->on_job_start;
+  sup->on_job_end = opts->on_job_end;
   if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
     sup->cgroups = opts->cgroups;
   jw__list_init(&sup->defer_queue);
@@ -285,6 +287,11 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   jw_process_close(proc, on_job_closed, j);
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
+  if (sup->on_job_end != NULL) {
+    jw_job_info_t info;
+    fill_info(j, &info);
+    sup->on_job_end(&info, sup->drop_data);
+  }
   jw__job_fire_stops(j, 0);
   /* A stop callback may have removed nothing: the job is still listed. */
   if (j->e.owner != NULL)
@@ -466,6 +473,11 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   jw_process_status(j->proc, &j->status);
   jw__jobtable_insert(&sup->table, &j->e, o);
   memcpy(id_out, j->e.id, JW_ID_LEN + 1);
+  if (sup->on_job_start != NULL) {
+    jw_job_info_t info;
+    fill_info(j, &info);
+    sup->on_job_start(&info, sup->drop_data);
+  }
   return 0;
 
 fail:

@@ -57,7 +57,9 @@ struct jw_supervisor_s {
   size_t max_finished_per_owner;
   uint64_t max_disk_per_owner;
   void (*on_drop)(const char *id, const char *owner, int err, void *data);
-  void *drop_data;
+  void *drop_data; /* the options' data, for every callback */
+  void (*on_job_start)(const jw_job_info_t *info, void *data);
+  void (*on_job_end)(const jw_job_info_t *info, void *data);
   /*
    * The jobs. The retention goes by the order in which they became final
    * rather than by ended_at_ns, which follows the wall clock (stepped by

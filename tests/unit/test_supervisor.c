@@ -527,6 +527,111 @@ static void on_stopped(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
   r->at_ms = now_ms();
 }
 
+/* What the job start/end callbacks saw. */
+struct job_events {
+  int starts, ends;
+  char start_id[JW_ID_LEN + 1], end_id[JW_ID_LEN + 1];
+  size_t start_nargs;
+  jw_proc_state_t end_state;
+  int end_code;
+  uint64_t end_bytes;
+  int end_stops_seen; /* stop callbacks already run when the end came */
+};
+
+static int stops_done;
+
+static void on_job_start_cb(const jw_job_info_t *info, void *data) {
+  struct job_events *ev = data;
+  ev->starts++;
+  snprintf(ev->start_id, sizeof(ev->start_id), "%s", info->id);
+  ev->start_nargs = info->nargs;
+  ck_assert_int_eq(info->proc.state, JW_PROC_RUNNING);
+}
+
+static void on_job_end_cb(const jw_job_info_t *info, void *data) {
+  struct job_events *ev = data;
+  ev->ends++;
+  snprintf(ev->end_id, sizeof(ev->end_id), "%s", info->id);
+  ev->end_state = info->proc.state;
+  ev->end_code = info->proc.exit_code;
+  ev->end_bytes = info->output_bytes;
+  ev->end_stops_seen = stops_done;
+}
+
+static void on_stop_counted(jw_stop_req_t *req, int err,
+                            const jw_job_info_t *info) {
+  (void)req;
+  (void)err;
+  (void)info;
+  stops_done++;
+}
+
+/*
+ * on_job_start runs once per started job (not for a start that fails),
+ * on_job_end once it is final, with all its output counted and before
+ * its stop callbacks.
+ */
+START_TEST(test_job_start_and_end_callbacks) {
+  static const char *const a[] = {"sh", "-c", "printf abcd; exit 3", NULL};
+  static const char *const missing[] = {"/nonexistent/cmd", NULL};
+  struct env e;
+  struct job_events ev;
+  jw_supervisor_options_t o;
+  jw_stop_req_t req;
+  char id[JW_ID_LEN + 1], id2[JW_ID_LEN + 1];
+  memset(&ev, 0, sizeof(ev));
+  memset(&e, 0, sizeof(e));
+  memset(&o, 0, sizeof(o));
+  ck_assert_int_eq(uv_loop_init(&e.loop), 0);
+  o.data_dir = data_dir;
+  o.on_job_start = on_job_start_cb;
+  o.on_job_end = on_job_end_cb;
+  o.data = &ev;
+  ck_assert_int_eq(jw_supervisor_new(&e.loop, &o, &e.sup), 0);
+  stops_done = 0;
+  ck_assert_int_ne(start_job(&e, "o", missing, NULL, 0, NULL, id2), 0);
+  ck_assert_int_eq(ev.starts, 0);
+  ck_assert_int_eq(start_job(&e, "o", a, NULL, 0, NULL, id), 0);
+  ck_assert_int_eq(ev.starts, 1);
+  ck_assert_str_eq(ev.start_id, id);
+  ck_assert_uint_eq(ev.start_nargs, 2);
+  ck_assert_int_eq(jw_supervisor_stop(e.sup, &req, id, NULL, on_stop_counted),
+                   0);
+  ck_assert(test_run_until(&e.loop, test_flag_set, &stops_done, 20000));
+  ck_assert_int_eq(ev.ends, 1);
+  ck_assert_str_eq(ev.end_id, id);
+  ck_assert_int_eq(ev.end_stops_seen, 0);
+  env_close(&e, 0);
+  ck_assert_int_eq(ev.ends, 1);
+  ck_assert_int_eq(ev.starts, 1);
+}
+END_TEST
+
+/* The job ends by itself: the callback has its exit and its output. */
+START_TEST(test_job_end_callback_has_output) {
+  static const char *const a[] = {"sh", "-c", "printf abcd; exit 3", NULL};
+  struct env e;
+  struct job_events ev;
+  jw_supervisor_options_t o;
+  char id[JW_ID_LEN + 1];
+  memset(&ev, 0, sizeof(ev));
+  memset(&e, 0, sizeof(e));
+  memset(&o, 0, sizeof(o));
+  ck_assert_int_eq(uv_loop_init(&e.loop), 0);
+  o.data_dir = data_dir;
+  o.on_job_end = on_job_end_cb;
+  o.data = &ev;
+  ck_assert_int_eq(jw_supervisor_new(&e.loop, &o, &e.sup), 0);
+  ck_assert_int_eq(start_job(&e, "o", a, NULL, 0, NULL, id), 0);
+  wait_final(&e, id);
+  ck_assert_int_eq(ev.ends, 1);
+  ck_assert_int_eq(ev.end_state, JW_PROC_EXITED);
+  ck_assert_int_eq(ev.end_code, 3);
+  ck_assert_uint_eq(ev.end_bytes, 4);
+  env_close(&e, 0);
+}
+END_TEST
+
 START_TEST(test_exit_code_and_signal) {
   static const char *const a1[] = {"sh", "-c", "exit 42", NULL};
   static const char *const a2[] = {"sh", "-c", "kill -SEGV $$", NULL};
@@ -1612,6 +1717,8 @@ static Suite *supervisor_suite(void) {
                                         test_retention_answers_pending_stop,
                                         test_retention_in_finish_order,
                                         test_disk_cap_per_owner,
+                                        test_job_start_and_end_callbacks,
+                                        test_job_end_callback_has_output,
                                         NULL};
   test_add_tests(tc, tc_more_tests);
   return s;

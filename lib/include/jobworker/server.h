@@ -54,6 +54,53 @@ typedef struct {
  */
 #define JW_RPC_METHOD_FIRST_MESSAGE 1u
 
+/*
+ * A plain HTTP GET (and HEAD) handler for one path, on the gRPC port
+ * (a Prometheus scrape, say). It runs once the request has ended, never
+ * before, with the verified client certificate CN (NULL when the
+ * certificate has none), and fills the answer through reply (the calls
+ * below); the reply is valid only during the call. With none of them the
+ * answer is 200 with an empty body. For HEAD the body is produced, its
+ * length sent as content-length, and the body itself not sent.
+ */
+typedef struct jw_rpc_http_reply_s jw_rpc_http_reply_t;
+typedef void (*jw_rpc_http_get_cb)(const char *cn, jw_rpc_http_reply_t *reply,
+                                   void *data);
+
+typedef struct {
+  const char *path; /* "/metrics": matched exactly, query included */
+  jw_rpc_http_get_cb handler;
+} jw_rpc_http_get_t;
+
+/*
+ * The most bytes one answer body may have: past it the answer becomes a
+ * 500 saying so, and the body built so far is freed.
+ */
+#define JW_RPC_HTTP_BODY_MAX (4u << 20)
+
+/* Sets the answer's :status (100..599; others are ignored). Default 200. */
+void jw_rpc_http_reply_status(jw_rpc_http_reply_t *reply, int status);
+
+/*
+ * Sets the content-type (copied; at most 127 bytes, no control
+ * characters). Default "text/plain; charset=utf-8". Returns 0 or
+ * JW_EINVAL (and the type is unchanged).
+ */
+int jw_rpc_http_reply_content_type(jw_rpc_http_reply_t *reply,
+                                   const char *ctype);
+
+/*
+ * Appends to the body. Returns 0, JW_ELIMIT past JW_RPC_HTTP_BODY_MAX or
+ * -ENOMEM; after a failure every later append fails too and the answer is
+ * a 500.
+ */
+int jw_rpc_http_reply_append(jw_rpc_http_reply_t *reply, const void *p,
+                             size_t len);
+
+/* Appends formatted text, as jw_rpc_http_reply_append. */
+int jw_rpc_http_reply_printf(jw_rpc_http_reply_t *reply, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* What a server event is about. */
 typedef enum {
   JW_RPC_EV_CONN_OPEN = 0, /* a connection passed TLS and SETTINGS */
@@ -78,6 +125,13 @@ typedef struct {
   int grpc_status;     /* rpc: the status sent */
   const char *message; /* the error text, or NULL */
   uint64_t duration_us;
+  /*
+   * conn_refused: why, as one of a fixed set of words: "no_certificate",
+   * "bad_certificate", "revoked", "protocol", "alpn", "timeout", "closed",
+   * "limit" (a connection cap, after or instead of a handshake), "other".
+   * NULL for the other events.
+   */
+  const char *reason;
 } jw_rpc_event_t;
 
 typedef void (*jw_rpc_event_cb)(const jw_rpc_event_t *ev, void *data);
@@ -133,6 +187,10 @@ typedef struct {
   /* Connections of one client (certificate CN) at once; more are refused
    * after their handshake with GOAWAY. 0: 32. */
   uint32_t max_connections_per_client;
+  /* Plain HTTP GET/HEAD handlers by path (copied). Any other request that
+   * is not gRPC gets 405 or 415 with a short text. */
+  const jw_rpc_http_get_t *http_gets;
+  size_t nhttp_gets;
 } jw_rpc_server_options_t;
 
 /*

@@ -43,6 +43,7 @@ extern "C" {
 
 typedef struct jw_supervisor_s jw_supervisor_t;
 typedef struct jw_stop_req_s jw_stop_req_t;
+typedef struct jw_job_info_s jw_job_info_t;
 
 typedef struct {
   const char *data_dir;   /* required; created if missing (0700) */
@@ -77,6 +78,14 @@ typedef struct {
    * write error (-ENOSPC, -EIO, ...). May be NULL. data is passed through.
    */
   void (*on_drop)(const char *id, const char *owner, int err, void *data);
+  /*
+   * Called once a job started (from jw_supervisor_start, before it
+   * returns) and once it is final (its output all in its log, its usage
+   * read; before its stop callbacks), with its status; for audit logs and
+   * metrics. Either may be NULL. They must not close the supervisor.
+   */
+  void (*on_job_start)(const jw_job_info_t *info, void *data);
+  void (*on_job_end)(const jw_job_info_t *info, void *data);
   void *data;
   /*
    * Where jobs get their cgroups (NULL, or a manager without JW_CG_KILL:
@@ -110,7 +119,7 @@ typedef struct {
  * A job's status. The pointers point into the supervisor and stay valid
  * until the job is removed or the supervisor freed; copy what you keep.
  */
-typedef struct {
+struct jw_job_info_s {
   const char *id;
   const char *owner;
   const char *command;
@@ -128,7 +137,7 @@ typedef struct {
    * (before the cgroup is removed) after. Zero without a cgroup.
    */
   jw_usage_t usage;
-} jw_job_info_t;
+};
 
 /*
  * Called once the job is final, with its final status; err is 0, or
