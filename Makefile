@@ -10,7 +10,7 @@ MESON_TEST_ARGS ?=
 # Debian packages the build and the tests need.
 PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
-	python3 python3-grpcio python3-grpc-tools python3-h2 procps \
+	python3 python3-grpcio python3-grpc-tools python3-h2 python3-yaml procps \
 	clang libclang-rt-14-dev clang-tidy valgrind util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
