@@ -296,9 +296,9 @@ int cli_cmd_config(cli_conn_t *conn, int argc, char **argv) {
                                            {NULL, 0, NULL, 0}};
   const context_t *ctx;
   const char *by, *sub;
-  int c, r;
+  int c, r, nargs;
 
-  optind = 1;
+  optind = 0; /* getopt starts afresh, as in commands.c */
   while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
     if (cli_conn_flag(conn, c, optarg))
       continue;
@@ -309,15 +309,17 @@ int cli_cmd_config(cli_conn_t *conn, int argc, char **argv) {
     return cli_getopt_error("config", c, argv);
   }
   sub = optind < argc ? argv[optind] : "list";
-  if (strcmp(sub, "use") == 0 ? optind + 2 != argc
-                              : optind + 1 < argc && strcmp(sub, "list") != 0 &&
-                                    strcmp(sub, "current") != 0)
-    return cli_usage_error("config", "want list, current or use NAME");
-  if (strcmp(sub, "list") != 0 && strcmp(sub, "current") != 0 &&
-      strcmp(sub, "use") != 0)
-    return cli_usage_error("config", "unknown subcommand '%s'", sub);
-  if (optind + 1 < argc && strcmp(sub, "use") != 0)
-    return cli_usage_error("config", "'%s' takes no arguments", sub);
+  nargs = optind < argc ? argc - optind - 1 : 0;
+  if (strcmp(sub, "use") == 0) {
+    if (nargs != 1)
+      return cli_usage_error("config", "use takes one context name");
+  } else if (strcmp(sub, "list") == 0 || strcmp(sub, "current") == 0) {
+    if (nargs != 0)
+      return cli_usage_error("config", "'%s' takes no arguments", sub);
+  } else {
+    return cli_usage_error(
+        "config", "unknown subcommand '%s' (list, current, use NAME)", sub);
+  }
   if ((r = pick(conn, &ctx, &by)) != 0)
     return r;
   if (strcmp(sub, "current") == 0) {

@@ -155,7 +155,8 @@ chmod 600 "$D/config"
 for i in 0 1; do
   ready=0
   for _ in $(seq 100); do
-    if tp --addr "${ADDRS[$i]}" list >/dev/null 2>&1; then
+    if tp --addr "${ADDRS[$i]}" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
+      --key "$C/alice.key" list >/dev/null 2>&1; then
       ready=1
       break
     fi
@@ -193,7 +194,8 @@ mkdir -p "$T/data3"
 PIDS+=($!)
 ok=0
 for _ in $(seq 100); do
-  if tp --addr "127.0.0.1:$port3" list >/dev/null 2>&1; then
+  if tp --addr "127.0.0.1:$port3" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
+    --key "$C/alice.key" list >/dev/null 2>&1; then
     ok=1
     break
   fi
@@ -280,6 +282,12 @@ check "config use: plain commands go to bob@server2" \
 run tp config use nope
 check "config use of an unknown context: exit 2, file unchanged" \
   '[ $rc = 2 ] && err_has "bob@server2" && grep -q "^default-context = bob@server2$" "$D/config"'
+
+run tp config bogus
+check "config with an unknown subcommand: exit 2" \
+  '[ $rc = 2 ] && err_has "unknown subcommand '"'"'bogus'"'"'"'
+run tp config use
+check "config use without a name: exit 2" '[ $rc = 2 ]'
 
 # ---- bad client configs ---------------------------------------------------
 
