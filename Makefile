@@ -13,8 +13,8 @@ MESON_TEST_ARGS ?=
 # systemd runs its package also starts a Prometheus server on :9090.
 PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
-	python3 python3-grpcio python3-grpc-tools python3-h2 procps grpc-proto \
-	clang libclang-rt-14-dev clang-tidy valgrind util-linux \
+	python3 python3-grpcio python3-grpc-tools python3-h2 python3-yaml procps \
+	grpc-proto clang libclang-rt-14-dev clang-tidy valgrind util-linux \
 	groff-base zsh fish prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -44,6 +44,12 @@ typedef struct {
   const char *cert;
   const char *key;
   const char *addr;
+  /* --context NAME, or NULL (then TELEPORT_CONTEXT, then the default). */
+  const char *context;
+  /* The context the unset settings came from, or NULL. */
+  const char *context_name;
+  /* A context's cacert, cert and key made absolute. */
+  char context_paths[3][4096];
   /* addr normalized to HOST:PORT or [V6]:PORT by cli_conn_resolve. */
   char addr_norm[300];
 } cli_conn_t;
@@ -56,6 +62,7 @@ enum {
   CLI_OPT_ADDR,
   CLI_OPT_VERSION,
   CLI_OPT_JSON,
+  CLI_OPT_CONTEXT,
 };
 
 /* getopt_long entries for the connection flags and --help. */
@@ -63,7 +70,8 @@ enum {
   {"cacert", required_argument, NULL, CLI_OPT_CACERT},                         \
       {"cert", required_argument, NULL, CLI_OPT_CERT},                         \
       {"key", required_argument, NULL, CLI_OPT_KEY},                           \
-      {"addr", required_argument, NULL, CLI_OPT_ADDR}, {                       \
+      {"addr", required_argument, NULL, CLI_OPT_ADDR},                         \
+      {"context", required_argument, NULL, CLI_OPT_CONTEXT}, {                 \
     "help", no_argument, NULL, 'h'                                             \
   }
 
@@ -116,6 +124,26 @@ int cli_conn_resolve(cli_conn_t *conn);
  */
 int cli_addr_normalize(const char *in, char *out, size_t outlen,
                        const char **why);
+
+/* ---- config.c -------------------------------------------------------- */
+
+/*
+ * Reads $XDG_CONFIG_HOME/teleport/config (else ~/.config/teleport/config)
+ * once; a missing file is no contexts. Returns 0, or prints what is wrong
+ * (file, line, key) and returns CLI_EXIT_USAGE.
+ */
+int cli_config_load(void);
+
+/*
+ * Fills the connection settings neither a flag nor a TELEPORT_* variable
+ * set from the context in use (--context, else TELEPORT_CONTEXT, else the
+ * file's default-context). Returns 0, or prints the problem (an unknown
+ * context with the known ones) and returns CLI_EXIT_USAGE.
+ */
+int cli_config_apply(cli_conn_t *conn);
+
+/* teleport config [list | current | use NAME]. */
+int cli_cmd_config(cli_conn_t *conn, int argc, char **argv);
 
 /* ---- usage.c ---------------------------------------------------------- */
 

@@ -29,7 +29,7 @@ static const struct {
     {"start", cli_cmd_start},   {"status", cli_cmd_status},
     {"output", cli_cmd_output}, {"stop", cli_cmd_stop},
     {"list", cli_cmd_list},     {"ls", cli_cmd_list},
-    {"health", cli_cmd_health},
+    {"health", cli_cmd_health}, {"config", cli_cmd_config},
 };
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
@@ -79,6 +79,9 @@ bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
     return true;
   case CLI_OPT_ADDR:
     conn->addr = value;
+    return true;
+  case CLI_OPT_CONTEXT:
+    conn->context = value;
     return true;
   default:
     return false;
@@ -130,6 +133,7 @@ int cli_conn_resolve(cli_conn_t *conn) {
   char missing[256] = "";
   const char *why;
   size_t i;
+  int rc;
 
   for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
     const char **field = (const char **)((char *)conn + settings[i].off);
@@ -139,6 +143,12 @@ int cli_conn_resolve(cli_conn_t *conn) {
     }
     if (*field == NULL)
       *field = env_nonempty(settings[i].env);
+  }
+  /* flag > TELEPORT_* variable > context > default, setting by setting. */
+  if ((rc = cli_config_apply(conn)) != 0)
+    return rc;
+  for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+    const char **field = (const char **)((char *)conn + settings[i].off);
     if (*field == NULL && strcmp(settings[i].flag, "--addr") == 0)
       *field = CLI_DEFAULT_ADDR;
     if (*field == NULL) {
@@ -148,7 +158,10 @@ int cli_conn_resolve(cli_conn_t *conn) {
     }
   }
   if (missing[0] != '\0') {
-    fprintf(stderr, "teleport: missing %s\n", missing);
+    fprintf(stderr, "teleport: missing %s%s%s%s\n", missing,
+            conn->context_name ? "; context " : "",
+            conn->context_name ? conn->context_name : "",
+            conn->context_name ? " does not set it" : "");
     return CLI_EXIT_USAGE;
   }
   if (cli_addr_normalize(conn->addr, conn->addr_norm, sizeof(conn->addr_norm),

@@ -23,10 +23,14 @@ static const char main_help[] =
     "                     state\n"
     "  list [--json]      List your jobs, newest last\n"
     "  health [SERVICE]   Check that the server is SERVING (exit 0) or not\n"
+    "  config [list | current | use NAME]\n"
+    "                     List the contexts of the config file, show the\n"
+    "                     one in use, or make NAME the default\n"
     "  help [COMMAND]     Show this help, or a command's\n"
     "\n"
     "Connection flags (each may also follow COMMAND; a flag wins over its\n"
-    "environment variable):\n"
+    "environment variable, which wins over the context, which wins over\n"
+    "the default):\n"
     "  --cacert FILE      CA certificate the server's certificate must be\n"
     "                     signed by                       [TELEPORT_CACERT]\n"
     "  --cert FILE        your client certificate (its CN is your identity)\n"
@@ -35,6 +39,18 @@ static const char main_help[] =
     "  --addr HOST:PORT   the server (default " CLI_DEFAULT_ADDR "; the port\n"
     "                     defaults to " CLI_DEFAULT_PORT
     ")               [TELEPORT_ADDR]\n"
+    "  --context NAME     take the settings above that no flag or variable\n"
+    "                     gives from context NAME of the config file\n"
+    "                     (default: its default-context) [TELEPORT_CONTEXT]\n"
+    "\n"
+    "Config file: $XDG_CONFIG_HOME/teleport/config (~/.config/teleport/config\n"
+    "when XDG_CONFIG_HOME is unset), not writable by others:\n"
+    "  default-context = alice@build1\n"
+    "  [context alice@build1]\n"
+    "  addr = build1.example:3000\n"
+    "  cacert = certs/ca.cert     (relative paths: to the file's directory)\n"
+    "  cert = certs/alice.cert\n"
+    "  key = certs/alice.key\n"
     "\n"
     "Other flags:\n"
     "  -h, --help         show help (teleport COMMAND --help for a command)\n"
@@ -183,6 +199,38 @@ static const char list_help[] =
     "Exit status: 0 listed (also when there are none); 1 a server or\n"
     "connection error; 2 a usage error.\n";
 
+static const char config_help[] =
+    "Usage: teleport config [list | current | use NAME]\n"
+    "\n"
+    "The contexts of $XDG_CONFIG_HOME/teleport/config (else\n"
+    "~/.config/teleport/config): each names a server and who to be on it\n"
+    "(addr, cacert, cert, key), so that 'teleport --context NAME list' or\n"
+    "TELEPORT_CONTEXT=NAME switches between them. Flags and TELEPORT_*\n"
+    "variables still win over the context's values.\n"
+    "\n"
+    "  list          every context and its address; * marks the one in use\n"
+    "                (the default when no subcommand is given)\n"
+    "  current       print the name of the context in use: --context, else\n"
+    "                TELEPORT_CONTEXT, else the file's default-context\n"
+    "  use NAME      make NAME the file's default-context (the file is\n"
+    "                rewritten with every other line kept)\n"
+    "\n"
+    "The file (see docs/cli.md):\n"
+    "  default-context = alice@build1\n"
+    "\n"
+    "  [context alice@build1]\n"
+    "  addr = build1.example:3000\n"
+    "  cacert = certs/ca.cert\n"
+    "  cert = certs/alice.cert\n"
+    "  key = certs/alice.key\n"
+    "\n"
+    "One \"key = value\" a line, # comment lines; relative paths are taken\n"
+    "from the file's directory. An unknown or repeated key, an unknown\n"
+    "context, or a file anyone may write is an error (exit 2).\n"
+    "\n"
+    "Exit status: 0 done; 1 no context in use (current), or the file could\n"
+    "not be written (use); 2 a usage error or a bad config file.\n";
+
 static const struct {
   const char *name;
   const char *text;
@@ -190,7 +238,7 @@ static const struct {
     {"start", start_help},       {"status", status_help},
     {"output", output_help},     {"stop", stop_help},
     {"list", list_help},         {"ls", list_help},
-    {"health", cli_health_help},
+    {"health", cli_health_help}, {"config", config_help},
 };
 
 bool cli_is_command(const char *cmd) {

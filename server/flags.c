@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conffile.h"
 #include "jobworker/rpc.h"
 #include "jobworker/service.h"
 #include "jobworker/supervisor.h"
@@ -158,7 +159,16 @@ static void usage(FILE *f, const char *defdir) {
       "  --metrics-cn CN[,CN...] client certificate CNs allowed to GET\n"
       "                         /metrics (Prometheus text format) on --addr;\n"
       "                         every other CN gets 403, and every CN does\n"
-      "                         when this is unset (TELEPORTD_METRICS_CN)\n",
+      "                         when this is unset (TELEPORTD_METRICS_CN)\n"
+
+      "  --config FILE          read settings from FILE: one \"key = value\"\n"
+      "                         a line, the keys being the long names of\n"
+      "                         the flags here (addr = 127.0.0.1:3000,\n"
+      "                         max-jobs = 100); # starts a comment line.\n"
+      "                         A flag wins over its variable, which wins\n"
+      "                         over FILE, which wins over the default. An\n"
+      "                         unknown or repeated key, or a FILE anyone\n"
+      "                         may write, is refused (TELEPORTD_CONFIG)\n",
       DEFAULT_ADDR, defdir, stop, DEFAULT_MAX_CONNECTIONS);
   fprintf(
       f,
@@ -293,12 +303,6 @@ static const char *default_data_dir(jw_config_t *cfg) {
   return cfg->data_dir_buf;
 }
 
-static int bad(const char *flag, const char *value, const char *why) {
-  fprintf(stderr, "teleportd: invalid %s \"%s\": %s\n", flag, value, why);
-  fprintf(stderr, "Run 'teleportd --help' for usage.\n");
-  return 2;
-}
-
 /*
  * The other flags that take a value, in the order of their option codes.
  * A string flag is stored as given at off in jw_config_t; the others
@@ -319,6 +323,7 @@ enum {
   VF_LOG_LEVEL,
   VF_ALLOW_ISOLATION,
   VF_JOB_UID_RANGE,
+  VF_CONFIG,
   NVALUE_FLAGS
 };
 #define NO_FIELD ((size_t)-1)
@@ -346,6 +351,7 @@ static const struct {
     [VF_ALLOW_ISOLATION] = {"allow-isolation", "TELEPORTD_ALLOW_ISOLATION",
                             NO_FIELD},
     [VF_JOB_UID_RANGE] = {"job-uid-range", "TELEPORTD_JOB_UID_RANGE", NO_FIELD},
+    [VF_CONFIG] = {"config", "TELEPORTD_CONFIG", NO_FIELD},
 };
 
 enum {
@@ -355,15 +361,38 @@ enum {
   OPT_LIMIT = 500         /* OPT_LIMIT + i: limit_flags[i] */
 };
 
-/* A flag's text, from the command line or else its variable. */
+/* Where a setting came from; a later one loses to an earlier one. */
+enum { FROM_FLAG, FROM_ENV, FROM_FILE };
+
+/* A flag's text, from the command line, its variable or the --config file. */
 typedef struct {
-  const char *value; /* NULL: neither was given */
-  char source[64];   /* "--flag" or the variable, for messages */
+  const char *value; /* NULL: none of them gave it */
+  const char *name;  /* the flag, the variable, or the file's key */
+  int from;
+  unsigned line;     /* FROM_FILE: the line it was on */
+  unsigned key_line; /* the line the file gave it on (0: not in the file) */
+  const char *file;  /* FROM_FILE: the file */
 } given_t;
 
-static void give(given_t *g, const char *value, const char *name, bool flag) {
+static void give(given_t *g, const char *value, const char *name, int from) {
   g->value = value;
-  snprintf(g->source, sizeof(g->source), "%s%s", flag ? "--" : "", name);
+  g->name = name;
+  g->from = from;
+}
+
+/*
+ * Says which setting has a bad value: "invalid --flag", "invalid
+ * VARIABLE" or "FILE:LINE: invalid key".
+ */
+static int bad(const given_t *g, const char *why) {
+  if (g->from == FROM_FILE)
+    fprintf(stderr, "teleportd: %s:%u: invalid %s", g->file, g->line, g->name);
+  else
+    fprintf(stderr, "teleportd: invalid %s%s", g->from == FROM_FLAG ? "--" : "",
+            g->name);
+  fprintf(stderr, " \"%s\": %s\n", g->value, why);
+  fprintf(stderr, "Run 'teleportd --help' for usage.\n");
+  return 2;
 }
 
 enum { KIND_SIZE, KIND_CPUS, KIND_COUNT };
@@ -425,6 +454,118 @@ static int parse_bool(const char *s, bool *out) {
   return 0;
 }
 
+/*
+ * The setting key names in --config, or NULL: every flag that takes a
+ * value, by the same tables, so that a new flag is a key with no more
+ * code.
+ */
+static given_t *find_key(const char *key, given_t *vf, given_t *lf,
+                         given_t *sf) {
+  for (size_t i = 0; i < NVALUE_FLAGS; i++)
+    if (strcmp(key, value_flags[i].flag) == 0)
+      return &vf[i];
+  for (size_t i = 0; i < NLIMIT_FLAGS; i++)
+    if (strcmp(key, limit_flags[i].flag) == 0)
+      return &lf[i];
+  for (size_t i = 0; i < NSERVER_LIMITS; i++)
+    if (strcmp(key, server_limits[i].flag) == 0)
+      return &sf[i];
+  return NULL;
+}
+
+/* The key nearest to an unknown one, or NULL when none is near. */
+static const char *nearest_key(const char *key) {
+  const char *best = NULL;
+  unsigned best_d = 4; /* farther than 3 edits is not a typo */
+#define CONSIDER(name)                                                         \
+  do {                                                                         \
+    unsigned d = jw__conffile_distance(key, (name));                           \
+    if (d < best_d && strcmp((name), "config") != 0)                           \
+      best = (name), best_d = d;                                               \
+  } while (0)
+  for (size_t i = 0; i < NVALUE_FLAGS; i++)
+    CONSIDER(value_flags[i].flag);
+  for (size_t i = 0; i < NLIMIT_FLAGS; i++)
+    CONSIDER(limit_flags[i].flag);
+  for (size_t i = 0; i < NSERVER_LIMITS; i++)
+    CONSIDER(server_limits[i].flag);
+#undef CONSIDER
+  return best;
+}
+
+static int config_error(const char *path, unsigned line, const char *fmt,
+                        const char *a, const char *b) {
+  fprintf(stderr, "teleportd: %s:%u: ", path, line);
+  fprintf(stderr, fmt, a, b);
+  fprintf(stderr, "\nRun 'teleportd --help' for usage.\n");
+  return 2;
+}
+
+/*
+ * Reads the --config file into the settings neither a flag nor a
+ * (non-empty) variable gave. The whole file is checked even where those
+ * win, so that a mistake in it shows the day it is written.
+ */
+static int read_config(jw_config_t *cfg, const char *path, given_t *vf,
+                       given_t *lf, given_t *sf) {
+  jw_conffile_entry_t e;
+  const char *why;
+  int r = jw__conffile_load(&cfg->config_file, path);
+
+  if (r == -EPERM) {
+    fprintf(stderr,
+            "teleportd: refusing the configuration file %s: anyone may "
+            "write it (chmod o-w %s)\n",
+            path, path);
+    return 2;
+  }
+  if (r != 0) {
+    fprintf(stderr, "teleportd: cannot read the configuration file %s: %s\n",
+            path,
+            r == -EFBIG    ? "it is over 64 KiB"
+            : r == -EINVAL ? "it is not a regular file"
+                           : strerror(-r));
+    return 2;
+  }
+  cfg->config = path;
+  while ((r = jw__conffile_next(&cfg->config_file, &e, &why)) == 1) {
+    given_t *g = find_key(e.key, vf, lf, sf);
+    char first[32];
+    if (e.section != NULL)
+      return config_error(path, e.line, "%s: sections are not used%s", e.key,
+                          " in teleportd's configuration");
+    if (g == NULL) {
+      const char *near = nearest_key(e.key);
+      char hint[96];
+      if (near != NULL)
+        snprintf(hint, sizeof(hint), " (did you mean %s?)", near);
+      else
+        snprintf(hint, sizeof(hint),
+                 " (the keys are the flags' names; see teleportd --help)");
+      return config_error(path, e.line, "unknown key %s%s", e.key, hint);
+    }
+    if (g == &vf[VF_CONFIG])
+      return config_error(path, e.line, "%s: a configuration file cannot%s",
+                          e.key, " name another");
+    if (g->key_line != 0) {
+      snprintf(first, sizeof(first), "%u", g->key_line);
+      return config_error(path, e.line, "%s given twice (first on line %s)",
+                          e.key, first);
+    }
+    g->key_line = e.line;
+    if (g->value != NULL && (g->from == FROM_FLAG || g->value[0] != '\0'))
+      continue;
+    g->value = e.value;
+    g->name = e.key;
+    g->from = FROM_FILE;
+    g->line = e.line;
+    g->file = path;
+  }
+  if (r < 0)
+    return config_error(path, e.line, "%s%s", why, "");
+  return 0;
+}
+
 int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   /* Every flag of the tables above, then --help and --version. */
   struct option opts[NVALUE_FLAGS + NLIMIT_FLAGS + NSERVER_LIMITS + 3];
@@ -432,18 +573,21 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   size_t no = 0;
 
   memset(cfg, 0, sizeof(*cfg));
+  memset(vf, 0, sizeof(vf));
+  memset(lf, 0, sizeof(lf));
+  memset(sf, 0, sizeof(sf));
   for (size_t i = 0; i < NVALUE_FLAGS; i++) {
-    give(&vf[i], getenv(value_flags[i].env), value_flags[i].env, false);
+    give(&vf[i], getenv(value_flags[i].env), value_flags[i].env, FROM_ENV);
     opts[no++] = (struct option){value_flags[i].flag, required_argument, NULL,
                                  OPT_VALUE + (int)i};
   }
   for (size_t i = 0; i < NLIMIT_FLAGS; i++) {
-    give(&lf[i], getenv(limit_flags[i].env), limit_flags[i].env, false);
+    give(&lf[i], getenv(limit_flags[i].env), limit_flags[i].env, FROM_ENV);
     opts[no++] = (struct option){limit_flags[i].flag, required_argument, NULL,
                                  OPT_LIMIT + (int)i};
   }
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
-    give(&sf[i], getenv(server_limits[i].env), server_limits[i].env, false);
+    give(&sf[i], getenv(server_limits[i].env), server_limits[i].env, FROM_ENV);
     opts[no++] = (struct option){server_limits[i].flag, required_argument, NULL,
                                  OPT_SERVER_LIMIT + (int)i};
   }
@@ -455,13 +599,15 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c >= OPT_VALUE && c < OPT_VALUE + NVALUE_FLAGS) {
-      give(&vf[c - OPT_VALUE], optarg, value_flags[c - OPT_VALUE].flag, true);
+      give(&vf[c - OPT_VALUE], optarg, value_flags[c - OPT_VALUE].flag,
+           FROM_FLAG);
     } else if (c >= OPT_SERVER_LIMIT &&
                c < OPT_SERVER_LIMIT + (int)NSERVER_LIMITS) {
       give(&sf[c - OPT_SERVER_LIMIT], optarg,
-           server_limits[c - OPT_SERVER_LIMIT].flag, true);
+           server_limits[c - OPT_SERVER_LIMIT].flag, FROM_FLAG);
     } else if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
-      give(&lf[c - OPT_LIMIT], optarg, limit_flags[c - OPT_LIMIT].flag, true);
+      give(&lf[c - OPT_LIMIT], optarg, limit_flags[c - OPT_LIMIT].flag,
+           FROM_FLAG);
     } else if (c == 'h') {
       usage(stdout, default_data_dir(cfg));
       return 1;
@@ -482,6 +628,11 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     fprintf(stderr, "Run 'teleportd --help' for usage.\n");
     return 2;
   }
+  if (vf[VF_CONFIG].value != NULL && vf[VF_CONFIG].value[0] != '\0') {
+    int rc = read_config(cfg, vf[VF_CONFIG].value, vf, lf, sf);
+    if (rc != 0)
+      return rc;
+  }
   for (size_t i = 0; i < NVALUE_FLAGS; i++)
     if (value_flags[i].off != NO_FIELD)
       *(const char **)((char *)cfg + value_flags[i].off) = vf[i].value;
@@ -491,11 +642,11 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   const char *level = vf[VF_LOG_LEVEL].value;
   const char *iso = vf[VF_ALLOW_ISOLATION].value;
   const char *uids = vf[VF_JOB_UID_RANGE].value;
-  const char *stop_flag = vf[VF_STOP_TIMEOUT].source;
-  const char *maxc_flag = vf[VF_MAX_CONN].source;
-  const char *level_flag = vf[VF_LOG_LEVEL].source;
-  const char *iso_flag = vf[VF_ALLOW_ISOLATION].source;
-  const char *uids_flag = vf[VF_JOB_UID_RANGE].source;
+  const given_t *stop_flag = &vf[VF_STOP_TIMEOUT];
+  const given_t *maxc_flag = &vf[VF_MAX_CONN];
+  const given_t *level_flag = &vf[VF_LOG_LEVEL];
+  const given_t *iso_flag = &vf[VF_ALLOW_ISOLATION];
+  const given_t *uids_flag = &vf[VF_JOB_UID_RANGE];
 
   if (cfg->addr == NULL || cfg->addr[0] == '\0')
     cfg->addr = DEFAULT_ADDR;
@@ -504,7 +655,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
 
   cfg->stop_timeout_ms = DEFAULT_STOP_TIMEOUT_MS;
   if (stop != NULL && jw_parse_duration(stop, &cfg->stop_timeout_ms))
-    return bad(stop_flag, stop, "want a duration such as 10s, 500ms or 1m");
+    return bad(stop_flag, "want a duration such as 10s, 500ms or 1m");
 
   cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
   if (maxc != NULL) {
@@ -512,7 +663,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     errno = 0;
     unsigned long v = strtoul(maxc, &end, 10);
     if (end == maxc || *end != '\0' || errno != 0 || v == 0 || v > 1000000)
-      return bad(maxc_flag, maxc, "want a whole number from 1 to 1000000");
+      return bad(maxc_flag, "want a whole number from 1 to 1000000");
     cfg->max_connections = (uint32_t)v;
   }
 
@@ -524,7 +675,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
       if (strcmp(level, names[i]) == 0)
         break;
     if (i == 4)
-      return bad(level_flag, level, "want debug, info, warn or error");
+      return bad(level_flag, "want debug, info, warn or error");
     cfg->log_level = (jw_log_level_t)i;
   }
 
@@ -536,7 +687,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     if (lf[i].value == NULL || lf[i].value[0] == '\0')
       continue;
     if (parse_limit(limit_flags[i].kind, lf[i].value, &v) != 0)
-      return bad(lf[i].source, lf[i].value, want[limit_flags[i].kind]);
+      return bad(&lf[i], want[limit_flags[i].kind]);
     if (!limit_flags[i].max &&
         limit_flags[i].off == offsetof(jw_limits_t, pids))
       cfg->default_pids_set = true;
@@ -561,12 +712,12 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     errno = 0;
     a = strtoull(uids, &end, 10);
     if (end == uids || *end != '-' || uids[0] == '-' || errno != 0)
-      return bad(uids_flag, uids, "want FIRST-LAST, e.g. 200000-265535");
+      return bad(uids_flag, "want FIRST-LAST, e.g. 200000-265535");
     const char *second = end + 1;
     b = strtoull(second, &end, 10);
     if (end == second || *end != '\0' || second[0] == '-' || errno != 0 ||
         a == 0 || a > b || b >= 0xffffffffULL || b - a >= (1ULL << 20))
-      return bad(uids_flag, uids,
+      return bad(uids_flag,
                  "want FIRST-LAST with 0 < FIRST <= LAST < 4294967295 and at "
                  "most 1048576 uids, e.g. 200000-265535");
     cfg->job_uid_first = (uint32_t)a;
@@ -577,13 +728,13 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
     size_t n = strlen(mc);
     if (mc[0] == ',' || mc[n - 1] == ',' || strstr(mc, ",,") != NULL ||
         n > JW_METRICS_CN_MAX)
-      return bad(vf[VF_METRICS_CN].source, mc,
+      return bad(&vf[VF_METRICS_CN],
                  "want CN[,CN...]: common names separated by commas, none "
                  "empty, 4096 bytes in all at most");
   }
   cfg->allow_isolation = true;
   if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)
-    return bad(iso_flag, iso, "want true or false");
+    return bad(iso_flag, "want true or false");
 
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
     uint64_t v = server_limits[i].def;
@@ -611,7 +762,7 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
         snprintf(want, sizeof(want), "want %s from %" PRIu64 " to %" PRIu64,
                  kinds[server_limits[i].kind], server_limits[i].min,
                  server_limits[i].max);
-        return bad(sf[i].source, s, want);
+        return bad(&sf[i], want);
       }
     }
     *(uint64_t *)((char *)cfg + server_limits[i].off) = v;

@@ -1,6 +1,7 @@
 /*
  * teleportd's configuration: command-line flags, each with an environment
- * variable twin (the flag wins).
+ * variable twin and a key of the same name in the --config file (a flag
+ * wins over its variable, which wins over the file).
  */
 #ifndef TELEPORTD_FLAGS_H
 #define TELEPORTD_FLAGS_H
@@ -8,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "conffile.h"
 #include "jobworker/cgroup.h"
 
 typedef enum {
@@ -64,6 +66,9 @@ typedef struct {
   uint64_t idle_timeout_ms;            /* a connection nothing happens on */
   uint64_t max_connections_per_client; /* connections of one client CN */
   char data_dir_buf[4096];
+  /* The --config file given, or NULL; its settings point into its text. */
+  const char *config;
+  jw_conffile_t config_file;
 } jw_config_t;
 
 /*

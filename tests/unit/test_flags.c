@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../test_common.h"
@@ -617,6 +618,186 @@ START_TEST(test_usage_errors) {
 }
 END_TEST
 
+/* A --config file in a directory of its own; the path is in conf_path. */
+static char conf_dir[64], conf_path[128];
+
+static const char *write_conf(const char *text, mode_t mode) {
+  if (conf_dir[0] == '\0') {
+    snprintf(conf_dir, sizeof(conf_dir), "/tmp/test_flags.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(conf_dir));
+  }
+  snprintf(conf_path, sizeof(conf_path), "%s/teleportd.conf", conf_dir);
+  unlink(conf_path);
+  int fd = open(conf_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  ck_assert_int_eq(fchmod(fd, mode), 0);
+  ck_assert_int_eq(close(fd), 0);
+  return conf_path;
+}
+
+static void remove_conf(void) {
+  unlink(conf_path);
+  rmdir(conf_dir);
+  conf_dir[0] = '\0';
+}
+
+/* stderr names the file and line, then says what. */
+static void assert_conf_err(unsigned line, const char *what) {
+  char at[160];
+  snprintf(at, sizeof(at), "%s:%u: ", conf_path, line);
+  assert_err_has(at);
+  assert_err_has(what);
+}
+
+START_TEST(test_config_file) {
+  jw_config_t cfg;
+  char arg[192];
+  clear_env();
+  const char *path = write_conf("# teleportd on this host\n"
+                                "\n"
+                                "addr = 127.0.0.1:3999\n"
+                                "  cacert=ca.pem\n"
+                                "cert = /etc/teleportd/server.pem\r\n"
+                                "key\t=\tserver key.pem  \n"
+                                "max-jobs = 100\n"
+                                "default-memory = 512M\n"
+                                "log-level = debug\n"
+                                "allow-isolation = false\n"
+                                "job-uid-range = 300000-300009\n"
+                                "request-timeout = 1m",
+                                0644);
+  snprintf(arg, sizeof(arg), "--config=%s", path);
+  ck_assert_msg(PARSE_NOCERTS(&cfg, arg) == 0, "%s", err_out);
+  ck_assert_str_eq(cfg.addr, "127.0.0.1:3999");
+  ck_assert_str_eq(cfg.cacert, "ca.pem");
+  ck_assert_str_eq(cfg.cert, "/etc/teleportd/server.pem");
+  ck_assert_str_eq(cfg.key, "server key.pem");
+  ck_assert_uint_eq(cfg.max_jobs, 100);
+  ck_assert_int_eq(cfg.default_limits.memory_bytes, 512 * (int64_t)MiB);
+  ck_assert_int_eq(cfg.log_level, JW_LOG_DEBUG);
+  ck_assert(!cfg.allow_isolation);
+  ck_assert_uint_eq(cfg.job_uid_first, 300000);
+  ck_assert_uint_eq(cfg.job_uid_last, 300009);
+  ck_assert_uint_eq(cfg.request_timeout_ms, 60000);
+  /* What the file leaves out keeps its default. */
+  ck_assert_uint_eq(cfg.max_jobs_per_client, 64);
+  /* The variable names the file as well as the flag does. */
+  setenv("TELEPORTD_CONFIG", path, 1);
+  ck_assert_msg(PARSE_NOCERTS(&cfg, "--log-level=warn") == 0, "%s", err_out);
+  ck_assert_uint_eq(cfg.max_jobs, 100);
+  ck_assert_int_eq(cfg.log_level, JW_LOG_WARN);
+  unsetenv("TELEPORTD_CONFIG");
+  remove_conf();
+}
+END_TEST
+
+/* Every flag of the tables is a key, parsed as the flag is. */
+START_TEST(test_config_every_flag) {
+  jw_config_t cfg;
+  char text[256], arg[192];
+  clear_env();
+  for (size_t i = 0; i < NU64; i++) {
+    snprintf(text, sizeof(text), "%s = %s\n", u64_flags[i].flag,
+             u64_flags[i].good);
+    snprintf(arg, sizeof(arg), "--config=%s", write_conf(text, 0600));
+    ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", text, err_out);
+    ck_assert_msg(u64_at(&cfg, u64_flags[i].off) == u64_flags[i].good_value,
+                  "%s parsed to %llu", text,
+                  (unsigned long long)u64_at(&cfg, u64_flags[i].off));
+    /* A bad value names the file, the line and the key. */
+    snprintf(text, sizeof(text), "# bad\n%s = %s\n", u64_flags[i].flag,
+             u64_flags[i].bad[0]);
+    snprintf(arg, sizeof(arg), "--config=%s", write_conf(text, 0600));
+    ck_assert_int_eq(PARSE(&cfg, arg), 2);
+    snprintf(text, sizeof(text), "invalid %s \"%s\"", u64_flags[i].flag,
+             u64_flags[i].bad[0]);
+    assert_conf_err(2, text);
+  }
+  remove_conf();
+}
+END_TEST
+
+/* flag > variable > file > default, setting by setting. */
+START_TEST(test_config_precedence) {
+  jw_config_t cfg;
+  char arg[192];
+  clear_env();
+  snprintf(arg, sizeof(arg), "--config=%s",
+           write_conf("max-jobs = 7\nmax-args = 9\n", 0600));
+  ck_assert_int_eq(PARSE(&cfg, arg), 0);
+  ck_assert_uint_eq(cfg.max_jobs, 7);
+  ck_assert_uint_eq(cfg.max_env, 256); /* not in the file: the default */
+  setenv("TELEPORTD_MAX_JOBS", "8", 1);
+  ck_assert_int_eq(PARSE(&cfg, arg), 0);
+  ck_assert_uint_eq(cfg.max_jobs, 8);
+  ck_assert_uint_eq(cfg.max_args, 9);
+  ck_assert_int_eq(PARSE(&cfg, arg, "--max-jobs=6"), 0);
+  ck_assert_uint_eq(cfg.max_jobs, 6);
+  ck_assert_uint_eq(cfg.max_args, 9);
+  /* The flag wins wherever it comes on the command line. */
+  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=5", arg), 0);
+  ck_assert_uint_eq(cfg.max_jobs, 5);
+  /* An empty variable counts as unset. */
+  setenv("TELEPORTD_MAX_JOBS", "", 1);
+  ck_assert_int_eq(PARSE(&cfg, arg), 0);
+  ck_assert_uint_eq(cfg.max_jobs, 7);
+  unsetenv("TELEPORTD_MAX_JOBS");
+  /* The file is checked whole even where a flag wins. */
+  snprintf(arg, sizeof(arg), "--config=%s", write_conf("max-jobs = x\n", 0600));
+  ck_assert_int_eq(PARSE(&cfg, arg, "--max-jobs=5"), 0);
+  snprintf(arg, sizeof(arg), "--config=%s", write_conf("max-jbos = 1\n", 0600));
+  ck_assert_int_eq(PARSE(&cfg, arg, "--max-jobs=5"), 2);
+  remove_conf();
+}
+END_TEST
+
+START_TEST(test_config_refused) {
+  static const struct {
+    const char *text;
+    unsigned line;
+    const char *what;
+  } cases[] = {
+      {"addr = 127.0.0.1:1\nmax-jbos = 3\n", 2,
+       "unknown key max-jbos (did you mean max-jobs?)"},
+      {"frobnicate = 1\n", 1, "unknown key frobnicate (the keys are"},
+      {"\nmax-jobs = 1\n# again\nmax-jobs = 2\n", 4,
+       "max-jobs given twice (first on line 2)"},
+      {"addr 127.0.0.1:1\n", 1, "want \"key = value\""},
+      {"addr =\n", 1, "the key has no value"},
+      {"[server]\naddr = x\n", 2, "sections are not used"},
+      {"config = /etc/other.conf\n", 1, "cannot name another"},
+      {"help = 1\n", 1, "unknown key help"},
+      {"max-jobs = 1\nlog-level = loud\n", 2, "invalid log-level \"loud\""},
+  };
+  jw_config_t cfg;
+  char arg[192];
+  clear_env();
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(arg, sizeof(arg), "--config=%s", write_conf(cases[i].text, 0600));
+    ck_assert_msg(PARSE(&cfg, arg) == 2, "accepted: %s", cases[i].text);
+    assert_conf_err(cases[i].line, cases[i].what);
+  }
+  /* Anyone may write it: refused, naming it. */
+  snprintf(arg, sizeof(arg), "--config=%s", write_conf("max-jobs = 1\n", 0666));
+  ck_assert_int_eq(PARSE(&cfg, arg), 2);
+  assert_err_has("refusing the configuration file");
+  assert_err_has(conf_path);
+  assert_err_has("anyone may write it");
+  /* Group-writable is the owner's business. */
+  snprintf(arg, sizeof(arg), "--config=%s", write_conf("max-jobs = 1\n", 0664));
+  ck_assert_msg(PARSE(&cfg, arg) == 0, "%s", err_out);
+  remove_conf();
+  ck_assert_int_eq(PARSE(&cfg, "--config=/nonexistent/teleportd.conf"), 2);
+  assert_err_has("cannot read the configuration file "
+                 "/nonexistent/teleportd.conf: No such file or directory");
+  ck_assert_int_eq(PARSE(&cfg, "--config=/tmp"), 2);
+  assert_err_has("/tmp: Is a directory");
+  ck_assert_int_eq(PARSE(&cfg, "--config"), 2);
+  assert_err_has("--config needs a value");
+}
+END_TEST
+
 START_TEST(test_help_and_version) {
   jw_config_t cfg;
   clear_env();
@@ -650,6 +831,12 @@ START_TEST(test_help_and_version) {
                   "--help: %s default %.8s, want %s", u64_flags[i].env, d,
                   shown[i]);
   }
+  /* --config and the order of precedence. */
+  ck_assert_ptr_nonnull(strstr(std_out, "--config FILE "));
+  ck_assert_ptr_nonnull(strstr(std_out, "TELEPORTD_CONFIG"));
+  ck_assert_ptr_nonnull(strstr(std_out,
+                               "A flag wins over its variable, which wins\n"
+                               "                         over FILE"));
   ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--version"), 1);
   ck_assert_int_eq(strncmp(std_out, "teleportd ", 10), 0);
 }
@@ -659,13 +846,12 @@ int main(void) {
   Suite *s = suite_create("flags");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
   const TTest *const tc_tests[] = {
-      test_defaults,         test_default_data_dir,
-      test_u64_flags,        test_u64_flags_refused,
-      test_string_flags,     test_missing_certificates,
-      test_max_connections,  test_log_level,
-      test_allow_isolation,  test_job_uid_range,
-      test_limit_flags,      test_usage_errors,
-      test_help_and_version, NULL};
+      test_defaults,          test_default_data_dir,  test_u64_flags,
+      test_u64_flags_refused, test_string_flags,      test_missing_certificates,
+      test_max_connections,   test_log_level,         test_allow_isolation,
+      test_job_uid_range,     test_limit_flags,       test_usage_errors,
+      test_config_file,       test_config_every_flag, test_config_precedence,
+      test_config_refused,    test_help_and_version,  NULL};
   test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }
