@@ -12,7 +12,7 @@ _teleport_conn_flags() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     w=${COMP_WORDS[i]}
     case $w in
-    --cacert | --cert | --key | --addr)
+    --cacert | --cert | --key | --addr | --context)
       # "--addr=HOST:PORT" arrives split at "=" (and ":") by COMP_WORDBREAKS.
       if [ "${COMP_WORDS[i + 1]:-}" = "=" ]; then
         _teleport_conn+=("$w" "${COMP_WORDS[i + 2]:-}${COMP_WORDS[i + 3]:-}${COMP_WORDS[i + 4]:-}")
@@ -20,7 +20,7 @@ _teleport_conn_flags() {
         _teleport_conn+=("$w" "${COMP_WORDS[i + 1]:-}")
       fi
       ;;
-    --cacert=* | --cert=* | --key=* | --addr=*) _teleport_conn+=("$w") ;;
+    --cacert=* | --cert=* | --key=* | --addr=* | --context=*) _teleport_conn+=("$w") ;;
     esac
   done
 }
@@ -37,8 +37,8 @@ _teleport_job_ids() {
 _teleport() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]:-}
-  local commands="start status output stop list help"
-  local conn="--cacert --cert --key --addr"
+  local commands="start status output stop list health config help"
+  local conn="--cacert --cert --key --addr --context"
   local global="$conn --help --version"
   COMPREPLY=()
 
@@ -48,7 +48,7 @@ _teleport() {
     COMPREPLY=($(compgen -f -- "$cur"))
     return 0
     ;;
-  --addr | -e | --env | -C | --dir | --memory | --cpus | --io-read | --io-write | --pids)
+  --addr | --context | -e | --env | -C | --dir | --memory | --cpus | --io-read | --io-write | --pids)
     return 0
     ;;
   --isolate)
@@ -63,13 +63,13 @@ _teleport() {
     w=${COMP_WORDS[i]}
     if [ -z "$cmd" ]; then
       case $w in
-      --cacert | --cert | --key | --addr) ((i++)) ;;
+      --cacert | --cert | --key | --addr | --context) ((i++)) ;;
       -*) ;;
       *) cmd=$w ;;
       esac
     else
       case $w in
-      --cacert | --cert | --key | --addr | -e | --env | -C | --dir | --memory | \
+      --cacert | --cert | --key | --addr | --context | -e | --env | -C | --dir | --memory | \
         --cpus | --io-read | --io-write | --pids | --isolate) ((i++)) ;;
       --) [ "$cmd" = start ] && nargs=$((nargs + 1)) ;;
       -*) ;;

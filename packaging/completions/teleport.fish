@@ -20,7 +20,7 @@ function __teleport_job_ids
     $to $words[1] $conn list --json 2>/dev/null | sed -n 's/^ *{"id":"\([^"\\\\]*\)".*/\1/p'
 end
 
-set -l cmds start status output stop list help
+set -l cmds start status output stop list health config help
 complete -c teleport -f
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a start -d 'Start a job'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a status -d 'Show a job'
@@ -33,6 +33,7 @@ complete -c teleport -l cacert -r -F -d 'CA certificate the server certificate m
 complete -c teleport -l cert -r -F -d 'Your client certificate'
 complete -c teleport -l key -r -F -d 'The private key of --cert'
 complete -c teleport -l addr -x -d 'The server, HOST:PORT'
+complete -c teleport -l context -x -d 'A context of the config file'
 complete -c teleport -s h -l help -d 'Show help'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -l version -d 'Print the version'
 

@@ -85,9 +85,9 @@ expect() {
 }
 
 # ---- bash: commands and flags (no server needed) -------------------------
-expect "bash: commands" "start status output stop list help" teleport ""
+expect "bash: commands" "start status output stop list health config help" teleport ""
 expect "bash: a command by its prefix" "status stop start" teleport st
-expect "bash: global flags" "--cacert --cert" teleport --c
+expect "bash: global flags" "--cacert --cert --context" teleport --c
 expect "bash: a command after connection flags" "list" teleport --addr 127.0.0.1:1 li
 expect "bash: per-command flags of start" "--io-read --io-write --isolate" teleport start --i
 expect "bash: per-command flags of list" "--json" teleport list --j
