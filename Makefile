@@ -8,7 +8,7 @@ ADDR ?= 127.0.0.1:3000
 MESON_TEST_ARGS ?=
 
 # Debian packages the build and the tests need.
-PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
+PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
 	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
 	python3 python3-grpcio python3-grpc-tools python3-h2 procps \
 	clang libclang-rt-14-dev clang-tidy valgrind util-linux
