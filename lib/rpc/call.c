@@ -218,8 +218,13 @@ void jw__call_stream_gone(jw_rpc_call_t *call, int status,
 /* ---- Sending ---------------------------------------------------------- */
 
 static const char ctype_grpc[] = "application/grpc";
-/* The message encodings the server takes (grpc-accept-encoding). */
-static const char accept_encoding[] = "identity";
+/*
+ * The message encodings the server takes, said in every response's
+ * headers (grpc-accept-encoding). Responses themselves are never
+ * compressed: gRPC lets a server answer identity whatever the client
+ * takes, and a reply is small next to what compressing it would cost.
+ */
+static const char accept_encoding[] = "identity,gzip";
 
 /*
  * Percent-encodes message into enc; a message too long for it is cut, but
@@ -267,9 +272,8 @@ int jw__call_submit_error(jw_rpc_call_t *call, int http_status, int status,
       JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
       JW__NV("grpc-status", st, strlen(st))};
   size_t nnv = 3;
-  if (call->refuse_encoding)
-    nva[nnv++] = (nghttp2_nv)JW__NV("grpc-accept-encoding", accept_encoding,
-                                    sizeof(accept_encoding) - 1);
+  nva[nnv++] = (nghttp2_nv)JW__NV("grpc-accept-encoding", accept_encoding,
+                                  sizeof(accept_encoding) - 1);
   if (mlen > 0)
     nva[nnv++] = (nghttp2_nv)JW__NV("grpc-message", enc, elen);
   call->headers_sent = true;
@@ -282,15 +286,17 @@ int jw__call_submit_error(jw_rpc_call_t *call, int http_status, int status,
 }
 
 static int submit_headers_with_body(jw_rpc_call_t *call) {
-  nghttp2_nv nva[2] = {
+  nghttp2_nv nva[3] = {
       JW__NV(":status", "200", 3),
-      JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1)};
+      JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
+      JW__NV("grpc-accept-encoding", accept_encoding,
+             sizeof(accept_encoding) - 1)};
   nghttp2_data_provider prd;
   prd.source.ptr = call;
   prd.read_callback = jw__call_data_read_cb;
   call->headers_sent = true;
   jw__conn_schedule(&call->sc->c);
-  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, 2, &prd);
+  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, 3, &prd);
 }
 
 /* ---- Public call API ------------------------------------------------- */
@@ -546,12 +552,29 @@ void jw__call_headers_done(sconn_t *sc, jw_rpc_call_t *call) {
   }
 }
 
-void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
+/* Counts a request message; refuses a second one. Returns true for the first.
+ */
+static bool first_message(jw_rpc_call_t *call) {
   if (++call->nmsgs > 1) {
     jw__call_submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
                           "more than one request message for a unary method");
+    return false;
+  }
+  return true;
+}
+
+void jw__call_take_message(jw_rpc_call_t *call, uint8_t *msg, size_t len) {
+  if (!first_message(call)) {
+    free(msg);
     return;
   }
+  call->req = msg;
+  call->req_len = len;
+}
+
+void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
+  if (!first_message(call))
+    return;
   call->req = malloc(len > 0 ? len : 1);
   if (call->req == NULL) {
     jw__call_submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED,
