@@ -43,8 +43,7 @@ struct jw_rpc_call_s {
   bool head;
   bool grpc_ctype;
   bool have_ctype;
-  bool encoded;      /* a grpc-encoding we do not take */
-  char encoding[32]; /* its name, cut, for the error */
+  bool encoded; /* a grpc-encoding we do not take */
   bool have_timeout;
   bool bad_timeout;
   uint64_t timeout_ms;
@@ -83,6 +82,7 @@ struct jw_rpc_call_s {
 
   uv_timer_t *deadline;
   char tag[64];
+  char encoding[32]; /* the grpc-encoding we do not take, cut, for the error */
   int status;
   char *message;
   bool reported;
