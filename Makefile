@@ -11,7 +11,7 @@ MESON_TEST_ARGS ?=
 # promtool alone (metrics-e2e runs `promtool check metrics`; it skips,
 # saying so, where promtool is missing): about 96 MB installed, and where
 # systemd runs its package also starts a Prometheus server on :9090.
-PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
+PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
 	libssl-dev openssl check meson ninja-build pkg-config gcc clang-format \
 	python3 python3-grpcio python3-grpc-tools python3-h2 python3-yaml procps \
 	grpc-proto clang libclang-rt-14-dev clang-tidy valgrind util-linux \

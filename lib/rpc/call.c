@@ -219,8 +219,13 @@ void jw__call_stream_gone(jw_rpc_call_t *call, int status,
 /* ---- Sending ---------------------------------------------------------- */
 
 static const char ctype_grpc[] = "application/grpc";
-/* The message encodings the server takes (grpc-accept-encoding). */
-static const char accept_encoding[] = "identity";
+/*
+ * The message encodings the server takes, said in every response's
+ * headers (grpc-accept-encoding). Responses themselves are never
+ * compressed: gRPC lets a server answer identity whatever the client
+ * takes, and a reply is small next to what compressing it would cost.
+ */
+static const char accept_encoding[] = "identity,gzip";
 
 /*
  * Percent-encodes message into enc; a message too long for it is cut, but
@@ -268,9 +273,8 @@ int jw__call_submit_error(jw_rpc_call_t *call, int http_status, int status,
       JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
       JW__NV("grpc-status", st, strlen(st))};
   size_t nnv = 3;
-  if (call->refuse_encoding)
-    nva[nnv++] = (nghttp2_nv)JW__NV("grpc-accept-encoding", accept_encoding,
-                                    sizeof(accept_encoding) - 1);
+  nva[nnv++] = (nghttp2_nv)JW__NV("grpc-accept-encoding", accept_encoding,
+                                  sizeof(accept_encoding) - 1);
   if (mlen > 0)
     nva[nnv++] = (nghttp2_nv)JW__NV("grpc-message", enc, elen);
   call->headers_sent = true;
@@ -283,15 +287,17 @@ int jw__call_submit_error(jw_rpc_call_t *call, int http_status, int status,
 }
 
 static int submit_headers_with_body(jw_rpc_call_t *call) {
-  nghttp2_nv nva[2] = {
+  nghttp2_nv nva[3] = {
       JW__NV(":status", "200", 3),
-      JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1)};
+      JW__NV("content-type", ctype_grpc, sizeof(ctype_grpc) - 1),
+      JW__NV("grpc-accept-encoding", accept_encoding,
+             sizeof(accept_encoding) - 1)};
   nghttp2_data_provider prd;
   prd.source.ptr = call;
   prd.read_callback = jw__call_data_read_cb;
   call->headers_sent = true;
   jw__conn_schedule(&call->sc->c);
-  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, 2, &prd);
+  return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, 3, &prd);
 }
 
 /* ---- Public call API ------------------------------------------------- */
@@ -559,20 +565,50 @@ void jw__call_headers_done(sconn_t *sc, jw_rpc_call_t *call) {
   }
 }
 
-void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
-  bool first_only = call->method != NULL &&
-                    (call->method->flags & JW_RPC_METHOD_FIRST_MESSAGE);
+/* Whether the call's method starts on its first message (server.h). */
+static bool first_only(const jw_rpc_call_t *call) {
+  return call->method != NULL &&
+         (call->method->flags & JW_RPC_METHOD_FIRST_MESSAGE);
+}
+
+/*
+ * Counts a request message; refuses a second one, or, for a method that
+ * starts on its first message, drops it. Returns true for the first.
+ */
+static bool first_message(jw_rpc_call_t *call) {
   if (++call->nmsgs > 1) {
-    if (first_only) {
+    if (first_only(call)) {
       /* Waiting for the output to drain, the call still takes bytes:
        * later requests on its stream are not read. */
       call->nmsgs = 1;
-      return;
+      return false;
     }
     jw__call_submit_error(call, 200, JW_GRPC_UNIMPLEMENTED,
                           "more than one request message for a unary method");
+    return false;
+  }
+  return true;
+}
+
+/* The first message is in: a method that starts on it starts now. */
+static void first_message_kept(jw_rpc_call_t *call) {
+  if (first_only(call))
+    jw__call_request_whole(call->sc, call);
+}
+
+void jw__call_take_message(jw_rpc_call_t *call, uint8_t *msg, size_t len) {
+  if (!first_message(call)) {
+    free(msg);
     return;
   }
+  call->req = msg;
+  call->req_len = len;
+  first_message_kept(call);
+}
+
+void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
+  if (!first_message(call))
+    return;
   call->req = malloc(len > 0 ? len : 1);
   if (call->req == NULL) {
     jw__call_submit_error(call, 200, JW_GRPC_RESOURCE_EXHAUSTED,
@@ -582,8 +618,7 @@ void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
   if (len > 0)
     memcpy(call->req, msg, len);
   call->req_len = len;
-  if (first_only)
-    jw__call_request_whole(call->sc, call);
+  first_message_kept(call);
 }
 
 static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {

@@ -52,6 +52,7 @@ void jw_grpc_deframer_init(jw_grpc_deframer_t *d, size_t max_message) {
 }
 
 void jw_grpc_deframer_reset(jw_grpc_deframer_t *d) {
+  /* What the stream's headers set (max_message, compressed_ok) stays. */
   free(d->buf);
   d->buf = NULL;
   d->cap = 0;
@@ -89,7 +90,7 @@ int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
                 (size_t)d->hdr[3] << 8 | (size_t)d->hdr[4];
       d->len = 0;
       /* Both checks come from the prefix alone, before any buffering. */
-      if (d->flag != 0)
+      if (d->flag > 1 || (d->flag == 1 && !d->compressed_ok))
         return JW_EINVAL;
       if (d->need > d->max_message)
         return JW_ELIMIT;

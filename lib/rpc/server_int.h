@@ -51,8 +51,7 @@ struct jw_rpc_call_s {
   bool head;
   bool grpc_ctype;
   bool have_ctype;
-  bool encoded;         /* grpc-encoding other than identity */
-  bool refuse_encoding; /* the error says which encodings we take */
+  bool encoded; /* a grpc-encoding we do not take */
   bool have_timeout;
   bool bad_timeout;
   uint64_t timeout_ms;
@@ -97,6 +96,7 @@ struct jw_rpc_call_s {
 
   uv_timer_t *deadline;
   char tag[64];
+  char encoding[32]; /* the grpc-encoding we do not take, cut, for the error */
   char *message;
   uint64_t start_ns;
 };
@@ -219,6 +219,9 @@ void jw__call_headers_done(sconn_t *sc, jw_rpc_call_t *call);
 
 /* The one request message arrived (copied for dispatch). */
 void jw__call_on_message(jw_rpc_call_t *call, const uint8_t *msg, size_t len);
+
+/* The same for a message in a malloc'd buffer the call takes over. */
+void jw__call_take_message(jw_rpc_call_t *call, uint8_t *msg, size_t len);
 
 /* Response bytes the connection has waiting (unary replies, TLS records). */
 size_t jw__sconn_pending_output(sconn_t *sc);

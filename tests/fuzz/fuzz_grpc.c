@@ -11,13 +11,22 @@
  *    encoding is printable ASCII, a short buffer gets a NUL-terminated
  *    prefix and the full length back, like snprintf; decoding any text
  *    never grows it and decoding is a fixed point after one round trip.
+ *  - gzip request messages (lib/rpc/gzip.c) inflate to the same bytes and
+ *    the same verdict however the input is split, never past their cap,
+ *    and as zlib alone inflates them (taken when zlib ends the stream
+ *    with the input used up and at most cap bytes out; refused as over
+ *    the limit when zlib makes more than cap bytes; refused as broken
+ *    otherwise), with zlib's state freed at the end.
  * Every buffer is allocated to its exact size so ASan sees any overrun.
  */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "fuzz.h"
+#include "gzip_int.h"
 #include "jobworker/error.h"
 #include "jobworker/grpc.h"
 
@@ -164,12 +173,69 @@ static void status_maps(const uint8_t *data, size_t size) {
   }
 }
 
+/* What zlib alone makes of the input: 0, JW_ELIMIT or JW_EINVAL. */
+static int gunzip_reference(const uint8_t *in, size_t n, size_t cap,
+                            uint8_t *out, size_t *out_len) {
+  z_stream zs;
+  memset(&zs, 0, sizeof(zs));
+  FUZZ_CHECK(inflateInit2(&zs, 15 + 16) == Z_OK);
+  zs.next_in = (Bytef *)(uintptr_t)in;
+  zs.avail_in = (uInt)n;
+  zs.next_out = out;
+  zs.avail_out = (uInt)cap + 1;
+  int zr = inflate(&zs, Z_FINISH);
+  *out_len = cap + 1 - zs.avail_out;
+  size_t left = zs.avail_in;
+  inflateEnd(&zs);
+  if (*out_len > cap)
+    return JW_ELIMIT;
+  if (zr == Z_STREAM_END && left == 0)
+    return 0;
+  return JW_EINVAL;
+}
+
+static void gunzip_any(const uint8_t *data, size_t size) {
+  if (size < 3)
+    return;
+  size_t cap = (size_t)data[0] << 8 | data[1];
+  const uint8_t *in = data + 3;
+  size_t n = size - 3;
+  size_t split = n * data[2] / 255;
+  uint8_t *ref = malloc(cap + 1);
+  FUZZ_CHECK(ref != NULL);
+  size_t ref_len;
+  int want = gunzip_reference(in, n, cap, ref, &ref_len);
+  for (int way = 0; way < 2; way++) {
+    jw__gunzip_t g;
+    jw__gunzip_init(&g, cap);
+    int r;
+    if (way == 0) {
+      r = jw__gunzip_feed(&g, in, n);
+    } else {
+      r = jw__gunzip_feed(&g, in, split);
+      if (r == 0)
+        r = jw__gunzip_feed(&g, in + split, n - split);
+    }
+    if (r == 0)
+      r = jw__gunzip_finish(&g);
+    FUZZ_CHECK(r == want);
+    FUZZ_CHECK(g.out.len <= cap && g.out.cap <= cap);
+    if (r == 0)
+      FUZZ_CHECK(g.out.len == ref_len &&
+                 (ref_len == 0 || memcmp(g.out.base, ref, ref_len) == 0));
+    else
+      FUZZ_CHECK(g.why != NULL && !g.zs_open && g.state_bytes == 0);
+    jw__gunzip_free(&g);
+  }
+  free(ref);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
   const uint8_t *p = data + 1;
   size_t n = size - 1;
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
   case 0:
     timeout_parse_any(p, n);
     break;
@@ -186,8 +252,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   case 3:
     message_decode_any(p, n);
     break;
-  default:
+  case 4:
     status_maps(p, n);
+    break;
+  default:
+    gunzip_any(p, n);
     break;
   }
   return 0;

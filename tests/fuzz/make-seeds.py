@@ -23,6 +23,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import zlib
 
 import h2.config
 import h2.connection
@@ -94,12 +95,20 @@ def client():
     return c
 
 
-def headers(path, timeout=None, ctype="application/grpc", method="POST"):
+def gzip_bytes(data):
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
+def headers(path, timeout=None, ctype="application/grpc", method="POST",
+            enc=None):
     h = [(":method", method), (":scheme", "https"), (":path", path),
          (":authority", "localhost:3000"), ("content-type", ctype),
          ("te", "trailers"), ("user-agent", "jw-seeds/1 python-h2")]
     if timeout is not None:
         h.append(("grpc-timeout", timeout))
+    if enc is not None:
+        h += [("grpc-encoding", enc), ("grpc-accept-encoding", "gzip")]
     return h
 
 
@@ -184,6 +193,28 @@ def server_seeds(out, reqs):
         c = client()
         call(c, kw.pop("path"), kw.pop("body"), **kw)
         write(out, "server", "bad-" + name, c.data_to_send())
+    # gzip messages (grpc-encoding gzip): whole, split over DATA frames,
+    # for a JobWorker method, and broken ones: cut, trailing bytes, a bomb
+    # past the limit, an encoding the server does not take.
+    hello = gzip_bytes(b"hello, compressed " * 30)
+    start = gzip_bytes(reqs["Start"][1].SerializeToString())
+    gz = [
+        ("echo", "/test.Svc/Echo", frame(hello, 1), "gzip", 0),
+        ("echo-split", "/test.Svc/Echo", frame(hello, 1), "gzip", 3),
+        ("start", PREFIX + "Start", frame(start, 1), "gzip", 0),
+        ("plain", "/test.Svc/Echo", frame(b"plain"), "gzip", 0),
+        ("empty", "/test.Svc/Echo", frame(gzip_bytes(b""), 1), "gzip", 0),
+        ("cut", "/test.Svc/Echo", frame(hello[:-6], 1), "gzip", 0),
+        ("trailing", "/test.Svc/Echo", frame(hello + b"x", 1), "gzip", 0),
+        ("bomb", "/test.Svc/Echo", frame(gzip_bytes(bytes(1 << 20)), 1),
+         "gzip", 0),
+        ("flag2", "/test.Svc/Echo", frame(hello, 2), "gzip", 0),
+        ("deflate", "/test.Svc/Echo", frame(hello, 1), "deflate", 0),
+    ]
+    for name, path, body, enc, split in gz:
+        c = client()
+        call(c, path, body, split=split, enc=enc)
+        write(out, "server", "gzip-" + name, c.data_to_send())
     c = client()
     call(c, "/test.Svc/Echo", frame(b"bye"))
     c.close_connection()
@@ -207,7 +238,8 @@ def request_seeds(out, reqs):
 
 def grpc_seeds(out):
     # 0: parse a timeout; 1: format a value; 2: encode+decode bytes;
-    # 3: decode a header value; 4: status mappings.
+    # 3: decode a header value; 4: status mappings; 5: inflate gzip under
+    # a cap (2 bytes), split at a point (1 byte).
     for t in [b"100m", b"5S", b"1H", b"30M", b"10u", b"999999n", b"0m",
               b"99999999H", b"12345678m", b"1x", b"S", b"123456789S"]:
         write(out, "grpc", "timeout-parse", b"\x00" + t)
@@ -227,6 +259,17 @@ def grpc_seeds(out):
         write(out, "grpc", "message-decode", b"\x03" + e)
     write(out, "grpc", "status", b"\x04" + struct.pack(
         ">IIII", 404, 503, 8, 0xffffffff))
+    text = b"gzip me, gzip me, gzip me " * 40
+    z = gzip_bytes(text)
+    for cap, split in [(len(text), 128), (len(text) - 1, 7), (0, 0),
+                       (65535, 255)]:
+        write(out, "grpc", "gunzip", b"\x05" + struct.pack(">HB", cap, split)
+              + z)
+    write(out, "grpc", "gunzip-bomb", b"\x05" + struct.pack(">HB", 4096, 9)
+          + gzip_bytes(bytes(1 << 20)))
+    write(out, "grpc", "gunzip-cut", b"\x05\xff\xff\x80" + z[:-5])
+    write(out, "grpc", "gunzip-trailing", b"\x05\xff\xff\x80" + z + b"\x1f")
+    write(out, "grpc", "gunzip-empty", b"\x05\x00\x00\x00" + gzip_bytes(b""))
 
 
 LOG_KEYS = ["event", "peer", "cn", "method", "job", "status", "error",

@@ -598,7 +598,7 @@ class Http2(ServerCase):
         # not take is UNIMPLEMENTED, and grpc-accept-encoding tells the
         # client what to send instead.
         body = b"\x01" + (3).to_bytes(4, "big") + b"abc"
-        for enc in ("gzip", "deflate", "snappy"):
+        for enc in ("deflate", "snappy"):
             with self.subTest(enc):
                 c = ic.h2_request(self.server.port, SVC + "List", body,
                                   extra_headers=[("grpc-encoding", enc)])
@@ -607,7 +607,7 @@ class Http2(ServerCase):
                                  grpc.StatusCode.UNIMPLEMENTED.value[0],
                                  vars(c))
                 self.assertEqual(c.headers.get("grpc-accept-encoding"),
-                                 "identity", vars(c))
+                                 "identity,gzip", vars(c))
 
     def test_non_grpc_requests_get_http_answers(self):
         # An HTTP client (curl, a browser, a health checker) gets an HTTP

@@ -128,6 +128,38 @@ START_TEST(test_deframe_compressed_flag) {
 }
 END_TEST
 
+START_TEST(test_deframe_compressed_ok) {
+  /* A stream with an encoding its reader decodes: flag 1 is a message,
+   * told apart by d.flag; any other flag stays refused. */
+  jw_grpc_deframer_t d;
+  uint8_t wire[12] = {1, 0, 0, 0, 1, 'x', 0, 0, 0, 0, 1, 'y'};
+  const uint8_t *msg, *p = wire;
+  size_t len, n = sizeof(wire);
+  jw_grpc_deframer_init(&d, 100);
+  d.compressed_ok = true;
+  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), 1);
+  ck_assert_int_eq(d.flag, 1);
+  ck_assert_uint_eq(len, 1);
+  ck_assert_int_eq(msg[0], 'x');
+  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), 1);
+  ck_assert_int_eq(d.flag, 0);
+  ck_assert_int_eq(msg[0], 'y');
+  /* The limit applies to the framed (compressed) length as well. */
+  uint8_t big[5] = {1, 0, 0, 0, 101};
+  p = big;
+  n = sizeof(big);
+  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  jw_grpc_deframer_reset(&d);
+  ck_assert(d.compressed_ok);
+  uint8_t two[6] = {2, 0, 0, 0, 1, 'z'};
+  p = two;
+  n = sizeof(two);
+  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(d.flag, 2);
+  jw_grpc_deframer_reset(&d);
+}
+END_TEST
+
 START_TEST(test_deframe_partial) {
   jw_grpc_deframer_t d;
   uint8_t wire[8];
@@ -361,6 +393,7 @@ int main(void) {
                                    test_deframe_any_split,
                                    test_deframe_oversize_from_prefix,
                                    test_deframe_compressed_flag,
+                                   test_deframe_compressed_ok,
                                    test_deframe_partial,
                                    test_deframe_grows_with_input,
                                    test_timeout_parse_units,

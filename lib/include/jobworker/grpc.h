@@ -63,6 +63,7 @@ typedef struct {
   size_t need;        /* its length from the prefix */
   size_t max_message; /* the cap */
   uint8_t flag;       /* the compressed flag of the last prefix */
+  bool compressed_ok; /* messages with the compressed flag are taken */
 } jw_grpc_deframer_t;
 
 void jw_grpc_deframer_init(jw_grpc_deframer_t *d, size_t max_message);
@@ -75,9 +76,11 @@ void jw_grpc_deframer_reset(jw_grpc_deframer_t *d);
  * complete message. Returns 1 with msg and len set to that message (valid
  * until the next call or reset), 0 when the input is used up without
  * completing one, JW_ELIMIT when a prefix announces more than max_message
- * bytes, or JW_EINVAL when the compressed flag is set (no compression is
- * supported; d->flag tells its value). After an error the deframer must
- * be reset before reuse.
+ * bytes, or JW_EINVAL when the compressed flag is neither 0 nor, with
+ * compressed_ok set (the stream has a grpc-encoding its reader decodes), 1;
+ * d->flag tells the flag of the message returned or refused. The length
+ * limit applies to the message as framed, compressed or not. After an
+ * error the deframer must be reset before reuse.
  */
 int jw_grpc_deframer_next(jw_grpc_deframer_t *d, const uint8_t **p, size_t *n,
                           const uint8_t **msg, size_t *len);
