@@ -1,8 +1,10 @@
 # shellcheck shell=bash
-# Shared by the bash test scripts (tests/e2e/test_cli.sh,
-# tests/install/test_install.sh), sourced: the pass/fail tally and its
-# summary, the exit trap and stopping a server. Each script keeps its own
-# checks and its own cleanup.
+# Shared by the bash test scripts (tests/e2e/test_cli.sh, test_contexts.sh,
+# tests/install/test_install.sh, tests/packaging/test_completion.sh,
+# test_systemd.sh, test_man.sh), sourced after SRC is set: the pass/fail
+# tally and its summary, the exit trap, the built binaries and test
+# certificates, and starting and stopping a server. Each script keeps its
+# own checks and its own cleanup.
 
 npass=0
 nfail=0
@@ -45,4 +47,43 @@ fail() {
 summary() {
   echo "$npass passed, $nfail failed"
   [ "$nfail" = 0 ]
+}
+
+# need_built NAME FILE...: exits 1 (naming NAME, the test) unless every
+# FILE is an executable.
+need_built() {
+  local name=$1 bin
+  shift
+  for bin in "$@"; do
+    if [ ! -x "$bin" ]; then
+      echo "$name: $bin is not built"
+      exit 1
+    fi
+  done
+}
+
+# test_certs: sets C to $JW_TEST_CERTS if it has bob's key, else makes a CA,
+# the server's certificate and alice's and bob's in $T/certs (exit 1 if
+# that fails).
+test_certs() {
+  C=${JW_TEST_CERTS:-}
+  if [ -z "$C" ] || [ ! -f "$C/bob.key" ]; then
+    C=$T/certs
+    local tool=${JW_CERTS_TOOL:-$SRC/certs/jw-certs}
+    { "$tool" --dir "$C" init && "$tool" --dir "$C" server &&
+      "$tool" --dir "$C" client alice && "$tool" --dir "$C" client bob; } \
+      >/dev/null || exit 1
+  fi
+}
+
+# start_teleportd ADDR: $TELEPORTD in the background on ADDR with $C's
+# server certificate, data in $T/data, log (warn and up) in
+# $T/teleportd.log; sets SERVER_PID.
+start_teleportd() {
+  mkdir -p "$T/data"
+  "$TELEPORTD" --addr "$1" --cacert "$C/ca.cert" --cert "$C/server.cert" \
+    --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
+    --log-level warn 2>"$T/teleportd.log" &
+  # shellcheck disable=SC2034 # the caller's, to stop and wait for
+  SERVER_PID=$!
 }

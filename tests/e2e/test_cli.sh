@@ -88,21 +88,8 @@ remember_job() {
 
 # ---- setup ---------------------------------------------------------------
 
-for bin in "$TELEPORT" "$TELEPORTD"; do
-  if [ ! -x "$bin" ]; then
-    echo "test_cli: $bin is not built"
-    exit 1
-  fi
-done
-
-C=${JW_TEST_CERTS:-}
-if [ -z "$C" ] || [ ! -f "$C/bob.key" ]; then
-  C=$T/certs
-  tool=${JW_CERTS_TOOL:-$SRC/certs/jw-certs}
-  { "$tool" --dir "$C" init && "$tool" --dir "$C" server &&
-    "$tool" --dir "$C" client alice && "$tool" --dir "$C" client bob; } \
-    >/dev/null || exit 1
-fi
+need_built test_cli "$TELEPORT" "$TELEPORTD"
+test_certs
 
 # A CA nobody here trusts, and a client it signed.
 O=$T/other
@@ -123,11 +110,7 @@ mkdir -p "$O"
 
 PORT=$(free_port)
 ADDR=127.0.0.1:$PORT
-mkdir -p "$T/data"
-"$TELEPORTD" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
-  --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
-  --log-level warn 2>"$T/teleportd.log" &
-SERVER_PID=$!
+start_teleportd "$ADDR"
 
 export TZ=UTC TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert \
   TELEPORT_KEY=$C/alice.key TELEPORT_ADDR=$ADDR

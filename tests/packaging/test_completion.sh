@@ -19,35 +19,18 @@ COMP=$SRC/packaging/completions
 T=$(mktemp -d /tmp/jw-completion.XXXXXX)
 chmod 711 "$T"
 SERVER_PID=
-npass=0
-nfail=0
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null
+    stop_pid "$SERVER_PID" 100
     wait "$SERVER_PID" 2>/dev/null
   fi
   rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
 
 for f in "$TELEPORT" "$TELEPORTD" "$C/alice.key" "$C/bob.key"; do
   [ -e "$f" ] || {
@@ -99,11 +82,7 @@ expect "bash: --cert takes a file" "$T/files/alice.cert" teleport --cert "$T/fil
 # ---- bash: job ids from a running teleportd ------------------------------
 PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADDR=127.0.0.1:$PORT
-mkdir -p "$T/data"
-"$TELEPORTD" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
-  --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
-  --log-level warn 2>"$T/teleportd.log" &
-SERVER_PID=$!
+start_teleportd "$ADDR"
 as() {
   local who=$1
   shift
@@ -170,5 +149,4 @@ else
   echo "skip fish: not installed (apt-get install fish)"
 fi
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary

@@ -15,20 +15,8 @@ set -u
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 MAN=$SRC/docs/man
-npass=0
-nfail=0
-
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
 
 # help_flags: the long flags the --help text on stdin defines, one a line.
 help_flags() {
@@ -119,5 +107,4 @@ for page in "$MAN"/*.[18]; do
   fi
 done
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary

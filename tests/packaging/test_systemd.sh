@@ -22,8 +22,8 @@ T=$(mktemp -d /tmp/jw-systemd.XXXXXX)
 chmod 711 "$T"
 SERVER_PID=
 JOB_PID=
-npass=0
-nfail=0
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -40,18 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
 
 for f in "$TELEPORT" "$TELEPORTD" "$UNIT" "$C/alice.key"; do
   [ -e "$f" ] || {
@@ -170,5 +158,4 @@ else
   fail "teleportd after SIGTERM: exit '${rc:-still running}'" "$(tail -3 "$T/teleportd.log")"
 fi
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary
