@@ -49,6 +49,30 @@ summary() {
   [ "$nfail" = 0 ]
 }
 
+# test_paths PREFIX: sets TELEPORT and TELEPORTD (this build's, in $BUILD),
+# PY, and T, a new scratch directory /tmp/PREFIX.XXXXXX that jobs (which run
+# as unprivileged users of their own) may enter.
+test_paths() {
+  TELEPORT=$BUILD/client/teleport
+  TELEPORTD=$BUILD/server/teleportd
+  PY=/usr/bin/python3
+  T=$(mktemp -d "/tmp/$1.XXXXXX")
+  chmod 711 "$T"
+}
+
+# need_files NAME FILE...: exits 1 (naming NAME, the test) unless every
+# FILE is there.
+need_files() {
+  local name=$1 f
+  shift
+  for f in "$@"; do
+    [ -e "$f" ] || {
+      echo "$name: $f is missing (build, and tests/make-certs.sh)"
+      exit 1
+    }
+  done
+}
+
 # need_built NAME FILE...: exits 1 (naming NAME, the test) unless every
 # FILE is an executable.
 need_built() {

@@ -6,10 +6,14 @@
 # `docker import` it (kept as a cache).
 #
 # The caller sets: test_name (docker, deb), docker, base_image, limit (the
-# whole-test limit in seconds), work (a scratch directory),
-# started_dockerd="", passed=0, failed=0, t0=$(date +%s); and defines
+# whole-test limit in seconds), work (a scratch directory); and defines
 # cleanup (run once on every exit; stop_started_dockerd stops the dockerd
 # ensure_engine started).
+
+started_dockerd=""
+passed=0
+failed=0
+t0=$(date +%s)
 
 log() { printf '[%4ss] %s\n' "$(($(date +%s) - t0))" "$*"; }
 ok() { passed=$((passed + 1)); log "ok - $*"; }

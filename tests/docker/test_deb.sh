@@ -31,11 +31,6 @@ export DEBIAN_FRONTEND=noninteractive
 test_name=deb
 container="jwdeb-$$-$(date +%s)"
 work=$(mktemp -d /var/tmp/jw-deb-test.XXXXXX)
-started_dockerd=""
-passed=0
-failed=0
-t0=$(date +%s)
-
 # shellcheck source=docker_lib.sh
 . "$here/docker_lib.sh"
 

@@ -46,13 +46,8 @@ vol_pki="$run_id-pki"
 vol_certs="$run_id-certs"
 vol_data="$run_id-data"
 work=$(mktemp -d /var/tmp/jw-docker-test.XXXXXX)
-started_dockerd=""
 made_image=0
 made_volumes=0
-passed=0
-failed=0
-t0=$(date +%s)
-
 # shellcheck source=docker_lib.sh
 . "$here/docker_lib.sh"
 

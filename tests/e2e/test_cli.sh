@@ -16,13 +16,9 @@ SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 # shellcheck source=../test_common.sh
 . "$SRC/tests/test_common.sh"
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/jw-cli-e2e.XXXXXX)
+test_paths jw-cli-e2e
 # Jobs run as an unprivileged user of their own: they may reach the files
-# a test gives them ($T/big); the data directory inside stays 0700.
-chmod 711 "$T"
+# a test gives them in $T ($T/big); the data directory inside stays 0700.
 SERVER_PID=
 FOLLOW_PID=
 JOB_PIDS=()

@@ -15,11 +15,7 @@ SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 # shellcheck source=../test_common.sh
 . "$SRC/tests/test_common.sh"
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/jw-contexts-e2e.XXXXXX)
-chmod 711 "$T"
+test_paths jw-contexts-e2e
 PIDS=()
 
 cleanup() {

@@ -13,14 +13,11 @@ set -u
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 C=${JW_TEST_CERTS:-$BUILD/test-certs}
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
 COMP=$SRC/packaging/completions
-T=$(mktemp -d /tmp/jw-completion.XXXXXX)
-chmod 711 "$T"
 SERVER_PID=
 # shellcheck source=../test_common.sh
 . "$SRC/tests/test_common.sh"
+test_paths jw-completion
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -29,15 +26,9 @@ cleanup() {
   fi
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+on_exit cleanup
 
-for f in "$TELEPORT" "$TELEPORTD" "$C/alice.key" "$C/bob.key"; do
-  [ -e "$f" ] || {
-    echo "test_completion: $f is missing (build, and tests/make-certs.sh)"
-    exit 1
-  }
-done
+need_files test_completion "$TELEPORT" "$TELEPORTD" "$C/alice.key" "$C/bob.key"
 
 # complete WORD...: the completions bash offers for the last WORD of the
 # command line "WORD...", one a line, sorted. A fresh bash each time, so

@@ -15,15 +15,12 @@ set -u
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 C=${JW_TEST_CERTS:-$BUILD/test-certs}
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
 UNIT=$BUILD/packaging/teleportd.service
-T=$(mktemp -d /tmp/jw-systemd.XXXXXX)
-chmod 711 "$T"
 SERVER_PID=
 JOB_PID=
 # shellcheck source=../test_common.sh
 . "$SRC/tests/test_common.sh"
+test_paths jw-systemd
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -38,15 +35,9 @@ cleanup() {
   fi
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+on_exit cleanup
 
-for f in "$TELEPORT" "$TELEPORTD" "$UNIT" "$C/alice.key"; do
-  [ -e "$f" ] || {
-    echo "test_systemd: $f is missing (build, and tests/make-certs.sh)"
-    exit 1
-  }
-done
+need_files test_systemd "$TELEPORT" "$TELEPORTD" "$UNIT" "$C/alice.key"
 
 # unit_value KEY: the value of KEY= in the unit (the last one wins).
 unit_value() { sed -n "s/^$1=//p" "$UNIT" | tail -1; }
