@@ -43,6 +43,25 @@ fail() {
   return 0
 }
 
+# runs_ok [-q] PASS FAIL CMD...: runs CMD; passes PASS if it exits 0 (with
+# -q: and prints nothing), else fails FAIL with what it printed.
+runs_ok() {
+  local quiet=0 out rc
+  if [ "$1" = -q ]; then
+    quiet=1
+    shift
+  fi
+  local pass_name=$1 fail_name=$2
+  shift 2
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq 0 ] && { [ "$quiet" = 0 ] || [ -z "$out" ]; }; then
+    pass "$pass_name"
+  else
+    fail "$fail_name" "$out"
+  fi
+}
+
 # Prints "N passed, N failed"; returns 1 on any failure.
 summary() {
   echo "$npass passed, $nfail failed"

@@ -116,26 +116,15 @@ expect "bash: only one job id per command" "" \
 
 # ---- zsh and fish: syntax ------------------------------------------------
 if command -v zsh >/dev/null 2>&1; then
-  if out=$(zsh -n "$COMP/_teleport" 2>&1); then
-    pass "zsh -n _teleport"
-  else
-    fail "zsh -n _teleport" "$out"
-  fi
+  runs_ok "zsh -n _teleport" "zsh -n _teleport" zsh -n "$COMP/_teleport"
 else
   echo "skip zsh: not installed (apt-get install zsh)"
 fi
 if command -v fish >/dev/null 2>&1; then
-  if out=$(fish -n "$COMP/teleport.fish" 2>&1); then
-    pass "fish -n teleport.fish"
-  else
-    fail "fish -n teleport.fish" "$out"
-  fi
+  runs_ok "fish -n teleport.fish" "fish -n teleport.fish" fish -n "$COMP/teleport.fish"
   # Loading it defines the job-id function and registers completions.
-  if out=$(HOME=$T fish --no-config -c "source $COMP/teleport.fish; functions -q __teleport_job_ids; and complete -c teleport | grep -q -- '-l isolate'" 2>&1); then
-    pass "fish loads teleport.fish"
-  else
-    fail "fish loads teleport.fish" "$out"
-  fi
+  runs_ok "fish loads teleport.fish" "fish loads teleport.fish" env HOME="$T" fish --no-config \
+    -c "source $COMP/teleport.fish; functions -q __teleport_job_ids; and complete -c teleport | grep -q -- '-l isolate'"
 else
   echo "skip fish: not installed (apt-get install fish)"
 fi

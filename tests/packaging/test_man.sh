@@ -82,19 +82,11 @@ compare jw-certs "$MAN/jw-certs.1" "$T/jw-certs.help"
 for page in "$MAN"/*.[18]; do
   name=$(basename "$page")
   if command -v groff >/dev/null 2>&1; then
-    out=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
-    if [ $? -eq 0 ] && [ -z "$out" ]; then
-      pass "$name: groff -man -ww formats it without a warning"
-    else
-      fail "$name: groff -man -ww" "$out"
-    fi
+    runs_ok -q "$name: groff -man -ww formats it without a warning" "$name: groff -man -ww" \
+      groff -man -Tutf8 -ww -z "$page"
   elif command -v mandoc >/dev/null 2>&1; then
-    out=$(mandoc -T lint -W warning "$page" 2>&1)
-    if [ $? -eq 0 ] && [ -z "$out" ]; then
-      pass "$name: mandoc -T lint has no warning"
-    else
-      fail "$name: mandoc -T lint" "$out"
-    fi
+    runs_ok -q "$name: mandoc -T lint has no warning" "$name: mandoc -T lint" \
+      mandoc -T lint -W warning "$page"
   else
     echo "skip $name: neither groff nor mandoc is installed (apt-get install groff-base)"
   fi
