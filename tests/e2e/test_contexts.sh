@@ -62,6 +62,14 @@ free_port() {
 
 tp() { "$TELEPORT" "$@"; }
 
+# owned_by NAME ADDR WHO ID: checks that WHO's status of job ID on ADDR
+# (with WHO's certificate, no context) says WHO owns it.
+owned_by() {
+  run tp --addr "$2" --cacert "$C/ca.cert" --cert "$C/$3.cert" \
+    --key "$C/$3.key" status --json "$4"
+  check "$1" "[ \$rc = 0 ] && json \"j[\\\"owner\\\"] == \\\"$3\\\"\""
+}
+
 # serves ADDR [PID]: whether a teleportd on ADDR answers alice's list within
 # 100 tries 0.1 s apart (giving up early once PID, if given, has ended).
 serves() {
@@ -175,18 +183,12 @@ check "teleportd: --addr wins over the file's addr" '[ $ok = 1 ]'
 run tp start echo one
 check "default context: start on server1" '[ $rc = 0 ] && [ -s "$T/out" ]'
 ID1=$(cat "$T/out")
-run tp --addr "$ADDR1" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
-  --key "$C/alice.key" status --json "$ID1"
-check "default context: the job is alice's, on server1" \
-  '[ $rc = 0 ] && json "j[\"owner\"] == \"alice\""'
+owned_by "default context: the job is alice's, on server1" "$ADDR1" alice "$ID1"
 
 run tp --context bob@server2 start echo two
 check "--context bob@server2: start" '[ $rc = 0 ] && [ -s "$T/out" ]'
 ID2=$(cat "$T/out")
-run tp --addr "$ADDR2" --cacert "$C/ca.cert" --cert "$C/bob.cert" \
-  --key "$C/bob.key" status --json "$ID2"
-check "--context bob@server2: the job is bob's, on server2" \
-  '[ $rc = 0 ] && json "j[\"owner\"] == \"bob\""'
+owned_by "--context bob@server2: the job is bob's, on server2" "$ADDR2" bob "$ID2"
 
 run env TELEPORT_CONTEXT=bob@server2 "$TELEPORT" list --json
 check "TELEPORT_CONTEXT=bob@server2: lists bob's job on server2 only" \
