@@ -79,6 +79,35 @@ test_paths() {
   chmod 711 "$T"
 }
 
+# has TEXT: whether $T/out (where the script's run put stdout) has TEXT.
+has() { grep -qF -- "$1" "$T/out"; }
+
+# json EXPR: evaluates a Python expression over j, the JSON in $T/out.
+json() {
+  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$T/out"
+}
+
+# free_port: a TCP port on 127.0.0.1 that is free now.
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# tp ARG...: this build's teleport.
+tp() { "$TELEPORT" "$@"; }
+
+# wait_up TRIES CMD...: runs CMD up to TRIES times 0.1 s apart until it
+# succeeds (returns 0); returns 1 if it never does or SERVER_PID ends first.
+wait_up() {
+  local tries=$1
+  shift
+  for _ in $(seq "$tries"); do
+    "$@" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 # need_files NAME FILE...: exits 1 (naming NAME, the test) unless every
 # FILE is there.
 need_files() {

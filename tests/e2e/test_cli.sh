@@ -62,18 +62,6 @@ err_is() {
     grep -qF -- "$1" "$T/err"
 }
 
-has() { grep -qF -- "$1" "$T/out"; }
-
-# json EXPR: evaluates a Python expression over j, the JSON in $T/out.
-json() {
-  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$T/out"
-}
-
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-tp() { "$TELEPORT" "$@"; }
 as_bob() { TELEPORT_CERT=$C/bob.cert TELEPORT_KEY=$C/bob.key "$TELEPORT" "$@"; }
 
 remember_job() {
@@ -111,16 +99,7 @@ start_teleportd "$ADDR"
 export TZ=UTC TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert \
   TELEPORT_KEY=$C/alice.key TELEPORT_ADDR=$ADDR
 
-ready=0
-for _ in $(seq 100); do
-  if tp list >/dev/null 2>&1; then
-    ready=1
-    break
-  fi
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
+if ! wait_up 100 tp list; then
   echo "test_cli: teleportd did not come up on $ADDR:"
   cat "$T/teleportd.log"
   exit 1

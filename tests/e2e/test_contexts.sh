@@ -48,19 +48,7 @@ check() {
   fi
 }
 
-has() { grep -qF -- "$1" "$T/out"; }
 err_has() { grep -qF -- "$1" "$T/err"; }
-
-# json EXPR: evaluates a Python expression over j, the JSON in $T/out.
-json() {
-  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$T/out"
-}
-
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-tp() { "$TELEPORT" "$@"; }
 
 # owned_by NAME ADDR WHO ID: checks that WHO's status of job ID on ADDR
 # (with WHO's certificate, no context) says WHO owns it.

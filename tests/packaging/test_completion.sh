@@ -71,7 +71,7 @@ mkdir -p "$T/files" && touch "$T/files/alice.cert" "$T/files/alice.key"
 expect "bash: --cert takes a file" "$T/files/alice.cert" teleport --cert "$T/files/alice.c"
 
 # ---- bash: job ids from a running teleportd ------------------------------
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 ADDR=127.0.0.1:$PORT
 start_teleportd "$ADDR"
 as() {
@@ -80,15 +80,9 @@ as() {
   TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/$who.cert TELEPORT_KEY=$C/$who.key \
     TELEPORT_ADDR=$ADDR "$TELEPORT" "$@"
 }
-ready=0
-for _ in $(seq 300); do
-  as alice list >/dev/null 2>&1 && ready=1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
+if ! wait_up 300 as alice list; then
   fail "teleportd did not come up on $ADDR" "$(tail -5 "$T/teleportd.log")"
-  echo "$npass passed, $nfail failed"
+  summary
   exit 1
 fi
 a1=$(as alice start true) && a2=$(as alice start true) && b1=$(as bob start true) ||

@@ -85,22 +85,16 @@ else
 fi
 
 # ---- ExecReload against a live teleportd ---------------------------------
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 export TELEPORT_ADDR=127.0.0.1:$PORT TELEPORT_CACERT=$C/ca.cert \
   TELEPORT_CERT=$C/alice.cert TELEPORT_KEY=$C/alice.key
 mkdir -p "$T/data"
 "$TELEPORTD" --addr "$TELEPORT_ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
   --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s 2>"$T/teleportd.log" &
 SERVER_PID=$!
-ready=0
-for _ in $(seq 300); do
-  "$TELEPORT" list >/dev/null 2>&1 && ready=1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
+if ! wait_up 300 "$TELEPORT" list; then
   fail "teleportd did not come up" "$(tail -5 "$T/teleportd.log")"
-  echo "$npass passed, $nfail failed"
+  summary
   exit 1
 fi
 job=$("$TELEPORT" start sleep 300) || fail "teleport start sleep 300 failed"
