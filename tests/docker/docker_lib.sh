@@ -5,11 +5,15 @@
 # else pull it, else debootstrap one from the host's Debian mirror and
 # `docker import` it (kept as a cache).
 #
-# The caller sets: test_name (docker, deb), docker, base_image, limit (the
+# The caller sets: here (tests/docker), test_name (docker, deb), limit (the
 # whole-test limit in seconds), work (a scratch directory); and defines
 # cleanup (run once on every exit; stop_started_dockerd stops the dockerd
 # ensure_engine started).
 
+root=$(cd "$here/../.." && pwd)
+docker=${DOCKER:-docker}
+base_image=debian:bookworm-slim
+export DEBIAN_FRONTEND=noninteractive
 started_dockerd=""
 passed=0
 failed=0

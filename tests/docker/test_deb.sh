@@ -22,15 +22,12 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-docker=${DOCKER:-docker}
-base_image=debian:bookworm-slim
 limit=${JW_DOCKER_TEST_TIMEOUT:-600}
-export DEBIAN_FRONTEND=noninteractive
 
 test_name=deb
 container="jwdeb-$$-$(date +%s)"
 work=$(mktemp -d /var/tmp/jw-deb-test.XXXXXX)
+
 # shellcheck source=docker_lib.sh
 . "$here/docker_lib.sh"
 

@@ -31,12 +31,8 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-docker=${DOCKER:-docker}
-base_image=debian:bookworm-slim
 limit=${JW_DOCKER_TEST_TIMEOUT:-900}
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} # classic builder: no buildx needed
-export DEBIAN_FRONTEND=noninteractive
 
 test_name=docker
 run_id="jwtest-$$-$(date +%s)"
@@ -48,6 +44,7 @@ vol_data="$run_id-data"
 work=$(mktemp -d /var/tmp/jw-docker-test.XXXXXX)
 made_image=0
 made_volumes=0
+
 # shellcheck source=docker_lib.sh
 . "$here/docker_lib.sh"
 
