@@ -79,6 +79,22 @@ test_paths() {
   chmod 711 "$T"
 }
 
+# run CMD...: runs a command, keeping its exit code in $rc and its output in
+# $T/out and $T/err.
+run() {
+  "$@" >"$T/out" 2>"$T/err"
+  rc=$?
+}
+
+# check NAME EXPR: passes when the shell expression EXPR holds.
+check() {
+  if eval "$2"; then
+    pass "$1"
+  else
+    fail "$1" "exit $rc; stdout: $(head -c 300 "$T/out" | tr '\n' '|'); stderr: $(head -c 400 "$T/err" | tr '\n' '|')"
+  fi
+}
+
 # has TEXT: whether $T/out (where the script's run put stdout) has TEXT.
 has() { grep -qF -- "$1" "$T/out"; }
 

@@ -40,22 +40,6 @@ cleanup() {
 }
 on_exit cleanup
 
-# run CMD...: runs a command, keeping its exit code in $rc and its output in
-# $T/out and $T/err.
-run() {
-  "$@" >"$T/out" 2>"$T/err"
-  rc=$?
-}
-
-# check NAME EXPR: passes when the shell expression EXPR holds.
-check() {
-  if eval "$2"; then
-    pass "$1"
-  else
-    fail "$1" "exit $rc; stdout: $(head -c 300 "$T/out" | tr '\n' '|'); stderr: $(head -c 400 "$T/err" | tr '\n' '|')"
-  fi
-}
-
 # One line on stderr containing the text, nothing on stdout.
 err_is() {
   [ ! -s "$T/out" ] && [ "$(wc -l <"$T/err")" = 1 ] &&

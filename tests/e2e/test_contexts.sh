@@ -32,21 +32,7 @@ cleanup() {
   done
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-run() {
-  "$@" >"$T/out" 2>"$T/err"
-  rc=$?
-}
-
-check() {
-  if eval "$2"; then
-    pass "$1"
-  else
-    fail "$1" "exit $rc; stdout: $(head -c 300 "$T/out" | tr '\n' '|'); stderr: $(head -c 400 "$T/err" | tr '\n' '|')"
-  fi
-}
+on_exit cleanup
 
 err_has() { grep -qF -- "$1" "$T/err"; }
 
