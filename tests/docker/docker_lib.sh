@@ -1,13 +1,87 @@
-# tests/docker/docker_lib.sh: a Docker engine and a debian:bookworm-slim
-# base for the Docker tests, sourced by tests/docker/test_deb.sh. The same
-# helpers as tests/docker/test_docker.sh's (which still has its own copy):
-# use a running engine or, as root, install docker.io and start dockerd;
-# use a local base, else pull it, else debootstrap one from the host's
-# Debian mirror and `docker import` it (kept as a cache).
+# tests/docker/docker_lib.sh: what the Docker tests (tests/docker/test_docker.sh
+# and test_deb.sh) share: their log, tally and exit handling, a whole-test
+# time limit, a Docker engine and a debian:bookworm-slim base: use a running
+# engine or, as root, install docker.io and start dockerd; use a local base,
+# else pull it, else debootstrap one from the host's Debian mirror and
+# `docker import` it (kept as a cache).
 #
-# The caller defines: docker, base_image, work (a scratch directory),
-# log MSG, skip MSG (exit 77), fail MSG (exit 1), and sets
-# started_dockerd="" before ensure_engine (its cleanup stops that dockerd).
+# The caller sets: here (tests/docker), test_name (docker, deb), limit (the
+# whole-test limit in seconds), work (a scratch directory); and defines
+# cleanup (run once on every exit; stop_started_dockerd stops the dockerd
+# ensure_engine started).
+
+root=$(cd "$here/../.." && pwd)
+docker=${DOCKER:-docker}
+base_image=debian:bookworm-slim
+export DEBIAN_FRONTEND=noninteractive
+started_dockerd=""
+passed=0
+failed=0
+t0=$(date +%s)
+
+log() { printf '[%4ss] %s\n' "$(($(date +%s) - t0))" "$*"; }
+ok() { passed=$((passed + 1)); log "ok - $*"; }
+not_ok() { failed=$((failed + 1)); log "not ok - $*"; }
+
+finish() {
+  local rc=$1
+  trap - EXIT INT TERM
+  [ -n "${watchdog:-}" ] && kill "$watchdog" 2>/dev/null
+  cleanup
+  if [ "$rc" -eq 77 ]; then
+    echo "$test_name: 0 passed, 0 failed, 1 skipped"
+  else
+    [ "$rc" -eq 0 ] && [ "$failed" -gt 0 ] && rc=1
+    echo "$test_name: $passed passed, $failed failed"
+  fi
+  exit "$rc"
+}
+
+skip() {
+  log "SKIP: $*"
+  finish 77
+}
+
+fail() {
+  not_ok "$*"
+  finish 1
+}
+
+# Sets the exit traps and starts the whole-test limit: SIGTERM to this
+# script (the watchdog's, after $limit seconds) runs the cleanup.
+start_watchdog() {
+  trap 'not_ok "the test script ended early (status $?)"; finish 1' EXIT
+  trap 'not_ok "interrupted (signal or over the time limit)"; finish 1' INT TERM
+  (
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$limit" &
+    s=$!
+    wait "$s" && echo "test_$test_name: over ${limit}s, stopping" >&2 && kill -TERM $$
+  ) 2>/dev/null &
+  watchdog=$!
+}
+
+# Stops the background command run_bg waits for, if any.
+stop_bg() {
+  if [ -n "$bg_pid" ]; then
+    kill -TERM "$bg_pid" 2>/dev/null
+    wait "$bg_pid" 2>/dev/null
+  fi
+}
+
+# Stops the dockerd ensure_engine started, if it did (TERM, then KILL
+# after 30 s).
+stop_started_dockerd() {
+  if [ -n "$started_dockerd" ]; then
+    log "stopping the dockerd this test started (pid $started_dockerd)"
+    kill -TERM "$started_dockerd" 2>/dev/null
+    for _ in $(seq 1 60); do
+      kill -0 "$started_dockerd" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -0 "$started_dockerd" 2>/dev/null && kill -KILL "$started_dockerd" 2>/dev/null
+  fi
+}
 
 # Runs a long command in the background and waits for it, so that a signal
 # (Ctrl-C, the time limit) runs the cleanup at once instead of after it.

@@ -22,80 +22,25 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-docker=${DOCKER:-docker}
-base_image=debian:bookworm-slim
 limit=${JW_DOCKER_TEST_TIMEOUT:-600}
-export DEBIAN_FRONTEND=noninteractive
 
+test_name=deb
 container="jwdeb-$$-$(date +%s)"
 work=$(mktemp -d /var/tmp/jw-deb-test.XXXXXX)
-started_dockerd=""
-passed=0
-failed=0
-t0=$(date +%s)
-
-log() { printf '[%4ss] %s\n' "$(($(date +%s) - t0))" "$*"; }
-ok() { passed=$((passed + 1)); log "ok - $*"; }
-not_ok() { failed=$((failed + 1)); log "not ok - $*"; }
 
 # shellcheck source=docker_lib.sh
 . "$here/docker_lib.sh"
 
 cleanup() {
-  if [ -n "$bg_pid" ]; then
-    kill -TERM "$bg_pid" 2>/dev/null
-    wait "$bg_pid" 2>/dev/null
-  fi
+  stop_bg
   if "$docker" info >/dev/null 2>&1; then
     "$docker" rm -f -v "$container" >/dev/null 2>&1
   fi
-  if [ -n "$started_dockerd" ]; then
-    log "stopping the dockerd this test started (pid $started_dockerd)"
-    kill -TERM "$started_dockerd" 2>/dev/null
-    for _ in $(seq 1 60); do
-      kill -0 "$started_dockerd" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -0 "$started_dockerd" 2>/dev/null && kill -KILL "$started_dockerd" 2>/dev/null
-  fi
+  stop_started_dockerd
   rm -rf "$work"
 }
 
-finish() {
-  local rc=$1
-  trap - EXIT INT TERM
-  [ -n "${watchdog:-}" ] && kill "$watchdog" 2>/dev/null
-  cleanup
-  if [ "$rc" -eq 77 ]; then
-    echo "deb: 0 passed, 0 failed, 1 skipped"
-  else
-    [ "$rc" -eq 0 ] && [ "$failed" -gt 0 ] && rc=1
-    echo "deb: $passed passed, $failed failed"
-  fi
-  exit "$rc"
-}
-
-skip() {
-  log "SKIP: $*"
-  finish 77
-}
-
-fail() {
-  not_ok "$*"
-  finish 1
-}
-
-trap 'not_ok "the test script ended early (status $?)"; finish 1' EXIT
-trap 'not_ok "interrupted (signal or over the time limit)"; finish 1' INT TERM
-
-(
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$limit" &
-  s=$!
-  wait "$s" && echo "test_deb: over ${limit}s, stopping" >&2 && kill -TERM $$
-) 2>/dev/null &
-watchdog=$!
+start_watchdog
 
 # ct CMD...: runs a shell command line in the container, bounded.
 ct() { timeout "${in_timeout:-60}" "$docker" exec "$container" sh -c "$*"; }

@@ -16,13 +16,9 @@ SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 # shellcheck source=../test_common.sh
 . "$SRC/tests/test_common.sh"
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/jw-cli-e2e.XXXXXX)
+test_paths jw-cli-e2e
 # Jobs run as an unprivileged user of their own: they may reach the files
-# a test gives them ($T/big); the data directory inside stays 0700.
-chmod 711 "$T"
+# a test gives them in $T ($T/big); the data directory inside stays 0700.
 SERVER_PID=
 FOLLOW_PID=
 JOB_PIDS=()
@@ -44,40 +40,12 @@ cleanup() {
 }
 on_exit cleanup
 
-# run CMD...: runs a command, keeping its exit code in $rc and its output in
-# $T/out and $T/err.
-run() {
-  "$@" >"$T/out" 2>"$T/err"
-  rc=$?
-}
-
-# check NAME EXPR: passes when the shell expression EXPR holds.
-check() {
-  if eval "$2"; then
-    pass "$1"
-  else
-    fail "$1" "exit $rc; stdout: $(head -c 300 "$T/out" | tr '\n' '|'); stderr: $(head -c 400 "$T/err" | tr '\n' '|')"
-  fi
-}
-
 # One line on stderr containing the text, nothing on stdout.
 err_is() {
   [ ! -s "$T/out" ] && [ "$(wc -l <"$T/err")" = 1 ] &&
     grep -qF -- "$1" "$T/err"
 }
 
-has() { grep -qF -- "$1" "$T/out"; }
-
-# json EXPR: evaluates a Python expression over j, the JSON in $T/out.
-json() {
-  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$T/out"
-}
-
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-tp() { "$TELEPORT" "$@"; }
 as_bob() { TELEPORT_CERT=$C/bob.cert TELEPORT_KEY=$C/bob.key "$TELEPORT" "$@"; }
 
 remember_job() {
@@ -88,21 +56,8 @@ remember_job() {
 
 # ---- setup ---------------------------------------------------------------
 
-for bin in "$TELEPORT" "$TELEPORTD"; do
-  if [ ! -x "$bin" ]; then
-    echo "test_cli: $bin is not built"
-    exit 1
-  fi
-done
-
-C=${JW_TEST_CERTS:-}
-if [ -z "$C" ] || [ ! -f "$C/bob.key" ]; then
-  C=$T/certs
-  tool=${JW_CERTS_TOOL:-$SRC/certs/jw-certs}
-  { "$tool" --dir "$C" init && "$tool" --dir "$C" server &&
-    "$tool" --dir "$C" client alice && "$tool" --dir "$C" client bob; } \
-    >/dev/null || exit 1
-fi
+need_built test_cli "$TELEPORT" "$TELEPORTD"
+test_certs
 
 # A CA nobody here trusts, and a client it signed.
 O=$T/other
@@ -123,25 +78,12 @@ mkdir -p "$O"
 
 PORT=$(free_port)
 ADDR=127.0.0.1:$PORT
-mkdir -p "$T/data"
-"$TELEPORTD" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
-  --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
-  --log-level warn 2>"$T/teleportd.log" &
-SERVER_PID=$!
+start_teleportd "$ADDR"
 
 export TZ=UTC TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert \
   TELEPORT_KEY=$C/alice.key TELEPORT_ADDR=$ADDR
 
-ready=0
-for _ in $(seq 100); do
-  if tp list >/dev/null 2>&1; then
-    ready=1
-    break
-  fi
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
+if ! wait_up 100 tp list; then
   echo "test_cli: teleportd did not come up on $ADDR:"
   cat "$T/teleportd.log"
   exit 1

@@ -13,15 +13,10 @@ set -u
 
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
-PY=/usr/bin/python3
-T=$(mktemp -d /tmp/jw-contexts-e2e.XXXXXX)
-chmod 711 "$T"
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
+test_paths jw-contexts-e2e
 PIDS=()
-npass=0
-nfail=0
-failures=()
 
 cleanup() {
   for pid in "${PIDS[@]}"; do
@@ -37,66 +32,36 @@ cleanup() {
   done
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+on_exit cleanup
 
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  failures+=("$1")
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
-
-run() {
-  "$@" >"$T/out" 2>"$T/err"
-  rc=$?
-}
-
-check() {
-  if eval "$2"; then
-    pass "$1"
-  else
-    fail "$1" "exit $rc; stdout: $(head -c 300 "$T/out" | tr '\n' '|'); stderr: $(head -c 400 "$T/err" | tr '\n' '|')"
-  fi
-}
-
-has() { grep -qF -- "$1" "$T/out"; }
 err_has() { grep -qF -- "$1" "$T/err"; }
 
-# json EXPR: evaluates a Python expression over j, the JSON in $T/out.
-json() {
-  "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$T/out"
+# owned_by NAME ADDR WHO ID: checks that WHO's status of job ID on ADDR
+# (with WHO's certificate, no context) says WHO owns it.
+owned_by() {
+  run tp --addr "$2" --cacert "$C/ca.cert" --cert "$C/$3.cert" \
+    --key "$C/$3.key" status --json "$4"
+  check "$1" "[ \$rc = 0 ] && json \"j[\\\"owner\\\"] == \\\"$3\\\"\""
 }
 
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# serves ADDR [PID]: whether a teleportd on ADDR answers alice's list within
+# 100 tries 0.1 s apart (giving up early once PID, if given, has ended).
+serves() {
+  for _ in $(seq 100); do
+    if tp --addr "$1" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
+      --key "$C/alice.key" list >/dev/null 2>&1; then
+      return 0
+    fi
+    [ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
 }
-
-tp() { "$TELEPORT" "$@"; }
 
 # ---- setup ---------------------------------------------------------------
 
-for bin in "$TELEPORT" "$TELEPORTD"; do
-  if [ ! -x "$bin" ]; then
-    echo "test_contexts: $bin is not built"
-    exit 1
-  fi
-done
-
-C=${JW_TEST_CERTS:-}
-if [ -z "$C" ] || [ ! -f "$C/bob.key" ]; then
-  C=$T/certs
-  tool=${JW_CERTS_TOOL:-$SRC/certs/jw-certs}
-  { "$tool" --dir "$C" init && "$tool" --dir "$C" server &&
-    "$tool" --dir "$C" client alice && "$tool" --dir "$C" client bob; } \
-    >/dev/null || exit 1
-fi
+need_built test_contexts "$TELEPORT" "$TELEPORTD"
+test_certs
 
 # Only what this test sets counts.
 for v in $(env | sed -n 's/^\(TELEPORTD\?_[A-Z_]*\)=.*/\1/p'); do
@@ -153,17 +118,7 @@ CONF
 chmod 600 "$D/config"
 
 for i in 0 1; do
-  ready=0
-  for _ in $(seq 100); do
-    if tp --addr "${ADDRS[$i]}" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
-      --key "$C/alice.key" list >/dev/null 2>&1; then
-      ready=1
-      break
-    fi
-    kill -0 "${PIDS[$i]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ "$ready" != 1 ]; then
+  if ! serves "${ADDRS[$i]}" "${PIDS[$i]}"; then
     echo "test_contexts: teleportd --config $T/server$((i + 1)).conf did not come up on ${ADDRS[$i]}:"
     cat "$T/teleportd$((i + 1)).log"
     exit 1
@@ -193,14 +148,7 @@ mkdir -p "$T/data3"
   --data-dir "$T/data3" 2>"$T/teleportd3.log" &
 PIDS+=($!)
 ok=0
-for _ in $(seq 100); do
-  if tp --addr "127.0.0.1:$port3" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
-    --key "$C/alice.key" list >/dev/null 2>&1; then
-    ok=1
-    break
-  fi
-  sleep 0.1
-done
+serves "127.0.0.1:$port3" && ok=1
 rc=$ok
 check "teleportd: --addr wins over the file's addr" '[ $ok = 1 ]'
 
@@ -209,18 +157,12 @@ check "teleportd: --addr wins over the file's addr" '[ $ok = 1 ]'
 run tp start echo one
 check "default context: start on server1" '[ $rc = 0 ] && [ -s "$T/out" ]'
 ID1=$(cat "$T/out")
-run tp --addr "$ADDR1" --cacert "$C/ca.cert" --cert "$C/alice.cert" \
-  --key "$C/alice.key" status --json "$ID1"
-check "default context: the job is alice's, on server1" \
-  '[ $rc = 0 ] && json "j[\"owner\"] == \"alice\""'
+owned_by "default context: the job is alice's, on server1" "$ADDR1" alice "$ID1"
 
 run tp --context bob@server2 start echo two
 check "--context bob@server2: start" '[ $rc = 0 ] && [ -s "$T/out" ]'
 ID2=$(cat "$T/out")
-run tp --addr "$ADDR2" --cacert "$C/ca.cert" --cert "$C/bob.cert" \
-  --key "$C/bob.key" status --json "$ID2"
-check "--context bob@server2: the job is bob's, on server2" \
-  '[ $rc = 0 ] && json "j[\"owner\"] == \"bob\""'
+owned_by "--context bob@server2: the job is bob's, on server2" "$ADDR2" bob "$ID2"
 
 run env TELEPORT_CONTEXT=bob@server2 "$TELEPORT" list --json
 check "TELEPORT_CONTEXT=bob@server2: lists bob's job on server2 only" \
@@ -326,5 +268,4 @@ if [ "$nfail" -gt 0 ]; then
     tail -n 20 "$T/teleportd$n.log" 2>/dev/null
   done
 fi
-echo "$npass passed, $nfail failed"
-[ "$nfail" = 0 ]
+summary

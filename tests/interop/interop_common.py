@@ -292,6 +292,22 @@ class Server:
 
 # ---- processes (for checking that jobs are gone) -------------------------
 
+def serve_alice_bob(cls, stub_class, **server_args):
+    """Starts cls.server, a Server(**server_args), and sets alice's and
+    bob's channels to it (cls.alice_chan, cls.bob_chan) and stub_class
+    stubs on them (cls.alice, cls.bob): a test class's setUpClass."""
+    cls.server = Server(**server_args)
+    try:
+        cls.server.start()
+    except Exception:
+        cls.server.cleanup()
+        raise
+    cls.alice_chan = channel(cls.server.port, "alice")
+    cls.bob_chan = channel(cls.server.port, "bob")
+    cls.alice = stub_class(cls.alice_chan)
+    cls.bob = stub_class(cls.bob_chan)
+
+
 def proc_stat(pid):
     """(state, pgrp, starttime) of a live process, or None."""
     try:

@@ -198,18 +198,10 @@ class Bomb(Helpers, base.ServerCase):
     def setUpClass(cls):
         cls.tmp = ic.mktemp("jw-interop-gz-")
         opts = os.environ.get("ASAN_OPTIONS", "")
-        cls.server = ic.Server(stop_timeout="2s", env_extra={
-            "ASAN_OPTIONS": (opts + ":" if opts else "") +
-            "quarantine_size_mb=2:thread_local_quarantine_size_kb=64"})
-        try:
-            cls.server.start()
-        except Exception:
-            cls.server.cleanup()
-            raise
-        cls.alice_chan = ic.channel(cls.server.port, "alice")
-        cls.bob_chan = ic.channel(cls.server.port, "bob")
-        cls.alice = base.pb_grpc.JobWorkerStub(cls.alice_chan)
-        cls.bob = base.pb_grpc.JobWorkerStub(cls.bob_chan)
+        ic.serve_alice_bob(
+            cls, base.pb_grpc.JobWorkerStub, stop_timeout="2s", env_extra={
+                "ASAN_OPTIONS": (opts + ":" if opts else "") +
+                "quarantine_size_mb=2:thread_local_quarantine_size_kb=64"})
 
     def test_gzip_bomb_refused_memory_flat(self):
         bomb = gzip_bomb(1024)  # 1 GiB of zeros in about 1 MiB

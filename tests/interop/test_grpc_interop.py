@@ -62,16 +62,7 @@ class ServerCase(unittest.TestCase):
         # Jobs run as their client's own unprivileged user: they write and
         # read files and work in this directory, as in /tmp.
         os.chmod(cls.tmp, 0o1777)
-        cls.server = ic.Server(stop_timeout="2s")
-        try:
-            cls.server.start()
-        except Exception:
-            cls.server.cleanup()
-            raise
-        cls.alice_chan = ic.channel(cls.server.port, "alice")
-        cls.bob_chan = ic.channel(cls.server.port, "bob")
-        cls.alice = pb_grpc.JobWorkerStub(cls.alice_chan)
-        cls.bob = pb_grpc.JobWorkerStub(cls.bob_chan)
+        ic.serve_alice_bob(cls, pb_grpc.JobWorkerStub, stop_timeout="2s")
 
     @classmethod
     def tearDownClass(cls):

@@ -13,48 +13,22 @@ set -u
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 C=${JW_TEST_CERTS:-$BUILD/test-certs}
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
 COMP=$SRC/packaging/completions
-T=$(mktemp -d /tmp/jw-completion.XXXXXX)
-chmod 711 "$T"
 SERVER_PID=
-npass=0
-nfail=0
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
+test_paths jw-completion
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null
+    stop_pid "$SERVER_PID" 100
     wait "$SERVER_PID" 2>/dev/null
   fi
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+on_exit cleanup
 
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
-
-for f in "$TELEPORT" "$TELEPORTD" "$C/alice.key" "$C/bob.key"; do
-  [ -e "$f" ] || {
-    echo "test_completion: $f is missing (build, and tests/make-certs.sh)"
-    exit 1
-  }
-done
+need_files test_completion "$TELEPORT" "$TELEPORTD" "$C/alice.key" "$C/bob.key"
 
 # complete WORD...: the completions bash offers for the last WORD of the
 # command line "WORD...", one a line, sorted. A fresh bash each time, so
@@ -97,28 +71,18 @@ mkdir -p "$T/files" && touch "$T/files/alice.cert" "$T/files/alice.key"
 expect "bash: --cert takes a file" "$T/files/alice.cert" teleport --cert "$T/files/alice.c"
 
 # ---- bash: job ids from a running teleportd ------------------------------
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 ADDR=127.0.0.1:$PORT
-mkdir -p "$T/data"
-"$TELEPORTD" --addr "$ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
-  --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
-  --log-level warn 2>"$T/teleportd.log" &
-SERVER_PID=$!
+start_teleportd "$ADDR"
 as() {
   local who=$1
   shift
   TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/$who.cert TELEPORT_KEY=$C/$who.key \
     TELEPORT_ADDR=$ADDR "$TELEPORT" "$@"
 }
-ready=0
-for _ in $(seq 300); do
-  as alice list >/dev/null 2>&1 && ready=1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
+if ! wait_up 300 as alice list; then
   fail "teleportd did not come up on $ADDR" "$(tail -5 "$T/teleportd.log")"
-  echo "$npass passed, $nfail failed"
+  summary
   exit 1
 fi
 a1=$(as alice start true) && a2=$(as alice start true) && b1=$(as bob start true) ||
@@ -146,29 +110,17 @@ expect "bash: only one job id per command" "" \
 
 # ---- zsh and fish: syntax ------------------------------------------------
 if command -v zsh >/dev/null 2>&1; then
-  if out=$(zsh -n "$COMP/_teleport" 2>&1); then
-    pass "zsh -n _teleport"
-  else
-    fail "zsh -n _teleport" "$out"
-  fi
+  runs_ok "zsh -n _teleport" "zsh -n _teleport" zsh -n "$COMP/_teleport"
 else
   echo "skip zsh: not installed (apt-get install zsh)"
 fi
 if command -v fish >/dev/null 2>&1; then
-  if out=$(fish -n "$COMP/teleport.fish" 2>&1); then
-    pass "fish -n teleport.fish"
-  else
-    fail "fish -n teleport.fish" "$out"
-  fi
+  runs_ok "fish -n teleport.fish" "fish -n teleport.fish" fish -n "$COMP/teleport.fish"
   # Loading it defines the job-id function and registers completions.
-  if out=$(HOME=$T fish --no-config -c "source $COMP/teleport.fish; functions -q __teleport_job_ids; and complete -c teleport | grep -q -- '-l isolate'" 2>&1); then
-    pass "fish loads teleport.fish"
-  else
-    fail "fish loads teleport.fish" "$out"
-  fi
+  runs_ok "fish loads teleport.fish" "fish loads teleport.fish" env HOME="$T" fish --no-config \
+    -c "source $COMP/teleport.fish; functions -q __teleport_job_ids; and complete -c teleport | grep -q -- '-l isolate'"
 else
   echo "skip fish: not installed (apt-get install fish)"
 fi
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary

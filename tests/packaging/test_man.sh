@@ -15,20 +15,8 @@ set -u
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 MAN=$SRC/docs/man
-npass=0
-nfail=0
-
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
 
 # help_flags: the long flags the --help text on stdin defines, one a line.
 help_flags() {
@@ -94,19 +82,11 @@ compare jw-certs "$MAN/jw-certs.1" "$T/jw-certs.help"
 for page in "$MAN"/*.[18]; do
   name=$(basename "$page")
   if command -v groff >/dev/null 2>&1; then
-    out=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
-    if [ $? -eq 0 ] && [ -z "$out" ]; then
-      pass "$name: groff -man -ww formats it without a warning"
-    else
-      fail "$name: groff -man -ww" "$out"
-    fi
+    runs_ok -q "$name: groff -man -ww formats it without a warning" "$name: groff -man -ww" \
+      groff -man -Tutf8 -ww -z "$page"
   elif command -v mandoc >/dev/null 2>&1; then
-    out=$(mandoc -T lint -W warning "$page" 2>&1)
-    if [ $? -eq 0 ] && [ -z "$out" ]; then
-      pass "$name: mandoc -T lint has no warning"
-    else
-      fail "$name: mandoc -T lint" "$out"
-    fi
+    runs_ok -q "$name: mandoc -T lint has no warning" "$name: mandoc -T lint" \
+      mandoc -T lint -W warning "$page"
   else
     echo "skip $name: neither groff nor mandoc is installed (apt-get install groff-base)"
   fi
@@ -119,5 +99,4 @@ for page in "$MAN"/*.[18]; do
   fi
 done
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary

@@ -15,15 +15,12 @@ set -u
 SRC=${JW_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${JW_BUILD_ROOT:-$SRC/build}
 C=${JW_TEST_CERTS:-$BUILD/test-certs}
-TELEPORT=$BUILD/client/teleport
-TELEPORTD=$BUILD/server/teleportd
 UNIT=$BUILD/packaging/teleportd.service
-T=$(mktemp -d /tmp/jw-systemd.XXXXXX)
-chmod 711 "$T"
 SERVER_PID=
 JOB_PID=
-npass=0
-nfail=0
+# shellcheck source=../test_common.sh
+. "$SRC/tests/test_common.sh"
+test_paths jw-systemd
 
 cleanup() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -38,27 +35,9 @@ cleanup() {
   fi
   rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+on_exit cleanup
 
-pass() {
-  npass=$((npass + 1))
-  echo "ok   $1"
-}
-
-fail() {
-  nfail=$((nfail + 1))
-  echo "FAIL $1"
-  [ -n "${2:-}" ] && printf '     %s\n' "$2"
-  return 0
-}
-
-for f in "$TELEPORT" "$TELEPORTD" "$UNIT" "$C/alice.key"; do
-  [ -e "$f" ] || {
-    echo "test_systemd: $f is missing (build, and tests/make-certs.sh)"
-    exit 1
-  }
-done
+need_files test_systemd "$TELEPORT" "$TELEPORTD" "$UNIT" "$C/alice.key"
 
 # unit_value KEY: the value of KEY= in the unit (the last one wins).
 unit_value() { sed -n "s/^$1=//p" "$UNIT" | tail -1; }
@@ -106,22 +85,16 @@ else
 fi
 
 # ---- ExecReload against a live teleportd ---------------------------------
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 export TELEPORT_ADDR=127.0.0.1:$PORT TELEPORT_CACERT=$C/ca.cert \
   TELEPORT_CERT=$C/alice.cert TELEPORT_KEY=$C/alice.key
 mkdir -p "$T/data"
 "$TELEPORTD" --addr "$TELEPORT_ADDR" --cacert "$C/ca.cert" --cert "$C/server.cert" \
   --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s 2>"$T/teleportd.log" &
 SERVER_PID=$!
-ready=0
-for _ in $(seq 300); do
-  "$TELEPORT" list >/dev/null 2>&1 && ready=1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
+if ! wait_up 300 "$TELEPORT" list; then
   fail "teleportd did not come up" "$(tail -5 "$T/teleportd.log")"
-  echo "$npass passed, $nfail failed"
+  summary
   exit 1
 fi
 job=$("$TELEPORT" start sleep 300) || fail "teleport start sleep 300 failed"
@@ -170,5 +143,4 @@ else
   fail "teleportd after SIGTERM: exit '${rc:-still running}'" "$(tail -3 "$T/teleportd.log")"
 fi
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary
