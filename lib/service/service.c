@@ -277,10 +277,10 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_job_spec_t spec = jw_request_job_spec(r);
   spec.limits = limits;
   spec.isolation = iso;
-  spec.set_ids = user.set_ids;
-  spec.uid = user.uid;
-  spec.gid = user.gid;
-  spec.no_new_privs = true;
+  spec.creds.set_ids = user.set_ids;
+  spec.creds.uid = user.uid;
+  spec.creds.gid = user.gid;
+  spec.creds.no_new_privs = true;
   char id[JW_ID_LEN + 1];
   int err = jw_supervisor_start(svc->sup, jw_rpc_call_cn(call), &spec, id);
   if (err != 0) {
