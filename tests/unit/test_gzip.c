@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "../failmalloc.h"
+#include "../test_common.h"
 #include "gzip_int.h"
 #include "jobworker/error.h"
 
@@ -284,9 +285,5 @@ int main(void) {
   tcase_add_test(tc, test_state_while_open);
   tcase_add_test(tc, test_failmalloc);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }

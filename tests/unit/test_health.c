@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../test_common.h"
 #include "health.h"
 #include "jobworker/service.h"
 #include "wire.h"
@@ -108,9 +109,5 @@ int main(void) {
   tcase_add_test(tc, test_wire_fields);
   tcase_add_test(tc, test_wire_malformed);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_run_suite(s);
 }
