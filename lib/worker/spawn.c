@@ -444,20 +444,19 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
     }
   }
 
-  memset(&a, 0, sizeof(a));
-  a.cands = cands;
-  a.argv = p->argv;
-  a.envp = p->envp;
-  a.cwd = p->cwd;
-  a.null_fd = null_fd;
-  a.out_fd = out_fd;
-  a.err_fd = err_fd;
-  a.report_fd = rep[1];
-  a.parent = getpid();
-  a.creds = p->creds;
-  a.cg = &cgs;
-  a.isolation = p->isolation;
-  a.status_fd = statp[1];
+  a = (struct jw__child_args){.cands = cands,
+                              .argv = p->argv,
+                              .envp = p->envp,
+                              .cwd = p->cwd,
+                              .null_fd = null_fd,
+                              .out_fd = out_fd,
+                              .err_fd = err_fd,
+                              .report_fd = rep[1],
+                              .parent = getpid(),
+                              .creds = p->creds,
+                              .cg = &cgs,
+                              .isolation = p->isolation,
+                              .status_fd = statp[1]};
 
   /*
    * No signal handler of ours may run in the child while it shares our
