@@ -80,6 +80,13 @@ START_TEST(test_deframe_any_split) {
 }
 END_TEST
 
+/* jw_grpc_deframer_next over n bytes of buf, from their start. */
+static int next_from(jw_grpc_deframer_t *d, const uint8_t *buf, size_t n,
+                     const uint8_t **msg, size_t *len) {
+  const uint8_t *p = buf;
+  return jw_grpc_deframer_next(d, &p, &n, msg, len);
+}
+
 /* The cap is enforced from the prefix alone, before any body arrives. */
 START_TEST(test_deframe_oversize_from_prefix) {
   jw_grpc_deframer_t d;
@@ -94,17 +101,13 @@ START_TEST(test_deframe_oversize_from_prefix) {
   jw_grpc_deframer_reset(&d);
   /* A huge announced length is refused just the same. */
   jw_grpc_prefix_write(prefix, 0xffffffffu);
-  p = prefix;
-  n = 5;
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  ck_assert_int_eq(next_from(&d, prefix, 5, &msg, &len), JW_ELIMIT);
   ck_assert_ptr_null(d.buf);
   jw_grpc_deframer_reset(&d);
   /* Exactly at the cap is fine. */
   uint8_t *wire = calloc(1, 1005);
   jw_grpc_prefix_write(wire, 1000);
-  p = wire;
-  n = 1005;
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), 1);
+  ck_assert_int_eq(next_from(&d, wire, 1005, &msg, &len), 1);
   ck_assert_uint_eq(len, 1000);
   jw_grpc_deframer_reset(&d);
   free(wire);
@@ -121,9 +124,7 @@ START_TEST(test_deframe_compressed_flag) {
   ck_assert_int_eq(d.flag, 1);
   jw_grpc_deframer_reset(&d);
   wire[0] = 7;
-  p = wire;
-  n = sizeof(wire);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(next_from(&d, wire, sizeof(wire), &msg, &len), JW_EINVAL);
   jw_grpc_deframer_reset(&d);
 }
 END_TEST
@@ -146,15 +147,11 @@ START_TEST(test_deframe_compressed_ok) {
   ck_assert_int_eq(msg[0], 'y');
   /* The limit applies to the framed (compressed) length as well. */
   uint8_t big[5] = {1, 0, 0, 0, 101};
-  p = big;
-  n = sizeof(big);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  ck_assert_int_eq(next_from(&d, big, sizeof(big), &msg, &len), JW_ELIMIT);
   jw_grpc_deframer_reset(&d);
   ck_assert(d.compressed_ok);
   uint8_t two[6] = {2, 0, 0, 0, 1, 'z'};
-  p = two;
-  n = sizeof(two);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(next_from(&d, two, sizeof(two), &msg, &len), JW_EINVAL);
   ck_assert_int_eq(d.flag, 2);
   jw_grpc_deframer_reset(&d);
 }
