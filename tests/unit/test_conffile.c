@@ -136,12 +136,6 @@ START_TEST(test_distance) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("conffile");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_entries);
-  tcase_add_test(tc, test_malformed);
-  tcase_add_test(tc, test_files_refused);
-  tcase_add_test(tc, test_distance);
-  suite_add_tcase(s, tc);
-  return test_run_suite(s);
+  TEST_RUN_CORE("conffile", 0, test_entries, test_malformed, test_files_refused,
+                test_distance);
 }

@@ -274,16 +274,7 @@ START_TEST(test_failmalloc) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("gzip");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, test_any_split);
-  tcase_add_test(tc, test_large_output_grows);
-  tcase_add_test(tc, test_exact_limit);
-  tcase_add_test(tc, test_bomb);
-  tcase_add_test(tc, test_corrupt);
-  tcase_add_test(tc, test_state_while_open);
-  tcase_add_test(tc, test_failmalloc);
-  suite_add_tcase(s, tc);
-  return test_run_suite(s);
+  TEST_RUN_CORE("gzip", 300, test_any_split, test_large_output_grows,
+                test_exact_limit, test_bomb, test_corrupt,
+                test_state_while_open, test_failmalloc);
 }

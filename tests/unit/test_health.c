@@ -102,12 +102,6 @@ START_TEST(test_wire_malformed) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("health");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_known_names);
-  tcase_add_test(tc, test_switch_and_shutdown);
-  tcase_add_test(tc, test_wire_fields);
-  tcase_add_test(tc, test_wire_malformed);
-  suite_add_tcase(s, tc);
-  return test_run_suite(s);
+  TEST_RUN_CORE("health", 0, test_known_names, test_switch_and_shutdown,
+                test_wire_fields, test_wire_malformed);
 }

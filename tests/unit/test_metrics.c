@@ -251,19 +251,9 @@ START_TEST(test_write_error_stops) {
 }
 END_TEST
 
-static Suite *metrics_suite(void) {
-  Suite *s = suite_create("metrics");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, test_every_sample_has_help_and_type);
-  tcase_add_test(tc, test_counters_and_gauges);
-  tcase_add_test(tc, test_label_values_escaped);
-  tcase_add_test(tc, test_histogram_buckets);
-  tcase_add_test(tc, test_owner_cap);
-  tcase_add_test(tc, test_process_figures);
-  tcase_add_test(tc, test_write_error_stops);
-  suite_add_tcase(s, tc);
-  return s;
+int main(void) {
+  TEST_RUN_CORE("metrics", 60, test_every_sample_has_help_and_type,
+                test_counters_and_gauges, test_label_values_escaped,
+                test_histogram_buckets, test_owner_cap, test_process_figures,
+                test_write_error_stops);
 }
-
-int main(void) { return test_run_suite(metrics_suite()); }
