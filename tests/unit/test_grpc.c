@@ -91,11 +91,11 @@ static int next_from(jw_grpc_deframer_t *d, const uint8_t *buf, size_t n,
 START_TEST(test_deframe_oversize_from_prefix) {
   jw_grpc_deframer_t d;
   uint8_t prefix[5];
-  const uint8_t *msg, *p = prefix;
-  size_t len, n = 5;
+  const uint8_t *msg;
+  size_t len;
   jw_grpc_deframer_init(&d, 1000);
   jw_grpc_prefix_write(prefix, 1001);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  ck_assert_int_eq(next_from(&d, prefix, 5, &msg, &len), JW_ELIMIT);
   ck_assert_ptr_null(d.buf);
   ck_assert_uint_eq(d.need, 1001);
   jw_grpc_deframer_reset(&d);
@@ -117,10 +117,10 @@ END_TEST
 START_TEST(test_deframe_compressed_flag) {
   jw_grpc_deframer_t d;
   uint8_t wire[6] = {1, 0, 0, 0, 1, 'x'};
-  const uint8_t *msg, *p = wire;
-  size_t len, n = sizeof(wire);
+  const uint8_t *msg;
+  size_t len;
   jw_grpc_deframer_init(&d, 100);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(next_from(&d, wire, sizeof(wire), &msg, &len), JW_EINVAL);
   ck_assert_int_eq(d.flag, 1);
   jw_grpc_deframer_reset(&d);
   wire[0] = 7;
