@@ -365,21 +365,24 @@ START_TEST(test_status_names) {
 END_TEST
 
 START_TEST(test_status_mappings) {
-  ck_assert_int_eq(jw_grpc_status_from_http(400), JW_GRPC_INTERNAL);
-  ck_assert_int_eq(jw_grpc_status_from_http(401), JW_GRPC_UNAUTHENTICATED);
-  ck_assert_int_eq(jw_grpc_status_from_http(403), JW_GRPC_PERMISSION_DENIED);
-  ck_assert_int_eq(jw_grpc_status_from_http(404), JW_GRPC_UNIMPLEMENTED);
-  ck_assert_int_eq(jw_grpc_status_from_http(429), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(502), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(503), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(504), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(200), JW_GRPC_UNKNOWN);
-  ck_assert_int_eq(jw_grpc_status_from_http(415), JW_GRPC_UNKNOWN);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(8), JW_GRPC_CANCELLED);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(7), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(11),
-                   JW_GRPC_RESOURCE_EXHAUSTED);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(1), JW_GRPC_INTERNAL);
+  /* {HTTP status, gRPC status} and {HTTP/2 error code, gRPC status}. */
+  static const int http[][2] = {
+      {400, JW_GRPC_INTERNAL},        {431, JW_GRPC_INTERNAL},
+      {401, JW_GRPC_UNAUTHENTICATED}, {403, JW_GRPC_PERMISSION_DENIED},
+      {404, JW_GRPC_UNIMPLEMENTED},   {429, JW_GRPC_UNAVAILABLE},
+      {502, JW_GRPC_UNAVAILABLE},     {503, JW_GRPC_UNAVAILABLE},
+      {504, JW_GRPC_UNAVAILABLE},     {200, JW_GRPC_UNKNOWN},
+      {415, JW_GRPC_UNKNOWN}};
+  static const int h2[][2] = {{8, JW_GRPC_CANCELLED},
+                              {7, JW_GRPC_UNAVAILABLE},
+                              {11, JW_GRPC_RESOURCE_EXHAUSTED},
+                              {1, JW_GRPC_INTERNAL}};
+  for (size_t i = 0; i < sizeof(http) / sizeof(http[0]); i++)
+    ck_assert_msg(jw_grpc_status_from_http(http[i][0]) == http[i][1], "HTTP %d",
+                  http[i][0]);
+  for (size_t i = 0; i < sizeof(h2) / sizeof(h2[0]); i++)
+    ck_assert_msg(jw_grpc_status_from_h2_error((uint32_t)h2[i][0]) == h2[i][1],
+                  "HTTP/2 error %d", h2[i][0]);
 }
 END_TEST
 
