@@ -382,4 +382,27 @@ static inline int test_run_suite(Suite *s) {
   return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/*
+ * Runs the tests as one case ("core") of the named suite, with a timeout
+ * in seconds (0: Check's default). TEST_RUN_CORE takes the tests as
+ * arguments.
+ */
+static inline int test_run_core(const char *name, double timeout,
+                                const TTest *const *tests, size_t n) {
+  Suite *s = suite_create(name);
+  TCase *tc = tcase_create("core");
+  if (timeout > 0)
+    tcase_set_timeout(tc, timeout);
+  for (size_t i = 0; i < n; i++)
+    tcase_add_test(tc, tests[i]);
+  suite_add_tcase(s, tc);
+  return test_run_suite(s);
+}
+#define TEST_RUN_CORE(name, timeout, ...)                                      \
+  do {                                                                         \
+    const TTest *tests_[] = {__VA_ARGS__};                                     \
+    return test_run_core(name, timeout, tests_,                                \
+                         sizeof(tests_) / sizeof(tests_[0]));                  \
+  } while (0)
+
 #endif /* JW_TESTS_TEST_COMMON_H */

@@ -233,22 +233,14 @@ int jw_rpc_http_reply_printf(jw_rpc_http_reply_t *reply, const char *fmt, ...) {
   return 0;
 }
 
-/* The gRPC status a GET answer is logged with, by its HTTP status. */
+/*
+ * The gRPC status a GET answer is logged with, by its HTTP status: the
+ * mapping a gRPC client applies to that status (jw_grpc_status_from_http).
+ */
 static int http_grpc_status(int http_status) {
   if (http_status >= 200 && http_status < 300)
     return JW_GRPC_OK;
-  switch (http_status) {
-  case 401:
-    return JW_GRPC_UNAUTHENTICATED;
-  case 403:
-    return JW_GRPC_PERMISSION_DENIED;
-  case 404:
-    return JW_GRPC_UNIMPLEMENTED;
-  case 503:
-    return JW_GRPC_UNAVAILABLE;
-  default:
-    return JW_GRPC_UNKNOWN;
-  }
+  return jw_grpc_status_from_http(http_status);
 }
 
 /*

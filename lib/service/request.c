@@ -480,6 +480,19 @@ int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
   return code;
 }
 
+char *jw_request_unpack_id(jw_rpc_call_t *call, const uint8_t *req,
+                           size_t len) {
+  char msg[128];
+  char *id;
+  int code = jw_request_decode_id(req, len, &id, msg, sizeof(msg));
+  if (code != 0) {
+    jw_rpc_call_fail(call, code, msg);
+    return NULL;
+  }
+  jw_rpc_call_set_tag(call, id);
+  return id;
+}
+
 int jw_request_decode_list(const uint8_t *req, size_t len, char *msg,
                            size_t size) {
   /* ListRequest has no fields; nothing is unpacked. */

@@ -83,6 +83,12 @@ int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
                          size_t size);
 
 /*
+ * jw_request_decode_id for a handler: tags the call with the id. Returns
+ * the id (to free with free()), or NULL after failing the call.
+ */
+char *jw_request_unpack_id(jw_rpc_call_t *call, const uint8_t *req, size_t len);
+
+/*
  * Checks a ListRequest (it has no fields to decode). Returns 0, or the gRPC
  * status to fail the call with after writing a sentence into msg.
  */

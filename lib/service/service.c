@@ -116,22 +116,6 @@ static void fail_lookup(jw_rpc_call_t *call, int err, const char *id) {
   }
 }
 
-/*
- * Unpacks a request whose only field is the job id, rejecting NUL bytes.
- * Returns the id (to free with free()) or NULL after failing the call.
- */
-static char *unpack_id(jw_rpc_call_t *call, const uint8_t *req, size_t len) {
-  char msg[128];
-  char *id;
-  int code = jw_request_decode_id(req, len, &id, msg, sizeof(msg));
-  if (code != 0) {
-    jw_rpc_call_fail(call, code, msg);
-    return NULL;
-  }
-  jw_rpc_call_set_tag(call, id);
-  return id;
-}
-
 static const char *const cap_names[] = {"memory", "cpu", "io", "pids"};
 
 /*
@@ -277,10 +261,10 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_job_spec_t spec = jw_request_job_spec(r);
   spec.limits = limits;
   spec.isolation = iso;
-  spec.set_ids = user.set_ids;
-  spec.uid = user.uid;
-  spec.gid = user.gid;
-  spec.no_new_privs = true;
+  spec.creds.set_ids = user.set_ids;
+  spec.creds.uid = user.uid;
+  spec.creds.gid = user.gid;
+  spec.creds.no_new_privs = true;
   char id[JW_ID_LEN + 1];
   int err = jw_supervisor_start(svc->sup, jw_rpc_call_cn(call), &spec, id);
   if (err != 0) {
@@ -339,7 +323,7 @@ done:
 static void on_status(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                       void *data) {
   jw_service_t *svc = data;
-  char *id = unpack_id(call, req, len);
+  char *id = jw_request_unpack_id(call, req, len);
   if (id == NULL)
     return;
   jw_job_info_t info;
@@ -370,7 +354,7 @@ static void stop_canceled(jw_rpc_call_t *call, void *data) {
 static void on_stop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                     void *data) {
   jw_service_t *svc = data;
-  char *id = unpack_id(call, req, len);
+  char *id = jw_request_unpack_id(call, req, len);
   if (id == NULL)
     return;
   stop_call_t *sc = calloc(1, sizeof(*sc));
@@ -462,7 +446,7 @@ static void output_canceled(jw_rpc_call_t *call, void *data) {
 static void on_get_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                           void *data) {
   jw_service_t *svc = data;
-  char *id = unpack_id(call, req, len);
+  char *id = jw_request_unpack_id(call, req, len);
   if (id == NULL)
     return;
   output_stream_t *os = calloc(1, sizeof(*os));

@@ -96,10 +96,7 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
    */
   if (p->isolation & (JW_ISOLATE_PID | JW_ISOLATE_NET))
     p->isolation |= JW_ISOLATE_MOUNT;
-  p->set_ids = opts->set_ids;
-  p->uid = opts->uid;
-  p->gid = opts->gid;
-  p->no_new_privs = opts->no_new_privs;
+  p->creds = opts->creds;
   p->on_output = opts->on_output;
   p->on_exit = opts->on_exit;
   p->data = opts->data;

@@ -43,10 +43,7 @@ struct jw_process_s {
   const char *path; /* the PATH used for lookup; points into envp */
   jw_cgroup_t *cgroup;
   unsigned isolation;
-  bool set_ids;
-  uid_t uid;
-  gid_t gid;
-  bool no_new_privs;
+  jw_credentials_t creds;
   int status_fd; /* the init's report of how the command ended; or -1 */
   jw_process_output_cb on_output;
   jw_process_exit_cb on_exit;
@@ -91,10 +88,7 @@ struct jw__child_args {
   int err_fd;
   int report_fd;
   pid_t parent;
-  bool set_ids;
-  uid_t uid;
-  gid_t gid;
-  bool no_new_privs;
+  jw_credentials_t creds;
   /* The clone3() path only. */
   const jw__cg_spawn_t *cg;
   unsigned isolation;
@@ -148,7 +142,7 @@ int jw__child_lift_fd(int fd, int report_fd);
 void jw__child_set_mask(uint64_t mask);
 /* Writes s in full; 0, or -1 with errno set. */
 int jw__child_write_str(int fd, const char *s, size_t len);
-/* Becomes the job's user (set_ids), then no_new_privs. */
+/* Becomes the job's user (creds.set_ids), then no_new_privs. */
 void jw__child_drop_privileges(const struct jw__child_args *a, int report_fd,
                                pid_t parent);
 /* Runs the command (execvp-style over the candidates) or reports why not. */

@@ -221,10 +221,10 @@ jw__child_exec_command(const struct jw__child_args *a, int report_fd) {
  */
 void jw__child_drop_privileges(const struct jw__child_args *a, int report_fd,
                                pid_t parent) {
-  if (a->set_ids) {
+  if (a->creds.set_ids) {
     if (syscall(SYS_setgroups, 0, NULL) < 0 ||
-        syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0 ||
-        syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+        syscall(SYS_setresgid, a->creds.gid, a->creds.gid, a->creds.gid) < 0 ||
+        syscall(SYS_setresuid, a->creds.uid, a->creds.uid, a->creds.uid) < 0)
       jw__child_fail(report_fd, errno);
     /*
      * A change of credentials clears the parent-death signal: set it
@@ -244,7 +244,7 @@ void jw__child_drop_privileges(const struct jw__child_args *a, int report_fd,
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
       jw__child_fail(report_fd, errno);
   }
-  if (a->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+  if (a->creds.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     jw__child_fail(report_fd, errno);
 }
 
@@ -444,23 +444,19 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
     }
   }
 
-  memset(&a, 0, sizeof(a));
-  a.cands = cands;
-  a.argv = p->argv;
-  a.envp = p->envp;
-  a.cwd = p->cwd;
-  a.null_fd = null_fd;
-  a.out_fd = out_fd;
-  a.err_fd = err_fd;
-  a.report_fd = rep[1];
-  a.parent = getpid();
-  a.set_ids = p->set_ids;
-  a.uid = p->uid;
-  a.gid = p->gid;
-  a.no_new_privs = p->no_new_privs;
-  a.cg = &cgs;
-  a.isolation = p->isolation;
-  a.status_fd = statp[1];
+  a = (struct jw__child_args){.cands = cands,
+                              .argv = p->argv,
+                              .envp = p->envp,
+                              .cwd = p->cwd,
+                              .null_fd = null_fd,
+                              .out_fd = out_fd,
+                              .err_fd = err_fd,
+                              .report_fd = rep[1],
+                              .parent = getpid(),
+                              .creds = p->creds,
+                              .cg = &cgs,
+                              .isolation = p->isolation,
+                              .status_fd = statp[1]};
 
   /*
    * No signal handler of ours may run in the child while it shares our

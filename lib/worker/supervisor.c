@@ -394,8 +394,8 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   j->nargs = spec->nargs;
   j->limits = spec->limits;
   j->isolation = spec->isolation;
-  j->uid = spec->set_ids ? spec->uid : geteuid();
-  j->gid = spec->set_ids ? spec->gid : getegid();
+  j->uid = spec->creds.set_ids ? spec->creds.uid : geteuid();
+  j->gid = spec->creds.set_ids ? spec->creds.gid : getegid();
   jw__list_init(&j->stops);
   jw__list_init(&j->deferred);
   o = jw__jobtable_owner_get(&sup->table, owner != NULL ? owner : "");
@@ -451,10 +451,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   po.data = j;
   po.cgroup = j->cg;
   po.isolation = spec->isolation;
-  po.set_ids = spec->set_ids;
-  po.uid = spec->uid;
-  po.gid = spec->gid;
-  po.no_new_privs = spec->no_new_privs;
+  po.creds = spec->creds;
   err = jw_process_new(sup->loop, &po, &j->proc);
   if (err < 0) {
     if (err == -EINVAL)

@@ -188,26 +188,10 @@ static void on_jw_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jobworker__v1__job_request__free_unpacked(r, NULL);
 }
 
-/*
- * Decodes the id a request names and tags the call with it, as the
- * service does; NULL after failing the call on a bad request.
- */
-static char *call_id(jw_rpc_call_t *call, const uint8_t *req, size_t len) {
-  char msg[160];
-  char *id;
-  int code = jw_request_decode_id(req, len, &id, msg, sizeof(msg));
-  if (code != 0) {
-    jw_rpc_call_fail(call, code, msg);
-    return NULL;
-  }
-  jw_rpc_call_set_tag(call, id);
-  return id;
-}
-
 static void on_jw_id(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                      void *data) {
   char q[80];
-  char *id = call_id(call, req, len);
+  char *id = jw_request_unpack_id(call, req, len);
   if (id == NULL)
     return;
   /* As fail_lookup answers an unknown id. */
@@ -221,7 +205,7 @@ static void on_jw_id(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 
 static void on_jw_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                          void *data) {
-  char *id = call_id(call, req, len);
+  char *id = jw_request_unpack_id(call, req, len);
   if (id == NULL)
     return;
   start_stream(call, id[0] != '\0' ? (uint8_t)id[0] : 0, 4);

@@ -410,13 +410,18 @@ static void call_wait(cl_t *c, const char *path, const void *req, size_t len,
   wait_for(&r->done);
 }
 
+/* A server with the default limits, and alice's connection to it. */
+static void start_as_alice(cl_t *c) {
+  start_server(0, 0, 0);
+  ck_assert_int_eq(client_open(c, "alice"), 0);
+}
+
 /* ---- Tests ------------------------------------------------------------ */
 
 START_TEST(test_unary_ok) {
   cl_t c;
   res_t r = {0}, w = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   ck_assert_str_eq(jw_rpc_client_error(c.cli), "");
   call_wait(&c, "/test.Svc/Echo", "hello", 5, 0, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
@@ -438,8 +443,7 @@ END_TEST
 START_TEST(test_empty_request_and_reply) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   call_wait(&c, "/test.Svc/Echo", "", 0, 0, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
   ck_assert_uint_eq(r.nmsgs, 1);
@@ -480,8 +484,7 @@ END_TEST
 START_TEST(test_unknown_method) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   call_wait(&c, "/test.Svc/Nope", "x", 1, 0, &r);
   ck_assert_int_eq(r.status, JW_GRPC_UNIMPLEMENTED);
   ck_assert_ptr_nonnull(strstr(r.msg, "/test.Svc/Nope"));
@@ -513,8 +516,7 @@ END_TEST
 START_TEST(test_default_limit_4mib) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   size_t n = (4u << 20) + 1;
   uint8_t *req = calloc(1, n);
   call_wait(&c, "/test.Svc/Echo", req, n, 0, &r);
@@ -527,8 +529,7 @@ END_TEST
 static void stream_test(const char *req, uint64_t total) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   r.check_pattern = true;
   call_wait(&c, "/test.Svc/Stream", req, strlen(req), 0, &r);
   ck_assert_msg(r.status == JW_GRPC_OK, "status %d: %s", r.status, r.msg);
@@ -551,8 +552,7 @@ END_TEST
 START_TEST(test_paused_client_holds_server) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   r.check_pattern = true;
   call(&c, "/test.Svc/Stream", "16777216", 8, 0, &r);
   jw_rpc_ccall_pause(r.call, true);
@@ -576,8 +576,7 @@ END_TEST
 START_TEST(test_cancel_mid_stream) {
   cl_t c;
   res_t r = {0}, after = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   r.check_pattern = true;
   r.cancel_on_msg = true;
   call_wait(&c, "/test.Svc/Stream", "forever", 7, 0, &r);
@@ -596,8 +595,7 @@ END_TEST
 START_TEST(test_deadline) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   uint64_t t0 = uv_hrtime();
   call_wait(&c, "/test.Svc/Hang", "x", 1, 100, &r);
   ck_assert_int_eq(r.status, JW_GRPC_DEADLINE_EXCEEDED);
@@ -616,8 +614,7 @@ END_TEST
 START_TEST(test_stream_deadline) {
   cl_t c;
   res_t r = {0}, after = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   r.check_pattern = true;
   call_wait(&c, "/test.Svc/Stream", "forever", 7, 200, &r);
   ck_assert_int_eq(r.status, JW_GRPC_DEADLINE_EXCEEDED);
@@ -634,8 +631,7 @@ END_TEST
 START_TEST(test_client_disconnect_cancels) {
   cl_t c;
   res_t r = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   call(&c, "/test.Svc/Hang", "x", 1, 0, &r);
   run_for(50);
   client_close(&c);
@@ -665,12 +661,22 @@ START_TEST(test_two_clients_identities) {
 }
 END_TEST
 
+/*
+ * Starts the default server and opens a connection that must fail with
+ * want (the certificate paths are evaluated first: path_in keeps 8).
+ * Returns the client's error text.
+ */
+static const char *open_refused(cl_t *c, const char *ca, const char *cert,
+                                const char *key, int want) {
+  start_server(0, 0, 0);
+  ck_assert_int_eq(client_open_ca(c, ca, cert, key), want);
+  return jw_rpc_client_error(c->cli);
+}
+
 START_TEST(test_untrusted_server_ca) {
   cl_t c;
-  start_server(0, 0, 0);
-  int err = client_open_ca(&c, EXTRA("ca2.cert"), CERT("alice.cert"),
-                           CERT("alice.key"));
-  ck_assert_int_eq(err, JW_EVERIFY);
+  open_refused(&c, EXTRA("ca2.cert"), CERT("alice.cert"), CERT("alice.key"),
+               JW_EVERIFY);
   ck_assert_msg(strncmp(jw_rpc_client_error(c.cli),
                         "certificate verify failed: ", 27) == 0,
                 "%s", jw_rpc_client_error(c.cli));
@@ -707,11 +713,8 @@ END_TEST
 
 START_TEST(test_unknown_client_ca) {
   cl_t c;
-  start_server(0, 0, 0);
-  int err = client_open_ca(&c, CERT("ca.cert"), EXTRA("mallory.cert"),
-                           EXTRA("mallory.key"));
-  ck_assert_int_eq(err, JW_ETLS);
-  const char *e = jw_rpc_client_error(c.cli);
+  const char *e = open_refused(&c, CERT("ca.cert"), EXTRA("mallory.cert"),
+                               EXTRA("mallory.key"), JW_ETLS);
   ck_assert_msg(strstr(e, "the server refused this client certificate") &&
                     strstr(e, "unknown ca"),
                 "%s", e);
@@ -817,8 +820,7 @@ END_TEST
 START_TEST(test_shutdown_with_calls_in_flight) {
   cl_t c;
   res_t slow = {0}, hang = {0}, late = {0};
-  start_server(0, 0, 0);
-  ck_assert_int_eq(client_open(&c, "alice"), 0);
+  start_as_alice(&c);
   call(&c, "/test.Svc/Slow", "100", 3, 0, &slow);
   call(&c, "/test.Svc/Hang", "x", 1, 0, &hang);
   run_for(30);

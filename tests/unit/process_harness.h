@@ -82,13 +82,8 @@ static inline int run_until(uv_loop_t *loop, int *flag, uint64_t timeout_ms) {
  * The credentials and namespaces start() asks for; all zero: the caller's
  * credentials, no namespaces.
  */
-static struct {
-  bool set_ids;
-  uid_t uid;
-  gid_t gid;
-  bool no_new_privs;
-  unsigned isolation;
-} creds;
+static jw_credentials_t creds;
+static unsigned creds_isolation;
 
 /* Starts argv[0] with argv[1..] and the given env/cwd. */
 static inline int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
@@ -100,11 +95,8 @@ static inline int start(uv_loop_t *loop, struct ctx *c, const char *const *argv,
   o.on_output = on_output;
   o.on_exit = on_exit_cb;
   o.data = c;
-  o.set_ids = creds.set_ids;
-  o.uid = creds.uid;
-  o.gid = creds.gid;
-  o.no_new_privs = creds.no_new_privs;
-  o.isolation = creds.isolation;
+  o.creds = creds;
+  o.isolation = creds_isolation;
   err = jw_process_new(loop, &o, &c->proc);
   ck_assert_int_eq(err, 0);
   ck_assert(jw_process_is_initial_state(c->proc));

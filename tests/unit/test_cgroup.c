@@ -456,8 +456,8 @@ START_TEST(test_job_cgroups_private) {
   spec.command = argv[0];
   spec.args = argv + 1;
   spec.nargs = 2;
-  spec.set_ids = true;
-  spec.uid = spec.gid = 231071;
+  spec.creds.set_ids = true;
+  spec.creds.uid = spec.creds.gid = 231071;
   ck_assert_int_eq(jw_supervisor_start(sup, NULL, &spec, id), 0);
   wait_final(id, 10000, &info);
   ck_assert_int_eq(info.uid, 231071);

@@ -47,27 +47,29 @@ START_TEST(test_entries) {
                              "addr = [::1]:3000 # not a comment\n"
                              "   # indented comment\n"
                              "c.d_e-f = =x";
+  /* Every entry in order, with the section it is in (NULL: none). */
+  static const struct {
+    const char *section, *key, *value;
+    unsigned line;
+  } want[] = {
+      {NULL, "a", "1", 3},
+      {NULL, "b", "two words", 4},
+      {"ctx alice@server1", "addr", "[::1]:3000 # not a comment", 6},
+      {"ctx alice@server1", "c.d_e-f", "=x", 8},
+  };
   jw_conffile_entry_t e;
   const char *why;
   ck_assert_int_eq(jw__conffile_load(&f, put(text, strlen(text), 0644)), 0);
-  ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 1);
-  ck_assert_ptr_null(e.section);
-  ck_assert_str_eq(e.key, "a");
-  ck_assert_str_eq(e.value, "1");
-  ck_assert_uint_eq(e.line, 3);
-  ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 1);
-  ck_assert_str_eq(e.key, "b");
-  ck_assert_str_eq(e.value, "two words");
-  ck_assert_uint_eq(e.line, 4);
-  ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 1);
-  ck_assert_str_eq(e.section, "ctx alice@server1");
-  ck_assert_str_eq(e.key, "addr");
-  ck_assert_str_eq(e.value, "[::1]:3000 # not a comment");
-  ck_assert_uint_eq(e.line, 6);
-  ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 1);
-  ck_assert_str_eq(e.key, "c.d_e-f");
-  ck_assert_str_eq(e.value, "=x");
-  ck_assert_uint_eq(e.line, 8);
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+    ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 1);
+    if (want[i].section == NULL)
+      ck_assert_ptr_null(e.section);
+    else
+      ck_assert_str_eq(e.section, want[i].section);
+    ck_assert_str_eq(e.key, want[i].key);
+    ck_assert_str_eq(e.value, want[i].value);
+    ck_assert_uint_eq(e.line, want[i].line);
+  }
   ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 0);
   ck_assert_int_eq(jw__conffile_next(&f, &e, &why), 0);
   cleanup();
@@ -134,12 +136,6 @@ START_TEST(test_distance) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("conffile");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_entries);
-  tcase_add_test(tc, test_malformed);
-  tcase_add_test(tc, test_files_refused);
-  tcase_add_test(tc, test_distance);
-  suite_add_tcase(s, tc);
-  return test_run_suite(s);
+  TEST_RUN_CORE("conffile", 0, test_entries, test_malformed, test_files_refused,
+                test_distance);
 }

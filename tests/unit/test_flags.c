@@ -109,6 +109,19 @@ static void assert_err_has(const char *what) {
                 what, err_out);
 }
 
+/*
+ * var=bad in the environment fails a parse of the good argument arg,
+ * naming var and bad. var stays set.
+ */
+static void assert_env_refused(jw_config_t *cfg, const char *var,
+                               const char *bad, const char *arg) {
+  char want[128];
+  setenv(var, bad, 1);
+  ck_assert_int_eq(PARSE(cfg, arg), 2);
+  snprintf(want, sizeof(want), "invalid %s \"%s\"", var, bad);
+  assert_err_has(want);
+}
+
 /* Each of bad given to --flag is refused, naming the flag, with want. */
 static void assert_refused(const char *flag, const char *const *bad, size_t n,
                            const char *want) {
@@ -431,9 +444,8 @@ START_TEST(test_max_connections) {
   ck_assert_uint_eq(cfg.max_connections, 77);
   ck_assert_int_eq(PARSE(&cfg, "--max-connections=5"), 0);
   ck_assert_uint_eq(cfg.max_connections, 5);
-  setenv("TELEPORTD_MAX_CONNECTIONS", "0", 1);
-  ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 2);
-  assert_err_has("invalid TELEPORTD_MAX_CONNECTIONS \"0\"");
+  assert_env_refused(&cfg, "TELEPORTD_MAX_CONNECTIONS", "0",
+                     "--log-level=info");
   unsetenv("TELEPORTD_MAX_CONNECTIONS");
   assert_refused("max-connections", bad, sizeof(bad) / sizeof(bad[0]),
                  "want a whole number from 1 to 1000000");
@@ -460,9 +472,7 @@ START_TEST(test_log_level) {
   ck_assert_int_eq(PARSE(&cfg, "--log-level=INFO"), 2);
   assert_err_has("invalid --log-level \"INFO\": want debug, info, warn or "
                  "error");
-  setenv("TELEPORTD_LOG_LEVEL", "loud", 1);
-  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
-  assert_err_has("invalid TELEPORTD_LOG_LEVEL \"loud\"");
+  assert_env_refused(&cfg, "TELEPORTD_LOG_LEVEL", "loud", "--max-jobs=1");
 }
 END_TEST
 
@@ -488,9 +498,7 @@ START_TEST(test_allow_isolation) {
   ck_assert(cfg.allow_isolation);
   ck_assert_int_eq(PARSE(&cfg, "--allow-isolation=maybe"), 2);
   assert_err_has("invalid --allow-isolation \"maybe\": want true or false");
-  setenv("TELEPORTD_ALLOW_ISOLATION", "TRUE", 1);
-  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
-  assert_err_has("invalid TELEPORTD_ALLOW_ISOLATION \"TRUE\"");
+  assert_env_refused(&cfg, "TELEPORTD_ALLOW_ISOLATION", "TRUE", "--max-jobs=1");
 }
 END_TEST
 
@@ -514,9 +522,7 @@ START_TEST(test_job_uid_range) {
   ck_assert_uint_eq(cfg.job_uid_last, 300009);
   ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=7-8"), 0);
   ck_assert_uint_eq(cfg.job_uid_first, 7);
-  setenv("TELEPORTD_JOB_UID_RANGE", "x", 1);
-  ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
-  assert_err_has("invalid TELEPORTD_JOB_UID_RANGE \"x\"");
+  assert_env_refused(&cfg, "TELEPORTD_JOB_UID_RANGE", "x", "--max-jobs=1");
   unsetenv("TELEPORTD_JOB_UID_RANGE");
   assert_refused("job-uid-range", bad, sizeof(bad) / sizeof(bad[0]),
                  "want FIRST-LAST");

@@ -80,31 +80,34 @@ START_TEST(test_deframe_any_split) {
 }
 END_TEST
 
+/* jw_grpc_deframer_next over n bytes of buf, from their start. */
+static int next_from(jw_grpc_deframer_t *d, const uint8_t *buf, size_t n,
+                     const uint8_t **msg, size_t *len) {
+  const uint8_t *p = buf;
+  return jw_grpc_deframer_next(d, &p, &n, msg, len);
+}
+
 /* The cap is enforced from the prefix alone, before any body arrives. */
 START_TEST(test_deframe_oversize_from_prefix) {
   jw_grpc_deframer_t d;
   uint8_t prefix[5];
-  const uint8_t *msg, *p = prefix;
-  size_t len, n = 5;
+  const uint8_t *msg;
+  size_t len;
   jw_grpc_deframer_init(&d, 1000);
   jw_grpc_prefix_write(prefix, 1001);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  ck_assert_int_eq(next_from(&d, prefix, 5, &msg, &len), JW_ELIMIT);
   ck_assert_ptr_null(d.buf);
   ck_assert_uint_eq(d.need, 1001);
   jw_grpc_deframer_reset(&d);
   /* A huge announced length is refused just the same. */
   jw_grpc_prefix_write(prefix, 0xffffffffu);
-  p = prefix;
-  n = 5;
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  ck_assert_int_eq(next_from(&d, prefix, 5, &msg, &len), JW_ELIMIT);
   ck_assert_ptr_null(d.buf);
   jw_grpc_deframer_reset(&d);
   /* Exactly at the cap is fine. */
   uint8_t *wire = calloc(1, 1005);
   jw_grpc_prefix_write(wire, 1000);
-  p = wire;
-  n = 1005;
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), 1);
+  ck_assert_int_eq(next_from(&d, wire, 1005, &msg, &len), 1);
   ck_assert_uint_eq(len, 1000);
   jw_grpc_deframer_reset(&d);
   free(wire);
@@ -114,16 +117,14 @@ END_TEST
 START_TEST(test_deframe_compressed_flag) {
   jw_grpc_deframer_t d;
   uint8_t wire[6] = {1, 0, 0, 0, 1, 'x'};
-  const uint8_t *msg, *p = wire;
-  size_t len, n = sizeof(wire);
+  const uint8_t *msg;
+  size_t len;
   jw_grpc_deframer_init(&d, 100);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(next_from(&d, wire, sizeof(wire), &msg, &len), JW_EINVAL);
   ck_assert_int_eq(d.flag, 1);
   jw_grpc_deframer_reset(&d);
   wire[0] = 7;
-  p = wire;
-  n = sizeof(wire);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(next_from(&d, wire, sizeof(wire), &msg, &len), JW_EINVAL);
   jw_grpc_deframer_reset(&d);
 }
 END_TEST
@@ -146,15 +147,11 @@ START_TEST(test_deframe_compressed_ok) {
   ck_assert_int_eq(msg[0], 'y');
   /* The limit applies to the framed (compressed) length as well. */
   uint8_t big[5] = {1, 0, 0, 0, 101};
-  p = big;
-  n = sizeof(big);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_ELIMIT);
+  ck_assert_int_eq(next_from(&d, big, sizeof(big), &msg, &len), JW_ELIMIT);
   jw_grpc_deframer_reset(&d);
   ck_assert(d.compressed_ok);
   uint8_t two[6] = {2, 0, 0, 0, 1, 'z'};
-  p = two;
-  n = sizeof(two);
-  ck_assert_int_eq(jw_grpc_deframer_next(&d, &p, &n, &msg, &len), JW_EINVAL);
+  ck_assert_int_eq(next_from(&d, two, sizeof(two), &msg, &len), JW_EINVAL);
   ck_assert_int_eq(d.flag, 2);
   jw_grpc_deframer_reset(&d);
 }
@@ -368,21 +365,24 @@ START_TEST(test_status_names) {
 END_TEST
 
 START_TEST(test_status_mappings) {
-  ck_assert_int_eq(jw_grpc_status_from_http(400), JW_GRPC_INTERNAL);
-  ck_assert_int_eq(jw_grpc_status_from_http(401), JW_GRPC_UNAUTHENTICATED);
-  ck_assert_int_eq(jw_grpc_status_from_http(403), JW_GRPC_PERMISSION_DENIED);
-  ck_assert_int_eq(jw_grpc_status_from_http(404), JW_GRPC_UNIMPLEMENTED);
-  ck_assert_int_eq(jw_grpc_status_from_http(429), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(502), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(503), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(504), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_http(200), JW_GRPC_UNKNOWN);
-  ck_assert_int_eq(jw_grpc_status_from_http(415), JW_GRPC_UNKNOWN);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(8), JW_GRPC_CANCELLED);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(7), JW_GRPC_UNAVAILABLE);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(11),
-                   JW_GRPC_RESOURCE_EXHAUSTED);
-  ck_assert_int_eq(jw_grpc_status_from_h2_error(1), JW_GRPC_INTERNAL);
+  /* {HTTP status, gRPC status} and {HTTP/2 error code, gRPC status}. */
+  static const int http[][2] = {
+      {400, JW_GRPC_INTERNAL},        {431, JW_GRPC_INTERNAL},
+      {401, JW_GRPC_UNAUTHENTICATED}, {403, JW_GRPC_PERMISSION_DENIED},
+      {404, JW_GRPC_UNIMPLEMENTED},   {429, JW_GRPC_UNAVAILABLE},
+      {502, JW_GRPC_UNAVAILABLE},     {503, JW_GRPC_UNAVAILABLE},
+      {504, JW_GRPC_UNAVAILABLE},     {200, JW_GRPC_UNKNOWN},
+      {415, JW_GRPC_UNKNOWN}};
+  static const int h2[][2] = {{8, JW_GRPC_CANCELLED},
+                              {7, JW_GRPC_UNAVAILABLE},
+                              {11, JW_GRPC_RESOURCE_EXHAUSTED},
+                              {1, JW_GRPC_INTERNAL}};
+  for (size_t i = 0; i < sizeof(http) / sizeof(http[0]); i++)
+    ck_assert_msg(jw_grpc_status_from_http(http[i][0]) == http[i][1], "HTTP %d",
+                  http[i][0]);
+  for (size_t i = 0; i < sizeof(h2) / sizeof(h2[0]); i++)
+    ck_assert_msg(jw_grpc_status_from_h2_error((uint32_t)h2[i][0]) == h2[i][1],
+                  "HTTP/2 error %d", h2[i][0]);
 }
 END_TEST
 

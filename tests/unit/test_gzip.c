@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "../failmalloc.h"
+#include "../test_common.h"
 #include "gzip_int.h"
 #include "jobworker/error.h"
 
@@ -47,6 +48,12 @@ static uint8_t *pattern(size_t len) {
   return p;
 }
 
+/* Sets *data to pattern(len); returns its gzip form, of *zlen bytes. */
+static uint8_t *pattern_gzipped(size_t len, uint8_t **data, size_t *zlen) {
+  *data = pattern(len);
+  return gzip_of(*data, len, zlen);
+}
+
 /* Feeds z in pieces of at most step bytes (split at offset first). */
 static int inflate_split(jw__gunzip_t *g, const uint8_t *z, size_t zlen,
                          size_t first, size_t step) {
@@ -63,8 +70,7 @@ static int inflate_split(jw__gunzip_t *g, const uint8_t *z, size_t zlen,
 
 START_TEST(test_any_split) {
   size_t len = 3000, zlen;
-  uint8_t *data = pattern(len);
-  uint8_t *z = gzip_of(data, len, &zlen);
+  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
   /* Every split into two pieces, then byte by byte. */
   for (size_t first = 0; first <= zlen; first++) {
     jw__gunzip_t g;
@@ -88,8 +94,7 @@ END_TEST
 START_TEST(test_large_output_grows) {
   /* Several doublings of the output buffer, one feed. */
   size_t len = 1 << 20, zlen;
-  uint8_t *data = pattern(len);
-  uint8_t *z = gzip_of(data, len, &zlen);
+  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
   jw__gunzip_t g;
   jw__gunzip_init(&g, len);
   ck_assert_int_eq(jw__gunzip_feed(&g, z, zlen), 0);
@@ -106,8 +111,7 @@ END_TEST
 START_TEST(test_exact_limit) {
   /* A message of exactly the limit is taken; one byte more is refused. */
   size_t len = 40000, zlen;
-  uint8_t *data = pattern(len);
-  uint8_t *z = gzip_of(data, len, &zlen);
+  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
   for (size_t step = 1; step <= zlen; step = step * 3 + 1) {
     jw__gunzip_t g;
     jw__gunzip_init(&g, len);
@@ -158,8 +162,7 @@ END_TEST
 
 START_TEST(test_corrupt) {
   size_t len = 5000, zlen;
-  uint8_t *data = pattern(len);
-  uint8_t *z = gzip_of(data, len, &zlen);
+  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
   jw__gunzip_t g;
 
   /* Not gzip at all. */
@@ -223,8 +226,7 @@ START_TEST(test_state_while_open) {
   /* zlib's state exists only between the first byte and the end, and
    * stays small: about 7 KiB of state and the 32 KiB window. */
   size_t len = 100000, zlen;
-  uint8_t *data = pattern(len);
-  uint8_t *z = gzip_of(data, len, &zlen);
+  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
   jw__gunzip_t g;
   jw__gunzip_init(&g, len);
   ck_assert_uint_eq(g.state_bytes, 0);
@@ -246,8 +248,7 @@ END_TEST
 
 START_TEST(test_failmalloc) {
   size_t len = 100000, zlen;
-  uint8_t *data = pattern(len);
-  uint8_t *z = gzip_of(data, len, &zlen);
+  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
   for (size_t n = 0;; n++) {
     jw__gunzip_t g;
     jw__gunzip_init(&g, len);
@@ -273,20 +274,7 @@ START_TEST(test_failmalloc) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("gzip");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, test_any_split);
-  tcase_add_test(tc, test_large_output_grows);
-  tcase_add_test(tc, test_exact_limit);
-  tcase_add_test(tc, test_bomb);
-  tcase_add_test(tc, test_corrupt);
-  tcase_add_test(tc, test_state_while_open);
-  tcase_add_test(tc, test_failmalloc);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  TEST_RUN_CORE("gzip", 300, test_any_split, test_large_output_grows,
+                test_exact_limit, test_bomb, test_corrupt,
+                test_state_while_open, test_failmalloc);
 }

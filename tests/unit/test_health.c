@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../test_common.h"
 #include "health.h"
 #include "jobworker/service.h"
 #include "wire.h"
@@ -101,16 +102,6 @@ START_TEST(test_wire_malformed) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("health");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, test_known_names);
-  tcase_add_test(tc, test_switch_and_shutdown);
-  tcase_add_test(tc, test_wire_fields);
-  tcase_add_test(tc, test_wire_malformed);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  TEST_RUN_CORE("health", 0, test_known_names, test_switch_and_shutdown,
+                test_wire_fields, test_wire_malformed);
 }

@@ -33,6 +33,15 @@ static void add(jw__jobent_t *e, int n, const char *owner) {
   jw__jobtable_insert(&t, e, o);
 }
 
+/* Adds job1 and job2 for alice and job3 for third; returns alice. */
+static jw__owner_t *add_three(jw__jobent_t *a, jw__jobent_t *b, jw__jobent_t *c,
+                              const char *third) {
+  add(a, 1, "alice");
+  add(b, 2, "alice");
+  add(c, 3, third);
+  return a->owner;
+}
+
 START_TEST(test_find_and_remove) {
   jw__jobent_t a, b;
   add(&a, 1, "alice");
@@ -111,11 +120,7 @@ END_TEST
  */
 START_TEST(test_finished_fifo) {
   jw__jobent_t a, b, c;
-  jw__owner_t *o;
-  add(&a, 1, "alice");
-  add(&b, 2, "alice");
-  add(&c, 3, "alice");
-  o = a.owner;
+  jw__owner_t *o = add_three(&a, &b, &c, "alice");
   ck_assert_ptr_null(jw__jobtable_first_finished(o, NULL));
   jw__jobtable_set_final(&t, &c);
   jw__jobtable_set_final(&t, &a);
@@ -139,11 +144,7 @@ END_TEST
 
 START_TEST(test_disk_per_owner) {
   jw__jobent_t a, b, c;
-  jw__owner_t *o;
-  add(&a, 1, "alice");
-  add(&b, 2, "alice");
-  add(&c, 3, "bob");
-  o = a.owner;
+  jw__owner_t *o = add_three(&a, &b, &c, "bob");
   jw__jobtable_set_disk(&a, 100);
   jw__jobtable_set_disk(&b, 50);
   jw__jobtable_set_disk(&a, 150);

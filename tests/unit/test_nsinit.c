@@ -29,9 +29,9 @@ static int start_isolated(const char *func, uv_loop_t *loop, struct ctx *c,
   int err;
   memset(c, 0, sizeof(*c));
   ck_assert_int_eq(uv_loop_init(loop), 0);
-  creds.isolation = iso;
+  creds_isolation = iso;
   err = start(loop, c, argv, NULL, 0, NULL);
-  creds.isolation = 0;
+  creds_isolation = 0;
   if (err == -EPERM || err == -EINVAL || err == -ENOSPC) {
     printf("SKIP %s: namespaces refused (%s); they need CAP_SYS_ADMIN\n", func,
            strerror(-err));

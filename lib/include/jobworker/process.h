@@ -66,6 +66,27 @@ typedef void (*jw_process_exit_cb)(jw_process_t *proc,
 /* Called once the process's handles are closed; proc may be freed then. */
 typedef void (*jw_process_close_cb)(jw_process_t *proc, void *data);
 
+/*
+ * The credentials a command runs with. With set_ids false (the default)
+ * it keeps the caller's. With set_ids true the child drops every
+ * supplementary group and takes gid, then uid, as its real, effective and
+ * saved ids, after joining its cgroup and setting up its namespaces (which
+ * need the caller's privilege) and before entering working_dir and
+ * exec'ing: the user must be able to do both, or the start fails with
+ * that errno (-EACCES). Leaving uid 0 drops every capability; setting them
+ * needs CAP_SETUID/CAP_SETGID (-EPERM).
+ */
+typedef struct {
+  bool set_ids;
+  uid_t uid;
+  gid_t gid;
+  /*
+   * PR_SET_NO_NEW_PRIVS for the command: exec'ing a set-user-ID program
+   * or one with file capabilities gains nothing.
+   */
+  bool no_new_privs;
+} jw_credentials_t;
+
 typedef struct {
   const char *command;     /* required: a name looked up in PATH, or a path */
   const char *const *args; /* argv[1..]; may be NULL when nargs is 0 */
@@ -92,24 +113,7 @@ typedef struct {
    * it too: its fresh /sys shows only the namespace's devices (lo).
    */
   unsigned isolation;
-  /*
-   * The credentials the command runs with. With set_ids false (the
-   * default) it keeps the caller's. With set_ids true the child drops
-   * every supplementary group and takes gid, then uid, as its real,
-   * effective and saved ids, after joining its cgroup and setting up its
-   * namespaces (which need the caller's privilege) and before entering
-   * working_dir and exec'ing: the user must be able to do both, or the
-   * start fails with that errno (-EACCES). Leaving uid 0 drops every
-   * capability; setting them needs CAP_SETUID/CAP_SETGID (-EPERM).
-   */
-  bool set_ids;
-  uid_t uid;
-  gid_t gid;
-  /*
-   * PR_SET_NO_NEW_PRIVS for the command: exec'ing a set-user-ID program
-   * or one with file capabilities gains nothing.
-   */
-  bool no_new_privs;
+  jw_credentials_t creds; /* all zero: the caller's */
 } jw_process_options_t;
 
 /* Process-wide settings of the process module (jw_process_configure). */

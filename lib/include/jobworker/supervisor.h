@@ -105,14 +105,7 @@ typedef struct {
   const char *working_dir; /* NULL or "": inherit */
   jw_limits_t limits;      /* all 0: none */
   unsigned isolation;      /* JW_ISOLATE_* */
-  /*
-   * The Unix user the job runs as (jw_process_options_t): set_ids false
-   * keeps the caller's credentials; no_new_privs as there.
-   */
-  bool set_ids;
-  uid_t uid;
-  gid_t gid;
-  bool no_new_privs;
+  jw_credentials_t creds;  /* the Unix user the job runs as */
 } jw_job_spec_t;
 
 /*

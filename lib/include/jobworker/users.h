@@ -1,6 +1,6 @@
 /*
  * The Unix user each client's jobs run as: teleportd's policy on top of
- * the worker library's credentials (jw_job_spec_t.set_ids).
+ * the worker library's credentials (jw_job_spec_t.creds.set_ids).
  *
  * A client (certificate CN) listed in the users file runs its jobs as
  * the account named there, or is refused ("CN -"). Any other client gets
