@@ -9,20 +9,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-static inline uint64_t jw__fnv1a64(const void *p, size_t n) {
-  const unsigned char *s = p;
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ s[i]) * 1099511628211ULL;
-  return h;
-}
+/*
+ * One body for both widths: FNV-1a is the same loop with the offset basis
+ * and prime of its width (the 32-bit one names the cgroup parent from the
+ * data directory, so its value must not change).
+ */
+#define JW__FNV1A(name, type, basis, prime)                                    \
+  static inline type name(const void *p, size_t n) {                           \
+    const unsigned char *s = p;                                                \
+    type h = (basis);                                                          \
+    for (size_t i = 0; i < n; i++)                                             \
+      h = (type)((h ^ s[i]) * (prime));                                        \
+    return h;                                                                  \
+  }
 
-static inline uint32_t jw__fnv1a32(const void *p, size_t n) {
-  const unsigned char *s = p;
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ s[i]) * 16777619u;
-  return h;
-}
+JW__FNV1A(jw__fnv1a64, uint64_t, 1469598103934665603ULL, 1099511628211ULL)
+JW__FNV1A(jw__fnv1a32, uint32_t, 2166136261u, 16777619u)
 
 #endif /* JW_COMMON_HASH_H */

@@ -407,13 +407,18 @@ START_TEST(test_string_flags) {
     unsetenv(f[i].env);
   }
   /* The certificates from the environment alone. */
-  setenv("TELEPORTD_CACERT", "a", 1);
-  setenv("TELEPORTD_CERT", "b", 1);
-  setenv("TELEPORTD_KEY", "c", 1);
+  static const struct {
+    const char *env, *value;
+    size_t off;
+  } certs[] = {{"TELEPORTD_CACERT", "a", offsetof(jw_config_t, cacert)},
+               {"TELEPORTD_CERT", "b", offsetof(jw_config_t, cert)},
+               {"TELEPORTD_KEY", "c", offsetof(jw_config_t, key)}};
+  for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++)
+    setenv(certs[i].env, certs[i].value, 1);
   ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--log-level=info"), 0);
-  ck_assert_str_eq(cfg.cacert, "a");
-  ck_assert_str_eq(cfg.cert, "b");
-  ck_assert_str_eq(cfg.key, "c");
+  for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++)
+    ck_assert_str_eq(*(const char **)((char *)&cfg + certs[i].off),
+                     certs[i].value);
 }
 END_TEST
 
