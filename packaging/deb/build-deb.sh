@@ -70,10 +70,12 @@ missing=""
 for f in "${elfs[@]}"; do
   for so in $(objdump -p "$f" | awk '$1 == "NEEDED" { print $2 }'); do
     case $so in libjobworker.so.*) continue ;; esac
-    path=$(ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
+    # awk reads all of ldconfig's output: an early exit would end the
+    # pipeline with SIGPIPE, and pipefail then fails the build (141).
+    path=$(ldconfig -p | awk -v so="$so" '$1 == so && !found { print $NF; found = 1 }')
     [ -n "$path" ] || { echo "build-deb: $so (needed by $f) is not on this host" >&2; exit 1; }
-    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1) ||
-      pkg=$(dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1)
+    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | sed -n '1s/:.*//p') ||
+      pkg=$(dpkg -S "$path" 2>/dev/null | sed -n '1s/:.*//p')
     [ -n "$pkg" ] || { echo "build-deb: no package owns $path ($so)" >&2; exit 1; }
     echo ", $depends," | grep -qE ", $pkg( \([^)]*\))?," || missing="$missing $pkg($so)"
   done
