@@ -364,7 +364,11 @@ def test_job_users():
                   pids_max_of(sleeper.pid))
         log_file = os.path.join(data, sleeper.id + ".log")
         check(os.path.exists(log_file), "alice's log is in the data dir")
-        st, out = run_sh(bob, "cat %s; ls %s; kill -0 %d && echo KILLED; "
+        # 2>&1: the refusals must come before "---", and only one stream
+        # keeps its order against the other (stdout and stderr are two
+        # pipes, read in whatever order they become ready).
+        st, out = run_sh(bob, "exec 2>&1; cat %s; ls %s; "
+                         "kill -0 %d && echo KILLED; "
                          "echo ---; cat /proc/self/cgroup; env" %
                          (log_file, data, sleeper.pid))
         before, _, after = out.partition("---")
