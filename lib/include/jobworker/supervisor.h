@@ -42,6 +42,38 @@ extern "C" {
 #define JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS 10000
 
 typedef struct jw_supervisor_s jw_supervisor_t;
+
+/* Why a job ended: recorded with it (JW_END_NONE while it runs). */
+typedef enum {
+  JW_END_NONE = 0,
+  JW_END_EXITED,          /* the command exited by itself */
+  JW_END_SIGNALED,        /* a signal nobody asked for ended it */
+  JW_END_STOPPED,         /* a client stopped it (jw_supervisor_stop) */
+  JW_END_TIMED_OUT,       /* its run time limit passed */
+  JW_END_OOM_KILLED,      /* the kernel's OOM killer ended it */
+  JW_END_SERVER_SHUTDOWN, /* stopped by jw_supervisor_shutdown */
+  JW_END_SERVER_CRASH     /* found running in its record at start */
+} jw_end_reason_t;
+
+/* The name of a reason ("exited", "server crash", ...); "" for NONE. */
+const char *jw_end_reason_name(jw_end_reason_t r);
+
+/*
+ * A running job handed from one process to the next over exec(2) (a
+ * reload): the new supervisor adopts it instead of ending it. The fds are
+ * inherited (not close-on-exec) and become the new supervisor's.
+ */
+typedef struct {
+  char id[JW_ID_LEN + 1];
+  int pid;
+  int pidfd;           /* -1: none (kernels without pidfd_open) */
+  int out_fd;          /* the stdout pipe's read end; -1: at EOF */
+  int err_fd;          /* the stderr pipe's read end; -1: at EOF */
+  int reaped;          /* the old process reaped it: wstatus is its end */
+  int wstatus;         /* as waitpid(2) gave it, when reaped */
+  uint64_t kill_in_ms; /* a stop was pending: SIGKILL in this long; 0: none */
+  jw_end_reason_t stop_reason; /* why that stop was asked for */
+} jw_job_handover_t;
 typedef struct jw_stop_req_s jw_stop_req_t;
 typedef struct jw_job_info_s jw_job_info_t;
 
@@ -94,6 +126,20 @@ typedef struct {
    * callback.
    */
   jw_cgroup_mgr_t *cgroups;
+  /*
+   * Durable records: every job's record (jw_job_info_t and its working
+   * directory) is kept in data_dir beside its log, written before
+   * jw_supervisor_start returns and again when the job is final, and
+   * jw_supervisor_new restores the jobs it finds there: finished ones as
+   * they were, running ones (the previous process ended while they ran)
+   * killed through their cgroup and made final with JW_END_SERVER_CRASH,
+   * unless they are in handover. Off: jobs live in memory only and their
+   * logs are removed at close.
+   */
+  bool durable;
+  bool keep_env; /* also write env values into records (they carry secrets) */
+  const jw_job_handover_t *handover; /* running jobs to adopt; may be NULL */
+  size_t nhandover;
 } jw_supervisor_options_t;
 
 typedef struct {
@@ -130,6 +176,7 @@ struct jw_job_info_s {
    * (before the cgroup is removed) after. Zero without a cgroup.
    */
   jw_usage_t usage;
+  jw_end_reason_t end_reason; /* JW_END_NONE until final */
 };
 
 /*
