@@ -17,19 +17,33 @@
 
 #include "health.pb-c.h"
 #include "jobworker/service.h"
+#include "list.h"
 #include "request.h"
 #include "wire.h"
 
-/* A Watch call, on svc->watches until it ends. */
+/* A Watch call, on the service's list until it ends. */
 struct jw__health_watch_s {
   jw_service_t *svc;
   jw_rpc_call_t *call;
-  struct jw__health_watch_s *next;
-  struct jw__health_watch_s *prev;
+  jw__list_t node;
   bool known;
   int sent; /* the status last sent; 0 before the first message */
 };
 typedef struct jw__health_watch_s watch_t;
+
+/*
+ * The list head lives in the embedder's jw_service_t, which the public
+ * header keeps free of internal types, and which starts zeroed: it is
+ * made a list on first use.
+ */
+_Static_assert(sizeof(((jw_service_t *)0)->watches_) == sizeof(jw__list_t),
+               "jw_service_t.watches_ holds a jw__list_t");
+static jw__list_t *watches(jw_service_t *svc) {
+  jw__list_t *h = (jw__list_t *)(void *)svc->watches_;
+  if (h->next == NULL)
+    jw__list_init(h);
+  return h;
+}
 
 int jw__health_status(const void *data, const char *service, size_t len) {
   const jw_service_t *svc = data;
@@ -105,15 +119,7 @@ void jw__health_check(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_rpc_call_reply(call, buf, n);
 }
 
-static void watch_unlink(watch_t *w) {
-  if (w->prev != NULL)
-    w->prev->next = w->next;
-  else
-    w->svc->watches = w->next;
-  if (w->next != NULL)
-    w->next->prev = w->prev;
-  w->next = w->prev = NULL;
-}
+static void watch_unlink(watch_t *w) { jw__list_remove(&w->node); }
 
 static ssize_t watch_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                           void *data) {
@@ -168,10 +174,7 @@ void jw__health_watch(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   w->svc = svc;
   w->call = call;
   w->known = jw__health_status(svc, name, nlen) != 0;
-  w->next = svc->watches;
-  if (w->next != NULL)
-    w->next->prev = w;
-  svc->watches = w;
+  jw__list_insert_head(watches(svc), &w->node);
   jw_rpc_call_on_cancel(call, watch_canceled, w);
   if (jw_rpc_call_stream(call, watch_pull, w) != 0) {
     /* The call is gone, and no cancel callback follows. */
@@ -182,8 +185,10 @@ void jw__health_watch(jw_rpc_call_t *call, const uint8_t *req, size_t len,
 
 static void notify_watches(jw_service_t *svc) {
   /* resume only schedules the pull: the list does not change under us. */
-  for (watch_t *w = svc->watches; w != NULL; w = w->next)
-    jw_rpc_call_resume(w->call);
+  jw__list_t *n;
+  jw__list_foreach(n, watches(svc)) {
+    jw_rpc_call_resume(jw__list_data(n, watch_t, node)->call);
+  }
 }
 
 void jw_service_set_serving(jw_service_t *svc, bool serving) {

@@ -24,9 +24,10 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "hash.h"
 #include "hex.h"
 #include "jobworker/error.h"
+#include "list.h"
+#include "strmap.h"
 
 /* A longer line in either file is refused: no CN or account is this long. */
 #define MAX_LINE 4096
@@ -34,7 +35,6 @@
 #define MAX_CN 1024
 /* Lines in the users file. */
 #define MAX_FILE_LINES 100000
-#define INITIAL_BUCKETS 64
 
 struct entry {
   char *cn;
@@ -47,8 +47,8 @@ struct entry {
    * and comes back if the users file drops the CN. Not in the hash.
    */
   bool reserved;
-  struct entry *hnext;
-  struct entry *next; /* every entry, newest first */
+  jw__list_t hnode; /* in the map by CN, unless reserved */
+  jw__list_t node;  /* in the list of every entry, newest first */
 };
 
 struct jw_users_s {
@@ -57,11 +57,10 @@ struct jw_users_s {
   char *dir;
   uid_t first, last;
   bool privileged;
-  struct entry **buckets;
-  size_t nbuckets;
+  jw__strmap_t by_cn;
   size_t nentries;
   size_t nallocated;
-  struct entry *entries;
+  jw__list_t entries;
   uint8_t *used; /* one bit per uid of the range */
   uid_t cursor;  /* where the search for a free uid starts */
 };
@@ -75,65 +74,30 @@ static void seterr(char *errbuf, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-static size_t hash_cn(const char *cn) {
-  return (size_t)jw__fnv1a64(cn, strlen(cn));
-}
-
 static struct entry *find(const jw_users_t *u, const char *cn) {
-  struct entry *e;
-  for (e = u->buckets[hash_cn(cn) & (u->nbuckets - 1)]; e != NULL; e = e->hnext)
-    if (strcmp(e->cn, cn) == 0)
-      return e;
-  return NULL;
-}
-
-/* Doubles the table; on allocation failure the old one simply stays. */
-static void grow(jw_users_t *u) {
-  size_t n = u->nbuckets * 2;
-  struct entry **b = calloc(n, sizeof(*b));
-  struct entry *e;
-  if (b == NULL)
-    return;
-  for (e = u->entries; e != NULL; e = e->next) {
-    size_t i = hash_cn(e->cn) & (n - 1);
-    if (e->reserved)
-      continue;
-    e->hnext = b[i];
-    b[i] = e;
-  }
-  free(u->buckets);
-  u->buckets = b;
-  u->nbuckets = n;
+  jw__list_t *n = jw__strmap_find(&u->by_cn, cn);
+  return n != NULL ? jw__list_data(n, struct entry, hnode) : NULL;
 }
 
 static struct entry *add(jw_users_t *u, const char *cn, bool reserved) {
   struct entry *e = calloc(1, sizeof(*e));
-  size_t i;
   if (e == NULL || (e->cn = strdup(cn)) == NULL) {
     free(e);
     return NULL;
   }
   e->reserved = reserved;
-  if (!reserved) {
-    if (u->nentries >= u->nbuckets)
-      grow(u);
-    i = hash_cn(cn) & (u->nbuckets - 1);
-    e->hnext = u->buckets[i];
-    u->buckets[i] = e;
-  }
-  e->next = u->entries;
-  u->entries = e;
+  jw__list_init(&e->hnode);
+  if (!reserved)
+    jw__strmap_insert(&u->by_cn, &e->hnode);
+  jw__list_insert_head(&u->entries, &e->node);
   u->nentries++;
   return e;
 }
 
 /* Takes e out of the table again (the newest entry only). */
 static void drop_newest(jw_users_t *u, struct entry *e) {
-  struct entry **pp = &u->buckets[hash_cn(e->cn) & (u->nbuckets - 1)];
-  while (*pp != e)
-    pp = &(*pp)->hnext;
-  *pp = e->hnext;
-  u->entries = e->next;
+  jw__strmap_remove(&u->by_cn, &e->hnode);
+  jw__list_remove(&e->node);
   u->nentries--;
   free(e->cn);
   free(e);
@@ -466,14 +430,14 @@ int jw_users_open(const jw_users_options_t *opts, jw_users_t **out,
   u->last = opts->last;
   u->cursor = opts->first;
   u->privileged = opts->privileged;
-  u->nbuckets = INITIAL_BUCKETS;
-  u->buckets = calloc(u->nbuckets, sizeof(*u->buckets));
+  jw__list_init(&u->entries);
+  int merr = jw__strmap_init(&u->by_cn, struct entry, hnode, cn, true);
   u->used = calloc((opts->last - opts->first) / 8 + 1, 1);
   u->dir = strdup(opts->data_dir);
   u->table_path = path_join(opts->data_dir, JW_USERS_TABLE);
   u->tmp_path = path_join(opts->data_dir, JW_USERS_TABLE ".tmp");
-  if (u->buckets == NULL || u->used == NULL || u->dir == NULL ||
-      u->table_path == NULL || u->tmp_path == NULL) {
+  if (merr != 0 || u->used == NULL || u->dir == NULL || u->table_path == NULL ||
+      u->tmp_path == NULL) {
     jw_users_free(u);
     seterr(errbuf, errlen, "out of memory");
     return -ENOMEM;
@@ -496,24 +460,28 @@ int jw_users_open(const jw_users_options_t *opts, jw_users_t **out,
 static int save_table(jw_users_t *u) {
   size_t cap = 64, len = 0;
   struct entry *e;
+  jw__list_t *n;
   char *buf;
   int fd, err = 0;
 
-  for (e = u->entries; e != NULL; e = e->next)
+  jw__list_foreach(n, &u->entries) {
+    e = jw__list_data(n, struct entry, node);
     if (e->allocated)
       cap += 12 + 3 * strlen(e->cn) + 1;
+  }
   buf = malloc(cap);
   if (buf == NULL)
     return -ENOMEM;
-  for (e = u->entries; e != NULL; e = e->next) {
+  jw__list_foreach(n, &u->entries) {
     char esc[3 * MAX_CN + 1], rec[3 * MAX_CN + 16];
-    int n;
+    int k;
+    e = jw__list_data(n, struct entry, node);
     if (!e->allocated)
       continue;
     escape_cn(e->cn, esc);
-    n = snprintf(rec, sizeof(rec), "%u %s\n", (unsigned)e->user.uid, esc);
-    memcpy(buf + len, rec, (size_t)n);
-    len += (size_t)n;
+    k = snprintf(rec, sizeof(rec), "%u %s\n", (unsigned)e->user.uid, esc);
+    memcpy(buf + len, rec, (size_t)k);
+    len += (size_t)k;
   }
   fd = open(u->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
             0600);
@@ -605,15 +573,15 @@ size_t jw_users_allocated(const jw_users_t *u) {
 }
 
 void jw_users_free(jw_users_t *u) {
-  struct entry *e, *next;
+  jw__list_t *n, *tmp;
   if (u == NULL)
     return;
-  for (e = u->entries; e != NULL; e = next) {
-    next = e->next;
+  jw__list_foreach_safe(n, tmp, &u->entries) {
+    struct entry *e = jw__list_data(n, struct entry, node);
     free(e->cn);
     free(e);
   }
-  free(u->buckets);
+  jw__strmap_destroy(&u->by_cn);
   free(u->used);
   free(u->dir);
   free(u->table_path);

@@ -18,6 +18,7 @@
 
 #include "jobworker/supervisor.h"
 #include "list.h"
+#include "strmap.h"
 
 typedef struct jw__owner_s {
   char *name;
@@ -42,11 +43,9 @@ typedef struct {
 } jw__jobent_t;
 
 typedef struct {
-  jw__list_t *buckets; /* ids */
-  size_t nbuckets;     /* a power of two */
+  jw__strmap_t ids;    /* jobs by id */
+  jw__strmap_t owners; /* owner records by name */
   size_t njobs;
-  jw__list_t *obuckets; /* owners */
-  size_t nobuckets;
   size_t nowners;
   jw__list_t jobs; /* every job, oldest first */
   size_t nrunning;

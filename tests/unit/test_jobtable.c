@@ -171,8 +171,8 @@ START_TEST(test_growth) {
     snprintf(owner, sizeof(owner), "o%d", k % 300);
     add(&e[k], k, owner);
   }
-  ck_assert_uint_gt(t.nbuckets, 64);
-  ck_assert_uint_gt(t.nobuckets, 64);
+  ck_assert_uint_gt(t.ids.nbuckets, 64);
+  ck_assert_uint_gt(t.owners.nbuckets, 64);
   ck_assert_uint_eq(t.nowners, 300);
   for (int k = 0; k < N; k++) {
     snprintf(id, sizeof(id), "job%d", k);
@@ -217,7 +217,7 @@ START_TEST(test_failmalloc) {
     /* A failed growth is no error: the hash only gets fuller. */
     if (err != 0)
       ck_assert(injected && err == -ENOMEM);
-    if (err == 0 || added > 0 || t.buckets != NULL) {
+    if (err == 0 || added > 0 || t.ids.buckets != NULL) {
       for (k = 0; k < added; k++) {
         snprintf(owner, sizeof(owner), "job%d", k);
         ck_assert_ptr_eq(jw__jobtable_find(&t, owner), &e[k]);

@@ -76,7 +76,7 @@ typedef struct {
    */
   bool not_serving;
   bool health_ended;
-  struct jw__health_watch_s *watches;
+  void *watches_[2]; /* the Watch calls: a list head, made on first use */
 } jw_service_t;
 
 /*
