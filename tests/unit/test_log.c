@@ -55,19 +55,6 @@ static FILE *real_stderr;
  * jw_log writes to stderr: the tests point glibc's stderr at a temporary
  * file (fd 2 stays as it is, so a sanitizer's report is still seen).
  */
-static void setup(void) {
-  capture = tmpfile();
-  CHECK((capture) != NULL);
-  real_stderr = stderr;
-  stderr = capture;
-  jw_log_set_level(JW_LOG_DEBUG);
-}
-
-static void teardown(void) {
-  stderr = real_stderr;
-  fclose(capture);
-}
-
 /* Empties the capture file before a call. */
 static void capture_reset(void) {
   fflush(capture);
@@ -104,6 +91,28 @@ typedef struct {
   size_t n;
   bool cut; /* the line ends with " ...": pairs were left out */
 } parsed_t;
+
+/* The line and its parse, for the tests that check lines (fixture). */
+static out_t *fx_out;
+static parsed_t *fx_parsed;
+
+static void setup(void) {
+  fx_out = malloc(sizeof(*fx_out));
+  fx_parsed = malloc(sizeof(*fx_parsed));
+  CHECK(fx_out != NULL && fx_parsed != NULL);
+  capture = tmpfile();
+  CHECK((capture) != NULL);
+  real_stderr = stderr;
+  stderr = capture;
+  jw_log_set_level(JW_LOG_DEBUG);
+}
+
+static void teardown(void) {
+  stderr = real_stderr;
+  fclose(capture);
+  free(fx_parsed);
+  free(fx_out);
+}
 
 static char parse_error[200];
 
@@ -188,6 +197,12 @@ static bool parse_line(const out_t *o, parsed_t *p) {
   return true;
 }
 
+/* Logs the rpc line of v into o and parses it into p, which must work. */
+static void log_and_parse(const char *const *v, out_t *o, parsed_t *p) {
+  log_rpc(v, o);
+  CHECK_MSG(parse_line(o, p), "%s", parse_error);
+}
+
 /*
  * Whether got is what a log reader may see of want: all of it, or a prefix
  * of at most JW_LOG_VALUE_MAX bytes followed by "...". Sets *was_cut.
@@ -223,9 +238,8 @@ static const char *const shapes[] = {"a", "b c", "\x01"};
  * intact, the long value cut at exactly JW_LOG_VALUE_MAX bytes with "...".
  */
 START_TEST(test_every_field_every_length) {
-  out_t *o = malloc(sizeof(*o));
-  parsed_t *p = malloc(sizeof(*p));
-  CHECK(o != NULL && p != NULL);
+  out_t *o = fx_out;
+  parsed_t *p = fx_parsed;
   /* The first wrong value; the walk goes on to the end regardless. */
   char wrong[256] = "";
   for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
@@ -255,16 +269,13 @@ START_TEST(test_every_field_every_length) {
     }
   }
   CHECK_MSG(wrong[0] == '\0', "%s", wrong);
-  free(p);
-  free(o);
 }
 END_TEST
 
 /* Around the cap: up to JW_LOG_VALUE_MAX bytes whole, one more is cut. */
 START_TEST(test_value_cap_edge) {
-  out_t *o = malloc(sizeof(*o));
-  parsed_t *p = malloc(sizeof(*p));
-  CHECK(o != NULL && p != NULL);
+  out_t *o = fx_out;
+  parsed_t *p = fx_parsed;
   for (size_t f = 0; f < NFIELDS; f++) {
     for (size_t len = JW_LOG_VALUE_MAX - 8; len <= JW_LOG_VALUE_MAX + 8;
          len++) {
@@ -272,8 +283,7 @@ START_TEST(test_value_cap_edge) {
       char *val = repeat("x", len);
       memcpy(v, rpc_vals, sizeof(v));
       v[f] = val;
-      log_rpc(v, o);
-      CHECK_MSG(parse_line(o, p), "%s", parse_error);
+      log_and_parse(v, o, p);
       CHECK((p->n) == (NFIELDS));
       bool cut;
       CHECK(value_ok(&p->pairs[f], val, &cut));
@@ -281,8 +291,6 @@ START_TEST(test_value_cap_edge) {
       free(val);
     }
   }
-  free(p);
-  free(o);
 }
 END_TEST
 
@@ -294,9 +302,8 @@ END_TEST
  * out are marked by a final "...".
  */
 START_TEST(test_line_edge_every_offset) {
-  out_t *o = malloc(sizeof(*o));
-  parsed_t *p = malloc(sizeof(*p));
-  CHECK(o != NULL && p != NULL);
+  out_t *o = fx_out;
+  parsed_t *p = fx_parsed;
   char *esc = repeat("\x01", 4000);
   for (size_t len = 0; len <= 1100; len++) {
     const char *v[NFIELDS];
@@ -306,8 +313,7 @@ START_TEST(test_line_edge_every_offset) {
     v[2] = esc;
     v[3] = esc;
     v[7] = esc;
-    log_rpc(v, o);
-    CHECK_MSG(parse_line(o, p), "%s", parse_error);
+    log_and_parse(v, o, p);
     /* The escaped values alone are over the line: it is full and cut. */
     CHECK((o->len) >= (JW_LOG_LINE_MAX - 8));
     CHECK(p->n >= 3 && p->n < NFIELDS && p->cut);
@@ -320,8 +326,6 @@ START_TEST(test_line_edge_every_offset) {
     free(first);
   }
   free(esc);
-  free(p);
-  free(o);
 }
 END_TEST
 
@@ -395,43 +399,35 @@ START_TEST(test_quoting_round_trip) {
                                      "\xed\xa0\x80 surrogate",
                                      "\xf4\x90\x80\x80 too big",
                                      "..."};
-  out_t *o = malloc(sizeof(*o));
-  parsed_t *p = malloc(sizeof(*p));
-  CHECK(o != NULL && p != NULL);
+  out_t *o = fx_out;
+  parsed_t *p = fx_parsed;
   for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
     const char *v[NFIELDS];
     memcpy(v, rpc_vals, sizeof(v));
     v[2] = vals[i];
-    log_rpc(v, o);
-    CHECK_MSG(parse_line(o, p), "%s", parse_error);
+    log_and_parse(v, o, p);
     CHECK((p->n) == (NFIELDS));
     CHECK((p->pairs[2].vlen) == (strlen(vals[i])));
     CHECK_MSG(memcmp(p->pairs[2].val, vals[i], p->pairs[2].vlen) == 0,
               "value %zu: %s", i, o->buf);
   }
-  free(p);
-  free(o);
 }
 END_TEST
 
 /* Valid UTF-8 stays readable, and a cut never splits a character. */
 START_TEST(test_utf8_kept_and_not_split) {
-  out_t *o = malloc(sizeof(*o));
-  parsed_t *p = malloc(sizeof(*p));
-  CHECK(o != NULL && p != NULL);
+  out_t *o = fx_out;
+  parsed_t *p = fx_parsed;
   const char *v[NFIELDS];
   char *euros = repeat("\xe2\x82\xac", 200); /* 3 bytes each */
   memcpy(v, rpc_vals, sizeof(v));
   v[2] = euros;
-  log_rpc(v, o);
-  CHECK_MSG(parse_line(o, p), "%s", parse_error);
+  log_and_parse(v, o, p);
   CHECK((strstr(o->buf, " cn=\xe2\x82\xac\xe2\x82\xac")) != NULL);
   bool cut;
   CHECK(value_ok(&p->pairs[2], euros, &cut) && cut);
   CHECK((p->pairs[2].vlen - 3) == (JW_LOG_VALUE_MAX / 3 * 3));
   free(euros);
-  free(p);
-  free(o);
 }
 END_TEST
 
