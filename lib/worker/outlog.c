@@ -66,6 +66,7 @@ struct jw_outlog_s {
   uint64_t max_bytes; /* 0: no cap */
   int finished;
   int closed; /* jw_outlog_close was called: freed with its last reader */
+  int unlinked; /* ... with unlink_file: its job is gone */
   jw__list_t readers; /* oldest first */
   unsigned notifying; /* depth of notify_readers() on the stack */
   int need_sweep;     /* readers closed while notifying, to free later */
@@ -286,8 +287,10 @@ void jw_outlog_close(jw_outlog_t *log, int unlink_file) {
     return;
   JW__CHECK(!log->closed, "jw_outlog_close: log closed twice");
   log->closed = 1;
-  if (unlink_file)
+  if (unlink_file) {
     unlink(log->path);
+    log->unlinked = 1;
+  }
   if (!log->finished) {
     log->finished = 1;
     if (notify_readers(log))
@@ -451,6 +454,10 @@ fail:
 
 uint64_t jw_outlog_reader_dropped(const jw_outlog_reader_t *reader) {
   return reader->log->dropped;
+}
+
+int jw_outlog_reader_unlinked(const jw_outlog_reader_t *reader) {
+  return reader->log->unlinked;
 }
 
 uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader) {

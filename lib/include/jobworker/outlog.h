@@ -128,6 +128,12 @@ int jw_outlog_reader_open_at(jw_outlog_t *log, uint64_t offset,
  */
 int jw_outlog_reader_tail(jw_outlog_reader_t *reader, uint32_t nlines);
 
+/*
+ * Whether the log was closed with unlink_file (for a job's log: the job
+ * was removed). The reader can still read what the file held.
+ */
+int jw_outlog_reader_unlinked(const jw_outlog_reader_t *reader);
+
 /* The output offset of the next byte the cursor reads. */
 uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader);
 
