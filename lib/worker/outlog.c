@@ -65,7 +65,7 @@ struct jw_outlog_s {
   uint64_t dropped;
   uint64_t max_bytes; /* 0: no cap */
   int finished;
-  int closed; /* jw_outlog_close was called: freed with its last reader */
+  int closed;   /* jw_outlog_close was called: freed with its last reader */
   int unlinked; /* ... with unlink_file: its job is gone */
   jw__list_t readers; /* oldest first */
   unsigned notifying; /* depth of notify_readers() on the stack */
