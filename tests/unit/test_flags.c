@@ -243,6 +243,13 @@ static const struct {
      "2",
      2,
      {"0", "1000001", "-2", "2.0"}},
+    {"max-stop-timeout",
+     "TELEPORTD_MAX_STOP_TIMEOUT",
+     offsetof(jw_config_t, max_stop_timeout_ms),
+     300000,
+     "90s",
+     90000,
+     {"0", "2d", "-5m", "later"}},
     {"stop-timeout",
      "TELEPORTD_STOP_TIMEOUT",
      offsetof(jw_config_t, stop_timeout_ms),
@@ -826,9 +833,9 @@ START_TEST(test_help_and_version) {
                   u64_flags[i].env);
   }
   /* Each with its default, as the docs write it. */
-  static const char *const shown[NU64] = {"512", "64",  "1G",   "100", "4M",
-                                          "100", "10s", "1024", "256", "256K",
-                                          "10G", "30s", "5m",   "32",  "10s"};
+  static const char *const shown[NU64] = {
+      "512", "64",   "1G",  "100", "4M", "100", "10s", "1024",
+      "256", "256K", "10G", "30s", "5m", "32",  "5m",  "10s"};
   for (size_t i = 0; i < NU64; i++) {
     const char *at = strstr(std_out, u64_flags[i].env);
     ck_assert_ptr_nonnull(at);
