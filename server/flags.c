@@ -271,6 +271,13 @@ static void usage(FILE *f, const char *defdir) {
       "  --allow-isolation BOOL whether requests may ask for PID, mount and\n"
       "                         network namespaces: true or false\n"
       "                         (TELEPORTD_ALLOW_ISOLATION, default true)\n"
+      "  --durable BOOL         keep every job's record and output in the\n"
+      "                         data directory: a restart or crash forgets\n"
+      "                         no job (TELEPORTD_DURABLE, default true;\n"
+      "                         false: jobs are forgotten at exit)\n"
+      "  --keep-env BOOL        also write jobs' env values into their\n"
+      "                         records (they may carry secrets)\n"
+      "                         (TELEPORTD_KEEP_ENV, default false)\n"
       "  -h, --help             show this help\n"
       "  --version              show the version\n"
       "\n"
@@ -322,6 +329,8 @@ enum {
   VF_MAX_CONN,
   VF_LOG_LEVEL,
   VF_ALLOW_ISOLATION,
+  VF_DURABLE,
+  VF_KEEP_ENV,
   VF_JOB_UID_RANGE,
   VF_CONFIG,
   NVALUE_FLAGS
@@ -350,6 +359,8 @@ static const struct {
     [VF_LOG_LEVEL] = {"log-level", "TELEPORTD_LOG_LEVEL", NO_FIELD},
     [VF_ALLOW_ISOLATION] = {"allow-isolation", "TELEPORTD_ALLOW_ISOLATION",
                             NO_FIELD},
+    [VF_DURABLE] = {"durable", "TELEPORTD_DURABLE", NO_FIELD},
+    [VF_KEEP_ENV] = {"keep-env", "TELEPORTD_KEEP_ENV", NO_FIELD},
     [VF_JOB_UID_RANGE] = {"job-uid-range", "TELEPORTD_JOB_UID_RANGE", NO_FIELD},
     [VF_CONFIG] = {"config", "TELEPORTD_CONFIG", NO_FIELD},
 };
@@ -735,6 +746,13 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   cfg->allow_isolation = true;
   if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)
     return bad(iso_flag, "want true or false");
+  cfg->durable = true;
+  if (vf[VF_DURABLE].value != NULL &&
+      parse_bool(vf[VF_DURABLE].value, &cfg->durable) != 0)
+    return bad(&vf[VF_DURABLE], "want true or false");
+  if (vf[VF_KEEP_ENV].value != NULL &&
+      parse_bool(vf[VF_KEEP_ENV].value, &cfg->keep_env) != 0)
+    return bad(&vf[VF_KEEP_ENV], "want true or false");
 
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
     uint64_t v = server_limits[i].def;
