@@ -284,7 +284,8 @@ static void usage(FILE *f, const char *defdir) {
       "Logs go to stderr, one logfmt line per event, at most 2048 bytes; a\n"
       "value over 256 bytes is cut and ends with \"...\". SIGTERM or SIGINT\n"
       "stops every job (SIGTERM, grace period, SIGKILL), finishes the\n"
-      "streams and exits 0.\n"
+      "streams and exits 0; with --durable the stopped jobs are recorded\n"
+      "(reason \"server shutdown\") and kept for the next start.\n"
       "\n"
       "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a\n"
       "bad flag or an unusable file.\n",

@@ -335,13 +335,13 @@ static int is_own_leftover(DIR *d, const char *name, bool durable) {
   size_t n = strlen(name);
   if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
     return 1;
-  if (n == JW_ID_LEN + 4 || n == JW_ID_LEN + 8) {
-    /* "<id>.rec" or "<id>.rec.tmp": an id when "<id>.log" is a log name. */
-    snprintf(other, sizeof(other), "%.*s.log", JW_ID_LEN, name);
-    if (!jw_supervisor_is_log_name(other) ||
-        strcmp(name + JW_ID_LEN, n == JW_ID_LEN + 4 ? ".rec" : ".rec.tmp") != 0)
-      return 0;
-    return n == JW_ID_LEN + 8 || !durable;
+  /* "<id>.rec" or "<id>.rec.tmp": an id when "<id>.log" is a log name. */
+  snprintf(other, sizeof(other), "%.*s.log", JW_ID_LEN, name);
+  if (n > JW_ID_LEN && jw_supervisor_is_log_name(other)) {
+    if (strcmp(name + JW_ID_LEN, ".rec.tmp") == 0)
+      return 1;
+    if (strcmp(name + JW_ID_LEN, ".rec") == 0)
+      return !durable;
   }
   if (!jw_supervisor_is_log_name(name))
     return 0;

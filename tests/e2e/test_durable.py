@@ -210,7 +210,21 @@ def test_sigterm_restart():
     s.stop(signal.SIGTERM)
     check(s.proc.returncode == 0, "restart: teleportd exits 0 at SIGTERM")
 
+    # What a previous run left for nothing: a log without a record, a
+    # record's temporary file; and a file that is not the server's.
+    orphan = os.path.join(data, "0123456789abcdef0123456789abcdef.log")
+    tmp = os.path.join(data, "0123456789abcdef0123456789abcdee.rec.tmp")
+    notes = os.path.join(data, "notes.rec")
+    for path in (orphan, tmp, notes):
+        with open(path, "w") as f:
+            f.write("x")
     s = Server(data, "restart-2")
+    check(not os.path.exists(orphan) and not os.path.exists(tmp) and
+          os.path.exists(notes) and
+          os.path.exists(os.path.join(data, done + ".rec")) and
+          os.path.exists(os.path.join(data, done + ".log")),
+          "restart: the sweep keeps records and their logs, removes the rest "
+          "of its own (%s)" % sorted(os.listdir(data)))
     try:
         st = s.stub.Status(pb.StatusRequest(id=done), timeout=30)
     except grpc.RpcError as e:
