@@ -485,7 +485,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   if (sup->durable) {
     /* With its pid: what a restart checks before it kills that pid. */
     j->pid_start = jw__record_pid_start(j->status.pid);
-    (void)jw__job_save(j, 0);
+    jw__job_stale(j);
   }
   memcpy(id_out, j->e.id, JW_ID_LEN + 1);
   if (sup->on_job_start != NULL) {
@@ -644,19 +644,17 @@ void jw__supervisor_handle_closed(jw_supervisor_t *sup) {
       jw__job_fire_stops(job_of(jw__jobent_of_age(n)), JW_ECANCELED);
   if (sup->close_cb != NULL)
     sup->close_cb(sup, sup->close_data);
+  if (sup->keep_logs)
+    jw__durable_flush_now(sup);
   jw__list_foreach_safe(n, tmp, &sup->table.jobs) {
     struct job *j = job_of(jw__jobent_of_age(n));
     jw_cgroup_free(j->cg);
     jw__jobtable_remove(&sup->table, &j->e);
     jw_outlog_close(j->log, !sup->keep_logs);
-    /* Records go with their logs: kept together or removed together. */
-    if (!sup->keep_logs)
-      jw__job_unsave(sup, j);
     jw__job_free(j);
   }
-  if (sup->keep_logs)
-    jw__durable_flush_now(sup);
-  free(sup->pend);
+  /* Records go with their logs: kept together or removed together. */
+  jw__durable_end(sup);
   jw__jobtable_destroy(&sup->table);
   free(sup->data_dir);
   free(sup);
