@@ -214,6 +214,17 @@ static void fill_record(const struct job *j, const char *owner,
   r->fin_seq = j->e.final ? j->fin_seq : 0;
 }
 
+/*
+ * Most of the journal replaced: the current records alone, in a new one.
+ * Before an append, never after: a job not in the table yet (a start)
+ * would lose the record just appended.
+ */
+static void maybe_compact(jw_supervisor_t *sup) {
+  if (sup->jdead > sup->compact_min && sup->jdead > sup->jsize / 2 &&
+      !sup->closing)
+    (void)jw__journal_rewrite(sup);
+}
+
 int jw__job_save_as(struct job *j, const char *owner, int with_log) {
   jw_supervisor_t *sup = j->sup;
   jw__record_t r;
@@ -223,6 +234,7 @@ int jw__job_save_as(struct job *j, const char *owner, int with_log) {
 
   if (!sup->durable)
     return 0;
+  maybe_compact(sup);
   jw__list_remove(&j->stale);
   fill_record(j, owner, &r);
   err = jw__record_encode(&r, &buf, &len);
@@ -259,6 +271,7 @@ void jw__job_unsave(jw_supervisor_t *sup, struct job *j) {
   if (!sup->durable || j->rec_len == 0)
     return;
   jw__list_remove(&j->stale);
+  maybe_compact(sup);
   jw__record_encode_del(j->e.id, del);
   if (append(sup, del, sizeof(del)) < 0) {
     report(sup, -EIO, "cannot append a job's removal");
@@ -267,10 +280,6 @@ void jw__job_unsave(jw_supervisor_t *sup, struct job *j) {
   sup->jdead += j->rec_len + sizeof(del);
   j->rec_len = 0;
   flush_due(sup);
-  /* Most of it replaced: the current records alone, in a new journal. */
-  if (sup->jdead > COMPACT_MIN && sup->jdead > sup->jsize / 2 &&
-      !sup->flush_busy && !sup->closing)
-    (void)jw__journal_rewrite(sup);
 }
 
 /* Writes all of buf to fd at its offset. */
@@ -327,6 +336,7 @@ int jw__journal_rewrite(jw_supervisor_t *sup) {
 void jw__durable_init(jw_supervisor_t *sup) {
   sup->jfd = -1;
   sup->sync_fd = -1;
+  sup->compact_min = COMPACT_MIN;
   jw__list_init(&sup->stale);
   if (!sup->durable)
     return;

@@ -107,6 +107,7 @@ struct jw_supervisor_s {
   uint64_t jsize;              /* bytes of whole entries in it */
   uint64_t jdead;              /* bytes of entries a later one replaced */
   int jdirty;                  /* appended to since the last flush */
+  uint64_t compact_min;        /* rewritten once jdead passes it (and half) */
   jw__list_t stale;            /* jobs whose record is behind (their pid) */
   uv_timer_t flush_timer;      /* the next batched fsync; open while durable */
   uv_work_t flush_work;        /* the fsync in the thread pool */

@@ -741,6 +741,60 @@ START_TEST(test_pid_recorded_at_next_flush) {
 }
 END_TEST
 
+static void count_rec(jw__record_t *rec, void *data) {
+  (*(int *)data)++;
+  jw__record_free(rec);
+}
+static void count_del(const char *id, void *data) {
+  (void)id;
+  (*(int *)data)++;
+}
+
+/* Entries in the journal now. */
+static int journal_entries(void) {
+  int n = 0;
+  jw__journal_visitor_t v = {count_rec, count_del, find_bad, &n};
+  struct stat st;
+  unsigned char *buf;
+  int fd = open(journal_path(), O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  buf = malloc((size_t)st.st_size + 1);
+  ck_assert_int_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
+  close(fd);
+  ck_assert_int_eq(jw__journal_parse(buf, (size_t)st.st_size, &v), 0);
+  free(buf);
+  return n;
+}
+
+/*
+ * Replaced entries do not pile up: once they are most of the journal it
+ * is rewritten with the current records, which a restart still reads.
+ */
+START_TEST(test_journal_compacted_while_running) {
+  struct env e;
+  char ids[8][JW_ID_LEN + 1];
+  jw_job_info_t info;
+
+  env_open_opts(&e, 2);
+  e.sup->compact_min = 1;
+  for (int i = 0; i < 8; i++) {
+    start_sh(&e, "o", "echo x", ids[i]);
+    wait_final(&e, ids[i]);
+  }
+  /* 8 jobs, 3 entries each and 6 removals without the rewrites. */
+  ck_assert_int_le(journal_entries(), 8);
+  env_end(&e, 1);
+  env_open(&e);
+  for (int i = 0; i < 8; i++)
+    ck_assert_int_eq(jw_supervisor_status(e.sup, ids[i], NULL, &info),
+                     i < 6 ? JW_ENOTFOUND : 0);
+  ck_assert_int_eq(journal_entries(), 2);
+  ck_assert_int_eq(count_suffix(data_dir, ".log"), 2);
+  env_end(&e, 1);
+}
+END_TEST
+
 static int stopped;
 static void on_stopped(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
   (void)req;
@@ -965,6 +1019,7 @@ int main(void) {
       test_retention_order_and_eviction_across_restarts,
       test_shutdown_and_stop_reasons,
       test_pid_recorded_at_next_flush,
+      test_journal_compacted_while_running,
       test_crashed_job_killed_and_final,
       test_broken_journal_reported_others_restored,
       test_env_kept_only_with_keep_env,
