@@ -170,6 +170,12 @@ static void reconcile(jw_supervisor_t *sup, struct job *j,
   jw__jobtable_set_final(&sup->table, &j->e);
   j->fin_seq = ++sup->seq;
   (void)jw__job_save(j, 1);
+  /* Its end, for audit logs and metrics, as for any other job. */
+  if (sup->on_job_end != NULL) {
+    jw_job_info_t info;
+    jw__job_fill_info(j, &info);
+    sup->on_job_end(&info, sup->drop_data);
+  }
 }
 
 static int by_age(const void *a, const void *b) {

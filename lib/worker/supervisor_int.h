@@ -128,6 +128,9 @@ static inline const char *owner_name(const struct job *j) {
   return j->e.owner != NULL ? j->e.owner->name : "";
 }
 
+/* Fills info with the job's status now (jw_supervisor_status). */
+void jw__job_fill_info(struct job *j, jw_job_info_t *info);
+
 /* Answers the job's pending stops with err (0: its final status). */
 void jw__job_fire_stops(struct job *j, int err);
 

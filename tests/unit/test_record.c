@@ -511,7 +511,14 @@ struct env {
   int done;
   int rec_errors;
   char last_error_path[256];
+  int crash_ends; /* on_job_end calls with JW_END_SERVER_CRASH */
 };
+
+static void on_job_end(const jw_job_info_t *info, void *data) {
+  struct env *e = data;
+  if (info->end_reason == JW_END_SERVER_CRASH)
+    e->crash_ends++;
+}
 
 static void on_record_error(const char *path, int err, const char *why,
                             void *data) {
@@ -532,6 +539,7 @@ static void env_open_opts(struct env *e, size_t max_finished) {
   o.durable = true;
   o.max_finished_per_owner = max_finished;
   o.on_record_error = on_record_error;
+  o.on_job_end = on_job_end;
   o.data = e;
   ck_assert_int_eq(jw_supervisor_new(&e->loop, &o, &e->sup), 0);
 }
@@ -904,6 +912,8 @@ START_TEST(test_crashed_job_killed_and_final) {
   ck_assert(reaped(pid, &status));
   ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   ck_assert_int_eq(waitpid(other, &status, WNOHANG), 0);
+  /* Both ended as crashed jobs, each told to on_job_end once. */
+  ck_assert_int_eq(e.crash_ends, 2);
   ck_assert_int_eq(jw_supervisor_status(e.sup, id, "carol", &info), 0);
   ck_assert_int_eq(info.proc.state, JW_PROC_STOPPED);
   ck_assert_int_eq(info.end_reason, JW_END_SERVER_CRASH);
