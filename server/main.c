@@ -75,6 +75,14 @@ static void on_event(const jw_rpc_event_t *ev, void *data) {
 }
 
 /* A job dropped output for the first time (its cap, or a failed write). */
+/* A job record that cannot be read (at start) or written. */
+static void on_record_error(const char *path, int err, const char *why,
+                            void *data) {
+  (void)data;
+  jw_log(JW_LOG_ERROR, "event", "job_record_error", "file", path, "error",
+         jw_strerror(err), "msg", why, NULL);
+}
+
 static void on_drop(const char *id, const char *owner, int err, void *data) {
   server_t *s = data;
   char cap[32];
@@ -316,23 +324,30 @@ static int check_dir_modes(const char *dir) {
 }
 
 /*
- * Whether name is a file this server makes in its data directory: a
- * job's log or the temporary file of the uid table. Nothing else there is
- * the sweep's to delete.
+ * Whether name is a file this server makes in its data directory and a
+ * previous run left for nothing: the temporary file of the uid table, and,
+ * unless durable, the jobs' logs and their records' journal (durable, the
+ * supervisor restores them and removes what it does not need itself).
  */
-static int is_own_leftover(const char *name) {
+static int is_own_leftover(const char *name, bool durable) {
+  if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
+    return 1;
+  if (durable)
+    return 0;
   return jw_supervisor_is_log_name(name) ||
-         strcmp(name, JW_USERS_TABLE ".tmp") == 0;
+         strcmp(name, JW_SUPERVISOR_JOURNAL) == 0 ||
+         strcmp(name, JW_SUPERVISOR_JOURNAL ".tmp") == 0;
 }
 
 /*
  * Takes the data directory for this process: two servers sharing one
- * directory would delete each other's logs. Logs left by a previous run
- * belong to jobs that died with it, so they are removed; nothing else in
- * the directory is touched. Returns the lock fd (kept open for the
- * process's life) or -1 after printing why.
+ * directory would delete each other's logs. What a previous run left for
+ * nothing is removed (is_own_leftover); durable records and their logs
+ * stay for the supervisor to restore, and nothing else in the directory is
+ * touched. Returns the lock fd (kept open for the process's life) or -1
+ * after printing why.
  */
-static int claim_data_dir(const char *dir) {
+static int claim_data_dir(const char *dir, bool durable) {
   char path[4200];
   struct stat st;
   int err = jw__mkdir_p(dir, 0700);
@@ -381,7 +396,8 @@ static int claim_data_dir(const char *dir) {
   if (d != NULL) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-      if (is_own_leftover(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+      if (is_own_leftover(e->d_name, durable) &&
+          unlinkat(dirfd(d), e->d_name, 0) == 0)
         removed++;
     }
     closedir(d);
@@ -594,7 +610,7 @@ int main(int argc, char **argv) {
     jw_tls_ctx_free(tls);
     return 2;
   }
-  int lockfd = claim_data_dir(s.cfg.data_dir);
+  int lockfd = claim_data_dir(s.cfg.data_dir, s.cfg.durable);
   if (lockfd < 0) {
     jw_tls_ctx_free(tls);
     return 2;
@@ -642,6 +658,9 @@ int main(int argc, char **argv) {
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
       .cgroups = cgroups,
+      .durable = s.cfg.durable,
+      .keep_env = s.cfg.keep_env,
+      .on_record_error = on_record_error,
   };
   r = jw_supervisor_new(&s.loop, &sopts, &s.sup);
   if (r != 0) {
@@ -717,8 +736,11 @@ out:
     uv_run(&s.loop, UV_RUN_DEFAULT);
   }
   if (s.sup != NULL) {
-    /* Stops what still runs; the memory goes once the loop is done. */
-    jw_supervisor_close(s.sup, 0, NULL, NULL);
+    /*
+     * Stops what still runs; the memory goes once the loop is done. Durable
+     * records and their logs stay for the next start.
+     */
+    jw_supervisor_close(s.sup, s.cfg.durable, NULL, NULL);
     uv_run(&s.loop, UV_RUN_DEFAULT);
   }
   jw_cgroup_mgr_free(cgroups);

@@ -95,7 +95,7 @@ void jw__job_fire_waits(struct job *j, int err) {
     jw_wait_req_t *req = WAIT_OF(n);
     jw__list_remove(n);
     req->job_ = NULL;
-    jw__job_info(j, &info);
+    jw__job_fill_info(j, &info);
     req->cb_(req, err, &info);
   }
 }

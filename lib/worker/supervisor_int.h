@@ -13,6 +13,7 @@
 #include "jobtable_int.h"
 #include "jobworker/supervisor.h"
 #include "list.h"
+#include "record.h"
 
 /* A job's part of job control (control.c). */
 struct jw__job_ctl {
@@ -53,6 +54,16 @@ struct job {
   unsigned drops_reported; /* DROP_* bits already passed to on_drop */
   int removed; /* out of the table; freed once its process is closed */
   struct jw__job_ctl ctl; /* job control: control.c */
+  /* What its record keeps beyond the status (durable.c). */
+  char *working_dir; /* NULL: inherited */
+  char **env;        /* only with keep_env; nenv entries */
+  size_t nenv;
+  char cg_name[JW__REC_MAX_CG_NAME + 1]; /* its cgroup's; "": none */
+  uint64_t pid_start;                    /* jw__record_pid_start(pid) */
+  uint64_t age_seq; /* the order of starts, kept across restarts */
+  uint64_t fin_seq; /* the order jobs became final in; 0 until then */
+  uint32_t rec_len; /* bytes of its last record in the journal; 0: none */
+  jw__list_t stale; /* in sup->stale: its record lacks its pid */
 };
 
 #define DROP_CAP 1
@@ -104,6 +115,26 @@ struct jw_supervisor_s {
   void (*close_cb)(jw_supervisor_t *sup, void *data);
   void *close_data;
   struct jw__sup_ctl ctl;
+  /* Durable records (durable.c, restore.c). */
+  int durable;
+  int keep_env;
+  void (*on_record_error)(const char *path, int err, const char *why,
+                          void *data);
+  uint64_t seq;                /* the last age_seq or fin_seq given */
+  int jfd;                     /* the journal, open to append to; -1: none */
+  uint64_t jsize;              /* bytes of whole entries in it */
+  uint64_t jdead;              /* bytes of entries a later one replaced */
+  int jdirty;                  /* appended to since the last flush */
+  uint64_t compact_min;        /* rewritten once jdead passes it (and half) */
+  jw__list_t stale;            /* jobs whose record is behind (their pid) */
+  uv_timer_t flush_timer;      /* the next batched fsync; open while durable */
+  uv_work_t flush_work;        /* the fsync in the thread pool */
+  int flush_busy;              /* flush_work is queued */
+  int sync_fd;                 /* what flush_work fsyncs (a dup), or -1 */
+  char (*pend)[JW_ID_LEN + 1]; /* final jobs whose logs await a flush */
+  size_t npend, pend_cap;
+  char (*syncing)[JW_ID_LEN + 1]; /* the logs flush_work fsyncs */
+  size_t nsyncing;
 };
 
 static inline struct job *job_of(jw__jobent_t *e) {
@@ -115,13 +146,15 @@ static inline const char *owner_name(const struct job *j) {
   return j->e.owner != NULL ? j->e.owner->name : "";
 }
 
+/* Fills info with the job's status now (jw_supervisor_status). */
+void jw__job_fill_info(struct job *j, jw_job_info_t *info);
+
 /* Answers the job's pending stops with err (0: its final status). */
 void jw__job_fire_stops(struct job *j, int err);
 
 /* The supervisor.c internals control.c builds on. */
 int jw__supervisor_lookup(jw_supervisor_t *sup, const char *id,
                           const char *owner, struct job **out);
-void jw__job_info(struct job *j, jw_job_info_t *info);
 int jw__supervisor_defer(jw_supervisor_t *sup, struct job *j);
 
 /*
@@ -151,6 +184,79 @@ void jw__supervisor_remove_job(jw_supervisor_t *sup, struct job *j);
 
 /* Keeps at most max_finished_per_owner of o's finished jobs. */
 void jw__supervisor_retain_finished(jw_supervisor_t *sup, jw__owner_t *o);
+
+/* Removes a job's cgroup, now or (processes still leaving it) later. */
+void jw__supervisor_release_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg);
+
+/* One of the supervisor's handles or requests is closed (done). */
+void jw__supervisor_handle_closed(jw_supervisor_t *sup);
+
+/*
+ * Durable records (durable.c). jw__job_save appends the job's record as
+ * it is now to the journal and queues the journal's fsync for the next
+ * flush (at most FLUSH_MS from
+ * now); with_log also fsyncs its log then. Returns 0 or -errno (also
+ * reported to on_record_error). Does nothing without durable.
+ */
+int jw__job_save(struct job *j, int with_log);
+
+/* Marks the job's record as behind: appended again at the next flush. */
+void jw__job_stale(struct job *j);
+
+/*
+ * Rewrites the journal with the records of the jobs in the table only
+ * (restore.c at start, durable.c once replaced entries take most of it)
+ * and opens it to append to. Returns 0 or -errno.
+ */
+int jw__journal_rewrite(jw_supervisor_t *sup);
+
+/* The same, for a job not in the table yet (its owner named here). */
+int jw__job_save_as(struct job *j, const char *owner, int with_log);
+
+/* Keeps what a record needs of the spec (working dir; env with keep_env). */
+int jw__job_keep_spec(struct job *j, const jw_job_spec_t *spec);
+
+/* Appends the job's removal to the journal (with durable). */
+void jw__job_unsave(jw_supervisor_t *sup, struct job *j);
+
+/* Opens the flush timer (with durable). */
+void jw__durable_init(jw_supervisor_t *sup);
+
+/*
+ * Begins closing the flush timer and waits for a flush in flight; each
+ * ends with jw__supervisor_handle_closed. Returns how many there are.
+ */
+int jw__durable_close(jw_supervisor_t *sup);
+
+/* fsyncs what is pending now, on the calling thread (the last close). */
+void jw__durable_flush_now(jw_supervisor_t *sup);
+
+/*
+ * Frees what durable.c holds at the supervisor's end; without keep_logs
+ * the journal goes too (the logs went with their jobs).
+ */
+void jw__durable_end(jw_supervisor_t *sup);
+
+/*
+ * Restores the jobs whose records are in the data directory (restore.c):
+ * finished ones as they were, running ones adopted from opts->handover
+ * (jw__job_adopt) or killed and made final with JW_END_SERVER_CRASH.
+ * A record that cannot be read is reported to on_record_error and left
+ * where it is. Returns 0 or -ENOMEM.
+ */
+int jw__supervisor_restore(jw_supervisor_t *sup,
+                           const jw_supervisor_options_t *opts);
+
+/*
+ * Adopts a job that was running in the process that exec'd this one
+ * (handover.c): j is in the table as running, with its record's fields,
+ * its log reopened for appending and its cgroup (j->cg) opened when it had
+ * one; h is its handover entry (h->id is j's id). On success j->proc is
+ * the adopted process and the job goes on as if started here. Returns 0,
+ * or a negative code: the restore then ends the job as a crashed one.
+ */
+int jw__job_adopt(jw_supervisor_t *sup, struct job *j,
+                  const jw_job_handover_t *h);
 
 /*
  * For tests: writes all output the job has so far, stdout records to
