@@ -204,6 +204,7 @@ static void fill_record(const struct job *j, const char *owner,
   r->pid_start = j->pid_start;
   r->age_seq = j->age_seq;
   r->fin_seq = j->e.final ? j->fin_seq : 0;
+  r->timeout_ms = j->ctl.timeout_ms;
 }
 
 /*

@@ -140,6 +140,7 @@ int jw__record_encode(const jw__record_t *r, unsigned char **out,
   put_u64(&b, r->pid_start);
   put_u64(&b, r->age_seq);
   put_u64(&b, r->fin_seq);
+  put_u64(&b, r->timeout_ms);
   if (b.err) {
     free(b.p);
     return b.err;
@@ -333,6 +334,7 @@ int jw__record_decode(const unsigned char *buf, size_t len, jw__record_t *r,
   r->pid_start = get_u64(&b);
   r->age_seq = get_u64(&b);
   r->fin_seq = get_u64(&b);
+  r->timeout_ms = get_u64(&b);
 
   if (b.bad) {
     jw__record_free(r);

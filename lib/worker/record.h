@@ -59,9 +59,10 @@ typedef struct {
    * 0: unknown (then the pid is not killed).
    */
   uint64_t pid_start;
-  uint64_t age_seq; /* the order jobs were started in */
-  uint64_t fin_seq; /* the order they became final in; 0 while running */
-  void *mem_;       /* what jw__record_decode allocated */
+  uint64_t age_seq;    /* the order jobs were started in */
+  uint64_t fin_seq;    /* the order they became final in; 0 while running */
+  uint64_t timeout_ms; /* its run-time limit as started; 0: none */
+  void *mem_;          /* what jw__record_decode allocated */
 } jw__record_t;
 
 /*

@@ -89,6 +89,7 @@ static int restore_job(jw_supervisor_t *sup, const jw__record_t *r,
   j->pid_start = r->pid_start;
   j->age_seq = r->age_seq;
   j->fin_seq = r->fin_seq;
+  j->ctl.timeout_ms = r->timeout_ms;
 
   path = jw__supervisor_log_path(sup->data_dir, r->id);
   if (path == NULL) {

@@ -201,7 +201,8 @@ def test_sigterm_restart():
     s = Server(data, "restart-1")
     script = ("printf 'out\\000\\377bin\\001'; printf 'err\\000\\200' >&2; "
               "printf 'more'; exit 7")
-    done = start(s.stub, "/bin/sh", "-c", script)
+    done = s.stub.Start(pb.JobRequest(command="/bin/sh", args=["-c", script],
+                                      timeout_ms=600000), timeout=30).id
     before = wait_final(s.stub, done)
     out_before, err_before = output(s.stub, done)
     bob_before = refusal(s.bob, done)
@@ -238,8 +239,9 @@ def test_sigterm_restart():
     check(st.owner == before.owner and st.pid == before.pid and
           st.started_at_unix_nano == before.started_at_unix_nano and
           st.ended_at_unix_nano == before.ended_at_unix_nano and
-          list(st.args) == list(before.args),
-          "restart: status kept (owner, pid, times, args)")
+          list(st.args) == list(before.args) and
+          st.timeout_ms == before.timeout_ms == 600000,
+          "restart: status kept (owner, pid, times, args, timeout)")
     out, err = output(s.stub, done)
     check(out == b"out\x00\xffbin\x01more" and out == out_before,
           "restart: stdout byte-identical (%r)" % out)

@@ -75,6 +75,7 @@ static void sample(jw__record_t *r) {
   r->pid_start = 31337;
   r->age_seq = 5;
   r->fin_seq = 6;
+  r->timeout_ms = 90000;
 }
 
 START_TEST(test_round_trip) {
@@ -111,6 +112,7 @@ START_TEST(test_round_trip) {
   ck_assert_uint_eq(b.pid_start, 31337);
   ck_assert_uint_eq(b.age_seq, 5);
   ck_assert_uint_eq(b.fin_seq, 6);
+  ck_assert_uint_eq(b.timeout_ms, 90000);
   jw__record_free(&b);
   free(buf);
 }
