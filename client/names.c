@@ -43,28 +43,33 @@ size_t cli_id_match(const char *prefix, const char *const *ids, size_t n,
 /* Longer words are not typos of a command name. */
 #define SUGGEST_MAX 32
 
-/* Levenshtein distance of a and b, both shorter than SUGGEST_MAX. */
+/*
+ * The edit distance of a and b, both shorter than SUGGEST_MAX, counting a
+ * swap of two neighbours as one edit (the optimal string alignment
+ * distance): "stauts" is one edit from "status", two from "start".
+ */
 static size_t distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b), i, j;
-  size_t row[SUGGEST_MAX + 1];
+  size_t d[SUGGEST_MAX + 1][SUGGEST_MAX + 1];
 
+  for (i = 0; i <= la; i++)
+    d[i][0] = i;
   for (j = 0; j <= lb; j++)
-    row[j] = j;
+    d[0][j] = j;
   for (i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
     for (j = 1; j <= lb; j++) {
-      size_t up = row[j];
-      size_t best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best)
-        best = up + 1;
-      if (row[j - 1] + 1 < best)
-        best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+      size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best)
+        best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best)
+        best = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
     }
   }
-  return row[lb];
+  return d[la][lb];
 }
 
 const char *cli_suggest(const char *word, const char *const *names, size_t n) {
