@@ -182,6 +182,12 @@ def build(raw, machine, sizes, elapsed, load_after):
         "MiB", "nobody", "rss_growth_kib", "<= 16 MiB", at_most(16),
         grpc=False, scale=1 / 1024,
         extra={"job_mib_s": med(summary(R.values("nobody", "jw", "mib_s")))})
+    add("resume_1023m", "GetOutput from offset 1023 MiB of a 1 GiB "
+        "finished log: first message", "ms", "seek_tail", "resume_median_ms",
+        "< 10 ms", at_most(10), grpc=False)
+    add("tail_10", "GetOutput tail_lines 10 of a 1 GiB finished log: first "
+        "message", "ms", "seek_tail", "tail_median_ms", "< 10 ms",
+        at_most(10), grpc=False)
     return {"machine": dict(machine, load_after=load_after),
             "sizes": sizes, "elapsed_s": elapsed, "limits": lim,
             "figures": figs, "raw": raw}

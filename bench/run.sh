@@ -28,6 +28,8 @@ NOBODY_BYTES=${BENCH_NOBODY_BYTES:-$((1024 * MIB))}
 FAN100_BYTES=${BENCH_FAN100_BYTES:-$((8 * MIB))}
 FAN1000_BYTES=${BENCH_FAN1000_BYTES:-$((1 * MIB))}
 BULK_BYTES=${BENCH_BULK_BYTES:-$((512 * MIB))}
+# The finished log GetOutput resumes in (at its last MiB) and tails.
+SEEK_BYTES=${BENCH_SEEK_BYTES:-$((1024 * MIB))}
 PIPE_BYTES=${BENCH_PIPE_BYTES:-$((1024 * MIB))}
 UNARY_SECONDS=${BENCH_UNARY_SECONDS:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-200}
@@ -40,7 +42,8 @@ TELEPORTD=${BENCH_TELEPORTD:-$BUILD/server/teleportd}
 JW_LOAD=${BENCH_LOAD:-$BUILD/bench/jw-load}
 
 BENCH_PKGS="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
-protobuf-compiler g++ util-linux iproute2 procps python3 coreutils"
+protobuf-compiler g++ util-linux iproute2 procps python3 coreutils \
+python3-grpcio python3-grpc-tools"
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -264,6 +267,19 @@ EOF
   log "starting teleportd and grpc-peer"
   start_servers
 
+  log "resume at 1023 MiB and tail of a $SEEK_BYTES-byte finished log"
+  for r in $(seq 1 "$RUNS"); do
+    if out=$(timeout --foreground 600 "${LOAD_PIN[@]}" python3 \
+      bench/seek_tail.py --addr "127.0.0.1:$JW_PORT" --cacert "$CA" \
+      --cert "$CCERT" --key "$CKEY" --bytes "$SEEK_BYTES" \
+      2>>"$WORK/load.err"); then
+      record seek_tail jw "$r" "$out"
+    else
+      log "seek_tail run $r failed (see $WORK/load.err)"
+      record seek_tail jw "$r" '{"error":"failed"}'
+    fi
+  done
+
   log "unary Status"
   for r in $(seq 1 "$RUNS"); do
     load_both unary_p50_1 "$r" unary --conns 1 --inflight 1 \
@@ -333,10 +349,11 @@ EOF
   sizes=$(printf '{"live":%d,"nobody_and_replay":%d,"fanout_100":%d,'`
     `'"fanout_1000":%d,"tls_bulk":%d,"pipe":%d,"unary_seconds":%s,'`
     `'"idle_conns":%d,"stall_subs":%d,"stall_conns":%d,"stall_bytes":%d,'`
-    `'"runs":%d}' \
+    `'"seek_tail":%d,"runs":%d}' \
     "$LIVE_BYTES" "$NOBODY_BYTES" "$FAN100_BYTES" \
     "$FAN1000_BYTES" "$BULK_BYTES" "$PIPE_BYTES" "$UNARY_SECONDS" \
-    "$IDLE_CONNS" "$STALL_SUBS" "$STALL_CONNS" "$STALL_BYTES" "$RUNS")
+    "$IDLE_CONNS" "$STALL_SUBS" "$STALL_CONNS" "$STALL_BYTES" "$SEEK_BYTES" \
+    "$RUNS")
   python3 bench/report.py --raw "$RAW" --machine "$WORK/machine.json" \
     --sizes "$sizes" --elapsed $((t1 - t0)) \
     --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \

@@ -75,6 +75,9 @@ static const struct {
     {"max-connections-per-client", "TELEPORTD_MAX_CONNECTIONS_PER_CLIENT",
      SL_COUNT, JW_RPC_DEFAULT_MAX_CONNECTIONS_PER_CLIENT, 1, 1000000,
      offsetof(jw_config_t, max_connections_per_client)},
+    {"max-stop-timeout", "TELEPORTD_MAX_STOP_TIMEOUT", SL_DURATION,
+     JW_SERVICE_DEFAULT_MAX_STOP_TIMEOUT_MS, 1, 86400000,
+     offsetof(jw_config_t, max_stop_timeout_ms)},
 };
 
 #define NSERVER_LIMITS (sizeof(server_limits) / sizeof(server_limits[0]))
@@ -148,6 +151,7 @@ static void usage(FILE *f, const char *defdir) {
       "  --stop-timeout DUR     grace period between SIGTERM and SIGKILL when\n"
       "                         a job is stopped, e.g. 10s, 500ms, 1m\n"
       "                         (TELEPORTD_STOP_TIMEOUT, default %s)\n"
+
       "  --max-connections N    connections served at once; more are closed\n"
       "                         at accept (TELEPORTD_MAX_CONNECTIONS, default "
       "%d)\n"
@@ -233,6 +237,9 @@ static void usage(FILE *f, const char *defdir) {
       "                         this, or the call ends with DEADLINE_EXCEEDED\n"
       "                         (TELEPORTD_REQUEST_TIMEOUT, default "
       "{request-timeout})\n"
+      "  --max-stop-timeout DUR the longest grace a Stop may ask for; more\n"
+      "                         is cut to it (TELEPORTD_MAX_STOP_TIMEOUT,\n"
+      "                         default {max-stop-timeout})\n"
       "  --idle-timeout DUR     a connection none of whose calls is served or\n"
       "                         sending is closed after this\n"
       "                         (TELEPORTD_IDLE_TIMEOUT, default "

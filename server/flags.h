@@ -65,6 +65,7 @@ typedef struct {
   uint64_t request_timeout_ms;         /* a request arriving in full */
   uint64_t idle_timeout_ms;            /* a connection nothing happens on */
   uint64_t max_connections_per_client; /* connections of one client CN */
+  uint64_t max_stop_timeout_ms;        /* the longest grace a Stop asks */
   char data_dir_buf[4096];
   /* The --config file given, or NULL; its settings point into its text. */
   const char *config;

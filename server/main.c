@@ -661,6 +661,7 @@ int main(int argc, char **argv) {
   s.svc.request_limits.max_env = (size_t)s.cfg.max_env;
   s.svc.request_limits.max_request_strings = (size_t)s.cfg.max_request_strings;
   s.svc.users = users;
+  s.svc.max_stop_timeout_ms = s.cfg.max_stop_timeout_ms;
   static const jw_rpc_http_get_t gets[] = {{"/metrics", get_metrics}};
   jw_rpc_server_options_t ropts = {
       .addr = s.cfg.addr,

@@ -304,6 +304,12 @@ int jw_rpc_call_reply(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
   return 0;
 }
 
+void jw_rpc_call_pull_status(jw_rpc_call_t *call, int grpc_status,
+                             const char *message) {
+  jw__call_set_status(call, grpc_status, message);
+  call->pull_status = true;
+}
+
 int jw_rpc_call_fail(jw_rpc_call_t *call, int grpc_status,
                      const char *message) {
   if (call->sc == NULL || call->state != CALL_HANDLER)

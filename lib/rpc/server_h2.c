@@ -81,7 +81,7 @@ ssize_t jw__call_data_read_cb(nghttp2_session *session, int32_t stream_id,
       jw__call_stop_deadline(call);
       if (r == 0) {
         jw__call_set_status(call, JW_GRPC_OK, NULL);
-      } else {
+      } else if (!call->pull_status || r > 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "the stream failed: %s",
                  r > 0 ? "message too large" : jw_strerror((int)r));

@@ -93,6 +93,7 @@ struct jw_rpc_call_s {
   bool aborted;        /* cut off: send nothing more */
   bool zombie;         /* stream gone, handler owes an end, no cancel cb */
   bool reported;       /* the rpc event was emitted */
+  bool pull_status;    /* a pull's error ends with status, not INTERNAL */
 
   uv_timer_t *deadline;
   char tag[64];

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,14 @@ static bool check_start(const Jobworker__V1__JobRequest *r, char *msg,
     snprintf(msg, size, "command is longer than %d bytes", PATH_MAX - 1);
     return false;
   }
+  if (r->timeout_ms < 0 ||
+      (uint64_t)r->timeout_ms > JW_REQUEST_MAX_TIMEOUT_MS) {
+    snprintf(msg, size,
+             "timeout_ms %lld is out of range (0: none; at most %llu, a "
+             "year)",
+             (long long)r->timeout_ms, JW_REQUEST_MAX_TIMEOUT_MS);
+    return false;
+  }
   if (strlen(r->working_dir) >= PATH_MAX) {
     snprintf(msg, size, "working_dir is longer than %d bytes", PATH_MAX - 1);
     return false;
@@ -456,6 +465,7 @@ jw_job_spec_t jw_request_job_spec(const Jobworker__V1__JobRequest *r) {
       .env = (const char *const *)r->env,
       .nenv = r->n_env,
       .working_dir = r->working_dir,
+      .timeout_ms = (uint64_t)r->timeout_ms,
   };
 }
 
@@ -498,4 +508,151 @@ int jw_request_decode_list(const uint8_t *req, size_t len, char *msg,
   /* ListRequest has no fields; nothing is unpacked. */
   return jw_request_check(&jobworker__v1__list_request__descriptor, req, len,
                           NULL, msg, size);
+}
+
+/*
+ * Checks req as a message of type desc under the default rules and
+ * unpacks it. Returns 0 with *out set, or the status to fail with.
+ */
+static int check_unpack(const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *req, size_t len, ProtobufCMessage **out,
+                        char *msg, size_t size) {
+  jw_request_cap_t caps[2];
+  jw_request_rules_t rules = make_rules(NULL, caps);
+  int code = jw_request_check(desc, req, len, &rules, msg, size);
+  *out = NULL;
+  if (code != 0)
+    return code;
+  *out = protobuf_c_message_unpack(desc, NULL, len, req);
+  if (*out == NULL) {
+    /* Walked cleanly, so only memory can have failed. */
+    snprintf(msg, size, "out of memory");
+    return JW_GRPC_RESOURCE_EXHAUSTED;
+  }
+  return 0;
+}
+
+int jw_request_decode_output(const uint8_t *req, size_t len,
+                             Jobworker__V1__GetOutputRequest **out, char *msg,
+                             size_t size) {
+  ProtobufCMessage *m;
+  int code = check_unpack(&jobworker__v1__get_output_request__descriptor, req,
+                          len, &m, msg, size);
+  *out = NULL;
+  if (code != 0)
+    return code;
+  Jobworker__V1__GetOutputRequest *r = (Jobworker__V1__GetOutputRequest *)m;
+  if (r->tail_lines > JW_REQUEST_MAX_TAIL_LINES) {
+    snprintf(msg, size, "tail_lines %u is over the maximum %u", r->tail_lines,
+             JW_REQUEST_MAX_TAIL_LINES);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return JW_GRPC_INVALID_ARGUMENT;
+  }
+  *out = r;
+  return 0;
+}
+
+int jw_request_decode_stop(const uint8_t *req, size_t len, char **id,
+                           uint64_t *timeout_ms, char *msg, size_t size) {
+  ProtobufCMessage *m;
+  int code = check_unpack(&jobworker__v1__stop_request__descriptor, req, len,
+                          &m, msg, size);
+  *id = NULL;
+  if (code != 0)
+    return code;
+  Jobworker__V1__StopRequest *r = (Jobworker__V1__StopRequest *)m;
+  if (r->timeout_ms < 0) {
+    snprintf(msg, size,
+             "timeout_ms %lld is negative (0: the server's grace period)",
+             (long long)r->timeout_ms);
+    code = JW_GRPC_INVALID_ARGUMENT;
+  } else if ((*id = strdup(r->id)) == NULL) {
+    snprintf(msg, size, "out of memory");
+    code = JW_GRPC_RESOURCE_EXHAUSTED;
+  }
+  *timeout_ms = r->timeout_ms > 0 ? (uint64_t)r->timeout_ms : 0;
+  protobuf_c_message_free_unpacked(m, NULL);
+  return code;
+}
+
+int jw_request_signal_number(const char *name) {
+  static const struct {
+    const char *name;
+    int sig;
+  } sigs[] = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT},
+      {"ILL", SIGILL},   {"TRAP", SIGTRAP},     {"ABRT", SIGABRT},
+      {"IOT", SIGIOT},   {"BUS", SIGBUS},       {"FPE", SIGFPE},
+      {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV},
+      {"USR2", SIGUSR2}, {"PIPE", SIGPIPE},     {"ALRM", SIGALRM},
+      {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},
+      {"CONT", SIGCONT}, {"STOP", SIGSTOP},     {"TSTP", SIGTSTP},
+      {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},     {"URG", SIGURG},
+      {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},     {"VTALRM", SIGVTALRM},
+      {"PROF", SIGPROF}, {"WINCH", SIGWINCH},   {"IO", SIGIO},
+      {"POLL", SIGPOLL}, {"PWR", SIGPWR},       {"SYS", SIGSYS},
+  };
+  char up[16];
+  size_t n = strlen(name), i;
+  if (n >= sizeof(up))
+    return 0;
+  for (i = 0; i <= n; i++)
+    up[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+  const char *p = strncmp(up, "SIG", 3) == 0 ? up + 3 : up;
+  for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+    if (strcmp(p, sigs[i].name) == 0)
+      return sigs[i].sig;
+  /* RTMIN, RTMIN+N, RTMAX, RTMAX-N, as kill(1) takes them. */
+  int base = strncmp(p, "RTMIN", 5) == 0   ? SIGRTMIN
+             : strncmp(p, "RTMAX", 5) == 0 ? SIGRTMAX
+                                           : 0;
+  if (base == 0)
+    return 0;
+  p += 5;
+  if (*p == '\0')
+    return base;
+  if ((*p != '+' || base != SIGRTMIN) && (*p != '-' || base != SIGRTMAX))
+    return 0;
+  int sign = *p == '+' ? 1 : -1, k = 0;
+  if (p[1] == '\0')
+    return 0;
+  for (p++; *p != '\0'; p++) {
+    if (*p < '0' || *p > '9' || k > 64)
+      return 0;
+    k = k * 10 + (*p - '0');
+  }
+  int sig = base + sign * k;
+  return sig >= SIGRTMIN && sig <= SIGRTMAX ? sig : 0;
+}
+
+int jw_request_decode_signal(const uint8_t *req, size_t len, char **id,
+                             int *sig, char *msg, size_t size) {
+  ProtobufCMessage *m;
+  char q[80];
+  int code = check_unpack(&jobworker__v1__signal_request__descriptor, req, len,
+                          &m, msg, size);
+  *id = NULL;
+  *sig = 0;
+  if (code != 0)
+    return code;
+  Jobworker__V1__SignalRequest *r = (Jobworker__V1__SignalRequest *)m;
+  code = JW_GRPC_INVALID_ARGUMENT;
+  if (r->signal != 0 && r->signal_name[0] != '\0')
+    snprintf(msg, size, "give signal or signal_name, not both");
+  else if (r->signal == 0 && r->signal_name[0] == '\0')
+    snprintf(msg, size, "no signal: give signal (1..64) or signal_name");
+  else if (r->signal != 0 && (r->signal < 1 || r->signal > 64))
+    snprintf(msg, size, "signal %d is out of range (1..64)", (int)r->signal);
+  else if (r->signal == 0 &&
+           (*sig = jw_request_signal_number(r->signal_name)) == 0)
+    snprintf(msg, size, "unknown signal_name %s",
+             jw_request_quote(r->signal_name, q, sizeof(q)));
+  else if ((*id = strdup(r->id)) == NULL)
+    snprintf(msg, size, "out of memory"), code = JW_GRPC_RESOURCE_EXHAUSTED;
+  else
+    code = 0;
+  if (code == 0 && r->signal != 0)
+    *sig = (int)r->signal;
+  protobuf_c_message_free_unpacked(m, NULL);
+  return code;
 }

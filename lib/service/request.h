@@ -88,6 +88,41 @@ int jw_request_decode_id(const uint8_t *req, size_t len, char **id, char *msg,
  */
 char *jw_request_unpack_id(jw_rpc_call_t *call, const uint8_t *req, size_t len);
 
+/* The most lines a GetOutput may ask for (tail_lines). */
+#define JW_REQUEST_MAX_TAIL_LINES 1000000u
+/* The longest JobRequest.timeout_ms: a year, as the duration parser's. */
+#define JW_REQUEST_MAX_TIMEOUT_MS (366ULL * 24 * 3600 * 1000)
+
+/*
+ * Checks and decodes a GetOutputRequest (tail_lines at most
+ * JW_REQUEST_MAX_TAIL_LINES). Returns 0 with *out set (free it with
+ * jobworker__v1__get_output_request__free_unpacked), or the gRPC status
+ * to fail the call with after writing a sentence into msg.
+ */
+int jw_request_decode_output(const uint8_t *req, size_t len,
+                             Jobworker__V1__GetOutputRequest **out, char *msg,
+                             size_t size);
+
+/*
+ * Checks and decodes a StopRequest: *id as jw_request_decode_id, and
+ * *timeout_ms (not negative). Same returns.
+ */
+int jw_request_decode_stop(const uint8_t *req, size_t len, char **id,
+                           uint64_t *timeout_ms, char *msg, size_t size);
+
+/*
+ * Checks and decodes a SignalRequest: exactly one of signal (1..64) and
+ * signal_name (jw_request_signal_number). Same returns, with *id and *sig.
+ */
+int jw_request_decode_signal(const uint8_t *req, size_t len, char **id,
+                             int *sig, char *msg, size_t size);
+
+/*
+ * The number of a signal's name, with or without "SIG", in any case
+ * ("USR1", "sigterm", "RTMIN+3"); 0 for an unknown name.
+ */
+int jw_request_signal_number(const char *name);
+
 /*
  * Checks a ListRequest (it has no fields to decode). Returns 0, or the gRPC
  * status to fail the call with after writing a sentence into msg.

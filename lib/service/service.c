@@ -11,25 +11,52 @@
 #include "jobworker.pb-c.h"
 #include "reflection.h"
 #include "request.h"
+#include "service_int.h"
 
 #define PATH_PREFIX "/jobworker.v1.JobWorker/"
 
 /* Bytes of header room before a JobOutput's data: tag plus a 3-byte
  * length varint (enough for JW_RPC_STREAM_MSG_MAX). */
 #define OUTPUT_HEADROOM 4
-/* The data of one JobOutput: the message cap less header and stream tag. */
-#define OUTPUT_CHUNK_MAX (JW_RPC_STREAM_MSG_MAX - OUTPUT_HEADROOM - 2)
+/* Bytes after a JobOutput's data: the stream (2) and the offset (11). */
+#define OUTPUT_TAILROOM 13
+/* The data of one JobOutput: the message cap less header and trailer. */
+#define OUTPUT_CHUNK_MAX                                                       \
+  (JW_RPC_STREAM_MSG_MAX - OUTPUT_HEADROOM - OUTPUT_TAILROOM)
 
 typedef struct {
   jw_outlog_reader_t *sub;
   jw_rpc_call_t *call;
-  bool eof; /* the last message (dropped_bytes) was sent */
+  bool eof;     /* the last message (dropped_bytes) was sent */
+  uint64_t end; /* no_follow of a running job: stop at this offset */
+  char id[JW_ID_LEN + 1];
 } output_stream_t;
 
 typedef struct {
   jw_stop_req_t req;
   jw_rpc_call_t *call;
 } stop_call_t;
+
+static Jobworker__V1__EndReason map_reason(jw_end_reason_t r) {
+  switch (r) {
+  case JW_END_EXITED:
+    return JOBWORKER__V1__END_REASON__END_REASON_EXITED;
+  case JW_END_SIGNALED:
+    return JOBWORKER__V1__END_REASON__END_REASON_SIGNALED;
+  case JW_END_STOPPED:
+    return JOBWORKER__V1__END_REASON__END_REASON_STOPPED;
+  case JW_END_TIMED_OUT:
+    return JOBWORKER__V1__END_REASON__END_REASON_TIMED_OUT;
+  case JW_END_OOM_KILLED:
+    return JOBWORKER__V1__END_REASON__END_REASON_OOM_KILLED;
+  case JW_END_SERVER_SHUTDOWN:
+    return JOBWORKER__V1__END_REASON__END_REASON_SERVER_SHUTDOWN;
+  case JW_END_SERVER_CRASH:
+    return JOBWORKER__V1__END_REASON__END_REASON_SERVER_CRASH;
+  default:
+    return JOBWORKER__V1__END_REASON__END_REASON_UNSPECIFIED;
+  }
+}
 
 static Jobworker__V1__JobState map_state(jw_proc_state_t s) {
   switch (s) {
@@ -50,15 +77,20 @@ static Jobworker__V1__JobState map_state(jw_proc_state_t s) {
  * The message borrows the info's strings and lim; pack it before they can
  * go.
  */
-static void fill_status(Jobworker__V1__JobStatus *st,
-                        Jobworker__V1__Limits *lim, const jw_job_info_t *info) {
+void jw__svc_fill_status(Jobworker__V1__JobStatus *st,
+                         Jobworker__V1__Limits *lim,
+                         const jw_job_info_t *info) {
   jobworker__v1__job_status__init(st);
   st->id = (char *)info->id;
   st->owner = (char *)info->owner;
   st->command = (char *)info->command;
   st->n_args = info->nargs;
   st->args = (char **)info->args;
-  st->state = map_state(info->proc.state);
+  st->state = info->stopping ? JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPING
+                             : map_state(info->proc.state);
+  st->end_reason = map_reason(info->end_reason);
+  st->output_cap_bytes = info->output_cap;
+  st->timeout_ms = (int64_t)info->timeout_ms;
   st->pid = info->proc.pid;
   st->exit_code = info->proc.exit_code;
   st->signal = info->proc.signal;
@@ -93,15 +125,15 @@ static void reply_msg(jw_rpc_call_t *call, const ProtobufCMessage *msg) {
   free(buf);
 }
 
-static void reply_status(jw_rpc_call_t *call, const jw_job_info_t *info) {
+void jw__svc_reply_status(jw_rpc_call_t *call, const jw_job_info_t *info) {
   Jobworker__V1__JobStatus st;
   Jobworker__V1__Limits lim;
-  fill_status(&st, &lim, info);
+  jw__svc_fill_status(&st, &lim, info);
   reply_msg(call, &st.base);
 }
 
 /* Maps a supervisor lookup failure to the status a client can act on. */
-static void fail_lookup(jw_rpc_call_t *call, int err, const char *id) {
+void jw__svc_fail_lookup(jw_rpc_call_t *call, int err, const char *id) {
   char q[80], msg[160];
   jw_request_quote(id, q, sizeof(q));
   if (err == JW_ENOTFOUND) {
@@ -315,7 +347,7 @@ static void on_start(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   if (jw_supervisor_status(svc->sup, id, NULL, &info) != 0)
     jw_rpc_call_fail(call, JW_GRPC_INTERNAL, "job vanished after start");
   else
-    reply_status(call, &info);
+    jw__svc_reply_status(call, &info);
 done:
   jobworker__v1__job_request__free_unpacked(r, NULL);
 }
@@ -329,9 +361,9 @@ static void on_status(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   jw_job_info_t info;
   int err = jw_supervisor_status(svc->sup, id, jw_rpc_call_cn(call), &info);
   if (err != 0)
-    fail_lookup(call, err, id);
+    jw__svc_fail_lookup(call, err, id);
   else
-    reply_status(call, &info);
+    jw__svc_reply_status(call, &info);
   free(id);
 }
 
@@ -341,7 +373,7 @@ static void stop_done(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
     jw_rpc_call_fail(sc->call, JW_GRPC_UNAVAILABLE,
                      "the server shut down before the job was final");
   else
-    reply_status(sc->call, info);
+    jw__svc_reply_status(sc->call, info);
   free(sc);
 }
 
@@ -354,9 +386,20 @@ static void stop_canceled(jw_rpc_call_t *call, void *data) {
 static void on_stop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                     void *data) {
   jw_service_t *svc = data;
-  char *id = jw_request_unpack_id(call, req, len);
-  if (id == NULL)
+  char msg[128], *id;
+  uint64_t grace;
+  int code = jw_request_decode_stop(req, len, &id, &grace, msg, sizeof(msg));
+  if (code != 0) {
+    jw_rpc_call_fail(call, code, msg);
     return;
+  }
+  jw_rpc_call_set_tag(call, id);
+  /* A grace past the server's maximum gets the maximum. */
+  uint64_t max = svc->max_stop_timeout_ms != 0
+                     ? svc->max_stop_timeout_ms
+                     : JW_SERVICE_DEFAULT_MAX_STOP_TIMEOUT_MS;
+  if (grace > max)
+    grace = max;
   stop_call_t *sc = calloc(1, sizeof(*sc));
   if (sc == NULL) {
     jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -365,10 +408,10 @@ static void on_stop(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   }
   sc->call = call;
   sc->req.data = sc;
-  int err = jw_supervisor_stop(svc->sup, &sc->req, id, jw_rpc_call_cn(call),
-                               stop_done);
+  int err = jw_supervisor_stop_grace(svc->sup, &sc->req, id,
+                                     jw_rpc_call_cn(call), grace, stop_done);
   if (err != 0) {
-    fail_lookup(call, err, id);
+    jw__svc_fail_lookup(call, err, id);
     free(sc);
   } else {
     jw_rpc_call_on_cancel(call, stop_canceled, sc);
@@ -406,11 +449,26 @@ static size_t put_varint(uint8_t *p, uint64_t v) {
 static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                            void *data) {
   output_stream_t *os = data;
-  size_t max = cap - OUTPUT_HEADROOM - 2;
+  size_t max = cap - OUTPUT_HEADROOM - OUTPUT_TAILROOM;
   if (max > OUTPUT_CHUNK_MAX)
     max = OUTPUT_CHUNK_MAX;
   size_t room = max < 16384 ? 3 : OUTPUT_HEADROOM;
   jw_stream_t stream;
+  /* A job removed under the stream (Remove, retention, a disk cap). */
+  if (jw_outlog_reader_unlinked(os->sub)) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "job %s was removed", os->id);
+    jw_rpc_call_pull_status(call, JW_GRPC_NOT_FOUND, msg);
+    output_end(os);
+    return JW_ENOTFOUND;
+  }
+  uint64_t off = jw_outlog_reader_offset(os->sub);
+  if (off >= os->end) {
+    output_end(os);
+    return 0;
+  }
+  if (os->end - off < max)
+    max = (size_t)(os->end - off);
   ssize_t n = jw_outlog_read(os->sub, buf + room, max, &stream);
   if (n == JW_EAGAIN)
     return JW_EAGAIN;
@@ -436,6 +494,10 @@ static ssize_t output_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
     buf[total++] = 0x10; /* field 2, varint */
     buf[total++] = JOBWORKER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR;
   }
+  if (off > 0) {
+    buf[total++] = 0x20; /* field 4, varint */
+    total += put_varint(buf + total, off);
+  }
   return (ssize_t)total;
 }
 
@@ -446,33 +508,58 @@ static void output_canceled(jw_rpc_call_t *call, void *data) {
 static void on_get_output(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                           void *data) {
   jw_service_t *svc = data;
-  char *id = jw_request_unpack_id(call, req, len);
-  if (id == NULL)
+  Jobworker__V1__GetOutputRequest *r;
+  char msg[128];
+  int code = jw_request_decode_output(req, len, &r, msg, sizeof(msg));
+  if (code != 0) {
+    jw_rpc_call_fail(call, code, msg);
     return;
+  }
+  jw_rpc_call_set_tag(call, r->id);
   output_stream_t *os = calloc(1, sizeof(*os));
   if (os == NULL) {
     jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-    free(id);
-    return;
+    goto done;
   }
   os->call = call;
-  int err = jw_supervisor_subscribe(svc->sup, id, jw_rpc_call_cn(call),
-                                    output_ready, os, &os->sub);
+  os->end = UINT64_MAX;
+  snprintf(os->id, sizeof(os->id), "%s", r->id);
+  const char *cn = jw_rpc_call_cn(call);
+  jw_job_info_t info;
+  int err = jw_supervisor_status(svc->sup, r->id, cn, &info);
+  if (err == 0)
+    err = jw_supervisor_subscribe_at(svc->sup, r->id, cn, r->offset,
+                                     output_ready, os, &os->sub);
   if (err != 0) {
-    fail_lookup(call, err, id);
+    jw__svc_fail_lookup(call, err, r->id);
     free(os);
-  } else {
-    jw_rpc_call_on_cancel(call, output_canceled, os);
-    /*
-     * When the stream cannot start (the call was canceled under the
-     * handler, or nghttp2 refused the headers) the call is over and owes
-     * us neither a pull nor the cancel callback: the subscriber and os
-     * are ours to end.
-     */
-    if (jw_rpc_call_stream(call, output_pull, os) != 0)
-      output_end(os);
+    goto done;
   }
-  free(id);
+  if (r->tail_lines > 0 &&
+      (err = jw_outlog_reader_tail(os->sub, r->tail_lines)) != 0) {
+    snprintf(msg, sizeof(msg), "cannot read the job's output: %s",
+             jw_strerror(err));
+    jw_rpc_call_fail(call, JW_GRPC_INTERNAL, msg);
+    output_end(os);
+    goto done;
+  }
+  /*
+   * no_follow: what is there now. A final job's stream is that already,
+   * and ends as a follow does (with dropped_bytes, if any).
+   */
+  if (r->no_follow && info.proc.state == JW_PROC_RUNNING)
+    os->end = info.output_bytes;
+  jw_rpc_call_on_cancel(call, output_canceled, os);
+  /*
+   * When the stream cannot start (the call was canceled under the
+   * handler, or nghttp2 refused the headers) the call is over and owes
+   * us neither a pull nor the cancel callback: the subscriber and os
+   * are ours to end.
+   */
+  if (jw_rpc_call_stream(call, output_pull, os) != 0)
+    output_end(os);
+done:
+  jobworker__v1__get_output_request__free_unpacked(r, NULL);
 }
 
 /* Bytes of a job's args a List reply keeps when the whole does not fit. */
@@ -505,7 +592,7 @@ static void list_one(const jw_job_info_t *info, void *data) {
     acc->lims = lims;
     acc->cap = cap;
   }
-  fill_status(&acc->items[acc->n], &acc->lims[acc->n], info);
+  jw__svc_fill_status(&acc->items[acc->n], &acc->lims[acc->n], info);
   acc->n++;
 }
 
@@ -592,6 +679,9 @@ static const jw_rpc_method_t methods[] = {
     {PATH_PREFIX "Stop", on_stop, 0},
     {PATH_PREFIX "GetOutput", on_get_output, 0},
     {PATH_PREFIX "List", on_list, 0},
+    {PATH_PREFIX "Wait", jw__svc_wait, 0},
+    {PATH_PREFIX "Signal", jw__svc_signal, 0},
+    {PATH_PREFIX "Remove", jw__svc_remove, 0},
     {"/grpc.health.v1.Health/Check", jw__health_check, 0},
     {"/grpc.health.v1.Health/Watch", jw__health_watch, 0},
     {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

@@ -32,6 +32,7 @@
 #include "jobworker/error.h"
 #include "jobworker/outlog.h"
 #include "list.h"
+#include "outlog_index_int.h"
 #include "outlog_int.h"
 #include "precond.h"
 
@@ -64,10 +65,12 @@ struct jw_outlog_s {
   uint64_t dropped;
   uint64_t max_bytes; /* 0: no cap */
   int finished;
-  int closed; /* jw_outlog_close was called: freed with its last reader */
+  int closed;   /* jw_outlog_close was called: freed with its last reader */
+  int unlinked; /* ... with unlink_file: its job is gone */
   jw__list_t readers; /* oldest first */
   unsigned notifying; /* depth of notify_readers() on the stack */
   int need_sweep;     /* readers closed while notifying, to free later */
+  jw__outidx_t idx;   /* where offsets are in the file (outlog_index.c) */
 };
 
 int jw_outlog_create(const char *path, jw_outlog_t **out) {
@@ -87,9 +90,18 @@ int jw_outlog_create(const char *path, jw_outlog_t **out) {
   }
   memcpy(log->path, path, n);
   jw__list_init(&log->readers);
+  /* Room for the first entries now, so that an append never allocates. */
+  log->idx.v = malloc(16 * sizeof(*log->idx.v));
+  log->idx.cap = 16;
+  if (log->idx.v == NULL) {
+    free(log->path);
+    free(log);
+    return -ENOMEM;
+  }
   log->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (log->fd < 0) {
     int err = -errno;
+    jw__outidx_free(&log->idx);
     free(log->path);
     free(log);
     return err;
@@ -101,6 +113,7 @@ int jw_outlog_create(const char *path, jw_outlog_t **out) {
 static void free_log(jw_outlog_t *log) {
   if (log->fd >= 0)
     close(log->fd);
+  jw__outidx_free(&log->idx);
   free(log->path);
   free(log);
 }
@@ -194,6 +207,7 @@ static int write_record(jw_outlog_t *log, jw_stream_t stream, const char *buf,
       v->iov_len -= (size_t)n;
     }
   }
+  jw__outidx_note(&log->idx, log->size, log->bytes);
   log->size = off;
   log->bytes += len;
   return 0;
@@ -273,8 +287,10 @@ void jw_outlog_close(jw_outlog_t *log, int unlink_file) {
     return;
   JW__CHECK(!log->closed, "jw_outlog_close: log closed twice");
   log->closed = 1;
-  if (unlink_file)
+  if (unlink_file) {
     unlink(log->path);
+    log->unlinked = 1;
+  }
   if (!log->finished) {
     log->finished = 1;
     if (notify_readers(log))
@@ -284,9 +300,40 @@ void jw_outlog_close(jw_outlog_t *log, int unlink_file) {
     maybe_release_fd(log);
 }
 
+/*
+ * Puts the reader at output byte off: at the end when off is past it (the
+ * next byte written), else in the middle of the record that holds it.
+ */
+static int reader_seek(jw_outlog_reader_t *r, uint64_t off) {
+  jw_outlog_t *log = r->log;
+  jw__outidx_pos_t pos;
+  int err;
+  if (off >= log->bytes) {
+    r->file_off = log->size;
+    r->rec_left = 0;
+    r->consumed = log->bytes;
+    return 0;
+  }
+  err = jw__outidx_locate(&log->idx, log->fd, log->size, off, &pos);
+  if (err < 0)
+    return err;
+  r->file_off = pos.file_off;
+  r->rec_left = pos.rec_left;
+  r->rec_stream = pos.stream == JW_STDERR ? JW_STDERR : JW_STDOUT;
+  r->consumed = off;
+  return 0;
+}
+
 int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
                           void *data, jw_outlog_reader_t **out) {
+  return jw_outlog_reader_open_at(log, 0, notify_cb, data, out);
+}
+
+int jw_outlog_reader_open_at(jw_outlog_t *log, uint64_t offset,
+                             jw_outlog_notify_cb notify_cb, void *data,
+                             jw_outlog_reader_t **out) {
   jw_outlog_reader_t *r;
+  int err;
 
   if (log == NULL || out == NULL)
     return -EINVAL;
@@ -296,7 +343,7 @@ int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
   if (log->fd < 0) {
     log->fd = open(log->path, O_RDONLY | O_CLOEXEC);
     if (log->fd < 0) {
-      int err = -errno;
+      err = -errno;
       free(r);
       return err;
     }
@@ -305,8 +352,27 @@ int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
   r->cb = notify_cb;
   r->data = data;
   jw__list_insert_tail(&log->readers, &r->node);
+  if (offset > 0 && (err = reader_seek(r, offset)) < 0) {
+    jw_outlog_reader_close(r);
+    return err;
+  }
   *out = r;
   return 0;
+}
+
+int jw_outlog_reader_tail(jw_outlog_reader_t *reader, uint32_t nlines) {
+  jw_outlog_t *log;
+  uint64_t off;
+  int err;
+
+  if (reader == NULL || reader->closed)
+    return -EINVAL;
+  log = reader->log;
+  err = jw__outidx_tail(&log->idx, log->fd, log->size, log->bytes,
+                        reader->consumed, nlines, &off);
+  if (err < 0)
+    return err;
+  return off > reader->consumed ? reader_seek(reader, off) : 0;
 }
 
 /* Reads exactly len bytes at off, or fails. */
@@ -390,8 +456,16 @@ uint64_t jw_outlog_reader_dropped(const jw_outlog_reader_t *reader) {
   return reader->log->dropped;
 }
 
-uint64_t jw__outlog_reader_offset(const jw_outlog_reader_t *reader) {
+int jw_outlog_reader_unlinked(const jw_outlog_reader_t *reader) {
+  return reader->log->unlinked;
+}
+
+uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader) {
   return reader->consumed;
+}
+
+uint64_t jw__outlog_reader_offset(const jw_outlog_reader_t *reader) {
+  return jw_outlog_reader_offset(reader);
 }
 
 void jw_outlog_reader_close(jw_outlog_reader_t *reader) {

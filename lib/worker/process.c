@@ -467,8 +467,19 @@ int jw_process_signal(jw_process_t *proc, int sig) {
 int jw_process_stop(jw_process_t *proc, uint64_t grace_ms) {
   if (proc == NULL || !proc->started || proc->final || proc->closing)
     return JW_ECLOSED;
-  if (proc->stop_requested || proc->reaped)
+  if (proc->reaped)
     return 0;
+  if (proc->stop_requested) {
+    /*
+     * A second stop with a shorter grace brings the SIGKILL forward (a
+     * shutdown does not wait out a client's long grace); never back.
+     */
+    uv_update_time(proc->loop);
+    if (uv_is_active((uv_handle_t *)&proc->grace_timer) &&
+        grace_ms < uv_timer_get_due_in(&proc->grace_timer))
+      uv_timer_start(&proc->grace_timer, on_grace_timeout, grace_ms, 0);
+    return 0;
+  }
   proc->stop_requested = 1;
   jw_process_signal(proc, SIGTERM);
   /* The grace period counts from now, not from the loop's cached time. */

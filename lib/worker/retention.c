@@ -89,6 +89,8 @@ void jw__job_on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
  */
 void jw__supervisor_remove_job(jw_supervisor_t *sup, struct job *j) {
   jw__list_remove(&j->deferred);
+  /* A wait is for the job's end, which it can no longer learn: gone. */
+  jw__job_fire_waits(j, JW_ENOTFOUND);
   jw__job_fire_stops(j, 0);
   /* Its file's name goes now; its space once the last reader closes. */
   jw__jobtable_remove(&sup->table, &j->e);

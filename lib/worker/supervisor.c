@@ -142,6 +142,7 @@ static void fill_info(struct job *j, jw_job_info_t *info) {
     }
   }
   info->usage = j->usage;
+  jw__job_control_info(j, info);
 }
 
 /*
@@ -158,6 +159,7 @@ void jw__job_fire_stops(struct job *j, int err) {
     fill_info(j, &info);
     req->cb_(req, err, &info);
   }
+  jw__job_fire_waits(j, err);
 }
 
 static void flush_deferred(jw_supervisor_t *sup) {
@@ -285,6 +287,7 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
    */
   sup->closing_procs++;
   jw_process_close(proc, on_job_closed, j);
+  jw__job_control_end(j);
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
   if (sup->on_job_end != NULL) {
@@ -469,6 +472,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   free(path);
   jw_process_status(j->proc, &j->status);
   jw__jobtable_insert(&sup->table, &j->e, o);
+  jw__job_control_start(j, spec);
   memcpy(id_out, j->e.id, JW_ID_LEN + 1);
   if (sup->on_job_start != NULL) {
     jw_job_info_t info;
@@ -498,25 +502,7 @@ int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
 
 int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
                        const char *owner, jw_stop_cb cb) {
-  struct job *j;
-  int err;
-
-  if (sup == NULL || req == NULL || cb == NULL)
-    return JW_EINVAL;
-  err = lookup(sup, id, owner, &j);
-  if (err < 0)
-    return err;
-  if (j->e.final) {
-    err = defer_stops(sup, j);
-    if (err < 0)
-      return err;
-  } else {
-    jw_process_stop(j->proc, sup->grace_ms);
-  }
-  req->cb_ = cb;
-  req->job_ = j;
-  jw__list_insert_tail(&j->stops, REQ_LINK(req));
-  return 0;
+  return jw_supervisor_stop_grace(sup, req, id, owner, 0, cb);
 }
 
 void jw_supervisor_stop_cancel(jw_stop_req_t *req) {
@@ -637,6 +623,7 @@ static void close_handles(jw_supervisor_t *sup) {
     sup->handles_closing++;
     uv_close((uv_handle_t *)&sup->cg_timer, on_handle_closed);
   }
+  jw__supervisor_control_close(sup, on_handle_closed);
 }
 
 void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
@@ -653,4 +640,15 @@ void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
     close_handles(sup);
   else if (!sup->shutting_down)
     begin_shutdown(sup);
+}
+
+int jw__supervisor_lookup(jw_supervisor_t *sup, const char *id,
+                          const char *owner, struct job **out) {
+  return lookup(sup, id, owner, out);
+}
+
+void jw__job_info(struct job *j, jw_job_info_t *info) { fill_info(j, info); }
+
+int jw__supervisor_defer(jw_supervisor_t *sup, struct job *j) {
+  return defer_stops(sup, j);
 }

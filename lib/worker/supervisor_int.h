@@ -14,6 +14,24 @@
 #include "jobworker/supervisor.h"
 #include "list.h"
 
+/* A job's part of job control (control.c). */
+struct jw__job_ctl {
+  jw__list_t waits; /* pending jw_wait_req_t, oldest first */
+  jw__list_t timed; /* in the supervisor's ctl.timed while its limit runs */
+  uint64_t timeout_ms;
+  uint64_t deadline;           /* uv_now() when the limit passes */
+  jw_end_reason_t stop_reason; /* why a stop was asked for (first wins) */
+  jw_end_reason_t end_reason;
+  uint64_t signals; /* bit sig - 1: sent by jw_supervisor_signal */
+};
+
+/* The supervisor's part (control.c): the timer of run-time limits. */
+struct jw__sup_ctl {
+  uv_timer_t timer;
+  int timer_open;
+  jw__list_t timed; /* jobs with a limit pending, any order */
+};
+
 struct job {
   jw__jobent_t e; /* id, owner, place in the table */
   char *command;
@@ -34,6 +52,7 @@ struct job {
   uint64_t usage_at;       /* uv_hrtime() of the cached read, 0: none */
   unsigned drops_reported; /* DROP_* bits already passed to on_drop */
   int removed; /* out of the table; freed once its process is closed */
+  struct jw__job_ctl ctl; /* job control: control.c */
 };
 
 #define DROP_CAP 1
@@ -84,6 +103,7 @@ struct jw_supervisor_s {
   int keep_logs;
   void (*close_cb)(jw_supervisor_t *sup, void *data);
   void *close_data;
+  struct jw__sup_ctl ctl;
 };
 
 static inline struct job *job_of(jw__jobent_t *e) {
@@ -97,6 +117,24 @@ static inline const char *owner_name(const struct job *j) {
 
 /* Answers the job's pending stops with err (0: its final status). */
 void jw__job_fire_stops(struct job *j, int err);
+
+/* The supervisor.c internals control.c builds on. */
+int jw__supervisor_lookup(jw_supervisor_t *sup, const char *id,
+                          const char *owner, struct job **out);
+void jw__job_info(struct job *j, jw_job_info_t *info);
+int jw__supervisor_defer(jw_supervisor_t *sup, struct job *j);
+
+/*
+ * control.c's hooks: a job started with spec (arms its run-time limit);
+ * a job final (its end reason, from its status and usage); its info;
+ * answers its waits with err; closes the timer (counted in
+ * handles_closing, closed with close_cb).
+ */
+void jw__job_control_start(struct job *j, const jw_job_spec_t *spec);
+void jw__job_control_end(struct job *j);
+void jw__job_control_info(const struct job *j, jw_job_info_t *info);
+void jw__job_fire_waits(struct job *j, int err);
+void jw__supervisor_control_close(jw_supervisor_t *sup, uv_close_cb close_cb);
 
 /* Frees a job that is out of the table and has no process. */
 void jw__job_free(struct job *j);

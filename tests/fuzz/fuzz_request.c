@@ -192,6 +192,38 @@ static void decode_all(const uint8_t *msg, size_t len) {
                code == JW_GRPC_RESOURCE_EXHAUSTED);
   }
 
+  /* The job control requests: what decodes obeys its caps. */
+  Jobworker__V1__GetOutputRequest *g = NULL;
+  code = jw_request_decode_output(m, len, &g, text, sizeof(text));
+  if (code == 0) {
+    FUZZ_CHECK(g != NULL && g->tail_lines <= JW_REQUEST_MAX_TAIL_LINES);
+    jobworker__v1__get_output_request__free_unpacked(g, NULL);
+  } else {
+    FUZZ_CHECK(g == NULL);
+    FUZZ_CHECK(code == JW_GRPC_INVALID_ARGUMENT ||
+               code == JW_GRPC_RESOURCE_EXHAUSTED);
+  }
+  uint64_t grace = 0;
+  code = jw_request_decode_stop(m, len, &id, &grace, text, sizeof(text));
+  FUZZ_CHECK((code == 0) == (id != NULL));
+  FUZZ_CHECK(code == 0 || code == JW_GRPC_INVALID_ARGUMENT ||
+             code == JW_GRPC_RESOURCE_EXHAUSTED);
+  FUZZ_CHECK(grace <= INT64_MAX);
+  free(id);
+  int sig = 0;
+  code = jw_request_decode_signal(m, len, &id, &sig, text, sizeof(text));
+  FUZZ_CHECK((code == 0) == (id != NULL));
+  FUZZ_CHECK(code != 0 || (sig >= 1 && sig <= 64));
+  FUZZ_CHECK(memchr(text, '\0', sizeof(text)) != NULL);
+  free(id);
+  if (len < 32) {
+    char name[32];
+    memcpy(name, m, len);
+    name[len] = '\0';
+    sig = jw_request_signal_number(name);
+    FUZZ_CHECK(sig >= 0 && sig <= 64);
+  }
+
   code = jw_request_decode_list(m, len, text, sizeof(text));
   wire = wire_walk(m, len, 0, &seen);
   FUZZ_CHECK(code == 0 || code == JW_GRPC_INVALID_ARGUMENT);

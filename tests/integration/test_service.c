@@ -46,6 +46,8 @@ typedef struct {
   uint8_t *out[2];
   size_t outlen[2];
   size_t outcap[2];
+  uint64_t first_offset; /* GetOutput: the first message's offset */
+  uint64_t next_offset;  /* ... and the one the next must have */
   jw_rpc_ccall_t *call;
 } result_t;
 
@@ -86,6 +88,12 @@ static void on_msg(jw_rpc_ccall_t *call, const uint8_t *msg, size_t len,
         jobworker__v1__job_output__unpack(NULL, len, msg);
     ck_assert_ptr_nonnull(o);
     ck_assert_int_gt(o->data.len, 0);
+    /* Each message says where its bytes are: no gap, nothing twice. */
+    if (r->nmsgs == 1)
+      r->first_offset = o->offset;
+    else
+      ck_assert_uint_eq(o->offset, r->next_offset);
+    r->next_offset = o->offset + o->data.len;
     append(r, o->stream == JOBWORKER__V1__OUTPUT_STREAM__OUTPUT_STREAM_STDERR,
            o->data.data, o->data.len);
     jobworker__v1__job_output__free_unpacked(o, NULL);
@@ -361,8 +369,9 @@ START_TEST(errors) {
 
   /* Unknown ids and other clients' jobs, on every id-taking RPC. */
   static const char *const paths[] = {PATH("Status"), PATH("Stop"),
-                                      PATH("GetOutput")};
-  for (int i = 0; i < 3; i++) {
+                                      PATH("GetOutput"), PATH("Wait"),
+                                      PATH("Remove")};
+  for (int i = 0; i < 5; i++) {
     id_call(0, paths[i], "00000000000000000000000000000000", &r);
     ck_assert_int_eq(r.status, JW_GRPC_NOT_FOUND);
     ck_assert_ptr_nonnull(strstr(r.message, "not found"));
@@ -821,6 +830,381 @@ START_TEST(stop_escalates_to_kill) {
 }
 END_TEST
 
+/* Starts GetOutput of client 0's job with the request's other fields. */
+static void output_req_start(const Jobworker__V1__GetOutputRequest *gr,
+                             result_t *r) {
+  uint8_t buf[128];
+  size_t n = protobuf_c_message_get_packed_size(&gr->base);
+  ck_assert_uint_le(n, sizeof(buf));
+  protobuf_c_message_pack(&gr->base, buf);
+  call_start(0, PATH("GetOutput"), buf, n, r);
+  r->decode_output = 1;
+}
+
+/* The whole stdout of a GetOutput with these fields, and its status. */
+static int output_of(const char *id, uint64_t offset, uint32_t tail,
+                     int no_follow, result_t *r) {
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  gr.id = (char *)id;
+  gr.offset = offset;
+  gr.tail_lines = tail;
+  gr.no_follow = no_follow;
+  output_req_start(&gr, r);
+  run_until(&r->done);
+  append(r, 0, (const uint8_t *)"", 1); /* a NUL after the bytes */
+  r->outlen[0]--;
+  return r->status;
+}
+
+/* Starts a job with a run-time limit; returns its id (caller frees). */
+static char *start_timed(const char *cmd, char **args, size_t nargs,
+                         int64_t timeout_ms, result_t *r) {
+  Jobworker__V1__JobRequest req = JOBWORKER__V1__JOB_REQUEST__INIT;
+  req.command = (char *)cmd;
+  req.args = args;
+  req.n_args = nargs;
+  req.timeout_ms = timeout_ms;
+  call_msg(0, PATH("Start"), &req.base, r);
+  if (r->status != JW_GRPC_OK)
+    return NULL;
+  Jobworker__V1__JobStatus *st = status_of(r);
+  char *id = strdup(st->id);
+  ck_assert_int_eq(st->timeout_ms, timeout_ms);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(r);
+  return id;
+}
+
+/*
+ * GetOutput resumes at a byte offset (each message says its own), tails
+ * the last lines, and with no_follow sends what is there and ends.
+ */
+START_TEST(output_offset_tail_no_follow) {
+  result_t r;
+  char *a1[] = {"0123456789"};
+  char *id = start_job(0, "printf", a1, 1);
+  jobworker__v1__job_status__free_unpacked(wait_final(0, id), NULL);
+  ck_assert_int_eq(output_of(id, 5, 0, 0, &r), JW_GRPC_OK);
+  ck_assert_str_eq((char *)r.out[0], "56789");
+  ck_assert_uint_eq(r.first_offset, 5);
+  result_free(&r);
+  /* Past the end of a finished job: nothing, and OK. */
+  ck_assert_int_eq(output_of(id, 1000, 0, 0, &r), JW_GRPC_OK);
+  ck_assert_uint_eq(r.outlen[0], 0);
+  result_free(&r);
+  free(id);
+
+  char *a2[] = {"1", "100"};
+  id = start_job(0, "seq", a2, 2);
+  jobworker__v1__job_status__free_unpacked(wait_final(0, id), NULL);
+  ck_assert_int_eq(output_of(id, 0, 3, 0, &r), JW_GRPC_OK);
+  ck_assert_str_eq((char *)r.out[0], "98\n99\n100\n");
+  ck_assert_uint_eq(r.first_offset, 292 - 10);
+  result_free(&r);
+  ck_assert_int_eq(output_of(id, 0, 1000001, 0, &r), JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(r.message, "tail_lines"));
+  result_free(&r);
+  free(id);
+
+  /* no_follow on a running job: what it wrote so far, then OK. */
+  char *a3[] = {"-c", "echo first; sleep 100"};
+  id = start_job(0, "sh", a3, 2);
+  result_t f;
+  output_start(id, 1, &f);
+  output_wait(&f, 6);
+  output_cancel(&f);
+  ck_assert_int_eq(output_of(id, 0, 0, 1, &r), JW_GRPC_OK);
+  ck_assert_str_eq((char *)r.out[0], "first\n");
+  result_free(&r);
+  stop_stopped(id);
+  free(id);
+}
+END_TEST
+
+/* Wait answers once the job is final; a deadline bounds it. */
+START_TEST(wait_final_and_deadline) {
+  result_t r;
+  char *a1[] = {"-c", "sleep 0.3; exit 7"};
+  char *id = start_job(0, "sh", a1, 2);
+  id_call(0, PATH("Wait"), id, &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_EXITED);
+  ck_assert_int_eq(st->exit_code, 7);
+  ck_assert_int_eq(st->end_reason,
+                   JOBWORKER__V1__END_REASON__END_REASON_EXITED);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  /* A finished job: at once. */
+  id_call(0, PATH("Wait"), id, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  result_free(&r);
+  /* Another client's job, an unknown one. */
+  id_call(1, PATH("Wait"), id, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_PERMISSION_DENIED);
+  result_free(&r);
+  id_call(0, PATH("Wait"), "00000000000000000000000000000000", &r);
+  ck_assert_int_eq(r.status, JW_GRPC_NOT_FOUND);
+  result_free(&r);
+  free(id);
+
+  /* 20 Waits on a running job with a 1 s deadline: all end with 4. */
+  char *a2[] = {"100"};
+  id = start_job(0, "sleep", a2, 1);
+  Jobworker__V1__StatusRequest req = JOBWORKER__V1__STATUS_REQUEST__INIT;
+  req.id = id;
+  uint8_t buf[64];
+  size_t n = protobuf_c_message_get_packed_size(&req.base);
+  protobuf_c_message_pack(&req.base, buf);
+  result_t w[20];
+  for (int i = 0; i < 20; i++) {
+    memset(&w[i], 0, sizeof(w[i]));
+    ck_assert_int_eq(jw_rpc_client_call(fx.cli[0], PATH("Wait"), buf, n, 1000,
+                                        on_msg, on_done, &w[i], &w[i].call),
+                     0);
+  }
+  for (int i = 0; i < 20; i++) {
+    run_until(&w[i].done);
+    ck_assert_int_eq(w[i].status, JW_GRPC_DEADLINE_EXCEEDED);
+    result_free(&w[i]);
+  }
+  /* The job ran on; a Wait now answers with its stop. */
+  id_call(0, PATH("Status"), id, &r);
+  st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_RUNNING);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  stop_stopped(id);
+  free(id);
+}
+END_TEST
+
+/* Sends Signal with a number or a name; returns the call's status. */
+static int signal_call(int who, const char *id, int sig, const char *name,
+                       result_t *r) {
+  Jobworker__V1__SignalRequest req = JOBWORKER__V1__SIGNAL_REQUEST__INIT;
+  req.id = (char *)id;
+  req.signal = sig;
+  req.signal_name = (char *)(name != NULL ? name : "");
+  call_msg(who, PATH("Signal"), &req.base, r);
+  return r->status;
+}
+
+START_TEST(signal_by_name_and_number) {
+  result_t r;
+  char *a1[] = {"-c", "trap 'echo got USR1; exit 0' USR1; echo ready; "
+                      "while :; do sleep 0.05; done"};
+  char *id = start_job(0, "sh", a1, 2);
+  result_t f;
+  output_start(id, 1, &f);
+  output_wait(&f, 6);
+  output_cancel(&f);
+  ck_assert_int_eq(signal_call(0, id, 0, "USR1", &r), JW_GRPC_OK);
+  result_free(&r);
+  Jobworker__V1__JobStatus *st = wait_final(0, id);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_EXITED);
+  ck_assert_int_eq(st->exit_code, 0);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  ck_assert_int_eq(output_of(id, 0, 0, 0, &r), JW_GRPC_OK);
+  ck_assert_str_eq((char *)r.out[0], "ready\ngot USR1\n");
+  result_free(&r);
+  /* A final job has nothing to signal. */
+  ck_assert_int_eq(signal_call(0, id, SIGTERM, NULL, &r),
+                   JW_GRPC_FAILED_PRECONDITION);
+  result_free(&r);
+  free(id);
+
+  char *a2[] = {"100"};
+  id = start_job(0, "sleep", a2, 1);
+  /* Bad signals, another client, an unknown job: nothing is sent. */
+  static const struct {
+    int sig;
+    const char *name;
+  } bad[] = {{0, "NOSUCH"}, {65, NULL}, {-1, NULL},
+             {9, "KILL"},   {0, NULL},  {0, "SIGRTMAX+1"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    ck_assert_int_eq(signal_call(0, id, bad[i].sig, bad[i].name, &r),
+                     JW_GRPC_INVALID_ARGUMENT);
+    result_free(&r);
+  }
+  ck_assert_int_eq(signal_call(1, id, SIGKILL, NULL, &r),
+                   JW_GRPC_PERMISSION_DENIED);
+  result_free(&r);
+  ck_assert_int_eq(
+      signal_call(0, "00000000000000000000000000000000", SIGKILL, NULL, &r),
+      JW_GRPC_NOT_FOUND);
+  result_free(&r);
+  id_call(0, PATH("Status"), id, &r);
+  st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_RUNNING);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  /* "sigkill" by name ends it: the client did, so the reason is STOPPED. */
+  ck_assert_int_eq(signal_call(0, id, 0, "sigkill", &r), JW_GRPC_OK);
+  result_free(&r);
+  st = wait_final(0, id);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_SIGNALED);
+  ck_assert_int_eq(st->signal, SIGKILL);
+  ck_assert_int_eq(st->end_reason,
+                   JOBWORKER__V1__END_REASON__END_REASON_STOPPED);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  free(id);
+}
+END_TEST
+
+static int log_exists(const char *id) {
+  char p[256];
+  snprintf(p, sizeof(p), "%s/%s.log", fx.dir, id);
+  return access(p, F_OK) == 0;
+}
+
+/*
+ * Remove deletes a finished job and its log; a running job is refused;
+ * a stream still reading a removed job ends with NOT_FOUND.
+ */
+START_TEST(remove_finished_only) {
+  result_t r;
+  char *a1[] = {"100"};
+  char *id = start_job(0, "sleep", a1, 1);
+  id_call(0, PATH("Remove"), id, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_FAILED_PRECONDITION);
+  ck_assert_ptr_nonnull(strstr(r.message, "running"));
+  result_free(&r);
+  stop_stopped(id);
+  id_call(1, PATH("Remove"), id, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_PERMISSION_DENIED);
+  result_free(&r);
+  ck_assert(log_exists(id));
+  id_call(0, PATH("Remove"), id, &r);
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_str_eq(st->id, id);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  ck_assert(!log_exists(id));
+  static const char *const paths[] = {PATH("Status"), PATH("Remove"),
+                                      PATH("Wait"), PATH("GetOutput")};
+  for (int i = 0; i < 4; i++) {
+    id_call(0, paths[i], id, &r);
+    ck_assert_int_eq(r.status, JW_GRPC_NOT_FOUND);
+    result_free(&r);
+  }
+  free(id);
+
+  /* 8 MiB of output, read by a stream that stalls; then removed. */
+  char *a2[] = {"-c", "8388608", "/dev/zero"};
+  id = start_job(0, "head", a2, 3);
+  jobworker__v1__job_status__free_unpacked(wait_final(0, id), NULL);
+  result_t f;
+  output_start(id, 1, &f);
+  jw_rpc_ccall_pause(f.call, true);
+  for (int i = 0; i < 50 && f.nmsgs == 0; i++)
+    uv_run(&fx.loop, UV_RUN_NOWAIT);
+  id_call(0, PATH("Remove"), id, &r);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  result_free(&r);
+  jw_rpc_ccall_pause(f.call, false);
+  run_until(&f.done);
+  ck_assert_int_eq(f.status, JW_GRPC_NOT_FOUND);
+  ck_assert_ptr_nonnull(strstr(f.message, "removed"));
+  ck_assert_uint_lt(f.outlen[0], 8388608);
+  result_free(&f);
+  free(id);
+}
+END_TEST
+
+/* Sends Stop with a grace of its own, without waiting for the answer. */
+static void stop_start(const char *id, int64_t timeout_ms, result_t *r) {
+  Jobworker__V1__StopRequest req = JOBWORKER__V1__STOP_REQUEST__INIT;
+  uint8_t buf[64];
+  req.id = (char *)id;
+  req.timeout_ms = timeout_ms;
+  size_t n = protobuf_c_message_get_packed_size(&req.base);
+  protobuf_c_message_pack(&req.base, buf);
+  call_start(0, PATH("Stop"), buf, n, r);
+}
+
+/*
+ * Stop's timeout_ms is the grace before SIGKILL, cut to the server's
+ * maximum; the job is STOPPING meanwhile.
+ */
+START_TEST(stop_timeout_and_stopping) {
+  result_t r;
+  char *a1[] = {"-c", "trap '' TERM; echo ready; sleep 100"};
+  char *id = start_job(0, "sh", a1, 2);
+  result_t f;
+  output_start(id, 1, &f);
+  output_wait(&f, 6);
+  output_cancel(&f);
+  stop_start(id, -1, &r);
+  run_until(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  result_free(&r);
+
+  /* An hour asked, 3 s allowed: SIGKILL comes at 3 s. */
+  fx.svc.max_stop_timeout_ms = 3000;
+  uint64_t t0 = uv_hrtime();
+  result_t s;
+  stop_start(id, 3600 * 1000, &s);
+  int stopping = 0;
+  for (int i = 0; i < 200 && !stopping && !s.done; i++) {
+    id_call(0, PATH("Status"), id, &r);
+    Jobworker__V1__JobStatus *st = status_of(&r);
+    stopping = st->state == JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPING;
+    ck_assert_int_eq(st->end_reason,
+                     JOBWORKER__V1__END_REASON__END_REASON_UNSPECIFIED);
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+    result_free(&r);
+  }
+  ck_assert(stopping);
+  run_until(&s.done);
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  Jobworker__V1__JobStatus *st = status_of(&s);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  ck_assert_int_eq(st->signal, SIGKILL);
+  ck_assert_int_eq(st->end_reason,
+                   JOBWORKER__V1__END_REASON__END_REASON_STOPPED);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&s);
+  /* Not before the 3 s asked for (the fixture's grace is 0.5 s). */
+  ck_assert_msg(secs >= 2.9, "SIGKILL after %.2fs", secs);
+  /* Nowhere near the hour: 3 s and a margin for a loaded machine. */
+  ck_assert_msg(secs < 3 + 20, "SIGKILL after %.2fs", secs);
+  free(id);
+}
+END_TEST
+
+/* A job's timeout_ms stops it as Stop would, with reason TIMED_OUT. */
+START_TEST(start_timeout) {
+  result_t r;
+  char *a1[] = {"30"};
+  ck_assert_ptr_null(start_timed("sleep", a1, 1, -5, &r));
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(r.message, "timeout_ms"));
+  result_free(&r);
+  ck_assert_ptr_null(start_timed("sleep", a1, 1, 400LL * 86400 * 1000, &r));
+  ck_assert_int_eq(r.status, JW_GRPC_INVALID_ARGUMENT);
+  result_free(&r);
+  ck_assert_int_eq(list_count(0), 0);
+
+  uint64_t t0 = uv_hrtime();
+  char *id = start_timed("sleep", a1, 1, 1000, &r);
+  ck_assert_ptr_nonnull(id);
+  id_call(0, PATH("Wait"), id, &r);
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  Jobworker__V1__JobStatus *st = status_of(&r);
+  ck_assert_int_eq(st->state, JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED);
+  ck_assert_int_eq(st->signal, SIGTERM);
+  ck_assert_int_eq(st->end_reason,
+                   JOBWORKER__V1__END_REASON__END_REASON_TIMED_OUT);
+  ck_assert_int_eq(st->timeout_ms, 1000);
+  jobworker__v1__job_status__free_unpacked(st, NULL);
+  result_free(&r);
+  /* The 1 s limit, the 0.5 s grace, and a margin for a loaded machine. */
+  ck_assert_msg(secs >= 0.95 && secs < 1 + 0.5 + 10, "ended after %.2fs", secs);
+  free(id);
+}
+END_TEST
+
 static Suite *service_suite(void) {
   Suite *s = suite_create("service");
   TCase *tc = test_tcase(s, "rpc", setup, teardown, 240);
@@ -832,6 +1216,12 @@ static Suite *service_suite(void) {
                                    stalled_reader_costs_no_memory,
                                    cancel_mid_stream,
                                    stop_escalates_to_kill,
+                                   output_offset_tail_no_follow,
+                                   wait_final_and_deadline,
+                                   signal_by_name_and_number,
+                                   remove_finished_only,
+                                   stop_timeout_and_stopping,
+                                   start_timeout,
                                    NULL};
   test_add_tests(tc, tc_tests);
   return s;

@@ -164,7 +164,8 @@ class Reflection(Base):
         svc = [s for s in fds[0].service if s.name == "JobWorker"]
         self.assertEqual(len(svc), 1)
         self.assertEqual(sorted(m.name for m in svc[0].method),
-                         ["GetOutput", "List", "Start", "Status", "Stop"])
+                         ["GetOutput", "List", "Remove", "Signal", "Start",
+                          "Status", "Stop", "Wait"])
 
     def test_answer_without_half_close(self):
         """As grpcurl's grpcreflect client does: send a request, keep the

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../lib/worker/outlog_index_int.h"
 #include "../../lib/worker/outlog_int.h"
 #include "../failmalloc.h"
 #include "../test_common.h"
@@ -397,6 +398,221 @@ START_TEST(test_invalid) {
 }
 END_TEST
 
+/* The byte at output offset i of the seek tests' logs. */
+static unsigned char pattern(uint64_t i) {
+  return (unsigned char)(i * 7 + i / 251);
+}
+
+/*
+ * A reader opened at an offset starts there, in the middle of a record if
+ * need be, across streams; past the end it gets the next byte appended.
+ */
+START_TEST(test_open_at_offset) {
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  char buf[16];
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "012", 3), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "3456", 4), 0);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "789", 3), 0);
+
+  ck_assert_int_eq(jw_outlog_reader_open_at(log, 5, NULL, NULL, &r), 0);
+  ck_assert_uint_eq(jw_outlog_reader_offset(r), 5);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), 2);
+  ck_assert_int_eq(s, JW_STDERR);
+  ck_assert_int_eq(memcmp(buf, "56", 2), 0);
+  ck_assert_uint_eq(jw_outlog_reader_offset(r), 7);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), 3);
+  ck_assert_int_eq(s, JW_STDOUT);
+  ck_assert_int_eq(memcmp(buf, "789", 3), 0);
+  jw_outlog_reader_close(r);
+
+  /* At a record's first byte, and at the very end. */
+  ck_assert_int_eq(jw_outlog_reader_open_at(log, 3, NULL, NULL, &r), 0);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), 4);
+  ck_assert_int_eq(memcmp(buf, "3456", 4), 0);
+  jw_outlog_reader_close(r);
+  /* At the end, and past it: the next byte appended, at offset 10. */
+  static const uint64_t at[] = {10, 1000};
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(jw_outlog_reader_open_at(log, at[i], NULL, NULL, &r), 0);
+    ck_assert_uint_eq(jw_outlog_reader_offset(r), 10 + 2 * i);
+    ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), JW_EAGAIN);
+    ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "ab", 2), 0);
+    ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &s), 2);
+    ck_assert_int_eq(memcmp(buf, "ab", 2), 0);
+    ck_assert_uint_eq(jw_outlog_reader_offset(r), 12 + 2 * i);
+    jw_outlog_reader_close(r);
+  }
+  jw_outlog_close(log, 1);
+}
+END_TEST
+
+/*
+ * Seeks into a log of many records (more than one index step) land on the
+ * right byte, and read byte-exact from there to the end.
+ */
+START_TEST(test_seek_across_index) {
+  jw_outlog_t *log = new_log();
+  const uint64_t total = 5u << 20;
+  unsigned char *src = malloc(total), *got = malloc(total);
+  uint64_t off = 0;
+  ck_assert_ptr_nonnull(src);
+  ck_assert_ptr_nonnull(got);
+  for (uint64_t i = 0; i < total; i++)
+    src[i] = pattern(i);
+  /* Records of uneven sizes, 1 byte to 70 KB, alternating streams. */
+  for (unsigned k = 0; off < total; k++) {
+    uint64_t n = 1 + (k * 7919u) % 70000u;
+    if (n > total - off)
+      n = total - off;
+    ck_assert_int_eq(jw_outlog_append(log, k % 3 ? JW_STDOUT : JW_STDERR,
+                                      src + off, (size_t)n),
+                     0);
+    off += n;
+  }
+  jw_outlog_finish(log);
+  static const uint64_t at[] = {
+      0, 1, 4093, (1u << 20) - 1, 1u << 20, (3u << 20) + 12345, (5u << 20) - 1};
+  for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+    jw_outlog_reader_t *r;
+    jw_stream_t s;
+    uint64_t n = 0;
+    ssize_t k;
+    ck_assert_int_eq(jw_outlog_reader_open_at(log, at[i], NULL, NULL, &r), 0);
+    ck_assert_uint_eq(jw_outlog_reader_offset(r), at[i]);
+    while ((k = jw_outlog_read(r, got + n, 65536, &s)) > 0)
+      n += (uint64_t)k;
+    ck_assert_int_eq(k, 0);
+    ck_assert_uint_eq(n, total - at[i]);
+    ck_assert_int_eq(memcmp(got, src + at[i], (size_t)n), 0);
+    jw_outlog_reader_close(r);
+  }
+  jw_outlog_close(log, 1);
+  free(src);
+  free(got);
+}
+END_TEST
+
+/* The index stays within its bound however long the log grows. */
+START_TEST(test_index_bounded) {
+  jw__outidx_t idx = {0};
+  for (uint64_t i = 0; i < 3 * JW__OUTIDX_MAX; i++)
+    jw__outidx_note(&idx, i * JW__OUTIDX_STEP, i * 1000);
+  ck_assert_uint_le(idx.n, JW__OUTIDX_MAX);
+  ck_assert_uint_ge(idx.n, JW__OUTIDX_MAX / 4);
+  ck_assert_uint_eq(idx.step, 4u * JW__OUTIDX_STEP);
+  ck_assert_uint_eq(idx.v[0].file_off, 0);
+  for (size_t i = 1; i < idx.n; i++)
+    ck_assert_uint_gt(idx.v[i].out_off, idx.v[i - 1].out_off);
+  jw__outidx_free(&idx);
+}
+END_TEST
+
+/* Appends text in pieces of n bytes. */
+static void append_pieces(jw_outlog_t *log, const char *text, size_t n) {
+  size_t len = strlen(text);
+  for (size_t o = 0; o < len; o += n)
+    ck_assert_int_eq(
+        jw_outlog_append(log, JW_STDOUT, text + o, len - o < n ? len - o : n),
+        0);
+}
+
+/* What a reader opened at from and moved to the last nlines lines reads. */
+static char *tail_of(jw_outlog_t *log, uint64_t from, uint32_t nlines) {
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  size_t cap = 1 << 16, n = 0;
+  char *out = malloc(cap);
+  ssize_t k;
+  ck_assert_int_eq(jw_outlog_reader_open_at(log, from, NULL, NULL, &r), 0);
+  ck_assert_int_eq(jw_outlog_reader_tail(r, nlines), 0);
+  while ((k = jw_outlog_read(r, out + n, cap - 1 - n, &s)) > 0) {
+    n += (size_t)k;
+    if (n == cap - 1)
+      out = realloc(out, cap *= 2);
+  }
+  ck_assert(k == 0 || k == JW_EAGAIN);
+  out[n] = '\0';
+  jw_outlog_reader_close(r);
+  return out;
+}
+
+START_TEST(test_tail_lines) {
+  jw_outlog_t *log = new_log();
+  char text[400] = "";
+  char *t;
+  for (int i = 1; i <= 100; i++)
+    snprintf(text + strlen(text), sizeof(text) - strlen(text), "%d\n", i);
+  append_pieces(log, text, 7);
+  t = tail_of(log, 0, 3);
+  ck_assert_str_eq(t, "98\n99\n100\n");
+  free(t);
+  t = tail_of(log, 0, 1);
+  ck_assert_str_eq(t, "100\n");
+  free(t);
+  /* More lines than there are: all of them; 0: no change. */
+  t = tail_of(log, 0, 1000);
+  ck_assert_str_eq(t, text);
+  free(t);
+  t = tail_of(log, 0, 0);
+  ck_assert_str_eq(t, text);
+  free(t);
+  /* From an offset on: the tail never goes before it. */
+  t = tail_of(log, strlen(text) - 5, 3);
+  ck_assert_str_eq(t, "\n100\n");
+  free(t);
+  /* A last line without its newline counts. */
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "x\ny", 3), 0);
+  t = tail_of(log, 0, 2);
+  ck_assert_str_eq(t, "x\ny");
+  free(t);
+  t = tail_of(log, 0, 3);
+  ck_assert_str_eq(t, "100\nx\ny");
+  free(t);
+  jw_outlog_close(log, 1);
+
+  /* An empty log, and one that is a single newline. */
+  log = new_log();
+  t = tail_of(log, 0, 5);
+  ck_assert_str_eq(t, "");
+  free(t);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, "\n", 1), 0);
+  t = tail_of(log, 0, 5);
+  ck_assert_str_eq(t, "\n");
+  free(t);
+  jw_outlog_close(log, 1);
+}
+END_TEST
+
+/*
+ * A tail across index steps: the lines it wants start several steps back
+ * (a 3 MiB line), and small records in between.
+ */
+START_TEST(test_tail_across_index) {
+  jw_outlog_t *log = new_log();
+  size_t big = 3u << 20;
+  char *line = malloc(big + 1);
+  char *t;
+  memset(line, 'z', big);
+  line[big] = '\0';
+  append_pieces(log, "head\nA\n", 3);
+  append_pieces(log, line, 65536);
+  append_pieces(log, "\nB\nC\n", 1);
+  t = tail_of(log, 0, 3);
+  ck_assert_uint_eq(strlen(t), big + 5);
+  ck_assert_int_eq(memcmp(t, line, big), 0);
+  ck_assert_str_eq(t + big, "\nB\nC\n");
+  free(t);
+  t = tail_of(log, 0, 4);
+  ck_assert_uint_eq(strlen(t), big + 7);
+  ck_assert_int_eq(memcmp(t, "A\n", 2), 0);
+  free(t);
+  jw_outlog_close(log, 1);
+  free(line);
+}
+END_TEST
+
 static Suite *outlog_suite(void) {
   Suite *s = suite_create("outlog");
   TCase *tc = test_tcase(s, "core", setup, teardown, 0);
@@ -411,6 +627,11 @@ static Suite *outlog_suite(void) {
                                    test_invalid,
                                    test_disk_bytes_and_drop,
                                    test_log_close_from_notify,
+                                   test_open_at_offset,
+                                   test_seek_across_index,
+                                   test_index_bounded,
+                                   test_tail_lines,
+                                   test_tail_across_index,
                                    NULL};
   test_add_tests(tc, tc_tests);
   tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);

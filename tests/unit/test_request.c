@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,6 +546,102 @@ START_TEST(test_quote) {
 }
 END_TEST
 
+/* Signal names as kill(1) takes them: with or without SIG, any case. */
+START_TEST(test_signal_names) {
+  ck_assert_int_eq(jw_request_signal_number("USR1"), SIGUSR1);
+  ck_assert_int_eq(jw_request_signal_number("SIGUSR1"), SIGUSR1);
+  ck_assert_int_eq(jw_request_signal_number("sigterm"), SIGTERM);
+  ck_assert_int_eq(jw_request_signal_number("Kill"), SIGKILL);
+  ck_assert_int_eq(jw_request_signal_number("RTMIN"), SIGRTMIN);
+  ck_assert_int_eq(jw_request_signal_number("SIGRTMIN+2"), SIGRTMIN + 2);
+  ck_assert_int_eq(jw_request_signal_number("RTMAX-1"), SIGRTMAX - 1);
+  static const char *const bad[] = {
+      "",         "SIG",       "FOO",    "9",
+      "RTMIN-1",  "RTMAX+1",   "RTMIN+", "RTMIN+x",
+      "RTMIN+99", "SIGSIGHUP", "HUP ",   "averyveryverylongname"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ck_assert_msg(jw_request_signal_number(bad[i]) == 0, "%s", bad[i]);
+}
+END_TEST
+
+START_TEST(test_job_control_requests) {
+  Jobworker__V1__SignalRequest sr = JOBWORKER__V1__SIGNAL_REQUEST__INIT;
+  Jobworker__V1__GetOutputRequest gr = JOBWORKER__V1__GET_OUTPUT_REQUEST__INIT;
+  Jobworker__V1__StopRequest st = JOBWORKER__V1__STOP_REQUEST__INIT;
+  Jobworker__V1__GetOutputRequest *g;
+  uint8_t buf[128];
+  char *id;
+  int sig;
+  uint64_t ms;
+  size_t n;
+
+  sr.id = "j";
+  sr.signal_name = "usr2";
+  n = jobworker__v1__signal_request__pack(&sr, buf);
+  ck_assert_int_eq(
+      jw_request_decode_signal(buf, n, &id, &sig, msg, sizeof(msg)), 0);
+  ck_assert_str_eq(id, "j");
+  ck_assert_int_eq(sig, SIGUSR2);
+  free(id);
+  sr.signal_name = "";
+  sr.signal = 64;
+  n = jobworker__v1__signal_request__pack(&sr, buf);
+  ck_assert_int_eq(
+      jw_request_decode_signal(buf, n, &id, &sig, msg, sizeof(msg)), 0);
+  ck_assert_int_eq(sig, 64);
+  free(id);
+  static const struct {
+    int sig;
+    const char *name, *want;
+  } bad[] = {{0, "", "no signal: give signal (1..64) or signal_name"},
+             {65, "", "signal 65 is out of range (1..64)"},
+             {-9, "", "signal -9 is out of range (1..64)"},
+             {9, "KILL", "give signal or signal_name, not both"},
+             {0, "NOPE", "unknown signal_name NOPE"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    sr.signal = bad[i].sig;
+    sr.signal_name = (char *)bad[i].name;
+    n = jobworker__v1__signal_request__pack(&sr, buf);
+    ck_assert_int_eq(
+        jw_request_decode_signal(buf, n, &id, &sig, msg, sizeof(msg)),
+        JW_GRPC_INVALID_ARGUMENT);
+    ck_assert_ptr_null(id);
+    assert_msg(bad[i].want);
+  }
+
+  gr.id = "j";
+  gr.offset = 1ULL << 40;
+  gr.tail_lines = 1000000;
+  gr.no_follow = 1;
+  n = jobworker__v1__get_output_request__pack(&gr, buf);
+  ck_assert_int_eq(jw_request_decode_output(buf, n, &g, msg, sizeof(msg)), 0);
+  ck_assert_uint_eq(g->offset, 1ULL << 40);
+  ck_assert_uint_eq(g->tail_lines, 1000000);
+  ck_assert(g->no_follow);
+  jobworker__v1__get_output_request__free_unpacked(g, NULL);
+  gr.tail_lines = 1000001;
+  n = jobworker__v1__get_output_request__pack(&gr, buf);
+  ck_assert_int_eq(jw_request_decode_output(buf, n, &g, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_null(g);
+  assert_msg("tail_lines 1000001 is over the maximum 1000000");
+
+  st.id = "j";
+  st.timeout_ms = 2500;
+  n = jobworker__v1__stop_request__pack(&st, buf);
+  ck_assert_int_eq(jw_request_decode_stop(buf, n, &id, &ms, msg, sizeof(msg)),
+                   0);
+  ck_assert_uint_eq(ms, 2500);
+  free(id);
+  st.timeout_ms = -1;
+  n = jobworker__v1__stop_request__pack(&st, buf);
+  ck_assert_int_eq(jw_request_decode_stop(buf, n, &id, &ms, msg, sizeof(msg)),
+                   JW_GRPC_INVALID_ARGUMENT);
+  ck_assert_ptr_null(id);
+  assert_msg("timeout_ms -1 is negative (0: the server's grace period)");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("request");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
@@ -558,6 +655,8 @@ int main(void) {
                                    test_id_requests,
                                    test_list_request,
                                    test_quote,
+                                   test_signal_names,
+                                   test_job_control_requests,
                                    NULL};
   test_add_tests(tc, tc_tests);
   return test_run_suite(s);

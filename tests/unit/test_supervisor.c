@@ -1680,6 +1680,183 @@ START_TEST(test_failmalloc) {
 }
 END_TEST
 
+struct wait_result {
+  int calls;
+  int err;
+  jw_job_info_t info;
+};
+
+static void on_waited(jw_wait_req_t *req, int err, const jw_job_info_t *info) {
+  struct wait_result *r = req->data;
+  r->calls++;
+  r->err = err;
+  r->info = *info;
+}
+
+static int wait_called(void *arg) {
+  return ((struct wait_result *)arg)->calls > 0;
+}
+
+/*
+ * A wait is answered when the job ends (without stopping it), on the next
+ * turn for a final job, and with JW_ENOTFOUND when the job is removed
+ * before; a canceled wait is never answered. Remove takes final jobs only.
+ */
+START_TEST(test_wait_and_remove) {
+  static const char *const a1[] = {"sh", "-c", "sleep 0.2; exit 4", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1];
+  jw_wait_req_t req, req2;
+  struct wait_result res = {0}, res2 = {0};
+
+  env_open(&e, 300);
+  ck_assert_int_eq(start_job(&e, "alice", a1, NULL, 0, NULL, id), 0);
+  req.data = &res;
+  req2.data = &res2;
+  ck_assert_int_eq(jw_supervisor_wait(e.sup, &req, id, "bob", on_waited),
+                   JW_EOWNER);
+  ck_assert_int_eq(jw_supervisor_remove(e.sup, id, "alice"), -EBUSY);
+  ck_assert_int_eq(jw_supervisor_wait(e.sup, &req, id, "alice", on_waited), 0);
+  ck_assert_int_eq(jw_supervisor_wait(e.sup, &req2, id, "alice", on_waited), 0);
+  jw_supervisor_wait_cancel(&req2);
+  ck_assert(test_run_until(&e.loop, wait_called, &res, 20000));
+  ck_assert_int_eq(res.err, 0);
+  ck_assert_int_eq(res.info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(res.info.proc.exit_code, 4);
+  ck_assert_int_eq(res.info.end_reason, JW_END_EXITED);
+  ck_assert_int_eq(res2.calls, 0);
+
+  /* Final: answered from the loop, unless the job goes first. */
+  memset(&res, 0, sizeof(res));
+  ck_assert_int_eq(jw_supervisor_wait(e.sup, &req, id, "alice", on_waited), 0);
+  ck_assert_int_eq(res.calls, 0);
+  ck_assert_int_eq(jw_supervisor_remove(e.sup, id, "bob"), JW_EOWNER);
+  ck_assert_int_eq(jw_supervisor_remove(e.sup, id, "alice"), 0);
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res.err, JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_remove(e.sup, id, "alice"), JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_wait(e.sup, &req, id, "alice", on_waited),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(count_files(data_dir), 0);
+  env_close(&e, 0);
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res2.calls, 0);
+}
+END_TEST
+
+/* What each way of ending gives as the end reason. */
+START_TEST(test_end_reasons) {
+  static const char *const self[] = {"sh", "-c", "kill -9 $$", NULL};
+  static const char *const slp[] = {"sleep", "100", NULL};
+  struct env e;
+  char id1[JW_ID_LEN + 1], id2[JW_ID_LEN + 1], id3[JW_ID_LEN + 1];
+  jw_job_info_t info;
+
+  env_open(&e, 300);
+  ck_assert_int_eq(start_job(&e, NULL, self, NULL, 0, NULL, id1), 0);
+  ck_assert_int_eq(start_job(&e, NULL, slp, NULL, 0, NULL, id2), 0);
+  ck_assert_int_eq(start_job(&e, NULL, slp, NULL, 0, NULL, id3), 0);
+  info = wait_final(&e, id1);
+  ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(info.end_reason, JW_END_SIGNALED);
+  ck_assert_int_eq(jw_supervisor_signal(e.sup, id1, NULL, SIGTERM), JW_ECLOSED);
+  ck_assert_int_eq(jw_supervisor_signal(e.sup, id2, NULL, 0), JW_EINVAL);
+  ck_assert_int_eq(jw_supervisor_signal(e.sup, id2, NULL, 65), JW_EINVAL);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id2, NULL, &info), 0);
+  ck_assert_int_eq(info.end_reason, JW_END_NONE);
+  ck_assert(!info.stopping);
+  ck_assert_int_eq(jw_supervisor_signal(e.sup, id2, NULL, SIGTERM), 0);
+  info = wait_final(&e, id2);
+  ck_assert_int_eq(info.proc.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(info.end_reason, JW_END_STOPPED);
+  ck_assert_int_eq(jw_supervisor_shutdown(e.sup, on_done, &e), 0);
+  ck_assert(test_run_until(&e.loop, test_flag_set, &e.done, 30000));
+  ck_assert_int_eq(jw_supervisor_status(e.sup, id3, NULL, &info), 0);
+  ck_assert_int_eq(info.proc.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(info.end_reason, JW_END_SERVER_SHUTDOWN);
+  env_end(&e, 0);
+}
+END_TEST
+
+static int job_stopping(void *arg) {
+  struct job_wait *w = arg;
+  ck_assert_int_eq(jw_supervisor_status(w->e->sup, w->id, NULL, &w->info), 0);
+  return w->info.stopping;
+}
+
+/*
+ * A run-time limit stops the job as a stop would (SIGTERM, the grace,
+ * SIGKILL) and ends it with JW_END_TIMED_OUT; it is STOPPING meanwhile.
+ */
+START_TEST(test_timeout_stops_job) {
+  static const char *const a[] = {"sh", "-c",
+                                  "trap '' TERM; echo ready; sleep 100", NULL};
+  static const char *const quick[] = {"true", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1], id2[JW_ID_LEN + 1], line[16];
+  jw_job_spec_t spec;
+  jw_job_info_t info;
+
+  env_open(&e, 500);
+  memset(&spec, 0, sizeof(spec));
+  TEST_SET_COMMAND(&spec, a, NULL, 0, NULL);
+  spec.timeout_ms = 300;
+  uint64_t t0 = now_ms();
+  ck_assert_int_eq(jw_supervisor_start(e.sup, NULL, &spec, id), 0);
+  /* A job that ends first leaves the timer to the other. */
+  memset(&spec, 0, sizeof(spec));
+  TEST_SET_COMMAND(&spec, quick, NULL, 0, NULL);
+  spec.timeout_ms = 100;
+  ck_assert_int_eq(jw_supervisor_start(e.sup, NULL, &spec, id2), 0);
+  wait_line(&e, id, line, sizeof(line));
+  struct job_wait w = {&e, id, {0}};
+  ck_assert(test_run_until(&e.loop, job_stopping, &w, 20000));
+  ck_assert_uint_ge(now_ms() - t0, 300);
+  ck_assert_int_eq(w.info.proc.state, JW_PROC_RUNNING);
+  info = wait_final(&e, id);
+  ck_assert_int_eq(info.proc.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(info.proc.signal, SIGKILL);
+  ck_assert_int_eq(info.end_reason, JW_END_TIMED_OUT);
+  ck_assert_uint_eq(info.timeout_ms, 300);
+  ck_assert(!info.stopping);
+  ck_assert_uint_ge(now_ms() - t0, 300 + 500);
+  info = wait_final(&e, id2);
+  ck_assert_int_eq(info.end_reason, JW_END_EXITED);
+  env_close(&e, 0);
+}
+END_TEST
+
+/*
+ * A stop with a long grace of its own does not hold up a shutdown: the
+ * shutdown's shorter grace brings the SIGKILL forward.
+ */
+START_TEST(test_shutdown_hastens_long_grace) {
+  static const char *const a[] = {"sh", "-c",
+                                  "trap '' TERM; echo ready; sleep 100", NULL};
+  struct env e;
+  char id[JW_ID_LEN + 1], line[16];
+  jw_stop_req_t req;
+  struct stop_result res = {0};
+
+  env_open(&e, 300);
+  ck_assert_int_eq(start_job(&e, NULL, a, NULL, 0, NULL, id), 0);
+  wait_line(&e, id, line, sizeof(line));
+  req.data = &res;
+  ck_assert_int_eq(
+      jw_supervisor_stop_grace(e.sup, &req, id, NULL, 3600000, on_stopped), 0);
+  struct job_wait w = {&e, id, {0}};
+  ck_assert(test_run_until(&e.loop, job_stopping, &w, 20000));
+  /* An hour's grace asked; the shutdown's 0.3 s ends it long before. */
+  ck_assert_int_eq(jw_supervisor_shutdown(e.sup, on_done, &e), 0);
+  ck_assert(test_run_until(&e.loop, test_flag_set, &e.done, 30000));
+  ck_assert_int_eq(res.calls, 1);
+  ck_assert_int_eq(res.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(res.st.signal, SIGKILL);
+  ck_assert_int_eq(res.info.end_reason, JW_END_STOPPED);
+  env_end(&e, 0);
+}
+END_TEST
+
 static Suite *supervisor_suite(void) {
   Suite *s = suite_create("supervisor");
   TCase *tc = test_tcase(s, "core", setup, teardown, 60);
@@ -1719,6 +1896,10 @@ static Suite *supervisor_suite(void) {
                                         test_disk_cap_per_owner,
                                         test_job_start_and_end_callbacks,
                                         test_job_end_callback_has_output,
+                                        test_wait_and_remove,
+                                        test_end_reasons,
+                                        test_timeout_stops_job,
+                                        test_shutdown_hastens_long_grace,
                                         NULL};
   test_add_tests(tc, tc_more_tests);
   return s;

@@ -108,6 +108,36 @@ int jw_outlog_reader_open(jw_outlog_t *log, jw_outlog_notify_cb notify_cb,
                           void *data, jw_outlog_reader_t **out);
 
 /*
+ * Opens a cursor at byte offset of the output (stdout and stderr share one
+ * offset space, in arrival order; dropped bytes take none): in the middle
+ * of a record if need be. Past the end it starts with the next byte
+ * appended. A sparse index (one entry per MiB of file, at most 64 KiB in
+ * all) finds the record, so a seek into a large log reads at most about
+ * a MiB of it. Returns 0 or -errno / -ENOMEM.
+ */
+int jw_outlog_reader_open_at(jw_outlog_t *log, uint64_t offset,
+                             jw_outlog_notify_cb notify_cb, void *data,
+                             jw_outlog_reader_t **out);
+
+/*
+ * Moves the cursor forward to the start of the last nlines lines of what
+ * the log holds now from the cursor on (lines end with '\n'; a last line
+ * without one counts); it stays where it is when there are fewer. The
+ * scan goes back from the end through the index, a bounded buffer at a
+ * time. Returns 0, -EINVAL or -errno.
+ */
+int jw_outlog_reader_tail(jw_outlog_reader_t *reader, uint32_t nlines);
+
+/*
+ * Whether the log was closed with unlink_file (for a job's log: the job
+ * was removed). The reader can still read what the file held.
+ */
+int jw_outlog_reader_unlinked(const jw_outlog_reader_t *reader);
+
+/* The output offset of the next byte the cursor reads. */
+uint64_t jw_outlog_reader_offset(const jw_outlog_reader_t *reader);
+
+/*
  * Reads up to len bytes from the cursor, all of one stream: adjacent
  * records of the same stream are coalesced, a change of stream ends the
  * read. Returns the number of bytes (> 0) with *stream set, 0 at the end

@@ -163,8 +163,10 @@ int jw_process_signal(jw_process_t *proc, int sig);
 /*
  * Stops the process: SIGTERM to the group now, SIGKILL to the group after
  * grace_ms if it is still running. The final status arrives through the
- * exit callback with state JW_PROC_STOPPED. Returns 0 (also when a stop is
- * already under way) or JW_ECLOSED when the process is not running.
+ * exit callback with state JW_PROC_STOPPED. A stop already under way is
+ * not repeated, but a shorter grace_ms brings its SIGKILL forward. Returns
+ * 0 (also when a stop is already under way) or JW_ECLOSED when the process
+ * is not running.
  */
 int jw_process_stop(jw_process_t *proc, uint64_t grace_ms);
 

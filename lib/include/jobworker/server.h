@@ -273,6 +273,14 @@ int jw_rpc_call_fail(jw_rpc_call_t *call, int grpc_status, const char *message);
 typedef ssize_t (*jw_rpc_pull_cb)(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
                                   void *data);
 
+/*
+ * From inside a pull that is about to return a negative code: the stream
+ * ends with grpc_status and message (NOT_FOUND for a job removed under a
+ * stream) rather than INTERNAL.
+ */
+void jw_rpc_call_pull_status(jw_rpc_call_t *call, int grpc_status,
+                             const char *message);
+
 #define JW_RPC_STREAM_MSG_MAX (64 * 1024)
 #define JW_RPC_PULL_MIN 32
 

@@ -40,6 +40,9 @@ typedef struct {
  * by default.
  */
 #define JW_LIST_MAX_BYTES (4u << 20)
+
+/* teleportd's --max-stop-timeout default: 5 minutes. */
+#define JW_SERVICE_DEFAULT_MAX_STOP_TIMEOUT_MS (5u * 60 * 1000)
 #include "jobworker/users.h"
 
 typedef struct {
@@ -64,6 +67,11 @@ typedef struct {
   jw_request_limits_t request_limits;
   /* The largest List reply; 0: JW_LIST_MAX_BYTES. */
   size_t max_list_bytes;
+  /*
+   * The longest grace a Stop may ask for (StopRequest.timeout_ms; more
+   * is cut to it); 0: JW_SERVICE_DEFAULT_MAX_STOP_TIMEOUT_MS.
+   */
+  uint64_t max_stop_timeout_ms;
   /*
    * Which Unix user each client's jobs run as (NULL: the server's own
    * credentials, as in-process tests use it).

@@ -152,6 +152,11 @@ typedef struct {
   jw_limits_t limits;      /* all 0: none */
   unsigned isolation;      /* JW_ISOLATE_* */
   jw_credentials_t creds;  /* the Unix user the job runs as */
+  /*
+   * The longest the job may run, in ms: then it is stopped as by
+   * jw_supervisor_stop and ends with JW_END_TIMED_OUT. 0: no limit.
+   */
+  uint64_t timeout_ms;
 } jw_job_spec_t;
 
 /*
@@ -177,6 +182,9 @@ struct jw_job_info_s {
    */
   jw_usage_t usage;
   jw_end_reason_t end_reason; /* JW_END_NONE until final */
+  bool stopping;       /* SIGTERM sent (a stop or the timeout), not final */
+  uint64_t output_cap; /* max_output_bytes; 0: none */
+  uint64_t timeout_ms; /* the spec's; 0: none */
 };
 
 /*
@@ -251,6 +259,63 @@ int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
 void jw_supervisor_stop_cancel(jw_stop_req_t *req);
 
 /*
+ * jw_supervisor_stop with a grace period of its own: SIGKILL grace_ms
+ * after SIGTERM (0: the supervisor's stop_grace_ms). A stop already under
+ * way is hastened to the earlier SIGKILL, never delayed. Same returns.
+ */
+int jw_supervisor_stop_grace(jw_supervisor_t *sup, jw_stop_req_t *req,
+                             const char *id, const char *owner,
+                             uint64_t grace_ms, jw_stop_cb cb);
+
+typedef struct jw_wait_req_s jw_wait_req_t;
+
+/*
+ * Called once the job is final, with its final status (err 0); with
+ * JW_ENOTFOUND when the job was removed first (jw_supervisor_remove, the
+ * retention, a disk cap), JW_ECANCELED when the supervisor was closed.
+ */
+typedef void (*jw_wait_cb)(jw_wait_req_t *req, int err,
+                           const jw_job_info_t *info);
+
+/* A pending wait, owned by the caller, as jw_stop_req_t. */
+struct jw_wait_req_s {
+  void *data; /* the caller's */
+  jw_wait_cb cb_;
+  void *job_;
+  void *link_[2];
+};
+
+/*
+ * Calls req's callback once the job is final, without stopping it; for a
+ * job that is already final from the loop on the next turn. Returns 0,
+ * JW_EINVAL, JW_ENOTFOUND or JW_EOWNER (the callback is then never
+ * called), JW_ECLOSED once shutdown has completed.
+ */
+int jw_supervisor_wait(jw_supervisor_t *sup, jw_wait_req_t *req, const char *id,
+                       const char *owner, jw_wait_cb cb);
+
+/* Forgets a pending wait; its callback will not run. */
+void jw_supervisor_wait_cancel(jw_wait_req_t *req);
+
+/*
+ * Sends sig (1..64) to the job's process group. A job that a signal sent
+ * this way ends has JW_END_STOPPED. Returns 0, JW_EINVAL (sig out of
+ * range), JW_ENOTFOUND, JW_EOWNER, JW_ECLOSED when the job is final (or
+ * its main process has ended and its output is being drained), or -errno.
+ */
+int jw_supervisor_signal(jw_supervisor_t *sup, const char *id,
+                         const char *owner, int sig);
+
+/*
+ * Removes a finished job: its record and its log go (readers open on the
+ * log read what they have; the service ends its streams with NOT_FOUND),
+ * its pending waits get JW_ENOTFOUND. Returns 0, JW_EINVAL, JW_ENOTFOUND,
+ * JW_EOWNER, or -EBUSY while the job is not final.
+ */
+int jw_supervisor_remove(jw_supervisor_t *sup, const char *id,
+                         const char *owner);
+
+/*
  * Calls fn for each of owner's jobs (every job when owner is NULL), oldest
  * first. Returns the number of jobs visited.
  */
@@ -271,6 +336,15 @@ size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
 int jw_supervisor_subscribe(jw_supervisor_t *sup, const char *id,
                             const char *owner, jw_outlog_notify_cb notify_cb,
                             void *data, jw_outlog_reader_t **out);
+
+/*
+ * jw_supervisor_subscribe from byte offset of the job's output on (see
+ * jw_outlog_reader_open_at). Same returns.
+ */
+int jw_supervisor_subscribe_at(jw_supervisor_t *sup, const char *id,
+                               const char *owner, uint64_t offset,
+                               jw_outlog_notify_cb notify_cb, void *data,
+                               jw_outlog_reader_t **out);
 
 /* Number of jobs not yet final. */
 size_t jw_supervisor_running(const jw_supervisor_t *sup);
