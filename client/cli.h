@@ -104,6 +104,9 @@ typedef struct {
   bool backoff_closed;
   /* The gRPC status of the last call cli_session_call made. */
   int last_status;
+  /* Reconnecting since outage_start (uv_now), with no progress since. */
+  bool in_outage;
+  uint64_t outage_start;
   /* When set, cli_session_call leaves DEADLINE_EXCEEDED to the caller. */
   bool quiet_deadline;
 } cli_session_t;
@@ -225,12 +228,19 @@ int cli_session_call(cli_session_t *s, const char *method,
 
 /*
  * Closes the session's connection and connects again, with backoff (0.1 s
- * doubling up to 2 s) for up to conn->reconnect_ms, saying so on stderr
+ * doubling up to 2 s) for up to conn->reconnect_ms since the connection
+ * was first lost with no progress since, saying so on stderr
  * (why: what happened to the connection). Returns CLI_EXIT_OK once
  * connected, CLI_EXIT_DETACHED when *s->abort was set, or prints why it
  * gave up and returns CLI_EXIT_FAIL.
  */
 int cli_session_reconnect(cli_session_t *s, const char *why);
+
+/*
+ * Tells the session that a call got somewhere (an answer, output bytes):
+ * the next lost connection starts a new reconnect budget.
+ */
+void cli_session_progress(cli_session_t *s);
 
 /*
  * Prints one line for a failed call: grpc_status and the server's message

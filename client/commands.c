@@ -3,6 +3,7 @@
  * exit 2 before anything touches the network), resolve the connection
  * settings, connect, make the call, print.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -158,6 +159,13 @@ static int resolve_id(cli_session_t *s, const char *arg, char *out,
   size_t i, n, first = 0, shown = 0;
   int rc;
 
+  if (cli_id_kind(arg) == CLI_ID_FULL) {
+    /* Ids are lowercase; one typed or pasted in capitals is the same. */
+    for (i = 0; arg[i] != '\0' && i + 1 < outlen; i++)
+      out[i] = (char)tolower((unsigned char)arg[i]);
+    out[i] = '\0';
+    return CLI_EXIT_OK;
+  }
   if (cli_id_kind(arg) != CLI_ID_PREFIX) {
     snprintf(out, outlen, "%s", arg);
     return CLI_EXIT_OK;

@@ -161,6 +161,7 @@ static void on_msg(jw_rpc_ccall_t *call, const uint8_t *msg, size_t len,
     f->next = f->pos;
     f->next_known = true;
     f->opts->received += n;
+    cli_session_progress(f->s);
     return;
   }
   if (err == -EPIPE) {

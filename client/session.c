@@ -335,6 +335,8 @@ static void backoff_sleep(cli_session_t *s, uint64_t ms) {
   cli_session_run_until(s, &s->backoff_closed);
 }
 
+void cli_session_progress(cli_session_t *s) { s->in_outage = false; }
+
 int cli_session_reconnect(cli_session_t *s, const char *why) {
   uint64_t budget = s->conn->reconnect_ms, start, delay = 100;
   int err = 0;
@@ -350,8 +352,19 @@ int cli_session_reconnect(cli_session_t *s, const char *why) {
           "%gs\n",
           s->conn->addr_norm, why[0] ? " (" : "", why, why[0] ? ")" : "",
           (double)budget / 1000);
+  /*
+   * One outage lasts until the caller made progress again (cli_session_
+   * progress): a server that accepts us and then fails every call at once
+   * must not keep us here forever, one fresh budget per reconnect.
+   */
   uv_update_time(&s->loop);
-  start = uv_now(&s->loop);
+  if (!s->in_outage) {
+    s->in_outage = true;
+    s->outage_start = uv_now(&s->loop);
+  }
+  start = s->outage_start;
+  if (uv_now(&s->loop) - start >= budget)
+    goto give_up;
   for (;;) {
     if (s->abort != NULL && *s->abort)
       return CLI_EXIT_DETACHED;
@@ -378,7 +391,8 @@ int cli_session_reconnect(cli_session_t *s, const char *why) {
   else
     fprintf(stderr, "teleport: cannot reconnect to %s: %s\n",
             s->conn->addr_norm, errstr(err));
-  if (transient(err))
+give_up:
+  if (err == 0 || transient(err))
     fprintf(stderr, "teleport: gave up reconnecting to %s after %gs\n",
             s->conn->addr_norm, (double)budget / 1000);
   drop_client(s);
@@ -567,8 +581,11 @@ int cli_session_call(cli_session_t *s, const char *method,
                  : timeout_ms - (uv_now(&s->loop) - start);
     }
     rc = unary_once(s, path, buf, len, left, &u, &err);
-    if (!retry || (rc == CLI_EXIT_OK && u.status != JW_GRPC_UNAVAILABLE))
+    if (!retry || (rc == CLI_EXIT_OK && u.status != JW_GRPC_UNAVAILABLE)) {
+      if (rc == CLI_EXIT_OK)
+        cli_session_progress(s);
       break;
+    }
     /* The connection went away under an idempotent call: again. */
     rc = cli_session_reconnect(s, rc == CLI_EXIT_OK ? u.message : errstr(err));
     free(u.resp);
