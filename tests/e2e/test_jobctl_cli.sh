@@ -412,6 +412,29 @@ cp "$T/g.err" "$T/err"
 : >"$T/out"
 check "TELEPORT_RECONNECT=1s with the server out of reach: gives up, exit 1" \
   '[ $rc = 1 ] && grep -qF "gave up reconnecting" "$T/err"'
+
+# Ctrl-C while reconnecting detaches at once (130), the job left running.
+start_proxy || fail "the proxy did not come back"
+TELEPORT_ADDR=127.0.0.1:$PPORT "$TELEPORT" output "$id_g" >"$T/c.out" 2>"$T/c.err" &
+BG_PID=$!
+wait_lines "$T/c.out" 1 300
+kill_proxy
+for _ in $(seq 300); do
+  grep -qF "reconnecting" "$T/c.err" && break
+  sleep 0.1
+done
+kill -INT "$BG_PID"
+for _ in $(seq 300); do
+  kill -0 "$BG_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -KILL "$BG_PID" 2>/dev/null
+wait "$BG_PID"
+rc=$?
+BG_PID=
+cp "$T/c.err" "$T/err"
+check "Ctrl-C while reconnecting: detached (130), the job still running" \
+  '[ $rc = 130 ] && grep -qF "detached; job $id_g keeps running" "$T/err" && [ "$(jget "$id_g" state)" = RUNNING ]'
 tp stop "$id_g" >/dev/null 2>&1
 
 # ---- the server stopped and started again on its data dir -----------------
