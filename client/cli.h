@@ -88,25 +88,28 @@ enum {
     "help", no_argument, NULL, 'h'                                             \
   }
 
-/* A connection to teleportd on a loop of its own, used one call at a time. */
+/*
+ * A connection to teleportd on a loop of its own, used one call at a time.
+ * Pointers first, then the loop, then the flags: no padding in between.
+ */
 typedef struct {
-  uv_loop_t loop;
-  bool loop_ready;
   jw_tls_ctx_t *tls;
   jw_rpc_client_t *client;
   const cli_conn_t *conn;
-  bool connect_done;
-  int connect_err;
-  bool closed;
   /* Set (by a Ctrl-C handler) to end a reconnect early; may be NULL. */
   const bool *abort;
-  bool backoff_fired;
-  bool backoff_closed;
+  /* Reconnecting since outage_start (uv_now), with no progress since. */
+  uint64_t outage_start;
+  uv_loop_t loop;
+  int connect_err;
   /* The gRPC status of the last call cli_session_call made. */
   int last_status;
-  /* Reconnecting since outage_start (uv_now), with no progress since. */
+  bool loop_ready;
+  bool connect_done;
+  bool closed;
+  bool backoff_fired;
+  bool backoff_closed;
   bool in_outage;
-  uint64_t outage_start;
   /* When set, cli_session_call leaves DEADLINE_EXCEEDED to the caller. */
   bool quiet_deadline;
 } cli_session_t;

@@ -500,7 +500,7 @@ static int print_status(const Jobworker__V1__JobStatus *st, bool json) {
 int cli_cmd_status(cli_conn_t *conn, int argc, char **argv) {
   Jobworker__V1__JobStatus *st = NULL;
   cli_session_t s;
-  const char *arg = NULL;
+  const char *arg = "";
   char id[CLI_ID_LEN * 4];
   bool json = false;
   int rc;
@@ -883,7 +883,7 @@ int cli_cmd_rm(cli_conn_t *conn, int argc, char **argv) {
   Jobworker__V1__RemoveRequest req = JOBWORKER__V1__REMOVE_REQUEST__INIT;
   Jobworker__V1__JobStatus *st = NULL;
   cli_session_t s;
-  const char *arg = NULL;
+  const char *arg = "";
   char id[CLI_ID_LEN * 4];
   int rc;
 
