@@ -102,6 +102,8 @@ typedef struct {
   uint64_t outage_start;
   uv_loop_t loop;
   int connect_err;
+  /* How many times cli_session_reconnect got back in. */
+  int reconnects;
   /* The gRPC status of the last call cli_session_call made. */
   int last_status;
   bool loop_ready;
@@ -238,6 +240,9 @@ int cli_session_call(cli_session_t *s, const char *method,
  * gave up and returns CLI_EXIT_FAIL.
  */
 int cli_session_reconnect(cli_session_t *s, const char *why);
+
+/* Why a call could not be sent (jw_rpc_client_call's code), for people. */
+const char *cli_call_error(int err);
 
 /*
  * Tells the session that a call got somewhere (an answer, output bytes):

@@ -277,10 +277,7 @@ int cli_follow_output(cli_session_t *s, const char *id,
       goto close;
     }
     /* The connection failed under the stream: resume on a new one. */
-    rc = cli_session_reconnect(
-        s, err == 0
-               ? f.message
-               : (err <= JW_ERR_BASE ? jw_strerror(err) : uv_strerror(err)));
+    rc = cli_session_reconnect(s, err == 0 ? f.message : cli_call_error(err));
     if (rc == CLI_EXIT_DETACHED)
       break;
     if (rc != CLI_EXIT_OK)

@@ -20,6 +20,13 @@ static const char *errstr(int err) {
   return uv_strerror(err);
 }
 
+const char *cli_call_error(int err) {
+  /* The library's "closed" is the connection's, not the call's. */
+  if (err == JW_ECLOSED || err == UV_ENOTCONN)
+    return "the connection was closed";
+  return errstr(err);
+}
+
 /* Case-insensitive substring test for classifying library sentences. */
 static bool mentions(const char *text, const char *word) {
   return text != NULL && strcasestr(text, word) != NULL;
@@ -371,6 +378,7 @@ int cli_session_reconnect(cli_session_t *s, const char *why) {
     err = session_connect(s);
     if (err == 0) {
       fprintf(stderr, "teleport: reconnected to %s\n", s->conn->addr_norm);
+      s->reconnects++;
       return CLI_EXIT_OK;
     }
     if (s->client == NULL || !transient(err))
@@ -428,6 +436,15 @@ void cli_report_status(const cli_session_t *s, const char *method,
 
   switch (grpc_status) {
   case JW_GRPC_NOT_FOUND:
+    if (id != NULL && s->reconnects > 0) {
+      /* Known before the connection was lost: the server let it go. */
+      fprintf(stderr,
+              "teleport: job %s not found after reconnecting: the server no "
+              "longer has it (restarted without its record, or it was "
+              "removed)\n",
+              id);
+      return;
+    }
     if (id != NULL) {
       fprintf(stderr, "teleport: job %s not found\n", id);
       return;
@@ -587,7 +604,8 @@ int cli_session_call(cli_session_t *s, const char *method,
       break;
     }
     /* The connection went away under an idempotent call: again. */
-    rc = cli_session_reconnect(s, rc == CLI_EXIT_OK ? u.message : errstr(err));
+    rc = cli_session_reconnect(s, rc == CLI_EXIT_OK ? u.message
+                                                    : cli_call_error(err));
     free(u.resp);
     free(u.message);
     memset(&u, 0, sizeof(u));
