@@ -301,6 +301,15 @@ void jw_outlog_close(jw_outlog_t *log, int unlink_file) {
 }
 
 /*
+ * A log with records but no index was opened again from its file: the
+ * first seek or tail indexes it, one walk over its headers.
+ */
+static void ensure_index(jw_outlog_t *log) {
+  if (log->idx.n == 0 && log->size > 0)
+    (void)jw__outidx_build(&log->idx, log->fd, log->size);
+}
+
+/*
  * Puts the reader at output byte off: at the end when off is past it (the
  * next byte written), else in the middle of the record that holds it.
  */
@@ -314,6 +323,7 @@ static int reader_seek(jw_outlog_reader_t *r, uint64_t off) {
     r->consumed = log->bytes;
     return 0;
   }
+  ensure_index(log);
   err = jw__outidx_locate(&log->idx, log->fd, log->size, off, &pos);
   if (err < 0)
     return err;
@@ -368,6 +378,7 @@ int jw_outlog_reader_tail(jw_outlog_reader_t *reader, uint32_t nlines) {
   if (reader == NULL || reader->closed)
     return -EINVAL;
   log = reader->log;
+  ensure_index(log);
   err = jw__outidx_tail(&log->idx, log->fd, log->size, log->bytes,
                         reader->consumed, nlines, &off);
   if (err < 0)

@@ -92,7 +92,8 @@ static const unsigned char *rb_get(rbuf_t *b, uint64_t off, size_t n,
 static int rb_init(rbuf_t *b, int fd) {
   memset(b, 0, sizeof(*b));
   b->fd = fd;
-  b->buf = malloc(SCAN_BUF);
+  /* Zeroed: a short read can never leave a header read from garbage. */
+  b->buf = calloc(1, SCAN_BUF);
   return b->buf != NULL ? 0 : -ENOMEM;
 }
 
@@ -164,6 +165,26 @@ int jw__outidx_locate(const jw__outidx_t *idx, int fd, uint64_t size,
     }
     f += HDR_LEN + (uint64_t)len;
     o += len;
+  }
+  free(b.buf);
+  return err;
+}
+
+int jw__outidx_build(jw__outidx_t *idx, int fd, uint64_t size) {
+  uint64_t f = 0, o = 0;
+  rbuf_t b;
+  int err = rb_init(&b, fd);
+  if (err < 0)
+    return err;
+  while (f + HDR_LEN <= size) {
+    const unsigned char *h = rb_get(&b, f, HDR_LEN, size);
+    if (h == NULL) {
+      err = b.err;
+      break;
+    }
+    jw__outidx_note(idx, f, o);
+    o += rec_len(h);
+    f += HDR_LEN + (uint64_t)rec_len(h);
   }
   free(b.buf);
   return err;

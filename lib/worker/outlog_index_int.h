@@ -44,6 +44,12 @@ void jw__outidx_note(jw__outidx_t *idx, uint64_t file_off, uint64_t out_off);
 void jw__outidx_free(jw__outidx_t *idx);
 
 /*
+ * Builds the index of the first size bytes of fd's records (a log opened
+ * again from its file has none). Returns 0 or -errno.
+ */
+int jw__outidx_build(jw__outidx_t *idx, int fd, uint64_t size);
+
+/*
  * Finds output byte target (< the output bytes in the first size bytes of
  * fd's records). Returns 0 with *pos set, or -errno.
  */

@@ -509,6 +509,52 @@ START_TEST(test_index_bounded) {
 }
 END_TEST
 
+/*
+ * A log opened again from its file (after a restart) has no index: one
+ * walk over its headers builds the same one, and seeks work from it.
+ */
+START_TEST(test_index_build_from_file) {
+  jw_outlog_t *log = new_log();
+  const uint64_t total = 3u << 20;
+  unsigned char *src = malloc(total);
+  jw__outidx_t idx = {0};
+  jw__outidx_pos_t pos;
+  struct stat sb;
+  unsigned char c;
+  ck_assert_ptr_nonnull(src);
+  for (uint64_t i = 0; i < total; i++)
+    src[i] = pattern(i);
+  for (uint64_t off = 0; off < total; off += 1000)
+    ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, src + off,
+                                      total - off < 1000 ? total - off : 1000),
+                     0);
+  jw_outlog_finish(log);
+  int fd = open(path, O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(fstat(fd, &sb), 0);
+  ck_assert_int_eq(jw__outidx_build(&idx, fd, (uint64_t)sb.st_size), 0);
+  /* 3 MiB of payload and its headers: a little over 3 MiB of file. */
+  ck_assert_uint_eq(idx.n, 4);
+  for (size_t i = 0; i < idx.n; i++)
+    ck_assert_uint_eq(idx.v[i].file_off,
+                      idx.v[i].out_off / 1000 * (1000 + JW_OUTLOG_RECORD_HDR));
+  static const uint64_t at[] = {0, 999, 1000, (2u << 20) + 77, total - 1};
+  for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+    ck_assert_int_eq(
+        jw__outidx_locate(&idx, fd, (uint64_t)sb.st_size, at[i], &pos), 0);
+    ck_assert_int_eq(pread(fd, &c, 1, (off_t)pos.file_off), 1);
+    ck_assert_uint_eq(c, src[at[i]]);
+    uint64_t start = at[i] / 1000 * 1000;
+    uint64_t len = total - start < 1000 ? total - start : 1000;
+    ck_assert_uint_eq(pos.rec_left, start + len - at[i]);
+  }
+  close(fd);
+  jw__outidx_free(&idx);
+  jw_outlog_close(log, 1);
+  free(src);
+}
+END_TEST
+
 /* Appends text in pieces of n bytes. */
 static void append_pieces(jw_outlog_t *log, const char *text, size_t n) {
   size_t len = strlen(text);
@@ -630,6 +676,7 @@ static Suite *outlog_suite(void) {
                                    test_open_at_offset,
                                    test_seek_across_index,
                                    test_index_bounded,
+                                   test_index_build_from_file,
                                    test_tail_lines,
                                    test_tail_across_index,
                                    NULL};
