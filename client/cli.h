@@ -18,12 +18,17 @@
 
 #include "jobworker.pb-c.h"
 #include "jobworker/rpc.h"
+#include "names.h"
 
 /* The exit codes scripts rely on; --help and docs/cli.md list them. */
 enum {
   CLI_EXIT_OK = 0,
   CLI_EXIT_FAIL = 1,
   CLI_EXIT_USAGE = 2,
+  /* output: the server dropped some of the job's output (its cap). */
+  CLI_EXIT_TRUNCATED = 3,
+  /* wait --timeout: a job was still running when the time was up. */
+  CLI_EXIT_TIMEOUT = 124,
   CLI_EXIT_SIGNAL_BASE = 128,
   CLI_EXIT_DETACHED = 130,
   CLI_EXIT_PIPE = 141,
@@ -34,6 +39,12 @@ enum {
 
 /* Deadline of the short calls (Start, Status, List); Stop has none. */
 #define CLI_UNARY_TIMEOUT_MS 30000
+
+/*
+ * How long output, start -l and wait keep reconnecting after they lost
+ * the server, each time (TELEPORT_RECONNECT overrides it; 0: never).
+ */
+#define CLI_RECONNECT_MS 60000
 
 /*
  * Where and as whom to connect. Each field is set from its flag, else its
@@ -52,6 +63,8 @@ typedef struct {
   char context_paths[3][4096];
   /* addr normalized to HOST:PORT or [V6]:PORT by cli_conn_resolve. */
   char addr_norm[300];
+  /* TELEPORT_RECONNECT, else CLI_RECONNECT_MS (cli_conn_resolve). */
+  uint64_t reconnect_ms;
 } cli_conn_t;
 
 /* Option codes of the connection flags, accepted before and after COMMAND. */
@@ -75,16 +88,32 @@ enum {
     "help", no_argument, NULL, 'h'                                             \
   }
 
-/* A connection to teleportd on a loop of its own, used one call at a time. */
+/*
+ * A connection to teleportd on a loop of its own, used one call at a time.
+ * Pointers first, then the loop, then the flags: no padding in between.
+ */
 typedef struct {
-  uv_loop_t loop;
-  bool loop_ready;
   jw_tls_ctx_t *tls;
   jw_rpc_client_t *client;
   const cli_conn_t *conn;
-  bool connect_done;
+  /* Set (by a Ctrl-C handler) to end a reconnect early; may be NULL. */
+  const bool *abort;
+  /* Reconnecting since outage_start (uv_now), with no progress since. */
+  uint64_t outage_start;
+  uv_loop_t loop;
   int connect_err;
+  /* How many times cli_session_reconnect got back in. */
+  int reconnects;
+  /* The gRPC status of the last call cli_session_call made. */
+  int last_status;
+  bool loop_ready;
+  bool connect_done;
   bool closed;
+  bool backoff_fired;
+  bool backoff_closed;
+  bool in_outage;
+  /* When set, cli_session_call leaves DEADLINE_EXCEEDED to the caller. */
+  bool quiet_deadline;
 } cli_session_t;
 
 /* ---- main.c ----------------------------------------------------------- */
@@ -117,13 +146,6 @@ int cli_getopt_error(const char *cmd, int c, char **argv);
  * is missing, a malformed address) and returns CLI_EXIT_USAGE.
  */
 int cli_conn_resolve(cli_conn_t *conn);
-
-/*
- * Normalizes an address to HOST:PORT ([V6]:PORT for IPv6), adding the
- * default port when there is none. Returns 0, or -1 with a reason in why.
- */
-int cli_addr_normalize(const char *in, char *out, size_t outlen,
-                       const char **why);
 
 /* ---- config.c -------------------------------------------------------- */
 
@@ -160,6 +182,9 @@ int cli_cmd_status(cli_conn_t *conn, int argc, char **argv);
 int cli_cmd_output(cli_conn_t *conn, int argc, char **argv);
 int cli_cmd_stop(cli_conn_t *conn, int argc, char **argv);
 int cli_cmd_list(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_wait(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_kill(cli_conn_t *conn, int argc, char **argv);
+int cli_cmd_rm(cli_conn_t *conn, int argc, char **argv);
 
 /* ---- health.c --------------------------------------------------------- */
 
@@ -197,6 +222,35 @@ int cli_session_unary(cli_session_t *s, const char *method,
                       uint64_t timeout_ms, ProtobufCMessage **out);
 
 /*
+ * cli_session_unary, and when retry is set (for calls that may be made
+ * twice: Status, List, Wait) a call the connection failed under is made
+ * again once cli_session_reconnect is back, within the same timeout_ms.
+ */
+int cli_session_call(cli_session_t *s, const char *method,
+                     const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *desc, const char *id,
+                     uint64_t timeout_ms, bool retry, ProtobufCMessage **out);
+
+/*
+ * Closes the session's connection and connects again, with backoff (0.1 s
+ * doubling up to 2 s) for up to conn->reconnect_ms since the connection
+ * was first lost with no progress since, saying so on stderr
+ * (why: what happened to the connection). Returns CLI_EXIT_OK once
+ * connected, CLI_EXIT_DETACHED when *s->abort was set, or prints why it
+ * gave up and returns CLI_EXIT_FAIL.
+ */
+int cli_session_reconnect(cli_session_t *s, const char *why);
+
+/* Why a call could not be sent (jw_rpc_client_call's code), for people. */
+const char *cli_call_error(int err);
+
+/*
+ * Tells the session that a call got somewhere (an answer, output bytes):
+ * the next lost connection starts a new reconnect budget.
+ */
+void cli_session_progress(cli_session_t *s);
+
+/*
  * Prints one line for a failed call: grpc_status and the server's message
  * in the user's terms (job ID not found, belongs to another client, ...).
  */
@@ -211,19 +265,34 @@ void cli_method_path(char *buf, size_t len, const char *method);
 
 /* ---- follow.c --------------------------------------------------------- */
 
+/* What to ask GetOutput for, and what came of it. */
+typedef struct {
+  uint64_t from;     /* --from: the first byte (0: the start) */
+  uint32_t tail;     /* --tail: the last N lines (0: all) */
+  bool no_follow;    /* --no-follow: what is there now, then end */
+  uint64_t dropped;  /* out: bytes the server said it dropped */
+  uint64_t received; /* out: bytes written to fd 1 and fd 2 */
+} cli_follow_opts_t;
+
 /*
  * Streams job id's output: stdout bytes to fd 1, stderr bytes to fd 2,
- * until the job ends. Ctrl-C detaches (the job keeps running). Returns
- * CLI_EXIT_OK when the stream ended with OK, CLI_EXIT_DETACHED after
- * Ctrl-C, CLI_EXIT_PIPE when the reader went away (quietly), or prints the
- * failure and returns CLI_EXIT_FAIL.
+ * until the job ends (or, with no_follow, until what is there now was
+ * sent). A lost connection is resumed from the next byte (see
+ * cli_session_reconnect). Ctrl-C detaches (the job keeps running).
+ * Returns CLI_EXIT_OK when the stream ended with OK, CLI_EXIT_DETACHED
+ * after Ctrl-C, CLI_EXIT_PIPE when the reader went away (quietly), or
+ * prints the failure and returns CLI_EXIT_FAIL.
  */
-int cli_follow_output(cli_session_t *s, const char *id);
+int cli_follow_output(cli_session_t *s, const char *id,
+                      cli_follow_opts_t *opts);
 
 /* ---- format.c --------------------------------------------------------- */
 
 /* "RUNNING", "EXITED", ...; "UNKNOWN" for values outside the enum. */
 const char *cli_state_name(int state);
+
+/* "exited", "timed_out", ...; NULL for END_REASON_UNSPECIFIED. */
+const char *cli_end_reason_name(int reason);
 
 /* "SIGKILL" for 9; "signal N" for an unnamed one. buf holds 32 bytes. */
 const char *cli_signal_name(int sig, char *buf, size_t len);
@@ -247,9 +316,13 @@ void cli_print_status(FILE *f, const Jobworker__V1__JobStatus *st,
 /* One JSON object with the JobStatus fields, and a newline. */
 void cli_print_status_json(FILE *f, const Jobworker__V1__JobStatus *st);
 
-/* A table of jobs with a header line, in the given order. */
+/*
+ * A table of jobs with a header line, in the given order. width > 0: fit
+ * the lines in width columns (ids cut to 12 digits, a long command cut
+ * with "..."); 0: every cell whole.
+ */
 void cli_print_list(FILE *f, Jobworker__V1__JobStatus *const *jobs, size_t n,
-                    int64_t now_ns);
+                    int64_t now_ns, int width);
 
 /* One JSON array of JobStatus objects, and a newline. */
 void cli_print_list_json(FILE *f, Jobworker__V1__JobStatus *const *jobs,

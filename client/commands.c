@@ -3,10 +3,15 @@
  * exit 2 before anything touches the network), resolve the connection
  * settings, connect, make the call, print.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -14,6 +19,35 @@
 
 /* A parse result meaning "go on with the command". */
 #define PROCEED (-1)
+
+/*
+ * Checks an ID argument before anything touches the network. Returns
+ * PROCEED or the usage error's exit code.
+ */
+static int check_id_arg(const char *cmd, const char *arg) {
+  if (arg[0] == '\0')
+    return cli_usage_error(cmd, "the job ID is empty");
+  if (cli_id_kind(arg) == CLI_ID_SHORT)
+    return cli_usage_error(cmd,
+                           "'%s' is too short for a job ID prefix: give at "
+                           "least %d hex digits",
+                           arg, CLI_ID_PREFIX_MIN);
+  return PROCEED;
+}
+
+/*
+ * Parses a duration flag's value into *ms (jw_parse_duration's units:
+ * 500ms, 10s, 2m, 1h). Returns PROCEED or the usage error's exit code.
+ */
+static int parse_duration_flag(const char *cmd, const char *flag,
+                               const char *arg, uint64_t *ms) {
+  if (jw_parse_duration(arg, ms) != 0 || *ms == 0)
+    return cli_usage_error(cmd,
+                           "%s takes a duration such as 500ms, 10s, 2m or 1h "
+                           "(more than 0, at most 365 days), not '%s'",
+                           flag, arg);
+  return PROCEED;
+}
 
 /*
  * Parses the flags of a command that takes one job ID (want_id) or none.
@@ -51,8 +85,8 @@ static int parse_simple(cli_conn_t *conn, int argc, char **argv, bool want_id,
   if (want_id) {
     if (optind >= argc)
       return cli_usage_error(cmd, "missing job ID");
-    if (argv[optind][0] == '\0')
-      return cli_usage_error(cmd, "the job ID is empty");
+    if (check_id_arg(cmd, argv[optind]) != PROCEED)
+      return CLI_EXIT_USAGE;
     *id = argv[optind++];
   }
   if (optind < argc)
@@ -95,9 +129,98 @@ static int get_status(cli_session_t *s, const char *id,
   Jobworker__V1__StatusRequest req = JOBWORKER__V1__STATUS_REQUEST__INIT;
 
   req.id = (char *)id;
-  return cli_session_unary(s, "Status", &req.base,
-                           &jobworker__v1__job_status__descriptor, id,
-                           CLI_UNARY_TIMEOUT_MS, (ProtobufCMessage **)out);
+  /* Status changes nothing: asking again after a reconnect is safe. */
+  return cli_session_call(s, "Status", &req.base,
+                          &jobworker__v1__job_status__descriptor, id,
+                          CLI_UNARY_TIMEOUT_MS, true, (ProtobufCMessage **)out);
+}
+
+/* The caller's jobs (List); returns an exit code, *out set on OK. */
+static int list_jobs(cli_session_t *s, Jobworker__V1__ListResponse **out) {
+  Jobworker__V1__ListRequest req = JOBWORKER__V1__LIST_REQUEST__INIT;
+
+  return cli_session_call(s, "List", &req.base,
+                          &jobworker__v1__list_response__descriptor, NULL,
+                          CLI_UNARY_TIMEOUT_MS, true, (ProtobufCMessage **)out);
+}
+
+/* How many candidates an ambiguous prefix lists at most. */
+#define AMBIGUOUS_SHOWN 10
+
+/*
+ * Turns an ID argument into the job id to send: a full id (or anything
+ * that is not hex) as it is, a prefix through the caller's own jobs
+ * (List). Returns an exit code; out holds the id on CLI_EXIT_OK.
+ */
+static int resolve_id(cli_session_t *s, const char *arg, char *out,
+                      size_t outlen) {
+  Jobworker__V1__ListResponse *resp = NULL;
+  const char **ids;
+  size_t i, n, first = 0, shown = 0;
+  int rc;
+
+  if (cli_id_kind(arg) == CLI_ID_FULL) {
+    /* Ids are lowercase; one typed or pasted in capitals is the same. */
+    for (i = 0; arg[i] != '\0' && i + 1 < outlen; i++)
+      out[i] = (char)tolower((unsigned char)arg[i]);
+    out[i] = '\0';
+    return CLI_EXIT_OK;
+  }
+  if (cli_id_kind(arg) != CLI_ID_PREFIX) {
+    snprintf(out, outlen, "%s", arg);
+    return CLI_EXIT_OK;
+  }
+  if ((rc = list_jobs(s, &resp)) != CLI_EXIT_OK)
+    return rc;
+  ids = calloc(resp->n_jobs + 1, sizeof(*ids));
+  if (ids == NULL) {
+    fprintf(stderr, "teleport: out of memory\n");
+    jobworker__v1__list_response__free_unpacked(resp, NULL);
+    return CLI_EXIT_FAIL;
+  }
+  for (i = 0; i < resp->n_jobs; i++)
+    ids[i] = resp->jobs[i]->id;
+  n = cli_id_match(arg, ids, resp->n_jobs, &first);
+  rc = CLI_EXIT_FAIL;
+  if (n == 1) {
+    snprintf(out, outlen, "%s", ids[first]);
+    rc = CLI_EXIT_OK;
+  } else if (n == 0) {
+    fprintf(stderr, "teleport: no job of yours has an id starting with %s\n",
+            arg);
+  } else {
+    fprintf(stderr, "teleport: job ID prefix %s is ambiguous; it matches", arg);
+    for (i = first; i < resp->n_jobs && shown < AMBIGUOUS_SHOWN; i++) {
+      if (strncasecmp(ids[i], arg, strlen(arg)) == 0)
+        fprintf(stderr, "%s %s", shown++ ? "," : "", ids[i]);
+    }
+    if (n > shown)
+      fprintf(stderr, " and %zu more", n - shown);
+    fputc('\n', stderr);
+  }
+  free(ids);
+  jobworker__v1__list_response__free_unpacked(resp, NULL);
+  return rc;
+}
+
+/*
+ * Says on stderr that the server dropped some of a job's output, so that a
+ * short output is never taken for all of it.
+ */
+static void note_dropped(const char *id, uint64_t dropped, uint64_t cap) {
+  if (dropped == 0)
+    return;
+  if (cap > 0)
+    fprintf(stderr,
+            "teleport: the server dropped %" PRIu64
+            " bytes of job %s's output: it keeps at most %" PRIu64
+            " bytes a job (--max-output-bytes)\n",
+            dropped, id, cap);
+  else
+    fprintf(stderr,
+            "teleport: the server dropped %" PRIu64
+            " bytes of job %s's output (see 'teleport status %s')\n",
+            dropped, id, id);
 }
 
 /* Option codes of start's limit flags, clear of the CLI_OPT_* range. */
@@ -107,7 +230,13 @@ enum {
   OPT_IO_READ,
   OPT_IO_WRITE,
   OPT_PIDS,
-  OPT_ISOLATE
+  OPT_ISOLATE,
+  OPT_TIMEOUT,
+  OPT_NO_FOLLOW,
+  OPT_TAIL,
+  OPT_FROM,
+  OPT_STATE,
+  OPT_NO_TRUNC,
 };
 
 /*
@@ -197,8 +326,11 @@ int cli_cmd_start(cli_conn_t *conn, int argc, char **argv) {
       {"io-write", required_argument, NULL, OPT_IO_WRITE},
       {"pids", required_argument, NULL, OPT_PIDS},
       {"isolate", required_argument, NULL, OPT_ISOLATE},
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
       {NULL, 0, NULL, 0},
   };
+  cli_follow_opts_t fo;
+  uint64_t timeout_ms = 0;
   Jobworker__V1__JobRequest req = JOBWORKER__V1__JOB_REQUEST__INIT;
   Jobworker__V1__Limits limits = JOBWORKER__V1__LIMITS__INIT;
   Jobworker__V1__Isolation isolation = JOBWORKER__V1__ISOLATION__INIT;
@@ -263,6 +395,11 @@ int cli_cmd_start(cli_conn_t *conn, int argc, char **argv) {
         goto out;
       has_isolation = true;
       break;
+    case OPT_TIMEOUT:
+      if ((rc = parse_duration_flag("start", "--timeout", optarg,
+                                    &timeout_ms)) != PROCEED)
+        goto out;
+      break;
     default:
       rc = cli_getopt_error("start", c, argv);
       goto out;
@@ -294,6 +431,7 @@ int cli_cmd_start(cli_conn_t *conn, int argc, char **argv) {
     req.limits = &limits;
   if (has_isolation)
     req.isolation = &isolation;
+  req.timeout_ms = (int64_t)timeout_ms;
 
   rc = cli_session_open(&s, conn);
   if (rc == CLI_EXIT_OK) {
@@ -315,12 +453,18 @@ int cli_cmd_start(cli_conn_t *conn, int argc, char **argv) {
      */
     if (isatty(STDERR_FILENO))
       fprintf(stderr, "teleport: started job %s\n", st->id);
-    rc = cli_follow_output(&s, st->id);
+    memset(&fo, 0, sizeof(fo));
+    rc = cli_follow_output(&s, st->id, &fo);
     if (rc != CLI_EXIT_OK)
       goto close;
     rc = get_status(&s, st->id, &fin);
     if (rc != CLI_EXIT_OK)
       goto close;
+    note_dropped(st->id,
+                 fo.dropped > fin->output_dropped_bytes
+                     ? fo.dropped
+                     : fin->output_dropped_bytes,
+                 fin->output_cap_bytes);
     rc = job_exit_code(fin);
     if (rc < 0) {
       fprintf(stderr,
@@ -344,58 +488,24 @@ out:
   return rc;
 }
 
-/* Status and Stop print the same way; only the call differs. */
-static int status_or_stop(cli_conn_t *conn, int argc, char **argv, bool stop) {
-  Jobworker__V1__JobStatus *st = NULL;
-  cli_session_t s;
-  const char *id = NULL;
-  bool json = false;
-  int rc;
-
-  rc = parse_simple(conn, argc, argv, true, &json, &id);
-  if (rc != PROCEED)
-    return rc;
-  if ((rc = cli_conn_resolve(conn)) != 0)
-    return rc;
-
-  rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK && stop) {
-    Jobworker__V1__StopRequest req = JOBWORKER__V1__STOP_REQUEST__INIT;
-    req.id = (char *)id;
-    /* No deadline: the server answers once the job has ended. */
-    rc = cli_session_unary(&s, "Stop", &req.base,
-                           &jobworker__v1__job_status__descriptor, id, 0,
-                           (ProtobufCMessage **)&st);
-  } else if (rc == CLI_EXIT_OK) {
-    rc = get_status(&s, id, &st);
-  }
-  if (rc == CLI_EXIT_OK) {
-    if (json)
-      cli_print_status_json(stdout, st);
-    else
-      cli_print_status(stdout, st, cli_now_ns());
-    rc = flush_stdout();
-  }
-  if (st != NULL)
-    jobworker__v1__job_status__free_unpacked(st, NULL);
-  cli_session_close(&s);
-  return rc;
+/* Prints a status as people or scripts want it; returns an exit code. */
+static int print_status(const Jobworker__V1__JobStatus *st, bool json) {
+  if (json)
+    cli_print_status_json(stdout, st);
+  else
+    cli_print_status(stdout, st, cli_now_ns());
+  return flush_stdout();
 }
 
 int cli_cmd_status(cli_conn_t *conn, int argc, char **argv) {
-  return status_or_stop(conn, argc, argv, false);
-}
-
-int cli_cmd_stop(cli_conn_t *conn, int argc, char **argv) {
-  return status_or_stop(conn, argc, argv, true);
-}
-
-int cli_cmd_output(cli_conn_t *conn, int argc, char **argv) {
+  Jobworker__V1__JobStatus *st = NULL;
   cli_session_t s;
-  const char *id = NULL;
+  const char *arg = "";
+  char id[CLI_ID_LEN * 4];
+  bool json = false;
   int rc;
 
-  rc = parse_simple(conn, argc, argv, true, NULL, &id);
+  rc = parse_simple(conn, argc, argv, true, &json, &arg);
   if (rc != PROCEED)
     return rc;
   if ((rc = cli_conn_resolve(conn)) != 0)
@@ -403,7 +513,401 @@ int cli_cmd_output(cli_conn_t *conn, int argc, char **argv) {
 
   rc = cli_session_open(&s, conn);
   if (rc == CLI_EXIT_OK)
-    rc = cli_follow_output(&s, id);
+    rc = resolve_id(&s, arg, id, sizeof(id));
+  if (rc == CLI_EXIT_OK)
+    rc = get_status(&s, id, &st);
+  if (rc == CLI_EXIT_OK)
+    rc = print_status(st, json);
+  if (st != NULL)
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+  cli_session_close(&s);
+  return rc;
+}
+
+/* True for the states a job does not leave. */
+static bool is_final(int state) {
+  return state == JOBWORKER__V1__JOB_STATE__JOB_STATE_EXITED ||
+         state == JOBWORKER__V1__JOB_STATE__JOB_STATE_SIGNALED ||
+         state == JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED;
+}
+
+/* Says on a terminal how a stopped job ended. */
+static void say_how_it_stopped(const Jobworker__V1__JobStatus *st,
+                               uint64_t timeout_ms) {
+  char sig[32], grace[32];
+
+  if (timeout_ms > 0)
+    snprintf(grace, sizeof(grace), "%gs", (double)timeout_ms / 1000);
+  else
+    snprintf(grace, sizeof(grace), "its grace period");
+  if (st->signal == SIGKILL)
+    fprintf(stderr,
+            "teleport: job %s did not end within %s; SIGKILL ended it\n",
+            st->id, grace);
+  else if (st->signal != 0)
+    fprintf(stderr, "teleport: job %s ended by %s\n", st->id,
+            cli_signal_name(st->signal, sig, sizeof(sig)));
+  else
+    fprintf(stderr, "teleport: job %s exited with code %d after SIGTERM\n",
+            st->id, st->exit_code);
+}
+
+int cli_cmd_stop(cli_conn_t *conn, int argc, char **argv) {
+  static const struct option longopts[] = {
+      CLI_CONN_LONGOPTS,
+      {"json", no_argument, NULL, CLI_OPT_JSON},
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {NULL, 0, NULL, 0},
+  };
+  Jobworker__V1__StopRequest req = JOBWORKER__V1__STOP_REQUEST__INIT;
+  Jobworker__V1__JobStatus *st = NULL, *before = NULL;
+  cli_session_t s;
+  uint64_t timeout_ms = 0;
+  char id[CLI_ID_LEN * 4];
+  bool json = false, tty = isatty(STDERR_FILENO);
+  int c, rc;
+
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    if (cli_conn_flag(conn, c, optarg))
+      continue;
+    switch (c) {
+    case 'h':
+      cli_help(stdout, "stop");
+      return CLI_EXIT_OK;
+    case CLI_OPT_JSON:
+      json = true;
+      break;
+    case OPT_TIMEOUT:
+      if ((rc = parse_duration_flag("stop", "--timeout", optarg,
+                                    &timeout_ms)) != PROCEED)
+        return rc;
+      break;
+    default:
+      return cli_getopt_error("stop", c, argv);
+    }
+  }
+  if (optind >= argc)
+    return cli_usage_error("stop", "missing job ID");
+  if (check_id_arg("stop", argv[optind]) != PROCEED)
+    return CLI_EXIT_USAGE;
+  if (optind + 1 < argc)
+    return cli_usage_error("stop", "unexpected argument '%s'",
+                           argv[optind + 1]);
+  if ((rc = cli_conn_resolve(conn)) != 0)
+    return rc;
+
+  rc = cli_session_open(&s, conn);
+  if (rc == CLI_EXIT_OK)
+    rc = resolve_id(&s, argv[optind], id, sizeof(id));
+  /* On a terminal a person watches: say what is being done, and why it
+   * takes the time it takes. Scripts get the status alone, as before. */
+  if (rc == CLI_EXIT_OK && tty)
+    rc = get_status(&s, id, &before);
+  if (rc == CLI_EXIT_OK && tty) {
+    if (is_final(before->state))
+      fprintf(stderr, "teleport: job %s had already ended\n", id);
+    else if (timeout_ms > 0)
+      fprintf(stderr, "teleport: SIGTERM sent; SIGKILL in %gs\n",
+              (double)timeout_ms / 1000);
+    else
+      fprintf(stderr, "teleport: SIGTERM sent; SIGKILL after the server's "
+                      "grace period (--stop-timeout, 10s by default)\n");
+  }
+  if (rc == CLI_EXIT_OK) {
+    req.id = id;
+    req.timeout_ms = (int64_t)timeout_ms;
+    /* No deadline: the server answers once the job has ended. */
+    rc = cli_session_unary(&s, "Stop", &req.base,
+                           &jobworker__v1__job_status__descriptor, id, 0,
+                           (ProtobufCMessage **)&st);
+  }
+  if (rc == CLI_EXIT_OK && tty && !is_final(before->state))
+    say_how_it_stopped(st, timeout_ms);
+  if (rc == CLI_EXIT_OK)
+    rc = print_status(st, json);
+  if (before != NULL)
+    jobworker__v1__job_status__free_unpacked(before, NULL);
+  if (st != NULL)
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+  cli_session_close(&s);
+  return rc;
+}
+
+/* Parses a whole decimal number up to max; returns 0 or -1. */
+static int parse_count(const char *arg, uint64_t max, uint64_t *out) {
+  char *end;
+
+  if (arg[0] < '0' || arg[0] > '9')
+    return -1;
+  errno = 0;
+  *out = strtoull(arg, &end, 10);
+  return *end != '\0' || errno != 0 || *out > max ? -1 : 0;
+}
+
+/* The most lines --tail asks for (GetOutputRequest.tail_lines' cap). */
+#define TAIL_MAX 1000000
+
+int cli_cmd_output(cli_conn_t *conn, int argc, char **argv) {
+  static const struct option longopts[] = {
+      CLI_CONN_LONGOPTS,
+      {"no-follow", no_argument, NULL, OPT_NO_FOLLOW},
+      {"tail", required_argument, NULL, OPT_TAIL},
+      {"from", required_argument, NULL, OPT_FROM},
+      {NULL, 0, NULL, 0},
+  };
+  Jobworker__V1__JobStatus *st = NULL;
+  cli_follow_opts_t fo;
+  cli_session_t s;
+  char id[CLI_ID_LEN * 4];
+  uint64_t v;
+  int c, rc;
+
+  memset(&fo, 0, sizeof(fo));
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hn:", longopts, NULL)) != -1) {
+    if (cli_conn_flag(conn, c, optarg))
+      continue;
+    switch (c) {
+    case 'h':
+      cli_help(stdout, "output");
+      return CLI_EXIT_OK;
+    case OPT_NO_FOLLOW:
+      fo.no_follow = true;
+      break;
+    case 'n':
+    case OPT_TAIL:
+      if (parse_count(optarg, TAIL_MAX, &v) != 0 || v == 0)
+        return cli_usage_error("output",
+                               "--tail takes a number of lines from 1 to %d, "
+                               "not '%s'",
+                               TAIL_MAX, optarg);
+      fo.tail = (uint32_t)v;
+      break;
+    case OPT_FROM:
+      if (parse_count(optarg, INT64_MAX, &v) != 0)
+        return cli_usage_error("output",
+                               "--from takes a byte offset (0 is the first "
+                               "byte), not '%s'",
+                               optarg);
+      fo.from = v;
+      break;
+    default:
+      return cli_getopt_error("output", c, argv);
+    }
+  }
+  if (optind >= argc)
+    return cli_usage_error("output", "missing job ID");
+  if (check_id_arg("output", argv[optind]) != PROCEED)
+    return CLI_EXIT_USAGE;
+  if (optind + 1 < argc)
+    return cli_usage_error("output", "unexpected argument '%s'",
+                           argv[optind + 1]);
+  if ((rc = cli_conn_resolve(conn)) != 0)
+    return rc;
+
+  rc = cli_session_open(&s, conn);
+  if (rc == CLI_EXIT_OK)
+    rc = resolve_id(&s, argv[optind], id, sizeof(id));
+  if (rc == CLI_EXIT_OK)
+    rc = cli_follow_output(&s, id, &fo);
+  /*
+   * The stream says what was dropped only once the job is final; Status
+   * says it at any time (and gives the cap the note names).
+   */
+  if (rc == CLI_EXIT_OK && get_status(&s, id, &st) == CLI_EXIT_OK &&
+      st->output_dropped_bytes > fo.dropped)
+    fo.dropped = st->output_dropped_bytes;
+  if (rc == CLI_EXIT_OK && fo.dropped > 0) {
+    note_dropped(id, fo.dropped, st != NULL ? st->output_cap_bytes : 0);
+    rc = CLI_EXIT_TRUNCATED;
+  }
+  if (st != NULL)
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+  cli_session_close(&s);
+  return rc;
+}
+
+int cli_cmd_wait(cli_conn_t *conn, int argc, char **argv) {
+  static const struct option longopts[] = {
+      CLI_CONN_LONGOPTS,
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {NULL, 0, NULL, 0},
+  };
+  cli_session_t s;
+  uint64_t timeout_ms = 0, start, spent;
+  char id[CLI_ID_LEN * 4];
+  int c, i, rc, code, first_bad = 0;
+
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+    if (cli_conn_flag(conn, c, optarg))
+      continue;
+    switch (c) {
+    case 'h':
+      cli_help(stdout, "wait");
+      return CLI_EXIT_OK;
+    case OPT_TIMEOUT:
+      if ((rc = parse_duration_flag("wait", "--timeout", optarg,
+                                    &timeout_ms)) != PROCEED)
+        return rc;
+      break;
+    default:
+      return cli_getopt_error("wait", c, argv);
+    }
+  }
+  if (optind >= argc)
+    return cli_usage_error("wait", "missing job ID");
+  for (i = optind; i < argc; i++) {
+    if (check_id_arg("wait", argv[i]) != PROCEED)
+      return CLI_EXIT_USAGE;
+  }
+  if ((rc = cli_conn_resolve(conn)) != 0)
+    return rc;
+
+  rc = cli_session_open(&s, conn);
+  s.quiet_deadline = true;
+  uv_update_time(&s.loop);
+  start = uv_now(&s.loop);
+  /* One after the other: the jobs all run meanwhile, so waiting for each
+   * in turn ends when the last of them does. */
+  for (i = optind; rc == CLI_EXIT_OK && i < argc; i++) {
+    Jobworker__V1__WaitRequest req = JOBWORKER__V1__WAIT_REQUEST__INIT;
+    Jobworker__V1__JobStatus *st = NULL;
+    uint64_t left = 0;
+
+    if ((rc = resolve_id(&s, argv[i], id, sizeof(id))) != CLI_EXIT_OK)
+      break;
+    if (timeout_ms > 0) {
+      uv_update_time(&s.loop);
+      spent = uv_now(&s.loop) - start;
+      left = spent >= timeout_ms ? 1 : timeout_ms - spent;
+    }
+    req.id = id;
+    rc = cli_session_call(&s, "Wait", &req.base,
+                          &jobworker__v1__job_status__descriptor, id, left,
+                          true, (ProtobufCMessage **)&st);
+    if (rc != CLI_EXIT_OK) {
+      if (s.last_status == JW_GRPC_DEADLINE_EXCEEDED) {
+        fprintf(stderr, "teleport: job %s is still running after %gs\n", id,
+                (double)timeout_ms / 1000);
+        rc = CLI_EXIT_TIMEOUT;
+      }
+      break;
+    }
+    code = job_exit_code(st);
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+    if (code < 0) {
+      fprintf(stderr,
+              "teleport: the server answered Wait for job %s with a job "
+              "that is not final\n",
+              id);
+      rc = CLI_EXIT_FAIL;
+    } else if (first_bad == 0) {
+      first_bad = code;
+    }
+  }
+  cli_session_close(&s);
+  return rc != CLI_EXIT_OK ? rc : first_bad;
+}
+
+int cli_cmd_kill(cli_conn_t *conn, int argc, char **argv) {
+  static const struct option longopts[] = {
+      CLI_CONN_LONGOPTS,
+      {"signal", required_argument, NULL, 's'},
+      {NULL, 0, NULL, 0},
+  };
+  Jobworker__V1__SignalRequest req = JOBWORKER__V1__SIGNAL_REQUEST__INIT;
+  Jobworker__V1__JobStatus *st = NULL;
+  cli_session_t s;
+  const char *sig = "TERM";
+  char id[CLI_ID_LEN * 4];
+  int c, rc, num;
+
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hs:", longopts, NULL)) != -1) {
+    if (cli_conn_flag(conn, c, optarg))
+      continue;
+    switch (c) {
+    case 'h':
+      cli_help(stdout, "kill");
+      return CLI_EXIT_OK;
+    case 's':
+      sig = optarg;
+      break;
+    default:
+      return cli_getopt_error("kill", c, argv);
+    }
+  }
+  if ((num = cli_parse_signal(sig)) < 0)
+    return cli_usage_error("kill",
+                           "-s takes a signal name (TERM, SIGUSR1, ...) or "
+                           "number (1 to 64), not '%s'",
+                           sig);
+  if (optind >= argc)
+    return cli_usage_error("kill", "missing job ID");
+  if (check_id_arg("kill", argv[optind]) != PROCEED)
+    return CLI_EXIT_USAGE;
+  if (optind + 1 < argc)
+    return cli_usage_error("kill", "unexpected argument '%s'",
+                           argv[optind + 1]);
+  if ((rc = cli_conn_resolve(conn)) != 0)
+    return rc;
+
+  /* A name goes as a name (the server's names are the ones that count),
+   * a number as a number: exactly one of the two, as the contract says. */
+  if (sig[0] >= '0' && sig[0] <= '9')
+    req.signal = num;
+  else
+    req.signal_name = (char *)sig;
+  rc = cli_session_open(&s, conn);
+  if (rc == CLI_EXIT_OK)
+    rc = resolve_id(&s, argv[optind], id, sizeof(id));
+  if (rc == CLI_EXIT_OK) {
+    req.id = id;
+    rc = cli_session_unary(&s, "Signal", &req.base,
+                           &jobworker__v1__job_status__descriptor, id,
+                           CLI_UNARY_TIMEOUT_MS, (ProtobufCMessage **)&st);
+  }
+  if (st != NULL)
+    jobworker__v1__job_status__free_unpacked(st, NULL);
+  cli_session_close(&s);
+  return rc;
+}
+
+int cli_cmd_rm(cli_conn_t *conn, int argc, char **argv) {
+  Jobworker__V1__RemoveRequest req = JOBWORKER__V1__REMOVE_REQUEST__INIT;
+  Jobworker__V1__JobStatus *st = NULL;
+  cli_session_t s;
+  const char *arg = "";
+  char id[CLI_ID_LEN * 4];
+  int rc;
+
+  rc = parse_simple(conn, argc, argv, true, NULL, &arg);
+  if (rc != PROCEED)
+    return rc;
+  if ((rc = cli_conn_resolve(conn)) != 0)
+    return rc;
+
+  rc = cli_session_open(&s, conn);
+  if (rc == CLI_EXIT_OK)
+    rc = resolve_id(&s, arg, id, sizeof(id));
+  if (rc == CLI_EXIT_OK) {
+    req.id = id;
+    rc = cli_session_unary(&s, "Remove", &req.base,
+                           &jobworker__v1__job_status__descriptor, id,
+                           CLI_UNARY_TIMEOUT_MS, (ProtobufCMessage **)&st);
+  }
+  if (rc == CLI_EXIT_OK) {
+    printf("%s\n", st->id);
+    rc = flush_stdout();
+  }
+  if (st != NULL)
+    jobworker__v1__job_status__free_unpacked(st, NULL);
   cli_session_close(&s);
   return rc;
 }
@@ -427,34 +931,94 @@ static void sort_by_start(Jobworker__V1__JobStatus **jobs, size_t n) {
 }
 
 int cli_cmd_list(cli_conn_t *conn, int argc, char **argv) {
-  Jobworker__V1__ListRequest req = JOBWORKER__V1__LIST_REQUEST__INIT;
+  static const struct option longopts[] = {
+      CLI_CONN_LONGOPTS,
+      {"json", no_argument, NULL, CLI_OPT_JSON},
+      {"quiet", no_argument, NULL, 'q'},
+      {"state", required_argument, NULL, OPT_STATE},
+      {"no-trunc", no_argument, NULL, OPT_NO_TRUNC},
+      {NULL, 0, NULL, 0},
+  };
   Jobworker__V1__ListResponse *resp = NULL;
   cli_session_t s;
-  bool json = false;
-  int rc;
+  bool json = false, quiet = false, no_trunc = false;
+  int state = 0; /* 0 all, 1 running, 2 finished */
+  const char *cmd = argv[0];
+  size_t i, n;
+  int c, rc, width = 0;
 
-  rc = parse_simple(conn, argc, argv, false, &json, NULL);
-  if (rc != PROCEED)
-    return rc;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
+    if (cli_conn_flag(conn, c, optarg))
+      continue;
+    switch (c) {
+    case 'h':
+      cli_help(stdout, cmd);
+      return CLI_EXIT_OK;
+    case CLI_OPT_JSON:
+      json = true;
+      break;
+    case 'q':
+      quiet = true;
+      break;
+    case OPT_NO_TRUNC:
+      no_trunc = true;
+      break;
+    case OPT_STATE:
+      if (strcmp(optarg, "running") == 0)
+        state = 1;
+      else if (strcmp(optarg, "finished") == 0)
+        state = 2;
+      else
+        return cli_usage_error(
+            cmd, "--state takes running or finished, not '%s'", optarg);
+      break;
+    default:
+      return cli_getopt_error(cmd, c, argv);
+    }
+  }
+  if (optind < argc)
+    return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+  if (quiet && json)
+    return cli_usage_error(cmd, "-q and --json do not go together");
   if ((rc = cli_conn_resolve(conn)) != 0)
     return rc;
 
   rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK) {
-    rc = cli_session_unary(&s, "List", &req.base,
-                           &jobworker__v1__list_response__descriptor, NULL,
-                           CLI_UNARY_TIMEOUT_MS, (ProtobufCMessage **)&resp);
-  }
+  if (rc == CLI_EXIT_OK)
+    rc = list_jobs(&s, &resp);
   if (rc == CLI_EXIT_OK) {
     /* Newest last, even from a server that does not keep its order. */
     sort_by_start(resp->jobs, resp->n_jobs);
+    for (i = n = 0; i < resp->n_jobs; i++) {
+      bool fin = is_final(resp->jobs[i]->state);
+      if (state == 0 || (state == 1 && !fin) || (state == 2 && fin))
+        resp->jobs[n++] = resp->jobs[i];
+      else
+        jobworker__v1__job_status__free_unpacked(resp->jobs[i], NULL);
+    }
+    resp->n_jobs = n;
+    /* A table on a terminal fits it; in a pipe every cell stays whole. */
+    if (!no_trunc && isatty(STDOUT_FILENO)) {
+      struct winsize ws;
+      width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0
+                  ? ws.ws_col
+                  : 80;
+    }
     if (json)
       cli_print_list_json(stdout, resp->jobs, resp->n_jobs);
-    else if (resp->n_jobs == 0)
+    else if (quiet)
+      for (i = 0; i < resp->n_jobs; i++)
+        printf("%s\n", resp->jobs[i]->id);
+    else if (resp->n_jobs == 0 && state == 0)
       fprintf(stderr, "teleport: no jobs yet; start one with 'teleport "
                       "start CMD'\n");
+    else if (resp->n_jobs == 0)
+      fprintf(stderr, "teleport: no %s jobs\n",
+              state == 1 ? "running" : "finished");
     else
-      cli_print_list(stdout, resp->jobs, resp->n_jobs, cli_now_ns());
+      cli_print_list(stdout, resp->jobs, resp->n_jobs, cli_now_ns(), width);
     rc = flush_stdout();
   }
   if (resp != NULL)

@@ -4,6 +4,7 @@
  * takes) so the CLI needs no JSON library.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -28,9 +29,64 @@ const char *cli_state_name(int state) {
     return "SIGNALED";
   case JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED:
     return "STOPPED";
+  case JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPING:
+    return "STOPPING";
   default:
     return "UNKNOWN";
   }
+}
+
+const char *cli_end_reason_name(int reason) {
+  switch (reason) {
+  case JOBWORKER__V1__END_REASON__END_REASON_EXITED:
+    return "exited";
+  case JOBWORKER__V1__END_REASON__END_REASON_SIGNALED:
+    return "signaled";
+  case JOBWORKER__V1__END_REASON__END_REASON_STOPPED:
+    return "stopped";
+  case JOBWORKER__V1__END_REASON__END_REASON_TIMED_OUT:
+    return "timed_out";
+  case JOBWORKER__V1__END_REASON__END_REASON_OOM_KILLED:
+    return "oom_killed";
+  case JOBWORKER__V1__END_REASON__END_REASON_SERVER_SHUTDOWN:
+    return "server_shutdown";
+  case JOBWORKER__V1__END_REASON__END_REASON_SERVER_CRASH:
+    return "server_crash";
+  case JOBWORKER__V1__END_REASON__END_REASON_UNSPECIFIED:
+    return NULL;
+  default:
+    return "unknown";
+  }
+}
+
+/* The end reason for people. */
+static const char *end_reason_text(int reason) {
+  switch (reason) {
+  case JOBWORKER__V1__END_REASON__END_REASON_EXITED:
+    return "exited by itself";
+  case JOBWORKER__V1__END_REASON__END_REASON_SIGNALED:
+    return "ended by a signal nobody asked for";
+  case JOBWORKER__V1__END_REASON__END_REASON_STOPPED:
+    return "stopped by a client";
+  case JOBWORKER__V1__END_REASON__END_REASON_TIMED_OUT:
+    return "timed out (its --timeout passed)";
+  case JOBWORKER__V1__END_REASON__END_REASON_OOM_KILLED:
+    return "killed by the OOM killer (its memory limit)";
+  case JOBWORKER__V1__END_REASON__END_REASON_SERVER_SHUTDOWN:
+    return "the server shut down while it ran";
+  case JOBWORKER__V1__END_REASON__END_REASON_SERVER_CRASH:
+    return "the server stopped (a crash) while it ran";
+  default:
+    return "unknown";
+  }
+}
+
+/* Whether the job ended by exiting, so that exit_code means something. */
+static bool has_exit_code(const Jobworker__V1__JobStatus *st) {
+  return st->state == JOBWORKER__V1__JOB_STATE__JOB_STATE_EXITED ||
+         ((st->state == JOBWORKER__V1__JOB_STATE__JOB_STATE_STOPPED ||
+           st->state == JOBWORKER__V1__JOB_STATE__JOB_STATE_SIGNALED) &&
+          st->signal == 0);
 }
 
 const char *cli_signal_name(int sig, char *buf, size_t len) {
@@ -329,7 +385,21 @@ void cli_print_status(FILE *f, const Jobworker__V1__JobStatus *st,
   cli_format_duration(dur, sizeof(dur), job_runtime(st, now_ns));
   fprintf(f, "Duration:  %s%s\n", dur,
           st->ended_at_unix_nano > 0 ? "" : " (still running)");
-  fprintf(f, "Output:    %" PRIu64 " bytes\n", st->output_bytes);
+  if (st->end_reason != JOBWORKER__V1__END_REASON__END_REASON_UNSPECIFIED)
+    fprintf(f, "Reason:    %s\n", end_reason_text(st->end_reason));
+  if (st->timeout_ms > 0) {
+    cli_format_duration(dur, sizeof(dur), st->timeout_ms * 1000000);
+    fprintf(f, "Timeout:   %s\n", dur);
+  }
+  fprintf(f, "Output:    %" PRIu64 " bytes", st->output_bytes);
+  if (st->output_dropped_bytes > 0)
+    fprintf(f, ", %" PRIu64 " more dropped", st->output_dropped_bytes);
+  if (st->output_cap_bytes > 0) {
+    char cap[32];
+    format_bytes(cap, sizeof(cap), st->output_cap_bytes);
+    fprintf(f, " (the server keeps at most %s)", cap);
+  }
+  fputc('\n', f);
   print_limits(f, st);
 }
 
@@ -348,12 +418,25 @@ static void print_status_object(FILE *f, const Jobworker__V1__JobStatus *st) {
       fputc(',', f);
     cli_json_string(f, st->args[i]);
   }
+  fprintf(f, "],\"state\":\"%s\",\"pid\":%d,\"exit_code\":",
+          cli_state_name(st->state), st->pid);
+  /* null until the job has exited: no number stands for "none". */
+  if (has_exit_code(st))
+    fprintf(f, "%d", st->exit_code);
+  else
+    fputs("null", f);
+  fprintf(f, ",\"signal\":%d,\"end_reason\":", st->signal);
+  if (cli_end_reason_name(st->end_reason) != NULL)
+    fprintf(f, "\"%s\"", cli_end_reason_name(st->end_reason));
+  else
+    fputs("null", f);
   fprintf(f,
-          "],\"state\":\"%s\",\"pid\":%d,\"exit_code\":%d,\"signal\":%d,"
-          "\"started_at_unix_nano\":%" PRId64 ",\"ended_at_unix_nano\":%" PRId64
-          ",\"output_bytes\":%" PRIu64,
-          cli_state_name(st->state), st->pid, st->exit_code, st->signal,
-          st->started_at_unix_nano, st->ended_at_unix_nano, st->output_bytes);
+          ",\"started_at_unix_nano\":%" PRId64
+          ",\"ended_at_unix_nano\":%" PRId64 ",\"output_bytes\":%" PRIu64
+          ",\"output_dropped_bytes\":%" PRIu64 ",\"output_cap_bytes\":%" PRIu64
+          ",\"timeout_ms\":%" PRId64,
+          st->started_at_unix_nano, st->ended_at_unix_nano, st->output_bytes,
+          st->output_dropped_bytes, st->output_cap_bytes, st->timeout_ms);
   const Jobworker__V1__Limits *l = st->limits;
   fprintf(f,
           ",\"limits\":{\"memory_bytes\":%" PRId64 ",\"cpu_millis\":%" PRId64
@@ -413,9 +496,41 @@ static int widest(int cur, const char *s) {
   return n > cur ? n : cur;
 }
 
+/* How many digits of an id a table that fits the terminal shows. */
+#define SHORT_ID 12
+/* The least a cut command keeps. */
+#define MIN_COMMAND 10
+
+/* Prints the command, cut to max bytes with "..." (max 0: whole). */
+static void print_command_cut(FILE *f, const Jobworker__V1__JobStatus *st,
+                              size_t max) {
+  char *text = NULL;
+  size_t len = 0, keep;
+  FILE *m;
+
+  if (max == 0 || (m = open_memstream(&text, &len)) == NULL) {
+    cli_print_command(f, st->command, st->args, st->n_args);
+    return;
+  }
+  cli_print_command(m, st->command, st->args, st->n_args);
+  fclose(m);
+  if (len <= max) {
+    fputs(text, f);
+  } else {
+    /* Cut at a character's start, never inside a UTF-8 sequence. */
+    keep = max - 3;
+    while (keep > 0 && ((unsigned char)text[keep] & 0xc0) == 0x80)
+      keep--;
+    fwrite(text, 1, keep, f);
+    fputs("...", f);
+  }
+  free(text);
+}
+
 void cli_print_list(FILE *f, Jobworker__V1__JobStatus *const *jobs, size_t n,
-                    int64_t now_ns) {
+                    int64_t now_ns, int width) {
   int wid = 2, wstate = 5, wexit = 4, wpid = 3, wstart = 7, wdur = 8;
+  size_t cmd_max = 0;
   row_t r;
   size_t i;
 
@@ -428,15 +543,22 @@ void cli_print_list(FILE *f, Jobworker__V1__JobStatus *const *jobs, size_t n,
     wstart = widest(wstart, r.started);
     wdur = widest(wdur, r.duration);
   }
+  if (width > 0) {
+    int used;
+    if (wid > SHORT_ID)
+      wid = SHORT_ID;
+    used = wid + wstate + wexit + wpid + wstart + wdur + 6 * 2;
+    cmd_max = width - used > MIN_COMMAND ? (size_t)(width - used) : MIN_COMMAND;
+  }
   fprintf(f, "%-*s  %-*s  %-*s  %*s  %-*s  %*s  %s\n", wid, "ID", wstate,
           "STATE", wexit, "EXIT", wpid, "PID", wstart, "STARTED", wdur,
           "DURATION", "COMMAND");
   for (i = 0; i < n; i++) {
     fill_row(&r, jobs[i], now_ns);
-    fprintf(f, "%-*s  %-*s  %-*s  %*s  %-*s  %*s  ", wid, jobs[i]->id, wstate,
-            cli_state_name(jobs[i]->state), wexit, r.exit, wpid, r.pid, wstart,
-            r.started, wdur, r.duration);
-    cli_print_command(f, jobs[i]->command, jobs[i]->args, jobs[i]->n_args);
+    fprintf(f, "%-*.*s  %-*s  %-*s  %*s  %-*s  %*s  ", wid, wid, jobs[i]->id,
+            wstate, cli_state_name(jobs[i]->state), wexit, r.exit, wpid, r.pid,
+            wstart, r.started, wdur, r.duration);
+    print_command_cut(f, jobs[i], cmd_max);
     fputc('\n', f);
   }
 }

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "addr.h"
 #include "cli.h"
+#include "jobworker/units.h"
 
 #ifndef JW_VERSION
 #define JW_VERSION "unknown"
@@ -29,8 +29,27 @@ static const struct {
     {"start", cli_cmd_start},   {"status", cli_cmd_status},
     {"output", cli_cmd_output}, {"stop", cli_cmd_stop},
     {"list", cli_cmd_list},     {"ls", cli_cmd_list},
-    {"health", cli_cmd_health}, {"config", cli_cmd_config},
+    {"wait", cli_cmd_wait},     {"kill", cli_cmd_kill},
+    {"rm", cli_cmd_rm},         {"health", cli_cmd_health},
+    {"config", cli_cmd_config},
 };
+
+/* The names an unknown command is compared with (help and version too). */
+static const char *const command_names[] = {
+    "start", "status", "output", "stop",   "list", "ls",      "wait",
+    "kill",  "rm",     "health", "config", "help", "version",
+};
+
+/* An unknown command: a usage error, with the nearest name when one is. */
+static int unknown_command(const char *name) {
+  const char *near = cli_suggest(
+      name, command_names, sizeof(command_names) / sizeof(command_names[0]));
+
+  if (near != NULL)
+    return cli_usage_error(NULL, "unknown command '%s'; did you mean '%s'?",
+                           name, near);
+  return cli_usage_error(NULL, "unknown command '%s'", name);
+}
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
@@ -88,32 +107,6 @@ bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
   }
 }
 
-int cli_addr_normalize(const char *in, char *out, size_t outlen,
-                       const char **why) {
-  jw__addr_t a;
-  int n;
-
-  /* The syntax is the library's (lib/common/addr.c); the defaults are the
-   * CLI's: the port teleportd listens on, and ":PORT" on loopback. */
-  if (jw__addr_parse(in, &a, why) != 0 || a.port == 0) {
-    if (*why == NULL || *why == jw__addr_bad_port)
-      *why = "the port must be a number from 1 to 65535";
-    return -1;
-  }
-  if (a.port < 0)
-    n = snprintf(out, outlen, a.ipv6 ? "[%s]:%s" : "%s:%s", a.host,
-                 CLI_DEFAULT_PORT);
-  else if (a.host[0] == '\0')
-    n = snprintf(out, outlen, "127.0.0.1%s", in);
-  else
-    n = snprintf(out, outlen, "%s", in);
-  if (n < 0 || (size_t)n >= outlen) {
-    *why = "it is too long";
-    return -1;
-  }
-  return 0;
-}
-
 static const char *env_nonempty(const char *name) {
   const char *v = getenv(name);
   return v != NULL && v[0] != '\0' ? v : NULL;
@@ -169,6 +162,18 @@ int cli_conn_resolve(cli_conn_t *conn) {
     fprintf(stderr, "teleport: invalid address '%s': %s\n", conn->addr, why);
     return CLI_EXIT_USAGE;
   }
+  conn->reconnect_ms = CLI_RECONNECT_MS;
+  if ((why = env_nonempty("TELEPORT_RECONNECT")) != NULL &&
+      strcmp(why, "0") != 0 &&
+      jw_parse_duration(why, &conn->reconnect_ms) != 0) {
+    fprintf(stderr,
+            "teleport: TELEPORT_RECONNECT takes a duration such as 30s or "
+            "2m (0: do not reconnect), not '%s'\n",
+            why);
+    return CLI_EXIT_USAGE;
+  }
+  if (why != NULL && strcmp(why, "0") == 0)
+    conn->reconnect_ms = 0;
   return 0;
 }
 
@@ -180,7 +185,7 @@ static int run_command(const char *name, cli_conn_t *conn, int argc,
     if (strcmp(commands[i].name, name) == 0)
       return commands[i].fn(conn, argc, argv);
   }
-  return cli_usage_error(NULL, "unknown command '%s'", name);
+  return unknown_command(name);
 }
 
 int main(int argc, char **argv) {
@@ -222,7 +227,7 @@ int main(int argc, char **argv) {
   /* "teleport help [COMMAND]" and "teleport version" as people type them. */
   if (strcmp(argv[optind], "help") == 0) {
     if (optind + 1 < argc && !cli_is_command(argv[optind + 1]))
-      return cli_usage_error(NULL, "unknown command '%s'", argv[optind + 1]);
+      return unknown_command(argv[optind + 1]);
     cli_help(stdout, optind + 1 < argc ? argv[optind + 1] : NULL);
     return CLI_EXIT_OK;
   }

@@ -20,6 +20,13 @@ static const char *errstr(int err) {
   return uv_strerror(err);
 }
 
+const char *cli_call_error(int err) {
+  /* The library's "closed" is the connection's, not the call's. */
+  if (err == JW_ECLOSED || err == UV_ENOTCONN)
+    return "the connection was closed";
+  return errstr(err);
+}
+
 /* Case-insensitive substring test for classifying library sentences. */
 static bool mentions(const char *text, const char *word) {
   return text != NULL && strcasestr(text, word) != NULL;
@@ -211,8 +218,31 @@ bool cli_session_run_until(cli_session_t *s, const bool *flag) {
   return true;
 }
 
-int cli_session_open(cli_session_t *s, const cli_conn_t *conn) {
+/* Makes a client and connects it; returns 0 or the connect error. */
+static int session_connect(cli_session_t *s) {
   jw_rpc_client_options_t opts;
+  int err;
+
+  memset(&opts, 0, sizeof(opts));
+  opts.addr = s->conn->addr_norm;
+  opts.tls = s->tls;
+  s->connect_done = false;
+  s->closed = false;
+  err = jw_rpc_client_new(&s->loop, &opts, &s->client);
+  if (err != 0) {
+    s->client = NULL;
+    return err;
+  }
+  err = jw_rpc_client_connect(s->client, on_connect, s);
+  if (err == 0) {
+    if (!cli_session_run_until(s, &s->connect_done))
+      return JW_EINVAL;
+    err = s->connect_err;
+  }
+  return err;
+}
+
+int cli_session_open(cli_session_t *s, const cli_conn_t *conn) {
   char errbuf[512] = "";
   int err;
 
@@ -237,21 +267,11 @@ int cli_session_open(cli_session_t *s, const cli_conn_t *conn) {
   }
   s->loop_ready = true;
 
-  memset(&opts, 0, sizeof(opts));
-  opts.addr = conn->addr_norm;
-  opts.tls = s->tls;
-  err = jw_rpc_client_new(&s->loop, &opts, &s->client);
-  if (err != 0) {
-    s->client = NULL;
+  err = session_connect(s);
+  if (err != 0 && s->client == NULL) {
     fprintf(stderr, "teleport: invalid address '%s': %s\n", conn->addr_norm,
             errstr(err));
     return CLI_EXIT_FAIL;
-  }
-  err = jw_rpc_client_connect(s->client, on_connect, s);
-  if (err == 0) {
-    if (!cli_session_run_until(s, &s->connect_done))
-      return CLI_EXIT_FAIL;
-    err = s->connect_err;
   }
   if (err != 0) {
     report_connect(s, err);
@@ -260,12 +280,135 @@ int cli_session_open(cli_session_t *s, const cli_conn_t *conn) {
   return CLI_EXIT_OK;
 }
 
-void cli_session_close(cli_session_t *s) {
+/* Closes the session's client, if any, and waits until it is gone. */
+static void drop_client(cli_session_t *s) {
   if (s->client != NULL) {
+    s->closed = false;
     jw_rpc_client_close(s->client, on_closed, s);
     cli_session_run_until(s, &s->closed);
     s->client = NULL;
   }
+}
+
+/*
+ * The connect errors a server that is restarting or reloading gives: no
+ * one listening yet, or a connection cut during the handshake. Anything
+ * else (a certificate refused, a name that does not resolve) will not get
+ * better by waiting.
+ */
+static bool transient(int err) {
+  switch (err) {
+  case UV_ECONNREFUSED:
+  case UV_ECONNRESET:
+  case UV_ECONNABORTED:
+  case UV_EOF:
+  case UV_EPIPE:
+  case UV_ETIMEDOUT:
+  case UV_EHOSTUNREACH:
+  case UV_ENETUNREACH:
+  case UV_EAI_AGAIN:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void on_backoff(uv_timer_t *t) {
+  cli_session_t *s = t->data;
+
+  s->backoff_fired = true;
+  uv_stop(&s->loop);
+}
+
+static void on_backoff_closed(uv_handle_t *h) {
+  cli_session_t *s = h->data;
+
+  s->backoff_closed = true;
+  uv_stop(&s->loop);
+}
+
+/* Sleeps ms on the session's loop; an abort (Ctrl-C) ends it early. */
+static void backoff_sleep(cli_session_t *s, uint64_t ms) {
+  uv_timer_t t;
+
+  uv_timer_init(&s->loop, &t);
+  t.data = s;
+  s->backoff_fired = false;
+  s->backoff_closed = false;
+  uv_timer_start(&t, on_backoff, ms, 0);
+  while (!s->backoff_fired && !(s->abort != NULL && *s->abort))
+    uv_run(&s->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, on_backoff_closed);
+  cli_session_run_until(s, &s->backoff_closed);
+}
+
+void cli_session_progress(cli_session_t *s) { s->in_outage = false; }
+
+int cli_session_reconnect(cli_session_t *s, const char *why) {
+  uint64_t budget = s->conn->reconnect_ms, start, delay = 100;
+  int err = 0;
+
+  drop_client(s);
+  if (budget == 0) {
+    fprintf(stderr, "teleport: lost the connection to %s%s%s\n",
+            s->conn->addr_norm, why[0] ? ": " : "", why);
+    return CLI_EXIT_FAIL;
+  }
+  fprintf(stderr,
+          "teleport: lost the connection to %s%s%s%s; reconnecting for up to "
+          "%gs\n",
+          s->conn->addr_norm, why[0] ? " (" : "", why, why[0] ? ")" : "",
+          (double)budget / 1000);
+  /*
+   * One outage lasts until the caller made progress again (cli_session_
+   * progress): a server that accepts us and then fails every call at once
+   * must not keep us here forever, one fresh budget per reconnect.
+   */
+  uv_update_time(&s->loop);
+  if (!s->in_outage) {
+    s->in_outage = true;
+    s->outage_start = uv_now(&s->loop);
+  }
+  start = s->outage_start;
+  if (uv_now(&s->loop) - start >= budget)
+    goto give_up;
+  for (;;) {
+    if (s->abort != NULL && *s->abort)
+      return CLI_EXIT_DETACHED;
+    err = session_connect(s);
+    if (err == 0) {
+      fprintf(stderr, "teleport: reconnected to %s\n", s->conn->addr_norm);
+      s->reconnects++;
+      return CLI_EXIT_OK;
+    }
+    if (s->client == NULL || !transient(err))
+      break;
+    drop_client(s);
+    uv_update_time(&s->loop);
+    if (uv_now(&s->loop) - start >= budget)
+      break;
+    /* 0.1 s, doubling up to 2 s: a reload is back in well under a
+     * second, a restart in a few; no need to hammer either. */
+    if (delay > budget - (uv_now(&s->loop) - start))
+      delay = budget - (uv_now(&s->loop) - start);
+    backoff_sleep(s, delay);
+    delay = delay * 2 > 2000 ? 2000 : delay * 2;
+  }
+  if (s->client != NULL)
+    report_connect(s, err);
+  else
+    fprintf(stderr, "teleport: cannot reconnect to %s: %s\n",
+            s->conn->addr_norm, errstr(err));
+give_up:
+  if (err == 0 || transient(err))
+    fprintf(stderr, "teleport: gave up reconnecting to %s after %gs\n",
+            s->conn->addr_norm, (double)budget / 1000);
+  drop_client(s);
+  return CLI_EXIT_FAIL;
+}
+
+void cli_session_close(cli_session_t *s) {
+  drop_client(s);
   if (s->loop_ready) {
     /* Let any close callback still due run before the loop goes. */
     uv_run(&s->loop, UV_RUN_NOWAIT);
@@ -293,6 +436,15 @@ void cli_report_status(const cli_session_t *s, const char *method,
 
   switch (grpc_status) {
   case JW_GRPC_NOT_FOUND:
+    if (id != NULL && s->reconnects > 0) {
+      /* Known before the connection was lost: the server let it go. */
+      fprintf(stderr,
+              "teleport: job %s not found after reconnecting: the server no "
+              "longer has it (restarted without its record, or it was "
+              "removed)\n",
+              id);
+      return;
+    }
     if (id != NULL) {
       fprintf(stderr, "teleport: job %s not found\n", id);
       return;
@@ -301,6 +453,19 @@ void cli_report_status(const cli_session_t *s, const char *method,
   case JW_GRPC_PERMISSION_DENIED:
     if (id != NULL) {
       fprintf(stderr, "teleport: job %s belongs to another client\n", id);
+      return;
+    }
+    break;
+  case JW_GRPC_FAILED_PRECONDITION:
+    if (id != NULL && strcmp(method, "Signal") == 0) {
+      fprintf(stderr, "teleport: job %s has already ended\n", id);
+      return;
+    }
+    if (id != NULL && strcmp(method, "Remove") == 0) {
+      fprintf(stderr,
+              "teleport: job %s is still running; stop it first "
+              "('teleport stop %s')\n",
+              id, id);
       return;
     }
     break;
@@ -381,19 +546,37 @@ static void unary_on_done(jw_rpc_ccall_t *call, int grpc_status,
   uv_stop(u->loop);
 }
 
-int cli_session_unary(cli_session_t *s, const char *method,
-                      const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *desc, const char *id,
-                      uint64_t timeout_ms, ProtobufCMessage **out) {
+/*
+ * One call, nothing printed: CLI_EXIT_OK with u filled in (u->status says
+ * how the call ended), or err set when the call could not be sent.
+ */
+static int unary_once(cli_session_t *s, const char *path, const uint8_t *buf,
+                      size_t len, uint64_t timeout_ms, unary_t *u, int *err) {
+  memset(u, 0, sizeof(*u));
+  u->loop = &s->loop;
+  *err = s->client != NULL
+             ? jw_rpc_client_call(s->client, path, buf, len, timeout_ms,
+                                  unary_on_msg, unary_on_done, u, NULL)
+             : UV_ENOTCONN;
+  if (*err != 0)
+    return CLI_EXIT_FAIL;
+  if (!cli_session_run_until(s, &u->done))
+    return CLI_EXIT_FAIL;
+  return CLI_EXIT_OK;
+}
+
+int cli_session_call(cli_session_t *s, const char *method,
+                     const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *desc, const char *id,
+                     uint64_t timeout_ms, bool retry, ProtobufCMessage **out) {
   char path[128];
   uint8_t *buf;
   size_t len;
   unary_t u;
   int err, rc = CLI_EXIT_FAIL;
+  uint64_t start;
 
   *out = NULL;
-  memset(&u, 0, sizeof(u));
-  u.loop = &s->loop;
   len = protobuf_c_message_get_packed_size(req);
   buf = malloc(len ? len : 1);
   if (buf == NULL) {
@@ -402,20 +585,47 @@ int cli_session_unary(cli_session_t *s, const char *method,
   }
   protobuf_c_message_pack(req, buf);
   cli_method_path(path, sizeof(path), method);
+  uv_update_time(&s->loop);
+  start = uv_now(&s->loop);
 
-  err = jw_rpc_client_call(s->client, path, buf, len, timeout_ms, unary_on_msg,
-                           unary_on_done, &u, NULL);
-  free(buf);
-  if (err != 0) {
-    fprintf(stderr, "teleport: cannot send the %s request to %s: %s\n", method,
-            s->conn->addr_norm, errstr(err));
-    return CLI_EXIT_FAIL;
+  for (;;) {
+    uint64_t left = timeout_ms;
+    if (timeout_ms > 0) {
+      /* The deadline is the caller's, across reconnects. */
+      uv_update_time(&s->loop);
+      left = uv_now(&s->loop) - start >= timeout_ms
+                 ? 1
+                 : timeout_ms - (uv_now(&s->loop) - start);
+    }
+    rc = unary_once(s, path, buf, len, left, &u, &err);
+    if (!retry || (rc == CLI_EXIT_OK && u.status != JW_GRPC_UNAVAILABLE)) {
+      if (rc == CLI_EXIT_OK)
+        cli_session_progress(s);
+      break;
+    }
+    /* The connection went away under an idempotent call: again. */
+    rc = cli_session_reconnect(s, rc == CLI_EXIT_OK ? u.message
+                                                    : cli_call_error(err));
+    free(u.resp);
+    free(u.message);
+    memset(&u, 0, sizeof(u));
+    if (rc != CLI_EXIT_OK) {
+      free(buf);
+      return rc;
+    }
   }
-  if (!cli_session_run_until(s, &u.done))
+  free(buf);
+  if (rc != CLI_EXIT_OK) {
+    if (err != 0)
+      fprintf(stderr, "teleport: cannot send the %s request to %s: %s\n",
+              method, s->conn->addr_norm, errstr(err));
     goto out;
-
+  }
+  rc = CLI_EXIT_FAIL;
+  s->last_status = u.status;
   if (u.status != JW_GRPC_OK) {
-    cli_report_status(s, method, id, u.status, u.message);
+    if (!(s->quiet_deadline && u.status == JW_GRPC_DEADLINE_EXCEEDED))
+      cli_report_status(s, method, id, u.status, u.message);
   } else if (u.nmsgs != 1 || u.resp == NULL) {
     fprintf(stderr,
             "teleport: the server answered %s with %d messages instead of "
@@ -436,4 +646,11 @@ out:
   free(u.resp);
   free(u.message);
   return rc;
+}
+
+int cli_session_unary(cli_session_t *s, const char *method,
+                      const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *desc, const char *id,
+                      uint64_t timeout_ms, ProtobufCMessage **out) {
+  return cli_session_call(s, method, req, desc, id, timeout_ms, false, out);
 }

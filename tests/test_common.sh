@@ -164,14 +164,16 @@ test_certs() {
   fi
 }
 
-# start_teleportd ADDR: $TELEPORTD in the background on ADDR with $C's
-# server certificate, data in $T/data, log (warn and up) in
-# $T/teleportd.log; sets SERVER_PID.
+# start_teleportd ADDR [FLAG...]: $TELEPORTD in the background on ADDR with
+# $C's server certificate, data in $T/data (or $DATA_DIR), log (warn and
+# up) appended to $T/teleportd.log, and any further teleportd flags; sets
+# SERVER_PID.
 start_teleportd() {
-  mkdir -p "$T/data"
+  local data=${DATA_DIR:-$T/data}
+  mkdir -p "$data"
   "$TELEPORTD" --addr "$1" --cacert "$C/ca.cert" --cert "$C/server.cert" \
-    --key "$C/server.key" --data-dir "$T/data" --stop-timeout 1s \
-    --log-level warn 2>"$T/teleportd.log" &
+    --key "$C/server.key" --data-dir "$data" --stop-timeout 1s \
+    --log-level warn "${@:2}" 2>>"$T/teleportd.log" &
   # shellcheck disable=SC2034 # the caller's, to stop and wait for
   SERVER_PID=$!
 }

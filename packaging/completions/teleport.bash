@@ -37,7 +37,7 @@ _teleport_job_ids() {
 _teleport() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]:-}
-  local commands="start status output stop list health config help"
+  local commands="start status output wait kill stop rm list health config help"
   local conn="--cacert --cert --key --addr --context"
   local global="$conn --help --version"
   COMPREPLY=()
@@ -48,7 +48,16 @@ _teleport() {
     COMPREPLY=($(compgen -f -- "$cur"))
     return 0
     ;;
-  --addr | --context | -e | --env | -C | --dir | --memory | --cpus | --io-read | --io-write | --pids)
+  --addr | --context | -e | --env | -C | --dir | --memory | --cpus | --io-read | --io-write | --pids | \
+    --timeout | --tail | -n | --from)
+    return 0
+    ;;
+  -s | --signal)
+    COMPREPLY=($(compgen -W "TERM KILL INT HUP QUIT USR1 USR2 STOP CONT" -- "$cur"))
+    return 0
+    ;;
+  --state)
+    COMPREPLY=($(compgen -W "running finished" -- "$cur"))
     return 0
     ;;
   --isolate)
@@ -70,7 +79,8 @@ _teleport() {
     else
       case $w in
       --cacert | --cert | --key | --addr | --context | -e | --env | -C | --dir | --memory | \
-        --cpus | --io-read | --io-write | --pids | --isolate) ((i++)) ;;
+        --cpus | --io-read | --io-write | --pids | --isolate | --timeout | --tail | -n | \
+        --from | -s | --signal | --state) ((i++)) ;;
       --) [ "$cmd" = start ] && nargs=$((nargs + 1)) ;;
       -*) ;;
       *) nargs=$((nargs + 1)) ;;
@@ -92,25 +102,31 @@ _teleport() {
       # Past CMD everything is the job's: its own files, most likely.
       COMPREPLY=($(compgen -f -- "$cur"))
     elif [[ $cur == -* ]]; then
-      COMPREPLY=($(compgen -W "-l --listen -e --env -C --dir --json --memory --cpus \
+      COMPREPLY=($(compgen -W "-l --listen -e --env -C --dir --json --timeout --memory --cpus \
         --io-read --io-write --pids --isolate -- $conn --help" -- "$cur"))
     else
       COMPREPLY=($(compgen -c -- "$cur"))
     fi
     ;;
-  status | stop | output)
+  status | stop | output | kill | rm | wait)
     if [[ $cur == -* ]]; then
-      if [ "$cmd" = output ]; then
-        COMPREPLY=($(compgen -W "$conn --help" -- "$cur"))
-      else
-        COMPREPLY=($(compgen -W "--json $conn --help" -- "$cur"))
-      fi
-    elif [ "$nargs" -eq 0 ]; then
+      local flags
+      case $cmd in
+      output) flags="--no-follow --tail -n --from" ;;
+      stop) flags="--timeout --json" ;;
+      status) flags="--json" ;;
+      kill) flags="-s --signal" ;;
+      wait) flags="--timeout" ;;
+      rm) flags="" ;;
+      esac
+      COMPREPLY=($(compgen -W "$flags $conn --help" -- "$cur"))
+    elif [ "$nargs" -eq 0 ] || [ "$cmd" = wait ]; then
+      # wait takes several ids; the others one.
       COMPREPLY=($(compgen -W "$(_teleport_job_ids)" -- "$cur"))
     fi
     ;;
-  list)
-    [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--json $conn --help" -- "$cur"))
+  list | ls)
+    [[ $cur == -* ]] && COMPREPLY=($(compgen -W "--json -q --quiet --state --no-trunc $conn --help" -- "$cur"))
     ;;
   help)
     [ "$nargs" -eq 0 ] && COMPREPLY=($(compgen -W "$commands" -- "$cur"))

@@ -20,12 +20,15 @@ function __teleport_job_ids
     $to $words[1] $conn list --json 2>/dev/null | sed -n 's/^ *{"id":"\([^"\\\\]*\)".*/\1/p'
 end
 
-set -l cmds start status output stop list health config help
+set -l cmds start status output wait kill stop rm list ls health config help
 complete -c teleport -f
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a start -d 'Start a job'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a status -d 'Show a job'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a output -d "Print and follow a job's output"
+complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a wait -d 'Wait until jobs end'
+complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a kill -d 'Send a signal to a job'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a stop -d 'Stop a job'
+complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a rm -d 'Delete a finished job'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a list -d 'List your jobs'
 complete -c teleport -n "not __fish_seen_subcommand_from $cmds" -a help -d 'Show help'
 
@@ -47,6 +50,16 @@ complete -c teleport -n '__fish_seen_subcommand_from start' -l io-write -x -d 'W
 complete -c teleport -n '__fish_seen_subcommand_from start' -l pids -x -d 'Processes and threads at once'
 complete -c teleport -n '__fish_seen_subcommand_from start' -l isolate -x -a 'pid mount net' -d 'Namespaces of its own'
 complete -c teleport -n '__fish_seen_subcommand_from start' -a '(__fish_complete_subcommand --fcs-skip=2)'
-complete -c teleport -n '__fish_seen_subcommand_from start status stop list' -l json -d 'Print JSON'
-complete -c teleport -n '__fish_seen_subcommand_from status stop output' -a '(__teleport_job_ids)' -d 'Job id'
+complete -c teleport -n '__fish_seen_subcommand_from start status stop list ls' -l json -d 'Print JSON'
+complete -c teleport -n '__fish_seen_subcommand_from start' -l timeout -x -d 'The longest the job may run'
+complete -c teleport -n '__fish_seen_subcommand_from stop' -l timeout -x -d 'Grace before SIGKILL'
+complete -c teleport -n '__fish_seen_subcommand_from wait' -l timeout -x -d 'Give up after'
+complete -c teleport -n '__fish_seen_subcommand_from output' -l no-follow -d 'What there is now, then end'
+complete -c teleport -n '__fish_seen_subcommand_from output' -s n -l tail -x -d 'The last N lines'
+complete -c teleport -n '__fish_seen_subcommand_from output' -l from -x -d 'Start at this byte'
+complete -c teleport -n '__fish_seen_subcommand_from kill' -s s -l signal -x -a 'TERM KILL INT HUP QUIT USR1 USR2 STOP CONT' -d 'The signal'
+complete -c teleport -n '__fish_seen_subcommand_from list ls' -s q -l quiet -d 'Ids only'
+complete -c teleport -n '__fish_seen_subcommand_from list ls' -l state -x -a 'running finished' -d 'Running or finished jobs'
+complete -c teleport -n '__fish_seen_subcommand_from list ls' -l no-trunc -d 'Never cut a cell'
+complete -c teleport -n '__fish_seen_subcommand_from status stop output wait kill rm' -a '(__teleport_job_ids)' -d 'Job id'
 complete -c teleport -n '__fish_seen_subcommand_from help' -a "$cmds"

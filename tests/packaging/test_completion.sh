@@ -59,12 +59,15 @@ expect() {
 }
 
 # ---- bash: commands and flags (no server needed) -------------------------
-expect "bash: commands" "start status output stop list health config help" teleport ""
+expect "bash: commands" "start status output wait kill stop rm list health config help" teleport ""
 expect "bash: a command by its prefix" "status stop start" teleport st
 expect "bash: global flags" "--cacert --cert --context" teleport --c
 expect "bash: a command after connection flags" "list" teleport --addr 127.0.0.1:1 li
 expect "bash: per-command flags of start" "--io-read --io-write --isolate" teleport start --i
 expect "bash: per-command flags of list" "--json" teleport list --j
+expect "bash: per-command flags of output" "--no-follow" teleport output --no
+expect "bash: list --state values" "running" teleport list --state r
+expect "bash: kill -s takes a signal name" "USR1 USR2" teleport kill -s US
 expect "bash: --isolate values" "pid pid,mount pid,net pid,mount,net" teleport start --isolate pi
 expect "bash: help COMMAND" "output" teleport help ou
 mkdir -p "$T/files" && touch "$T/files/alice.cert" "$T/files/alice.key"

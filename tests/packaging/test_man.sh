@@ -67,7 +67,7 @@ compare teleportd "$MAN/teleportd.8" "$T/teleportd.help"
 
 "$BUILD/client/teleport" --help >"$T/teleport.help" 2>&1 ||
   fail "teleport --help exits $?"
-for c in start status output stop list; do
+for c in start status output wait kill stop rm list; do
   "$BUILD/client/teleport" "$c" --help >>"$T/teleport.help" 2>&1 ||
     fail "teleport $c --help exits $?"
 done
