@@ -18,7 +18,7 @@ PKGS := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-d
 	groff-base zsh fish prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build asan test run format check-format clean docker-test \
+.PHONY: all deps grpcjs-deps build asan test run format check-format clean docker-test \
 	deb deb-test \
 	fuzz fuzz-regress valgrind lint bench
 
@@ -34,6 +34,35 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    --no-install-recommends $$missing >/dev/null; \
+	fi
+	@missing=$$(command -v node >/dev/null || echo nodejs; \
+	  command -v npm >/dev/null || echo npm); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(MAKE) --no-print-directory grpcjs-deps
+
+# The grpc-js interop suite's node modules, exactly as package-lock.json
+# pins them (by integrity hash), from the npm registry; again only when
+# npm ci has not finished there or the lock file changed since. A failure
+# does not stop the other tests: the grpcjs-interop test then fails and
+# shows this log's tail.
+GRPCJS := tests/interop/grpcjs
+grpcjs-deps:
+	@stamp=$(GRPCJS)/node_modules/.package-lock.json; \
+	if [ ! -f $$stamp ] || [ $(GRPCJS)/package-lock.json -nt $$stamp ]; then \
+	  echo "installing: node modules for $(GRPCJS) (npm ci)"; \
+	  if ! (cd $(GRPCJS) && npm ci --no-audit --no-fund --ignore-scripts \
+	      --fetch-retries=2 --fetch-timeout=60000) \
+	      >$(GRPCJS)/npm-ci.log 2>&1; then \
+	    echo "deps: npm ci in $(GRPCJS) FAILED; grpcjs-interop will fail." \
+	      "From $(GRPCJS)/npm-ci.log:"; \
+	    grep -m 8 '^npm error' $(GRPCJS)/npm-ci.log || \
+	      tail -n 15 $(GRPCJS)/npm-ci.log; \
+	  fi; \
 	fi
 
 $(BUILD)/build.ninja:
