@@ -38,6 +38,8 @@ typedef struct {
    * data directory's disk. */
   const char *io_device;
   bool allow_isolation;
+  /* --check: check flags, files and data directory, then exit. */
+  bool check;
   /* Whether --default-pids was given (else a share of the kernel's max). */
   bool default_pids_set;
   /* The uids allocated to clients' jobs, and the CN -> account file. */

@@ -27,6 +27,7 @@
 #include "jobworker/users.h"
 #include "log.h"
 #include "metrics.h"
+#include "reload.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -40,7 +41,16 @@ typedef struct {
   uv_signal_t sighup;
   int pending; /* parts of the shutdown still running */
   int shutting_down;
+  /* The reload (SIGHUP): the binary to exec, the argv to pass. */
+  char self[4096];
+  char **argv;
+  int reloading;   /* a check or a handover is under way */
+  int reload_fd;   /* the listening socket kept for the next process */
+  uint64_t hup_at; /* uv_hrtime() of the SIGHUP, for the log */
 } server_t;
+
+/* How long open streams get to take their UNAVAILABLE at a reload. */
+#define RELOAD_FLUSH_MS 500
 
 /* The rpc server's callbacks get the service (opts.data): its server. */
 #define SERVER_OF(svc_ptr)                                                     \
@@ -203,12 +213,93 @@ static void part_done(server_t *s) {
   uv_close((uv_handle_t *)&s->sighup, NULL);
 }
 
-/* systemd's ExecReload (and operators used to it) send SIGHUP, whose default
- * action would end the server and every job with it. Until a reload exists
- * the signal is caught, logged and otherwise ignored. */
+/*
+ * The open streams have ended (or were cut after their bound): hand the
+ * jobs over and become the new binary. Nothing of this process serves
+ * any more, so a failure from here on can only end it: the jobs then run
+ * on, unwatched, until the next start finds their records.
+ */
+static void reload_srv_closed(jw_rpc_server_t *srv, void *data) {
+  server_t *s = data;
+  jw_reload_state_t st = {.listen_fd = s->reload_fd};
+  char errbuf[512], n[24], ms[32];
+  (void)srv;
+  s->srv = NULL;
+  int r = jw_supervisor_handover(s->sup, &st.jobs, &st.njobs);
+  if (r != 0) {
+    jw_log(JW_LOG_ERROR, "event", "reload_failed", "error", jw_strerror(r),
+           "msg", "cannot hand the jobs over; exiting", NULL);
+    exit(1);
+  }
+  snprintf(n, sizeof(n), "%zu", st.njobs);
+  snprintf(ms, sizeof(ms), "%.3fms", (double)(uv_hrtime() - s->hup_at) / 1e6);
+  jw_log(JW_LOG_INFO, "event", "reload_exec", "binary", s->self, "jobs", n,
+         "since_signal", ms, NULL);
+  jw_reload_exec(s->self, s->argv, &st, errbuf, sizeof(errbuf));
+  jw_log(JW_LOG_ERROR, "event", "reload_failed", "error", errbuf, "msg",
+         "exiting; the jobs run on and the next start finds them", NULL);
+  exit(1);
+}
+
+/* `teleportd --check` answered: go on with the reload, or stay. */
+static void reload_checked(int ok, const char *why, void *data) {
+  server_t *s = data;
+  if (s->shutting_down)
+    return;
+  if (!ok) {
+    s->reloading = 0;
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "binary", s->self, "error",
+           why, "msg",
+           "the check of the new configuration failed; nothing changed", NULL);
+    return;
+  }
+  s->reload_fd = jw_rpc_server_dup_listen_fd(s->srv);
+  if (s->reload_fd < 0) {
+    s->reloading = 0;
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "error",
+           jw_strerror(s->reload_fd), "msg", "nothing changed", NULL);
+    return;
+  }
+  /*
+   * No new connection is accepted from here (the backlog keeps them for
+   * the next process); streams end with UNAVAILABLE so that clients
+   * reconnect, and what they still have to send gets RELOAD_FLUSH_MS.
+   */
+  jw_rpc_server_end_calls(s->srv, JW_GRPC_UNAVAILABLE,
+                          "teleportd is reloading; reconnect");
+  jw_rpc_server_close(s->srv, RELOAD_FLUSH_MS, reload_srv_closed, s);
+}
+
+/*
+ * SIGHUP (systemd's ExecReload, docker kill -s HUP): check the binary
+ * the server was started from with the same flags, then re-execute it
+ * with the listening socket and the running jobs (server/reload.h).
+ */
 static void on_sighup(uv_signal_t *h, int signum) {
-  jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
-         "reload is not supported yet; nothing changed", NULL);
+  server_t *s = h->data;
+  if (s->shutting_down || s->reloading) {
+    jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
+           s->shutting_down ? "shutting down; no reload"
+                            : "a reload is already under way",
+           NULL);
+    return;
+  }
+  if (s->self[0] == '\0') {
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "msg",
+           "the server's own binary was not found at start; nothing changed",
+           NULL);
+    return;
+  }
+  s->reloading = 1;
+  s->hup_at = uv_hrtime();
+  jw_log(JW_LOG_INFO, "event", "reload", "signal", strsignal(signum), "binary",
+         s->self, NULL);
+  int r = jw_reload_check(&s->loop, s->self, s->argv, reload_checked, s);
+  if (r != 0) {
+    s->reloading = 0;
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "error", uv_strerror(r),
+           "msg", "nothing changed", NULL);
+  }
 }
 
 static void sup_done(jw_supervisor_t *sup, void *data) {
@@ -226,7 +317,7 @@ static void srv_done(jw_rpc_server_t *srv, void *data) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   server_t *s = h->data;
-  if (s->shutting_down) {
+  if (s->shutting_down || s->reload_fd >= 0) {
     jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
            "already shutting down", NULL);
     return;
@@ -332,7 +423,7 @@ static int is_own_leftover(const char *name) {
  * the directory is touched. Returns the lock fd (kept open for the
  * process's life) or -1 after printing why.
  */
-static int claim_data_dir(const char *dir) {
+static int claim_data_dir(const char *dir, int sweep) {
   char path[4200];
   struct stat st;
   int err = jw__mkdir_p(dir, 0700);
@@ -376,7 +467,8 @@ static int claim_data_dir(const char *dir) {
     close(fd);
     return -1;
   }
-  DIR *d = opendir(dir);
+  /* A reload's logs belong to the jobs it hands over. */
+  DIR *d = sweep ? opendir(dir) : NULL;
   int removed = 0;
   if (d != NULL) {
     struct dirent *e;
@@ -393,6 +485,37 @@ static int claim_data_dir(const char *dir) {
            NULL);
   }
   return fd;
+}
+
+/*
+ * `teleportd --check`: the data directory a server would claim, without
+ * its lock (the running server holds it) and without changing anything
+ * but a probe file. Returns 0, or -1 after printing why.
+ */
+static int check_data_dir(const char *dir) {
+  char path[4200];
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    int err = jw__mkdir_p(dir, 0700);
+    if (err != 0) {
+      fprintf(stderr, "teleportd: cannot create data directory %s: %s\n", dir,
+              strerror(-err));
+      return -1;
+    }
+  }
+  if (check_dir_modes(dir) != 0)
+    return -1;
+  snprintf(path, sizeof(path), "%s/.teleportd-check-%ld", dir, (long)getpid());
+  int fd =
+      open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    fprintf(stderr, "teleportd: data directory %s is not writable: %s\n", dir,
+            strerror(errno));
+    return -1;
+  }
+  close(fd);
+  unlink(path);
+  return 0;
 }
 
 /*
@@ -432,7 +555,7 @@ static int io_device(const char *spec, const char *data_dir, dev_t *out) {
  * run left, and checks that the default limits can be enforced. Returns
  * 0, or 2 after printing why the server cannot start.
  */
-static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
+static int setup_cgroups(server_t *s, int reloaded, jw_cgroup_mgr_t **out) {
   static const char *const names[] = {"memory", "cpu", "io", "pids"};
   static const unsigned bits[] = {JW_CG_MEMORY, JW_CG_CPU, JW_CG_IO,
                                   JW_CG_PIDS};
@@ -479,7 +602,8 @@ static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
     jw_log(JW_LOG_INFO, "event", "cgroups", "backend",
            jw_cgroup_mgr_backend(mgr), "limits", caps[0] ? caps : "none",
            "io_device", dev, "parent", name, NULL);
-    r = jw_cgroup_mgr_remove_stale(mgr);
+    /* After a reload, what is there is the handed-over jobs'. */
+    r = reloaded ? 0 : jw_cgroup_mgr_remove_stale(mgr);
     if (r > 0) {
       char n[16];
       snprintf(n, sizeof(n), "%d", r);
@@ -568,11 +692,20 @@ int main(int argc, char **argv) {
   jw_users_t *users = NULL;
   int rc = 1;
 
+  jw_reload_state_t handed = {.listen_fd = -1};
   int r = jw_flags_parse(&s.cfg, argc, argv);
   if (r != 0)
     return r == 1 ? 0 : 2;
   jw_log_set_level(s.cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  s.argv = argv;
+  s.reload_fd = -1;
+  if (!s.cfg.check && jw_reload_self_path(s.self, sizeof(s.self)) != 0)
+    s.self[0] = '\0';
+  if (!s.cfg.check && jw_reload_take(&handed, errbuf, sizeof(errbuf)) < 0) {
+    fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
 
   if (jw_tls_ctx_new_server(s.cfg.cacert, s.cfg.cert, s.cfg.key, &tls, errbuf,
                             sizeof(errbuf)) != 0) {
@@ -594,7 +727,14 @@ int main(int argc, char **argv) {
     jw_tls_ctx_free(tls);
     return 2;
   }
-  int lockfd = claim_data_dir(s.cfg.data_dir);
+  if (s.cfg.check) {
+    jw_tls_ctx_free(tls);
+    if (check_data_dir(s.cfg.data_dir) != 0)
+      return 2;
+    printf("configuration ok\n");
+    return 0;
+  }
+  int lockfd = claim_data_dir(s.cfg.data_dir, handed.listen_fd < 0);
   if (lockfd < 0) {
     jw_tls_ctx_free(tls);
     return 2;
@@ -604,7 +744,7 @@ int main(int argc, char **argv) {
     close(lockfd);
     return 2;
   }
-  if (setup_cgroups(&s, &cgroups) != 0) {
+  if (setup_cgroups(&s, handed.listen_fd >= 0, &cgroups) != 0) {
     jw_users_free(users);
     jw_tls_ctx_free(tls);
     close(lockfd);
@@ -642,6 +782,8 @@ int main(int argc, char **argv) {
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
       .cgroups = cgroups,
+      .handover = handed.jobs,
+      .nhandover = handed.njobs,
   };
   r = jw_supervisor_new(&s.loop, &sopts, &s.sup);
   if (r != 0) {
@@ -678,6 +820,8 @@ int main(int argc, char **argv) {
       .max_connections_per_client = (uint32_t)s.cfg.max_connections_per_client,
       .http_gets = gets,
       .nhttp_gets = 1,
+      .adopt_listen_fd = handed.listen_fd >= 0,
+      .listen_fd = handed.listen_fd,
   };
   r = jw_rpc_server_start(&s.loop, &ropts, &s.srv);
   if (r != 0) {
@@ -696,8 +840,15 @@ int main(int argc, char **argv) {
   raise_nofile();
   char port[16];
   snprintf(port, sizeof(port), "%d", jw_rpc_server_port(s.srv));
-  jw_log(JW_LOG_INFO, "event", "listening", "addr", s.cfg.addr, "port", port,
-         "data_dir", s.cfg.data_dir, NULL);
+  jw_log(JW_LOG_INFO, "event", handed.listen_fd >= 0 ? "reloaded" : "listening",
+         "addr", s.cfg.addr, "port", port, "data_dir", s.cfg.data_dir,
+         "running_jobs",
+         handed.listen_fd >= 0 ? (snprintf(errbuf, sizeof(errbuf), "%zu",
+                                           jw_supervisor_running(s.sup)),
+                                  errbuf)
+                               : NULL,
+         NULL);
+  jw_reload_state_free(&handed);
 
   uv_signal_init(&s.loop, &s.sigterm);
   uv_signal_init(&s.loop, &s.sigint);

@@ -356,7 +356,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
 
   if (sup == NULL || spec == NULL || id_out == NULL)
     return JW_EINVAL;
-  if (sup->shutting_down)
+  if (sup->shutting_down || sup->handed_over)
     return JW_ECLOSED;
   if (spec->command == NULL || spec->command[0] == '\0' ||
       (spec->nargs > 0 && spec->args == NULL) ||
@@ -646,7 +646,8 @@ void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
     return;
   JW__CHECK(!sup->closing, "jw_supervisor_close: called twice");
   sup->closing = 1;
-  sup->keep_logs = keep_logs;
+  /* Handed-over jobs' logs are the next process's. */
+  sup->keep_logs = keep_logs || sup->handed_over;
   sup->close_cb = close_cb;
   sup->close_data = data;
   if (sup->done)

@@ -82,6 +82,7 @@ struct jw_supervisor_s {
   int closing; /* jw_supervisor_close was called */
   int handles_closing;
   int keep_logs;
+  int handed_over; /* jw_supervisor_handover: its running jobs are gone */
   void (*close_cb)(jw_supervisor_t *sup, void *data);
   void *close_data;
 };

@@ -1,0 +1,120 @@
+/*
+ * A reload's handover of running jobs: jw_supervisor_handover gives every
+ * running job's process away (jw_process_handover) for an execve(2) to
+ * pass on, and jw__job_adopt takes one back in the next process, from
+ * the job's restored record and what the previous process handed over.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jobworker/supervisor.h"
+#include "supervisor_int.h"
+
+/* A handed-over process's handles are closed: it was never ours to end. */
+static void on_handed_closed(jw_process_t *proc, void *data) {
+  struct job *j = data;
+  (void)proc;
+  j->proc = NULL;
+  if (j->removed)
+    jw__job_free(j);
+  j->sup->closing_procs--;
+}
+
+/*
+ * Checks that n more descriptors can be opened, by opening them and
+ * closing them again. Returns 0 or -errno (-EMFILE).
+ */
+static int reserve_fds(size_t n) {
+  int *fds = n > 0 ? malloc(n * sizeof(*fds)) : NULL;
+  size_t k;
+  int err = 0;
+  if (n > 0 && fds == NULL)
+    return -ENOMEM;
+  for (k = 0; k < n; k++) {
+    if ((fds[k] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+      err = -errno;
+      break;
+    }
+  }
+  while (k > 0)
+    close(fds[--k]);
+  free(fds);
+  return err;
+}
+
+int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
+                           size_t *n) {
+  jw_job_handover_t *hs;
+  struct job **handed;
+  jw__list_t *node;
+  size_t count = 0, i = 0;
+  int err = 0;
+
+  if (sup == NULL || out == NULL || n == NULL)
+    return JW_EINVAL;
+  if (sup->shutting_down || sup->handed_over || sup->closing)
+    return JW_ECLOSED;
+  jw__list_foreach(node, &sup->table.jobs) {
+    struct job *j = job_of(jw__jobent_of_age(node));
+    if (!j->e.final && j->proc != NULL)
+      count++;
+  }
+  hs = calloc(count > 0 ? count : 1, sizeof(*hs));
+  handed = calloc(count > 0 ? count : 1, sizeof(*handed));
+  if (hs == NULL || handed == NULL) {
+    free(hs);
+    free(handed);
+    return -ENOMEM;
+  }
+  /*
+   * A process handed over is no longer watched here, so the handover must
+   * not fail half way: the descriptors it will dup (four per job at most)
+   * are reserved first and given back just before, on this thread.
+   */
+  if ((err = reserve_fds(4 * count)) < 0) {
+    free(hs);
+    free(handed);
+    return err;
+  }
+  jw__list_foreach(node, &sup->table.jobs) {
+    struct job *j = job_of(jw__jobent_of_age(node));
+    jw_process_handover_t ph;
+    jw_job_handover_t *h;
+    if (j->e.final || j->proc == NULL)
+      continue;
+    /*
+     * Only running out of descriptors after all can refuse one: that job
+     * stays here, and the next process ends it as found running.
+     */
+    if (jw_process_handover(j->proc, &ph) < 0)
+      continue;
+    handed[i] = j;
+    h = &hs[i++];
+    memcpy(h->id, j->e.id, sizeof(h->id));
+    h->pid = ph.pid;
+    h->pidfd = ph.pidfd;
+    h->out_fd = ph.out_fd;
+    h->err_fd = ph.err_fd;
+    h->status_fd = ph.status_fd;
+    h->reaped = ph.reaped;
+    h->wstatus = ph.wstatus;
+    h->kill_in_ms = ph.kill_in_ms;
+    h->stop_reason = ph.stop_requested ? JW_END_STOPPED : JW_END_NONE;
+  }
+  /* Every record and log on disk, for the next process to find. */
+  sup->handed_over = 1;
+  /* Out of the running count, so that a close completes without them. */
+  for (size_t k = 0; k < i; k++) {
+    struct job *j = handed[k];
+    jw__jobtable_set_final(&sup->table, &j->e);
+    sup->closing_procs++;
+    jw_process_close(j->proc, on_handed_closed, j);
+  }
+  free(handed);
+  *out = hs;
+  *n = i;
+  return 0;
+}
