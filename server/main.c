@@ -782,6 +782,8 @@ int main(int argc, char **argv) {
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
       .cgroups = cgroups,
+      /* A reload's jobs are found again through their records. */
+      .durable = true,
       .handover = handed.jobs,
       .nhandover = handed.njobs,
   };

@@ -2,7 +2,8 @@
  * A reload's handover of running jobs: jw_supervisor_handover gives every
  * running job's process away (jw_process_handover) for an execve(2) to
  * pass on, and jw__job_adopt takes one back in the next process, from
- * the job's restored record and what the previous process handed over.
+ * the job's restored record (restore.c) and what the previous process
+ * handed over.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,8 +103,18 @@ int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
     h->reaped = ph.reaped;
     h->wstatus = ph.wstatus;
     h->kill_in_ms = ph.kill_in_ms;
-    h->stop_reason = ph.stop_requested ? JW_END_STOPPED : JW_END_NONE;
+    h->stop_reason = ph.stop_requested ? j->stop_reason : JW_END_NONE;
+    if (ph.stop_requested && h->stop_reason == JW_END_NONE)
+      h->stop_reason = JW_END_STOPPED;
+    /* Its record as of now (counters, pid), for the next process. */
+    (void)jw__job_save(j, 1);
   }
+  /*
+   * Every record and log on disk before the exec. They are in the page
+   * cache already (written whole and renamed), so the next process finds
+   * them either way; the fsync is for a power loss right after.
+   */
+  jw__durable_flush_now(sup);
   /* Every record and log on disk, for the next process to find. */
   sup->handed_over = 1;
   /* Out of the running count, so that a close completes without them. */
@@ -116,5 +127,53 @@ int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
   free(handed);
   *out = hs;
   *n = i;
+  return 0;
+}
+
+/* Closes what a handover entry passed on, when nothing adopts it. */
+static void close_entry(const jw_job_handover_t *h) {
+  const int fds[] = {h->pidfd, h->out_fd, h->err_fd, h->status_fd};
+  for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+}
+
+int jw__job_adopt(jw_supervisor_t *sup, struct job *j,
+                  const jw_job_handover_t *h) {
+  jw_process_options_t po;
+  jw_process_handover_t ph;
+  int err;
+
+  /* The record and the handover must name the same process. */
+  if (h->pid <= 0 || h->pid != j->status.pid) {
+    close_entry(h);
+    return -ESRCH;
+  }
+  memset(&po, 0, sizeof(po));
+  po.command = j->command;
+  po.on_output = jw__job_on_output;
+  po.on_exit = jw__job_on_exit;
+  po.data = j;
+  po.cgroup = j->cg;
+  po.isolation = j->isolation;
+  memset(&ph, 0, sizeof(ph));
+  ph.pid = h->pid;
+  ph.pidfd = h->pidfd;
+  ph.out_fd = h->out_fd;
+  ph.err_fd = h->err_fd;
+  ph.status_fd = h->status_fd;
+  ph.reaped = h->reaped != 0;
+  ph.wstatus = h->wstatus;
+  ph.stop_requested = h->stop_reason != JW_END_NONE;
+  ph.kill_in_ms = h->kill_in_ms;
+  ph.started_at_ns = j->status.started_at_ns;
+  err = jw_process_adopt(sup->loop, &po, &ph, &j->proc);
+  if (err < 0) {
+    close_entry(h);
+    j->proc = NULL;
+    return err;
+  }
+  j->stop_reason = h->stop_reason;
+  jw_process_status(j->proc, &j->status);
   return 0;
 }

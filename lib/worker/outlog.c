@@ -410,3 +410,58 @@ void jw_outlog_reader_close(jw_outlog_reader_t *reader) {
   if (!maybe_free(log))
     maybe_release_fd(log);
 }
+
+int jw_outlog_reopen(const char *path, jw_outlog_t **out, uint64_t *cut) {
+  jw_outlog_t *log;
+  struct stat st;
+  uint64_t off = 0;
+  int err;
+
+  if (path == NULL || out == NULL)
+    return -EINVAL;
+  log = calloc(1, sizeof(*log));
+  if (log == NULL || (log->path = strdup(path)) == NULL) {
+    free(log);
+    return -ENOMEM;
+  }
+  jw__list_init(&log->readers);
+  log->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (log->fd < 0 || fstat(log->fd, &st) < 0) {
+    err = -errno;
+    goto fail;
+  }
+  /* Whole records only: the first one that does not fit ends the log. */
+  while (off + HDR_LEN <= (uint64_t)st.st_size) {
+    unsigned char hdr[HDR_LEN];
+    uint32_t len;
+    if ((err = pread_full(log->fd, hdr, HDR_LEN, off)) < 0)
+      goto fail;
+    len = (uint32_t)hdr[1] | (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3] << 16 |
+          (uint32_t)hdr[4] << 24;
+    if ((hdr[0] != JW_STDOUT && hdr[0] != JW_STDERR) || len > MAX_RECORD ||
+        off + HDR_LEN + len > (uint64_t)st.st_size)
+      break;
+    off += HDR_LEN + (uint64_t)len;
+    log->bytes += len;
+  }
+  if (off < (uint64_t)st.st_size) {
+    while ((err = ftruncate(log->fd, (off_t)off)) < 0 && errno == EINTR)
+      ;
+    if (err < 0) {
+      err = -errno;
+      goto fail;
+    }
+  }
+  if (cut != NULL)
+    *cut = (uint64_t)st.st_size - off;
+  log->size = off;
+  *out = log;
+  return 0;
+
+fail:
+  if (log->fd >= 0)
+    close(log->fd);
+  free(log->path);
+  free(log);
+  return err;
+}

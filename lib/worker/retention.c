@@ -81,6 +81,21 @@ void jw__job_on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
   }
 }
 
+void jw__job_free(struct job *j) {
+  size_t i;
+  free(j->command);
+  if (j->args != NULL)
+    for (i = 0; i < j->nargs; i++)
+      free(j->args[i]);
+  free(j->args);
+  if (j->env != NULL)
+    for (i = 0; i < j->nenv; i++)
+      free(j->env[i]);
+  free(j->env);
+  free(j->working_dir);
+  free(j);
+}
+
 /*
  * Removes a finished job: out of the table, its pending stops answered,
  * its log file unlinked (a subscriber still reading keeps the data until
@@ -93,6 +108,7 @@ void jw__supervisor_remove_job(jw_supervisor_t *sup, struct job *j) {
   /* Its file's name goes now; its space once the last reader closes. */
   jw__jobtable_remove(&sup->table, &j->e);
   jw_outlog_close(j->log, 1);
+  jw__job_unsave(sup, j);
   j->log = NULL;
   j->removed = 1;
   if (j->proc == NULL)

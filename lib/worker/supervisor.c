@@ -73,6 +73,9 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   sup->drop_data = opts->data;
   sup->on_job_start = opts->on_job_start;
   sup->on_job_end = opts->on_job_end;
+  sup->durable = opts->durable;
+  sup->keep_env = opts->keep_env;
+  sup->on_record_error = opts->on_record_error;
   if (jw_cgroup_mgr_caps(opts->cgroups) & JW_CG_KILL)
     sup->cgroups = opts->cgroups;
   jw__list_init(&sup->defer_queue);
@@ -90,6 +93,12 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
     uv_timer_init(loop, &sup->cg_timer);
     sup->cg_timer.data = sup;
     sup->cg_timer_open = 1;
+  }
+  jw__durable_init(sup);
+  /* Nothing of it is on the loop yet but timers: a close frees it all. */
+  if (sup->durable && (err = jw__supervisor_restore(sup, opts)) < 0) {
+    jw_supervisor_close(sup, 1, NULL, NULL);
+    return err;
   }
   *out = sup;
   return 0;
@@ -142,6 +151,7 @@ static void fill_info(struct job *j, jw_job_info_t *info) {
     }
   }
   info->usage = j->usage;
+  info->end_reason = j->e.final ? j->end_reason : JW_END_NONE;
 }
 
 /*
@@ -231,7 +241,7 @@ static void on_cg_timer(uv_timer_t *t) {
  * Removes a job's cgroup, now or, while killed processes are still
  * leaving it, from a timer.
  */
-static void release_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg) {
+void jw__supervisor_release_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg) {
   struct cg_retry *r;
   if (cg == NULL || jw_cgroup_remove(cg) == 0)
     return;
@@ -265,20 +275,22 @@ static void on_job_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
-static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
-                       void *data) {
+void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
+                     void *data) {
   struct job *j = data;
   jw_supervisor_t *sup = j->sup;
 
   j->status = *st;
   jw__jobtable_set_final(&sup->table, &j->e);
+  j->fin_seq = ++sup->seq;
   /* The figures come from the cgroup, so they are read before it goes. */
   if (j->cg != NULL) {
     jw_cgroup_t *cg = j->cg;
     jw_cgroup_usage(cg, &j->usage);
     j->cg = NULL;
-    release_cgroup(sup, cg);
+    jw__supervisor_release_cgroup(sup, cg);
   }
+  j->end_reason = jw__job_end_reason(j, st);
   /*
    * The close is counted before any callback of ours runs, so that a
    * shutdown started from one of them waits for it.
@@ -287,6 +299,7 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
   jw_process_close(proc, on_job_closed, j);
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
+  (void)jw__job_save(j, 1);
   if (sup->on_job_end != NULL) {
     jw_job_info_t info;
     fill_info(j, &info);
@@ -333,16 +346,6 @@ static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
       return 0;
   }
   return -EEXIST;
-}
-
-void jw__job_free(struct job *j) {
-  size_t i;
-  free(j->command);
-  if (j->args != NULL)
-    for (i = 0; i < j->nargs; i++)
-      free(j->args[i]);
-  free(j->args);
-  free(j);
 }
 
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
@@ -411,6 +414,8 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
       goto fail;
     }
   }
+  if (sup->durable && (err = jw__job_keep_spec(j, spec)) < 0)
+    goto fail;
   err = make_id(sup, j->e.id);
   if (err < 0)
     goto fail;
@@ -428,10 +433,10 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
      * Not named after the job: /proc/PID/cgroup is world-readable, and
      * another tenant's job must not learn this job's id from it.
      */
-    char cg_name[JW_ID_LEN + 4] = "cg-";
-    if ((err = random_hex(cg_name + 3, JW_ID_LEN / 2)) < 0)
+    memcpy(j->cg_name, "cg-", 3);
+    if ((err = random_hex(j->cg_name + 3, JW_ID_LEN / 2)) < 0)
       goto fail;
-    err = jw_cgroup_create(sup->cgroups, cg_name, &spec->limits, &j->cg);
+    err = jw_cgroup_create(sup->cgroups, j->cg_name, &spec->limits, &j->cg);
     if (err < 0) {
       if (err != -ENOMEM)
         err = JW_EUNSUPPORTED;
@@ -447,11 +452,19 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   po.nenv = spec->nenv;
   po.working_dir = spec->working_dir;
   po.on_output = jw__job_on_output;
-  po.on_exit = on_exit_cb;
+  po.on_exit = jw__job_on_exit;
   po.data = j;
   po.cgroup = j->cg;
   po.isolation = spec->isolation;
   po.creds = spec->creds;
+  /*
+   * The record is on disk before the process exists (a crash from here on
+   * finds its cgroup by name) and the Start is answered only after it.
+   */
+  j->status.state = JW_PROC_RUNNING;
+  j->age_seq = ++sup->seq;
+  if (sup->durable && (err = jw__job_save_as(j, o->name, 0)) < 0)
+    goto fail;
   err = jw_process_new(sup->loop, &po, &j->proc);
   if (err < 0) {
     if (err == -EINVAL)
@@ -469,6 +482,11 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   free(path);
   jw_process_status(j->proc, &j->status);
   jw__jobtable_insert(&sup->table, &j->e, o);
+  if (sup->durable) {
+    /* With its pid: what a restart checks before it kills that pid. */
+    j->pid_start = jw__record_pid_start(j->status.pid);
+    (void)jw__job_save(j, 0);
+  }
   memcpy(id_out, j->e.id, JW_ID_LEN + 1);
   if (sup->on_job_start != NULL) {
     jw_job_info_t info;
@@ -478,8 +496,9 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   return 0;
 
 fail:
-  release_cgroup(sup, j->cg);
+  jw__supervisor_release_cgroup(sup, j->cg);
   jw_outlog_close(j->log, 1);
+  jw__job_unsave(sup, j);
   free(path);
   jw__jobtable_owner_put(&sup->table, o);
   jw__job_free(j);
@@ -511,6 +530,8 @@ int jw_supervisor_stop(jw_supervisor_t *sup, jw_stop_req_t *req, const char *id,
     if (err < 0)
       return err;
   } else {
+    if (j->stop_reason == JW_END_NONE)
+      j->stop_reason = JW_END_STOPPED;
     jw_process_stop(j->proc, sup->grace_ms);
   }
   req->cb_ = cb;
@@ -586,8 +607,11 @@ static void begin_shutdown(jw_supervisor_t *sup) {
   sup->shutting_down = 1;
   jw__list_foreach(n, &sup->table.jobs) {
     struct job *j = job_of(jw__jobent_of_age(n));
-    if (!j->e.final && j->proc != NULL)
+    if (!j->e.final && j->proc != NULL) {
+      if (j->stop_reason == JW_END_NONE)
+        j->stop_reason = JW_END_SERVER_SHUTDOWN;
       jw_process_stop(j->proc, sup->grace_ms);
+    }
   }
   maybe_shutdown_done(sup);
 }
@@ -607,7 +631,10 @@ int jw_supervisor_shutdown(jw_supervisor_t *sup,
 
 /* The last handle is closed: nothing of the loop points here any more. */
 static void on_handle_closed(uv_handle_t *h) {
-  jw_supervisor_t *sup = h->data;
+  jw__supervisor_handle_closed(h->data);
+}
+
+void jw__supervisor_handle_closed(jw_supervisor_t *sup) {
   jw__list_t *n, *tmp;
 
   if (--sup->handles_closing > 0)
@@ -622,8 +649,14 @@ static void on_handle_closed(uv_handle_t *h) {
     jw_cgroup_free(j->cg);
     jw__jobtable_remove(&sup->table, &j->e);
     jw_outlog_close(j->log, !sup->keep_logs);
+    /* Records go with their logs: kept together or removed together. */
+    if (!sup->keep_logs)
+      jw__job_unsave(sup, j);
     jw__job_free(j);
   }
+  if (sup->keep_logs)
+    jw__durable_flush_now(sup);
+  free(sup->pend);
   jw__jobtable_destroy(&sup->table);
   free(sup->data_dir);
   free(sup);
@@ -637,6 +670,7 @@ static void close_handles(jw_supervisor_t *sup) {
     sup->handles_closing++;
     uv_close((uv_handle_t *)&sup->cg_timer, on_handle_closed);
   }
+  sup->handles_closing += jw__durable_close(sup);
 }
 
 void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,

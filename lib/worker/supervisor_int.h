@@ -13,6 +13,7 @@
 #include "jobtable_int.h"
 #include "jobworker/supervisor.h"
 #include "list.h"
+#include "record.h"
 
 struct job {
   jw__jobent_t e; /* id, owner, place in the table */
@@ -34,6 +35,16 @@ struct job {
   uint64_t usage_at;       /* uv_hrtime() of the cached read, 0: none */
   unsigned drops_reported; /* DROP_* bits already passed to on_drop */
   int removed; /* out of the table; freed once its process is closed */
+  /* What its record keeps beyond the status (durable.c). */
+  char *working_dir; /* NULL: inherited */
+  char **env;        /* only with keep_env; nenv entries */
+  size_t nenv;
+  char cg_name[JW__REC_MAX_CG_NAME + 1]; /* its cgroup's; "": none */
+  uint64_t pid_start;                    /* jw__record_pid_start(pid) */
+  uint64_t age_seq;           /* the order of starts, kept across restarts */
+  uint64_t fin_seq;           /* the order jobs became final in; 0 until then */
+  jw_end_reason_t end_reason; /* JW_END_NONE until final */
+  jw_end_reason_t stop_reason; /* why a stop was asked for first */
 };
 
 #define DROP_CAP 1
@@ -85,6 +96,19 @@ struct jw_supervisor_s {
   int handed_over; /* jw_supervisor_handover: its running jobs are gone */
   void (*close_cb)(jw_supervisor_t *sup, void *data);
   void *close_data;
+  /* Durable records (durable.c, restore.c). */
+  int durable;
+  int keep_env;
+  void (*on_record_error)(const char *path, int err, const char *why,
+                          void *data);
+  uint64_t seq;            /* the last age_seq or fin_seq given */
+  uv_timer_t flush_timer;  /* the next batched fsync; open while durable */
+  uv_work_t flush_work;    /* the fsync in the thread pool */
+  int flush_busy;          /* flush_work is queued */
+  jw__record_sync_t *pend; /* records written since the last flush */
+  size_t npend, pend_cap;
+  jw__record_sync_t *syncing; /* what flush_work syncs */
+  size_t nsyncing;
 };
 
 static inline struct job *job_of(jw__jobent_t *e) {
@@ -102,6 +126,10 @@ void jw__job_fire_stops(struct job *j, int err);
 /* Frees a job that is out of the table and has no process. */
 void jw__job_free(struct job *j);
 
+/* The process's exit callback: the job becomes final. */
+void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
+                     void *data);
+
 /* The process's output callback: the caps, then the log. */
 void jw__job_on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,
                        size_t len, void *data);
@@ -114,6 +142,66 @@ void jw__supervisor_remove_job(jw_supervisor_t *sup, struct job *j);
 
 /* Keeps at most max_finished_per_owner of o's finished jobs. */
 void jw__supervisor_retain_finished(jw_supervisor_t *sup, jw__owner_t *o);
+
+/* Removes a job's cgroup, now or (processes still leaving it) later. */
+void jw__supervisor_release_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg);
+
+/* One of the supervisor's handles or requests is closed (done). */
+void jw__supervisor_handle_closed(jw_supervisor_t *sup);
+
+/* Why a job that ended with st ended (its stop_reason, the cgroup's OOM). */
+jw_end_reason_t jw__job_end_reason(const struct job *j,
+                                   const jw_proc_status_t *st);
+
+/*
+ * Durable records (durable.c). jw__job_save writes the job's record as it
+ * is now and queues its fsync for the next flush (at most FLUSH_MS from
+ * now); with_log also fsyncs its log then. Returns 0 or -errno (also
+ * reported to on_record_error). Does nothing without durable.
+ */
+int jw__job_save(struct job *j, int with_log);
+
+/* The same, for a job not in the table yet (its owner named here). */
+int jw__job_save_as(struct job *j, const char *owner, int with_log);
+
+/* Keeps what a record needs of the spec (working dir; env with keep_env). */
+int jw__job_keep_spec(struct job *j, const jw_job_spec_t *spec);
+
+/* Removes the job's record file (with durable). */
+void jw__job_unsave(jw_supervisor_t *sup, const struct job *j);
+
+/* Opens the flush timer (with durable). */
+void jw__durable_init(jw_supervisor_t *sup);
+
+/*
+ * Begins closing the flush timer and waits for a flush in flight; each
+ * ends with jw__supervisor_handle_closed. Returns how many there are.
+ */
+int jw__durable_close(jw_supervisor_t *sup);
+
+/* fsyncs what is pending now, on the calling thread (the last close). */
+void jw__durable_flush_now(jw_supervisor_t *sup);
+
+/*
+ * Restores the jobs whose records are in the data directory (restore.c):
+ * finished ones as they were, running ones adopted from opts->handover
+ * (jw__job_adopt) or killed and made final with JW_END_SERVER_CRASH.
+ * A record that cannot be read is reported to on_record_error and left
+ * where it is. Returns 0 or -ENOMEM.
+ */
+int jw__supervisor_restore(jw_supervisor_t *sup,
+                           const jw_supervisor_options_t *opts);
+
+/*
+ * Adopts a job that was running in the process that exec'd this one
+ * (handover.c): j is in the table as running, with its record's fields,
+ * its log reopened for appending and its cgroup (j->cg) opened when it had
+ * one; h is its handover entry (h->id is j's id). On success j->proc is
+ * the adopted process and the job goes on as if started here. Returns 0,
+ * or a negative code: the restore then ends the job as a crashed one.
+ */
+int jw__job_adopt(jw_supervisor_t *sup, struct job *j,
+                  const jw_job_handover_t *h);
 
 /*
  * For tests: writes all output the job has so far, stdout records to

@@ -44,6 +44,16 @@ typedef void (*jw_outlog_notify_cb)(jw_outlog_reader_t *reader, void *data);
 int jw_outlog_create(const char *path, jw_outlog_t **out);
 
 /*
+ * Opens the log file a previous process left at path (O_NOFOLLOW), to be
+ * read and appended to as if this process had written it: its records are
+ * scanned, and a torn tail (a header or payload cut short by a crash, or
+ * a header that is no record's) is cut off, so that readers never see
+ * half a record. *cut, when not NULL, gets the bytes cut. Returns 0, or
+ * -errno.
+ */
+int jw_outlog_reopen(const char *path, jw_outlog_t **out, uint64_t *cut);
+
+/*
  * Appends one chunk of output. Returns 0, JW_ECLOSED after
  * jw_outlog_finish, JW_ELIMIT when some or all of it was past the cap
  * set with jw_outlog_set_max (the part that fit is kept), or -errno (the

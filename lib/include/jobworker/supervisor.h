@@ -139,6 +139,14 @@ typedef struct {
    */
   bool durable;
   bool keep_env; /* also write env values into records (they carry secrets) */
+  /*
+   * Called when a record cannot be written (err: -ENOSPC, ...) or, at
+   * jw_supervisor_new, read (err: -EBADMSG for a torn or corrupt one, which
+   * is then left where it is and its job not restored); path names the
+   * file, why says what was wrong. May be NULL. data is the options' data.
+   */
+  void (*on_record_error)(const char *path, int err, const char *why,
+                          void *data);
   const jw_job_handover_t *handover; /* running jobs to adopt; may be NULL */
   size_t nhandover;
 } jw_supervisor_options_t;
