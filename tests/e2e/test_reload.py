@@ -211,10 +211,19 @@ def main():
     check(s1.pid == pid and s1.state == pb.JOB_STATE_RUNNING,
           "after the first reload the job runs with the same pid (%d, %s)"
           % (s1.pid, pb.JobState.Name(s1.state)))
-    got = b"".join(m.data for m in stub.GetOutput(
-        pb.GetOutputRequest(id=st.id, no_follow=True), timeout=30, wait_for_ready=True))
-    check(len(got) > len(follower.data) - 1 and WANT.startswith(got),
-          "a new GetOutput after the reload gets the output from its start")
+    # A new follow GetOutput gets the output from its first byte on.
+    again = Follower(stub, st.id)
+    again.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and \
+            len(again.data) <= len(follower.data):
+        time.sleep(0.05)
+    got = again.data
+    again.call.cancel()
+    again.join(30)
+    check(len(got) > len(follower.data) and WANT.startswith(got),
+          "a new GetOutput after the reload gets the output from its start "
+          "(%d bytes, %d before the reload)" % (len(got), len(follower.data)))
 
     # A broken certificate file: the reload is refused, nothing changes.
     shutil.copyfile(os.path.join(live, "server.cert"),
