@@ -14,16 +14,6 @@
 #include "jobworker/supervisor.h"
 #include "supervisor_int.h"
 
-/* A handed-over process's handles are closed: it was never ours to end. */
-static void on_handed_closed(jw_process_t *proc, void *data) {
-  struct job *j = data;
-  (void)proc;
-  j->proc = NULL;
-  if (j->removed)
-    jw__job_free(j);
-  j->sup->closing_procs--;
-}
-
 /*
  * Checks that n more descriptors can be opened, by opening them and
  * closing them again. Returns 0 or -errno (-EMFILE).
@@ -122,7 +112,7 @@ int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
     struct job *j = handed[k];
     jw__jobtable_set_final(&sup->table, &j->e);
     sup->closing_procs++;
-    jw_process_close(j->proc, on_handed_closed, j);
+    jw_process_close(j->proc, jw__job_on_closed, j);
   }
   free(handed);
   *out = hs;

@@ -263,7 +263,7 @@ static void on_proc_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
-static void on_job_closed(jw_process_t *proc, void *data) {
+void jw__job_on_closed(jw_process_t *proc, void *data) {
   struct job *j = data;
   jw_supervisor_t *sup = j->sup;
   (void)proc;
@@ -296,7 +296,7 @@ void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
    * shutdown started from one of them waits for it.
    */
   sup->closing_procs++;
-  jw_process_close(proc, on_job_closed, j);
+  jw_process_close(proc, jw__job_on_closed, j);
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
   (void)jw__job_save(j, 1);

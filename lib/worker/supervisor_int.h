@@ -126,6 +126,9 @@ void jw__job_fire_stops(struct job *j, int err);
 /* Frees a job that is out of the table and has no process. */
 void jw__job_free(struct job *j);
 
+/* The process's close callback: the job has no process any more. */
+void jw__job_on_closed(jw_process_t *proc, void *data);
+
 /* The process's exit callback: the job becomes final. */
 void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
                      void *data);
