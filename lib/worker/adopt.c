@@ -95,6 +95,13 @@ int jw_process_adopt(uv_loop_t *loop, const jw_process_options_t *opts,
     }
   }
   jw__process_watch(p, reaper);
+  /*
+   * Without pidfds the exit is seen at a SIGCHLD, and one the child sent
+   * before this program watched for it (during the exec) is gone: one of
+   * our own makes the loop's watch look at every process it waits for.
+   */
+  if (reaper != NULL)
+    kill(getpid(), SIGCHLD);
   if (h->stop_requested)
     jw__process_arm_kill(p, h->kill_in_ms);
   *out = p;

@@ -479,7 +479,8 @@ error:
 }
 
 int jw_process_signal(jw_process_t *proc, int sig) {
-  if (proc == NULL || !proc->started || proc->reaped || proc->closing)
+  if (proc == NULL || !proc->started || proc->reaped || proc->closing ||
+      proc->handed_over)
     return JW_ECLOSED;
   if (kill(-proc->st.pid, sig) == 0)
     return 0;
@@ -497,7 +498,8 @@ int jw_process_signal(jw_process_t *proc, int sig) {
 }
 
 int jw_process_stop(jw_process_t *proc, uint64_t grace_ms) {
-  if (proc == NULL || !proc->started || proc->final || proc->closing)
+  if (proc == NULL || !proc->started || proc->final || proc->closing ||
+      proc->handed_over)
     return JW_ECLOSED;
   if (proc->stop_requested || proc->reaped)
     return 0;

@@ -481,6 +481,8 @@ START_TEST(test_handover_output_exact) {
   wait_output(&loop, &a, "line199\n", 10000);
   ck_assert_int_eq(jw_process_handover(a.proc, &h), 0);
   ck_assert_int_eq(jw_process_handover(a.proc, &h), JW_ECLOSED);
+  ck_assert_int_eq(jw_process_stop(a.proc, 100), JW_ECLOSED);
+  ck_assert_int_eq(jw_process_signal(a.proc, SIGTERM), JW_ECLOSED);
   jw_process_status(a.proc, &a.st);
   ck_assert_int_eq(h.pid, a.st.pid);
   ck_assert_int_eq(fcntl(h.out_fd, F_GETFD) & FD_CLOEXEC, 0);
@@ -530,6 +532,36 @@ START_TEST(test_handover_pending_stop) {
   ck_assert_int_eq(b.st.signal, SIGKILL);
   ctx_free(&a);
   finish(&loop, &b);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/*
+ * Without pidfds (the SIGCHLD fallback), a child that ended before it was
+ * adopted, whose SIGCHLD nobody watched, is still seen to end.
+ */
+START_TEST(test_adopt_exited_no_pidfd) {
+  jw_process_config_t force = {.no_pidfd = true};
+  const char *fork_mode = getenv("CK_FORK");
+  jw_process_handover_t h;
+  siginfo_t si;
+  uv_loop_t loop;
+  struct ctx c;
+  if (fork_mode != NULL && strcmp(fork_mode, "no") == 0)
+    return;
+  ck_assert_int_eq(jw_process_configure(&force), 0);
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("echo gone; exit 9", &h);
+  /* A zombie now, its SIGCHLD already delivered to nobody. */
+  memset(&si, 0, sizeof(si));
+  ck_assert_int_eq(waitid(P_PID, (id_t)h.pid, &si, WEXITED | WNOWAIT), 0);
+  adopt(&loop, &c, &h);
+  ck_assert(run_until(&loop, &c.exits, 10000));
+  ck_assert_int_eq(c.st.state, JW_PROC_EXITED);
+  ck_assert_int_eq(c.st.exit_code, 9);
+  ck_assert_str_eq(c.out[JW_STDOUT].data, "gone\n");
+  finish(&loop, &c);
   ck_assert_int_eq(count_procs(NULL, 0), 0);
 }
 END_TEST
@@ -596,6 +628,7 @@ static Suite *process_suite(void) {
                                    test_handover_output_exact,
                                    test_handover_pending_stop,
                                    test_adopt_reaped,
+                                   test_adopt_exited_no_pidfd,
                                    test_failmalloc,
                                    test_failmalloc_no_pidfd,
                                    NULL};

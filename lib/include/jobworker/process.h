@@ -222,7 +222,8 @@ int jw_process_adopt(uv_loop_t *loop, const jw_process_options_t *opts,
  * close-on-exec, for an execve(2) to pass on) and its state, and stops
  * watching it, so that nothing of this process reads its pipes or reaps
  * it any more. Afterwards proc only serves to be closed, which then
- * neither kills nor reaps the child, and its exit callback is not called.
+ * neither kills nor reaps the child, and its exit callback is not called;
+ * jw_process_signal and jw_process_stop give JW_ECLOSED.
  * Returns 0, JW_ECLOSED when it is not running (final, closing, handed
  * over, or never started), or -errno (h holds no descriptor then).
  */
