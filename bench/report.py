@@ -169,6 +169,13 @@ def build(raw, machine, sizes, elapsed, load_after):
             f"start_{n}", "qps", ">= 0.8x posix_spawn rate",
             at_least_ref(0.8), grpc=False, ref=ref,
             ref_name=f"posix_spawn ({n} in flight)")
+    # Durable records (the default) against --durable false, same run.
+    for n in (1, 8):
+        ref = med(summary(R.values(f"start_nodurable_{n}", "jw", "qps")))
+        add(f"start_durable_{n}", f"Start of /bin/true with durable "
+            f"records, {n} in flight", "jobs/s", f"start_{n}", "qps",
+            ">= 0.9x without records", at_least_ref(0.9), grpc=False,
+            ref=ref, ref_name=f"--durable false ({n} in flight)")
     add("idle_conn", "memory per idle mTLS connection", "KiB", "idle_conn",
         "per_conn_kib", "<= 32 KiB", at_most(32))
     # The stalled streams are paused through the client API: the client

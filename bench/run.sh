@@ -93,6 +93,8 @@ else
 fi
 
 JW_PID="" PEER_PID="" JW_PORT="" PEER_PORT=""
+# Flags teleportd gets beyond the usual (the Start figure without records).
+JW_EXTRA=()
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -113,7 +115,7 @@ start_servers() {
   JW_PORT=$(free_port)
   "${SRV_PIN[@]}" "$TELEPORTD" --addr "127.0.0.1:$JW_PORT" \
     --cacert "$CA" --cert "$SCERT" --key "$SKEY" --data-dir "$WORK/data" \
-    --max-connections-per-client 1000 \
+    --max-connections-per-client 1000 "${JW_EXTRA[@]}" \
     --log-level warn 2>>"$WORK/teleportd.log" &
   JW_PID=$!
   wait_listen "$JW_PORT" "$JW_PID" || {
@@ -274,12 +276,24 @@ EOF
     done
   done
 
-  log "Start of /bin/true"
+  # With durable records (the default) and without (--durable false), the
+  # two interleaved run by run on fresh servers.
+  log "Start of /bin/true, with durable records and without"
   for r in $(seq 1 "$RUNS"); do
     for n in 1 8; do
       load "start_$n" jw "$r" start --conns 1 --inflight "$n" \
         --duration "$UNARY_SECONDS" >/dev/null || true
     done
+    stop_servers
+    JW_EXTRA=(--durable false)
+    start_servers
+    for n in 1 8; do
+      load "start_nodurable_$n" jw "$r" start --conns 1 --inflight "$n" \
+        --duration "$UNARY_SECONDS" >/dev/null || true
+    done
+    stop_servers
+    JW_EXTRA=()
+    start_servers
   done
 
   # Fresh servers: the figures below are RSS peaks and deltas, which a

@@ -271,6 +271,13 @@ static void usage(FILE *f, const char *defdir) {
       "  --allow-isolation BOOL whether requests may ask for PID, mount and\n"
       "                         network namespaces: true or false\n"
       "                         (TELEPORTD_ALLOW_ISOLATION, default true)\n"
+      "  --durable BOOL         keep every job's record and output in the\n"
+      "                         data directory: a restart or crash forgets\n"
+      "                         no job (TELEPORTD_DURABLE, default true;\n"
+      "                         false: jobs are forgotten at exit)\n"
+      "  --keep-env BOOL        also write jobs' env values into their\n"
+      "                         records (they may carry secrets)\n"
+      "                         (TELEPORTD_KEEP_ENV, default false)\n"
       "  --check                check the flags, the --config file, the\n"
       "                         certificates, key, CA and CRL and the data\n"
       "                         directory, print \"configuration ok\" and\n"
@@ -282,11 +289,13 @@ static void usage(FILE *f, const char *defdir) {
       "Logs go to stderr, one logfmt line per event, at most 2048 bytes; a\n"
       "value over 256 bytes is cut and ends with \"...\". SIGTERM or SIGINT\n"
       "stops every job (SIGTERM, grace period, SIGKILL), finishes the\n"
-      "streams and exits 0. SIGHUP reloads: the binary teleportd was started\n"
-      "from runs with --check and the same flags; if that passes, open\n"
-      "streams end with UNAVAILABLE and teleportd re-executes it, handing\n"
-      "over the listening socket and every running job (same pid, no output\n"
-      "lost) and reading certificates, CA and CRL again.\n"
+      "streams and exits 0; with --durable the stopped jobs are recorded\n"
+      "(reason \"server shutdown\") and kept for the next start. SIGHUP\n"
+      "reloads: the binary teleportd was started from runs with --check and\n"
+      "the same flags; if that passes, open streams end with UNAVAILABLE and\n"
+      "teleportd re-executes it, handing over the listening socket and every\n"
+      "running job (same pid, no output lost) and reading certificates, CA\n"
+      "and CRL again.\n"
       "\n"
       "Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on a\n"
       "bad flag or an unusable file.\n",
@@ -331,6 +340,8 @@ enum {
   VF_MAX_CONN,
   VF_LOG_LEVEL,
   VF_ALLOW_ISOLATION,
+  VF_DURABLE,
+  VF_KEEP_ENV,
   VF_JOB_UID_RANGE,
   VF_CONFIG,
   NVALUE_FLAGS
@@ -359,6 +370,8 @@ static const struct {
     [VF_LOG_LEVEL] = {"log-level", "TELEPORTD_LOG_LEVEL", NO_FIELD},
     [VF_ALLOW_ISOLATION] = {"allow-isolation", "TELEPORTD_ALLOW_ISOLATION",
                             NO_FIELD},
+    [VF_DURABLE] = {"durable", "TELEPORTD_DURABLE", NO_FIELD},
+    [VF_KEEP_ENV] = {"keep-env", "TELEPORTD_KEEP_ENV", NO_FIELD},
     [VF_JOB_UID_RANGE] = {"job-uid-range", "TELEPORTD_JOB_UID_RANGE", NO_FIELD},
     [VF_CONFIG] = {"config", "TELEPORTD_CONFIG", NO_FIELD},
 };
@@ -748,6 +761,13 @@ int jw_flags_parse(jw_config_t *cfg, int argc, char **argv) {
   cfg->allow_isolation = true;
   if (iso != NULL && parse_bool(iso, &cfg->allow_isolation) != 0)
     return bad(iso_flag, "want true or false");
+  cfg->durable = true;
+  if (vf[VF_DURABLE].value != NULL &&
+      parse_bool(vf[VF_DURABLE].value, &cfg->durable) != 0)
+    return bad(&vf[VF_DURABLE], "want true or false");
+  if (vf[VF_KEEP_ENV].value != NULL &&
+      parse_bool(vf[VF_KEEP_ENV].value, &cfg->keep_env) != 0)
+    return bad(&vf[VF_KEEP_ENV], "want true or false");
 
   for (size_t i = 0; i < NSERVER_LIMITS; i++) {
     uint64_t v = server_limits[i].def;

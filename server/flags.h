@@ -40,6 +40,8 @@ typedef struct {
   bool allow_isolation;
   /* --check: check flags, files and data directory, then exit. */
   bool check;
+  bool durable;  /* job records kept in data_dir across restarts */
+  bool keep_env; /* env values written into them too */
   /* Whether --default-pids was given (else a share of the kernel's max). */
   bool default_pids_set;
   /* The uids allocated to clients' jobs, and the CN -> account file. */

@@ -85,6 +85,14 @@ static void on_event(const jw_rpc_event_t *ev, void *data) {
 }
 
 /* A job dropped output for the first time (its cap, or a failed write). */
+/* A job record that cannot be read (at start) or written. */
+static void on_record_error(const char *path, int err, const char *why,
+                            void *data) {
+  (void)data;
+  jw_log(JW_LOG_ERROR, "event", "job_record_error", "file", path, "error",
+         jw_strerror(err), "msg", why, NULL);
+}
+
 static void on_drop(const char *id, const char *owner, int err, void *data) {
   server_t *s = data;
   char cap[32];
@@ -284,9 +292,14 @@ static void on_sighup(uv_signal_t *h, int signum) {
            NULL);
     return;
   }
-  if (s->self[0] == '\0') {
+  if (s->self[0] == '\0' || !s->cfg.durable) {
+    /* The next process finds the running jobs through their records. */
     jw_log(JW_LOG_ERROR, "event", "reload_refused", "msg",
-           "the server's own binary was not found at start; nothing changed",
+           !s->cfg.durable
+               ? "a reload keeps jobs through their records: it needs "
+                 "--durable true; nothing changed"
+               : "the server's own binary was not found at start; nothing "
+                 "changed",
            NULL);
     return;
   }
@@ -407,23 +420,40 @@ static int check_dir_modes(const char *dir) {
 }
 
 /*
- * Whether name is a file this server makes in its data directory: a
- * job's log or the temporary file of the uid table. Nothing else there is
- * the sweep's to delete.
+ * Whether name, in the directory d, is a file this server makes there and
+ * a previous run left for nothing: the temporary file of the uid table or
+ * of a job's record ("<id>.rec.tmp", a write a crash cut short), and a
+ * job's log or record unless durable (then the supervisor restores them;
+ * only a log without its record, whose job never started, goes).
  */
-static int is_own_leftover(const char *name) {
-  return jw_supervisor_is_log_name(name) ||
-         strcmp(name, JW_USERS_TABLE ".tmp") == 0;
+static int is_own_leftover(DIR *d, const char *name, bool durable) {
+  char other[JW_ID_LEN + 16];
+  size_t n = strlen(name);
+  if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
+    return 1;
+  /* "<id>.rec" or "<id>.rec.tmp": an id when "<id>.log" is a log name. */
+  snprintf(other, sizeof(other), "%.*s.log", JW_ID_LEN, name);
+  if (n > JW_ID_LEN && jw_supervisor_is_log_name(other)) {
+    if (strcmp(name + JW_ID_LEN, ".rec.tmp") == 0)
+      return 1;
+    if (strcmp(name + JW_ID_LEN, ".rec") == 0)
+      return !durable;
+  }
+  if (!jw_supervisor_is_log_name(name))
+    return 0;
+  snprintf(other, sizeof(other), "%.*s.rec", JW_ID_LEN, name);
+  return !durable || faccessat(dirfd(d), other, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
 }
 
 /*
  * Takes the data directory for this process: two servers sharing one
- * directory would delete each other's logs. Logs left by a previous run
- * belong to jobs that died with it, so they are removed; nothing else in
- * the directory is touched. Returns the lock fd (kept open for the
- * process's life) or -1 after printing why.
+ * directory would delete each other's logs. What a previous run left for
+ * nothing is removed (is_own_leftover); durable records and their logs
+ * stay for the supervisor to restore, and nothing else in the directory is
+ * touched. Returns the lock fd (kept open for the process's life) or -1
+ * after printing why.
  */
-static int claim_data_dir(const char *dir, int sweep) {
+static int claim_data_dir(const char *dir, bool durable) {
   char path[4200];
   struct stat st;
   int err = jw__mkdir_p(dir, 0700);
@@ -467,13 +497,13 @@ static int claim_data_dir(const char *dir, int sweep) {
     close(fd);
     return -1;
   }
-  /* A reload's logs belong to the jobs it hands over. */
-  DIR *d = sweep ? opendir(dir) : NULL;
+  DIR *d = opendir(dir);
   int removed = 0;
   if (d != NULL) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-      if (is_own_leftover(e->d_name) && unlinkat(dirfd(d), e->d_name, 0) == 0)
+      if (is_own_leftover(d, e->d_name, durable) &&
+          unlinkat(dirfd(d), e->d_name, 0) == 0)
         removed++;
     }
     closedir(d);
@@ -734,7 +764,7 @@ int main(int argc, char **argv) {
     printf("configuration ok\n");
     return 0;
   }
-  int lockfd = claim_data_dir(s.cfg.data_dir, handed.listen_fd < 0);
+  int lockfd = claim_data_dir(s.cfg.data_dir, s.cfg.durable);
   if (lockfd < 0) {
     jw_tls_ctx_free(tls);
     return 2;
@@ -782,8 +812,9 @@ int main(int argc, char **argv) {
       .data_dir = s.cfg.data_dir,
       .stop_grace_ms = s.cfg.stop_timeout_ms ? s.cfg.stop_timeout_ms : 1,
       .cgroups = cgroups,
-      /* A reload's jobs are found again through their records. */
-      .durable = true,
+      .durable = s.cfg.durable,
+      .keep_env = s.cfg.keep_env,
+      .on_record_error = on_record_error,
       .handover = handed.jobs,
       .nhandover = handed.njobs,
   };
@@ -869,8 +900,11 @@ out:
     uv_run(&s.loop, UV_RUN_DEFAULT);
   }
   if (s.sup != NULL) {
-    /* Stops what still runs; the memory goes once the loop is done. */
-    jw_supervisor_close(s.sup, 0, NULL, NULL);
+    /*
+     * Stops what still runs; the memory goes once the loop is done. Durable
+     * records and their logs stay for the next start.
+     */
+    jw_supervisor_close(s.sup, s.cfg.durable, NULL, NULL);
     uv_run(&s.loop, UV_RUN_DEFAULT);
   }
   jw_cgroup_mgr_free(cgroups);

@@ -208,6 +208,8 @@ def test_limits_and_isolation():
             check(st.state == pb.JOB_STATE_SIGNALED and st.signal == 9 and
                   st.oom_killed, "memory hog: SIGNALED 9, oom_killed (%s)" %
                   str(st).replace("\n", " "))
+            check(st.end_reason == pb.END_REASON_OOM_KILLED,
+                  "memory hog: end reason oom killed (%d)" % st.end_reason)
             check(st.limits.memory_bytes == 64 << 20 and
                   st.limits.pids == 512,
                   "status carries the limits, the default pids filled in")
