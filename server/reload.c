@@ -46,13 +46,6 @@ static int32_t get_i32(const unsigned char **p) {
   return v;
 }
 
-static void close_job_fds(jw_job_handover_t *h) {
-  int fds[] = {h->pidfd, h->out_fd, h->err_fd, h->status_fd};
-  for (size_t i = 0; i < 4; i++)
-    if (fds[i] >= 0)
-      close(fds[i]);
-}
-
 void jw_reload_state_free(jw_reload_state_t *st) {
   free(st->jobs);
   st->jobs = NULL;
@@ -62,6 +55,29 @@ void jw_reload_state_free(jw_reload_state_t *st) {
 /* Whether fd is open; -1 (none) counts as fine. */
 static int fd_ok(int fd) {
   return fd == -1 || (fd >= 3 && fcntl(fd, F_GETFD) >= 0);
+}
+
+/*
+ * A refused state's descriptors are nobody's: closes each one it names
+ * (the listening socket, every job's), as far as its length holds them.
+ */
+static void close_named(const unsigned char *buf, size_t len) {
+  const unsigned char *p;
+  if (buf == NULL || len < RELOAD_HDR)
+    return;
+  p = buf + 16;
+  int32_t lfd = get_i32(&p);
+  if (lfd >= 3 && fcntl(lfd, F_GETFD) >= 0)
+    close(lfd);
+  for (p = buf + RELOAD_HDR; p + RELOAD_ENTRY <= buf + len;) {
+    const unsigned char *q = p + JW_ID_LEN + 4; /* past the id and pid */
+    for (int k = 0; k < 4; k++) {
+      int32_t fd = get_i32(&q);
+      if (fd >= 3 && fcntl(fd, F_GETFD) >= 0)
+        close(fd);
+    }
+    p += RELOAD_ENTRY;
+  }
 }
 
 int jw_reload_take(jw_reload_state_t *st, char *errbuf, size_t errlen) {
@@ -92,6 +108,8 @@ int jw_reload_take(jw_reload_state_t *st, char *errbuf, size_t errlen) {
       pread((int)fd, buf, (size_t)sb.st_size, 0) != sb.st_size) {
     snprintf(errbuf, errlen, "cannot read the reload state (%lld bytes)",
              (long long)sb.st_size);
+    free(buf);
+    buf = NULL;
     goto fail;
   }
   p = buf + 8;
@@ -148,10 +166,7 @@ int jw_reload_take(jw_reload_state_t *st, char *errbuf, size_t errlen) {
   return 1;
 
 fail:
-  for (i = 0; i < st->njobs; i++)
-    close_job_fds(&st->jobs[i]);
-  if (st->listen_fd >= 3 && fd_ok(st->listen_fd))
-    close(st->listen_fd);
+  close_named(buf, (size_t)sb.st_size);
   st->listen_fd = -1;
   jw_reload_state_free(st);
   free(buf);

@@ -49,7 +49,8 @@ int jw_reload_self_path(char *buf, size_t size);
  * Takes the state a reloading predecessor left (JW_RELOAD_ENV), and
  * unsets the variable. Returns 0 with st->listen_fd -1 when there is
  * none, 1 with st filled (free with jw_reload_state_free), or -1 with why
- * in errbuf (every descriptor the state named is closed then).
+ * in errbuf (every descriptor the state names is closed then, as far as
+ * its length holds them).
  */
 int jw_reload_take(jw_reload_state_t *st, char *errbuf, size_t errlen);
 
