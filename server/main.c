@@ -420,29 +420,19 @@ static int check_dir_modes(const char *dir) {
 }
 
 /*
- * Whether name, in the directory d, is a file this server makes there and
- * a previous run left for nothing: the temporary file of the uid table or
- * of a job's record ("<id>.rec.tmp", a write a crash cut short), and a
- * job's log or record unless durable (then the supervisor restores them;
- * only a log without its record, whose job never started, goes).
+ * Whether name is a file this server makes in its data directory and a
+ * previous run left for nothing: the temporary file of the uid table, and,
+ * unless durable, the jobs' logs and their records' journal (durable, the
+ * supervisor restores them and removes what it does not need itself).
  */
-static int is_own_leftover(DIR *d, const char *name, bool durable) {
-  char other[JW_ID_LEN + 16];
-  size_t n = strlen(name);
+static int is_own_leftover(const char *name, bool durable) {
   if (strcmp(name, JW_USERS_TABLE ".tmp") == 0)
     return 1;
-  /* "<id>.rec" or "<id>.rec.tmp": an id when "<id>.log" is a log name. */
-  snprintf(other, sizeof(other), "%.*s.log", JW_ID_LEN, name);
-  if (n > JW_ID_LEN && jw_supervisor_is_log_name(other)) {
-    if (strcmp(name + JW_ID_LEN, ".rec.tmp") == 0)
-      return 1;
-    if (strcmp(name + JW_ID_LEN, ".rec") == 0)
-      return !durable;
-  }
-  if (!jw_supervisor_is_log_name(name))
+  if (durable)
     return 0;
-  snprintf(other, sizeof(other), "%.*s.rec", JW_ID_LEN, name);
-  return !durable || faccessat(dirfd(d), other, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
+  return jw_supervisor_is_log_name(name) ||
+         strcmp(name, JW_SUPERVISOR_JOURNAL) == 0 ||
+         strcmp(name, JW_SUPERVISOR_JOURNAL ".tmp") == 0;
 }
 
 /*
@@ -502,7 +492,7 @@ static int claim_data_dir(const char *dir, bool durable) {
   if (d != NULL) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-      if (is_own_leftover(d, e->d_name, durable) &&
+      if (is_own_leftover(e->d_name, durable) &&
           unlinkat(dirfd(d), e->d_name, 0) == 0)
         removed++;
     }

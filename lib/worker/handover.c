@@ -100,11 +100,14 @@ int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
     (void)jw__job_save(j, 1);
   }
   /*
-   * Every record and log on disk before the exec. They are in the page
-   * cache already (written whole and renamed), so the next process finds
-   * them either way; the fsync is for a power loss right after.
+   * Every record and log on disk before the exec. The records are in the
+   * journal's page cache already, so the next process finds them either
+   * way; the fsync is for a power loss right after. With a flush in the
+   * thread pool still running (it owns the pending list) the next one,
+   * in the next process, syncs them.
    */
-  jw__durable_flush_now(sup);
+  if (!sup->flush_busy)
+    jw__durable_flush_now(sup);
   /* Every record and log on disk, for the next process to find. */
   sup->handed_over = 1;
   /* Out of the running count, so that a close completes without them. */

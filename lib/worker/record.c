@@ -359,147 +359,103 @@ void jw__record_free(jw__record_t *r) {
   memset(r, 0, sizeof(*r));
 }
 
-/* ---- files ------------------------------------------------------------ */
+/* ---- the journal ------------------------------------------------------ */
 
-#define REC_SUFFIX ".rec"
-#define TMP_SUFFIX ".rec.tmp"
-
-static char *path_of(const char *dir, const char *id, const char *suffix) {
-  size_t n = strlen(dir) + 1 + strlen(id) + strlen(suffix) + 1;
-  char *p = malloc(n);
-  if (p != NULL)
-    snprintf(p, n, "%s/%s%s", dir, id, suffix);
-  return p;
+void jw__record_encode_del(const char *id,
+                           unsigned char out[JW__REC_HDR + JW_ID_LEN]) {
+  uint64_t h = jw__fnv1a64(id, JW_ID_LEN);
+  memcpy(out, JW__DEL_MAGIC, 8);
+  for (int i = 0; i < 4; i++)
+    out[8 + i] = (unsigned char)(JW__REC_VERSION >> (8 * i));
+  for (int i = 0; i < 4; i++)
+    out[12 + i] = (unsigned char)((uint32_t)JW_ID_LEN >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    out[16 + i] = (unsigned char)(h >> (8 * i));
+  memcpy(out + JW__REC_HDR, id, JW_ID_LEN);
 }
 
-char *jw__record_path(const char *dir, const char *id) {
-  return path_of(dir, id, REC_SUFFIX);
-}
-
-int jw__record_is_name(const char *name, int tmp) {
-  const char *suffix = tmp ? TMP_SUFFIX : REC_SUFFIX;
-  char id[JW_ID_LEN + 1];
-  if (strlen(name) != JW_ID_LEN + strlen(suffix) ||
-      strcmp(name + JW_ID_LEN, suffix) != 0)
+/*
+ * The length of the entry at p (header and body) when its header and
+ * checksum hold, else 0 with *why set. Decoding the body is the caller's.
+ */
+static size_t entry_len(const unsigned char *p, size_t left, int *del,
+                        const char **why) {
+  uint32_t blen;
+  uint64_t sum = 0;
+  if (left < JW__REC_HDR) {
+    *why = "torn entry (cut short)";
     return 0;
-  memcpy(id, name, JW_ID_LEN);
-  id[JW_ID_LEN] = '\0';
-  return is_hex_id(id);
+  }
+  *del = memcmp(p, JW__DEL_MAGIC, 8) == 0;
+  if (!*del && memcmp(p, JW__REC_MAGIC, 8) != 0) {
+    *why = "not an entry (bad magic)";
+    return 0;
+  }
+  blen = (uint32_t)p[12] | (uint32_t)p[13] << 8 | (uint32_t)p[14] << 16 |
+         (uint32_t)p[15] << 24;
+  for (int i = 0; i < 8; i++)
+    sum |= (uint64_t)p[16 + i] << (8 * i);
+  if (blen > JW__REC_MAX_BODY || blen > left - JW__REC_HDR) {
+    *why = "torn entry (cut short)";
+    return 0;
+  }
+  if (jw__fnv1a64(p + JW__REC_HDR, blen) != sum) {
+    *why = "checksum mismatch";
+    return 0;
+  }
+  if (*del && (blen != JW_ID_LEN || p[8] != JW__REC_VERSION || p[9] != 0 ||
+               p[10] != 0 || p[11] != 0)) {
+    *why = "malformed removal";
+    return 0;
+  }
+  return JW__REC_HDR + (size_t)blen;
 }
 
-int jw__record_write(const char *dir, const jw__record_t *rec) {
-  unsigned char *buf;
-  size_t len;
-  char *tmp, *dst;
-  int fd, err;
-
-  err = jw__record_encode(rec, &buf, &len);
-  if (err < 0)
-    return err;
-  tmp = path_of(dir, rec->id, TMP_SUFFIX);
-  dst = path_of(dir, rec->id, REC_SUFFIX);
-  if (tmp == NULL || dst == NULL) {
-    err = -ENOMEM;
-    goto out;
-  }
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    err = -errno;
-    goto out;
-  }
-  err = jw__write_all(fd, (const char *)buf, len);
-  if (close(fd) < 0 && err == 0)
-    err = -errno;
-  if (err == 0 && rename(tmp, dst) < 0)
-    err = -errno;
-  if (err < 0)
-    unlink(tmp);
-out:
-  free(tmp);
-  free(dst);
-  free(buf);
-  return err;
-}
-
-int jw__record_read(const char *path, jw__record_t *rec, const char **why) {
-  const size_t max = JW__REC_HDR + (size_t)JW__REC_MAX_BODY;
-  unsigned char *buf = NULL;
-  size_t len = 0, cap = 0;
-  int fd, err;
-
-  memset(rec, 0, sizeof(*rec));
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0)
-    return fail(why, "cannot open", -errno);
-  for (;;) {
-    ssize_t n;
-    if (len == cap) {
-      unsigned char *nb;
-      /* One byte past the cap tells an oversized file apart. */
-      if (cap > max) {
-        close(fd);
-        free(buf);
-        return fail(why, "truncated or oversized record", -EBADMSG);
+int jw__journal_parse(const unsigned char *buf, size_t len,
+                      const jw__journal_visitor_t *v) {
+  size_t off = 0;
+  while (off < len) {
+    const char *why = NULL;
+    int del = 0, err;
+    size_t n = entry_len(buf + off, len - off, &del, &why);
+    jw__record_t rec;
+    if (n > 0 && del) {
+      char id[JW_ID_LEN + 1];
+      memcpy(id, buf + off + JW__REC_HDR, JW_ID_LEN);
+      id[JW_ID_LEN] = '\0';
+      if (is_hex_id(id)) {
+        v->on_delete(id, v->data);
+        off += n;
+        continue;
       }
-      cap = cap ? cap * 2 : 4096;
-      if (cap > max + 1)
-        cap = max + 1;
-      if ((nb = realloc(buf, cap)) == NULL) {
-        close(fd);
-        free(buf);
-        return fail(why, "out of memory", -ENOMEM);
+      why = "malformed removal";
+      n = 0;
+    }
+    if (n > 0) {
+      err = jw__record_decode(buf + off, n, &rec, &why);
+      if (err == -ENOMEM)
+        return err;
+      if (err == 0) {
+        v->on_record(&rec, v->data);
+        off += n;
+        continue;
       }
-      buf = nb;
     }
-    n = read(fd, buf + len, cap - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      err = -errno;
-      close(fd);
-      free(buf);
-      return fail(why, "cannot read", err);
-    }
-    if (n == 0)
-      break;
-    len += (size_t)n;
-  }
-  close(fd);
-  err = jw__record_decode(buf, len, rec, why);
-  free(buf);
-  return err;
-}
-
-static int sync_path(const char *path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  int err = 0;
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno; /* removed since: nothing to keep */
-  if (fsync(fd) < 0)
-    err = -errno;
-  close(fd);
-  return err;
-}
-
-int jw__record_sync(const char *dir, const jw__record_sync_t *ids, size_t n) {
-  int err = 0, e;
-  for (size_t i = 0; i < n; i++) {
-    char *p = path_of(dir, ids[i].id, REC_SUFFIX);
-    e = p != NULL ? sync_path(p) : -ENOMEM;
-    free(p);
-    if (e < 0 && err == 0)
-      err = e;
-    if (ids[i].with_log) {
-      p = path_of(dir, ids[i].id, ".log");
-      e = p != NULL ? sync_path(p) : -ENOMEM;
-      free(p);
-      if (e < 0 && err == 0)
-        err = e;
+    /*
+     * A torn or damaged stretch: skipped up to the next entry's magic, so
+     * that one bad block costs the entries in it and no others.
+     */
+    {
+      const unsigned char *next =
+          len - off > 1 ? memmem(buf + off + 1, len - off - 1, "JWJOB", 5)
+                        : NULL;
+      v->on_bad((uint64_t)off, -EBADMSG, why, v->data);
+      if (next == NULL)
+        break;
+      off = (size_t)(next - buf);
     }
   }
-  /* The renames themselves are in the directory. */
-  e = sync_path(dir);
-  return err != 0 ? err : e;
+  return 0;
 }
 
 uint64_t jw__record_pid_start(int pid) {

@@ -1,15 +1,16 @@
 /*
  * A job's durable record: what jw_supervisor keeps of a job in its data
- * directory beside the job's output log ("<id>.rec" next to "<id>.log"),
- * so that a restarted server knows its jobs again.
+ * directory beside the job's output log ("<id>.log"), so that a restarted
+ * server knows its jobs again.
  *
- * The file is [8 bytes magic "JWJOBREC"][u32 version][u32 body length]
+ * A record is [8 bytes magic "JWJOBREC"][u32 version][u32 body length]
  * [u64 FNV-1a 64 of the body][body], all little endian. The body holds the
  * fields of jw__record_t in a fixed order (strings as u32 length and
- * bytes). A record is written whole to "<id>.rec.tmp" and renamed over
- * "<id>.rec" (docs/operations.md, "Durability", says why), so a crash at
- * any instant leaves the old record or the new one; the checksum catches
- * what a lost power or a bad disk leaves instead.
+ * bytes). Records are appended to one journal in the data directory
+ * (JW__JOURNAL); a later record of a job replaces its earlier ones, and a
+ * removal entry ends them (docs/operations.md, "Durability", says why a
+ * journal). A crash at any instant leaves a job's old record or its new
+ * one: a torn append is a tail whose checksum fails, and it is skipped.
  *
  * Decoding checks every length and count against the bytes there are and
  * against the caps below, and refuses anything else: a record is either
@@ -83,38 +84,34 @@ int jw__record_decode(const unsigned char *buf, size_t len, jw__record_t *rec,
 /* Frees what jw__record_decode allocated (rec->mem_). */
 void jw__record_free(jw__record_t *rec);
 
-/*
- * Writes rec as dir/<id>.rec crash-safely: the whole record to
- * dir/<id>.rec.tmp, then renamed over the old one. No fsync (the caller
- * batches those: jw__record_sync). Returns 0 or -errno.
- */
-int jw__record_write(const char *dir, const jw__record_t *rec);
+/* A journal entry saying that the job id has no record any more. */
+#define JW__DEL_MAGIC "JWJOBDEL"
+#define JW__DEL_LEN (JW__REC_HDR + JW_ID_LEN)
+void jw__record_encode_del(const char *id, unsigned char out[JW__DEL_LEN]);
 
-/*
- * Reads and decodes the record file at path (at most JW__REC_HDR +
- * JW__REC_MAX_BODY bytes). Returns as jw__record_decode, or -errno.
- */
-int jw__record_read(const char *path, jw__record_t *rec, const char **why);
+/* The journal's file in the data directory, and its rewrite's. */
+#define JW__JOURNAL JW_SUPERVISOR_JOURNAL
+#define JW__JOURNAL_TMP JW_SUPERVISOR_JOURNAL ".tmp"
 
-/*
- * fsyncs dir/<id>.rec for each of n ids (and dir/<id>.log where with_log
- * is set), then dir itself. Blocks: for the thread pool. Returns 0 or the
- * first -errno (the others are still tried).
- */
 typedef struct {
-  char id[JW_ID_LEN + 1];
-  int with_log;
-} jw__record_sync_t;
-int jw__record_sync(const char *dir, const jw__record_sync_t *ids, size_t n);
-
-/* "<dir>/<id>.rec", malloc'd, or NULL. */
-char *jw__record_path(const char *dir, const char *id);
+  /* A whole record, decoded: *rec is the callee's (jw__record_free). */
+  void (*on_record)(jw__record_t *rec, void *data);
+  /* A removal: the job's earlier records no longer count. */
+  void (*on_delete)(const char *id, void *data);
+  /* A stretch at off that is no entry (torn, damaged): skipped. */
+  void (*on_bad)(uint64_t off, int err, const char *why, void *data);
+  void *data;
+} jw__journal_visitor_t;
 
 /*
- * Whether name is a record's file name ("<id>.rec"); with tmp, whether it
- * is a record's temporary file ("<id>.rec.tmp").
+ * Walks len bytes of a journal (entries one after the other: records as
+ * jw__record_encode makes them, removals as jw__record_encode_del), in
+ * order. A stretch that is not a whole entry (a tail a crash tore, a
+ * damaged block) is reported and skipped up to the next entry. Never reads
+ * outside buf. Returns 0 or -ENOMEM.
  */
-int jw__record_is_name(const char *name, int tmp);
+int jw__journal_parse(const unsigned char *buf, size_t len,
+                      const jw__journal_visitor_t *v);
 
 /* The start time of pid (field 22 of /proc/PID/stat), or 0. */
 uint64_t jw__record_pid_start(int pid);

@@ -14,7 +14,10 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -167,6 +170,12 @@ static void reconcile(jw_supervisor_t *sup, struct job *j,
   jw__jobtable_set_final(&sup->table, &j->e);
   j->fin_seq = ++sup->seq;
   (void)jw__job_save(j, 1);
+  /* Its end, for audit logs and metrics, as for any other job. */
+  if (sup->on_job_end != NULL) {
+    jw_job_info_t info;
+    jw__job_fill_info(j, &info);
+    sup->on_job_end(&info, sup->drop_data);
+  }
 }
 
 static int by_age(const void *a, const void *b) {
@@ -184,60 +193,159 @@ static int by_fin(const void *a, const void *b) {
   return strcmp(x->id, y->id);
 }
 
-/* Reads every record of the directory into *out (n of them). */
-static int read_all(jw_supervisor_t *sup, jw__record_t **out, size_t *n) {
-  jw__record_t *recs = NULL;
-  size_t cap = 0, count = 0;
-  struct dirent *e;
-  int err = 0;
-  DIR *d = opendir(sup->data_dir);
+/* What the journal's walk collects: every entry, in order. */
+struct entry {
+  size_t pos; /* its place in the journal */
+  int del;    /* a removal (rec unused) */
+  jw__record_t rec;
+};
 
-  if (d == NULL)
-    return -errno;
-  while ((e = readdir(d)) != NULL) {
-    const char *why = NULL;
-    char *path;
-    if (jw__record_is_name(e->d_name, 1)) {
-      /* A write a crash cut short: its old record, if any, is whole. */
-      unlinkat(dirfd(d), e->d_name, 0);
-      continue;
+struct walk {
+  jw_supervisor_t *sup;
+  struct entry *e;
+  size_t n, cap;
+  int err;
+};
+
+static struct entry *add_entry(struct walk *w) {
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 64;
+    struct entry *ne = realloc(w->e, cap * sizeof(*ne));
+    if (ne == NULL) {
+      w->err = -ENOMEM;
+      return NULL;
     }
-    if (!jw__record_is_name(e->d_name, 0))
-      continue;
-    if (count == cap) {
-      jw__record_t *nr;
-      cap = cap ? cap * 2 : 64;
-      if ((nr = realloc(recs, cap * sizeof(*recs))) == NULL) {
+    w->e = ne;
+    w->cap = cap;
+  }
+  w->e[w->n].pos = w->n;
+  return &w->e[w->n++];
+}
+
+static void on_record(jw__record_t *rec, void *data) {
+  struct entry *e = add_entry(data);
+  if (e == NULL) {
+    jw__record_free(rec);
+    return;
+  }
+  e->del = 0;
+  e->rec = *rec;
+}
+
+static void on_delete(const char *id, void *data) {
+  struct entry *e = add_entry(data);
+  if (e == NULL)
+    return;
+  e->del = 1;
+  memset(&e->rec, 0, sizeof(e->rec));
+  memcpy(e->rec.id, id, JW_ID_LEN + 1);
+}
+
+static void on_bad(uint64_t off, int err, const char *why, void *data) {
+  struct walk *w = data;
+  char where[4300];
+  snprintf(where, sizeof(where), "%s/%s at byte %" PRIu64, w->sup->data_dir,
+           JW__JOURNAL, off);
+  report(w->sup, where, err, why);
+}
+
+/* By id, then by place: the last entry of each id is the one that counts. */
+static int by_id(const void *a, const void *b) {
+  const struct entry *x = a, *y = b;
+  int c = strcmp(x->rec.id, y->rec.id);
+  if (c != 0)
+    return c;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Reads the journal's entries: the latest record of each job, in *out. */
+static int read_all(jw_supervisor_t *sup, jw__record_t **out, size_t *n) {
+  const size_t max = (size_t)1 << 30;
+  struct walk w = {sup, NULL, 0, 0, 0};
+  jw__journal_visitor_t v = {on_record, on_delete, on_bad, &w};
+  unsigned char *buf = NULL;
+  jw__record_t *recs;
+  size_t len = 0, cap = 0, i, k;
+  char path[4200];
+  int fd, err = 0;
+
+  *out = NULL;
+  *n = 0;
+  snprintf(path, sizeof(path), "%s/%s", sup->data_dir, JW__JOURNAL_TMP);
+  unlink(path); /* a rewrite a crash cut short: the journal is whole */
+  snprintf(path, sizeof(path), "%s/%s", sup->data_dir, JW__JOURNAL);
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  for (;;) {
+    ssize_t r;
+    if (len == cap) {
+      unsigned char *nb;
+      if (cap >= max) {
+        report(sup, path, -EFBIG, "journal over 1 GiB: the rest is not read");
+        break;
+      }
+      cap = cap ? cap * 2 : 65536;
+      if ((nb = realloc(buf, cap)) == NULL) {
         err = -ENOMEM;
         break;
       }
-      recs = nr;
+      buf = nb;
     }
-    path = malloc(strlen(sup->data_dir) + strlen(e->d_name) + 2);
-    if (path == NULL) {
-      err = -ENOMEM;
+    r = read(fd, buf + len, cap - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      err = -errno;
       break;
     }
-    sprintf(path, "%s/%s", sup->data_dir, e->d_name);
-    err = jw__record_read(path, &recs[count], &why);
-    if (err == 0 && strncmp(recs[count].id, e->d_name, JW_ID_LEN) != 0) {
-      jw__record_free(&recs[count]);
-      err = -EBADMSG;
-      why = "the id in it is not its file's";
-    }
-    if (err == 0)
-      count++;
-    else if (err != -ENOMEM)
-      report(sup, path, err, why);
-    free(path);
-    if (err == -ENOMEM)
+    if (r == 0)
       break;
-    err = 0;
+    len += (size_t)r;
+  }
+  close(fd);
+  if (err == 0)
+    err = jw__journal_parse(buf, len, &v);
+  free(buf);
+  if (err == 0)
+    err = w.err;
+  if (w.n > 1)
+    qsort(w.e, w.n, sizeof(*w.e), by_id);
+  recs = w.n > 0 ? calloc(w.n, sizeof(*recs)) : NULL;
+  if (w.n > 0 && recs == NULL && err == 0)
+    err = -ENOMEM;
+  for (i = 0, k = 0; i < w.n; i++) {
+    int last = i + 1 == w.n || strcmp(w.e[i + 1].rec.id, w.e[i].rec.id) != 0;
+    if (last && !w.e[i].del && recs != NULL)
+      recs[k++] = w.e[i].rec;
+    else if (!w.e[i].del)
+      jw__record_free(&w.e[i].rec);
+  }
+  free(w.e);
+  *out = recs;
+  *n = k;
+  return err;
+}
+
+/*
+ * Removes the logs whose job has no record: a start that failed, or one
+ * a crash cut short before its record was written. Nothing else here.
+ */
+static void sweep_logs(jw_supervisor_t *sup) {
+  DIR *d = opendir(sup->data_dir);
+  struct dirent *e;
+  if (d == NULL)
+    return;
+  while ((e = readdir(d)) != NULL) {
+    char id[JW_ID_LEN + 1];
+    if (!jw_supervisor_is_log_name(e->d_name))
+      continue;
+    memcpy(id, e->d_name, JW_ID_LEN);
+    id[JW_ID_LEN] = '\0';
+    if (jw__jobtable_find(&sup->table, id) == NULL)
+      unlinkat(dirfd(d), e->d_name, 0);
   }
   closedir(d);
-  *out = recs;
-  *n = count;
-  return err;
 }
 
 int jw__supervisor_restore(jw_supervisor_t *sup,
@@ -273,6 +381,11 @@ int jw__supervisor_restore(jw_supervisor_t *sup,
       jw__jobtable_set_final(&sup->table, &j->e);
       jw_outlog_finish(j->log);
     }
+    /* The journal holds these records only from now on. */
+    err = jw__journal_rewrite(sup);
+    sweep_logs(sup);
+  }
+  if (err == 0) {
     for (i = 0; i < n; i++)
       if (jobs[i] != NULL && !jobs[i]->e.final)
         reconcile(sup, jobs[i], opts);

@@ -93,6 +93,7 @@ void jw__job_free(struct job *j) {
       free(j->env[i]);
   free(j->env);
   free(j->working_dir);
+  jw__list_remove(&j->stale);
   free(j);
 }
 

@@ -127,7 +127,7 @@ static int lookup(jw_supervisor_t *sup, const char *id, const char *owner,
  */
 #define USAGE_TTL_NS (100u * 1000 * 1000)
 
-static void fill_info(struct job *j, jw_job_info_t *info) {
+void jw__job_fill_info(struct job *j, jw_job_info_t *info) {
   info->id = j->e.id;
   info->owner = owner_name(j);
   info->command = j->command;
@@ -165,7 +165,7 @@ void jw__job_fire_stops(struct job *j, int err) {
     jw_stop_req_t *req = REQ_OF(n);
     jw__list_remove(n);
     req->job_ = NULL;
-    fill_info(j, &info);
+    jw__job_fill_info(j, &info);
     req->cb_(req, err, &info);
   }
 }
@@ -302,7 +302,7 @@ void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
   (void)jw__job_save(j, 1);
   if (sup->on_job_end != NULL) {
     jw_job_info_t info;
-    fill_info(j, &info);
+    jw__job_fill_info(j, &info);
     sup->on_job_end(&info, sup->drop_data);
   }
   jw__job_fire_stops(j, 0);
@@ -485,12 +485,12 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   if (sup->durable) {
     /* With its pid: what a restart checks before it kills that pid. */
     j->pid_start = jw__record_pid_start(j->status.pid);
-    (void)jw__job_save(j, 0);
+    jw__job_stale(j);
   }
   memcpy(id_out, j->e.id, JW_ID_LEN + 1);
   if (sup->on_job_start != NULL) {
     jw_job_info_t info;
-    fill_info(j, &info);
+    jw__job_fill_info(j, &info);
     sup->on_job_start(&info, sup->drop_data);
   }
   return 0;
@@ -511,7 +511,7 @@ int jw_supervisor_status(jw_supervisor_t *sup, const char *id,
   int err = lookup(sup, id, owner, &j);
   if (err < 0)
     return err;
-  fill_info(j, info);
+  jw__job_fill_info(j, info);
   return 0;
 }
 
@@ -566,7 +566,7 @@ size_t jw_supervisor_list(jw_supervisor_t *sup, const char *owner,
   jw__list_foreach(node, head) {
     struct job *j = job_of(owner != NULL ? jw__jobent_of_owner(node)
                                          : jw__jobent_of_age(node));
-    fill_info(j, &info);
+    jw__job_fill_info(j, &info);
     n++;
     if (fn != NULL)
       fn(&info, data);
@@ -644,19 +644,17 @@ void jw__supervisor_handle_closed(jw_supervisor_t *sup) {
       jw__job_fire_stops(job_of(jw__jobent_of_age(n)), JW_ECANCELED);
   if (sup->close_cb != NULL)
     sup->close_cb(sup, sup->close_data);
+  if (sup->keep_logs)
+    jw__durable_flush_now(sup);
   jw__list_foreach_safe(n, tmp, &sup->table.jobs) {
     struct job *j = job_of(jw__jobent_of_age(n));
     jw_cgroup_free(j->cg);
     jw__jobtable_remove(&sup->table, &j->e);
     jw_outlog_close(j->log, !sup->keep_logs);
-    /* Records go with their logs: kept together or removed together. */
-    if (!sup->keep_logs)
-      jw__job_unsave(sup, j);
     jw__job_free(j);
   }
-  if (sup->keep_logs)
-    jw__durable_flush_now(sup);
-  free(sup->pend);
+  /* Records go with their logs: kept together or removed together. */
+  jw__durable_end(sup);
   jw__jobtable_destroy(&sup->table);
   free(sup->data_dir);
   free(sup);

@@ -41,9 +41,11 @@ struct job {
   size_t nenv;
   char cg_name[JW__REC_MAX_CG_NAME + 1]; /* its cgroup's; "": none */
   uint64_t pid_start;                    /* jw__record_pid_start(pid) */
-  uint64_t age_seq;           /* the order of starts, kept across restarts */
-  uint64_t fin_seq;           /* the order jobs became final in; 0 until then */
-  jw_end_reason_t end_reason; /* JW_END_NONE until final */
+  uint64_t age_seq; /* the order of starts, kept across restarts */
+  uint64_t fin_seq; /* the order jobs became final in; 0 until then */
+  uint32_t rec_len; /* bytes of its last record in the journal; 0: none */
+  jw__list_t stale; /* in sup->stale: its record lacks its pid */
+  jw_end_reason_t end_reason;  /* JW_END_NONE until final */
   jw_end_reason_t stop_reason; /* why a stop was asked for first */
 };
 
@@ -101,13 +103,20 @@ struct jw_supervisor_s {
   int keep_env;
   void (*on_record_error)(const char *path, int err, const char *why,
                           void *data);
-  uint64_t seq;            /* the last age_seq or fin_seq given */
-  uv_timer_t flush_timer;  /* the next batched fsync; open while durable */
-  uv_work_t flush_work;    /* the fsync in the thread pool */
-  int flush_busy;          /* flush_work is queued */
-  jw__record_sync_t *pend; /* records written since the last flush */
+  uint64_t seq;                /* the last age_seq or fin_seq given */
+  int jfd;                     /* the journal, open to append to; -1: none */
+  uint64_t jsize;              /* bytes of whole entries in it */
+  uint64_t jdead;              /* bytes of entries a later one replaced */
+  int jdirty;                  /* appended to since the last flush */
+  uint64_t compact_min;        /* rewritten once jdead passes it (and half) */
+  jw__list_t stale;            /* jobs whose record is behind (their pid) */
+  uv_timer_t flush_timer;      /* the next batched fsync; open while durable */
+  uv_work_t flush_work;        /* the fsync in the thread pool */
+  int flush_busy;              /* flush_work is queued */
+  int sync_fd;                 /* what flush_work fsyncs (a dup), or -1 */
+  char (*pend)[JW_ID_LEN + 1]; /* final jobs whose logs await a flush */
   size_t npend, pend_cap;
-  jw__record_sync_t *syncing; /* what flush_work syncs */
+  char (*syncing)[JW_ID_LEN + 1]; /* the logs flush_work fsyncs */
   size_t nsyncing;
 };
 
@@ -119,6 +128,9 @@ static inline struct job *job_of(jw__jobent_t *e) {
 static inline const char *owner_name(const struct job *j) {
   return j->e.owner != NULL ? j->e.owner->name : "";
 }
+
+/* Fills info with the job's status now (jw_supervisor_status). */
+void jw__job_fill_info(struct job *j, jw_job_info_t *info);
 
 /* Answers the job's pending stops with err (0: its final status). */
 void jw__job_fire_stops(struct job *j, int err);
@@ -157,12 +169,23 @@ jw_end_reason_t jw__job_end_reason(const struct job *j,
                                    const jw_proc_status_t *st);
 
 /*
- * Durable records (durable.c). jw__job_save writes the job's record as it
- * is now and queues its fsync for the next flush (at most FLUSH_MS from
+ * Durable records (durable.c). jw__job_save appends the job's record as
+ * it is now to the journal and queues the journal's fsync for the next
+ * flush (at most FLUSH_MS from
  * now); with_log also fsyncs its log then. Returns 0 or -errno (also
  * reported to on_record_error). Does nothing without durable.
  */
 int jw__job_save(struct job *j, int with_log);
+
+/* Marks the job's record as behind: appended again at the next flush. */
+void jw__job_stale(struct job *j);
+
+/*
+ * Rewrites the journal with the records of the jobs in the table only
+ * (restore.c at start, durable.c once replaced entries take most of it)
+ * and opens it to append to. Returns 0 or -errno.
+ */
+int jw__journal_rewrite(jw_supervisor_t *sup);
 
 /* The same, for a job not in the table yet (its owner named here). */
 int jw__job_save_as(struct job *j, const char *owner, int with_log);
@@ -170,8 +193,8 @@ int jw__job_save_as(struct job *j, const char *owner, int with_log);
 /* Keeps what a record needs of the spec (working dir; env with keep_env). */
 int jw__job_keep_spec(struct job *j, const jw_job_spec_t *spec);
 
-/* Removes the job's record file (with durable). */
-void jw__job_unsave(jw_supervisor_t *sup, const struct job *j);
+/* Appends the job's removal to the journal (with durable). */
+void jw__job_unsave(jw_supervisor_t *sup, struct job *j);
 
 /* Opens the flush timer (with durable). */
 void jw__durable_init(jw_supervisor_t *sup);
@@ -184,6 +207,12 @@ int jw__durable_close(jw_supervisor_t *sup);
 
 /* fsyncs what is pending now, on the calling thread (the last close). */
 void jw__durable_flush_now(jw_supervisor_t *sup);
+
+/*
+ * Frees what durable.c holds at the supervisor's end; without keep_logs
+ * the journal goes too (the logs went with their jobs).
+ */
+void jw__durable_end(jw_supervisor_t *sup);
 
 /*
  * Restores the jobs whose records are in the data directory (restore.c):

@@ -210,21 +210,21 @@ def test_sigterm_restart():
     s.stop(signal.SIGTERM)
     check(s.proc.returncode == 0, "restart: teleportd exits 0 at SIGTERM")
 
-    # What a previous run left for nothing: a log without a record, a
-    # record's temporary file; and a file that is not the server's.
+    # What a previous run left for nothing: a log without a record, the
+    # journal's temporary file; and a file that is not the server's.
     orphan = os.path.join(data, "0123456789abcdef0123456789abcdef.log")
-    tmp = os.path.join(data, "0123456789abcdef0123456789abcdee.rec.tmp")
-    notes = os.path.join(data, "notes.rec")
+    tmp = os.path.join(data, "jobs.journal.tmp")
+    notes = os.path.join(data, "notes.log")
     for path in (orphan, tmp, notes):
         with open(path, "w") as f:
             f.write("x")
     s = Server(data, "restart-2")
     check(not os.path.exists(orphan) and not os.path.exists(tmp) and
           os.path.exists(notes) and
-          os.path.exists(os.path.join(data, done + ".rec")) and
+          os.path.exists(os.path.join(data, "jobs.journal")) and
           os.path.exists(os.path.join(data, done + ".log")),
-          "restart: the sweep keeps records and their logs, removes the rest "
-          "of its own (%s)" % sorted(os.listdir(data)))
+          "restart: the sweep keeps the journal and its jobs' logs, removes "
+          "the rest of its own (%s)" % sorted(os.listdir(data)))
     try:
         st = s.stub.Status(pb.StatusRequest(id=done), timeout=30)
     except grpc.RpcError as e:
@@ -284,6 +284,9 @@ def test_sigkill_crash():
     while time.monotonic() < deadline and st.output_bytes < 21:
         time.sleep(0.05)
         st = s.stub.Status(pb.StatusRequest(id=job), timeout=30)
+    # A started job's pid reaches its record at the next flush of the
+    # records (every 100 ms at most): wait five of them.
+    time.sleep(0.5)
     check(gc is not None, "crash: the grandchild runs (setsid)")
     if gc is not None:
         pids_to_kill.append(gc)
@@ -304,7 +307,8 @@ def test_sigkill_crash():
           "crash: job final, reason server crash (state %d reason %d)" %
           (st2.state, st2.end_reason))
     check(st2.owner == st.owner and st2.pid == st.pid,
-          "crash: owner and pid kept")
+          "crash: owner and pid kept (%r %d, %r %d)" %
+          (st2.owner, st2.pid, st.owner, st.pid))
     out, err = output(s.stub, job)
     check(out == b"before\x00crash" and err == b"to stderr",
           "crash: output before the crash readable (%r, %r)" % (out, err))

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${FUZZ_BUILD:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request grpc server log)
+[ ${#targets[@]} -gt 0 ] || targets=(request grpc server log journal)
 LOG_SECONDS=${FUZZ_SECONDS_LOG:-$((SECONDS_EACH < 30 ? SECONDS_EACH : 30))}
 
 if [ ! -f "$BUILD/build.ninja" ]; then

@@ -341,6 +341,12 @@ void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
  */
 int jw_supervisor_is_log_name(const char *name);
 
+/*
+ * The file in the data directory that holds the jobs' durable records (a
+ * journal; its rewrite goes to this name and ".tmp" first).
+ */
+#define JW_SUPERVISOR_JOURNAL "jobs.journal"
+
 #ifdef __cplusplus
 }
 #endif
