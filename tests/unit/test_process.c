@@ -566,6 +566,45 @@ START_TEST(test_adopt_exited_no_pidfd) {
 }
 END_TEST
 
+/*
+ * A job in a PID namespace of its own: its init's report of how the
+ * command ended is handed over too, so the new owner sees the command's
+ * signal, not the init's exit.
+ */
+START_TEST(test_handover_pid_namespace) {
+  static const char *const argv[] = {
+      "sh", "-c", "echo ready; sleep 0.5; kill -USR1 $$", NULL};
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx a, b;
+  int err;
+  memset(&a, 0, sizeof(a));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  creds_isolation = JW_ISOLATE_PID;
+  err = start(&loop, &a, argv, NULL, 0, NULL);
+  creds_isolation = 0;
+  if (err == -EPERM || err == -EINVAL) {
+    /* No CAP_SYS_ADMIN here: nothing to hand over. */
+    finish(&loop, &a);
+    return;
+  }
+  ck_assert_int_eq(err, 0);
+  wait_output(&loop, &a, "ready", 10000);
+  ck_assert_int_eq(jw_process_handover(a.proc, &h), 0);
+  ck_assert_int_ge(h.status_fd, 0);
+  jw_process_close(a.proc, on_close, &a);
+  ck_assert(run_until(&loop, &a.closes, 10000));
+  memset(&b, 0, sizeof(b));
+  adopt(&loop, &b, &h);
+  ck_assert(run_until(&loop, &b.exits, 10000));
+  ck_assert_int_eq(b.st.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(b.st.signal, SIGUSR1);
+  ctx_free(&a);
+  finish(&loop, &b);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
 /* A child the previous owner reaped: its status and what its pipes held. */
 START_TEST(test_adopt_reaped) {
   jw_process_handover_t h;
@@ -629,6 +668,7 @@ static Suite *process_suite(void) {
                                    test_handover_pending_stop,
                                    test_adopt_reaped,
                                    test_adopt_exited_no_pidfd,
+                                   test_handover_pid_namespace,
                                    test_failmalloc,
                                    test_failmalloc_no_pidfd,
                                    NULL};
