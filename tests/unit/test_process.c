@@ -626,6 +626,61 @@ START_TEST(test_adopt_reaped) {
 }
 END_TEST
 
+/*
+ * jw_process_adopt with allocation n failing: -ENOMEM, the child and its
+ * fds still the caller's (adopted by a second try, which then ends it);
+ * returns how many allocations the call made.
+ */
+static size_t adopt_failing(size_t n) {
+  static const char *const argv[] = {"sh", NULL};
+  jw_process_handover_t h;
+  jw_process_options_t o;
+  uv_loop_t loop;
+  struct ctx c;
+  size_t calls;
+  int err;
+
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("echo adopted", &h);
+  memset(&o, 0, sizeof(o));
+  TEST_SET_COMMAND(&o, argv, NULL, 0, NULL);
+  o.on_output = on_output;
+  o.on_exit = on_exit_cb;
+  o.data = &c;
+  failmalloc_arm(n);
+  err = jw_process_adopt(&loop, &o, &h, &c.proc);
+  calls = failmalloc_disarm();
+  if (n < calls) {
+    ck_assert_msg(err == -ENOMEM, "allocation %zu of %zu failed: %d", n, calls,
+                  err);
+    ck_assert_int_ge(fcntl(h.out_fd, F_GETFD), 0);
+    ck_assert_int_ge(fcntl(h.err_fd, F_GETFD), 0);
+    ck_assert_int_eq(jw_process_adopt(&loop, &o, &h, &c.proc), 0);
+  } else {
+    ck_assert_int_eq(err, 0);
+  }
+  ck_assert(run_until(&loop, &c.exits, 20000));
+  ck_assert_str_eq(c.out[JW_STDOUT].data, "adopted\n");
+  finish(&loop, &c);
+  return calls;
+}
+
+START_TEST(test_failmalloc_adopt) {
+  size_t n, calls = 0;
+  int fds = test_count_fds();
+  for (n = 0; n < 100; n++) {
+    calls = adopt_failing(n);
+    if (n >= calls)
+      break;
+  }
+  ck_assert_uint_lt(n, 100);
+  ck_assert_uint_ge(calls, 4);
+  ck_assert_int_eq(test_count_fds(), fds);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
 START_TEST(test_failmalloc) { fail_each_allocation(); }
 END_TEST
 
@@ -671,6 +726,7 @@ static Suite *process_suite(void) {
                                    test_handover_pid_namespace,
                                    test_failmalloc,
                                    test_failmalloc_no_pidfd,
+                                   test_failmalloc_adopt,
                                    NULL};
   test_add_tests(tc, tc_tests);
   return s;
