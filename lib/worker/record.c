@@ -29,7 +29,7 @@ typedef struct {
 } wbuf_t;
 
 static void put(wbuf_t *b, const void *src, size_t n) {
-  if (b->err)
+  if (b->err || n == 0)
     return;
   if (b->len + n > JW__REC_HDR + (size_t)JW__REC_MAX_BODY) {
     b->err = -E2BIG;

@@ -529,6 +529,8 @@ static void on_record_error(const char *path, int err, const char *why,
   snprintf(e->last_error_path, sizeof(e->last_error_path), "%s", path);
 }
 
+static uint64_t disk_cap; /* max_disk_per_owner of the next env_open */
+
 static void env_open_opts(struct env *e, size_t max_finished) {
   jw_supervisor_options_t o;
   memset(e, 0, sizeof(*e));
@@ -538,6 +540,7 @@ static void env_open_opts(struct env *e, size_t max_finished) {
   o.stop_grace_ms = 2000;
   o.durable = true;
   o.max_finished_per_owner = max_finished;
+  o.max_disk_per_owner = disk_cap;
   o.on_record_error = on_record_error;
   o.on_job_end = on_job_end;
   o.data = e;
@@ -803,6 +806,75 @@ START_TEST(test_journal_compacted_while_running) {
 }
 END_TEST
 
+/*
+ * The disk cap counts the logs of restored jobs: a new job's output makes
+ * room by removing the restored job that finished first, record and log.
+ */
+START_TEST(test_disk_cap_counts_restored_jobs) {
+  struct env e;
+  char old1[JW_ID_LEN + 1], old2[JW_ID_LEN + 1], id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+
+  env_open(&e);
+  start_sh(&e, "o", "head -c 3000 /dev/zero", old1);
+  wait_final(&e, old1);
+  start_sh(&e, "o", "head -c 3000 /dev/zero", old2);
+  wait_final(&e, old2);
+  env_end(&e, 1);
+  /* Room for about three such logs: the fourth's output needs one gone. */
+  disk_cap = 9500;
+  env_open(&e);
+  disk_cap = 0;
+  start_sh(&e, "o", "head -c 3000 /dev/zero; sleep 0.2; head -c 3000 /dev/zero",
+           id);
+  info = wait_final(&e, id);
+  ck_assert_uint_eq(info.output_bytes, 6000);
+  ck_assert_uint_eq(info.output_dropped, 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, old1, NULL, &info),
+                   JW_ENOTFOUND);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, old2, NULL, &info), 0);
+  ck_assert(!has_record(old1));
+  ck_assert_int_eq(count_suffix(data_dir, ".log"), 2);
+  env_end(&e, 1);
+}
+END_TEST
+
+/*
+ * A log reopened after a crash is cut back to its last whole record and
+ * goes on as a log written here: appends after it, readers see it all.
+ */
+START_TEST(test_outlog_reopen_cuts_and_appends) {
+  static const unsigned char torn[] = {0, 2, 0, 0, 0, 'h', 'i', 1, 9, 0};
+  char path[256], buf[64];
+  jw_outlog_t *log;
+  jw_outlog_reader_t *r;
+  jw_stream_t st;
+  uint64_t cut = 0;
+  int fd;
+
+  snprintf(path, sizeof(path), "%s/x.log", tmp_root);
+  ck_assert_int_eq(jw_outlog_reopen(path, &log, NULL), -ENOENT);
+  fd = open(path, O_WRONLY | O_CREAT, 0600);
+  ck_assert_int_eq(write(fd, torn, sizeof(torn)), (ssize_t)sizeof(torn));
+  close(fd);
+  ck_assert_int_eq(jw_outlog_reopen(path, &log, &cut), 0);
+  ck_assert_uint_eq(cut, 3);
+  ck_assert_uint_eq(jw_outlog_bytes(log), 2);
+  ck_assert_uint_eq(jw_outlog_disk_bytes(log), 7);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, "err", 3), 0);
+  jw_outlog_finish(log);
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &st), 2);
+  ck_assert(st == JW_STDOUT && memcmp(buf, "hi", 2) == 0);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &st), 3);
+  ck_assert(st == JW_STDERR && memcmp(buf, "err", 3) == 0);
+  ck_assert_int_eq(jw_outlog_read(r, buf, sizeof(buf), &st), 0);
+  jw_outlog_reader_close(r);
+  jw_outlog_close(log, 1);
+  ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
 static int stopped;
 static void on_stopped(jw_stop_req_t *req, int err, const jw_job_info_t *info) {
   (void)req;
@@ -1030,6 +1102,8 @@ int main(void) {
       test_shutdown_and_stop_reasons,
       test_pid_recorded_at_next_flush,
       test_journal_compacted_while_running,
+      test_disk_cap_counts_restored_jobs,
+      test_outlog_reopen_cuts_and_appends,
       test_crashed_job_killed_and_final,
       test_broken_journal_reported_others_restored,
       test_env_kept_only_with_keep_env,
