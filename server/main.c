@@ -227,12 +227,23 @@ static void part_done(server_t *s) {
  * any more, so a failure from here on can only end it: the jobs then run
  * on, unwatched, until the next start finds their records.
  */
+static void sup_done(jw_supervisor_t *sup, void *data);
+
 static void reload_srv_closed(jw_rpc_server_t *srv, void *data) {
   server_t *s = data;
   jw_reload_state_t st = {.listen_fd = s->reload_fd};
   char errbuf[512], n[24], ms[32];
   (void)srv;
   s->srv = NULL;
+  /* SIGTERM came during the flush: shut down instead of re-executing. */
+  if (s->shutting_down) {
+    close(s->reload_fd);
+    s->reload_fd = -1;
+    s->pending = 1;
+    jw_service_shutdown(&s->svc);
+    jw_supervisor_shutdown(s->sup, sup_done, s);
+    return;
+  }
   int r = jw_supervisor_handover(s->sup, &st.jobs, &st.njobs);
   if (r != 0) {
     jw_log(JW_LOG_ERROR, "event", "reload_failed", "error", jw_strerror(r),
@@ -330,9 +341,19 @@ static void srv_done(jw_rpc_server_t *srv, void *data) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   server_t *s = h->data;
-  if (s->shutting_down || s->reload_fd >= 0) {
+  if (s->shutting_down) {
     jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
            "already shutting down", NULL);
+    return;
+  }
+  /*
+   * The reload already closed the server: the jobs are stopped once its
+   * streams are flushed (reload_srv_closed), and nothing is re-executed.
+   */
+  if (s->reload_fd >= 0) {
+    s->shutting_down = 1;
+    jw_log(JW_LOG_INFO, "event", "shutdown", "signal", strsignal(signum), "msg",
+           "a reload was under way; stopping instead", NULL);
     return;
   }
   s->shutting_down = 1;
@@ -880,6 +901,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+  jw_reload_unblock_signals();
 
   uv_run(&s.loop, UV_RUN_DEFAULT);
   rc = 0;

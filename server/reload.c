@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,12 +239,33 @@ int jw_reload_exec(const char *path, char *const *argv,
     if (strncmp(environ[i], JW_RELOAD_ENV "=", strlen(JW_RELOAD_ENV) + 1) != 0)
       envp[k++] = environ[i];
   envp[k] = var;
+  /*
+   * A signal that comes between the exec and the next image's handlers
+   * would take the default action, ending the server: blocked, it stays
+   * pending across execve(2) until jw_reload_unblock_signals.
+   */
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
   execve(path, argv, envp);
   err = -errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   snprintf(errbuf, errlen, "cannot execute %s: %s", path, strerror(errno));
   free(envp);
   close(fd);
   return err;
+}
+
+void jw_reload_unblock_signals(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 /* ---- The check -------------------------------------------------------- */

@@ -75,4 +75,11 @@ int jw_reload_check(uv_loop_t *loop, const char *path, char *const *argv,
 int jw_reload_exec(const char *path, char *const *argv,
                    const jw_reload_state_t *st, char *errbuf, size_t errlen);
 
+/*
+ * Unblocks SIGTERM, SIGINT and SIGHUP, which jw_reload_exec blocks across
+ * the exec: call it once their handlers are installed, and any that came
+ * meanwhile is delivered to them.
+ */
+void jw_reload_unblock_signals(void);
+
 #endif /* TELEPORTD_RELOAD_H */

@@ -13,7 +13,10 @@ it with Python grpcio, and checks:
   naming why); the server keeps serving on the same connection and the
   job keeps running;
 - a reload with rotated certificate files (another CA) re-reads them: a
-  client of the new CA connects after it, which it cannot before.
+  client of the new CA connects after it, which it cannot before;
+- a SIGTERM right after a SIGHUP, whichever step of the reload it meets
+  (the check, the flush, the exec), stops the server cleanly: exit 0,
+  the job stopped, nothing of it left running.
 
 Every process started here is killed by its pid; the temp dir is removed.
 """
@@ -89,8 +92,8 @@ def install(certs, live):
 
 
 class Server:
-    def __init__(self, live, data_dir):
-        self.log_path = os.path.join(TMP, "teleportd.log")
+    def __init__(self, live, data_dir, name="teleportd"):
+        self.log_path = os.path.join(TMP, name + ".log")
         self.logf = open(self.log_path, "wb")
         args = [TELEPORTD, "--addr", "127.0.0.1:0",
                 "--cacert", os.path.join(live, "ca.cert"),
@@ -278,6 +281,36 @@ def main():
     check(out == WANT, "its whole output is exactly seq 1 300 (%d bytes of "
           "%d)" % (len(out), len(WANT)))
     chan_b.close()
+    server.stop()
+    check(server.proc.returncode == 0, "SIGTERM after the reloads: exit 0")
+
+    # SIGTERM at each step of a reload: the server still stops cleanly.
+    for i, delay in enumerate(d / 1000.0 for d in range(0, 300, 20)):
+        server = Server(live, os.path.join(TMP, "data-term"), "term%d" % i)
+        c = server.channel(ca_b)
+        job = pb_grpc.JobWorkerStub(c).Start(
+            pb.JobRequest(command="sleep", args=["300"]), timeout=30,
+            wait_for_ready=True)
+        c.close()
+        server.proc.send_signal(signal.SIGHUP)
+        time.sleep(delay)
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = server.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            rc = None
+        gone = False
+        for _ in range(100):
+            try:
+                os.kill(job.pid, 0)
+            except ProcessLookupError:
+                gone = True
+                break
+            time.sleep(0.05)
+        check(rc == 0 and gone,
+              "SIGTERM %.0f ms after SIGHUP: exit %s, job pid %d gone: %s"
+              % (delay * 1000, rc, job.pid, gone))
+        server.stop()
 
 
 try:
