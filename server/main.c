@@ -44,9 +44,11 @@ typedef struct {
   /* The reload (SIGHUP): the binary to exec, the argv to pass. */
   char self[4096];
   char **argv;
-  int reloading;   /* a check or a handover is under way */
-  int reload_fd;   /* the listening socket kept for the next process */
-  uint64_t hup_at; /* uv_hrtime() of the SIGHUP, for the log */
+  int reloading;         /* a check or a handover is under way */
+  int reload_fd;         /* the listening socket kept for the next process */
+  uint64_t hup_at;       /* uv_hrtime() of the SIGHUP, for the log */
+  uv_idle_t reload_idle; /* the turn between the flush and the exec */
+  uv_check_t reload_check;
 } server_t;
 
 /* How long open streams get to take their UNAVAILABLE at a reload. */
@@ -229,14 +231,24 @@ static void part_done(server_t *s) {
  */
 static void sup_done(jw_supervisor_t *sup, void *data);
 
-static void reload_srv_closed(jw_rpc_server_t *srv, void *data) {
-  server_t *s = data;
+static void on_reload_idle(uv_idle_t *h) { (void)h; }
+
+static void reload_handles_closed(uv_handle_t *h) { (void)h; }
+
+/*
+ * The turn after the server closed, past the loop's poll: a SIGTERM that
+ * its handler caught before the signals were blocked has reached on_signal
+ * by now, and any later one is blocked and stays pending across the exec.
+ */
+static void reload_go(uv_check_t *h) {
+  server_t *s = h->data;
   jw_reload_state_t st = {.listen_fd = s->reload_fd};
   char errbuf[512], n[24], ms[32];
-  (void)srv;
-  s->srv = NULL;
-  /* SIGTERM came during the flush: shut down instead of re-executing. */
+  uv_close((uv_handle_t *)&s->reload_idle, reload_handles_closed);
+  uv_close((uv_handle_t *)&s->reload_check, reload_handles_closed);
+  /* SIGTERM came during the reload: shut down instead of re-executing. */
   if (s->shutting_down) {
+    jw_reload_unblock_signals();
     close(s->reload_fd);
     s->reload_fd = -1;
     s->pending = 1;
@@ -258,6 +270,25 @@ static void reload_srv_closed(jw_rpc_server_t *srv, void *data) {
   jw_log(JW_LOG_ERROR, "event", "reload_failed", "error", errbuf, "msg",
          "exiting; the jobs run on and the next start finds them", NULL);
   exit(1);
+}
+
+/*
+ * The open streams have ended (or were cut after their bound). A signal
+ * that comes from here on must not be lost in the exec: the signals are
+ * blocked now, and the handover waits for one more turn of the loop, in
+ * which a signal caught just before is dispatched (reload_go).
+ */
+static void reload_srv_closed(jw_rpc_server_t *srv, void *data) {
+  server_t *s = data;
+  (void)srv;
+  s->srv = NULL;
+  jw_reload_block_signals();
+  /* The idle handle makes that turn's poll return at once. */
+  uv_idle_init(&s->loop, &s->reload_idle);
+  uv_check_init(&s->loop, &s->reload_check);
+  s->reload_check.data = s;
+  uv_idle_start(&s->reload_idle, on_reload_idle);
+  uv_check_start(&s->reload_check, reload_go);
 }
 
 /* `teleportd --check` answered: go on with the reload, or stay. */

@@ -244,29 +244,27 @@ int jw_reload_exec(const char *path, char *const *argv,
    * would take the default action, ending the server: blocked, it stays
    * pending across execve(2) until jw_reload_unblock_signals.
    */
-  sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, &old);
+  jw_reload_block_signals();
   execve(path, argv, envp);
   err = -errno;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   snprintf(errbuf, errlen, "cannot execute %s: %s", path, strerror(errno));
   free(envp);
   close(fd);
   return err;
 }
 
-void jw_reload_unblock_signals(void) {
+static void mask_signals(int how) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  pthread_sigmask(how, &set, NULL);
 }
+
+void jw_reload_block_signals(void) { mask_signals(SIG_BLOCK); }
+
+void jw_reload_unblock_signals(void) { mask_signals(SIG_UNBLOCK); }
 
 /* ---- The check -------------------------------------------------------- */
 

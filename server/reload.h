@@ -69,17 +69,19 @@ int jw_reload_check(uv_loop_t *loop, const char *path, char *const *argv,
 
 /*
  * Writes the state into a memfd and execs path with argv and the
- * environment plus JW_RELOAD_ENV. Returns only on failure: -errno, with
- * errbuf saying which step failed (the descriptors are still open).
+ * environment plus JW_RELOAD_ENV, the signals blocked. Returns only on failure:
+ * -errno, with errbuf saying which step failed (the descriptors are still
+ * open).
  */
 int jw_reload_exec(const char *path, char *const *argv,
                    const jw_reload_state_t *st, char *errbuf, size_t errlen);
 
 /*
- * Unblocks SIGTERM, SIGINT and SIGHUP, which jw_reload_exec blocks across
- * the exec: call it once their handlers are installed, and any that came
- * meanwhile is delivered to them.
+ * Blocks SIGTERM, SIGINT and SIGHUP (the exec keeps them blocked and
+ * pending), and unblocks them: the next image calls the latter once their
+ * handlers are installed, and any that came meanwhile is delivered.
  */
+void jw_reload_block_signals(void);
 void jw_reload_unblock_signals(void);
 
 #endif /* TELEPORTD_RELOAD_H */
