@@ -130,6 +130,8 @@ static void on_flush_timer(uv_timer_t *t) {
   /* Started jobs still running get their pid into the journal. */
   while ((n = jw__list_first(&sup->stale)) != NULL)
     (void)jw__job_save(jw__list_data(n, struct job, stale), 0);
+  /* Those appends go with this flush: flush_done re-arms what is left. */
+  uv_timer_stop(t);
   if (!sup->jdirty && sup->npend == 0)
     return;
   sup->sync_fd =

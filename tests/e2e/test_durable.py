@@ -14,7 +14,8 @@ from proto/jobworker.proto), and checks:
   END_REASON_SERVER_CRASH and its output from before the crash, and
   neither the job's process nor the grandchild is left (by pid);
 - the crash storm: 400 Starts, eight in flight, teleportd SIGKILLed in the
-  middle; after the restart every id a Start answered is found by Status.
+  middle; after the restart every id a Start answered is found by Status;
+- env values are written into the records only with --keep-env true.
 
 A case the host cannot support prints "SKIP <case>: <reason>". Every
 process started here is killed by its pid; the temp dir is removed.
@@ -256,6 +257,27 @@ def test_sigterm_restart():
     s.stop()
 
 
+def test_keep_env():
+    """Env values reach the journal only with --keep-env true."""
+    for flag, want in (("false", False), ("true", True)):
+        data = os.path.join(TMP, "env-" + flag)
+        s = Server(data, "env-" + flag, ["--keep-env", flag])
+        job = s.stub.Start(pb.JobRequest(command="true",
+                                         env=["TOKEN=hunter2-e2e-secret"]),
+                           timeout=30).id
+        wait_final(s.stub, job)
+        s.stop()
+        try:
+            with open(os.path.join(data, "jobs.journal"), "rb") as f:
+                journal = f.read()
+        except FileNotFoundError:
+            journal = b""
+        check((b"hunter2-e2e-secret" in journal) == want and
+              job.encode() in journal,
+              "--keep-env %s: env value %s the journal" %
+              (flag, "in" if want else "not in"))
+
+
 def test_sigkill_crash():
     data = os.path.join(TMP, "crash")
     s = Server(data, "crash-1")
@@ -371,6 +393,7 @@ def test_crash_storm():
 def main():
     try:
         test_sigterm_restart()
+        test_keep_env()
         test_sigkill_crash()
         test_crash_storm()
     finally:
