@@ -372,6 +372,13 @@ EOF
     --sizes "$sizes" --elapsed $((t1 - t0)) \
     --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
     --md "$OUT/latest.md" --json "$OUT/latest.json"
+  # The reload (docs/performance.md, "Reload"): its own server, not pinned.
+  log "reload: $((1000)) jobs, 100 running, SIGHUP under a prober"
+  local rl
+  rl=$(python3 bench/reload.py "$TELEPORTD" "$WORK/certs" bench "$WORK" \
+    --json "$OUT/reload.json") || log "reload: goal missed or failed"
+  printf '\n### Reload (1000 jobs, 100 running)\n\n`%s`\n' "$rl" \
+    >>"$OUT/latest.md"
   log "done in $((t1 - t0)) s: $OUT/latest.md, $OUT/latest.json"
   cat "$OUT/latest.md"
 }

@@ -38,6 +38,8 @@ typedef struct {
    * data directory's disk. */
   const char *io_device;
   bool allow_isolation;
+  /* --check: check flags, files and data directory, then exit. */
+  bool check;
   bool durable;  /* job records kept in data_dir across restarts */
   bool keep_env; /* env values written into them too */
   /* Whether --default-pids was given (else a share of the kernel's max). */

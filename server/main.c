@@ -27,6 +27,7 @@
 #include "jobworker/users.h"
 #include "log.h"
 #include "metrics.h"
+#include "reload.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -40,7 +41,18 @@ typedef struct {
   uv_signal_t sighup;
   int pending; /* parts of the shutdown still running */
   int shutting_down;
+  /* The reload (SIGHUP): the binary to exec, the argv to pass. */
+  char self[4096];
+  char **argv;
+  int reloading;         /* a check or a handover is under way */
+  int reload_fd;         /* the listening socket kept for the next process */
+  uint64_t hup_at;       /* uv_hrtime() of the SIGHUP, for the log */
+  uv_idle_t reload_idle; /* the turn between the flush and the exec */
+  uv_check_t reload_check;
 } server_t;
+
+/* How long open streams get to take their UNAVAILABLE at a reload. */
+#define RELOAD_FLUSH_MS 500
 
 /* The rpc server's callbacks get the service (opts.data): its server. */
 #define SERVER_OF(svc_ptr)                                                     \
@@ -211,12 +223,138 @@ static void part_done(server_t *s) {
   uv_close((uv_handle_t *)&s->sighup, NULL);
 }
 
-/* systemd's ExecReload (and operators used to it) send SIGHUP, whose default
- * action would end the server and every job with it. Until a reload exists
- * the signal is caught, logged and otherwise ignored. */
+/*
+ * The open streams have ended (or were cut after their bound): hand the
+ * jobs over and become the new binary. Nothing of this process serves
+ * any more, so a failure from here on can only end it: the jobs then run
+ * on, unwatched, until the next start finds their records.
+ */
+static void sup_done(jw_supervisor_t *sup, void *data);
+
+static void on_reload_idle(uv_idle_t *h) { (void)h; }
+
+static void reload_handles_closed(uv_handle_t *h) { (void)h; }
+
+/*
+ * The turn after the server closed, past the loop's poll: a SIGTERM that
+ * its handler caught before the signals were blocked has reached on_signal
+ * by now, and any later one is blocked and stays pending across the exec.
+ */
+static void reload_go(uv_check_t *h) {
+  server_t *s = h->data;
+  jw_reload_state_t st = {.listen_fd = s->reload_fd};
+  char errbuf[512], n[24], ms[32];
+  uv_close((uv_handle_t *)&s->reload_idle, reload_handles_closed);
+  uv_close((uv_handle_t *)&s->reload_check, reload_handles_closed);
+  /* SIGTERM came during the reload: shut down instead of re-executing. */
+  if (s->shutting_down) {
+    jw_reload_unblock_signals();
+    close(s->reload_fd);
+    s->reload_fd = -1;
+    s->pending = 1;
+    jw_service_shutdown(&s->svc);
+    jw_supervisor_shutdown(s->sup, sup_done, s);
+    return;
+  }
+  int r = jw_supervisor_handover(s->sup, &st.jobs, &st.njobs);
+  if (r != 0) {
+    jw_log(JW_LOG_ERROR, "event", "reload_failed", "error", jw_strerror(r),
+           "msg", "cannot hand the jobs over; exiting", NULL);
+    exit(1);
+  }
+  snprintf(n, sizeof(n), "%zu", st.njobs);
+  snprintf(ms, sizeof(ms), "%.3fms", (double)(uv_hrtime() - s->hup_at) / 1e6);
+  jw_log(JW_LOG_INFO, "event", "reload_exec", "binary", s->self, "jobs", n,
+         "since_signal", ms, NULL);
+  jw_reload_exec(s->self, s->argv, &st, errbuf, sizeof(errbuf));
+  jw_log(JW_LOG_ERROR, "event", "reload_failed", "error", errbuf, "msg",
+         "exiting; the jobs run on and the next start finds them", NULL);
+  exit(1);
+}
+
+/*
+ * The open streams have ended (or were cut after their bound). A signal
+ * that comes from here on must not be lost in the exec: the signals are
+ * blocked now, and the handover waits for one more turn of the loop, in
+ * which a signal caught just before is dispatched (reload_go).
+ */
+static void reload_srv_closed(jw_rpc_server_t *srv, void *data) {
+  server_t *s = data;
+  (void)srv;
+  s->srv = NULL;
+  jw_reload_block_signals();
+  /* The idle handle makes that turn's poll return at once. */
+  uv_idle_init(&s->loop, &s->reload_idle);
+  uv_check_init(&s->loop, &s->reload_check);
+  s->reload_check.data = s;
+  uv_idle_start(&s->reload_idle, on_reload_idle);
+  uv_check_start(&s->reload_check, reload_go);
+}
+
+/* `teleportd --check` answered: go on with the reload, or stay. */
+static void reload_checked(int ok, const char *why, void *data) {
+  server_t *s = data;
+  if (s->shutting_down)
+    return;
+  if (!ok) {
+    s->reloading = 0;
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "binary", s->self, "error",
+           why, "msg",
+           "the check of the new configuration failed; nothing changed", NULL);
+    return;
+  }
+  s->reload_fd = jw_rpc_server_dup_listen_fd(s->srv);
+  if (s->reload_fd < 0) {
+    s->reloading = 0;
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "error",
+           jw_strerror(s->reload_fd), "msg", "nothing changed", NULL);
+    return;
+  }
+  /*
+   * No new connection is accepted from here (the backlog keeps them for
+   * the next process); streams end with UNAVAILABLE so that clients
+   * reconnect, and what they still have to send gets RELOAD_FLUSH_MS.
+   */
+  jw_rpc_server_end_calls(s->srv, JW_GRPC_UNAVAILABLE,
+                          "teleportd is reloading; reconnect");
+  jw_rpc_server_close(s->srv, RELOAD_FLUSH_MS, reload_srv_closed, s);
+}
+
+/*
+ * SIGHUP (systemd's ExecReload, docker kill -s HUP): check the binary
+ * the server was started from with the same flags, then re-execute it
+ * with the listening socket and the running jobs (server/reload.h).
+ */
 static void on_sighup(uv_signal_t *h, int signum) {
-  jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
-         "reload is not supported yet; nothing changed", NULL);
+  server_t *s = h->data;
+  if (s->shutting_down || s->reloading) {
+    jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
+           s->shutting_down ? "shutting down; no reload"
+                            : "a reload is already under way",
+           NULL);
+    return;
+  }
+  if (s->self[0] == '\0' || !s->cfg.durable) {
+    /* The next process finds the running jobs through their records. */
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "msg",
+           !s->cfg.durable
+               ? "a reload keeps jobs through their records: it needs "
+                 "--durable true; nothing changed"
+               : "the server's own binary was not found at start; nothing "
+                 "changed",
+           NULL);
+    return;
+  }
+  s->reloading = 1;
+  s->hup_at = uv_hrtime();
+  jw_log(JW_LOG_INFO, "event", "reload", "signal", strsignal(signum), "binary",
+         s->self, NULL);
+  int r = jw_reload_check(&s->loop, s->self, s->argv, reload_checked, s);
+  if (r != 0) {
+    s->reloading = 0;
+    jw_log(JW_LOG_ERROR, "event", "reload_refused", "error", uv_strerror(r),
+           "msg", "nothing changed", NULL);
+  }
 }
 
 static void sup_done(jw_supervisor_t *sup, void *data) {
@@ -237,6 +375,16 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (s->shutting_down) {
     jw_log(JW_LOG_INFO, "event", "signal", "signal", strsignal(signum), "msg",
            "already shutting down", NULL);
+    return;
+  }
+  /*
+   * The reload already closed the server: the jobs are stopped once its
+   * streams are flushed (reload_srv_closed), and nothing is re-executed.
+   */
+  if (s->reload_fd >= 0) {
+    s->shutting_down = 1;
+    jw_log(JW_LOG_INFO, "event", "shutdown", "signal", strsignal(signum), "msg",
+           "a reload was under way; stopping instead", NULL);
     return;
   }
   s->shutting_down = 1;
@@ -412,6 +560,37 @@ static int claim_data_dir(const char *dir, bool durable) {
 }
 
 /*
+ * `teleportd --check`: the data directory a server would claim, without
+ * its lock (the running server holds it) and without changing anything
+ * but a probe file. Returns 0, or -1 after printing why.
+ */
+static int check_data_dir(const char *dir) {
+  char path[4200];
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    int err = jw__mkdir_p(dir, 0700);
+    if (err != 0) {
+      fprintf(stderr, "teleportd: cannot create data directory %s: %s\n", dir,
+              strerror(-err));
+      return -1;
+    }
+  }
+  if (check_dir_modes(dir) != 0)
+    return -1;
+  snprintf(path, sizeof(path), "%s/.teleportd-check-%ld", dir, (long)getpid());
+  int fd =
+      open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    fprintf(stderr, "teleportd: data directory %s is not writable: %s\n", dir,
+            strerror(errno));
+    return -1;
+  }
+  close(fd);
+  unlink(path);
+  return 0;
+}
+
+/*
  * The cgroup parent's name: one per data directory, so that a restarted
  * server (which holds the same directory's lock) finds what its previous
  * run left, and two servers with their own directories never meet.
@@ -448,7 +627,7 @@ static int io_device(const char *spec, const char *data_dir, dev_t *out) {
  * run left, and checks that the default limits can be enforced. Returns
  * 0, or 2 after printing why the server cannot start.
  */
-static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
+static int setup_cgroups(server_t *s, int reloaded, jw_cgroup_mgr_t **out) {
   static const char *const names[] = {"memory", "cpu", "io", "pids"};
   static const unsigned bits[] = {JW_CG_MEMORY, JW_CG_CPU, JW_CG_IO,
                                   JW_CG_PIDS};
@@ -495,7 +674,8 @@ static int setup_cgroups(server_t *s, jw_cgroup_mgr_t **out) {
     jw_log(JW_LOG_INFO, "event", "cgroups", "backend",
            jw_cgroup_mgr_backend(mgr), "limits", caps[0] ? caps : "none",
            "io_device", dev, "parent", name, NULL);
-    r = jw_cgroup_mgr_remove_stale(mgr);
+    /* After a reload, what is there is the handed-over jobs'. */
+    r = reloaded ? 0 : jw_cgroup_mgr_remove_stale(mgr);
     if (r > 0) {
       char n[16];
       snprintf(n, sizeof(n), "%d", r);
@@ -584,11 +764,20 @@ int main(int argc, char **argv) {
   jw_users_t *users = NULL;
   int rc = 1;
 
+  jw_reload_state_t handed = {.listen_fd = -1};
   int r = jw_flags_parse(&s.cfg, argc, argv);
   if (r != 0)
     return r == 1 ? 0 : 2;
   jw_log_set_level(s.cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  s.argv = argv;
+  s.reload_fd = -1;
+  if (!s.cfg.check && jw_reload_self_path(s.self, sizeof(s.self)) != 0)
+    s.self[0] = '\0';
+  if (!s.cfg.check && jw_reload_take(&handed, errbuf, sizeof(errbuf)) < 0) {
+    fprintf(stderr, "teleportd: %s\n", errbuf);
+    return 2;
+  }
 
   if (jw_tls_ctx_new_server(s.cfg.cacert, s.cfg.cert, s.cfg.key, &tls, errbuf,
                             sizeof(errbuf)) != 0) {
@@ -610,6 +799,13 @@ int main(int argc, char **argv) {
     jw_tls_ctx_free(tls);
     return 2;
   }
+  if (s.cfg.check) {
+    jw_tls_ctx_free(tls);
+    if (check_data_dir(s.cfg.data_dir) != 0)
+      return 2;
+    printf("configuration ok\n");
+    return 0;
+  }
   int lockfd = claim_data_dir(s.cfg.data_dir, s.cfg.durable);
   if (lockfd < 0) {
     jw_tls_ctx_free(tls);
@@ -620,7 +816,7 @@ int main(int argc, char **argv) {
     close(lockfd);
     return 2;
   }
-  if (setup_cgroups(&s, &cgroups) != 0) {
+  if (setup_cgroups(&s, handed.listen_fd >= 0, &cgroups) != 0) {
     jw_users_free(users);
     jw_tls_ctx_free(tls);
     close(lockfd);
@@ -661,6 +857,8 @@ int main(int argc, char **argv) {
       .durable = s.cfg.durable,
       .keep_env = s.cfg.keep_env,
       .on_record_error = on_record_error,
+      .handover = handed.jobs,
+      .nhandover = handed.njobs,
   };
   r = jw_supervisor_new(&s.loop, &sopts, &s.sup);
   if (r != 0) {
@@ -698,6 +896,8 @@ int main(int argc, char **argv) {
       .max_connections_per_client = (uint32_t)s.cfg.max_connections_per_client,
       .http_gets = gets,
       .nhttp_gets = 1,
+      .adopt_listen_fd = handed.listen_fd >= 0,
+      .listen_fd = handed.listen_fd,
   };
   r = jw_rpc_server_start(&s.loop, &ropts, &s.srv);
   if (r != 0) {
@@ -716,8 +916,15 @@ int main(int argc, char **argv) {
   raise_nofile();
   char port[16];
   snprintf(port, sizeof(port), "%d", jw_rpc_server_port(s.srv));
-  jw_log(JW_LOG_INFO, "event", "listening", "addr", s.cfg.addr, "port", port,
-         "data_dir", s.cfg.data_dir, NULL);
+  jw_log(JW_LOG_INFO, "event", handed.listen_fd >= 0 ? "reloaded" : "listening",
+         "addr", s.cfg.addr, "port", port, "data_dir", s.cfg.data_dir,
+         "running_jobs",
+         handed.listen_fd >= 0 ? (snprintf(errbuf, sizeof(errbuf), "%zu",
+                                           jw_supervisor_running(s.sup)),
+                                  errbuf)
+                               : NULL,
+         NULL);
+  jw_reload_state_free(&handed);
 
   uv_signal_init(&s.loop, &s.sigterm);
   uv_signal_init(&s.loop, &s.sigint);
@@ -726,6 +933,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+  jw_reload_unblock_signals();
 
   uv_run(&s.loop, UV_RUN_DEFAULT);
   rc = 0;

@@ -403,36 +403,33 @@ static void expired_cb(uv_timer_t *t) {
   jw__conn_schedule(&sc->c);
 }
 
-static void deadline_cb(uv_timer_t *t) {
-  jw_rpc_call_t *call = t->data;
-  if (call == NULL || call->sc == NULL)
-    return;
+void jw__call_end_now(jw_rpc_call_t *call, int status, const char *message) {
   sconn_t *sc = call->sc;
+  if (sc == NULL)
+    return;
   if (call->state != CALL_STREAMING)
     jw__call_stop_deadline(call);
   switch (call->state) {
   case CALL_RECV:
-    jw__call_submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED,
-                          "deadline exceeded");
+    jw__call_submit_error(call, 200, status, message);
     break;
   case CALL_HANDLER:
     /* The status goes out, then the handler hears the call is over; the
      * call itself stays until nghttp2 closes the stream. */
-    jw__call_submit_error(call, 200, JW_GRPC_DEADLINE_EXCEEDED,
-                          "deadline exceeded");
+    jw__call_submit_error(call, 200, status, message);
     call->aborted = true;
-    notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    notify_cancel(call, status, message);
     break;
   case CALL_STREAMING:
     /*
      * Headers went out already: the stream ends with trailers saying
-     * DEADLINE_EXCEEDED. A reset would race the client's own timer, and a
-     * client whose timer lost would report CANCELLED. The handler hears
-     * of it now and its pull is not called again; jw__call_data_read_cb sends
+     * status. A reset would race the client's own timer, and a client
+     * whose timer lost would report CANCELLED. The handler hears of it
+     * now and its pull is not called again; jw__call_data_read_cb sends
      * what is left of a message already begun, then the trailers.
      */
-    jw__call_set_status(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-    notify_cancel(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    jw__call_set_status(call, status, message);
+    notify_cancel(call, status, message);
     call->pull = NULL;
     call->state = CALL_ENDED;
     call->aborted = false; /* the trailers still go out */
@@ -441,14 +438,23 @@ static void deadline_cb(uv_timer_t *t) {
       call->want_resume = false;
       nghttp2_session_resume_data(sc->c.h2, call->stream_id);
     }
-    /* The rest of a message and the trailers may wait for flow
-     * control; the same timer bounds that wait. */
-    uv_timer_start(t, expired_cb, EXPIRED_GRACE_MS, 0);
+    /* The rest of a message and the trailers may wait for flow control;
+     * the deadline's timer bounds that wait (the server's close timeout
+     * does without one). */
+    if (call->deadline != NULL)
+      uv_timer_start(call->deadline, expired_cb, EXPIRED_GRACE_MS, 0);
     break;
   default:
     break;
   }
   jw__conn_schedule(&sc->c);
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  jw_rpc_call_t *call = t->data;
+  if (call == NULL || call->sc == NULL)
+    return;
+  jw__call_end_now(call, JW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
 static const jw_rpc_method_t *find_method(jw_rpc_server_t *srv,

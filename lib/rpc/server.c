@@ -6,6 +6,7 @@
  * per-client cap, idleness, shutdown.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,7 +493,13 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   uv_tcp_init(loop, &srv->listener);
   srv->listener.data = srv;
   srv->listener_open = true;
-  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+  if (opts->adopt_listen_fd) {
+    rc = fcntl(opts->listen_fd, F_SETFD, FD_CLOEXEC) < 0
+             ? -errno
+             : uv_tcp_open(&srv->listener, opts->listen_fd);
+  } else {
+    rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+  }
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
   if (rc != 0) {
@@ -515,6 +522,29 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
 }
 
 int jw_rpc_server_port(const jw_rpc_server_t *srv) { return srv->port; }
+
+int jw_rpc_server_dup_listen_fd(const jw_rpc_server_t *srv) {
+  uv_os_fd_t fd;
+  int d;
+  if (srv->shutting_down ||
+      uv_fileno((const uv_handle_t *)&srv->listener, &fd) != 0)
+    return JW_ECLOSED;
+  d = fcntl(fd, F_DUPFD, 3);
+  return d < 0 ? -errno : d;
+}
+
+void jw_rpc_server_end_calls(jw_rpc_server_t *srv, int grpc_status,
+                             const char *message) {
+  jw__list_t *n, *cn, *tmp;
+  jw__list_foreach(n, &srv->conns) {
+    sconn_t *sc = SCONN_OF(n);
+    if (sc->c.closing)
+      continue;
+    jw__list_foreach_safe(cn, tmp, &sc->calls)
+        jw__call_end_now(CALL_OF(cn), grpc_status, message);
+    jw__conn_schedule(&sc->c);
+  }
+}
 
 static void server_free(jw_rpc_server_t *srv);
 

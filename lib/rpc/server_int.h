@@ -174,6 +174,12 @@ int jw__sconn_handshake_done(jw__conn_t *c);
 
 /* ---- call.c ------------------------------------------------------------ */
 
+/*
+ * Ends the call now with status and message (its deadline passed, or the
+ * server ends every call): an error response, or a stream's trailers.
+ */
+void jw__call_end_now(jw_rpc_call_t *call, int status, const char *message);
+
 /* Stops and frees the call's deadline timer, if any. */
 void jw__call_stop_deadline(jw_rpc_call_t *call);
 

@@ -11,7 +11,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+#include <time.h>
 
 #include "list.h"
 #include "process_int.h"
@@ -184,12 +184,31 @@ static void on_timeout(uv_timer_t *t) {
 }
 
 void jw__job_control_start(struct job *j, const jw_job_spec_t *spec) {
+  j->ctl.timeout_ms = spec->timeout_ms;
+  if (spec->timeout_ms != 0)
+    jw__job_control_arm(j, spec->timeout_ms);
+}
+
+void jw__job_control_adopted(struct job *j) {
+  struct timespec ts;
+  int64_t now_ns, ran_ms;
+  if (j->ctl.timeout_ms == 0)
+    return;
+  /* What is left of the limit: it counts from the job's start. */
+  clock_gettime(CLOCK_REALTIME, &ts);
+  now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  ran_ms = now_ns > j->status.started_at_ns
+               ? (now_ns - j->status.started_at_ns) / 1000000
+               : 0;
+  jw__job_control_arm(j, (uint64_t)ran_ms < j->ctl.timeout_ms
+                             ? j->ctl.timeout_ms - (uint64_t)ran_ms
+                             : 1);
+}
+
+void jw__job_control_arm(struct job *j, uint64_t in_ms) {
   jw_supervisor_t *sup = j->sup;
   uint64_t now;
 
-  j->ctl.timeout_ms = spec->timeout_ms;
-  if (spec->timeout_ms == 0)
-    return;
   if (!sup->ctl.timer_open) {
     /* A timer cannot fail to initialise on a valid loop. */
     uv_timer_init(sup->loop, &sup->ctl.timer);
@@ -200,9 +219,7 @@ void jw__job_control_start(struct job *j, const jw_job_spec_t *spec) {
   /* The limit counts from the start, not from the loop's cached time. */
   uv_update_time(sup->loop);
   now = uv_now(sup->loop);
-  j->ctl.deadline = spec->timeout_ms > UINT64_MAX - now
-                        ? UINT64_MAX - 1
-                        : now + spec->timeout_ms;
+  j->ctl.deadline = in_ms > UINT64_MAX - now ? UINT64_MAX - 1 : now + in_ms;
   jw__list_insert_tail(&sup->ctl.timed, &j->ctl.timed);
   rearm(sup);
 }

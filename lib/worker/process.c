@@ -343,6 +343,70 @@ int jw__process_main_exit(jw_process_t *p) {
   return 0;
 }
 
+/* An adopted process that was reaped already: its pipes, then final. */
+static void on_adopted_reaped(uv_timer_t *t) {
+  jw_process_t *p = t->data;
+  if (p->closing)
+    return;
+  if (p->fds[0] >= 0 || p->fds[1] >= 0)
+    uv_timer_start(&p->drain_timer, on_drain_timeout, DRAIN_BOUND_MS, 0);
+  maybe_final(p);
+}
+
+void jw__process_watch(jw_process_t *proc, jw__reaper_t *reaper) {
+  int pid = proc->st.pid;
+  int i;
+
+  proc->st.state = JW_PROC_RUNNING;
+  proc->started = 1;
+  /*
+   * uv_poll_init cannot fail for a pipe or a pidfd on Linux, barring
+   * memory exhaustion in epoll; in that case the job is killed and ends
+   * through the normal path.
+   */
+  if (!proc->reaped)
+    jw__exitwatch_start(proc, reaper);
+  for (i = 0; i < 2; i++) {
+    if (proc->fds[i] < 0)
+      continue;
+    if (uv_poll_init(proc->loop, &proc->pipe_poll[i], proc->fds[i]) == 0) {
+      proc->pipe_poll[i].data = proc;
+      proc->pipe_open[i] = 1;
+      proc->open_handles++;
+      uv_poll_start(&proc->pipe_poll[i], UV_READABLE, on_pipe);
+    } else {
+      jw__close_fd(&proc->fds[i]);
+    }
+  }
+  if (proc->reaped) {
+    uv_timer_start(&proc->drain_timer, on_adopted_reaped, 0, 0);
+    return;
+  }
+  if (!proc->pid_poll_open && proc->reaper == NULL) {
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    jw__close_fd(&proc->pidfd);
+    proc->reaped = 1;
+    proc->raw_signal = SIGKILL;
+    proc->raw_code = -1;
+    for (i = 0; i < 2; i++)
+      close_pipe(proc, i);
+  }
+}
+
+void jw__process_arm_kill(jw_process_t *p, uint64_t ms) {
+  p->stop_requested = 1;
+  if (!p->reaped)
+    uv_timer_start(&p->grace_timer, on_grace_timeout, ms, 0);
+}
+
+int jw__process_alloc_buf(jw_process_t *p) {
+  if (p->buf == NULL && (p->buf = malloc(READ_BUF_SIZE)) == NULL)
+    return -ENOMEM;
+  return 0;
+}
+
 int jw_process_start(jw_process_t *proc) {
   int outp[2] = {-1, -1};
   int errp[2] = {-1, -1};
@@ -351,7 +415,6 @@ int jw_process_start(jw_process_t *proc) {
   jw__reaper_t *reaper = NULL;
   pid_t pid;
   int err = 0;
-  int i;
 
   if (proc == NULL)
     return -EINVAL;
@@ -360,10 +423,8 @@ int jw_process_start(jw_process_t *proc) {
   err = jw__exitwatch_prepare(proc->loop, &reaper);
   if (err < 0)
     return err;
-  if (proc->buf == NULL && (proc->buf = malloc(READ_BUF_SIZE)) == NULL) {
-    err = -ENOMEM;
+  if ((err = jw__process_alloc_buf(proc)) < 0)
     goto error;
-  }
   if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
     err = -errno;
     goto error;
@@ -405,36 +466,7 @@ int jw_process_start(jw_process_t *proc) {
 
   proc->st.pid = pid;
   proc->st.started_at_ns = now_ns();
-  proc->st.state = JW_PROC_RUNNING;
-  proc->started = 1;
-
-  /*
-   * uv_poll_init cannot fail for a pipe or a pidfd on Linux, barring
-   * memory exhaustion in epoll; in that case the job is killed and ends
-   * through the normal path.
-   */
-  jw__exitwatch_start(proc, reaper);
-  for (i = 0; i < 2; i++) {
-    if (uv_poll_init(proc->loop, &proc->pipe_poll[i], proc->fds[i]) == 0) {
-      proc->pipe_poll[i].data = proc;
-      proc->pipe_open[i] = 1;
-      proc->open_handles++;
-      uv_poll_start(&proc->pipe_poll[i], UV_READABLE, on_pipe);
-    } else {
-      jw__close_fd(&proc->fds[i]);
-    }
-  }
-  if (!proc->pid_poll_open && proc->reaper == NULL) {
-    kill(-pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-      ;
-    jw__close_fd(&proc->pidfd);
-    proc->reaped = 1;
-    proc->raw_signal = SIGKILL;
-    proc->raw_code = -1;
-    for (i = 0; i < 2; i++)
-      close_pipe(proc, i);
-  }
+  jw__process_watch(proc, reaper);
   return 0;
 
 error:
@@ -447,7 +479,8 @@ error:
 }
 
 int jw_process_signal(jw_process_t *proc, int sig) {
-  if (proc == NULL || !proc->started || proc->reaped || proc->closing)
+  if (proc == NULL || !proc->started || proc->reaped || proc->closing ||
+      proc->handed_over)
     return JW_ECLOSED;
   if (kill(-proc->st.pid, sig) == 0)
     return 0;
@@ -465,7 +498,8 @@ int jw_process_signal(jw_process_t *proc, int sig) {
 }
 
 int jw_process_stop(jw_process_t *proc, uint64_t grace_ms) {
-  if (proc == NULL || !proc->started || proc->final || proc->closing)
+  if (proc == NULL || !proc->started || proc->final || proc->closing ||
+      proc->handed_over)
     return JW_ECLOSED;
   if (proc->reaped)
     return 0;
@@ -523,7 +557,8 @@ void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
    * A process still running is killed; the pidfd watch stays open until
    * it is reaped, so that no zombie is left behind.
    */
-  if (proc->started && !proc->reaped) {
+  /* Handed over: the child is another owner's now, to watch and reap. */
+  if (proc->started && !proc->reaped && !proc->handed_over) {
     kill_all(proc);
     if (proc->pidfd >= 0)
       syscall(SYS_pidfd_send_signal, proc->pidfd, SIGKILL, NULL, 0);

@@ -69,6 +69,7 @@ struct jw_process_s {
   unsigned final : 1;
   unsigned closing : 1;
   unsigned pid_poll_open : 1;
+  unsigned handed_over : 1; /* jw_process_handover: not ours to kill or reap */
   unsigned pipe_open[2];
 
   int raw_code;
@@ -116,6 +117,19 @@ void jw__process_handle_closed(uv_handle_t *h);
  * the next event). p may have been freed when this returns 0.
  */
 int jw__process_main_exit(jw_process_t *p);
+
+/*
+ * Watches a process whose fds, pid and pidfd are set: its exit (through
+ * reaper where the host has no pidfds) unless it is reaped already, and
+ * its pipes. A reaped one is finished from the loop, after its pipes.
+ */
+void jw__process_watch(jw_process_t *p, jw__reaper_t *reaper);
+
+/* A stop is under way: SIGKILL after ms, without a SIGTERM now. */
+void jw__process_arm_kill(jw_process_t *p, uint64_t ms);
+
+/* Allocates p's read buffer. Returns 0 or -ENOMEM. */
+int jw__process_alloc_buf(jw_process_t *p);
 
 /* spawn.c */
 

@@ -264,7 +264,7 @@ static void on_proc_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
-static void on_job_closed(jw_process_t *proc, void *data) {
+void jw__job_on_closed(jw_process_t *proc, void *data) {
   struct job *j = data;
   jw_supervisor_t *sup = j->sup;
   (void)proc;
@@ -276,8 +276,8 @@ static void on_job_closed(jw_process_t *proc, void *data) {
   maybe_shutdown_done(sup);
 }
 
-static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
-                       void *data) {
+void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
+                     void *data) {
   struct job *j = data;
   jw_supervisor_t *sup = j->sup;
 
@@ -296,7 +296,7 @@ static void on_exit_cb(jw_process_t *proc, const jw_proc_status_t *st,
    * shutdown started from one of them waits for it.
    */
   sup->closing_procs++;
-  jw_process_close(proc, on_job_closed, j);
+  jw_process_close(proc, jw__job_on_closed, j);
   jw__job_control_end(j);
   /* Everything the pipes carried is in the log; readers may see the end. */
   jw_outlog_finish(j->log);
@@ -360,7 +360,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
 
   if (sup == NULL || spec == NULL || id_out == NULL)
     return JW_EINVAL;
-  if (sup->shutting_down)
+  if (sup->shutting_down || sup->handed_over)
     return JW_ECLOSED;
   if (spec->command == NULL || spec->command[0] == '\0' ||
       (spec->nargs > 0 && spec->args == NULL) ||
@@ -453,7 +453,7 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   po.nenv = spec->nenv;
   po.working_dir = spec->working_dir;
   po.on_output = jw__job_on_output;
-  po.on_exit = on_exit_cb;
+  po.on_exit = jw__job_on_exit;
   po.data = j;
   po.cgroup = j->cg;
   po.isolation = spec->isolation;
@@ -661,7 +661,8 @@ void jw_supervisor_close(jw_supervisor_t *sup, int keep_logs,
     return;
   JW__CHECK(!sup->closing, "jw_supervisor_close: called twice");
   sup->closing = 1;
-  sup->keep_logs = keep_logs;
+  /* Handed-over jobs' logs are the next process's. */
+  sup->keep_logs = keep_logs || sup->handed_over;
   sup->close_cb = close_cb;
   sup->close_data = data;
   if (sup->done)

@@ -112,6 +112,7 @@ struct jw_supervisor_s {
   int closing; /* jw_supervisor_close was called */
   int handles_closing;
   int keep_logs;
+  int handed_over; /* jw_supervisor_handover: its running jobs are gone */
   void (*close_cb)(jw_supervisor_t *sup, void *data);
   void *close_data;
   struct jw__sup_ctl ctl;
@@ -164,6 +165,13 @@ int jw__supervisor_defer(jw_supervisor_t *sup, struct job *j);
  * handles_closing, closed with close_cb).
  */
 void jw__job_control_start(struct job *j, const jw_job_spec_t *spec);
+/* Arms the job's run-time limit to pass in in_ms. */
+void jw__job_control_arm(struct job *j, uint64_t in_ms);
+/*
+ * Arms what is left of an adopted job's limit (j->ctl.timeout_ms, from
+ * its record), counted from its start on the wall clock.
+ */
+void jw__job_control_adopted(struct job *j);
 void jw__job_control_end(struct job *j);
 void jw__job_control_info(const struct job *j, jw_job_info_t *info);
 void jw__job_fire_waits(struct job *j, int err);
@@ -171,6 +179,13 @@ void jw__supervisor_control_close(jw_supervisor_t *sup, uv_close_cb close_cb);
 
 /* Frees a job that is out of the table and has no process. */
 void jw__job_free(struct job *j);
+
+/* The process's close callback: the job has no process any more. */
+void jw__job_on_closed(jw_process_t *proc, void *data);
+
+/* The process's exit callback: the job becomes final. */
+void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
+                     void *data);
 
 /* The process's output callback: the caps, then the log. */
 void jw__job_on_output(jw_process_t *proc, jw_stream_t stream, const char *buf,

@@ -470,6 +470,38 @@ check "start -l across a server restart: reconnects, output an exact prefix" \
 check "start -l across a server restart: says how the job ended" \
   '[ $rc = 143 ] && ! grep -qF "not found" "$T/r.err"'
 
+# ---- a follow across two reloads (SIGHUP) is exact ------------------------
+
+# The server re-executes itself in place (same pid) and keeps the job
+# running; each reload ends the follow stream with UNAVAILABLE, and output
+# resumes from the byte it got to.
+id_h=$(tp start sh -c 'i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo "line $i"; sleep 0.05; done')
+pid_h=$(jget "$id_h" pid)
+"$TELEPORT" output "$id_h" >"$T/h.out" 2>"$T/h.err" &
+BG_PID=$!
+wait_lines "$T/h.out" 20 300
+kill -HUP "$SERVER_PID"
+wait_lines "$T/h.out" 90 300
+kill -HUP "$SERVER_PID"
+for _ in $(seq 900); do
+  kill -0 "$BG_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -KILL "$BG_PID" 2>/dev/null
+wait "$BG_PID"
+rc=$?
+BG_PID=
+cp "$T/h.out" "$T/out"
+cp "$T/h.err" "$T/err"
+check "output across two reloads: the 200 lines exactly, exit 0" \
+  '[ $rc = 0 ] && cmp -s "$T/h.out" "$T/want"'
+check "output across two reloads: it reconnected twice" \
+  '[ "$(grep -c "reconnected to" "$T/h.err")" = 2 ]'
+check "the job ran through both reloads: same pid, exited 0, reason exited" \
+  '[ "$(jget "$id_h" pid)" = "$pid_h" ] && [ "$(jget "$id_h" state)" = EXITED ] && [ "$(jget "$id_h" end_reason)" = exited ]'
+check "the server is the same process after both reloads" \
+  'kill -0 "$SERVER_PID"'
+
 echo
 if [ "$nfail" -gt 0 ]; then
   printf 'failed: %s\n' "${failures[*]}"

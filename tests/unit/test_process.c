@@ -7,10 +7,12 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -350,6 +352,335 @@ static void fail_each_allocation(void) {
   ck_assert_uint_ge(calls, 10);
 }
 
+/*
+ * Forks sh -c script in a process group of its own with stdout and
+ * stderr on two pipes, as a previous owner would have started it, and
+ * fills h with what jw_process_adopt needs.
+ */
+static void fork_child(const char *script, jw_process_handover_t *h) {
+  int out[2], err[2];
+  pid_t pid;
+  ck_assert_int_eq(pipe(out), 0);
+  ck_assert_int_eq(pipe(err), 0);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  close(out[1]);
+  close(err[1]);
+  memset(h, 0, sizeof(*h));
+  h->pid = pid;
+  h->pidfd = -1;
+  h->out_fd = out[0];
+  h->err_fd = err[0];
+  h->status_fd = -1;
+  h->started_at_ns = 1;
+}
+
+static void adopt(uv_loop_t *loop, struct ctx *c,
+                  const jw_process_handover_t *h) {
+  static const char *const argv[] = {"sh", NULL};
+  jw_process_options_t o;
+  memset(&o, 0, sizeof(o));
+  TEST_SET_COMMAND(&o, argv, NULL, 0, NULL);
+  o.on_output = on_output;
+  o.on_exit = on_exit_cb;
+  o.data = c;
+  ck_assert_int_eq(jw_process_adopt(loop, &o, h, &c->proc), 0);
+  ck_assert(jw_process_is_running_state(c->proc));
+}
+
+/* A child forked outside the module streams, exits and is reaped. */
+START_TEST(test_adopt_forked) {
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx c;
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("echo out; echo err >&2; exit 7", &h);
+  adopt(&loop, &c, &h);
+  ck_assert_int_eq(c.exits, 0); /* never from the call */
+  ck_assert(run_until(&loop, &c.exits, 10000));
+  ck_assert_int_eq(c.st.state, JW_PROC_EXITED);
+  ck_assert_int_eq(c.st.exit_code, 7);
+  ck_assert_int_eq(c.st.pid, h.pid);
+  ck_assert_str_eq(c.out[JW_STDOUT].data, "out\n");
+  ck_assert_str_eq(c.out[JW_STDERR].data, "err\n");
+  finish(&loop, &c);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/* Stopping an adopted process reaches its group, as for a started one. */
+START_TEST(test_adopt_stop) {
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx c;
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("trap '' TERM; echo ready; sleep 100 & wait", &h);
+  adopt(&loop, &c, &h);
+  wait_output(&loop, &c, "ready", 10000);
+  ck_assert_int_eq(jw_process_stop(c.proc, 100), 0);
+  ck_assert(run_until(&loop, &c.exits, 10000));
+  ck_assert_int_eq(c.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(c.st.signal, SIGKILL);
+  finish(&loop, &c);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/* A pid that is not our child is refused, and its fds stay the caller's. */
+START_TEST(test_adopt_not_child) {
+  static const char *const argv[] = {"sh", NULL};
+  jw_process_handover_t h = {
+      .pid = 1, .pidfd = -1, .out_fd = -1, .err_fd = -1, .status_fd = -1};
+  jw_process_options_t o;
+  jw_process_t *p = NULL;
+  uv_loop_t loop;
+  memset(&o, 0, sizeof(o));
+  TEST_SET_COMMAND(&o, argv, NULL, 0, NULL);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(jw_process_adopt(&loop, &o, &h, &p), -ECHILD);
+  ck_assert_ptr_null(p);
+  h.pid = 0;
+  ck_assert_int_eq(jw_process_adopt(&loop, &o, &h, &p), -EINVAL);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/*
+ * A started process handed over to a second one on the same loop: the
+ * same pid, every byte of its output exactly once, in order, its exit
+ * seen by the new owner only; closing the old one kills nothing.
+ */
+START_TEST(test_handover_output_exact) {
+  static const char *const argv[] = {
+      "sh", "-c",
+      "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); "
+      "[ $i = 200 ] && sleep 0.3; done; exit 4",
+      NULL};
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx a, b;
+  char want[8192];
+  size_t n = 0;
+  int i;
+  launch(&loop, &a, argv);
+  wait_output(&loop, &a, "line199\n", 10000);
+  ck_assert_int_eq(jw_process_handover(a.proc, &h), 0);
+  ck_assert_int_eq(jw_process_handover(a.proc, &h), JW_ECLOSED);
+  ck_assert_int_eq(jw_process_stop(a.proc, 100), JW_ECLOSED);
+  ck_assert_int_eq(jw_process_signal(a.proc, SIGTERM), JW_ECLOSED);
+  jw_process_status(a.proc, &a.st);
+  ck_assert_int_eq(h.pid, a.st.pid);
+  ck_assert_int_eq(fcntl(h.out_fd, F_GETFD) & FD_CLOEXEC, 0);
+  ck_assert_int_eq(fcntl(h.pidfd, F_GETFD) & FD_CLOEXEC, 0);
+  jw_process_close(a.proc, on_close, &a);
+  ck_assert(run_until(&loop, &a.closes, 10000));
+  memset(&b, 0, sizeof(b));
+  adopt(&loop, &b, &h);
+  ck_assert(run_until(&loop, &b.exits, 20000));
+  ck_assert_int_eq(a.exits, 0);
+  ck_assert_int_eq(b.st.state, JW_PROC_EXITED);
+  ck_assert_int_eq(b.st.exit_code, 4);
+  ck_assert_int_eq(b.st.pid, h.pid);
+  for (i = 0; i < 400; i++)
+    n += (size_t)snprintf(want + n, sizeof(want) - n, "line%d\n", i);
+  ck_assert_uint_eq(a.out[JW_STDOUT].len + b.out[JW_STDOUT].len, n);
+  ck_assert(memcmp(want, a.out[JW_STDOUT].data, a.out[JW_STDOUT].len) == 0);
+  ck_assert(memcmp(want + a.out[JW_STDOUT].len, b.out[JW_STDOUT].data,
+                   b.out[JW_STDOUT].len) == 0);
+  ctx_free(&a);
+  finish(&loop, &b);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/* A stop under way goes on in the new owner: SIGKILL at its deadline. */
+START_TEST(test_handover_pending_stop) {
+  static const char *const argv[] = {
+      "sh", "-c", "trap '' TERM; echo ready; sleep 100 & wait; sleep 100",
+      NULL};
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx a, b;
+  launch(&loop, &a, argv);
+  wait_output(&loop, &a, "ready", 10000);
+  ck_assert_int_eq(jw_process_stop(a.proc, 300), 0);
+  ck_assert_int_eq(jw_process_handover(a.proc, &h), 0);
+  ck_assert(h.stop_requested);
+  ck_assert_uint_gt(h.kill_in_ms, 0);
+  ck_assert_uint_le(h.kill_in_ms, 300);
+  jw_process_close(a.proc, on_close, &a);
+  ck_assert(run_until(&loop, &a.closes, 10000));
+  memset(&b, 0, sizeof(b));
+  adopt(&loop, &b, &h);
+  ck_assert(run_until(&loop, &b.exits, 10000));
+  ck_assert_int_eq(b.st.state, JW_PROC_STOPPED);
+  ck_assert_int_eq(b.st.signal, SIGKILL);
+  ctx_free(&a);
+  finish(&loop, &b);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/*
+ * Without pidfds (the SIGCHLD fallback), a child that ended before it was
+ * adopted, whose SIGCHLD nobody watched, is still seen to end.
+ */
+START_TEST(test_adopt_exited_no_pidfd) {
+  jw_process_config_t force = {.no_pidfd = true};
+  const char *fork_mode = getenv("CK_FORK");
+  jw_process_handover_t h;
+  siginfo_t si;
+  uv_loop_t loop;
+  struct ctx c;
+  if (fork_mode != NULL && strcmp(fork_mode, "no") == 0)
+    return;
+  ck_assert_int_eq(jw_process_configure(&force), 0);
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("echo gone; exit 9", &h);
+  /* A zombie now, its SIGCHLD already delivered to nobody. */
+  memset(&si, 0, sizeof(si));
+  ck_assert_int_eq(waitid(P_PID, (id_t)h.pid, &si, WEXITED | WNOWAIT), 0);
+  adopt(&loop, &c, &h);
+  ck_assert(run_until(&loop, &c.exits, 10000));
+  ck_assert_int_eq(c.st.state, JW_PROC_EXITED);
+  ck_assert_int_eq(c.st.exit_code, 9);
+  ck_assert_str_eq(c.out[JW_STDOUT].data, "gone\n");
+  finish(&loop, &c);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/*
+ * A job in a PID namespace of its own: its init's report of how the
+ * command ended is handed over too, so the new owner sees the command's
+ * signal, not the init's exit.
+ */
+START_TEST(test_handover_pid_namespace) {
+  static const char *const argv[] = {
+      "sh", "-c", "echo ready; sleep 0.5; kill -USR1 $$", NULL};
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx a, b;
+  int err;
+  memset(&a, 0, sizeof(a));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  creds_isolation = JW_ISOLATE_PID;
+  err = start(&loop, &a, argv, NULL, 0, NULL);
+  creds_isolation = 0;
+  if (err == -EPERM || err == -EINVAL) {
+    /* No CAP_SYS_ADMIN here: nothing to hand over. */
+    finish(&loop, &a);
+    return;
+  }
+  ck_assert_int_eq(err, 0);
+  wait_output(&loop, &a, "ready", 10000);
+  ck_assert_int_eq(jw_process_handover(a.proc, &h), 0);
+  ck_assert_int_ge(h.status_fd, 0);
+  jw_process_close(a.proc, on_close, &a);
+  ck_assert(run_until(&loop, &a.closes, 10000));
+  memset(&b, 0, sizeof(b));
+  adopt(&loop, &b, &h);
+  ck_assert(run_until(&loop, &b.exits, 10000));
+  ck_assert_int_eq(b.st.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(b.st.signal, SIGUSR1);
+  ctx_free(&a);
+  finish(&loop, &b);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
+/* A child the previous owner reaped: its status and what its pipes held. */
+START_TEST(test_adopt_reaped) {
+  jw_process_handover_t h;
+  uv_loop_t loop;
+  struct ctx c;
+  int ws;
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("echo last words; kill -USR1 $$", &h);
+  ck_assert_int_eq(waitpid(h.pid, &ws, 0), h.pid);
+  h.reaped = true;
+  h.wstatus = ws;
+  adopt(&loop, &c, &h);
+  ck_assert(run_until(&loop, &c.exits, 10000));
+  ck_assert_int_eq(c.st.state, JW_PROC_SIGNALED);
+  ck_assert_int_eq(c.st.signal, SIGUSR1);
+  ck_assert_str_eq(c.out[JW_STDOUT].data, "last words\n");
+  finish(&loop, &c);
+}
+END_TEST
+
+/*
+ * jw_process_adopt with allocation n failing: -ENOMEM, the child and its
+ * fds still the caller's (adopted by a second try, which then ends it);
+ * returns how many allocations the call made.
+ */
+static size_t adopt_failing(size_t n) {
+  static const char *const argv[] = {"sh", NULL};
+  jw_process_handover_t h;
+  jw_process_options_t o;
+  uv_loop_t loop;
+  struct ctx c;
+  size_t calls;
+  int err;
+
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fork_child("echo adopted", &h);
+  memset(&o, 0, sizeof(o));
+  TEST_SET_COMMAND(&o, argv, NULL, 0, NULL);
+  o.on_output = on_output;
+  o.on_exit = on_exit_cb;
+  o.data = &c;
+  failmalloc_arm(n);
+  err = jw_process_adopt(&loop, &o, &h, &c.proc);
+  calls = failmalloc_disarm();
+  if (n < calls) {
+    ck_assert_msg(err == -ENOMEM, "allocation %zu of %zu failed: %d", n, calls,
+                  err);
+    ck_assert_int_ge(fcntl(h.out_fd, F_GETFD), 0);
+    ck_assert_int_ge(fcntl(h.err_fd, F_GETFD), 0);
+    ck_assert_int_eq(jw_process_adopt(&loop, &o, &h, &c.proc), 0);
+  } else {
+    ck_assert_int_eq(err, 0);
+  }
+  ck_assert(run_until(&loop, &c.exits, 20000));
+  ck_assert_str_eq(c.out[JW_STDOUT].data, "adopted\n");
+  finish(&loop, &c);
+  return calls;
+}
+
+START_TEST(test_failmalloc_adopt) {
+  size_t n, calls = 0;
+  int fds = test_count_fds();
+  for (n = 0; n < 100; n++) {
+    calls = adopt_failing(n);
+    if (n >= calls)
+      break;
+  }
+  ck_assert_uint_lt(n, 100);
+  ck_assert_uint_ge(calls, 4);
+  ck_assert_int_eq(test_count_fds(), fds);
+  ck_assert_int_eq(count_procs(NULL, 0), 0);
+}
+END_TEST
+
 START_TEST(test_failmalloc) { fail_each_allocation(); }
 END_TEST
 
@@ -385,8 +716,17 @@ static Suite *process_suite(void) {
                                    test_new_invalid,
                                    test_close_running,
                                    test_close_from_output_cb,
+                                   test_adopt_forked,
+                                   test_adopt_stop,
+                                   test_adopt_not_child,
+                                   test_handover_output_exact,
+                                   test_handover_pending_stop,
+                                   test_adopt_reaped,
+                                   test_adopt_exited_no_pidfd,
+                                   test_handover_pid_namespace,
                                    test_failmalloc,
                                    test_failmalloc_no_pidfd,
+                                   test_failmalloc_adopt,
                                    NULL};
   test_add_tests(tc, tc_tests);
   return s;

@@ -1,14 +1,18 @@
 /*
  * The server role's lifetime (lib/rpc/server.c) without a client: the
  * defaults of zero options, listen addresses good and bad, a start that
- * fails leaving nothing behind, and a shutdown with no connection.
+ * fails leaving nothing behind, a shutdown with no connection, and a
+ * listening socket handed from one server to the next (a reload).
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "jobworker/server.h"
@@ -171,6 +175,47 @@ START_TEST(test_shutdown_with_no_connections) {
 }
 END_TEST
 
+static jw_rpc_server_t *adopted;
+static bool accepted(void) { return adopted->nconns > 0; }
+
+/*
+ * The first server's listening socket, dup'd, outlives its close: a
+ * connection made in between waits in the backlog, and the second server
+ * adopts the socket (same port) and accepts it.
+ */
+START_TEST(test_listen_fd_handed_to_next_server) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_rpc_server_t *first, *second;
+  struct sockaddr_in sin;
+  int port, fd, c;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &first), 0);
+  port = jw_rpc_server_port(first);
+  fd = jw_rpc_server_dup_listen_fd(first);
+  ck_assert_int_ge(fd, 3);
+  ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+  stop(first);
+  /* Closed: the server has no listener to give any more. */
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  c = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(c, 0);
+  ck_assert_int_eq(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  o.adopt_listen_fd = true;
+  o.listen_fd = fd;
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &second), 0);
+  ck_assert_int_eq(jw_rpc_server_port(second), port);
+  ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+  /* The waiting connection is accepted (its handshake then starts). */
+  adopted = second;
+  ck_assert(rpc_test_run_pred(&loop, accepted, 10000));
+  ck_assert_uint_eq(second->nconns, 1);
+  close(c);
+  stop(second);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server");
   TCase *tc = test_tcase(s, "server", setup, teardown, 0);
@@ -181,6 +226,7 @@ int main(void) {
       test_bad_start_leaves_nothing,
       test_address_in_use_is_reported_and_cleaned_up,
       test_shutdown_with_no_connections,
+      test_listen_fd_handed_to_next_server,
       NULL};
   test_add_tests(tc, tc_tests);
   return rpc_test_main(s);

@@ -186,6 +186,51 @@ bool jw_process_is_final_state(const jw_process_t *proc);
 void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
                       void *data);
 
+/*
+ * A running process passed from one jw_process_t to another, possibly in
+ * the same program after an execve(2) (a reload): the child stays ours
+ * with the same pid, and its pipes buffer what it writes meanwhile.
+ */
+typedef struct {
+  int pid;
+  int pidfd;     /* -1: none (hosts without pidfds; the pid is used) */
+  int out_fd;    /* the stdout pipe's read end; -1: at EOF */
+  int err_fd;    /* the stderr pipe's read end; -1: at EOF */
+  int status_fd; /* a PID namespace init's report (JW_ISOLATE_PID); or -1 */
+  bool reaped;   /* the previous owner reaped it: wstatus is how it ended */
+  int wstatus;   /* as waitpid(2) gives it, when reaped */
+  bool stop_requested; /* jw_process_stop was called: it ends STOPPED */
+  uint64_t kill_in_ms; /* with stop_requested: SIGKILL in this long; 0 now */
+  int64_t started_at_ns;
+} jw_process_handover_t;
+
+/*
+ * Makes a process for a child this program already has, instead of
+ * starting one: opts gives the callbacks, the cgroup and the command (for
+ * the status; it is not run), h the child. The fds in h become the
+ * process's (made close-on-exec and non-blocking) on success, and stay the
+ * caller's on failure. From then on it is watched, streamed, stopped and
+ * closed like a started process; a pending stop's SIGKILL comes after
+ * h->kill_in_ms, without a second SIGTERM. Callbacks run from the loop,
+ * never from this call. Returns 0, -EINVAL (no pid, or no pidfd and no
+ * pid where the host has pidfds and the pid is gone), -ECHILD (pid is not
+ * a child of this program), -ENOMEM or -errno.
+ */
+int jw_process_adopt(uv_loop_t *loop, const jw_process_options_t *opts,
+                     const jw_process_handover_t *h, jw_process_t **out);
+
+/*
+ * Hands a running process over: fills h with new descriptors (dup'd, not
+ * close-on-exec, for an execve(2) to pass on) and its state, and stops
+ * watching it, so that nothing of this process reads its pipes or reaps
+ * it any more. Afterwards proc only serves to be closed, which then
+ * neither kills nor reaps the child, and its exit callback is not called;
+ * jw_process_signal and jw_process_stop give JW_ECLOSED.
+ * Returns 0, JW_ECLOSED when it is not running (final, closing, handed
+ * over, or never started), or -errno (h holds no descriptor then).
+ */
+int jw_process_handover(jw_process_t *proc, jw_process_handover_t *h);
+
 #ifdef __cplusplus
 }
 #endif

@@ -191,6 +191,14 @@ typedef struct {
    * is not gRPC gets 405 or 415 with a short text. */
   const jw_rpc_http_get_t *http_gets;
   size_t nhttp_gets;
+  /*
+   * With adopt_listen_fd, listen_fd is a socket already bound and
+   * listening (a reload's, handed over execve(2)) that the server takes
+   * over (made close-on-exec) instead of binding addr, which is then only
+   * checked for its form.
+   */
+  bool adopt_listen_fd;
+  int listen_fd;
 } jw_rpc_server_options_t;
 
 /*
@@ -210,6 +218,23 @@ int jw_rpc_listen_addr_parse(const char *addr, struct sockaddr_storage *out);
 
 /* The port actually bound (useful with port 0). */
 int jw_rpc_server_port(const jw_rpc_server_t *srv);
+
+/*
+ * A new descriptor of the listening socket, not close-on-exec, for a
+ * reload to hand over: closing the server then leaves the socket open,
+ * and connections keep queueing in its backlog for the next process.
+ * Returns it, JW_ECLOSED once the server is closing, or -errno.
+ */
+int jw_rpc_server_dup_listen_fd(const jw_rpc_server_t *srv);
+
+/*
+ * Ends every call in progress with grpc_status and message, as a passed
+ * deadline does: a stream's trailers carry them after the message it has
+ * begun, the handler's cancel callback runs. For a reload (UNAVAILABLE),
+ * before jw_rpc_server_close.
+ */
+void jw_rpc_server_end_calls(jw_rpc_server_t *srv, int grpc_status,
+                             const char *message);
 
 /*
  * Closes the server, the library's one rule for objects with loop handles

@@ -72,7 +72,8 @@ typedef struct {
   int reaped;          /* the old process reaped it: wstatus is its end */
   int wstatus;         /* as waitpid(2) gave it, when reaped */
   uint64_t kill_in_ms; /* a stop was pending: SIGKILL in this long; 0: none */
-  jw_end_reason_t stop_reason; /* why that stop was asked for */
+  jw_end_reason_t stop_reason; /* why a stop was asked for; NONE: none */
+  int status_fd; /* a PID namespace init's report of the command; or -1 */
 } jw_job_handover_t;
 typedef struct jw_stop_req_s jw_stop_req_t;
 typedef struct jw_job_info_s jw_job_info_t;
@@ -373,6 +374,24 @@ size_t jw_supervisor_running_owner(const jw_supervisor_t *sup,
 int jw_supervisor_shutdown(jw_supervisor_t *sup,
                            void (*done_cb)(jw_supervisor_t *sup, void *data),
                            void *data);
+
+/*
+ * Hands every running job over to the next process of this program, for
+ * a reload (execve(2) with the same data directory): fills *out with one
+ * malloc'd entry per running job (*n of them; free(*out) when done) whose
+ * descriptors are new, not close-on-exec, and the caller's; stops
+ * watching those jobs, so that nothing here reads their output, reaps or
+ * kills them; and writes every job's record and log to disk (fsync)
+ * before it returns, so that the next process finds them. Pass the
+ * entries as jw_supervisor_options_t.handover to the next supervisor.
+ * Afterwards sup only serves to be closed (jw_supervisor_close, which then
+ * kills nothing and keeps every log) or left behind by execve(2); Start
+ * is refused with JW_ECLOSED. Returns 0, JW_EINVAL, JW_ECLOSED (shut down
+ * or handed over already), -ENOMEM or -errno (then nothing was handed
+ * over and every job still runs here).
+ */
+int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
+                           size_t *n);
 
 /*
  * Ends the supervisor: shuts down first if that has not begun (without a
