@@ -598,7 +598,16 @@ int cli_session_call(cli_session_t *s, const char *method,
                  : timeout_ms - (uv_now(&s->loop) - start);
     }
     rc = unary_once(s, path, buf, len, left, &u, &err);
-    if (!retry || (rc == CLI_EXIT_OK && u.status != JW_GRPC_UNAVAILABLE)) {
+    /*
+     * Again on a new connection when this one failed under the call, or
+     * ended it UNAVAILABLE while going away (a reload, a lost
+     * connection); an UNAVAILABLE answer on a connection that stays up is
+     * the server's word, and said as such.
+     */
+    if (!retry ||
+        (rc == CLI_EXIT_OK &&
+         (u.status != JW_GRPC_UNAVAILABLE ||
+          (s->client != NULL && !jw_rpc_client_going_away(s->client))))) {
       if (rc == CLI_EXIT_OK)
         cli_session_progress(s);
       break;

@@ -91,8 +91,9 @@ static const char *const hs_reasons[] = {
     "alpn",           "timeout",         "closed",  "other"};
 #define NHS (sizeof(hs_reasons) / sizeof(hs_reasons[0]))
 
-static const char *const end_reasons[] = {"exited", "failed", "signaled",
-                                          "stopped", "oom"};
+static const char *const end_reasons[] = {"exited",   "failed", "signaled",
+                                          "stopped",  "oom",    "timed_out",
+                                          "shutdown", "crash"};
 #define NEND (sizeof(end_reasons) / sizeof(end_reasons[0]))
 
 #define NCODES 17 /* gRPC status codes 0..16 */
@@ -264,6 +265,25 @@ void jw_metrics_job_started(jw_metrics_t *m, const char *owner) {
 }
 
 const char *jw_metrics_end_reason(const jw_job_info_t *info) {
+  switch (info->end_reason) {
+  case JW_END_EXITED:
+    return info->proc.exit_code == 0 ? "exited" : "failed";
+  case JW_END_SIGNALED:
+    return "signaled";
+  case JW_END_STOPPED:
+    return "stopped";
+  case JW_END_TIMED_OUT:
+    return "timed_out";
+  case JW_END_OOM_KILLED:
+    return "oom";
+  case JW_END_SERVER_SHUTDOWN:
+    return "shutdown";
+  case JW_END_SERVER_CRASH:
+    return "crash";
+  case JW_END_NONE:
+    break;
+  }
+  /* A status without an end reason (an embedder's): from its state. */
   if (info->usage.oom_killed)
     return "oom";
   switch (info->proc.state) {

@@ -311,6 +311,11 @@ int jw_rpc_client_connect(jw_rpc_client_t *cli, jw_rpc_connect_cb cb,
 
 const char *jw_rpc_client_error(const jw_rpc_client_t *cli) { return cli->err; }
 
+bool jw_rpc_client_going_away(const jw_rpc_client_t *cli) {
+  return cli->goaway || cli->state != CLI_READY || cli->closing ||
+         cli->c.closing;
+}
+
 static void close_timeout_cb(uv_timer_t *t) {
   jw__conn_close((jw__conn_t *)t->data, false);
 }

@@ -141,6 +141,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
     jw__client_connected(cli);
     return 0;
   }
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    cli->goaway = true;
+    return 0;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
     return 0;
   jw_rpc_ccall_t *call = stream_call(cli, frame->hd.stream_id);

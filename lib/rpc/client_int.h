@@ -78,6 +78,7 @@ struct jw_rpc_client_s {
   struct addrinfo *ai_next;
   uv_connect_t creq;
   bool tcp_recycling; /* tcp is closing, to reopen for the next address */
+  bool goaway;        /* the server sent GOAWAY: it takes no new calls */
   int last_err;
   jw_rpc_connect_cb connect_cb;
   void *connect_data;

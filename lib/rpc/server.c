@@ -540,6 +540,16 @@ void jw_rpc_server_end_calls(jw_rpc_server_t *srv, int grpc_status,
     sconn_t *sc = SCONN_OF(n);
     if (sc->c.closing)
       continue;
+    /*
+     * GOAWAY first, so that a client knows, when the trailers come, that
+     * the connection is going away and the call is worth making again on
+     * a new one (and starts no new call on this one).
+     */
+    if (sc->c.h2 != NULL)
+      (void)nghttp2_submit_goaway(
+          sc->c.h2, NGHTTP2_FLAG_NONE,
+          nghttp2_session_get_last_proc_stream_id(sc->c.h2), NGHTTP2_NO_ERROR,
+          NULL, 0);
     jw__list_foreach_safe(cn, tmp, &sc->calls)
         jw__call_end_now(CALL_OF(cn), grpc_status, message);
     jw__conn_schedule(&sc->c);

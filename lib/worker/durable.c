@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -196,6 +197,16 @@ static void fill_record(const struct job *j, const char *owner,
   r->proc = j->status;
   if (!j->e.final)
     r->proc.state = JW_PROC_RUNNING;
+  if (r->proc.started_at_ns == 0) {
+    /*
+     * Written before the process starts (a Start is answered only once
+     * its record is): now is when it starts, to within the spawn, and
+     * what a crash before the next flush leaves as its start.
+     */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r->proc.started_at_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  }
   r->output_bytes = j->log != NULL ? jw_outlog_bytes(j->log) : 0;
   r->output_dropped = j->log != NULL ? jw_outlog_dropped(j->log) : 0;
   r->usage = j->usage;

@@ -3,6 +3,7 @@ descriptors exhausted, and teleportd killed with SIGKILL while jobs run.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,7 +158,8 @@ class Faults(unittest.TestCase):
         (PR_SET_PDEATHSIG); processes the leader forked die too where jobs
         have cgroups (the restarted server kills what its previous run
         left), and without cgroups they may outlive it (docs/security.md).
-        A teleportd restarted on the same data directory starts clean."""
+        A teleportd restarted on the same data directory knows both jobs
+        from their records: final, ended by the crash, logs kept."""
         srv = self.server(extra_args=["--log-level", "info"]).start()
         stub = self.stub(srv)
         a = stub.Start(self.pb.JobRequest(command="sleep", args=["300"]),
@@ -188,9 +190,16 @@ class Faults(unittest.TestCase):
         srv2.data_dir = srv.data_dir
         srv2.start()
         log = srv2.log_text()
-        self.assertIn("event=stale_logs_removed count=2", log)
-        self.assertFalse([f for f in os.listdir(srv.data_dir)
-                          if f.endswith(".log")])
+        self.assertNotIn("event=stale_logs_removed", log)
+        self.assertEqual(sorted(f for f in os.listdir(srv.data_dir)
+                                if f.endswith(".log")),
+                         sorted([a.id + ".log", b.id + ".log"]))
+        # Audited as ended by the crash, with a start time from the record.
+        ends = re.findall(r"event=job_end .*reason=crash .*duration=([0-9.]+)s",
+                          log)
+        self.assertEqual(len(ends), 2, log)
+        # The jobs ran for seconds, not since the epoch (a start time of 0).
+        self.assertTrue(all(float(d) < 600 for d in ends), ends)
         if cgroups:
             deadline = time.monotonic() + 5
             while ic.processes_in_groups(pgids) and \
@@ -200,8 +209,14 @@ class Faults(unittest.TestCase):
         else:
             ic.kill_groups(pgids)
         stub2 = self.stub(srv2)
-        self.assertEqual(len(stub2.List(self.pb.ListRequest(),
-                                        timeout=5).jobs), 0)
+        jobs = stub2.List(self.pb.ListRequest(), timeout=5).jobs
+        self.assertEqual([j.id for j in jobs], [a.id, b.id])
+        for j in jobs:
+            self.assertEqual(j.state, self.pb.JOB_STATE_STOPPED)
+            self.assertEqual(j.end_reason, self.pb.END_REASON_SERVER_CRASH)
+            self.assertGreater(j.started_at_unix_nano, 0)
+            self.assertGreaterEqual(j.ended_at_unix_nano,
+                                    j.started_at_unix_nano)
         job = stub2.Start(self.pb.JobRequest(command="true"), timeout=10)
         self.assertEqual(self.wait_final(stub2, job.id).exit_code, 0)
 

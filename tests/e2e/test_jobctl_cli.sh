@@ -479,6 +479,10 @@ id_h=$(tp start sh -c 'i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo "line $i";
 pid_h=$(jget "$id_h" pid)
 "$TELEPORT" output "$id_h" >"$T/h.out" 2>"$T/h.err" &
 BG_PID=$!
+# A Wait in flight at each reload: its call ends UNAVAILABLE as the
+# connection goes away (GOAWAY), and teleport makes it again.
+"$TELEPORT" wait "$id_h" >"$T/hw.out" 2>"$T/hw.err" &
+WAIT_PID=$!
 wait_lines "$T/h.out" 20 300
 kill -HUP "$SERVER_PID"
 wait_lines "$T/h.out" 90 300
@@ -495,6 +499,11 @@ cp "$T/h.out" "$T/out"
 cp "$T/h.err" "$T/err"
 check "output across two reloads: the 200 lines exactly, exit 0" \
   '[ $rc = 0 ] && cmp -s "$T/h.out" "$T/want"'
+wait "$WAIT_PID"
+rc_w=$?
+cp "$T/hw.err" "$T/err"
+check "wait across two reloads: exit 0, the job's" \
+  '[ $rc_w = 0 ] && grep -qF "reconnected to" "$T/hw.err"'
 check "output across two reloads: it reconnected twice" \
   '[ "$(grep -c "reconnected to" "$T/h.err")" = 2 ]'
 check "the job ran through both reloads: same pid, exited 0, reason exited" \

@@ -97,6 +97,15 @@ START_TEST(test_counters_and_gauges) {
   info.usage.oom_killed = true;
   info.proc.state = JW_PROC_SIGNALED;
   jw_metrics_job_ended(m, &info);
+  /* With an end reason, the label is the reason's, whatever the state. */
+  static const jw_end_reason_t why[] = {JW_END_TIMED_OUT, JW_END_SERVER_CRASH,
+                                        JW_END_SERVER_SHUTDOWN};
+  for (size_t i = 0; i < sizeof(why) / sizeof(why[0]); i++) {
+    jw_job_info_t r = {0};
+    r.proc.state = JW_PROC_STOPPED;
+    r.end_reason = why[i];
+    jw_metrics_job_ended(m, &r);
+  }
   jw_rpc_event_t ev = {0};
   ev.event = JW_RPC_EV_CONN_OPEN;
   jw_metrics_event(m, &ev);
@@ -118,6 +127,10 @@ START_TEST(test_counters_and_gauges) {
       "\nteleportd_jobs_finished_total{reason=\"failed\"} 1\n",
       "\nteleportd_jobs_finished_total{reason=\"oom\"} 1\n",
       "\nteleportd_jobs_finished_total{reason=\"signaled\"} 0\n",
+      "\nteleportd_jobs_finished_total{reason=\"stopped\"} 0\n",
+      "\nteleportd_jobs_finished_total{reason=\"timed_out\"} 1\n",
+      "\nteleportd_jobs_finished_total{reason=\"shutdown\"} 1\n",
+      "\nteleportd_jobs_finished_total{reason=\"crash\"} 1\n",
       /* Ended jobs' output plus the running jobs' (10). */
       "\nteleportd_output_bytes_total 310\n",
       "\nteleportd_output_dropped_bytes_total 21\n",

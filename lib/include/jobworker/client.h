@@ -70,6 +70,15 @@ int jw_rpc_client_connect(jw_rpc_client_t *cli, jw_rpc_connect_cb cb,
 const char *jw_rpc_client_error(const jw_rpc_client_t *cli);
 
 /*
+ * Whether the connection takes no more calls: the server sent GOAWAY (it
+ * is shutting down or reloading), or the connection failed or is closing.
+ * A call that ended UNAVAILABLE on such a connection is worth making
+ * again on a new one; on a connection still up, UNAVAILABLE is the
+ * server's answer.
+ */
+bool jw_rpc_client_going_away(const jw_rpc_client_t *cli);
+
+/*
  * Starts a call with one request message. timeout_ms > 0 sends
  * grpc-timeout. Returns 0 (and *out when out is not NULL) or a negative
  * code; on_done always runs exactly once after a 0 return.
