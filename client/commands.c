@@ -87,8 +87,7 @@ static int parse_simple(cli_conn_t *conn, int argc, char **argv, bool want_id,
       return cli_usage_error(cmd, "missing job ID");
     /* The count first: "status a b" is one argument too many, whatever a. */
     if (optind + 1 < argc)
-      return cli_usage_error(cmd, "unexpected argument '%s'",
-                             argv[optind + 1]);
+      return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
     if (check_id_arg(cmd, argv[optind]) != PROCEED)
       return CLI_EXIT_USAGE;
     *id = argv[optind++];
