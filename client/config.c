@@ -299,15 +299,9 @@ int cli_cmd_config(cli_conn_t *conn, int argc, char **argv) {
   int c, r, nargs;
 
   optind = 0; /* getopt starts afresh, as in commands.c */
-  while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
-    if (c == 'h') {
-      cli_help(stdout, "config");
-      return CLI_EXIT_OK;
-    }
-    return cli_getopt_error("config", c, argv);
-  }
+  if ((c = cli_next_opt(conn, "config", argc, argv, "+:h", longopts)) != -1)
+    return c == CLI_OPT_HELPED ? CLI_EXIT_OK
+                               : cli_getopt_error("config", c, argv);
   sub = optind < argc ? argv[optind] : "list";
   nargs = optind < argc ? argc - optind - 1 : 0;
   if (strcmp(sub, "use") == 0) {

@@ -107,6 +107,22 @@ bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
   }
 }
 
+int cli_next_opt(cli_conn_t *conn, const char *cmd, int argc, char **argv,
+                 const char *optstring, const struct option *longopts) {
+  int c;
+
+  /* Quiet: cli_getopt_error reports '?' and ':' in the house form. */
+  opterr = 0;
+  do
+    c = getopt_long(argc, argv, optstring, longopts, NULL);
+  while (c != -1 && cli_conn_flag(conn, c, optarg));
+  if (c == 'h') {
+    cli_help(stdout, cmd);
+    return CLI_OPT_HELPED;
+  }
+  return c;
+}
+
 static const char *env_nonempty(const char *name) {
   const char *v = getenv(name);
   return v != NULL && v[0] != '\0' ? v : NULL;
