@@ -267,7 +267,6 @@ static uint64_t u64_at(const jw_config_t *cfg, size_t off) {
 
 START_TEST(test_defaults) {
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--data-dir=/tmp/x"), 0);
   ck_assert_str_eq(err_out, "");
   ck_assert_str_eq(cfg.addr, "127.0.0.1:3000");
@@ -299,7 +298,6 @@ END_TEST
 /* Without --data-dir: one that works for the user running the server. */
 START_TEST(test_default_data_dir) {
   jw_config_t cfg;
-  clear_env();
   setenv("XDG_STATE_HOME", "/srv/state", 1);
   setenv("HOME", "/home/someone", 1);
   ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
@@ -320,7 +318,6 @@ END_TEST
 START_TEST(test_u64_flags) {
   jw_config_t cfg;
   char arg[128];
-  clear_env();
   for (size_t i = 0; i < NU64; i++) {
     snprintf(arg, sizeof(arg), "--%s=%s", u64_flags[i].flag, u64_flags[i].good);
     ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
@@ -357,7 +354,6 @@ END_TEST
 START_TEST(test_u64_flags_refused) {
   jw_config_t cfg;
   char arg[128], quoted[96];
-  clear_env();
   for (size_t i = 0; i < NU64; i++) {
     for (size_t b = 0; b < 4; b++) {
       const char *v = u64_flags[i].bad[b];
@@ -397,7 +393,6 @@ START_TEST(test_string_flags) {
   };
   jw_config_t cfg;
   char arg[128];
-  clear_env();
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
     setenv(f[i].env, "from-env", 1);
     ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
@@ -430,23 +425,28 @@ START_TEST(test_string_flags) {
 END_TEST
 
 START_TEST(test_missing_certificates) {
+  /* The flags given (NULL-terminated) and what stderr says is missing. */
+  static const struct {
+    const char *argv[4];
+    const char *err;
+  } cases[] = {
+      {{"--cert=a", "--key=b"}, "missing --cacert (or TELEPORTD_CACERT)"},
+      {{"--cacert=a", "--key=b"}, "missing --cert (or TELEPORTD_CERT)"},
+      {{"--cacert=a", "--cert=b"}, "missing --key (or TELEPORTD_KEY)"},
+      {{"--cacert=", "--cert=b", "--key=c"}, "missing --cacert"},
+  };
   jw_config_t cfg;
-  clear_env();
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cert=a", "--key=b"), 2);
-  assert_err_has("missing --cacert (or TELEPORTD_CACERT)");
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=a", "--key=b"), 2);
-  assert_err_has("missing --cert (or TELEPORTD_CERT)");
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=a", "--cert=b"), 2);
-  assert_err_has("missing --key (or TELEPORTD_KEY)");
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=", "--cert=b", "--key=c"), 2);
-  assert_err_has("missing --cacert");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    ck_assert_msg(parse_argv(&cfg, 0, cases[i].argv) == 2, "case %zu passed",
+                  i);
+    assert_err_has(cases[i].err);
+  }
 }
 END_TEST
 
 START_TEST(test_max_connections) {
   static const char *const bad[] = {"0", "1000001", "-1", "ten", "10 "};
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--max-connections=1"), 0);
   ck_assert_uint_eq(cfg.max_connections, 1);
   ck_assert_int_eq(PARSE(&cfg, "--max-connections", "1000000"), 0);
@@ -470,7 +470,6 @@ START_TEST(test_log_level) {
                                           JW_LOG_WARN, JW_LOG_ERROR};
   jw_config_t cfg;
   char arg[64];
-  clear_env();
   for (size_t i = 0; i < 4; i++) {
     snprintf(arg, sizeof(arg), "--log-level=%s", names[i]);
     ck_assert_int_eq(PARSE(&cfg, arg), 0);
@@ -496,7 +495,6 @@ START_TEST(test_allow_isolation) {
             {"false", false}, {"0", false}, {"no", false}};
   jw_config_t cfg;
   char arg[64];
-  clear_env();
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
     snprintf(arg, sizeof(arg), "--allow-isolation=%s", ok[i].s);
     ck_assert_int_eq(PARSE(&cfg, arg), 0);
@@ -519,7 +517,6 @@ START_TEST(test_job_uid_range) {
       "200000", "-5-10", "10-5",   "0-10",   "1-4294967295",  "1-1048577",
       "a-b",    "10-",   "10-20x", "10--20", "99999999999-1", "10-20-30"};
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=1000-1999"), 0);
   ck_assert_uint_eq(cfg.job_uid_first, 1000);
   ck_assert_uint_eq(cfg.job_uid_last, 1999);
@@ -578,7 +575,6 @@ START_TEST(test_limit_flags) {
   };
   jw_config_t cfg;
   char arg[96], quoted[128];
-  clear_env();
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
     snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].good);
     ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
@@ -610,22 +606,28 @@ START_TEST(test_limit_flags) {
     assert_err_has(quoted);
   }
   /* A default over its maximum is refused. */
-  ck_assert_int_eq(PARSE(&cfg, "--default-memory=2G", "--max-memory=1G"), 2);
-  assert_err_has("--default-memory is over --max-memory");
-  ck_assert_int_eq(PARSE(&cfg, "--default-cpus=2", "--max-cpus=1"), 2);
-  assert_err_has("--default-cpus is over --max-cpus");
-  ck_assert_int_eq(PARSE(&cfg, "--default-pids=10", "--max-pids=9"), 2);
-  assert_err_has("--default-pids is over --max-pids");
-  ck_assert_int_eq(PARSE(&cfg, "--default-io-write=2M", "--max-io-write=1M"),
-                   2);
-  assert_err_has("--default-io-write is over --max-io-write");
+  static const struct {
+    const char *dflt, *max, *err;
+  } over[] = {
+      {"--default-memory=2G", "--max-memory=1G",
+       "--default-memory is over --max-memory"},
+      {"--default-cpus=2", "--max-cpus=1", "--default-cpus is over --max-cpus"},
+      {"--default-pids=10", "--max-pids=9",
+       "--default-pids is over --max-pids"},
+      {"--default-io-write=2M", "--max-io-write=1M",
+       "--default-io-write is over --max-io-write"},
+  };
+  for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+    ck_assert_msg(PARSE(&cfg, over[i].dflt, over[i].max) == 2,
+                  "%s %s was accepted", over[i].dflt, over[i].max);
+    assert_err_has(over[i].err);
+  }
   ck_assert_int_eq(PARSE(&cfg, "--default-memory=1G", "--max-memory=1G"), 0);
 }
 END_TEST
 
 START_TEST(test_usage_errors) {
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--no-such-flag"), 2);
   assert_err_has("unknown flag --no-such-flag");
   assert_err_has("Run 'teleportd --help' for usage.");
@@ -671,7 +673,6 @@ static void assert_conf_err(unsigned line, const char *what) {
 START_TEST(test_config_file) {
   jw_config_t cfg;
   char arg[192];
-  clear_env();
   const char *path = write_conf("# teleportd on this host\n"
                                 "\n"
                                 "addr = 127.0.0.1:3999\n"
@@ -714,7 +715,6 @@ END_TEST
 START_TEST(test_config_every_flag) {
   jw_config_t cfg;
   char text[256], arg[192];
-  clear_env();
   for (size_t i = 0; i < NU64; i++) {
     snprintf(text, sizeof(text), "%s = %s\n", u64_flags[i].flag,
              u64_flags[i].good);
@@ -740,7 +740,6 @@ END_TEST
 START_TEST(test_config_precedence) {
   jw_config_t cfg;
   char arg[192];
-  clear_env();
   snprintf(arg, sizeof(arg), "--config=%s",
            write_conf("max-jobs = 7\nmax-args = 9\n", 0600));
   ck_assert_int_eq(PARSE(&cfg, arg), 0);
@@ -790,7 +789,6 @@ START_TEST(test_config_refused) {
   };
   jw_config_t cfg;
   char arg[192];
-  clear_env();
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     snprintf(arg, sizeof(arg), "--config=%s", write_conf(cases[i].text, 0600));
     ck_assert_msg(PARSE(&cfg, arg) == 2, "accepted: %s", cases[i].text);
@@ -818,7 +816,6 @@ END_TEST
 
 START_TEST(test_help_and_version) {
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--help"), 1);
   ck_assert_ptr_nonnull(strstr(std_out, "Usage: teleportd [FLAGS]"));
   ck_assert_str_eq(err_out, "");
@@ -862,7 +859,8 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("flags");
-  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  /* Each test starts with no TELEPORTD_* variable set. */
+  TCase *tc = test_tcase(s, "core", clear_env, NULL, 0);
   const TTest *const tc_tests[] = {
       test_defaults,          test_default_data_dir,  test_u64_flags,
       test_u64_flags_refused, test_string_flags,      test_missing_certificates,
