@@ -19,6 +19,7 @@
 
 #include "jobworker.pb-c.h"
 #include "jobworker/rpc.h"
+#include "jobworker/tls.h"
 #include "names.h"
 
 /* The exit codes scripts rely on; --help and docs/cli.md list them. */
@@ -52,9 +53,7 @@ enum {
  * environment variable, else (addr only) the default.
  */
 typedef struct {
-  const char *cacert;
-  const char *cert;
-  const char *key;
+  jw_tls_files_t files;
   const char *addr;
   /* --context NAME, or NULL (then TELEPORT_CONTEXT, then the default). */
   const char *context;

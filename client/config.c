@@ -31,7 +31,7 @@
 typedef struct {
   const char *name;
   unsigned line;
-  /* addr, cacert, cert, key, in the order of cli_conn_t's fields */
+  /* addr, cacert, cert, key: the settings a context may give */
   const char *value[4];
 } context_t;
 
@@ -219,8 +219,8 @@ static int pick(const cli_conn_t *conn, const context_t **out,
 }
 
 int cli_config_apply(cli_conn_t *conn) {
-  const char **fields[4] = {&conn->addr, &conn->cacert, &conn->cert,
-                            &conn->key};
+  const char **fields[4] = {&conn->addr, &conn->files.cacert, &conn->files.cert,
+                            &conn->files.key};
   const context_t *ctx;
   const char *by;
   int r;
