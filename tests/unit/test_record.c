@@ -1060,8 +1060,6 @@ START_TEST(test_env_kept_only_with_keep_env) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("record");
-  TCase *tc = test_tcase(s, "core", setup, teardown, 120);
   const TTest *const tests[] = {
       test_round_trip,
       test_encode_refuses_bad_fields,
@@ -1083,6 +1081,5 @@ int main(void) {
       test_broken_journal_reported_others_restored,
       test_env_kept_only_with_keep_env,
       NULL};
-  test_add_tests(tc, tests);
-  return test_run_suite(s);
+  return test_run_list("record", setup, teardown, 120, tests);
 }
