@@ -6,6 +6,7 @@
  * value. Expected values are written here, not taken from the code.
  */
 #include <check.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -538,67 +539,69 @@ START_TEST(test_job_uid_range) {
 }
 END_TEST
 
+/* The variable of a flag: TELEPORTD_ and the flag in capitals, '-' as '_'. */
+static void env_of(const char *flag, char *buf, size_t size) {
+  int n = snprintf(buf, size, "TELEPORTD_%s", flag);
+  ck_assert(n > 0 && (size_t)n < size);
+  for (char *c = buf; *c != '\0'; c++)
+    *c = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+}
+
 /* The job limit flags: sizes, CPUs and counts, defaults and maximums. */
 START_TEST(test_limit_flags) {
+  /* Each flag's variable is TELEPORTD_ and its name (env_of); max-* set
+   * the maximums, default-* the defaults. */
+#define L(field) offsetof(jw_limits_t, field)
   static const struct {
-    const char *flag, *env, *good;
-    int max;
+    const char *flag, *good;
     size_t off;
     int64_t value;
     const char *bad, *want;
   } f[] = {
-      {"default-memory", "TELEPORTD_DEFAULT_MEMORY", "512M", 0,
-       offsetof(jw_limits_t, memory_bytes), 512 * (int64_t)MiB, "lots",
+      {"default-memory", "512M", L(memory_bytes), 512 * MiB, "lots",
        "want a size"},
-      {"max-memory", "TELEPORTD_MAX_MEMORY", "2G", 1,
-       offsetof(jw_limits_t, memory_bytes), 2 * (int64_t)GiB, "-1G",
+      {"max-memory", "2G", L(memory_bytes), 2 * GiB, "-1G", "want a size"},
+      {"default-cpus", "0.5", L(cpu_millis), 500, "half",
+       "want a number of CPUs"},
+      {"max-cpus", "250m", L(cpu_millis), 250, "-2", "want a number of CPUs"},
+      {"default-pids", "64", L(pids), 64, "-1", "want a whole number"},
+      {"max-pids", "1000", L(pids), 1000, "10k", "want a whole number"},
+      {"default-io-read", "10M", L(io_read_bps), 10 * MiB, "fast",
        "want a size"},
-      {"default-cpus", "TELEPORTD_DEFAULT_CPUS", "0.5", 0,
-       offsetof(jw_limits_t, cpu_millis), 500, "half", "want a number of CPUs"},
-      {"max-cpus", "TELEPORTD_MAX_CPUS", "250m", 1,
-       offsetof(jw_limits_t, cpu_millis), 250, "-2", "want a number of CPUs"},
-      {"default-pids", "TELEPORTD_DEFAULT_PIDS", "64", 0,
-       offsetof(jw_limits_t, pids), 64, "-1", "want a whole number"},
-      {"max-pids", "TELEPORTD_MAX_PIDS", "1000", 1, offsetof(jw_limits_t, pids),
-       1000, "10k", "want a whole number"},
-      {"default-io-read", "TELEPORTD_DEFAULT_IO_READ", "10M", 0,
-       offsetof(jw_limits_t, io_read_bps), 10 * (int64_t)MiB, "fast",
+      {"max-io-read", "1G", L(io_read_bps), GiB, "1X", "want a size"},
+      {"default-io-write", "4K", L(io_write_bps), 4 * KiB, "4KK",
        "want a size"},
-      {"max-io-read", "TELEPORTD_MAX_IO_READ", "1G", 1,
-       offsetof(jw_limits_t, io_read_bps), (int64_t)GiB, "1X", "want a size"},
-      {"default-io-write", "TELEPORTD_DEFAULT_IO_WRITE", "4K", 0,
-       offsetof(jw_limits_t, io_write_bps), 4 * (int64_t)KiB, "4KK",
-       "want a size"},
-      {"max-io-write", "TELEPORTD_MAX_IO_WRITE", "8M", 1,
-       offsetof(jw_limits_t, io_write_bps), 8 * (int64_t)MiB, "M",
-       "want a size"},
+      {"max-io-write", "8M", L(io_write_bps), 8 * MiB, "M", "want a size"},
   };
+#undef L
   jw_config_t cfg;
-  char arg[96], quoted[128];
+  char arg[96], quoted[128], env[64];
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    bool max = strncmp(f[i].flag, "max-", 4) == 0;
+    env_of(f[i].flag, env, sizeof(env));
     snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].good);
     ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
-    jw_limits_t *l = f[i].max ? &cfg.max_limits : &cfg.default_limits;
-    jw_limits_t *other = f[i].max ? &cfg.default_limits : &cfg.max_limits;
+    jw_limits_t *l = max ? &cfg.max_limits : &cfg.default_limits;
+    jw_limits_t *other = max ? &cfg.default_limits : &cfg.max_limits;
     ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), f[i].value);
     ck_assert_int_eq(*(int64_t *)((char *)other + f[i].off), 0);
     ck_assert(cfg.default_pids_set == (strcmp(f[i].flag, "default-pids") == 0));
 
-    setenv(f[i].env, f[i].good, 1);
+    setenv(env, f[i].good, 1);
     ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 0);
-    l = f[i].max ? &cfg.max_limits : &cfg.default_limits;
+    l = max ? &cfg.max_limits : &cfg.default_limits;
     ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), f[i].value);
     /* The flag wins: 0, no limit. */
     snprintf(arg, sizeof(arg), "--%s=0", f[i].flag);
     ck_assert_int_eq(PARSE(&cfg, arg), 0);
     ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), 0);
 
-    setenv(f[i].env, f[i].bad, 1);
+    setenv(env, f[i].bad, 1);
     ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
-    snprintf(quoted, sizeof(quoted), "invalid %s \"%s\": %s", f[i].env,
-             f[i].bad, f[i].want);
+    snprintf(quoted, sizeof(quoted), "invalid %s \"%s\": %s", env, f[i].bad,
+             f[i].want);
     assert_err_has(quoted);
-    unsetenv(f[i].env);
+    unsetenv(env);
     snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].bad);
     ck_assert_int_eq(PARSE(&cfg, arg), 2);
     snprintf(quoted, sizeof(quoted), "invalid --%s \"%s\": %s", f[i].flag,
