@@ -10,6 +10,7 @@
 #ifndef TELEPORT_CLI_H
 #define TELEPORT_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 
 #include "jobworker.pb-c.h"
 #include "jobworker/rpc.h"
+#include "jobworker/tls.h"
 #include "names.h"
 
 /* The exit codes scripts rely on; --help and docs/cli.md list them. */
@@ -51,9 +53,7 @@ enum {
  * environment variable, else (addr only) the default.
  */
 typedef struct {
-  const char *cacert;
-  const char *cert;
-  const char *key;
+  jw_tls_files_t files;
   const char *addr;
   /* --context NAME, or NULL (then TELEPORT_CONTEXT, then the default). */
   const char *context;
@@ -76,6 +76,8 @@ enum {
   CLI_OPT_VERSION,
   CLI_OPT_JSON,
   CLI_OPT_CONTEXT,
+  /* cli_next_opt's answer once -h/--help printed the command's help. */
+  CLI_OPT_HELPED,
 };
 
 /* getopt_long entries for the connection flags and --help. */
@@ -126,6 +128,15 @@ extern const char *cli_prog;
  * code was one of them.
  */
 bool cli_conn_flag(cli_conn_t *conn, int code, const char *value);
+
+/*
+ * getopt_long for a command's own flags (the caller sets optind to 0
+ * first): records the connection flags into conn on the way, prints cmd's
+ * help for -h (then returns CLI_OPT_HELPED) and returns the next other
+ * option, '?' or ':' (for cli_getopt_error), or -1 at the end.
+ */
+int cli_next_opt(cli_conn_t *conn, const char *cmd, int argc, char **argv,
+                 const char *optstring, const struct option *longopts);
 
 /*
  * Prints a usage error (one line, then where to find help) and returns

@@ -50,12 +50,12 @@ static int parse_duration_flag(const char *cmd, const char *flag,
 }
 
 /*
- * Parses the flags of a command that takes one job ID (want_id) or none.
- * --json is accepted when json is not NULL. Flags may come before or after
- * the ID. Returns PROCEED or an exit code (help shown, usage error).
+ * Parses the flags of a command that takes one job ID (open_for_job takes
+ * the ID). --json is accepted when json is not NULL. Flags may come before
+ * or after the ID. Returns PROCEED or an exit code (help shown, usage
+ * error).
  */
-static int parse_simple(cli_conn_t *conn, int argc, char **argv, bool want_id,
-                        bool *json, const char **id) {
+static int parse_simple(cli_conn_t *conn, int argc, char **argv, bool *json) {
   static const struct option longopts[] = {
       CLI_CONN_LONGOPTS,
       {"json", no_argument, NULL, CLI_OPT_JSON},
@@ -65,13 +65,9 @@ static int parse_simple(cli_conn_t *conn, int argc, char **argv, bool want_id,
   int c;
 
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, cmd, argc, argv, ":h", longopts)) != -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, cmd);
+    case CLI_OPT_HELPED:
       return CLI_EXIT_OK;
     case CLI_OPT_JSON:
       if (json == NULL)
@@ -82,18 +78,6 @@ static int parse_simple(cli_conn_t *conn, int argc, char **argv, bool want_id,
       return cli_getopt_error(cmd, c, argv);
     }
   }
-  if (want_id) {
-    if (optind >= argc)
-      return cli_usage_error(cmd, "missing job ID");
-    /* The count first: "status a b" is one argument too many, whatever a. */
-    if (optind + 1 < argc)
-      return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    if (check_id_arg(cmd, argv[optind]) != PROCEED)
-      return CLI_EXIT_USAGE;
-    *id = argv[optind++];
-  }
-  if (optind < argc)
-    return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
   return PROCEED;
 }
 
@@ -204,6 +188,31 @@ static int resolve_id(cli_session_t *s, const char *arg, char *out,
   free(ids);
   jobworker__v1__list_response__free_unpacked(resp, NULL);
   return rc;
+}
+
+/*
+ * Takes the one job ID argument left after a command's flags (at
+ * argv[optind]), resolves the connection settings, opens s and turns the
+ * ID into the job id to send (resolve_id). Returns an exit code (usage
+ * error, bad settings, no session); the caller closes s either way.
+ */
+static int open_for_job(cli_session_t *s, cli_conn_t *conn, const char *cmd,
+                        int argc, char **argv, char *id, size_t idlen) {
+  int rc;
+
+  /* Closing a session that was never opened does nothing. */
+  memset(s, 0, sizeof(*s));
+  if (optind >= argc)
+    return cli_usage_error(cmd, "missing job ID");
+  /* The count first: "status a b" is one argument too many, whatever a. */
+  if (optind + 1 < argc)
+    return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+  if (check_id_arg(cmd, argv[optind]) != PROCEED)
+    return CLI_EXIT_USAGE;
+  if ((rc = cli_conn_resolve(conn)) != 0)
+    return rc;
+  rc = cli_session_open(s, conn);
+  return rc == CLI_EXIT_OK ? resolve_id(s, argv[optind], id, idlen) : rc;
 }
 
 /*
@@ -352,14 +361,11 @@ int cli_cmd_start(cli_conn_t *conn, int argc, char **argv) {
     return CLI_EXIT_FAIL;
   }
   optind = 0;
-  opterr = 0;
   /* '+': the first word that is not a flag is the job's command. */
-  while ((c = getopt_long(argc, argv, "+:hle:C:", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, "start", argc, argv, "+:hle:C:", longopts)) !=
+         -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, "start");
+    case CLI_OPT_HELPED:
       rc = CLI_EXIT_OK;
       goto out;
     case 'l':
@@ -503,20 +509,14 @@ static int print_status(const Jobworker__V1__JobStatus *st, bool json) {
 int cli_cmd_status(cli_conn_t *conn, int argc, char **argv) {
   Jobworker__V1__JobStatus *st = NULL;
   cli_session_t s;
-  const char *arg = "";
   char id[CLI_ID_LEN * 4];
   bool json = false;
   int rc;
 
-  rc = parse_simple(conn, argc, argv, true, &json, &arg);
+  rc = parse_simple(conn, argc, argv, &json);
   if (rc != PROCEED)
     return rc;
-  if ((rc = cli_conn_resolve(conn)) != 0)
-    return rc;
-
-  rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK)
-    rc = resolve_id(&s, arg, id, sizeof(id));
+  rc = open_for_job(&s, conn, argv[0], argc, argv, id, sizeof(id));
   if (rc == CLI_EXIT_OK)
     rc = get_status(&s, id, &st);
   if (rc == CLI_EXIT_OK)
@@ -571,39 +571,23 @@ int cli_cmd_stop(cli_conn_t *conn, int argc, char **argv) {
   int c, rc;
 
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, "stop", argc, argv, ":h", longopts)) != -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, "stop");
+    case CLI_OPT_HELPED:
       return CLI_EXIT_OK;
-    case CLI_OPT_JSON:
-      json = true;
-      break;
     case OPT_TIMEOUT:
       if ((rc = parse_duration_flag("stop", "--timeout", optarg,
                                     &timeout_ms)) != PROCEED)
         return rc;
       break;
+    case CLI_OPT_JSON:
+      json = true;
+      break;
     default:
       return cli_getopt_error("stop", c, argv);
     }
   }
-  if (optind >= argc)
-    return cli_usage_error("stop", "missing job ID");
-  if (check_id_arg("stop", argv[optind]) != PROCEED)
-    return CLI_EXIT_USAGE;
-  if (optind + 1 < argc)
-    return cli_usage_error("stop", "unexpected argument '%s'",
-                           argv[optind + 1]);
-  if ((rc = cli_conn_resolve(conn)) != 0)
-    return rc;
-
-  rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK)
-    rc = resolve_id(&s, argv[optind], id, sizeof(id));
+  rc = open_for_job(&s, conn, "stop", argc, argv, id, sizeof(id));
   /* On a terminal a person watches: say what is being done, and why it
    * takes the time it takes. Scripts get the status alone, as before. */
   if (rc == CLI_EXIT_OK && tty)
@@ -669,13 +653,10 @@ int cli_cmd_output(cli_conn_t *conn, int argc, char **argv) {
 
   memset(&fo, 0, sizeof(fo));
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hn:", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, "output", argc, argv, ":hn:", longopts)) !=
+         -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, "output");
+    case CLI_OPT_HELPED:
       return CLI_EXIT_OK;
     case OPT_NO_FOLLOW:
       fo.no_follow = true;
@@ -701,19 +682,7 @@ int cli_cmd_output(cli_conn_t *conn, int argc, char **argv) {
       return cli_getopt_error("output", c, argv);
     }
   }
-  if (optind >= argc)
-    return cli_usage_error("output", "missing job ID");
-  if (check_id_arg("output", argv[optind]) != PROCEED)
-    return CLI_EXIT_USAGE;
-  if (optind + 1 < argc)
-    return cli_usage_error("output", "unexpected argument '%s'",
-                           argv[optind + 1]);
-  if ((rc = cli_conn_resolve(conn)) != 0)
-    return rc;
-
-  rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK)
-    rc = resolve_id(&s, argv[optind], id, sizeof(id));
+  rc = open_for_job(&s, conn, "output", argc, argv, id, sizeof(id));
   if (rc == CLI_EXIT_OK)
     rc = cli_follow_output(&s, id, &fo);
   /*
@@ -745,13 +714,9 @@ int cli_cmd_wait(cli_conn_t *conn, int argc, char **argv) {
   int c, i, rc, code, first_bad = 0;
 
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, "wait", argc, argv, ":h", longopts)) != -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, "wait");
+    case CLI_OPT_HELPED:
       return CLI_EXIT_OK;
     case OPT_TIMEOUT:
       if ((rc = parse_duration_flag("wait", "--timeout", optarg,
@@ -831,13 +796,9 @@ int cli_cmd_kill(cli_conn_t *conn, int argc, char **argv) {
   int c, rc, num;
 
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hs:", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, "kill", argc, argv, ":hs:", longopts)) != -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, "kill");
+    case CLI_OPT_HELPED:
       return CLI_EXIT_OK;
     case 's':
       sig = optarg;
@@ -851,25 +812,13 @@ int cli_cmd_kill(cli_conn_t *conn, int argc, char **argv) {
                            "-s takes a signal name (TERM, SIGUSR1, ...) or "
                            "number (1 to 64), not '%s'",
                            sig);
-  if (optind >= argc)
-    return cli_usage_error("kill", "missing job ID");
-  if (check_id_arg("kill", argv[optind]) != PROCEED)
-    return CLI_EXIT_USAGE;
-  if (optind + 1 < argc)
-    return cli_usage_error("kill", "unexpected argument '%s'",
-                           argv[optind + 1]);
-  if ((rc = cli_conn_resolve(conn)) != 0)
-    return rc;
-
   /* A name goes as a name (the server's names are the ones that count),
    * a number as a number: exactly one of the two, as the contract says. */
   if (sig[0] >= '0' && sig[0] <= '9')
     req.signal = num;
   else
     req.signal_name = (char *)sig;
-  rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK)
-    rc = resolve_id(&s, argv[optind], id, sizeof(id));
+  rc = open_for_job(&s, conn, "kill", argc, argv, id, sizeof(id));
   if (rc == CLI_EXIT_OK) {
     req.id = id;
     rc = cli_session_unary(&s, "Signal", &req.base,
@@ -886,19 +835,13 @@ int cli_cmd_rm(cli_conn_t *conn, int argc, char **argv) {
   Jobworker__V1__RemoveRequest req = JOBWORKER__V1__REMOVE_REQUEST__INIT;
   Jobworker__V1__JobStatus *st = NULL;
   cli_session_t s;
-  const char *arg = "";
   char id[CLI_ID_LEN * 4];
   int rc;
 
-  rc = parse_simple(conn, argc, argv, true, NULL, &arg);
+  rc = parse_simple(conn, argc, argv, NULL);
   if (rc != PROCEED)
     return rc;
-  if ((rc = cli_conn_resolve(conn)) != 0)
-    return rc;
-
-  rc = cli_session_open(&s, conn);
-  if (rc == CLI_EXIT_OK)
-    rc = resolve_id(&s, arg, id, sizeof(id));
+  rc = open_for_job(&s, conn, argv[0], argc, argv, id, sizeof(id));
   if (rc == CLI_EXIT_OK) {
     req.id = id;
     rc = cli_session_unary(&s, "Remove", &req.base,
@@ -951,13 +894,9 @@ int cli_cmd_list(cli_conn_t *conn, int argc, char **argv) {
   int c, rc, width = 0;
 
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
+  while ((c = cli_next_opt(conn, cmd, argc, argv, ":hq", longopts)) != -1) {
     switch (c) {
-    case 'h':
-      cli_help(stdout, cmd);
+    case CLI_OPT_HELPED:
       return CLI_EXIT_OK;
     case CLI_OPT_JSON:
       json = true;

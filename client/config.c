@@ -31,7 +31,7 @@
 typedef struct {
   const char *name;
   unsigned line;
-  /* addr, cacert, cert, key, in the order of cli_conn_t's fields */
+  /* addr, cacert, cert, key: the settings a context may give */
   const char *value[4];
 } context_t;
 
@@ -219,8 +219,8 @@ static int pick(const cli_conn_t *conn, const context_t **out,
 }
 
 int cli_config_apply(cli_conn_t *conn) {
-  const char **fields[4] = {&conn->addr, &conn->cacert, &conn->cert,
-                            &conn->key};
+  const char **fields[4] = {&conn->addr, &conn->files.cacert, &conn->files.cert,
+                            &conn->files.key};
   const context_t *ctx;
   const char *by;
   int r;
@@ -299,15 +299,9 @@ int cli_cmd_config(cli_conn_t *conn, int argc, char **argv) {
   int c, r, nargs;
 
   optind = 0; /* getopt starts afresh, as in commands.c */
-  while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
-    if (c == 'h') {
-      cli_help(stdout, "config");
-      return CLI_EXIT_OK;
-    }
-    return cli_getopt_error("config", c, argv);
-  }
+  if ((c = cli_next_opt(conn, "config", argc, argv, "+:h", longopts)) != -1)
+    return c == CLI_OPT_HELPED ? CLI_EXIT_OK
+                               : cli_getopt_error("config", c, argv);
   sub = optind < argc ? argv[optind] : "list";
   nargs = optind < argc ? argc - optind - 1 : 0;
   if (strcmp(sub, "use") == 0) {

@@ -47,16 +47,8 @@ int cli_cmd_health(cli_conn_t *conn, int argc, char **argv) {
   int c, rc;
 
   optind = 0;
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    if (cli_conn_flag(conn, c, optarg))
-      continue;
-    if (c == 'h') {
-      cli_help(stdout, cmd);
-      return CLI_EXIT_OK;
-    }
-    return cli_getopt_error(cmd, c, argv);
-  }
+  if ((c = cli_next_opt(conn, cmd, argc, argv, ":h", longopts)) != -1)
+    return c == CLI_OPT_HELPED ? CLI_EXIT_OK : cli_getopt_error(cmd, c, argv);
   if (optind < argc)
     service = argv[optind++];
   if (optind < argc)

@@ -88,13 +88,13 @@ int cli_getopt_error(const char *cmd, int c, char **argv) {
 bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
   switch (code) {
   case CLI_OPT_CACERT:
-    conn->cacert = value;
+    conn->files.cacert = value;
     return true;
   case CLI_OPT_CERT:
-    conn->cert = value;
+    conn->files.cert = value;
     return true;
   case CLI_OPT_KEY:
-    conn->key = value;
+    conn->files.key = value;
     return true;
   case CLI_OPT_ADDR:
     conn->addr = value;
@@ -105,6 +105,22 @@ bool cli_conn_flag(cli_conn_t *conn, int code, const char *value) {
   default:
     return false;
   }
+}
+
+int cli_next_opt(cli_conn_t *conn, const char *cmd, int argc, char **argv,
+                 const char *optstring, const struct option *longopts) {
+  int c;
+
+  /* Quiet: cli_getopt_error reports '?' and ':' in the house form. */
+  opterr = 0;
+  do
+    c = getopt_long(argc, argv, optstring, longopts, NULL);
+  while (c != -1 && cli_conn_flag(conn, c, optarg));
+  if (c == 'h') {
+    cli_help(stdout, cmd);
+    return CLI_OPT_HELPED;
+  }
+  return c;
 }
 
 static const char *env_nonempty(const char *name) {
@@ -118,9 +134,9 @@ int cli_conn_resolve(cli_conn_t *conn) {
     const char *flag;
     const char *env;
   } settings[] = {
-      {offsetof(cli_conn_t, cacert), "--cacert", "TELEPORT_CACERT"},
-      {offsetof(cli_conn_t, cert), "--cert", "TELEPORT_CERT"},
-      {offsetof(cli_conn_t, key), "--key", "TELEPORT_KEY"},
+      {offsetof(cli_conn_t, files.cacert), "--cacert", "TELEPORT_CACERT"},
+      {offsetof(cli_conn_t, files.cert), "--cert", "TELEPORT_CERT"},
+      {offsetof(cli_conn_t, files.key), "--key", "TELEPORT_KEY"},
       {offsetof(cli_conn_t, addr), "--addr", "TELEPORT_ADDR"},
   };
   char missing[256] = "";

@@ -81,7 +81,7 @@ static void report_verify(const cli_session_t *s, const char *detail) {
   } else {
     fprintf(stderr,
             "teleport: the server's certificate is not signed by %s (%s)\n",
-            c->cacert, why[0] ? why : "verification failed");
+            c->files.cacert, why[0] ? why : "verification failed");
   }
 }
 
@@ -101,7 +101,7 @@ static void report_tls(const cli_session_t *s, const char *detail) {
     fprintf(stderr,
             "teleport: the server refused this client certificate %s%s%.*s%s: "
             "is it signed by the CA teleportd trusts, and not expired?\n",
-            c->cert, n ? " (TLS alert: " : "", n, alert ? alert + 7 : "",
+            c->files.cert, n ? " (TLS alert: " : "", n, alert ? alert + 7 : "",
             n ? ")" : "");
     return;
   }
@@ -162,7 +162,7 @@ static void report_connect(const cli_session_t *s, int err) {
             "teleport: %s closed the connection during the handshake: it "
             "may have refused this client certificate %s, or it is not "
             "teleportd\n",
-            c->addr_norm, c->cert);
+            c->addr_norm, c->files.cert);
     return;
   case JW_EVERIFY:
     report_verify(s, detail);
@@ -248,13 +248,13 @@ int cli_session_open(cli_session_t *s, const cli_conn_t *conn) {
 
   memset(s, 0, sizeof(*s));
   s->conn = conn;
-  if (check_file(conn->cacert, "CA certificate", "--cacert") != 0 ||
-      check_file(conn->cert, "client certificate", "--cert") != 0 ||
-      check_file(conn->key, "client key", "--key") != 0)
+  if (check_file(conn->files.cacert, "CA certificate", "--cacert") != 0 ||
+      check_file(conn->files.cert, "client certificate", "--cert") != 0 ||
+      check_file(conn->files.key, "client key", "--key") != 0)
     return CLI_EXIT_FAIL;
 
-  err = jw_tls_ctx_new_client(conn->cacert, conn->cert, conn->key, &s->tls,
-                              errbuf, sizeof(errbuf));
+  err = jw_tls_ctx_new_client(conn->files.cacert, conn->files.cert,
+                              conn->files.key, &s->tls, errbuf, sizeof(errbuf));
   if (err != 0) {
     fprintf(stderr, "teleport: %s\n", errbuf[0] ? errbuf : errstr(err));
     return CLI_EXIT_FAIL;
@@ -482,7 +482,7 @@ void cli_report_status(const cli_session_t *s, const char *method,
   case JW_GRPC_UNAUTHENTICATED:
     fprintf(stderr,
             "teleport: the server did not accept the identity in %s%s%s\n",
-            s->conn->cert, sep, msg);
+            s->conn->files.cert, sep, msg);
     return;
   case JW_GRPC_RESOURCE_EXHAUSTED:
     fprintf(stderr, "teleport: the server is at a limit%s%s\n", sep, msg);

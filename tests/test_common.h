@@ -383,6 +383,19 @@ static inline int test_run_suite(Suite *s) {
 }
 
 /*
+ * Runs the NULL-terminated list of tests as one case ("core") of the named
+ * suite, setup and teardown (NULL: none) around each, each test taking at
+ * most timeout_s seconds (0: Check's default). Returns main's exit status.
+ */
+static inline int test_run_list(const char *name, void (*setup)(void),
+                                void (*teardown)(void), double timeout_s,
+                                const TTest *const *list) {
+  Suite *s = suite_create(name);
+  test_add_tests(test_tcase(s, "core", setup, teardown, timeout_s), list);
+  return test_run_suite(s);
+}
+
+/*
  * Runs the tests as one case ("core") of the named suite, with a timeout
  * in seconds (0: Check's default). TEST_RUN_CORE takes the tests as
  * arguments.

@@ -68,6 +68,18 @@ summary() {
   [ "$nfail" = 0 ]
 }
 
+# summary_with_log: a blank line; on any failure the failed checks' names
+# and the last 30 lines of $T/teleportd.log; then summary.
+summary_with_log() {
+  echo
+  if [ "$nfail" -gt 0 ]; then
+    printf 'failed: %s\n' "${failures[*]}"
+    echo "teleportd log:"
+    tail -n 30 "$T/teleportd.log" 2>/dev/null
+  fi
+  summary
+}
+
 # test_paths PREFIX: sets TELEPORT and TELEPORTD (this build's, in $BUILD),
 # PY, and T, a new scratch directory /tmp/PREFIX.XXXXXX that jobs (which run
 # as unprivileged users of their own) may enter.
@@ -176,4 +188,21 @@ start_teleportd() {
     --log-level warn "${@:2}" 2>>"$T/teleportd.log" &
   # shellcheck disable=SC2034 # the caller's, to stop and wait for
   SERVER_PID=$!
+}
+
+# serve_alice NAME TRIES: start_teleportd on a free loopback port (sets
+# PORT, ADDR, SERVER_PID), teleport's settings for alice exported (TZ=UTC),
+# and the server answering `tp list` within TRIES tries 0.1 s apart; else
+# prints NAME, the server's log and exits 1.
+serve_alice() {
+  PORT=$(free_port)
+  ADDR=127.0.0.1:$PORT
+  start_teleportd "$ADDR"
+  export TZ=UTC TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert \
+    TELEPORT_KEY=$C/alice.key TELEPORT_ADDR=$ADDR
+  if ! wait_up "$2" tp list; then
+    echo "$1: teleportd did not come up on $ADDR:"
+    cat "$T/teleportd.log"
+    exit 1
+  fi
 }

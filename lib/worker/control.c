@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -26,6 +27,18 @@ _Static_assert(sizeof(((jw_stop_req_t *)0)->link_) == sizeof(jw__list_t),
 #define WAIT_OF(node)                                                          \
   ((jw_wait_req_t *)(void *)((char *)(node)-offsetof(jw_wait_req_t, link_)))
 
+/*
+ * Finds the caller's job for a call, unless sup is NULL or the call's
+ * other arguments are bad (bad_args). Returns 0 with *j set, or -errno
+ * (JW_EINVAL, or the lookup's: not found, another owner's).
+ */
+static int find_job(jw_supervisor_t *sup, bool bad_args, const char *id,
+                    const char *owner, struct job **j) {
+  if (sup == NULL || bad_args)
+    return JW_EINVAL;
+  return jw__supervisor_lookup(sup, id, owner, j);
+}
+
 /* Asks the job's process to stop, remembering the first reason asked. */
 static void stop_job(struct job *j, uint64_t grace_ms, jw_end_reason_t why) {
   if (j->ctl.stop_reason == JW_END_NONE)
@@ -39,9 +52,7 @@ int jw_supervisor_stop_grace(jw_supervisor_t *sup, jw_stop_req_t *req,
   struct job *j;
   int err;
 
-  if (sup == NULL || req == NULL || cb == NULL)
-    return JW_EINVAL;
-  err = jw__supervisor_lookup(sup, id, owner, &j);
+  err = find_job(sup, req == NULL || cb == NULL, id, owner, &j);
   if (err < 0)
     return err;
   if (j->e.final) {
@@ -62,9 +73,7 @@ int jw_supervisor_wait(jw_supervisor_t *sup, jw_wait_req_t *req, const char *id,
   struct job *j;
   int err;
 
-  if (sup == NULL || req == NULL || cb == NULL)
-    return JW_EINVAL;
-  err = jw__supervisor_lookup(sup, id, owner, &j);
+  err = find_job(sup, req == NULL || cb == NULL, id, owner, &j);
   if (err < 0)
     return err;
   /* Answered with the job's stops: at its end, or on the next turn. */
@@ -105,9 +114,7 @@ int jw_supervisor_signal(jw_supervisor_t *sup, const char *id,
   struct job *j;
   int err;
 
-  if (sup == NULL || sig < 1 || sig > 64)
-    return JW_EINVAL;
-  err = jw__supervisor_lookup(sup, id, owner, &j);
+  err = find_job(sup, sig < 1 || sig > 64, id, owner, &j);
   if (err < 0)
     return err;
   if (j->e.final || j->proc == NULL)
@@ -125,9 +132,7 @@ int jw_supervisor_subscribe_at(jw_supervisor_t *sup, const char *id,
   struct job *j;
   int err;
 
-  if (sup == NULL || out == NULL)
-    return JW_EINVAL;
-  err = jw__supervisor_lookup(sup, id, owner, &j);
+  err = find_job(sup, out == NULL, id, owner, &j);
   if (err < 0)
     return err;
   return jw_outlog_reader_open_at(j->log, offset, notify_cb, data, out);
@@ -138,9 +143,7 @@ int jw_supervisor_remove(jw_supervisor_t *sup, const char *id,
   struct job *j;
   int err;
 
-  if (sup == NULL)
-    return JW_EINVAL;
-  err = jw__supervisor_lookup(sup, id, owner, &j);
+  err = find_job(sup, false, id, owner, &j);
   if (err < 0)
     return err;
   if (!j->e.final)

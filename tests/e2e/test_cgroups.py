@@ -33,112 +33,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-SYSTEM_PYTHON = "/usr/bin/python3"
+import e2e_common
+from e2e_common import Server, TELEPORTD, check, failures, log, started
 
-try:
-    import grpc
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON):
-        os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
-    raise
-
-# Where the tree and the build are: the interop tests' helpers say it.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "interop"))
-from interop_common import SOURCE_ROOT, TELEPORTD  # noqa: E402
-
-TMP = tempfile.mkdtemp(prefix="jw-e2e-cg-")
-started = []  # teleportd Popen objects, killed at the end
-failures = []
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    if cond:
-        log("ok   " + what)
-    else:
-        log("FAIL " + what)
-        failures.append(what)
-
-
-def certs_dir():
-    d = os.environ.get("JW_TEST_CERTS")
-    if d and os.path.exists(os.path.join(d, "alice.key")):
-        return d
-    d = os.path.join(TMP, "certs")
-    subprocess.run([os.path.join(SOURCE_ROOT, "tests", "make-certs.sh"), d],
-                   check=True, stdout=subprocess.DEVNULL)
-    return d
-
-
-def stubs():
-    out = os.path.join(TMP, "stubs")
-    os.mkdir(out)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                    "-I", os.path.join(SOURCE_ROOT, "proto"),
-                    "--python_out", out, "--grpc_python_out", out,
-                    "jobworker.proto"], check=True)
-    sys.path.insert(0, out)
-    import jobworker_pb2
-    import jobworker_pb2_grpc
-    return jobworker_pb2, jobworker_pb2_grpc
-
-
-pb, pb_grpc = stubs()
-CERTS = certs_dir()
-
-
-class Server:
-    """One teleportd, its log in TMP, port read from its listening line."""
-
-    def __init__(self, data_dir, name, extra=()):
-        self.log_path = os.path.join(TMP, name + ".log")
-        self.logf = open(self.log_path, "wb")
-        args = [TELEPORTD, "--addr", "127.0.0.1:0",
-                "--cacert", os.path.join(CERTS, "ca.cert"),
-                "--cert", os.path.join(CERTS, "server.cert"),
-                "--key", os.path.join(CERTS, "server.key"),
-                "--data-dir", data_dir, "--stop-timeout", "2s"] + list(extra)
-        self.proc = subprocess.Popen(args, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        started.append(self.proc)
-        deadline = time.monotonic() + 30
-        self.port = None
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            m = re.search(r"event=listening\b.*\bport=(\d+)", self.text())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
-            raise RuntimeError("teleportd did not start:\n" + self.text())
-        creds = grpc.ssl_channel_credentials(
-            open(os.path.join(CERTS, "ca.cert"), "rb").read(),
-            open(os.path.join(CERTS, "alice.key"), "rb").read(),
-            open(os.path.join(CERTS, "alice.cert"), "rb").read())
-        self.channel = grpc.secure_channel("127.0.0.1:%d" % self.port, creds)
-        self.stub = pb_grpc.JobWorkerStub(self.channel)
-
-    def text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self, sig=signal.SIGTERM):
-        self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
+TMP, CERTS, pb, pb_grpc = e2e_common.init("jw-e2e-cg-")
+grpc = e2e_common.grpc
 
 
 def wait_final(stub, job_id, timeout=30):
@@ -285,11 +186,7 @@ def test_restart_removes_leftovers():
 
 def stub_for(srv, name):
     """A second client of srv, with the certificate of name."""
-    creds = grpc.ssl_channel_credentials(
-        open(os.path.join(CERTS, "ca.cert"), "rb").read(),
-        open(os.path.join(CERTS, name + ".key"), "rb").read(),
-        open(os.path.join(CERTS, name + ".cert"), "rb").read())
-    channel = grpc.secure_channel("127.0.0.1:%d" % srv.port, creds)
+    channel = e2e_common.channel(srv.port, name)
     return channel, pb_grpc.JobWorkerStub(channel)
 
 
@@ -467,11 +364,7 @@ def test_unprivileged_server():
         check(len(lines) == 1 and "not root" in lines[0] and
               "uid=65534" in lines[0],
               "one log line says jobs run as teleportd's user: %s" % lines)
-        creds = grpc.ssl_channel_credentials(
-            open(os.path.join(CERTS, "ca.cert"), "rb").read(),
-            open(os.path.join(CERTS, "alice.key"), "rb").read(),
-            open(os.path.join(CERTS, "alice.cert"), "rb").read())
-        with grpc.secure_channel("127.0.0.1:%d" % port, creds) as ch:
+        with e2e_common.channel(port, "alice") as ch:
             st, out = run_sh(pb_grpc.JobWorkerStub(ch), "id -u")
         check(out.strip() == "65534",
               "its jobs run as its own user (%s)" % out.strip())
@@ -576,10 +469,7 @@ def main():
         test_data_dir()
         test_unprivileged_server()
     finally:
-        for p in started:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        e2e_common.kill_started()
         shutil.rmtree(TMP, ignore_errors=True)
     if failures:
         log("%d failed" % len(failures))

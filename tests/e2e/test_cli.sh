@@ -76,18 +76,7 @@ mkdir -p "$O"
   exit 1
 }
 
-PORT=$(free_port)
-ADDR=127.0.0.1:$PORT
-start_teleportd "$ADDR"
-
-export TZ=UTC TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert \
-  TELEPORT_KEY=$C/alice.key TELEPORT_ADDR=$ADDR
-
-if ! wait_up 100 tp list; then
-  echo "test_cli: teleportd did not come up on $ADDR:"
-  cat "$T/teleportd.log"
-  exit 1
-fi
+serve_alice test_cli 100
 
 # ---- usage (exit 2), help, version ---------------------------------------
 
@@ -292,10 +281,4 @@ check "server down: connection refused at ADDR" \
 run tp health
 check "health, server down: exit 1" '[ $rc = 1 ] && [ ! -s "$T/out" ]'
 
-echo
-if [ "$nfail" -gt 0 ]; then
-  printf 'failed: %s\n' "${failures[*]}"
-  echo "teleportd log:"
-  tail -n 30 "$T/teleportd.log" 2>/dev/null
-fi
-summary
+summary_with_log

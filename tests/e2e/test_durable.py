@@ -25,125 +25,27 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-SYSTEM_PYTHON = "/usr/bin/python3"
+import e2e_common
+from e2e_common import check, failures, log
 
-try:
-    import grpc
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON):
-        os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
-    raise
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "interop"))
-from interop_common import SOURCE_ROOT, TELEPORTD  # noqa: E402
-
-TMP = tempfile.mkdtemp(prefix="jw-e2e-durable-")
+TMP, CERTS, pb, pb_grpc = e2e_common.init("jw-e2e-durable-")
 os.chmod(TMP, 0o711)
-started = []  # teleportd Popen objects, killed at the end
 pids_to_kill = []  # job pids a failed check may leave
-failures = []
+grpc = e2e_common.grpc
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    if cond:
-        log("ok   " + what)
-    else:
-        log("FAIL " + what)
-        failures.append(what)
-
-
-def certs_dir():
-    d = os.environ.get("JW_TEST_CERTS")
-    if d and os.path.exists(os.path.join(d, "bob.key")):
-        return d
-    d = os.path.join(TMP, "certs")
-    subprocess.run([os.path.join(SOURCE_ROOT, "tests", "make-certs.sh"), d],
-                   check=True, stdout=subprocess.DEVNULL)
-    return d
-
-
-def stubs():
-    out = os.path.join(TMP, "stubs")
-    os.mkdir(out)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                    "-I", os.path.join(SOURCE_ROOT, "proto"),
-                    "--python_out", out, "--grpc_python_out", out,
-                    "jobworker.proto"], check=True)
-    sys.path.insert(0, out)
-    import jobworker_pb2
-    import jobworker_pb2_grpc
-    return jobworker_pb2, jobworker_pb2_grpc
-
-
-pb, pb_grpc = stubs()
-CERTS = certs_dir()
-
-
-def channel(port, who):
-    creds = grpc.ssl_channel_credentials(
-        open(os.path.join(CERTS, "ca.cert"), "rb").read(),
-        open(os.path.join(CERTS, who + ".key"), "rb").read(),
-        open(os.path.join(CERTS, who + ".cert"), "rb").read())
-    return grpc.secure_channel("127.0.0.1:%d" % port, creds)
-
-
-class Server:
-    """One teleportd, its log in TMP, port read from its listening line."""
+class Server(e2e_common.Server):
+    """A teleportd with no job limits, given a minute to start and stop."""
 
     def __init__(self, data_dir, name, extra=()):
-        self.log_path = os.path.join(TMP, name + ".log")
-        self.logf = open(self.log_path, "wb")
-        args = [TELEPORTD, "--addr", "127.0.0.1:0",
-                "--cacert", os.path.join(CERTS, "ca.cert"),
-                "--cert", os.path.join(CERTS, "server.cert"),
-                "--key", os.path.join(CERTS, "server.key"),
-                "--data-dir", data_dir, "--stop-timeout", "2s",
-                "--max-jobs-per-client", "0", "--max-jobs", "0",
-                "--max-finished-per-client", "0"] + list(extra)
-        self.proc = subprocess.Popen(args, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        started.append(self.proc)
-        deadline = time.monotonic() + 60
-        self.port = None
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            m = re.search(r"event=listening\b.*\bport=(\d+)", self.text())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
-            raise RuntimeError("teleportd did not start:\n" + self.text())
-        self.channel = channel(self.port, "alice")
-        self.stub = pb_grpc.JobWorkerStub(self.channel)
-        self.bob_channel = channel(self.port, "bob")
-        self.bob = pb_grpc.JobWorkerStub(self.bob_channel)
-
-    def text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self, sig=signal.SIGTERM):
-        self.channel.close()
-        self.bob_channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
+        super().__init__(data_dir, name,
+                         ["--max-jobs-per-client", "0", "--max-jobs", "0",
+                          "--max-finished-per-client", "0"] + list(extra),
+                         wait_s=60)
 
 
 def start(stub, *argv):
@@ -176,6 +78,17 @@ def refusal(stub, job_id):
         return None
     except grpc.RpcError as e:
         return e.code()
+
+
+def restored_status(s, job_id, what):
+    """The status of job_id on the restarted server s, or None after a
+    failed check `what` (s is stopped then)."""
+    try:
+        return s.stub.Status(pb.StatusRequest(id=job_id), timeout=30)
+    except grpc.RpcError as e:
+        check(False, "%s (%s)" % (what, e.code()))
+        s.stop()
+        return None
 
 
 def pid_gone(pid):
@@ -227,11 +140,8 @@ def test_sigterm_restart():
           os.path.exists(os.path.join(data, done + ".log")),
           "restart: the sweep keeps the journal and its jobs' logs, removes "
           "the rest of its own (%s)" % sorted(os.listdir(data)))
-    try:
-        st = s.stub.Status(pb.StatusRequest(id=done), timeout=30)
-    except grpc.RpcError as e:
-        check(False, "restart: finished job found (%s)" % e.code())
-        s.stop()
+    st = restored_status(s, done, "restart: finished job found")
+    if st is None:
         return
     check(st.state == pb.JOB_STATE_EXITED and st.exit_code == 7 and
           st.end_reason == pb.END_REASON_EXITED,
@@ -320,11 +230,8 @@ def test_sigkill_crash():
           "crash: the grandchild outlives the SIGKILLed server")
 
     s = Server(data, "crash-2")
-    try:
-        st2 = s.stub.Status(pb.StatusRequest(id=job), timeout=30)
-    except grpc.RpcError as e:
-        check(False, "crash: job found after the restart (%s)" % e.code())
-        s.stop()
+    st2 = restored_status(s, job, "crash: job found after the restart")
+    if st2 is None:
         return
     check(st2.state != pb.JOB_STATE_RUNNING and
           st2.end_reason == pb.END_REASON_SERVER_CRASH,
@@ -399,10 +306,7 @@ def main():
         test_sigkill_crash()
         test_crash_storm()
     finally:
-        for p in started:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        e2e_common.kill_started()
         for pid in pids_to_kill:
             if pid > 0 and not pid_gone(pid):
                 try:

@@ -115,20 +115,32 @@ kill_proxy() {
   PROXY_PID=
 }
 
+# cut_proxy: every connection through the proxy dropped, and for about a
+# second no new one.
+cut_proxy() {
+  kill_proxy
+  sleep 1
+  start_proxy
+}
+
+# reap_bg TENTHS: until the teleport in the background ($BG_PID) ends, at
+# most TENTHS tenths of a second, then SIGKILL; sets rc to its exit status.
+reap_bg() {
+  for _ in $(seq "$1"); do
+    kill -0 "$BG_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$BG_PID" 2>/dev/null
+  wait "$BG_PID"
+  rc=$?
+  BG_PID=
+}
+
 # ---- setup ---------------------------------------------------------------
 
 need_built test_jobctl_cli "$TELEPORT" "$TELEPORTD"
 test_certs
-PORT=$(free_port)
-ADDR=127.0.0.1:$PORT
-start_teleportd "$ADDR"
-export TZ=UTC TELEPORT_CACERT=$C/ca.cert TELEPORT_CERT=$C/alice.cert \
-  TELEPORT_KEY=$C/alice.key TELEPORT_ADDR=$ADDR
-if ! wait_up 300 tp list; then
-  echo "test_jobctl_cli: teleportd did not come up on $ADDR:"
-  cat "$T/teleportd.log"
-  exit 1
-fi
+serve_alice test_jobctl_cli 300
 
 # ---- output --tail, --from, --no-follow ----------------------------------
 
@@ -349,21 +361,10 @@ TELEPORT_ADDR=127.0.0.1:$PPORT "$TELEPORT" output "$id_f" >"$T/f.out" 2>"$T/f.er
 BG_PID=$!
 # Two cuts, each while the job writes, each for about a second.
 wait_lines "$T/f.out" 20 300
-kill_proxy
-sleep 1
-start_proxy
+cut_proxy
 wait_lines "$T/f.out" 80 300
-kill_proxy
-sleep 1
-start_proxy
-for _ in $(seq 600); do
-  kill -0 "$BG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL "$BG_PID" 2>/dev/null
-wait "$BG_PID"
-rc=$?
-BG_PID=
+cut_proxy
+reap_bg 600
 cp "$T/f.out" "$T/out"
 cp "$T/f.err" "$T/err"
 check "output across two dropped connections: the 200 lines exactly, exit 0" \
@@ -377,17 +378,8 @@ TELEPORT_ADDR=127.0.0.1:$PPORT "$TELEPORT" start -l sh -c \
   >"$T/l.out" 2>"$T/l.err" &
 BG_PID=$!
 wait_lines "$T/l.out" 30 300
-kill_proxy
-sleep 1
-start_proxy
-for _ in $(seq 600); do
-  kill -0 "$BG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL "$BG_PID" 2>/dev/null
-wait "$BG_PID"
-rc=$?
-BG_PID=
+cut_proxy
+reap_bg 600
 cp "$T/l.out" "$T/out"
 cp "$T/l.err" "$T/err"
 check "start -l across a dropped connection: exact output, the job's exit 5" \
@@ -400,14 +392,7 @@ TELEPORT_RECONNECT=1s TELEPORT_ADDR=127.0.0.1:$PPORT "$TELEPORT" output "$id_g" 
 BG_PID=$!
 wait_lines "$T/g.out" 1 300
 kill_proxy
-for _ in $(seq 300); do
-  kill -0 "$BG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL "$BG_PID" 2>/dev/null
-wait "$BG_PID"
-rc=$?
-BG_PID=
+reap_bg 300
 cp "$T/g.err" "$T/err"
 : >"$T/out"
 check "TELEPORT_RECONNECT=1s with the server out of reach: gives up, exit 1" \
@@ -424,14 +409,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 kill -INT "$BG_PID"
-for _ in $(seq 300); do
-  kill -0 "$BG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL "$BG_PID" 2>/dev/null
-wait "$BG_PID"
-rc=$?
-BG_PID=
+reap_bg 300
 cp "$T/c.err" "$T/err"
 check "Ctrl-C while reconnecting: detached (130), the job still running" \
   '[ $rc = 130 ] && grep -qF "detached; job $id_g keeps running" "$T/err" && [ "$(jget "$id_g" state)" = RUNNING ]'
@@ -452,14 +430,7 @@ wait_lines "$T/r.out" 20 300
 stop_pid "$SERVER_PID" 100
 wait "$SERVER_PID" 2>/dev/null
 start_teleportd "$ADDR"
-for _ in $(seq 900); do
-  kill -0 "$BG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL "$BG_PID" 2>/dev/null
-wait "$BG_PID"
-rc=$?
-BG_PID=
+reap_bg 900
 cp "$T/r.out" "$T/out"
 cp "$T/r.err" "$T/err"
 n=$(wc -l <"$T/r.out")
@@ -487,14 +458,7 @@ wait_lines "$T/h.out" 20 300
 kill -HUP "$SERVER_PID"
 wait_lines "$T/h.out" 90 300
 kill -HUP "$SERVER_PID"
-for _ in $(seq 900); do
-  kill -0 "$BG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -KILL "$BG_PID" 2>/dev/null
-wait "$BG_PID"
-rc=$?
-BG_PID=
+reap_bg 900
 cp "$T/h.out" "$T/out"
 cp "$T/h.err" "$T/err"
 check "output across two reloads: the 200 lines exactly, exit 0" \
@@ -511,10 +475,4 @@ check "the job ran through both reloads: same pid, exited 0, reason exited" \
 check "the server is the same process after both reloads" \
   'kill -0 "$SERVER_PID"'
 
-echo
-if [ "$nfail" -gt 0 ]; then
-  printf 'failed: %s\n' "${failures[*]}"
-  echo "teleportd log:"
-  tail -n 30 "$T/teleportd.log" 2>/dev/null
-fi
-summary
+summary_with_log

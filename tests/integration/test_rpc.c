@@ -416,6 +416,34 @@ static void start_as_alice(cl_t *c) {
   ck_assert_int_eq(client_open(c, "alice"), 0);
 }
 
+/* One call as alice to a new server, the client closed after its end. */
+static void call_as_alice(const char *path, const char *req, size_t len,
+                          res_t *r) {
+  cl_t c;
+  start_as_alice(&c);
+  call_wait(&c, path, req, len, 0, r);
+  client_close(&c);
+}
+
+/* The connection carries on: an Echo on c still answers OK. */
+static void assert_carries_on(cl_t *c) {
+  res_t after = {0};
+  call_wait(c, "/test.Svc/Echo", "x", 1, 0, &after);
+  ck_assert_int_eq(after.status, JW_GRPC_OK);
+  free(after.buf);
+}
+
+/*
+ * start_as_alice, then a Stream call with req (its answer's bytes checked
+ * into r) under way: the caller waits for r->done.
+ */
+static void start_stream(cl_t *c, const char *req, uint64_t timeout_ms,
+                         res_t *r) {
+  start_as_alice(c);
+  r->check_pattern = true;
+  call(c, "/test.Svc/Stream", req, strlen(req), timeout_ms, r);
+}
+
 /* ---- Tests ------------------------------------------------------------ */
 
 START_TEST(test_unary_ok) {
@@ -441,14 +469,11 @@ START_TEST(test_unary_ok) {
 END_TEST
 
 START_TEST(test_empty_request_and_reply) {
-  cl_t c;
   res_t r = {0};
-  start_as_alice(&c);
-  call_wait(&c, "/test.Svc/Echo", "", 0, 0, &r);
+  call_as_alice("/test.Svc/Echo", "", 0, &r);
   ck_assert_int_eq(r.status, JW_GRPC_OK);
   ck_assert_uint_eq(r.nmsgs, 1);
   ck_assert_uint_eq(r.len, 0);
-  client_close(&c);
   free(r.buf);
 }
 END_TEST
@@ -482,13 +507,10 @@ START_TEST(test_error_status_and_message) {
 END_TEST
 
 START_TEST(test_unknown_method) {
-  cl_t c;
   res_t r = {0};
-  start_as_alice(&c);
-  call_wait(&c, "/test.Svc/Nope", "x", 1, 0, &r);
+  call_as_alice("/test.Svc/Nope", "x", 1, &r);
   ck_assert_int_eq(r.status, JW_GRPC_UNIMPLEMENTED);
   ck_assert_ptr_nonnull(strstr(r.msg, "/test.Svc/Nope"));
-  client_close(&c);
 }
 END_TEST
 
@@ -529,9 +551,8 @@ END_TEST
 static void stream_test(const char *req, uint64_t total) {
   cl_t c;
   res_t r = {0};
-  start_as_alice(&c);
-  r.check_pattern = true;
-  call_wait(&c, "/test.Svc/Stream", req, strlen(req), 0, &r);
+  start_stream(&c, req, 0, &r);
+  wait_for(&r.done);
   ck_assert_msg(r.status == JW_GRPC_OK, "status %d: %s", r.status, r.msg);
   ck_assert_uint_eq(r.len, total);
   ck_assert(!r.bad_pattern);
@@ -552,9 +573,7 @@ END_TEST
 START_TEST(test_paused_client_holds_server) {
   cl_t c;
   res_t r = {0};
-  start_as_alice(&c);
-  r.check_pattern = true;
-  call(&c, "/test.Svc/Stream", "16777216", 8, 0, &r);
+  start_stream(&c, "16777216", 0, &r);
   jw_rpc_ccall_pause(r.call, true);
   run_for(300);
   /* One stream window (1 MiB) in flight plus one message buffered. */
@@ -575,18 +594,14 @@ END_TEST
 
 START_TEST(test_cancel_mid_stream) {
   cl_t c;
-  res_t r = {0}, after = {0};
-  start_as_alice(&c);
-  r.check_pattern = true;
+  res_t r = {0};
   r.cancel_on_msg = true;
-  call_wait(&c, "/test.Svc/Stream", "forever", 7, 0, &r);
+  start_stream(&c, "forever", 0, &r);
+  wait_for(&r.done);
   ck_assert_int_eq(r.status, JW_GRPC_CANCELLED);
   wait_until(cancel_seen, NULL);
   ck_assert_int_eq(g_cancels, 1);
-  /* The connection carries on. */
-  call_wait(&c, "/test.Svc/Echo", "x", 1, 0, &after);
-  ck_assert_int_eq(after.status, JW_GRPC_OK);
-  free(after.buf);
+  assert_carries_on(&c);
   client_close(&c);
   ck_assert_int_eq(g_cancels, 1);
 }
@@ -613,17 +628,14 @@ END_TEST
  */
 START_TEST(test_stream_deadline) {
   cl_t c;
-  res_t r = {0}, after = {0};
-  start_as_alice(&c);
-  r.check_pattern = true;
-  call_wait(&c, "/test.Svc/Stream", "forever", 7, 200, &r);
+  res_t r = {0};
+  start_stream(&c, "forever", 200, &r);
+  wait_for(&r.done);
   ck_assert_int_eq(r.status, JW_GRPC_DEADLINE_EXCEEDED);
   ck_assert(!r.bad_pattern);
   wait_until(cancel_seen, NULL);
-  call_wait(&c, "/test.Svc/Echo", "x", 1, 0, &after);
-  ck_assert_int_eq(after.status, JW_GRPC_OK);
+  assert_carries_on(&c);
   ck_assert_int_eq(g_cancels, 1);
-  free(after.buf);
   client_close(&c);
 }
 END_TEST
@@ -960,6 +972,14 @@ static void raw_request(const char *cn, const char *path, const char *ctype,
   run_for(1);
 }
 
+/* The answer's :status, content-type and grpc-status ("": none). */
+static void assert_answer(const h2res_t *r, const char *status,
+                          const char *ctype, const char *grpc_status) {
+  ck_assert_str_eq(r->status, status);
+  ck_assert_str_eq(r->ctype, ctype);
+  ck_assert_str_eq(r->grpc_status, grpc_status);
+}
+
 START_TEST(test_trailers_only_on_error) {
   h2res_t r;
   start_server(0, 0, 0);
@@ -968,9 +988,7 @@ START_TEST(test_trailers_only_on_error) {
   ck_assert_int_eq(r.headers_frames, 1);
   ck_assert(r.end_stream_on_headers);
   ck_assert_int_eq(r.data_frames, 0);
-  ck_assert_str_eq(r.status, "200");
-  ck_assert_str_eq(r.ctype, "application/grpc");
-  ck_assert_str_eq(r.grpc_status, "12");
+  assert_answer(&r, "200", "application/grpc", "12");
 }
 END_TEST
 
@@ -981,9 +999,7 @@ START_TEST(test_bad_content_type_415) {
   start_server(0, 0, 0);
   /* A plain HTTP answer with a text body, not a gRPC Trailers-Only one. */
   raw_request("alice", "/test.Svc/Echo", "text/plain", NULL, 0, &r);
-  ck_assert_str_eq(r.status, "415");
-  ck_assert_str_eq(r.ctype, "text/plain; charset=utf-8");
-  ck_assert_str_eq(r.grpc_status, "");
+  assert_answer(&r, "415", "text/plain; charset=utf-8", "");
   ck_assert_int_ge(r.data_frames, 1);
   raw_request("alice", "/test.Svc/Echo", NULL, NULL, 0, &r);
   ck_assert_str_eq(r.status, "415");

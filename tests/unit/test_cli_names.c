@@ -139,18 +139,22 @@ START_TEST(test_addr_too_long) {
 END_TEST
 
 START_TEST(test_signals) {
-  ck_assert_int_eq(cli_parse_signal("TERM"), SIGTERM);
-  ck_assert_int_eq(cli_parse_signal("SIGUSR1"), SIGUSR1);
-  ck_assert_int_eq(cli_parse_signal("usr2"), SIGUSR2);
-  ck_assert_int_eq(cli_parse_signal("sigkill"), SIGKILL);
-  ck_assert_int_eq(cli_parse_signal("9"), 9);
-  ck_assert_int_eq(cli_parse_signal("64"), 64);
-  ck_assert_int_eq(cli_parse_signal("0"), -1);
-  ck_assert_int_eq(cli_parse_signal("65"), -1);
-  ck_assert_int_eq(cli_parse_signal("9x"), -1);
-  ck_assert_int_eq(cli_parse_signal("SIG"), -1);
-  ck_assert_int_eq(cli_parse_signal("BOGUS"), -1);
-  ck_assert_int_eq(cli_parse_signal(""), -1);
+  /* Names with or without SIG in any case, and numbers 1 to 64; -1 else. */
+  static const struct {
+    const char *arg;
+    int want;
+  } cases[] = {
+      {"TERM", SIGTERM}, {"SIGUSR1", SIGUSR1},
+      {"usr2", SIGUSR2}, {"sigkill", SIGKILL},
+      {"9", 9},          {"64", 64},
+      {"0", -1},         {"65", -1},
+      {"9x", -1},        {"SIG", -1},
+      {"BOGUS", -1},     {"", -1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    ck_assert_msg(cli_parse_signal(cases[i].arg) == cases[i].want,
+                  "'%s': %d, not %d", cases[i].arg,
+                  cli_parse_signal(cases[i].arg), cases[i].want);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
  * value. Expected values are written here, not taken from the code.
  */
 #include <check.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -267,7 +268,6 @@ static uint64_t u64_at(const jw_config_t *cfg, size_t off) {
 
 START_TEST(test_defaults) {
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--data-dir=/tmp/x"), 0);
   ck_assert_str_eq(err_out, "");
   ck_assert_str_eq(cfg.addr, "127.0.0.1:3000");
@@ -299,7 +299,6 @@ END_TEST
 /* Without --data-dir: one that works for the user running the server. */
 START_TEST(test_default_data_dir) {
   jw_config_t cfg;
-  clear_env();
   setenv("XDG_STATE_HOME", "/srv/state", 1);
   setenv("HOME", "/home/someone", 1);
   ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
@@ -320,7 +319,6 @@ END_TEST
 START_TEST(test_u64_flags) {
   jw_config_t cfg;
   char arg[128];
-  clear_env();
   for (size_t i = 0; i < NU64; i++) {
     snprintf(arg, sizeof(arg), "--%s=%s", u64_flags[i].flag, u64_flags[i].good);
     ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
@@ -357,7 +355,6 @@ END_TEST
 START_TEST(test_u64_flags_refused) {
   jw_config_t cfg;
   char arg[128], quoted[96];
-  clear_env();
   for (size_t i = 0; i < NU64; i++) {
     for (size_t b = 0; b < 4; b++) {
       const char *v = u64_flags[i].bad[b];
@@ -397,7 +394,6 @@ START_TEST(test_string_flags) {
   };
   jw_config_t cfg;
   char arg[128];
-  clear_env();
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
     setenv(f[i].env, "from-env", 1);
     ck_assert_int_eq(PARSE(&cfg, "--log-level=info"), 0);
@@ -430,23 +426,28 @@ START_TEST(test_string_flags) {
 END_TEST
 
 START_TEST(test_missing_certificates) {
+  /* The flags given (NULL-terminated) and what stderr says is missing. */
+  static const struct {
+    const char *argv[4];
+    const char *err;
+  } cases[] = {
+      {{"--cert=a", "--key=b"}, "missing --cacert (or TELEPORTD_CACERT)"},
+      {{"--cacert=a", "--key=b"}, "missing --cert (or TELEPORTD_CERT)"},
+      {{"--cacert=a", "--cert=b"}, "missing --key (or TELEPORTD_KEY)"},
+      {{"--cacert=", "--cert=b", "--key=c"}, "missing --cacert"},
+  };
   jw_config_t cfg;
-  clear_env();
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cert=a", "--key=b"), 2);
-  assert_err_has("missing --cacert (or TELEPORTD_CACERT)");
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=a", "--key=b"), 2);
-  assert_err_has("missing --cert (or TELEPORTD_CERT)");
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=a", "--cert=b"), 2);
-  assert_err_has("missing --key (or TELEPORTD_KEY)");
-  ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--cacert=", "--cert=b", "--key=c"), 2);
-  assert_err_has("missing --cacert");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    ck_assert_msg(parse_argv(&cfg, 0, cases[i].argv) == 2, "case %zu passed",
+                  i);
+    assert_err_has(cases[i].err);
+  }
 }
 END_TEST
 
 START_TEST(test_max_connections) {
   static const char *const bad[] = {"0", "1000001", "-1", "ten", "10 "};
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--max-connections=1"), 0);
   ck_assert_uint_eq(cfg.max_connections, 1);
   ck_assert_int_eq(PARSE(&cfg, "--max-connections", "1000000"), 0);
@@ -470,7 +471,6 @@ START_TEST(test_log_level) {
                                           JW_LOG_WARN, JW_LOG_ERROR};
   jw_config_t cfg;
   char arg[64];
-  clear_env();
   for (size_t i = 0; i < 4; i++) {
     snprintf(arg, sizeof(arg), "--log-level=%s", names[i]);
     ck_assert_int_eq(PARSE(&cfg, arg), 0);
@@ -496,7 +496,6 @@ START_TEST(test_allow_isolation) {
             {"false", false}, {"0", false}, {"no", false}};
   jw_config_t cfg;
   char arg[64];
-  clear_env();
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
     snprintf(arg, sizeof(arg), "--allow-isolation=%s", ok[i].s);
     ck_assert_int_eq(PARSE(&cfg, arg), 0);
@@ -519,7 +518,6 @@ START_TEST(test_job_uid_range) {
       "200000", "-5-10", "10-5",   "0-10",   "1-4294967295",  "1-1048577",
       "a-b",    "10-",   "10-20x", "10--20", "99999999999-1", "10-20-30"};
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--job-uid-range=1000-1999"), 0);
   ck_assert_uint_eq(cfg.job_uid_first, 1000);
   ck_assert_uint_eq(cfg.job_uid_last, 1999);
@@ -541,68 +539,69 @@ START_TEST(test_job_uid_range) {
 }
 END_TEST
 
+/* The variable of a flag: TELEPORTD_ and the flag in capitals, '-' as '_'. */
+static void env_of(const char *flag, char *buf, size_t size) {
+  int n = snprintf(buf, size, "TELEPORTD_%s", flag);
+  ck_assert(n > 0 && (size_t)n < size);
+  for (char *c = buf; *c != '\0'; c++)
+    *c = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+}
+
 /* The job limit flags: sizes, CPUs and counts, defaults and maximums. */
 START_TEST(test_limit_flags) {
+  /* Each flag's variable is TELEPORTD_ and its name (env_of); max-* set
+   * the maximums, default-* the defaults. */
+#define L(field) offsetof(jw_limits_t, field)
   static const struct {
-    const char *flag, *env, *good;
-    int max;
+    const char *flag, *good;
     size_t off;
     int64_t value;
     const char *bad, *want;
   } f[] = {
-      {"default-memory", "TELEPORTD_DEFAULT_MEMORY", "512M", 0,
-       offsetof(jw_limits_t, memory_bytes), 512 * (int64_t)MiB, "lots",
+      {"default-memory", "512M", L(memory_bytes), 512 * MiB, "lots",
        "want a size"},
-      {"max-memory", "TELEPORTD_MAX_MEMORY", "2G", 1,
-       offsetof(jw_limits_t, memory_bytes), 2 * (int64_t)GiB, "-1G",
+      {"max-memory", "2G", L(memory_bytes), 2 * GiB, "-1G", "want a size"},
+      {"default-cpus", "0.5", L(cpu_millis), 500, "half",
+       "want a number of CPUs"},
+      {"max-cpus", "250m", L(cpu_millis), 250, "-2", "want a number of CPUs"},
+      {"default-pids", "64", L(pids), 64, "-1", "want a whole number"},
+      {"max-pids", "1000", L(pids), 1000, "10k", "want a whole number"},
+      {"default-io-read", "10M", L(io_read_bps), 10 * MiB, "fast",
        "want a size"},
-      {"default-cpus", "TELEPORTD_DEFAULT_CPUS", "0.5", 0,
-       offsetof(jw_limits_t, cpu_millis), 500, "half", "want a number of CPUs"},
-      {"max-cpus", "TELEPORTD_MAX_CPUS", "250m", 1,
-       offsetof(jw_limits_t, cpu_millis), 250, "-2", "want a number of CPUs"},
-      {"default-pids", "TELEPORTD_DEFAULT_PIDS", "64", 0,
-       offsetof(jw_limits_t, pids), 64, "-1", "want a whole number"},
-      {"max-pids", "TELEPORTD_MAX_PIDS", "1000", 1, offsetof(jw_limits_t, pids),
-       1000, "10k", "want a whole number"},
-      {"default-io-read", "TELEPORTD_DEFAULT_IO_READ", "10M", 0,
-       offsetof(jw_limits_t, io_read_bps), 10 * (int64_t)MiB, "fast",
+      {"max-io-read", "1G", L(io_read_bps), GiB, "1X", "want a size"},
+      {"default-io-write", "4K", L(io_write_bps), 4 * KiB, "4KK",
        "want a size"},
-      {"max-io-read", "TELEPORTD_MAX_IO_READ", "1G", 1,
-       offsetof(jw_limits_t, io_read_bps), (int64_t)GiB, "1X", "want a size"},
-      {"default-io-write", "TELEPORTD_DEFAULT_IO_WRITE", "4K", 0,
-       offsetof(jw_limits_t, io_write_bps), 4 * (int64_t)KiB, "4KK",
-       "want a size"},
-      {"max-io-write", "TELEPORTD_MAX_IO_WRITE", "8M", 1,
-       offsetof(jw_limits_t, io_write_bps), 8 * (int64_t)MiB, "M",
-       "want a size"},
+      {"max-io-write", "8M", L(io_write_bps), 8 * MiB, "M", "want a size"},
   };
+#undef L
   jw_config_t cfg;
-  char arg[96], quoted[128];
-  clear_env();
+  char arg[96], quoted[128], env[64];
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    bool max = strncmp(f[i].flag, "max-", 4) == 0;
+    env_of(f[i].flag, env, sizeof(env));
     snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].good);
     ck_assert_msg(PARSE(&cfg, arg) == 0, "%s: %s", arg, err_out);
-    jw_limits_t *l = f[i].max ? &cfg.max_limits : &cfg.default_limits;
-    jw_limits_t *other = f[i].max ? &cfg.default_limits : &cfg.max_limits;
+    jw_limits_t *l = max ? &cfg.max_limits : &cfg.default_limits;
+    jw_limits_t *other = max ? &cfg.default_limits : &cfg.max_limits;
     ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), f[i].value);
     ck_assert_int_eq(*(int64_t *)((char *)other + f[i].off), 0);
     ck_assert(cfg.default_pids_set == (strcmp(f[i].flag, "default-pids") == 0));
 
-    setenv(f[i].env, f[i].good, 1);
+    setenv(env, f[i].good, 1);
     ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 0);
-    l = f[i].max ? &cfg.max_limits : &cfg.default_limits;
+    l = max ? &cfg.max_limits : &cfg.default_limits;
     ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), f[i].value);
     /* The flag wins: 0, no limit. */
     snprintf(arg, sizeof(arg), "--%s=0", f[i].flag);
     ck_assert_int_eq(PARSE(&cfg, arg), 0);
     ck_assert_int_eq(*(int64_t *)((char *)l + f[i].off), 0);
 
-    setenv(f[i].env, f[i].bad, 1);
+    setenv(env, f[i].bad, 1);
     ck_assert_int_eq(PARSE(&cfg, "--max-jobs=1"), 2);
-    snprintf(quoted, sizeof(quoted), "invalid %s \"%s\": %s", f[i].env,
-             f[i].bad, f[i].want);
+    snprintf(quoted, sizeof(quoted), "invalid %s \"%s\": %s", env, f[i].bad,
+             f[i].want);
     assert_err_has(quoted);
-    unsetenv(f[i].env);
+    unsetenv(env);
     snprintf(arg, sizeof(arg), "--%s=%s", f[i].flag, f[i].bad);
     ck_assert_int_eq(PARSE(&cfg, arg), 2);
     snprintf(quoted, sizeof(quoted), "invalid --%s \"%s\": %s", f[i].flag,
@@ -610,22 +609,28 @@ START_TEST(test_limit_flags) {
     assert_err_has(quoted);
   }
   /* A default over its maximum is refused. */
-  ck_assert_int_eq(PARSE(&cfg, "--default-memory=2G", "--max-memory=1G"), 2);
-  assert_err_has("--default-memory is over --max-memory");
-  ck_assert_int_eq(PARSE(&cfg, "--default-cpus=2", "--max-cpus=1"), 2);
-  assert_err_has("--default-cpus is over --max-cpus");
-  ck_assert_int_eq(PARSE(&cfg, "--default-pids=10", "--max-pids=9"), 2);
-  assert_err_has("--default-pids is over --max-pids");
-  ck_assert_int_eq(PARSE(&cfg, "--default-io-write=2M", "--max-io-write=1M"),
-                   2);
-  assert_err_has("--default-io-write is over --max-io-write");
+  static const struct {
+    const char *dflt, *max, *err;
+  } over[] = {
+      {"--default-memory=2G", "--max-memory=1G",
+       "--default-memory is over --max-memory"},
+      {"--default-cpus=2", "--max-cpus=1", "--default-cpus is over --max-cpus"},
+      {"--default-pids=10", "--max-pids=9",
+       "--default-pids is over --max-pids"},
+      {"--default-io-write=2M", "--max-io-write=1M",
+       "--default-io-write is over --max-io-write"},
+  };
+  for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+    ck_assert_msg(PARSE(&cfg, over[i].dflt, over[i].max) == 2,
+                  "%s %s was accepted", over[i].dflt, over[i].max);
+    assert_err_has(over[i].err);
+  }
   ck_assert_int_eq(PARSE(&cfg, "--default-memory=1G", "--max-memory=1G"), 0);
 }
 END_TEST
 
 START_TEST(test_usage_errors) {
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE(&cfg, "--no-such-flag"), 2);
   assert_err_has("unknown flag --no-such-flag");
   assert_err_has("Run 'teleportd --help' for usage.");
@@ -671,7 +676,6 @@ static void assert_conf_err(unsigned line, const char *what) {
 START_TEST(test_config_file) {
   jw_config_t cfg;
   char arg[192];
-  clear_env();
   const char *path = write_conf("# teleportd on this host\n"
                                 "\n"
                                 "addr = 127.0.0.1:3999\n"
@@ -714,7 +718,6 @@ END_TEST
 START_TEST(test_config_every_flag) {
   jw_config_t cfg;
   char text[256], arg[192];
-  clear_env();
   for (size_t i = 0; i < NU64; i++) {
     snprintf(text, sizeof(text), "%s = %s\n", u64_flags[i].flag,
              u64_flags[i].good);
@@ -740,7 +743,6 @@ END_TEST
 START_TEST(test_config_precedence) {
   jw_config_t cfg;
   char arg[192];
-  clear_env();
   snprintf(arg, sizeof(arg), "--config=%s",
            write_conf("max-jobs = 7\nmax-args = 9\n", 0600));
   ck_assert_int_eq(PARSE(&cfg, arg), 0);
@@ -790,7 +792,6 @@ START_TEST(test_config_refused) {
   };
   jw_config_t cfg;
   char arg[192];
-  clear_env();
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     snprintf(arg, sizeof(arg), "--config=%s", write_conf(cases[i].text, 0600));
     ck_assert_msg(PARSE(&cfg, arg) == 2, "accepted: %s", cases[i].text);
@@ -818,7 +819,6 @@ END_TEST
 
 START_TEST(test_help_and_version) {
   jw_config_t cfg;
-  clear_env();
   ck_assert_int_eq(PARSE_NOCERTS(&cfg, "--help"), 1);
   ck_assert_ptr_nonnull(strstr(std_out, "Usage: teleportd [FLAGS]"));
   ck_assert_str_eq(err_out, "");
@@ -862,7 +862,8 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("flags");
-  TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
+  /* Each test starts with no TELEPORTD_* variable set. */
+  TCase *tc = test_tcase(s, "core", clear_env, NULL, 0);
   const TTest *const tc_tests[] = {
       test_defaults,          test_default_data_dir,  test_u64_flags,
       test_u64_flags_refused, test_string_flags,      test_missing_certificates,

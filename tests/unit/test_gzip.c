@@ -48,10 +48,21 @@ static uint8_t *pattern(size_t len) {
   return p;
 }
 
-/* Sets *data to pattern(len); returns its gzip form, of *zlen bytes. */
-static uint8_t *pattern_gzipped(size_t len, uint8_t **data, size_t *zlen) {
-  *data = pattern(len);
-  return gzip_of(*data, len, zlen);
+/* A test's input: len bytes of pattern(len) and z, their gzip form. */
+struct sample {
+  size_t len, zlen;
+  uint8_t *data, *z;
+};
+
+static struct sample sample_of(size_t len) {
+  struct sample t = {len, 0, pattern(len), NULL};
+  t.z = gzip_of(t.data, len, &t.zlen);
+  return t;
+}
+
+static void sample_free(struct sample *t) {
+  free(t->z);
+  free(t->data);
 }
 
 /* Feeds z in pieces of at most step bytes (split at offset first). */
@@ -69,75 +80,69 @@ static int inflate_split(jw__gunzip_t *g, const uint8_t *z, size_t zlen,
 }
 
 START_TEST(test_any_split) {
-  size_t len = 3000, zlen;
-  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
+  struct sample t = sample_of(3000);
   /* Every split into two pieces, then byte by byte. */
-  for (size_t first = 0; first <= zlen; first++) {
+  for (size_t first = 0; first <= t.zlen; first++) {
     jw__gunzip_t g;
-    jw__gunzip_init(&g, len);
-    ck_assert_int_eq(inflate_split(&g, z, zlen, first, zlen), 0);
-    ck_assert_uint_eq(g.out.len, len);
-    ck_assert_mem_eq(g.out.base, data, len);
+    jw__gunzip_init(&g, t.len);
+    ck_assert_int_eq(inflate_split(&g, t.z, t.zlen, first, t.zlen), 0);
+    ck_assert_uint_eq(g.out.len, t.len);
+    ck_assert_mem_eq(g.out.base, t.data, t.len);
     ck_assert_uint_eq(g.state_bytes, 0);
     jw__gunzip_free(&g);
   }
   jw__gunzip_t g;
-  jw__gunzip_init(&g, len);
-  ck_assert_int_eq(inflate_split(&g, z, zlen, 0, 1), 0);
-  ck_assert_mem_eq(g.out.base, data, len);
+  jw__gunzip_init(&g, t.len);
+  ck_assert_int_eq(inflate_split(&g, t.z, t.zlen, 0, 1), 0);
+  ck_assert_mem_eq(g.out.base, t.data, t.len);
   jw__gunzip_free(&g);
-  free(z);
-  free(data);
+  sample_free(&t);
 }
 END_TEST
 
 START_TEST(test_large_output_grows) {
   /* Several doublings of the output buffer, one feed. */
-  size_t len = 1 << 20, zlen;
-  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
+  struct sample t = sample_of(1 << 20);
   jw__gunzip_t g;
-  jw__gunzip_init(&g, len);
-  ck_assert_int_eq(jw__gunzip_feed(&g, z, zlen), 0);
+  jw__gunzip_init(&g, t.len);
+  ck_assert_int_eq(jw__gunzip_feed(&g, t.z, t.zlen), 0);
   ck_assert_int_eq(jw__gunzip_finish(&g), 0);
-  ck_assert_uint_eq(g.out.len, len);
-  ck_assert_uint_le(g.out.cap, len);
-  ck_assert_mem_eq(g.out.base, data, len);
+  ck_assert_uint_eq(g.out.len, t.len);
+  ck_assert_uint_le(g.out.cap, t.len);
+  ck_assert_mem_eq(g.out.base, t.data, t.len);
   jw__gunzip_free(&g);
-  free(z);
-  free(data);
+  sample_free(&t);
 }
 END_TEST
 
 START_TEST(test_exact_limit) {
   /* A message of exactly the limit is taken; one byte more is refused. */
-  size_t len = 40000, zlen;
-  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
-  for (size_t step = 1; step <= zlen; step = step * 3 + 1) {
+  struct sample t = sample_of(40000);
+  for (size_t step = 1; step <= t.zlen; step = step * 3 + 1) {
     jw__gunzip_t g;
-    jw__gunzip_init(&g, len);
-    ck_assert_int_eq(inflate_split(&g, z, zlen, 0, step), 0);
-    ck_assert_uint_eq(g.out.len, len);
-    ck_assert_mem_eq(g.out.base, data, len);
+    jw__gunzip_init(&g, t.len);
+    ck_assert_int_eq(inflate_split(&g, t.z, t.zlen, 0, step), 0);
+    ck_assert_uint_eq(g.out.len, t.len);
+    ck_assert_mem_eq(g.out.base, t.data, t.len);
     jw__gunzip_free(&g);
-    jw__gunzip_init(&g, len - 1);
-    ck_assert_int_eq(inflate_split(&g, z, zlen, 0, step), JW_ELIMIT);
-    ck_assert_uint_le(g.out.cap, len - 1);
+    jw__gunzip_init(&g, t.len - 1);
+    ck_assert_int_eq(inflate_split(&g, t.z, t.zlen, 0, step), JW_ELIMIT);
+    ck_assert_uint_le(g.out.cap, t.len - 1);
     ck_assert_uint_eq(g.state_bytes, 0);
     /* Refused once, refused for good. */
-    ck_assert_int_eq(jw__gunzip_feed(&g, z, 1), JW_EINVAL);
+    ck_assert_int_eq(jw__gunzip_feed(&g, t.z, 1), JW_EINVAL);
     jw__gunzip_free(&g);
   }
   /* The empty message, compressed. */
-  uint8_t *ez = gzip_of(data, 0, &zlen);
+  uint8_t *ez = gzip_of(t.data, 0, &t.zlen);
   jw__gunzip_t g;
   jw__gunzip_init(&g, 0);
-  ck_assert_int_eq(jw__gunzip_feed(&g, ez, zlen), 0);
+  ck_assert_int_eq(jw__gunzip_feed(&g, ez, t.zlen), 0);
   ck_assert_int_eq(jw__gunzip_finish(&g), 0);
   ck_assert_uint_eq(g.out.len, 0);
   jw__gunzip_free(&g);
   free(ez);
-  free(z);
-  free(data);
+  sample_free(&t);
 }
 END_TEST
 
@@ -161,42 +166,41 @@ START_TEST(test_bomb) {
 END_TEST
 
 START_TEST(test_corrupt) {
-  size_t len = 5000, zlen;
-  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
+  struct sample t = sample_of(5000);
   jw__gunzip_t g;
 
   /* Not gzip at all. */
   static const uint8_t plain[] = "hello, this is not gzip";
-  jw__gunzip_init(&g, len);
+  jw__gunzip_init(&g, t.len);
   ck_assert_int_eq(jw__gunzip_feed(&g, plain, sizeof(plain)), JW_EINVAL);
   ck_assert_str_eq(g.why, "corrupt gzip data");
   ck_assert_uint_eq(g.state_bytes, 0);
   jw__gunzip_free(&g);
 
   /* A wrong CRC in the trailer. */
-  z[zlen - 6] ^= 0x55;
-  jw__gunzip_init(&g, len);
-  ck_assert_int_eq(jw__gunzip_feed(&g, z, zlen), JW_EINVAL);
+  t.z[t.zlen - 6] ^= 0x55;
+  jw__gunzip_init(&g, t.len);
+  ck_assert_int_eq(jw__gunzip_feed(&g, t.z, t.zlen), JW_EINVAL);
   jw__gunzip_free(&g);
-  z[zlen - 6] ^= 0x55;
+  t.z[t.zlen - 6] ^= 0x55;
 
   /* Damage in the middle of the deflate data: refused, never a hang. */
-  for (size_t at = 10; at < zlen - 8; at += 7) {
-    z[at] ^= 0xff;
-    jw__gunzip_init(&g, len);
-    int r = jw__gunzip_feed(&g, z, zlen);
+  for (size_t at = 10; at < t.zlen - 8; at += 7) {
+    t.z[at] ^= 0xff;
+    jw__gunzip_init(&g, t.len);
+    int r = jw__gunzip_feed(&g, t.z, t.zlen);
     if (r == 0)
       r = jw__gunzip_finish(&g);
     ck_assert(r == JW_EINVAL || r == JW_ELIMIT);
     ck_assert_uint_eq(g.state_bytes, 0);
     jw__gunzip_free(&g);
-    z[at] ^= 0xff;
+    t.z[at] ^= 0xff;
   }
 
   /* Truncated: the input ends before the stream does. */
-  for (size_t cut = 0; cut < zlen; cut += 97) {
-    jw__gunzip_init(&g, len);
-    ck_assert_int_eq(jw__gunzip_feed(&g, z, cut), 0);
+  for (size_t cut = 0; cut < t.zlen; cut += 97) {
+    jw__gunzip_init(&g, t.len);
+    ck_assert_int_eq(jw__gunzip_feed(&g, t.z, cut), 0);
     ck_assert_int_eq(jw__gunzip_finish(&g), JW_EINVAL);
     ck_assert_str_eq(g.why, "the gzip stream is truncated");
     ck_assert_uint_eq(g.state_bytes, 0);
@@ -204,62 +208,59 @@ START_TEST(test_corrupt) {
   }
 
   /* Bytes after the end, in the same piece or a later one. */
-  uint8_t *zz = malloc(zlen + 1);
+  uint8_t *zz = malloc(t.zlen + 1);
   ck_assert_ptr_nonnull(zz);
-  memcpy(zz, z, zlen);
-  zz[zlen] = 0;
-  jw__gunzip_init(&g, len);
-  ck_assert_int_eq(jw__gunzip_feed(&g, zz, zlen + 1), JW_EINVAL);
+  memcpy(zz, t.z, t.zlen);
+  zz[t.zlen] = 0;
+  jw__gunzip_init(&g, t.len);
+  ck_assert_int_eq(jw__gunzip_feed(&g, zz, t.zlen + 1), JW_EINVAL);
   ck_assert_str_eq(g.why, "bytes follow the end of the gzip stream");
   jw__gunzip_free(&g);
-  jw__gunzip_init(&g, len);
-  ck_assert_int_eq(jw__gunzip_feed(&g, zz, zlen), 0);
-  ck_assert_int_eq(jw__gunzip_feed(&g, zz + zlen, 1), JW_EINVAL);
+  jw__gunzip_init(&g, t.len);
+  ck_assert_int_eq(jw__gunzip_feed(&g, zz, t.zlen), 0);
+  ck_assert_int_eq(jw__gunzip_feed(&g, zz + t.zlen, 1), JW_EINVAL);
   jw__gunzip_free(&g);
   free(zz);
-  free(z);
-  free(data);
+  sample_free(&t);
 }
 END_TEST
 
 START_TEST(test_state_while_open) {
   /* zlib's state exists only between the first byte and the end, and
    * stays small: about 7 KiB of state and the 32 KiB window. */
-  size_t len = 100000, zlen;
-  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
+  struct sample t = sample_of(100000);
   jw__gunzip_t g;
-  jw__gunzip_init(&g, len);
+  jw__gunzip_init(&g, t.len);
   ck_assert_uint_eq(g.state_bytes, 0);
-  ck_assert_int_eq(jw__gunzip_feed(&g, z, zlen / 2), 0);
+  ck_assert_int_eq(jw__gunzip_feed(&g, t.z, t.zlen / 2), 0);
   ck_assert_uint_gt(g.state_bytes, 32768);
   ck_assert_uint_lt(g.state_bytes, 64 * 1024);
-  ck_assert_int_eq(jw__gunzip_feed(&g, z + zlen / 2, zlen - zlen / 2), 0);
+  ck_assert_int_eq(jw__gunzip_feed(&g, t.z + t.zlen / 2, t.zlen - t.zlen / 2),
+                   0);
   ck_assert_uint_eq(g.state_bytes, 0);
   ck_assert_int_eq(jw__gunzip_finish(&g), 0);
   jw__gunzip_free(&g);
   /* Freed midway: nothing leaks (LSan). */
-  jw__gunzip_init(&g, len);
-  ck_assert_int_eq(jw__gunzip_feed(&g, z, zlen / 2), 0);
+  jw__gunzip_init(&g, t.len);
+  ck_assert_int_eq(jw__gunzip_feed(&g, t.z, t.zlen / 2), 0);
   jw__gunzip_free(&g);
-  free(z);
-  free(data);
+  sample_free(&t);
 }
 END_TEST
 
 START_TEST(test_failmalloc) {
-  size_t len = 100000, zlen;
-  uint8_t *data, *z = pattern_gzipped(len, &data, &zlen);
+  struct sample t = sample_of(100000);
   for (size_t n = 0;; n++) {
     jw__gunzip_t g;
-    jw__gunzip_init(&g, len);
+    jw__gunzip_init(&g, t.len);
     failmalloc_arm(n);
-    int r = jw__gunzip_feed(&g, z, zlen);
+    int r = jw__gunzip_feed(&g, t.z, t.zlen);
     if (r == 0)
       r = jw__gunzip_finish(&g);
     size_t calls = failmalloc_disarm();
     if (n >= calls) {
       ck_assert_int_eq(r, 0);
-      ck_assert_mem_eq(g.out.base, data, len);
+      ck_assert_mem_eq(g.out.base, t.data, t.len);
       jw__gunzip_free(&g);
       break;
     }
@@ -268,8 +269,7 @@ START_TEST(test_failmalloc) {
     jw__gunzip_free(&g);
     ck_assert_uint_lt(n, 1000);
   }
-  free(z);
-  free(data);
+  sample_free(&t);
 }
 END_TEST
 

@@ -134,21 +134,31 @@ START_TEST(test_binary_roundtrip_and_coalescing) {
 }
 END_TEST
 
-struct counter {
+/*
+ * A notify callback's context: it counts the calls and, as asked, closes
+ * the other reader, the log (when log is set) and its own reader, in that
+ * order.
+ */
+struct notified {
   int calls;
   jw_outlog_reader_t *self;
   jw_outlog_reader_t *other;
+  jw_outlog_t *log;
   int close_self;
   int close_other;
 };
 
 static void on_notify(jw_outlog_reader_t *r, void *data) {
-  struct counter *c = data;
+  struct notified *c = data;
   c->calls++;
   ck_assert_ptr_eq(r, c->self);
   if (c->close_other && c->other != NULL) {
     jw_outlog_reader_close(c->other);
     c->other = NULL;
+  }
+  if (c->log != NULL) {
+    jw_outlog_close(c->log, 1);
+    c->log = NULL;
   }
   if (c->close_self) {
     jw_outlog_reader_close(r);
@@ -158,7 +168,7 @@ static void on_notify(jw_outlog_reader_t *r, void *data) {
 
 START_TEST(test_notify_once_per_eagain) {
   jw_outlog_t *log = new_log();
-  struct counter c = {0};
+  struct notified c = {0};
   jw_stream_t s;
   char buf[16];
   ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &c, &c.self), 0);
@@ -183,7 +193,7 @@ END_TEST
 
 START_TEST(test_close_from_notify) {
   jw_outlog_t *log = new_log();
-  struct counter a = {0}, b = {0}, d = {0};
+  struct notified a = {0}, b = {0}, d = {0};
   jw_stream_t s;
   char buf[16];
   ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &a, &a.self), 0);
@@ -257,52 +267,29 @@ START_TEST(test_reader_outlives_log) {
 }
 END_TEST
 
-struct closer {
-  jw_outlog_t *log;
-  jw_outlog_reader_t *r;
-  int calls;
-  int close_reader;
-};
-
-/* Closes the log (and maybe the reader) from inside a notify callback. */
-static void close_log_in_notify(jw_outlog_reader_t *r, void *data) {
-  struct closer *c = data;
-  c->calls++;
-  if (c->log != NULL) {
-    jw_outlog_close(c->log, 1);
-    c->log = NULL;
-  }
-  if (c->close_reader) {
-    jw_outlog_reader_close(r);
-    c->r = NULL;
-  }
-}
-
 START_TEST(test_log_close_from_notify) {
-  struct closer a = {0}, b = {0};
+  struct notified a = {0}, b = {0};
   jw_stream_t s;
   char buf[8];
   /* The log and its only reader closed in the callback: both go after. */
   a.log = new_log();
-  a.close_reader = 1;
-  ck_assert_int_eq(jw_outlog_reader_open(a.log, close_log_in_notify, &a, &a.r),
-                   0);
-  ck_assert_int_eq(jw_outlog_read(a.r, buf, sizeof(buf), &s), JW_EAGAIN);
+  a.close_self = 1;
+  ck_assert_int_eq(jw_outlog_reader_open(a.log, on_notify, &a, &a.self), 0);
+  ck_assert_int_eq(jw_outlog_read(a.self, buf, sizeof(buf), &s), JW_EAGAIN);
   ck_assert_int_eq(jw_outlog_append(a.log, JW_STDOUT, "x", 1), 0);
   ck_assert_int_eq(a.calls, 1);
-  ck_assert_ptr_null(a.r);
+  ck_assert_ptr_null(a.self);
   /* The log closed in the callback, the reader kept: it reads on. */
   unlink(path);
   b.log = new_log();
-  ck_assert_int_eq(jw_outlog_reader_open(b.log, close_log_in_notify, &b, &b.r),
-                   0);
-  ck_assert_int_eq(jw_outlog_read(b.r, buf, sizeof(buf), &s), JW_EAGAIN);
+  ck_assert_int_eq(jw_outlog_reader_open(b.log, on_notify, &b, &b.self), 0);
+  ck_assert_int_eq(jw_outlog_read(b.self, buf, sizeof(buf), &s), JW_EAGAIN);
   ck_assert_int_eq(jw_outlog_append(b.log, JW_STDERR, "yz", 2), 0);
   ck_assert_int_eq(b.calls, 1);
-  ck_assert_int_eq(jw_outlog_read(b.r, buf, sizeof(buf), &s), 2);
+  ck_assert_int_eq(jw_outlog_read(b.self, buf, sizeof(buf), &s), 2);
   ck_assert_int_eq(s, JW_STDERR);
-  ck_assert_int_eq(jw_outlog_read(b.r, buf, sizeof(buf), &s), 0);
-  jw_outlog_reader_close(b.r);
+  ck_assert_int_eq(jw_outlog_read(b.self, buf, sizeof(buf), &s), 0);
+  jw_outlog_reader_close(b.self);
 }
 END_TEST
 

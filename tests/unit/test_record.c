@@ -23,6 +23,7 @@
 #include "../../lib/worker/supervisor_int.h"
 #include "../test_common.h"
 #include "jobworker/supervisor.h"
+#include "supervisor_harness.h"
 
 static char tmp_root[] = "/tmp/jw-rec-XXXXXX";
 static char data_dir[128];
@@ -474,6 +475,20 @@ static const char *journal_path(void) {
   return path;
 }
 
+/* Reads the journal in data_dir whole and parses it through v. */
+static void journal_visit(jw__journal_visitor_t *v) {
+  struct stat st;
+  unsigned char *buf;
+  int fd = open(journal_path(), O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  buf = malloc((size_t)st.st_size + 1);
+  ck_assert_int_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
+  close(fd);
+  ck_assert_int_eq(jw__journal_parse(buf, (size_t)st.st_size, v), 0);
+  free(buf);
+}
+
 static int has_record(const char *id) {
   jw__record_t r;
   if (!journal_find(id, &r))
@@ -483,23 +498,11 @@ static int has_record(const char *id) {
 }
 
 static int journal_find(const char *id, jw__record_t *out) {
-  char path[256];
   struct find f;
   jw__journal_visitor_t v = {find_rec, find_del, find_bad, &f};
-  unsigned char *buf;
-  struct stat st;
-  int fd;
   memset(&f, 0, sizeof(f));
   f.id = id;
-  snprintf(path, sizeof(path), "%s/%s", data_dir, JW__JOURNAL);
-  fd = open(path, O_RDONLY);
-  ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(fstat(fd, &st), 0);
-  buf = malloc((size_t)st.st_size + 1);
-  ck_assert_int_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
-  close(fd);
-  ck_assert_int_eq(jw__journal_parse(buf, (size_t)st.st_size, &v), 0);
-  free(buf);
+  journal_visit(&v);
   if (f.found)
     *out = f.rec;
   return f.found;
@@ -567,22 +570,8 @@ static void env_end(struct env *e, int keep) {
   e->sup = NULL;
 }
 
-struct job_wait {
-  struct env *e;
-  const char *id;
-  jw_job_info_t info;
-};
-
-static int job_final(void *arg) {
-  struct job_wait *w = arg;
-  ck_assert_int_eq(jw_supervisor_status(w->e->sup, w->id, NULL, &w->info), 0);
-  return w->info.proc.state != JW_PROC_RUNNING;
-}
-
 static jw_job_info_t wait_final(struct env *e, const char *id) {
-  struct job_wait w = {e, id, {0}};
-  ck_assert(test_run_until(&e->loop, job_final, &w, 20000));
-  return w.info;
+  return test_wait_final(&e->loop, e->sup, id);
 }
 
 static void start_sh(struct env *e, const char *owner, const char *script,
@@ -765,16 +754,7 @@ static void count_del(const char *id, void *data) {
 static int journal_entries(void) {
   int n = 0;
   jw__journal_visitor_t v = {count_rec, count_del, find_bad, &n};
-  struct stat st;
-  unsigned char *buf;
-  int fd = open(journal_path(), O_RDONLY);
-  ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(fstat(fd, &st), 0);
-  buf = malloc((size_t)st.st_size + 1);
-  ck_assert_int_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
-  close(fd);
-  ck_assert_int_eq(jw__journal_parse(buf, (size_t)st.st_size, &v), 0);
-  free(buf);
+  journal_visit(&v);
   return n;
 }
 
@@ -1054,19 +1034,14 @@ END_TEST
 START_TEST(test_env_kept_only_with_keep_env) {
   struct env e;
   char id[JW_ID_LEN + 1];
-  const char *args[] = {"-c", "true"};
+  const char *argv[] = {"/bin/sh", "-c", "true", NULL};
   const char *envv[] = {"TOKEN=hunter2"};
   jw_job_spec_t spec;
   jw__record_t r;
 
   env_open(&e);
   memset(&spec, 0, sizeof(spec));
-  spec.command = "/bin/sh";
-  spec.args = args;
-  spec.nargs = 2;
-  spec.env = envv;
-  spec.nenv = 1;
-  spec.working_dir = "/tmp";
+  TEST_SET_COMMAND(&spec, argv, envv, 1, "/tmp");
   ck_assert_int_eq(jw_supervisor_start(e.sup, "o", &spec, id), 0);
   wait_final(&e, id);
   ck_assert(journal_find(id, &r));
@@ -1085,8 +1060,6 @@ START_TEST(test_env_kept_only_with_keep_env) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("record");
-  TCase *tc = test_tcase(s, "core", setup, teardown, 120);
   const TTest *const tests[] = {
       test_round_trip,
       test_encode_refuses_bad_fields,
@@ -1108,6 +1081,5 @@ int main(void) {
       test_broken_journal_reported_others_restored,
       test_env_kept_only_with_keep_env,
       NULL};
-  test_add_tests(tc, tests);
-  return test_run_suite(s);
+  return test_run_list("record", setup, teardown, 120, tests);
 }

@@ -22,6 +22,7 @@
 #include "../failmalloc.h"
 #include "../test_common.h"
 #include "jobworker/supervisor.h"
+#include "supervisor_harness.h"
 
 #define MiB (1024 * 1024)
 
@@ -131,22 +132,8 @@ static int start_job(struct env *e, const char *owner, const char *const *argv,
   return jw_supervisor_start(e->sup, owner, &spec, id);
 }
 
-struct job_wait {
-  struct env *e;
-  const char *id;
-  jw_job_info_t info;
-};
-
-static int job_final(void *arg) {
-  struct job_wait *w = arg;
-  ck_assert_int_eq(jw_supervisor_status(w->e->sup, w->id, NULL, &w->info), 0);
-  return w->info.proc.state != JW_PROC_RUNNING;
-}
-
 static jw_job_info_t wait_final(struct env *e, const char *id) {
-  struct job_wait w = {e, id, {0}};
-  ck_assert(test_run_until(&e->loop, job_final, &w, 20000));
-  return w.info;
+  return test_wait_final(&e->loop, e->sup, id);
 }
 
 /* A subscriber that digests each stream and optionally keeps a copy. */
@@ -1779,8 +1766,8 @@ START_TEST(test_end_reasons) {
 END_TEST
 
 static int job_stopping(void *arg) {
-  struct job_wait *w = arg;
-  ck_assert_int_eq(jw_supervisor_status(w->e->sup, w->id, NULL, &w->info), 0);
+  struct test_job_wait *w = arg;
+  ck_assert_int_eq(jw_supervisor_status(w->sup, w->id, NULL, &w->info), 0);
   return w->info.stopping;
 }
 
@@ -1809,7 +1796,7 @@ START_TEST(test_timeout_stops_job) {
   spec.timeout_ms = 100;
   ck_assert_int_eq(jw_supervisor_start(e.sup, NULL, &spec, id2), 0);
   wait_line(&e, id, line, sizeof(line));
-  struct job_wait w = {&e, id, {0}};
+  struct test_job_wait w = {e.sup, id, {0}};
   ck_assert(test_run_until(&e.loop, job_stopping, &w, 20000));
   ck_assert_uint_ge(now_ms() - t0, 300);
   ck_assert_int_eq(w.info.proc.state, JW_PROC_RUNNING);
@@ -1844,7 +1831,7 @@ START_TEST(test_shutdown_hastens_long_grace) {
   req.data = &res;
   ck_assert_int_eq(
       jw_supervisor_stop_grace(e.sup, &req, id, NULL, 3600000, on_stopped), 0);
-  struct job_wait w = {&e, id, {0}};
+  struct test_job_wait w = {e.sup, id, {0}};
   ck_assert(test_run_until(&e.loop, job_stopping, &w, 20000));
   /* An hour's grace asked; the shutdown's 0.3 s ends it long before. */
   ck_assert_int_eq(jw_supervisor_shutdown(e.sup, on_done, &e), 0);

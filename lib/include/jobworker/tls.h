@@ -21,6 +21,16 @@ extern "C" {
 typedef struct jw_tls_ctx_s jw_tls_ctx_t;
 
 /*
+ * The PEM files of one side's identity, as its settings name them: the CA
+ * that signs the peer (cacert), its own certificate (cert) and key.
+ */
+typedef struct {
+  const char *cacert;
+  const char *cert;
+  const char *key;
+} jw_tls_files_t;
+
+/*
  * Creates the server's TLS context: TLS 1.3 only, the five TLS 1.3 suites,
  * client certificate required and verified against cacert with the
  * clientAuth purpose, ALPN h2 required. Returns 0, or a negative code with
