@@ -459,7 +459,8 @@ kill -HUP "$SERVER_PID"
 wait_lines "$T/h.out" 90 300
 kill -HUP "$SERVER_PID"
 reap_bg 900
-cp "$T/h.out" "$T/out"
+# On a failure the check shows how the output differs from the job's.
+diff "$T/want" "$T/h.out" >"$T/out"
 cp "$T/h.err" "$T/err"
 check "output across two reloads: the 200 lines exactly, exit 0" \
   '[ $rc = 0 ] && cmp -s "$T/h.out" "$T/want"'
