@@ -34,26 +34,16 @@ import grpc
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOBS, RUNNING = 1000, 100
-
-
-def stubs(work):
-    out = os.path.join(work, "stubs")
-    os.makedirs(out, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                    "-I", os.path.join(SOURCE_ROOT, "proto"),
-                    "--python_out", out, "--grpc_python_out", out,
-                    "jobworker.proto"], check=True)
-    sys.path.insert(0, out)
-    import jobworker_pb2
-    import jobworker_pb2_grpc
-    return jobworker_pb2, jobworker_pb2_grpc
+# The tests' stub generator (proto/jobworker.proto into a temp dir).
+sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "interop"))
+from interop_common import load_stubs  # noqa: E402
 
 
 def main():
     teleportd, certs, client, work = sys.argv[1:5]
     json_out = sys.argv[6] if len(sys.argv) > 6 and \
         sys.argv[5] == "--json" else None
-    pb, pb_grpc = stubs(work)
+    pb, pb_grpc = load_stubs()
     data = os.path.join(work, "reload-data")
     shutil.rmtree(data, ignore_errors=True)
     log_path = os.path.join(work, "reload-teleportd.log")

@@ -27,7 +27,7 @@ except ImportError:
 # Where the tree and the build are: the interop tests' helpers say it.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "interop"))
-from interop_common import SOURCE_ROOT, TELEPORTD  # noqa: E402,F401
+from interop_common import SOURCE_ROOT, TELEPORTD, load_stubs  # noqa: E402,F401
 
 TMP = None
 CERTS = None
@@ -59,25 +59,12 @@ def _certs_dir():
     return d
 
 
-def _stubs():
-    out = os.path.join(TMP, "stubs")
-    os.mkdir(out)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                    "-I", os.path.join(SOURCE_ROOT, "proto"),
-                    "--python_out", out, "--grpc_python_out", out,
-                    "jobworker.proto"], check=True)
-    sys.path.insert(0, out)
-    import jobworker_pb2
-    import jobworker_pb2_grpc
-    return jobworker_pb2, jobworker_pb2_grpc
-
-
 def init(prefix):
     """Makes the suite's temp dir, stubs and certificates; returns
     (TMP, CERTS, pb, pb_grpc)."""
     global TMP, CERTS, pb, pb_grpc
     TMP = tempfile.mkdtemp(prefix=prefix)
-    pb, pb_grpc = _stubs()
+    pb, pb_grpc = load_stubs()
     CERTS = _certs_dir()
     return TMP, CERTS, pb, pb_grpc
 

@@ -42,7 +42,7 @@ except ImportError:
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "interop"))
-from interop_common import SOURCE_ROOT, TELEPORTD  # noqa: E402
+from interop_common import SOURCE_ROOT, TELEPORTD, load_stubs  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="jw-e2e-reload-")
 failures = []
@@ -69,19 +69,6 @@ def make_certs(name):
                    check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return d
-
-
-def stubs():
-    out = os.path.join(TMP, "stubs")
-    os.mkdir(out)
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                    "-I", os.path.join(SOURCE_ROOT, "proto"),
-                    "--python_out", out, "--grpc_python_out", out,
-                    "jobworker.proto"], check=True)
-    sys.path.insert(0, out)
-    import jobworker_pb2
-    import jobworker_pb2_grpc
-    return jobworker_pb2, jobworker_pb2_grpc
 
 
 def read(path):
@@ -184,7 +171,7 @@ def reload_and_wait(n):
     return server.wait_event("reloaded", n, 60)
 
 
-pb, pb_grpc = stubs()
+pb, pb_grpc = load_stubs()
 WANT = b"".join(b"%d\n" % i for i in range(1, 301))
 
 
