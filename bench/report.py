@@ -102,15 +102,15 @@ def build(raw, machine, sizes, elapsed, load_after):
                 "load_runq": summary(R.values(figure, server, "client_runq"))}
 
     def add(fid, name, unit, figure, key, goal, check, scale=1.0,
-            grpc=True, ref=None, ref_name=None, extra=None):
-        jw = summary(R.values(figure, "jw", key, scale))
+            grpc=True, ref=None, ref_name=None, extra=None, server="jw"):
+        jw = summary(R.values(figure, server, key, scale))
         gr = summary(R.values(figure, "grpc", key, scale)) if grpc else None
         met, rat = check(med(jw), med(gr), ref)
         figs.append({
             "id": fid, "name": name, "unit": unit, "goal": goal,
             "jw": jw, "grpc": gr, "ref": ref, "ref_name": ref_name,
             "ratio": rat, "met": met,
-            "jw_failed": R.failed(figure, "jw"),
+            "jw_failed": R.failed(figure, server),
             "grpc_failed": R.failed(figure, "grpc") if grpc else 0,
             "cpu_jw": cpu(figure, "jw"),
             "cpu_grpc": cpu(figure, "grpc") if grpc else None,
@@ -218,6 +218,15 @@ def build(raw, machine, sizes, elapsed, load_after):
             f"records, {n} in flight", "jobs/s", f"start_{n}", "qps",
             ">= 0.9x without records", at_least_ref(0.9), grpc=False,
             ref=ref, ref_name=f"--durable false ({n} in flight)")
+    # The log's replay cost alone (jw-replaycost, no network).
+    rc8k = med(summary(R.values("replaycost_8192", "raw", "replay_mib_s")))
+
+    def vs_ref(j, g, ref):
+        return None, ratio(j, ref)
+    add("replaycost_16", "log replay of 16-byte records, no network "
+        "(jw-replaycost)", "MiB/s", "replaycost_16", "replay_mib_s", "-",
+        vs_ref, grpc=False, ref=rc8k, ref_name="8 KiB records",
+        server="raw")
     add("idle_conn", "memory per idle mTLS connection", "KiB", "idle_conn",
         "per_conn_kib", "<= 32 KiB", at_most(32))
     # The stalled streams are paused through the client API: the client
@@ -294,7 +303,9 @@ def markdown(rep):
             ref = f"{fmt_num(f['ref'])} ({f['ref_name']})"
         if f["id"] == "stall":
             ref = "window bytes held by the client"
-        rat = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"
+        rat = "-" if f["ratio"] is None else (
+            f"{f['ratio']:.2f}x" if f["ratio"] >= 0.1 else
+            f"{f['ratio']:.2g}x")
         if f["id"] == "live" and f["extra"].get("ratio_vs_grpc"):
             rat += f" of TLS; {f['extra']['ratio_vs_grpc']:.2f}x gRPC"
         met = {True: "yes", False: "**no**", None: "?"}[f["met"]]

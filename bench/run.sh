@@ -264,6 +264,13 @@ EOF
       --key "$SKEY" --client-cert "$CCERT" --client-key "$CKEY" \
       --bytes "$BULK_BYTES" --server-cpu "$SRV_CPU" --client-cpu "$LOAD_CPU")
     record tls_bulk raw "$r" "$out"
+    # The log's own replay cost per record (no network): 16-byte records
+    # (a line-printing job's) against 8 KiB ones.
+    for n in 16 8192; do
+      out=$("${LOAD_PIN[@]}" "$BUILD/bench/jw-replaycost" --dir "$WORK" \
+        --bytes $((64 * MIB)) --record "$n")
+      record "replaycost_$n" raw "$r" "$out"
+    done
     for n in 1 8; do
       out=$("${SRV_PIN[@]}" "$BUILD/bench/jw-spawnrate" --seconds 1 \
         --inflight "$n")
