@@ -274,8 +274,7 @@ int main(int argc, char **argv) {
     JobStatus st;
     grpc::Status s = stubs[0]->Start(&ctx, jr, &st);
     if (!s.ok()) {
-      std::fprintf(stderr, "grpc-load: Start: %s\n",
-                   s.error_message().c_str());
+      std::fprintf(stderr, "grpc-load: Start: %s\n", s.error_message().c_str());
       return 1;
     }
     job = st.id();

@@ -211,6 +211,11 @@ def build(raw, machine, sizes, elapsed, load_after):
             f"start_{n}", "qps", ">= 0.8x posix_spawn rate",
             at_least_ref(0.8), grpc=False, ref=ref,
             ref_name=f"posix_spawn ({n} in flight)")
+    # What one Start costs the server (teleportd's threads, not the job's).
+    for n in (1, 8):
+        add(f"start_cpu_{n}", f"server CPU per Start of /bin/true, {n} in "
+            "flight", "us", f"start_{n}", "cpu_us_per_call", "<= 300 us",
+            at_most(300), grpc=False)
     # Durable records (the default) against --durable false, same run.
     for n in (1, 8):
         ref = med(summary(R.values(f"start_nodurable_{n}", "jw", "qps")))
