@@ -11,6 +11,12 @@
  *           calls kept in flight over --conns connections for --duration
  *           seconds after --warmup; QPS and latency percentiles.
  *   start   Start of /bin/true the same way; jobs per second.
+ *           Both send as the loop goes: a call issued while others complete
+ *           in the same turn leaves in one write with them (~16 calls per
+ *           TCP segment at 64 in flight). With --unbatched each call is
+ *           issued on a turn of its own, so that it leaves in a write of its
+ *           own, as a real gRPC client sends it (one write, one read per
+ *           call).
  *   stream  --subs GetOutput streams over --conns connections of one job:
  *           a new `head -c --bytes /dev/zero` (live), or --job ID, or with
  *           --replay the new job once it is final; aggregate MiB/s.
@@ -98,6 +104,7 @@ struct load_s {
   uint64_t bytes;
   const char *job_opt;
   bool replay;
+  bool unbatched;
   int server_pid;
 
   jw_tls_ctx_t *tls;
@@ -123,6 +130,12 @@ struct load_s {
   const char *path;
   slot_t *slots;
   int outstanding;
+  /* --unbatched: the slots waiting for a turn of their own, a ring of
+   * --inflight entries, issued one per turn by the idle handle. */
+  uv_idle_t issuer;
+  bool issuer_init;
+  slot_t **ready;
+  int ready_head, ready_len;
   uint64_t t_measure, t_stop;
   uint64_t ok, errors;
   uint64_t *lat;
@@ -404,6 +417,8 @@ static void on_finish(uv_timer_t *t) {
   close_handle((uv_handle_t *)&ld->guard);
   close_handle((uv_handle_t *)&ld->delay);
   close_handle((uv_handle_t *)&ld->poll);
+  if (ld->issuer_init)
+    close_handle((uv_handle_t *)&ld->issuer);
 }
 
 /*
@@ -555,14 +570,16 @@ static void unary_report(load_t *ld) {
   double window = secs(ld->t_stop - ld->t_measure);
   double cpu_window = secs(ld->cpu1.wall_ns - ld->cpu0.wall_ns);
   qsort(ld->lat, ld->nlat, sizeof(ld->lat[0]), cmp_u64);
-  printf("{\"mode\":\"%s\",\"conns\":%d,\"inflight\":%d,\"seconds\":%.3f,"
+  printf("{\"mode\":\"%s\",\"batched\":%s,\"conns\":%d,\"inflight\":%d,"
+         "\"seconds\":%.3f,"
          "\"calls\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"qps\":%.1f,"
          "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
          "\"server_cpu\":%.3f,\"client_cpu\":%.3f,\"server_runq\":%.3f,"
          "\"client_runq\":%.3f,\"rss_peak_kib\":%ld}\n",
-         ld->mode_name, ld->nconns, ld->inflight, window, ld->ok, ld->errors,
-         (double)ld->ok / window, pct_us(ld, 0.5), pct_us(ld, 0.9),
-         pct_us(ld, 0.99), (ld->cpu1.server_s - ld->cpu0.server_s) / cpu_window,
+         ld->mode_name, ld->unbatched ? "false" : "true", ld->nconns,
+         ld->inflight, window, ld->ok, ld->errors, (double)ld->ok / window,
+         pct_us(ld, 0.5), pct_us(ld, 0.9), pct_us(ld, 0.99),
+         (ld->cpu1.server_s - ld->cpu0.server_s) / cpu_window,
          (ld->cpu1.client_s - ld->cpu0.client_s) / cpu_window,
          (ld->cpu1.server_wait_s - ld->cpu0.server_wait_s) / cpu_window,
          (ld->cpu1.client_wait_s - ld->cpu0.client_wait_s) / cpu_window,
@@ -618,13 +635,42 @@ static void on_unary_done(jw_rpc_ccall_t *call, int status, const char *message,
   }
 }
 
-static void slot_issue(slot_t *s) {
+static void slot_send(slot_t *s) {
   load_t *ld = s->ld;
-  s->t0 = uv_hrtime();
   int err = jw_rpc_client_call(s->conn->cli, ld->path, ld->req, ld->reqlen, 0,
                                NULL, on_unary_done, s, NULL);
   if (err != 0)
     fail(ld, "call: %s", jw_strerror(err));
+}
+
+/* One call per turn: lib/rpc sends what a turn queued on the next one (its
+ * own idle handle, which libuv runs before this one, started later), so the
+ * call issued here leaves alone. The latency counts from the moment the slot
+ * is ready (slot_issue), as a client's does: the wait for a turn is the
+ * client's own queueing. */
+static void on_issuer(uv_idle_t *h) {
+  load_t *ld = h->data;
+  if (ld->ready_len == 0 || ld->finishing) {
+    uv_idle_stop(h);
+    return;
+  }
+  slot_t *s = ld->ready[ld->ready_head];
+  ld->ready_head = (ld->ready_head + 1) % ld->inflight;
+  ld->ready_len--;
+  slot_send(s);
+}
+
+static void slot_issue(slot_t *s) {
+  load_t *ld = s->ld;
+  s->t0 = uv_hrtime();
+  if (!ld->unbatched) {
+    slot_send(s);
+    return;
+  }
+  /* The ring holds every slot at most once: --inflight entries. */
+  ld->ready[(ld->ready_head + ld->ready_len) % ld->inflight] = s;
+  ld->ready_len++;
+  uv_idle_start(&ld->issuer, on_issuer);
 }
 
 static void unary_begin(load_t *ld) {
@@ -636,9 +682,15 @@ static void unary_begin(load_t *ld) {
   ld->caplat = MAX_LATENCIES;
   ld->lat = malloc(ld->caplat * sizeof(ld->lat[0]));
   ld->slots = calloc((size_t)ld->inflight, sizeof(ld->slots[0]));
-  if (ld->lat == NULL || ld->slots == NULL) {
+  ld->ready = calloc((size_t)ld->inflight, sizeof(ld->ready[0]));
+  if (ld->lat == NULL || ld->slots == NULL || ld->ready == NULL) {
     fail(ld, "out of memory");
     return;
+  }
+  if (ld->unbatched) {
+    uv_idle_init(&ld->loop, &ld->issuer);
+    ld->issuer.data = ld;
+    ld->issuer_init = true;
   }
   ld->outstanding = ld->inflight;
   for (int i = 0; i < ld->inflight && !ld->finishing; i++) {
@@ -908,6 +960,7 @@ static void usage(void) {
           "  MODE: unary | start | stream | nobody | idle | stall\n"
           "  --conns N       connections (default 1)\n"
           "  --inflight N    calls in flight, unary and start (default 1)\n"
+          "  --unbatched     unary and start: each call in a write of its own\n"
           "  --duration S    measured seconds (default 2)\n"
           "  --warmup S      seconds before measuring (default 0.5)\n"
           "  --subs N        GetOutput streams (default 1)\n"
@@ -937,6 +990,7 @@ static void parse_args(load_t *ld, int argc, char **argv) {
       {"settle", required_argument, NULL, 'S'},
       {"server-pid", required_argument, NULL, 'p'},
       {"timeout", required_argument, NULL, 't'},
+      {"unbatched", no_argument, NULL, 'u'},
       {NULL, 0, NULL, 0}};
   static const char *const modes[] = {"unary",  "start", "stream",
                                       "nobody", "idle",  "stall"};
@@ -1005,6 +1059,9 @@ static void parse_args(load_t *ld, int argc, char **argv) {
       break;
     case 't':
       ld->timeout_s = atof(optarg);
+      break;
+    case 'u':
+      ld->unbatched = true;
       break;
     default:
       usage();
@@ -1097,6 +1154,7 @@ int main(int argc, char **argv) {
   jw_tls_ctx_free(ld->tls);
   free(ld->conns);
   free(ld->slots);
+  free(ld->ready);
   free(ld->lat);
   free(ld->subs);
   free(ld->req);

@@ -4,7 +4,8 @@
 # Builds the benchmark programs (meson -Dbench=true), makes certificates,
 # measures the machine's limits (pipe, TLS bulk, posix_spawn), starts
 # teleportd and the gRPC C++ peer on the same certificates, drives both
-# with the same load generator (bench/load.c) and writes
+# with the same load generators (bench/load.c, batched and unbatched, and
+# bench/grpc_load.cc, gRPC C++'s own async client) and writes
 # bench/results/latest.md and latest.json (bench/report.py). Each figure is
 # run BENCH_RUNS times (default 3), teleportd and the peer interleaved.
 #
@@ -40,6 +41,7 @@ STALL_BYTES=${BENCH_STALL_BYTES:-$((64 * MIB))}
 # the same peer and limits (the results say which binaries were used).
 TELEPORTD=${BENCH_TELEPORTD:-$BUILD/server/teleportd}
 JW_LOAD=${BENCH_LOAD:-$BUILD/bench/jw-load}
+GRPC_LOAD=${BENCH_GRPC_LOAD:-$BUILD/bench/grpc-load}
 
 BENCH_PKGS="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
 protobuf-compiler g++ util-linux iproute2 procps python3 coreutils \
@@ -184,7 +186,10 @@ load() {
   if [ "$srv" = jw ]; then port=$JW_PORT pid=$JW_PID; else
     port=$PEER_PORT pid=$PEER_PID
   fi
-  if out=$(timeout --foreground 150 "${LOAD_PIN[@]}" "$JW_LOAD" "$mode" \
+  local gen=$JW_LOAD
+  # A figure whose name starts with gc_ is driven by gRPC C++'s client.
+  case $fig in gc_*) gen=$GRPC_LOAD ;; esac
+  if out=$(timeout --foreground 150 "${LOAD_PIN[@]}" "$gen" "$mode" \
     --addr "127.0.0.1:$port" --cacert "$CA" --cert "$CCERT" --key "$CKEY" \
     --server-pid "$pid" --timeout 120 "$@" 2>>"$WORK/load.err") &&
     [ -n "$out" ]; then
@@ -218,7 +223,7 @@ machine_json() {
     "$(openssl version | cut -d' ' -f2)" \
     "$(pkg-config --modversion libuv)" "$(pkg-config --modversion libnghttp2)" \
     "$(pkg-config --modversion grpc++)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-    "$SRV_CPU" "$LOAD_CPU" "$TELEPORTD" "$JW_LOAD" \
+    "$SRV_CPU" "$LOAD_CPU" "$TELEPORTD" "$JW_LOAD $GRPC_LOAD" \
     "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'EOF'
 import json, sys
 a = sys.argv[1:]
@@ -259,6 +264,13 @@ EOF
       --key "$SKEY" --client-cert "$CCERT" --client-key "$CKEY" \
       --bytes "$BULK_BYTES" --server-cpu "$SRV_CPU" --client-cpu "$LOAD_CPU")
     record tls_bulk raw "$r" "$out"
+    # The log's own replay cost per record (no network): 16-byte records
+    # (a line-printing job's) against 8 KiB ones.
+    for n in 16 8192; do
+      out=$("${LOAD_PIN[@]}" "$BUILD/bench/jw-replaycost" --dir "$WORK" \
+        --bytes $((64 * MIB)) --record "$n")
+      record "replaycost_$n" raw "$r" "$out"
+    done
     for n in 1 8; do
       out=$("${SRV_PIN[@]}" "$BUILD/bench/jw-spawnrate" --seconds 1 \
         --inflight "$n")
@@ -282,8 +294,21 @@ EOF
     fi
   done
 
-  log "unary Status"
+  # As a real gRPC client sends (one call per write): gRPC C++'s own
+  # client, and jw-load --unbatched; then jw-load batched, as before.
+  log "unary Status: gRPC C++ client, jw-load unbatched, jw-load batched"
+  local c
   for r in $(seq 1 "$RUNS"); do
+    for c in 1 4; do
+      for n in 1 64; do
+        load_both "gc_unary_${c}_$n" "$r" unary --conns "$c" --inflight "$n" \
+          --duration "$UNARY_SECONDS"
+      done
+    done
+    load_both unary_unbatched_p50_1 "$r" unary --unbatched --conns 1 \
+      --inflight 1 --duration "$UNARY_SECONDS"
+    load_both unary_unbatched_qps_64 "$r" unary --unbatched --conns 4 \
+      --inflight 64 --duration "$UNARY_SECONDS"
     load_both unary_p50_1 "$r" unary --conns 1 --inflight 1 \
       --duration "$UNARY_SECONDS"
     for n in 64 256; do
