@@ -20,6 +20,8 @@ BUILD=${BENCH_BUILD:-build-bench}
 WORK=${BENCH_WORK:-$BUILD/bench-work}
 OUT=${BENCH_OUT:-bench/results}
 RUNS=${BENCH_RUNS:-3}
+# The Python with grpcio (Debian's; a python3 first on PATH may lack it).
+PY=${BENCH_PYTHON:-/usr/bin/python3}
 MIB=$((1024 * 1024))
 # Output sizes. The class is 4 GiB; the default is smaller so that
 # the whole set fits in 10 minutes on two cores (the figures are rates).
@@ -283,7 +285,7 @@ EOF
 
   log "resume at 1023 MiB and tail of a $SEEK_BYTES-byte finished log"
   for r in $(seq 1 "$RUNS"); do
-    if out=$(timeout --foreground 600 "${LOAD_PIN[@]}" python3 \
+    if out=$(timeout --foreground 600 "${LOAD_PIN[@]}" "$PY" \
       bench/seek_tail.py --addr "127.0.0.1:$JW_PORT" --cacert "$CA" \
       --cert "$CCERT" --key "$CKEY" --bytes "$SEEK_BYTES" \
       2>>"$WORK/load.err"); then
@@ -400,7 +402,7 @@ EOF
   # The reload (docs/performance.md, "Reload"): its own server, not pinned.
   log "reload: $((1000)) jobs, 100 running, SIGHUP under a prober"
   local rl
-  rl=$(python3 bench/reload.py "$TELEPORTD" "$WORK/certs" bench "$WORK" \
+  rl=$("$PY" bench/reload.py "$TELEPORTD" "$WORK/certs" bench "$WORK" \
     --json "$OUT/reload.json") || log "reload: goal missed or failed"
   printf '\n### Reload (1000 jobs, 100 running)\n\n`%s`\n' "$rl" \
     >>"$OUT/latest.md"
