@@ -301,8 +301,9 @@ void jw_outlog_close(jw_outlog_t *log, int unlink_file) {
 }
 
 /*
- * A log with records but no index was opened again from its file: the
- * first seek or tail indexes it, one walk over its headers.
+ * A log with records but no index (jw_outlog_reopen indexes the records it
+ * walks, but keeps none when it had no memory for them): the first seek
+ * or tail indexes it, one walk over its headers.
  */
 static void ensure_index(jw_outlog_t *log) {
   if (log->idx.n == 0 && log->size > 0)
@@ -526,6 +527,8 @@ int jw_outlog_reopen(const char *path, jw_outlog_t **out, uint64_t *cut) {
     if ((hdr[0] != JW_STDOUT && hdr[0] != JW_STDERR) || len > MAX_RECORD ||
         off + HDR_LEN + len > (uint64_t)st.st_size)
       break;
+    /* The walk over the headers indexes the log as appends would have. */
+    jw__outidx_note(&log->idx, off, log->bytes);
     off += HDR_LEN + (uint64_t)len;
     log->bytes += len;
   }
@@ -546,6 +549,7 @@ int jw_outlog_reopen(const char *path, jw_outlog_t **out, uint64_t *cut) {
 fail:
   if (log->fd >= 0)
     close(log->fd);
+  jw__outidx_free(&log->idx);
   free(log->path);
   free(log);
   return err;

@@ -18,6 +18,17 @@
 void jw__outidx_note(jw__outidx_t *idx, uint64_t file_off, uint64_t out_off) {
   if (idx->step == 0)
     idx->step = JW__OUTIDX_STEP;
+  /*
+   * The first entry is always the log's start, whatever record is noted
+   * first (a log opened again from its file and appended to before any
+   * seek): every lookup then finds a segment that starts at or before its
+   * target, and every byte is in some segment.
+   */
+  if (idx->n == 0 && file_off != 0) {
+    jw__outidx_note(idx, 0, 0);
+    if (idx->n == 0)
+      return; /* no memory: no index, lookups scan from the start */
+  }
   if (idx->n > 0 && file_off - idx->v[idx->n - 1].file_off < idx->step)
     return;
   if (idx->n == JW__OUTIDX_MAX) {

@@ -571,6 +571,69 @@ static char *tail_of(jw_outlog_t *log, uint64_t from, uint32_t nlines) {
   return out;
 }
 
+/* What a reader opened at from reads to the end of a finished log. */
+static size_t read_from(jw_outlog_t *log, uint64_t from, char *out,
+                        size_t cap) {
+  jw_outlog_reader_t *r;
+  jw_stream_t s;
+  size_t n = 0;
+  ssize_t k;
+  ck_assert_int_eq(jw_outlog_reader_open_at(log, from, NULL, NULL, &r), 0);
+  while ((k = jw_outlog_read(r, out + n, cap - n < 7 ? cap - n : 7, &s)) > 0)
+    n += (size_t)k;
+  ck_assert_int_eq(k, 0);
+  jw_outlog_reader_close(r);
+  return n;
+}
+
+/*
+ * A log opened again from its file (a restart, a reload) and appended to
+ * before any seek: a reader opened at every byte offset, also in the middle
+ * of a record before the reopen, reads exactly the output from there (the
+ * bytes of a record header never come out as output), and a tail counts
+ * the lines of both parts.
+ */
+START_TEST(test_reopen_then_append_then_seek) {
+  jw_outlog_t *log = new_log();
+  char want[4096] = "", got[4096];
+  for (int i = 1; i <= 200; i++) {
+    char line[32];
+    int n = snprintf(line, sizeof(line), "line %d\n", i);
+    if (i == 101) {
+      jw_outlog_close(log, 0);
+      ck_assert_int_eq(jw_outlog_reopen(path, &log, NULL), 0);
+    }
+    ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, line, (size_t)n), 0);
+    strcat(want, line);
+  }
+  jw_outlog_finish(log);
+  size_t len = strlen(want);
+  ck_assert_uint_eq(jw_outlog_bytes(log), len);
+  for (uint64_t off = 0; off <= len; off++) {
+    size_t n = read_from(log, off, got, sizeof(got));
+    ck_assert_msg(n == len - off && memcmp(got, want + off, n) == 0,
+                  "from byte %llu: %zu bytes, not the %zu of the output",
+                  (unsigned long long)off, n, len - off);
+  }
+  char *t = tail_of(log, 0, 102);
+  ck_assert_str_eq(t, strstr(want, "line 99\n"));
+  free(t);
+  jw_outlog_close(log, 1);
+}
+END_TEST
+
+/* The index's first entry is the log's start, whatever is noted first. */
+START_TEST(test_index_starts_at_zero) {
+  jw__outidx_t idx = {0};
+  jw__outidx_note(&idx, 5u << 20, 4u << 20);
+  ck_assert_uint_eq(idx.n, 2);
+  ck_assert_uint_eq(idx.v[0].file_off, 0);
+  ck_assert_uint_eq(idx.v[0].out_off, 0);
+  ck_assert_uint_eq(idx.v[1].file_off, 5u << 20);
+  jw__outidx_free(&idx);
+}
+END_TEST
+
 START_TEST(test_tail_lines) {
   jw_outlog_t *log = new_log();
   char text[400] = "";
@@ -666,6 +729,8 @@ static Suite *outlog_suite(void) {
                                    test_index_build_from_file,
                                    test_tail_lines,
                                    test_tail_across_index,
+                                   test_reopen_then_append_then_seek,
+                                   test_index_starts_at_zero,
                                    NULL};
   test_add_tests(tc, tc_tests);
   tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);
