@@ -160,7 +160,9 @@ START_TEST(test_handover_to_next_supervisor) {
   for (size_t i = 0; i < n; i++) {
     ck_assert_int_ge(hs[i].out_fd, 0);
     ck_assert_int_eq(fcntl(hs[i].out_fd, F_GETFD) & FD_CLOEXEC, 0);
-    ck_assert_int_eq(fcntl(hs[i].pidfd, F_GETFD) & FD_CLOEXEC, 0);
+    /* -1 where the kernel (or valgrind) has no pidfd_open. */
+    if (hs[i].pidfd >= 0)
+      ck_assert_int_eq(fcntl(hs[i].pidfd, F_GETFD) & FD_CLOEXEC, 0);
   }
   ck_assert_int_eq(jw_supervisor_handover(a, &hs, &n), JW_ECLOSED);
   {
