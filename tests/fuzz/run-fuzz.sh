@@ -35,12 +35,17 @@ for t in "${targets[@]}"; do
   secs=$SECONDS_EACH
   [ "$t" != log ] || secs=$LOG_SECONDS
   # New inputs go to the first directory; seeds and regressions stay as
-  # they are.
+  # they are. make-seeds.py writes no seeds for some targets (journal:
+  # its regressions are whole journals): pass only the directories there
+  # are, since libFuzzer refuses a missing one.
+  dirs=("$corpus")
+  for d in "$BUILD/tests/fuzz/seeds/$t" "tests/fuzz/regressions/$t"; do
+    [ -d "$d" ] && dirs+=("$d")
+  done
   set +e
   "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$secs" \
     -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$art/" "$corpus" "$BUILD/tests/fuzz/seeds/$t" \
-    tests/fuzz/regressions/$t >"$log" 2>&1
+    -artifact_prefix="$art/" "${dirs[@]}" >"$log" 2>&1
   r=$?
   set -e
   done_line=$(grep -E 'DONE +cov' "$log" | tail -1 | sed 's/.*DONE *//' || true)
