@@ -486,10 +486,15 @@ static int pids_grew(void *arg) {
   return ps->peak >= 10;
 }
 
-/* A fork bomb with pids=50 stays under 50; the host can fork; stop works. */
+/*
+ * A fork bomb with pids=50 stays under 50; the host can fork; stop works.
+ * The job's shell execs its sleep rather than forking it: once the bomb
+ * fills the limit a fork would fail, and the shell would exit by itself
+ * before the stop.
+ */
 START_TEST(test_fork_bomb_contained) {
   static const char *const argv[] = {
-      "sh", "-c", "f() { f | f & }; f 2>/dev/null; sleep 1000", NULL};
+      "sh", "-c", "f() { f | f & }; f 2>/dev/null; exec sleep 1000", NULL};
   jw_limits_t l = {.pids = 50};
   char id[JW_ID_LEN + 1], dir[512];
   struct pids_sample ps;
