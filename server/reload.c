@@ -141,20 +141,21 @@ int jw_reload_take(jw_reload_state_t *st, char *errbuf, size_t errlen) {
     memcpy(h->id, p, JW_ID_LEN);
     h->id[JW_ID_LEN] = '\0';
     p += JW_ID_LEN;
-    h->pid = get_i32(&p);
-    h->pidfd = get_i32(&p);
-    h->out_fd = get_i32(&p);
-    h->err_fd = get_i32(&p);
-    h->status_fd = get_i32(&p);
-    h->reaped = get_i32(&p);
-    h->wstatus = get_i32(&p);
+    h->proc.pid = get_i32(&p);
+    h->proc.pidfd = get_i32(&p);
+    h->proc.out_fd = get_i32(&p);
+    h->proc.err_fd = get_i32(&p);
+    h->proc.status_fd = get_i32(&p);
+    h->proc.reaped = get_i32(&p);
+    h->proc.wstatus = get_i32(&p);
     h->stop_reason = (jw_end_reason_t)get_i32(&p);
+    h->proc.stop_requested = h->stop_reason != JW_END_NONE;
     memcpy(&ms, p, 8);
     p += 8;
-    h->kill_in_ms = ms;
+    h->proc.kill_in_ms = ms;
     st->njobs = i + 1;
-    if (!fd_ok(h->pidfd) || !fd_ok(h->out_fd) || !fd_ok(h->err_fd) ||
-        !fd_ok(h->status_fd)) {
+    if (!fd_ok(h->proc.pidfd) || !fd_ok(h->proc.out_fd) ||
+        !fd_ok(h->proc.err_fd) || !fd_ok(h->proc.status_fd)) {
       snprintf(errbuf, errlen, "reload state names a closed descriptor");
       goto fail;
     }
@@ -199,16 +200,16 @@ int jw_reload_exec(const char *path, char *const *argv,
   put_i32(&p, 0);
   for (size_t i = 0; i < st->njobs; i++) {
     const jw_job_handover_t *h = &st->jobs[i];
-    uint64_t ms = h->kill_in_ms;
+    uint64_t ms = h->proc.kill_in_ms;
     memcpy(p, h->id, JW_ID_LEN);
     p += JW_ID_LEN;
-    put_i32(&p, h->pid);
-    put_i32(&p, h->pidfd);
-    put_i32(&p, h->out_fd);
-    put_i32(&p, h->err_fd);
-    put_i32(&p, h->status_fd);
-    put_i32(&p, h->reaped);
-    put_i32(&p, h->wstatus);
+    put_i32(&p, h->proc.pid);
+    put_i32(&p, h->proc.pidfd);
+    put_i32(&p, h->proc.out_fd);
+    put_i32(&p, h->proc.err_fd);
+    put_i32(&p, h->proc.status_fd);
+    put_i32(&p, h->proc.reaped);
+    put_i32(&p, h->proc.wstatus);
     put_i32(&p, (int32_t)h->stop_reason);
     memcpy(p, &ms, 8);
     p += 8;

@@ -85,14 +85,7 @@ int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
     handed[i] = j;
     h = &hs[i++];
     memcpy(h->id, j->e.id, sizeof(h->id));
-    h->pid = ph.pid;
-    h->pidfd = ph.pidfd;
-    h->out_fd = ph.out_fd;
-    h->err_fd = ph.err_fd;
-    h->status_fd = ph.status_fd;
-    h->reaped = ph.reaped;
-    h->wstatus = ph.wstatus;
-    h->kill_in_ms = ph.kill_in_ms;
+    h->proc = ph;
     h->stop_reason = ph.stop_requested ? j->ctl.stop_reason : JW_END_NONE;
     if (ph.stop_requested && h->stop_reason == JW_END_NONE)
       h->stop_reason = JW_END_STOPPED;
@@ -125,7 +118,8 @@ int jw_supervisor_handover(jw_supervisor_t *sup, jw_job_handover_t **out,
 
 /* Closes what a handover entry passed on, when nothing adopts it. */
 static void close_entry(const jw_job_handover_t *h) {
-  const int fds[] = {h->pidfd, h->out_fd, h->err_fd, h->status_fd};
+  const int fds[] = {h->proc.pidfd, h->proc.out_fd, h->proc.err_fd,
+                     h->proc.status_fd};
   for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
     if (fds[i] >= 0)
       close(fds[i]);
@@ -138,27 +132,16 @@ int jw__job_adopt(jw_supervisor_t *sup, struct job *j,
   int err;
 
   /* The record and the handover must name the same process. */
-  if (h->pid <= 0 || h->pid != j->status.pid) {
+  if (h->proc.pid <= 0 || h->proc.pid != j->status.pid) {
     close_entry(h);
     return -ESRCH;
   }
-  memset(&po, 0, sizeof(po));
+  jw__job_process_options(j, &po);
   po.command = j->command;
-  po.on_output = jw__job_on_output;
-  po.on_exit = jw__job_on_exit;
-  po.data = j;
-  po.cgroup = j->cg;
   po.isolation = j->isolation;
-  memset(&ph, 0, sizeof(ph));
-  ph.pid = h->pid;
-  ph.pidfd = h->pidfd;
-  ph.out_fd = h->out_fd;
-  ph.err_fd = h->err_fd;
-  ph.status_fd = h->status_fd;
-  ph.reaped = h->reaped != 0;
-  ph.wstatus = h->wstatus;
+  ph = h->proc;
   ph.stop_requested = h->stop_reason != JW_END_NONE;
-  ph.kill_in_ms = h->kill_in_ms;
+  /* The start time is the record's, not the sender's word. */
   ph.started_at_ns = j->status.started_at_ns;
   err = jw_process_adopt(sup->loop, &po, &ph, &j->proc);
   if (err < 0) {

@@ -349,6 +349,14 @@ static int make_id(jw_supervisor_t *sup, char out[JW_ID_LEN + 1]) {
   return -EEXIST;
 }
 
+void jw__job_process_options(struct job *j, jw_process_options_t *po) {
+  memset(po, 0, sizeof(*po));
+  po->on_output = jw__job_on_output;
+  po->on_exit = jw__job_on_exit;
+  po->data = j;
+  po->cgroup = j->cg;
+}
+
 int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
                         const jw_job_spec_t *spec, char id_out[JW_ID_LEN + 1]) {
   jw_process_options_t po;
@@ -445,17 +453,13 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
     }
   }
 
-  memset(&po, 0, sizeof(po));
+  jw__job_process_options(j, &po);
   po.command = spec->command;
   po.args = spec->args;
   po.nargs = spec->nargs;
   po.env = spec->env;
   po.nenv = spec->nenv;
   po.working_dir = spec->working_dir;
-  po.on_output = jw__job_on_output;
-  po.on_exit = jw__job_on_exit;
-  po.data = j;
-  po.cgroup = j->cg;
   po.isolation = spec->isolation;
   po.creds = spec->creds;
   /*

@@ -177,6 +177,13 @@ void jw__job_control_info(const struct job *j, jw_job_info_t *info);
 void jw__job_fire_waits(struct job *j, int err);
 void jw__supervisor_control_close(jw_supervisor_t *sup, uv_close_cb close_cb);
 
+/*
+ * The process options every job's process has, started or adopted: the
+ * supervisor's callbacks with j as their data, and its cgroup. The rest
+ * is zero.
+ */
+void jw__job_process_options(struct job *j, jw_process_options_t *po);
+
 /* Frees a job that is out of the table and has no process. */
 void jw__job_free(struct job *j);
 

@@ -158,11 +158,11 @@ START_TEST(test_handover_to_next_supervisor) {
   ck_assert_int_eq(jw_supervisor_handover(a, &hs, &n), 0);
   ck_assert_uint_eq(n, 2);
   for (size_t i = 0; i < n; i++) {
-    ck_assert_int_ge(hs[i].out_fd, 0);
-    ck_assert_int_eq(fcntl(hs[i].out_fd, F_GETFD) & FD_CLOEXEC, 0);
+    ck_assert_int_ge(hs[i].proc.out_fd, 0);
+    ck_assert_int_eq(fcntl(hs[i].proc.out_fd, F_GETFD) & FD_CLOEXEC, 0);
     /* -1 where the kernel (or valgrind) has no pidfd_open. */
-    if (hs[i].pidfd >= 0)
-      ck_assert_int_eq(fcntl(hs[i].pidfd, F_GETFD) & FD_CLOEXEC, 0);
+    if (hs[i].proc.pidfd >= 0)
+      ck_assert_int_eq(fcntl(hs[i].proc.pidfd, F_GETFD) & FD_CLOEXEC, 0);
   }
   ck_assert_int_eq(jw_supervisor_handover(a, &hs, &n), JW_ECLOSED);
   {
@@ -238,7 +238,7 @@ START_TEST(test_handover_wrong_pid_not_adopted) {
   closed = 0;
   jw_supervisor_close(a, 0, on_closed, NULL);
   ck_assert(test_run_until(&loop, test_flag_set, &closed, 20000));
-  hs[0].pid = 1;
+  hs[0].proc.pid = 1;
   b = open_sup(&loop, hs, n);
   free(hs);
   ck_assert_int_eq(jw_supervisor_status(b, id, NULL, &info), 0);

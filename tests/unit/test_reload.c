@@ -96,12 +96,12 @@ START_TEST(test_state_taken_whole) {
   ck_assert(!is_open(mfd));
   ck_assert_int_eq(st.listen_fd, lfd);
   ck_assert_uint_eq(st.njobs, 2);
-  ck_assert_int_eq(st.jobs[1].pid, 1001);
-  ck_assert_int_eq(st.jobs[1].out_fd, job[1][1]);
-  ck_assert_int_eq(st.jobs[1].err_fd, job[1][2]);
-  ck_assert_int_eq(st.jobs[1].pidfd, -1);
+  ck_assert_int_eq(st.jobs[1].proc.pid, 1001);
+  ck_assert_int_eq(st.jobs[1].proc.out_fd, job[1][1]);
+  ck_assert_int_eq(st.jobs[1].proc.err_fd, job[1][2]);
+  ck_assert_int_eq(st.jobs[1].proc.pidfd, -1);
   ck_assert_int_eq(st.jobs[1].stop_reason, JW_END_STOPPED);
-  ck_assert_uint_eq(st.jobs[1].kill_in_ms, 250);
+  ck_assert_uint_eq(st.jobs[1].proc.kill_in_ms, 250);
   ck_assert_uint_eq(strlen(st.jobs[0].id), JW_ID_LEN);
   jw_reload_state_free(&st);
   close(lfd);

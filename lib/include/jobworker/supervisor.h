@@ -65,15 +65,13 @@ const char *jw_end_reason_name(jw_end_reason_t r);
  */
 typedef struct {
   char id[JW_ID_LEN + 1];
-  int pid;
-  int pidfd;           /* -1: none (kernels without pidfd_open) */
-  int out_fd;          /* the stdout pipe's read end; -1: at EOF */
-  int err_fd;          /* the stderr pipe's read end; -1: at EOF */
-  int reaped;          /* the old process reaped it: wstatus is its end */
-  int wstatus;         /* as waitpid(2) gave it, when reaped */
-  uint64_t kill_in_ms; /* a stop was pending: SIGKILL in this long; 0: none */
-  jw_end_reason_t stop_reason; /* why a stop was asked for; NONE: none */
-  int status_fd; /* a PID namespace init's report of the command; or -1 */
+  /*
+   * Why a stop was asked for; JW_END_NONE: none (then proc.stop_requested
+   * is false, and it is true otherwise).
+   */
+  jw_end_reason_t stop_reason;
+  /* The process, as jw_process_handover gave it (its start time aside). */
+  jw_process_handover_t proc;
 } jw_job_handover_t;
 typedef struct jw_stop_req_s jw_stop_req_t;
 typedef struct jw_job_info_s jw_job_info_t;
