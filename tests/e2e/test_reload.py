@@ -31,36 +31,19 @@ import tempfile
 import threading
 import time
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-try:
-    import grpc
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON):
-        os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
-    raise
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "interop"))
-from interop_common import SOURCE_ROOT, TELEPORTD, load_stubs  # noqa: E402
+# The e2e suites' helpers (they re-execute this on Debian's python3 when
+# the one running it has no grpc).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_common import (SOURCE_ROOT, TELEPORTD, check, failures,  # noqa: E402
+                        load_stubs, log)
+import grpc  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="jw-e2e-reload-")
-failures = []
 server = None
 
 
 # The run-time limit of the job that runs across both reloads (ms).
 TIMED_MS = 16000
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    log(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def make_certs(name):
