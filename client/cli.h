@@ -243,6 +243,16 @@ int cli_session_call(cli_session_t *s, const char *method,
                      uint64_t timeout_ms, bool retry, ProtobufCMessage **out);
 
 /*
+ * Whether a call is worth making again on a new connection: it did not
+ * end (it could not be sent, or the connection failed under it), or it
+ * ended UNAVAILABLE while its connection was going away (a reload's
+ * GOAWAY, a lost connection). An UNAVAILABLE answer on a connection that
+ * stays up is the server's word, said as such rather than asked again.
+ */
+bool cli_session_worth_again(const cli_session_t *s, bool ended,
+                             int grpc_status);
+
+/*
  * Closes the session's connection and connects again, with backoff (0.1 s
  * doubling up to 2 s) for up to conn->reconnect_ms since the connection
  * was first lost with no progress since, saying so on stderr

@@ -269,7 +269,7 @@ int cli_follow_output(cli_session_t *s, const char *id,
     }
     if (f.broken_pipe || f.write_err != 0 || f.bad_message || f.interrupted)
       break;
-    if (err == 0 && f.status != JW_GRPC_UNAVAILABLE)
+    if (!cli_session_worth_again(s, err == 0, f.status))
       break;
     if (err == UV_ENOMEM) {
       fprintf(stderr, "teleport: out of memory\n");

@@ -565,6 +565,14 @@ static int unary_once(cli_session_t *s, const char *path, const uint8_t *buf,
   return CLI_EXIT_OK;
 }
 
+bool cli_session_worth_again(const cli_session_t *s, bool ended,
+                             int grpc_status) {
+  if (!ended)
+    return true; /* the connection failed before the call ended */
+  return grpc_status == JW_GRPC_UNAVAILABLE &&
+         (s->client == NULL || jw_rpc_client_going_away(s->client));
+}
+
 int cli_session_call(cli_session_t *s, const char *method,
                      const ProtobufCMessage *req,
                      const ProtobufCMessageDescriptor *desc, const char *id,
@@ -598,16 +606,7 @@ int cli_session_call(cli_session_t *s, const char *method,
                  : timeout_ms - (uv_now(&s->loop) - start);
     }
     rc = unary_once(s, path, buf, len, left, &u, &err);
-    /*
-     * Again on a new connection when this one failed under the call, or
-     * ended it UNAVAILABLE while going away (a reload, a lost
-     * connection); an UNAVAILABLE answer on a connection that stays up is
-     * the server's word, and said as such.
-     */
-    if (!retry ||
-        (rc == CLI_EXIT_OK &&
-         (u.status != JW_GRPC_UNAVAILABLE ||
-          (s->client != NULL && !jw_rpc_client_going_away(s->client))))) {
+    if (!retry || !cli_session_worth_again(s, rc == CLI_EXIT_OK, u.status)) {
       if (rc == CLI_EXIT_OK)
         cli_session_progress(s);
       break;

@@ -652,6 +652,10 @@ def test_errors(oca):
     for cmd in ("output", "stop"):
         check("%s: NOT_FOUND" % cmd, *one_line_error(
             tp(cmd, "fail-NOT_FOUND"), "job fail-NOT_FOUND not found"))
+    # The server's UNAVAILABLE on a connection that stays up is its answer:
+    # said once, not followed by reconnects.
+    check("output: UNAVAILABLE", *one_line_error(
+        tp("output", "fail-UNAVAILABLE"), "is unavailable: canned"))
     for cmd in ("status", "output", "stop"):
         check("%s: another client's job" % cmd, *one_line_error(
             tp(cmd, ID_BOB), "job %s belongs to another client" % ID_BOB))
