@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "jobworker/supervisor.h"
 
 int64_t cli_now_ns(void) {
   struct timespec ts;
@@ -36,27 +37,34 @@ const char *cli_state_name(int state) {
   }
 }
 
+/* The wire numbers its end reasons as the library does. */
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_EXITED ==
+                   JW_END_EXITED,
+               "EndReason and jw_end_reason_t agree");
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_SIGNALED ==
+                   JW_END_SIGNALED,
+               "EndReason and jw_end_reason_t agree");
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_STOPPED ==
+                   JW_END_STOPPED,
+               "EndReason and jw_end_reason_t agree");
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_TIMED_OUT ==
+                   JW_END_TIMED_OUT,
+               "EndReason and jw_end_reason_t agree");
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_OOM_KILLED ==
+                   JW_END_OOM_KILLED,
+               "EndReason and jw_end_reason_t agree");
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_SERVER_SHUTDOWN ==
+                   JW_END_SERVER_SHUTDOWN,
+               "EndReason and jw_end_reason_t agree");
+_Static_assert((int)JOBWORKER__V1__END_REASON__END_REASON_SERVER_CRASH ==
+                   JW_END_SERVER_CRASH,
+               "EndReason and jw_end_reason_t agree");
+
 const char *cli_end_reason_name(int reason) {
-  switch (reason) {
-  case JOBWORKER__V1__END_REASON__END_REASON_EXITED:
-    return "exited";
-  case JOBWORKER__V1__END_REASON__END_REASON_SIGNALED:
-    return "signaled";
-  case JOBWORKER__V1__END_REASON__END_REASON_STOPPED:
-    return "stopped";
-  case JOBWORKER__V1__END_REASON__END_REASON_TIMED_OUT:
-    return "timed_out";
-  case JOBWORKER__V1__END_REASON__END_REASON_OOM_KILLED:
-    return "oom_killed";
-  case JOBWORKER__V1__END_REASON__END_REASON_SERVER_SHUTDOWN:
-    return "server_shutdown";
-  case JOBWORKER__V1__END_REASON__END_REASON_SERVER_CRASH:
-    return "server_crash";
-  case JOBWORKER__V1__END_REASON__END_REASON_UNSPECIFIED:
+  if (reason == JOBWORKER__V1__END_REASON__END_REASON_UNSPECIFIED)
     return NULL;
-  default:
-    return "unknown";
-  }
+  const char *name = jw_end_reason_name((jw_end_reason_t)reason);
+  return name[0] != '\0' ? name : "unknown";
 }
 
 /* The end reason for people. */

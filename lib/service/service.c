@@ -110,8 +110,6 @@ void jw__svc_fill_status(Jobworker__V1__JobStatus *st,
   st->oom_killed = info->usage.oom_killed;
   st->cpu_usage_ns = info->usage.cpu_usage_ns;
   st->memory_peak_bytes = info->usage.memory_peak_bytes;
-  /* jw_end_reason_t numbers its reasons as the wire's EndReason does. */
-  st->end_reason = (Jobworker__V1__EndReason)info->end_reason;
 }
 
 /* Packs msg and sends it as the call's one reply. */

@@ -271,3 +271,19 @@ void jw__supervisor_control_close(jw_supervisor_t *sup, uv_close_cb close_cb) {
   sup->handles_closing++;
   uv_close((uv_handle_t *)&sup->ctl.timer, close_cb);
 }
+
+const char *jw_end_reason_name(jw_end_reason_t r) {
+  static const char *const names[] = {
+      [JW_END_NONE] = "",
+      [JW_END_EXITED] = "exited",
+      [JW_END_SIGNALED] = "signaled",
+      [JW_END_STOPPED] = "stopped",
+      [JW_END_TIMED_OUT] = "timed_out",
+      [JW_END_OOM_KILLED] = "oom_killed",
+      [JW_END_SERVER_SHUTDOWN] = "server_shutdown",
+      [JW_END_SERVER_CRASH] = "server_crash",
+  };
+  if ((unsigned)r >= sizeof(names) / sizeof(names[0]))
+    return "";
+  return names[r];
+}

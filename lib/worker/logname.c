@@ -27,19 +27,3 @@ int jw_supervisor_is_log_name(const char *name) {
       return 0;
   return 1;
 }
-
-const char *jw_end_reason_name(jw_end_reason_t r) {
-  static const char *const names[] = {
-      [JW_END_NONE] = "",
-      [JW_END_EXITED] = "exited",
-      [JW_END_SIGNALED] = "signaled",
-      [JW_END_STOPPED] = "stopped",
-      [JW_END_TIMED_OUT] = "timed out",
-      [JW_END_OOM_KILLED] = "oom killed",
-      [JW_END_SERVER_SHUTDOWN] = "server shutdown",
-      [JW_END_SERVER_CRASH] = "server crash",
-  };
-  if ((unsigned)r >= sizeof(names) / sizeof(names[0]))
-    return "";
-  return names[r];
-}

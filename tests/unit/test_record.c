@@ -888,7 +888,7 @@ START_TEST(test_shutdown_and_stop_reasons) {
   ck_assert_int_eq(jw_supervisor_status(e.sup, id2, NULL, &info), 0);
   ck_assert_int_eq(info.proc.state, JW_PROC_STOPPED);
   ck_assert_int_eq(info.end_reason, JW_END_SERVER_SHUTDOWN);
-  ck_assert_str_eq(jw_end_reason_name(info.end_reason), "server shutdown");
+  ck_assert_str_eq(jw_end_reason_name(info.end_reason), "server_shutdown");
   env_end(&e, 1);
 }
 END_TEST

@@ -55,7 +55,11 @@ typedef enum {
   JW_END_SERVER_CRASH     /* found running in its record at start */
 } jw_end_reason_t;
 
-/* The name of a reason ("exited", "server crash", ...); "" for NONE. */
+/*
+ * The name of a reason, as teleport's status --json spells it ("exited",
+ * "timed_out", "server_crash", ...); "" for NONE and unknown values. The
+ * values are the wire's EndReason numbers (proto/jobworker.proto).
+ */
 const char *jw_end_reason_name(jw_end_reason_t r);
 
 /*
