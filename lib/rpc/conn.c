@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -291,6 +292,26 @@ static void release_write_buffers(jw__conn_t *c) {
 static void write_cb(uv_write_t *req, int status);
 
 /*
+ * Sends what the socket takes now, without a libuv write request: the
+ * byte count, 0 when it takes nothing (or its descriptor is not there),
+ * or a negative code. MSG_NOSIGNAL because a peer gone makes EPIPE, not
+ * a SIGPIPE the embedder may not ignore.
+ */
+static ssize_t try_send(jw__conn_t *c, const uint8_t *p, size_t n) {
+  uv_os_fd_t fd;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0 ||
+      uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+    return 0;
+  ssize_t r;
+  do
+    r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  return r;
+}
+
+/*
  * The socket is tried first: a write it takes whole (the usual case, a
  * call's reply) is finished here, with no libuv write request. A
  * uv_write that completes at once still reports on the next loop turn
@@ -299,14 +320,14 @@ static void write_cb(uv_write_t *req, int status);
  * goes to uv_write, as the one write in flight.
  */
 int jw__tcp_write(jw__conn_t *c) {
-  uv_buf_t b = uv_buf_init((char *)c->gather.base, (unsigned)c->gather.len);
-  int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (rc < 0 && rc != UV_EAGAIN) {
+  ssize_t sent = try_send(c, c->gather.base, c->gather.len);
+  if (sent < 0) {
+    int rc = (int)sent;
     c->gather.len = 0;
     jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
     return rc;
   }
-  size_t took = rc > 0 ? (size_t)rc : 0;
+  size_t took = (size_t)sent;
   if (took == c->gather.len) {
     c->gather.len = 0;
     c->nwrites++;
@@ -326,9 +347,9 @@ int jw__tcp_write(jw__conn_t *c) {
   c->inflight = c->gather;
   c->gather = t;
   c->gather.len = 0;
-  b = uv_buf_init((char *)c->inflight.base, (unsigned)c->inflight.len);
+  uv_buf_t b = uv_buf_init((char *)c->inflight.base, (unsigned)c->inflight.len);
   c->wreq.data = c;
-  rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (rc != 0) {
     c->inflight.len = 0;
     jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
