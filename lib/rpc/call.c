@@ -11,6 +11,7 @@
  * Memory goes when nghttp2 has closed the stream and nobody is owed; a
  * callback of ours still on the stack (in_cb) delays both.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,13 @@ void jw__call_stop_recv_timer(jw_rpc_call_t *call) {
   }
 }
 
+void jw__call_held_update(jw_rpc_call_t *call) {
+  size_t now = jw__call_held(call);
+  if (call->sc != NULL)
+    call->sc->out_held = call->sc->out_held - call->held + now;
+  call->held = now;
+}
+
 void jw__call_set_status(jw_rpc_call_t *call, int status, const char *message) {
   /* message may be call->message itself: copy before freeing. */
   char *m = message != NULL && *message ? strdup(message) : NULL;
@@ -71,6 +79,8 @@ static void detach(jw_rpc_call_t *call) {
   if (sc->c.h2 != NULL && call->stream_id > 0)
     nghttp2_session_set_stream_user_data(sc->c.h2, call->stream_id, NULL);
   jw__rx_release(call);
+  sc->out_held -= call->held;
+  call->held = 0;
   if (call->ready)
     sc->nready--;
   call->ready = false;
@@ -125,6 +135,7 @@ static void notify_cancel(jw_rpc_call_t *call, int status,
   call->aborted = true;
   call->pull = NULL;
   call->state = CALL_ENDED;
+  jw__call_held_update(call);
   if (call->cancel_cb == NULL)
     return;
   if (call->in_cb > 0) {
@@ -225,6 +236,7 @@ int jw__call_submit_error(jw_rpc_call_t *call, int http_status, int status,
   call->headers_sent = true;
   jw__call_set_status(call, status, message);
   call->state = CALL_ENDED;
+  jw__call_held_update(call);
   jw__call_stop_deadline(call);
   jw__conn_schedule(&call->sc->c);
   return nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva, nnv,
@@ -294,6 +306,7 @@ int jw_rpc_call_reply(jw_rpc_call_t *call, const uint8_t *msg, size_t len) {
   call->out_len = JW_GRPC_PREFIX_LEN + len;
   call->out_off = 0;
   call->state = CALL_ENDED;
+  jw__call_held_update(call);
   jw__call_set_status(call, JW_GRPC_OK, NULL);
   jw__call_stop_deadline(call);
   if (submit_headers_with_body(call) != 0) {
@@ -432,6 +445,7 @@ void jw__call_end_now(jw_rpc_call_t *call, int status, const char *message) {
     notify_cancel(call, status, message);
     call->pull = NULL;
     call->state = CALL_ENDED;
+    jw__call_held_update(call);
     call->aborted = false; /* the trailers still go out */
     if (call->deferred) {
       call->deferred = false;
@@ -611,16 +625,18 @@ static void dispatch(sconn_t *sc, jw_rpc_call_t *call) {
  * into frames, so they hold nothing here.
  */
 size_t jw__sconn_pending_output(sconn_t *sc) {
-  size_t bytes = sc->c.gather.len + sc->c.inflight.len;
+#ifdef JW__CHECK_COUNTERS
+  size_t walked = 0;
   jw__list_t *n;
   /* dispatch frees ended calls after unlinking them; the analyzer cannot
    * follow the list and reports a use after free. */
   jw__list_foreach(n, &sc->calls) {
-    jw_rpc_call_t *call = CALL_OF(n);
-    if (call->state != CALL_STREAMING) /* NOLINT(clang-analyzer-unix.Malloc) */
-      bytes += call->out_len - call->out_off;
+    /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
+    walked += jw__call_held(CALL_OF(n));
   }
-  return bytes;
+  assert(walked == sc->out_held);
+#endif
+  return sc->c.gather.len + sc->c.inflight.len + sc->out_held;
 }
 
 /*

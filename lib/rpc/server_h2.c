@@ -78,6 +78,7 @@ ssize_t jw__call_data_read_cb(nghttp2_session *session, int32_t stream_id,
     } else {
       call->state = CALL_ENDED;
       call->pull = NULL;
+      jw__call_held_update(call);
       jw__call_stop_deadline(call);
       if (r == 0) {
         jw__call_set_status(call, JW_GRPC_OK, NULL);
@@ -95,6 +96,7 @@ ssize_t jw__call_data_read_cb(nghttp2_session *session, int32_t stream_id,
       n = length;
     memcpy(buf, call->out + call->out_off, n);
     call->out_off += n;
+    jw__call_held_update(call);
     return (ssize_t)n;
   }
   /* Everything is out: end with trailers rather than END_STREAM on DATA. */
@@ -143,6 +145,7 @@ static ssize_t http_body_read_cb(nghttp2_session *session, int32_t stream_id,
     n = length;
   memcpy(buf, body + call->out_off, n);
   call->out_off += n;
+  jw__call_held_update(call);
   if (call->out_off == total)
     *flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
@@ -157,6 +160,7 @@ static ssize_t http_body_read_cb(nghttp2_session *session, int32_t stream_id,
 void jw__call_http_refuse(jw_rpc_call_t *call, int http_status,
                           const char *why) {
   call->state = CALL_HTTP;
+  jw__call_held_update(call);
   call->http_status = http_status;
   call->route = NULL;
   jw__call_set_status(call, JW_GRPC_INTERNAL, why);
@@ -272,6 +276,7 @@ static void route_answer(jw_rpc_call_t *call) {
   call->out = r.body.base;
   call->out_len = r.body.len;
   call->out_off = 0;
+  jw__call_held_update(call);
   call->http_ctype = ctype;
   call->http_status = r.status;
   char msg[32];
@@ -311,6 +316,7 @@ void jw__call_http_answer(jw_rpc_call_t *call) {
   call->state = CALL_ENDED;
   call->headers_sent = true;
   call->out_off = 0;
+  jw__call_held_update(call);
   jw__conn_schedule(&call->sc->c);
   if (nghttp2_submit_response(call->sc->c.h2, call->stream_id, nva,
                               call->http_status == 405 ? 4 : 3,

@@ -23,6 +23,18 @@
 
 typedef struct sconn_s sconn_t;
 
+/*
+ * The sanitizer builds check the connection's running counters against a
+ * walk of its calls wherever they are read.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define JW__CHECK_COUNTERS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define JW__CHECK_COUNTERS 1
+#endif
+#endif
+
 enum call_state {
   CALL_RECV,      /* request arriving; library-owned */
   CALL_HTTP,      /* not a gRPC request: body discarded, answered at its end */
@@ -75,6 +87,7 @@ struct jw_rpc_call_s {
   uint8_t *out;
   size_t out_len;
   size_t out_off;
+  size_t held; /* counted in sc->out_held (jw__call_held_update) */
   jw_rpc_pull_cb pull;
   void *pull_data;
 
@@ -116,6 +129,7 @@ struct sconn_s {
   uint64_t open_ns;
   size_t rx_bytes;      /* request bytes held for calls still arriving */
   size_t nready;        /* calls whose dispatch waits for the output */
+  size_t out_held;      /* the calls' output not yet framed (call->held) */
   bool rx_progress;     /* request bytes arrived since the last idle check */
   uint64_t seen_writes; /* c.nwrites at the last idle check */
   bool refused;         /* over the per-client cap: GOAWAY, then close */
@@ -194,6 +208,25 @@ void jw__rx_release(jw_rpc_call_t *call);
 
 /* Frees what ended calls hold and credits calls arriving, within the budget. */
 void jw__rx_grant(sconn_t *sc);
+
+/*
+ * What the call holds of its connection's output: a unary reply or an
+ * HTTP answer's body not yet taken into frames. Streams pull straight
+ * into frames and hold nothing here.
+ */
+static inline size_t jw__call_held(const jw_rpc_call_t *call) {
+  if (call->sc == NULL || call->state == CALL_STREAMING || call->out == NULL ||
+      call->out_off >= call->out_len)
+    return 0;
+  return call->out_len - call->out_off;
+}
+
+/*
+ * Brings sc->out_held up to date with the call's output: called after
+ * every change of its out, out_off, out_len or state, so that the
+ * connection's pending output is a counter, not a walk of its calls.
+ */
+void jw__call_held_update(jw_rpc_call_t *call);
 
 /* Sets the status and message the call ends (or ended) with. */
 void jw__call_set_status(jw_rpc_call_t *call, int status, const char *message);

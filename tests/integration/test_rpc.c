@@ -468,6 +468,53 @@ START_TEST(test_unary_ok) {
 }
 END_TEST
 
+/*
+ * Many calls on one connection at once, unary replies of many sizes
+ * interleaved with two streams: every call gets its own answer whole, in
+ * whatever order they complete. The sanitizer builds check the
+ * connection's output counter against a walk of its calls on every I/O
+ * event meanwhile.
+ */
+#define NMANY 120
+
+START_TEST(test_many_calls_interleaved_on_one_connection) {
+  cl_t c;
+  static res_t r[NMANY];
+  static char req[NMANY][4100];
+  res_t s[2] = {{0}};
+  memset(r, 0, sizeof(r));
+  start_as_alice(&c);
+  s[0].check_pattern = s[1].check_pattern = true;
+  call(&c, "/test.Svc/Stream", "700000", 6, 0, &s[0]);
+  for (size_t i = 0; i < NMANY; i++) {
+    size_t len = 1 + (i * 613) % 4096;
+    memset(req[i], 'a' + (int)(i % 26), len);
+    req[i][len] = '\0';
+    call(&c, "/test.Svc/Echo", req[i], len, 0, &r[i]);
+    if (i == NMANY / 2)
+      call(&c, "/test.Svc/Stream", "300000e", 7, 0, &s[1]);
+  }
+  for (size_t i = 0; i < NMANY; i++) {
+    wait_for(&r[i].done);
+    ck_assert_msg(r[i].status == JW_GRPC_OK, "call %zu: %d %s", i, r[i].status,
+                  r[i].msg);
+    ck_assert_uint_eq(r[i].nmsgs, 1);
+    ck_assert_uint_eq(r[i].len, strlen(req[i]));
+    ck_assert_mem_eq(r[i].buf, req[i], r[i].len);
+    free(r[i].buf);
+  }
+  for (int i = 0; i < 2; i++) {
+    wait_for(&s[i].done);
+    ck_assert_int_eq(s[i].status, JW_GRPC_OK);
+    ck_assert(!s[i].bad_pattern);
+  }
+  ck_assert_uint_eq(s[0].len, 700000);
+  ck_assert_uint_eq(s[1].len, 300000);
+  assert_carries_on(&c);
+  client_close(&c);
+}
+END_TEST
+
 START_TEST(test_empty_request_and_reply) {
   res_t r = {0};
   call_as_alice("/test.Svc/Echo", "", 0, &r);
@@ -1117,34 +1164,36 @@ int main(void) {
 
   Suite *s = suite_create("rpc");
   TCase *tc = test_tcase(s, "core", setup, teardown, 60);
-  const TTest *const tc_tests[] = {test_unary_ok,
-                                   test_empty_request_and_reply,
-                                   test_error_status_and_message,
-                                   test_unknown_method,
-                                   test_oversize_request,
-                                   test_default_limit_4mib,
-                                   test_stream_bytes_exact,
-                                   test_stream_eagain_resume,
-                                   test_stream_empty,
-                                   test_paused_client_holds_server,
-                                   test_cancel_mid_stream,
-                                   test_deadline,
-                                   test_stream_deadline,
-                                   test_client_disconnect_cancels,
-                                   test_two_clients_identities,
-                                   test_untrusted_server_ca,
-                                   test_wrong_server_name,
-                                   test_unknown_client_ca,
-                                   test_server_auth_only_cert_refused,
-                                   test_no_cn_unauthenticated,
-                                   test_connection_refused,
-                                   test_connection_cap,
-                                   test_handshake_timeout,
-                                   test_shutdown_with_calls_in_flight,
-                                   test_trailers_only_on_error,
-                                   test_bad_content_type_415,
-                                   test_unary_cardinality,
-                                   NULL};
+  const TTest *const tc_tests[] = {
+      test_unary_ok,
+      test_many_calls_interleaved_on_one_connection,
+      test_empty_request_and_reply,
+      test_error_status_and_message,
+      test_unknown_method,
+      test_oversize_request,
+      test_default_limit_4mib,
+      test_stream_bytes_exact,
+      test_stream_eagain_resume,
+      test_stream_empty,
+      test_paused_client_holds_server,
+      test_cancel_mid_stream,
+      test_deadline,
+      test_stream_deadline,
+      test_client_disconnect_cancels,
+      test_two_clients_identities,
+      test_untrusted_server_ca,
+      test_wrong_server_name,
+      test_unknown_client_ca,
+      test_server_auth_only_cert_refused,
+      test_no_cn_unauthenticated,
+      test_connection_refused,
+      test_connection_cap,
+      test_handshake_timeout,
+      test_shutdown_with_calls_in_flight,
+      test_trailers_only_on_error,
+      test_bad_content_type_415,
+      test_unary_cardinality,
+      NULL};
   test_add_tests(tc, tc_tests);
 
   int rc = test_run_suite(s);
