@@ -163,8 +163,11 @@ static void idle_timer_cb(uv_timer_t *t) {
   sconn_t *sc = ((jw__conn_t *)t->data)->owner;
   if (sc->c.closing)
     return;
-  if (sc->c.tls_up && !sconn_idle(sc))
+  if (sc->c.tls_up && !sconn_idle(sc)) {
+    /* A call keeps it busy: look again a timeout later (sc_after_io). */
+    uv_timer_start(t, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
     return;
+  }
   if (!sc->c.tls_up) {
     jw__conn_fail(&sc->c, UV_ETIMEDOUT, "TLS handshake timed out");
     return;
@@ -294,14 +297,17 @@ static void sc_after_io(jw__conn_t *c) {
                                         sc->srv->opts.max_pending_output_bytes);
   if (sc->no_idle_timer)
     return;
-  /* The idle timer runs while no call keeps the connection busy, and
-   * starts over whenever request bytes arrive or a write completes. */
-  if (!sconn_idle(sc)) {
-    uv_timer_stop(&c->timer);
-  } else if (!uv_is_active((uv_handle_t *)&c->timer) || sc->rx_progress ||
-             sc->seen_writes != c->nwrites) {
+  /*
+   * The idle timer starts over whenever request bytes arrive or a write
+   * completes; whether a call keeps the connection busy is asked only
+   * when it fires (idle_timer_cb), not on every I/O event. A call stops
+   * keeping it busy only with a write of its own (its reply, its end, a
+   * window it filled), so the timer then counts from that write, as it
+   * would from the moment the connection became idle.
+   */
+  if (!uv_is_active((uv_handle_t *)&c->timer) || sc->rx_progress ||
+      sc->seen_writes != c->nwrites)
     uv_timer_start(&c->timer, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
-  }
   sc->rx_progress = false;
   sc->seen_writes = c->nwrites;
 }
