@@ -112,17 +112,23 @@ void jw__svc_fill_status(Jobworker__V1__JobStatus *st,
   st->memory_peak_bytes = info->usage.memory_peak_bytes;
 }
 
-/* Packs msg and sends it as the call's one reply. */
+/*
+ * Packs msg and sends it as the call's one reply. jw_rpc_call_reply
+ * copies the bytes, so a reply that fits (a JobStatus, most Lists) is
+ * packed on the stack rather than into a buffer of its own.
+ */
 static void reply_msg(jw_rpc_call_t *call, const ProtobufCMessage *msg) {
+  uint8_t small[2048];
   size_t n = protobuf_c_message_get_packed_size(msg);
-  uint8_t *buf = malloc(n ? n : 1);
+  uint8_t *buf = n <= sizeof(small) ? small : malloc(n);
   if (buf == NULL) {
     jw_rpc_call_fail(call, JW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   protobuf_c_message_pack(msg, buf);
   jw_rpc_call_reply(call, buf, n);
-  free(buf);
+  if (buf != small)
+    free(buf);
 }
 
 void jw__svc_reply_status(jw_rpc_call_t *call, const jw_job_info_t *info) {
