@@ -499,9 +499,20 @@ void jw__conn_read_pause(jw__conn_t *c, bool pause) {
     jw__conn_fail(c, UV_EIO, "cannot resume reading");
 }
 
+/*
+ * On the server, work scheduled while input is fed (a reply submitted by
+ * a handler the request ran) is done when the input ends: the deferred
+ * hook, the flush and after_io run there anyway, so a turn of its own
+ * would only repeat them. The client's deferred hook hands messages to
+ * the embedder and keeps its turn.
+ */
 void jw__conn_schedule(jw__conn_t *c) {
   if (c->closing)
     return;
+  if (c->in_input && c->server) {
+    c->turn_owed = true;
+    return;
+  }
   jw__turn_schedule(&c->next);
 }
 
@@ -527,7 +538,8 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
   if (!c->tls_up) {
     if (c->ops->handshake_step != NULL && !c->ops->handshake_step(c)) {
       c->hs_deferred = true;
-      jw__conn_schedule(c);
+      /* The next turn's budget, not this input's end. */
+      jw__turn_schedule(&c->next);
       goto out;
     }
     ERR_clear_error();
@@ -566,6 +578,12 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
 out:
   if (outer) {
     c->in_input = false;
+    if (c->turn_owed && !c->closing && !c->dead) {
+      c->turn_owed = false;
+      if (c->ops->deferred != NULL)
+        c->ops->deferred(c);
+    }
+    c->turn_owed = false;
     if (!c->closing) {
       jw__conn_flush(c);
       if (!c->closing && !c->dead && c->ops->after_io != NULL)

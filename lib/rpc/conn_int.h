@@ -101,6 +101,7 @@ struct jw__conn_s {
   bool close_wait;  /* close once the written bytes are out */
   bool writing;     /* a uv_write is in flight */
   bool in_input;    /* a flush follows anyway */
+  bool turn_owed;   /* server: scheduled during input, run at its end */
   bool hs_deferred; /* server handshake step put off to the next turn */
   bool read_paused; /* the role stopped reading (output backlog) */
   uint64_t nwrites; /* writes completed: the socket's progress */
