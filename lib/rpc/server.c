@@ -399,6 +399,7 @@ static void free_methods(jw_rpc_server_t *srv) {
   for (size_t i = 0; i < srv->opts.nmethods; i++)
     free((char *)srv->methods[i].path);
   free(srv->methods);
+  free(srv->method_lens);
   if (srv->gets != NULL)
     for (size_t i = 0; i < srv->opts.nhttp_gets; i++)
       free((char *)srv->gets[i].path);
@@ -477,6 +478,14 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
       return -ENOMEM;
     }
   }
+  srv->method_lens = calloc(opts->nmethods + 1, sizeof(*srv->method_lens));
+  if (srv->method_lens == NULL) {
+    free_methods(srv);
+    free(srv);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < opts->nmethods; i++)
+    srv->method_lens[i] = strlen(srv->methods[i].path);
   srv->gets = calloc(opts->nhttp_gets + 1, sizeof(*srv->gets));
   if (srv->gets == NULL) {
     free_methods(srv);

@@ -139,6 +139,7 @@ struct jw_rpc_server_s {
   uv_loop_t *loop;
   jw_rpc_server_options_t opts;
   jw_rpc_method_t *methods;
+  size_t *method_lens; /* strlen of each method's path, for the dispatch */
   jw_rpc_http_get_t *gets;
   SSL_CTX *ssl;
   uv_tcp_t listener;
