@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -712,6 +714,62 @@ START_TEST(test_remove_stale) {
 }
 END_TEST
 
+static long minor_faults(void) {
+  struct rusage ru;
+  ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+  return ru.ru_minflt;
+}
+
+/*
+ * Starting a job in a cgroup does not copy the server's address space:
+ * the child shares it until its exec (clone(CLONE_VM | CLONE_VFORK)). A
+ * fork would leave every page of the server write-protected, and the
+ * server's next write to each page would fault (copy-on-write), also
+ * after the child has exec'd.
+ */
+START_TEST(test_start_copies_no_pages) {
+  static const char *const argv[] = {"true", NULL};
+  const size_t npages = 2048, page = (size_t)sysconf(_SC_PAGESIZE);
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  long before, faults;
+  char *mem;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  mem = mmap(NULL, npages * page, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(mem, MAP_FAILED);
+  /* Page by page: a huge page would take one fault for 512 pages. */
+  madvise(mem, npages * page, MADV_NOHUGEPAGE);
+  memset(mem, 1, npages * page);
+  ck_assert_int_eq(start(argv, NULL, 0, id), 0);
+  before = minor_faults();
+  for (size_t i = 0; i < npages; i++)
+    mem[i * page] = 2;
+  faults = minor_faults() - before;
+  ck_assert_msg(faults < (long)npages / 4,
+                "%ld faults writing %zu pages after a start", faults, npages);
+  munmap(mem, npages * page);
+  wait_final(id, 20000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+}
+END_TEST
+
+/* A start that fails in the child reports the child's errno, in a cgroup. */
+START_TEST(test_start_failure_in_cgroup) {
+  static const char *const missing[] = {"/nonexistent/jw-no-such-command",
+                                        NULL};
+  char id[JW_ID_LEN + 1];
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  ck_assert_int_eq(start(missing, NULL, 0, id), -ENOENT);
+  assert_cgroups_removed();
+}
+END_TEST
+
 static Suite *cgroup_suite(void) {
   Suite *s = suite_create("cgroup");
   TCase *tc = test_tcase(s, "core", setup, teardown, 0);
@@ -729,6 +787,8 @@ static Suite *cgroup_suite(void) {
                                      test_io_write_limit,
                                      test_limits_with_isolation,
                                      test_remove_stale,
+                                     test_start_copies_no_pages,
+                                     test_start_failure_in_cgroup,
                                      NULL};
   test_add_tests(host, host_tests);
   return s;
