@@ -442,6 +442,7 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   *status_fd = -1;
   cgs.v2_dir = cgs.v2_procs = -1;
   cgs.nv1 = 0;
+  cgs.kept = 0;
   cands = build_candidates(p);
   if (cands == NULL)
     return -ENOMEM;
