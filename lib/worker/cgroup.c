@@ -35,9 +35,90 @@ static int uses(const jw_cgroup_mgr_t *mgr, const jw__cg_hier_t *h) {
 }
 
 static void free_cg(jw_cgroup_t *cg) {
+  jw__cgroup_fds_close(cg);
   for (size_t i = 0; i < JW__CG_MAX_HIER; i++)
     free(cg->dirs[i]);
   free(cg);
+}
+
+void jw__cgroup_free(jw_cgroup_t *cg) { free_cg(cg); }
+
+/* Opens dir/file; -1 (and *err set unless optional) when it cannot. */
+static int open_in(const char *dir, const char *file, int flags) {
+  char path[PATH_MAX];
+  if (dir == NULL ||
+      snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path))
+    return -1;
+  return open(path, flags | O_CLOEXEC);
+}
+
+int jw__cgroup_fds_open(jw_cgroup_t *cg) {
+  jw__cg_fds_t *f = &cg->fds;
+  const char *v2 = jw__cgroup_v2_dir(cg);
+  const char *d;
+  int err;
+
+  f->events = f->kill = f->cpu = f->mem_peak = f->mem_oom = f->mem_now = -1;
+  f->cpu_v2 = f->mem_v2 = 0;
+  err = jw__cgroup_spawn_open(cg, &f->spawn);
+  if (err < 0)
+    return err;
+  f->spawn.kept = 1;
+  cg->fds_open = 1;
+  /* The usage files are optional: a figure the host lacks stays 0. */
+  f->events = open_in(v2, "cgroup.events", O_RDONLY);
+  if (cg->mgr->v2_kill)
+    f->kill = open_in(v2, "cgroup.kill", O_WRONLY);
+  if ((d = jw__cgroup_dir_of(cg, JW__C_CPUACCT)) != NULL) {
+    f->cpu = open_in(d, "cpuacct.usage", O_RDWR);
+  } else if (v2 != NULL) {
+    f->cpu = open_in(v2, "cpu.stat", O_RDONLY);
+    f->cpu_v2 = 1;
+  }
+  if ((d = jw__cgroup_dir_of(cg, JW__C_MEMORY)) != NULL) {
+    f->mem_peak = open_in(d, "memory.max_usage_in_bytes", O_RDWR);
+    f->mem_oom = open_in(d, "memory.oom_control", O_RDONLY);
+    f->mem_now = open_in(d, "memory.usage_in_bytes", O_RDONLY);
+  } else if (v2 != NULL && (cg->mgr->v2_ctrls & JW__V2_MEMORY)) {
+    f->mem_peak = open_in(v2, "memory.peak", O_RDWR);
+    if (f->mem_peak < 0)
+      f->mem_peak = open_in(v2, "memory.peak", O_RDONLY);
+    f->mem_oom = open_in(v2, "memory.events", O_RDONLY);
+    f->mem_now = open_in(v2, "memory.current", O_RDONLY);
+    f->mem_v2 = 1;
+  }
+  return 0;
+}
+
+void jw__cgroup_fds_close(jw_cgroup_t *cg) {
+  jw__cg_fds_t *f = &cg->fds;
+  int *fds[] = {&f->events,   &f->kill,    &f->cpu,
+                &f->mem_peak, &f->mem_oom, &f->mem_now};
+  if (!cg->fds_open)
+    return;
+  cg->fds_open = 0;
+  f->spawn.kept = 0;
+  jw__cgroup_spawn_close(&f->spawn);
+  for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+    if (*fds[i] >= 0) {
+      close(*fds[i]);
+      *fds[i] = -1;
+    }
+}
+
+/* Reads a kept file whole from its start (NUL-terminated); len or -errno. */
+static ssize_t read_fd(int fd, char *buf, size_t size) {
+  ssize_t n;
+  buf[0] = '\0';
+  if (fd < 0)
+    return -ENOENT;
+  do
+    n = pread(fd, buf, size - 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return -errno;
+  buf[n] = '\0';
+  return n;
 }
 
 /* The job directory of the hierarchy holding v1 controller ctrl, or NULL. */
@@ -53,9 +134,10 @@ const char *jw__cgroup_v2_dir(const jw_cgroup_t *cg) {
   return cg->mgr->v2 >= 0 ? cg->dirs[cg->mgr->v2] : NULL;
 }
 
-/* Removes whatever directories are left; returns 0 or -EBUSY. */
-static int remove_dirs(jw_cgroup_t *cg) {
+int jw__cgroup_remove_dirs(jw_cgroup_t *cg) {
   int busy = 0;
+  /* A directory goes with its files: nothing may read them after. */
+  jw__cgroup_fds_close(cg);
   for (size_t i = cg->mgr->nh; i-- > 0;) {
     if (cg->dirs[i] == NULL)
       continue;
@@ -82,10 +164,15 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
     return -EINVAL;
   if ((mgr->caps & JW_CG_KILL) == 0 || jw_cgroup_mgr_missing(mgr, limits))
     return JW_EUNSUPPORTED;
+  if (strlen(name) >= sizeof(cg->name))
+    return -EINVAL;
   cg = calloc(1, sizeof(*cg));
   if (cg == NULL)
     return -ENOMEM;
   cg->mgr = mgr;
+  strcpy(cg->name, name);
+  if (limits != NULL)
+    cg->limits = *limits;
   for (i = 0; i < mgr->nh; i++) {
     if (!uses(mgr, &mgr->h[i]))
       continue;
@@ -103,13 +190,13 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
   }
 
   err = jw__cgroup_apply_limits(cg, limits);
-  if (err < 0)
+  if (err < 0 || (err = jw__cgroup_fds_open(cg)) < 0)
     goto fail;
   *out = cg;
   return 0;
 
 fail:
-  remove_dirs(cg);
+  jw__cgroup_remove_dirs(cg);
   free_cg(cg);
   return err;
 }
@@ -152,6 +239,14 @@ int jw_cgroup_kill(jw_cgroup_t *cg) {
 
   if (cg == NULL)
     return -EINVAL;
+  if (cg->fds_open && cg->fds.kill >= 0) {
+    ssize_t n;
+    do
+      n = pwrite(cg->fds.kill, "1", 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 1)
+      return 0;
+  }
   d = jw__cgroup_v2_dir(cg);
   if (d != NULL && cg->mgr->v2_kill) {
     err = jw__cgroup_write(d, "cgroup.kill", "1");
@@ -189,6 +284,10 @@ bool jw_cgroup_is_empty(jw_cgroup_t *cg) {
 
   if (cg == NULL)
     return true;
+  if (cg->fds_open && cg->fds.events >= 0 &&
+      read_fd(cg->fds.events, buf, sizeof(buf)) > 0 &&
+      jw__cgroup_find_key(buf, "populated", &populated) == 0)
+    return populated == 0;
   d = jw__cgroup_v2_dir(cg);
   if (d != NULL && jw__cgroup_read(d, "cgroup.events", buf, sizeof(buf)) > 0 &&
       jw__cgroup_find_key(buf, "populated", &populated) == 0)
@@ -199,6 +298,45 @@ bool jw_cgroup_is_empty(jw_cgroup_t *cg) {
   return jw__cgroup_read(d, "cgroup.procs", buf, sizeof(buf)) <= 0;
 }
 
+int jw__cgroup_raw_counters(jw_cgroup_t *cg, uint64_t *cpu_ns, uint64_t *oom) {
+  const jw__cg_fds_t *f = &cg->fds;
+  char buf[2048];
+  uint64_t v;
+
+  *cpu_ns = *oom = 0;
+  if (!cg->fds_open)
+    return -EBADF;
+  if (read_fd(f->cpu, buf, sizeof(buf)) > 0) {
+    if (!f->cpu_v2)
+      *cpu_ns = strtoull(buf, NULL, 10);
+    else if (jw__cgroup_find_key(buf, "usage_usec", &v) == 0)
+      *cpu_ns = v * 1000;
+  }
+  if (read_fd(f->mem_oom, buf, sizeof(buf)) > 0 &&
+      jw__cgroup_find_key(buf, "oom_kill", &v) == 0)
+    *oom = v;
+  return 0;
+}
+
+/*
+ * The usage from the kept descriptors: one read of each file, the
+ * counters less what they said when this job got the cgroup (a reused
+ * one carries its earlier jobs' counts).
+ */
+static int usage_kept(jw_cgroup_t *cg, jw_usage_t *out) {
+  char buf[64];
+  uint64_t cpu, oom;
+
+  jw__cgroup_raw_counters(cg, &cpu, &oom);
+  out->cpu_usage_ns = cpu > cg->base_cpu_ns ? cpu - cg->base_cpu_ns : 0;
+  out->oom_killed = oom > cg->base_oom;
+  if (read_fd(cg->fds.mem_peak, buf, sizeof(buf)) > 0) {
+    uint64_t peak = strtoull(buf, NULL, 10);
+    out->memory_peak_bytes = peak > cg->base_mem ? peak - cg->base_mem : 0;
+  }
+  return 0;
+}
+
 int jw_cgroup_usage(jw_cgroup_t *cg, jw_usage_t *out) {
   char buf[2048];
   const char *d;
@@ -207,6 +345,8 @@ int jw_cgroup_usage(jw_cgroup_t *cg, jw_usage_t *out) {
   if (cg == NULL || out == NULL)
     return -EINVAL;
   memset(out, 0, sizeof(*out));
+  if (cg->fds_open)
+    return usage_kept(cg, out);
   if ((d = jw__cgroup_dir_of(cg, JW__C_CPUACCT)) != NULL) {
     if (jw__cgroup_read(d, "cpuacct.usage", buf, sizeof(buf)) > 0)
       out->cpu_usage_ns = strtoull(buf, NULL, 10);
@@ -235,7 +375,7 @@ int jw_cgroup_usage(jw_cgroup_t *cg, jw_usage_t *out) {
 int jw_cgroup_remove(jw_cgroup_t *cg) {
   if (cg == NULL)
     return 0;
-  if (remove_dirs(cg) != 0)
+  if (jw__cgroup_remove_dirs(cg) != 0)
     return -EBUSY;
   free_cg(cg);
   return 0;
@@ -279,8 +419,13 @@ int jw__cgroup_spawn_open(const jw_cgroup_t *cg, jw__cg_spawn_t *s) {
   s->v2_dir = -1;
   s->v2_procs = -1;
   s->nv1 = 0;
+  s->kept = 0;
   if (cg == NULL)
     return 0;
+  if (cg->fds_open) {
+    *s = cg->fds.spawn;
+    return 0;
+  }
   d = jw__cgroup_v2_dir(cg);
   if (d != NULL) {
     s->v2_dir = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -308,6 +453,8 @@ fail:
 }
 
 void jw__cgroup_spawn_close(jw__cg_spawn_t *s) {
+  if (s->kept)
+    return; /* the cgroup's own: closed with it */
   if (s->v2_dir >= 0)
     close(s->v2_dir);
   if (s->v2_procs >= 0)

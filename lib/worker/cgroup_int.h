@@ -44,6 +44,54 @@ typedef struct {
   char *parent;     /* <mount>/<own path>/<name>, once usable */
 } jw__cg_hier_t;
 
+/*
+ * At most this many empty job cgroups are kept for reuse (cgroup_pool.c),
+ * each with its open descriptors (about a dozen).
+ */
+#define JW__CG_POOL_MAX 32
+
+/*
+ * A pooled v1 memory cgroup still charged with more than this (the page
+ * cache of files its job wrote) is emptied (memory.force_empty, a reclaim
+ * of 0.3 ms even when little is left); less (the kernel objects a job's
+ * exit frees a little later) stays, and is taken off the next job's peak.
+ */
+#define JW__CG_POOL_CHARGE_MAX (1024 * 1024)
+
+/* The longest owner name a pooled cgroup remembers (longer: not pooled). */
+#define JW__CG_OWNER_MAX 128
+
+/* The longest job cgroup name. */
+#define JW__CG_NAME_MAX 64
+
+/*
+ * What a spawning process needs to enter the cgroup: opened by the parent
+ * before the child exists, written to by the child without allocating.
+ */
+typedef struct {
+  int v2_dir;   /* the cgroup2 job directory, for CLONE_INTO_CGROUP; or -1 */
+  int v2_procs; /* its cgroup.procs, where clone3 is missing; or -1 */
+  int v1_procs[JW__CG_MAX_HIER]; /* cgroup.procs of each v1 job directory */
+  size_t nv1;
+  int kept; /* the cgroup's own descriptors: not closed by spawn_close */
+} jw__cg_spawn_t;
+
+/*
+ * The descriptors a job cgroup keeps from its creation to its removal:
+ * what a Start and a job's end would otherwise open by path each time.
+ * -1 where the host has no such file.
+ */
+typedef struct {
+  jw__cg_spawn_t spawn;
+  int events;   /* cgroup2 cgroup.events */
+  int kill;     /* cgroup2 cgroup.kill */
+  int cpu;      /* v1 cpuacct.usage, or cgroup2 cpu.stat (cpu_v2) */
+  int mem_peak; /* v1 memory.max_usage_in_bytes, or cgroup2 memory.peak */
+  int mem_oom;  /* v1 memory.oom_control, or cgroup2 memory.events */
+  int mem_now;  /* v1 memory.usage_in_bytes, or cgroup2 memory.current */
+  int cpu_v2, mem_v2;
+} jw__cg_fds_t;
+
 struct jw_cgroup_mgr_s {
   char *name;
   jw__cg_hier_t h[JW__CG_MAX_HIER];
@@ -56,11 +104,28 @@ struct jw_cgroup_mgr_s {
   unsigned caps;
   dev_t io_dev;
   const char *backend;
+  jw_cgroup_t *pool[JW__CG_POOL_MAX]; /* empty job cgroups, for reuse */
+  size_t npool;
+  uint64_t pool_taken; /* taken from the pool, ever */
 };
 
 struct jw_cgroup_s {
   jw_cgroup_mgr_t *mgr;
   char *dirs[JW__CG_MAX_HIER]; /* NULL where none (or already removed) */
+  char name[JW__CG_NAME_MAX];
+  int fds_open; /* fds holds descriptors (a cgroup of jw_cgroup_create) */
+  jw__cg_fds_t fds;
+  /*
+   * What the counters that cannot be reset said when this job got the
+   * cgroup: its usage is the difference.
+   */
+  uint64_t base_cpu_ns;
+  uint64_t base_oom;
+  /* What the last job left charged (under JW__CG_POOL_CHARGE_MAX). */
+  uint64_t base_mem;
+  /* The limits written, and the owner of the job that last ran in it. */
+  jw_limits_t limits;
+  char owner[JW__CG_OWNER_MAX];
 };
 
 /* Returns a newly allocated "a/b", or NULL. */
@@ -137,23 +202,58 @@ int jw__cgroup_open_existing(jw_cgroup_mgr_t *mgr, const char *name,
 const char *jw__cgroup_mgr_parent(const jw_cgroup_mgr_t *mgr, const char *ctrl);
 
 /*
- * What a spawning process needs to enter the cgroup: opened by the parent
- * before the child exists, written to by the child without allocating.
- */
-typedef struct {
-  int v2_dir;   /* the cgroup2 job directory, for CLONE_INTO_CGROUP; or -1 */
-  int v2_procs; /* its cgroup.procs, where clone3 is missing; or -1 */
-  int v1_procs[JW__CG_MAX_HIER]; /* cgroup.procs of each v1 job directory */
-  size_t nv1;
-} jw__cg_spawn_t;
-
-/*
- * Opens the descriptors (O_CLOEXEC) in s. Returns 0 or -errno; on failure
- * nothing is left open.
+ * Fills s with the descriptors (O_CLOEXEC) of cg: its kept ones, or ones
+ * opened for this spawn. Returns 0 or -errno; on failure nothing is left
+ * open.
  */
 int jw__cgroup_spawn_open(const jw_cgroup_t *cg, jw__cg_spawn_t *s);
 
 /* Closes what jw__cgroup_spawn_open opened. */
 void jw__cgroup_spawn_close(jw__cg_spawn_t *s);
+
+/* cgroup.c: the kept descriptors */
+
+/* Opens cg's kept descriptors (cg->fds). Returns 0 or -errno. */
+int jw__cgroup_fds_open(jw_cgroup_t *cg);
+
+/* Closes them. */
+void jw__cgroup_fds_close(jw_cgroup_t *cg);
+
+/*
+ * Reads the cgroup's counters as the kernel has them (no baseline taken
+ * off): the CPU time and the OOM kill count. Returns 0 or -errno.
+ */
+int jw__cgroup_raw_counters(jw_cgroup_t *cg, uint64_t *cpu_ns, uint64_t *oom);
+
+/* Removes whatever directories are left; returns 0 or -EBUSY. */
+int jw__cgroup_remove_dirs(jw_cgroup_t *cg);
+
+/* Closes cg's descriptors and frees it (its directories stay). */
+void jw__cgroup_free(jw_cgroup_t *cg);
+
+/* cgroup_pool.c */
+
+/*
+ * Takes an empty job cgroup of owner's from the pool whose limits are
+ * limits (NULL: none): a Start then makes, writes and opens nothing.
+ * Returns 0 and *out, or -ENOENT when none fits.
+ */
+int jw__cgroup_pool_take(jw_cgroup_mgr_t *mgr, const char *owner,
+                         const jw_limits_t *limits, jw_cgroup_t **out);
+
+/*
+ * Puts the cgroup of a final job of owner's into the pool instead of
+ * removing it: when it is empty, nothing of the job is left in it to
+ * charge or leak to the next (v1 memory with pages still charged is
+ * emptied first), its peak is reset and the pool has room. Returns 0 (the
+ * pool has cg now) or a negative code (the caller removes it).
+ */
+int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner);
+
+/*
+ * Removes up to max pooled cgroups beyond keep, the ones pooled longest
+ * first. Returns how many are left in the pool.
+ */
+size_t jw__cgroup_pool_trim(jw_cgroup_mgr_t *mgr, size_t keep, size_t max);
 
 #endif /* JOBWORKER_CGROUP_INT_H */

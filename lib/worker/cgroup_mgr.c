@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,6 +502,7 @@ int jw_cgroup_mgr_remove_stale(jw_cgroup_mgr_t *mgr) {
 void jw_cgroup_mgr_free(jw_cgroup_mgr_t *mgr) {
   if (mgr == NULL)
     return;
+  jw__cgroup_pool_trim(mgr, 0, SIZE_MAX);
   for (size_t i = 0; i < mgr->nh; i++) {
     /* Fails harmlessly while another server's jobs share the parent. */
     if (mgr->h[i].parent != NULL)

@@ -1,10 +1,10 @@
 /*
- * jw_process's namespaces: what a child of clone3() with namespaces of its
- * own sets up in them before the command runs (a private /proc and /sys,
- * the loopback interface), and the minimal init that is PID 1 of a job's
- * PID namespace. Like the rest of the child's code (spawn.c), it runs on a
- * copy of the server's memory and only makes system calls on data the
- * parent prepared.
+ * jw_process's namespaces: what a child with namespaces of its own sets
+ * up in them before the command runs (a private /proc and /sys, the
+ * loopback interface), and the minimal init that is PID 1 of a job's PID
+ * namespace. Like the rest of the child's code (spawn.c), it runs on the
+ * server's memory (a copy of it for the init) and only makes system calls
+ * on data the parent prepared.
  */
 #include <errno.h>
 #include <fcntl.h>

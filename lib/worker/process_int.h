@@ -90,7 +90,7 @@ struct jw__child_args {
   int report_fd;
   pid_t parent;
   jw_credentials_t creds;
-  /* The clone3() path only. */
+  /* The job's cgroups (none: nv1 0, fds -1), namespaces, init's pipe. */
   const jw__cg_spawn_t *cg;
   unsigned isolation;
   int status_fd;

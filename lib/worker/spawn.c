@@ -1,28 +1,33 @@
 /*
  * jw_process's spawn: from the candidate lookup to the exec.
  *
- * The child is created with vfork(): the parent is suspended until the
- * child has called execve() or _exit(), so by the time vfork() returns the
- * start either succeeded or failed, and a CLOEXEC error pipe tells which,
- * with the exact errno (where vfork() is a plain fork, as under valgrind,
- * reading that pipe to EOF waits for the exec). vfork() copies no page tables,
- * which matters for a server with a large (or sanitizer-inflated) address space
- * starting many jobs. The child shares our memory until it execs, so it only
- * makes system calls on data the parent prepared: no allocation, no stdio.
+ * The child is created with clone(CLONE_VM | CLONE_VFORK) on a stack of
+ * its own, as glibc's posix_spawn does: no page tables are copied (a fork
+ * of the server copies them, and the exec then tears the copy down), and
+ * the parent is suspended until the child has called execve() or _exit(),
+ * so by the time clone() returns the start either succeeded or failed.
+ * The child reports a failure's errno in memory it shares with the parent
+ * (child_report); no read of a pipe has to wait for the child to be
+ * scheduled. The child shares our memory until it execs, so it only makes
+ * system calls on data the parent prepared: no allocation, no stdio, and
+ * raw system calls where glibc's wrappers would act on every thread of
+ * the process (the id changes). It joins its cgroups itself, by writing
+ * to the cgroup.procs files the parent opened, before anything of the job
+ * runs: CLONE_INTO_CGROUP needs clone3(), which has no wrapper that runs
+ * a function on a new stack.
  *
- * A process with a cgroup or namespaces of its own is created with
- * clone3() instead: CLONE_INTO_CGROUP puts it in its cgroup2 directory
- * before it runs a single instruction, CLONE_NEWPID/NEWNS/NEWNET give it
- * its namespaces, and CLONE_PIDFD hands back the pidfd. clone3() has no
- * vfork-style variant usable from C (the child would need a stack of its
- * own), so this child is a copy-on-write fork; it still only makes system
- * calls on data the parent prepared. The parent learns the outcome from
- * the same error pipe, read until the exec closes it. What the child does
- * in its namespaces is nsinit.c's.
+ * A process with a PID namespace of its own stays behind as the
+ * namespace's init (nsinit.c) after its child execs, so it must not share
+ * our memory: it is created with clone3(), fork-style, CLONE_INTO_CGROUP
+ * putting it in its cgroup2 directory before it runs a single
+ * instruction, and the parent learns the outcome from a CLOEXEC error
+ * pipe, read until the exec closes it. The same pipe serves where the
+ * kernel (or valgrind) turns a CLONE_VM | CLONE_VFORK clone into a fork.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,6 +74,30 @@ struct kernel_sigaction {
   void *restorer;
   uint64_t mask;
 };
+
+/*
+ * A CLONE_VM child's report, in the parent's frame: ran says the child
+ * shares our memory (it is 0 where the clone was turned into a fork), err
+ * the errno of the step that failed, 0 when it exec'd.
+ */
+struct child_report {
+  volatile int ran;
+  volatile int err;
+};
+
+/*
+ * The report of the child being spawned by this thread, or NULL. The
+ * child of clone(CLONE_VM) runs on its parent thread's TLS, so it sees the
+ * pointer its parent set; two threads spawning at once each have theirs.
+ */
+static __thread struct child_report *child_report;
+
+/*
+ * The child's stack. It lives in the frame of the suspended parent, which
+ * keeps it inside the thread's stack (where sanitizers expect a stack);
+ * the child needs a few KiB, sanitizer-inflated frames a few more.
+ */
+#define CHILD_STACK_SIZE (64 * 1024)
 
 void jw__free_vec(char **v) {
   if (v == NULL)
@@ -131,6 +160,8 @@ static char **build_candidates(const jw_process_t *p) {
 
 __attribute__((noreturn)) void jw__child_fail(int report_fd, int err) {
   ssize_t r;
+  if (child_report != NULL)
+    child_report->err = err;
   do
     r = write(report_fd, &err, sizeof(err));
   while (r < 0 && errno == EINTR);
@@ -248,42 +279,6 @@ void jw__child_drop_privileges(const struct jw__child_args *a, int report_fd,
     jw__child_fail(report_fd, errno);
 }
 
-/*
- * The child between vfork() and execve(). It runs on the parent's memory,
- * so it writes nothing but the error report and errno.
- */
-static __attribute__((noreturn)) void
-child_main(const struct jw__child_args *a) {
-  int report_fd = a->report_fd;
-
-  reset_signals();
-  jw__child_set_mask(0);
-
-  if (setpgid(0, 0) < 0)
-    jw__child_fail(report_fd, errno);
-  /*
-   * The job dies with the server, even when the server is SIGKILLed. If
-   * the parent went away before the prctl, getppid() shows it.
-   */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-    jw__child_fail(report_fd, errno);
-  if (getppid() != a->parent)
-    jw__child_fail(report_fd, ESRCH);
-
-  report_fd = setup_stdio(a, NULL);
-  /*
-   * Every other descriptor is closed by execve(): ours are CLOEXEC
-   * already, and this catches any an embedding program opened without it.
-   */
-  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-
-  /* The working directory as the job's user: it must be able to enter it. */
-  jw__child_drop_privileges(a, report_fd, a->parent);
-  if (a->cwd != NULL && chdir(a->cwd) < 0)
-    jw__child_fail(report_fd, errno);
-  jw__child_exec_command(a, report_fd);
-}
-
 int jw__child_write_str(int fd, const char *s, size_t len) {
   ssize_t n;
   do
@@ -293,9 +288,13 @@ int jw__child_write_str(int fd, const char *s, size_t len) {
 }
 
 /*
- * The child of clone3() (or of clone() where clone3 is missing, then
- * join_v2 says to join the cgroup2 directory by hand). It is a copy of
- * the parent, so it may keep running as the namespace's init.
+ * The child between the clone and execve(). join_v2 says to join the
+ * cgroup2 directory by writing to its cgroup.procs (clone3() with
+ * CLONE_INTO_CGROUP put it there already). Only a child with a PID
+ * namespace of its own is a copy of the parent, and only that one keeps
+ * running, as the namespace's init; every other shares our memory and
+ * writes nothing to it but its report (and the thread's errno, which the
+ * parent saves around the clone).
  */
 static __attribute__((noreturn)) void
 child_clone_main(const struct jw__child_args *a, int join_v2) {
@@ -308,7 +307,7 @@ child_clone_main(const struct jw__child_args *a, int join_v2) {
   if (!(a->isolation & JW_ISOLATE_PID))
     jw__child_set_mask(0);
 
-  /* Into the v1 controllers' cgroups before anything of the job runs. */
+  /* Into the job's cgroups before anything of the job runs. */
   if (join_v2 && a->cg->v2_procs >= 0 &&
       jw__child_write_str(a->cg->v2_procs, "0", 1))
     jw__child_fail(report_fd, errno);
@@ -387,30 +386,54 @@ spawn_clone(const struct jw__child_args *a, int *pidfd) {
   return pid;
 }
 
+static int child_vm_main(void *arg) {
+  child_report->ran = 1;
+  child_clone_main(arg, 1);
+}
+
 /*
- * vfork() lives in a function of its own so that nothing in a bigger
- * frame has to survive the child running on it.
+ * Creates the child with clone(CLONE_VM | CLONE_VFORK) on a stack of its
+ * own, with its mount and network namespaces (not a PID namespace: see
+ * the top of the file) and a pidfd (none when pidfd is NULL). Returns
+ * once the child has exec'd or exited; *report says which.
  */
-static __attribute__((noinline)) pid_t
-spawn_child(const struct jw__child_args *a) {
-  pid_t pid = vfork();
-  if (pid == 0)
-    child_main(a);
+static __attribute__((noinline)) pid_t spawn_vm(const struct jw__child_args *a,
+                                                int *pidfd,
+                                                struct child_report *report) {
+  char stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
+  int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+  pid_t pid;
+
+  if (a->isolation & JW_ISOLATE_MOUNT)
+    flags |= CLONE_NEWNS;
+  if (a->isolation & JW_ISOLATE_NET)
+    flags |= CLONE_NEWNET;
+  child_report = report;
+  pid = clone(child_vm_main, stack + sizeof(stack),
+              flags | (pidfd != NULL ? CLONE_PIDFD : 0), (void *)a, pidfd);
+  /* EINVAL with CLONE_PIDFD: a kernel before 5.2; the exit watch copes. */
+  if (pid < 0 && errno == EINVAL && pidfd != NULL) {
+    *pidfd = -1;
+    pid = clone(child_vm_main, stack + sizeof(stack), flags, (void *)a);
+  }
+  child_report = NULL;
   return pid;
 }
 
 pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
                 int *status_fd) {
   struct jw__child_args a;
+  struct child_report report = {0, 0};
   int rep[2] = {-1, -1};
   int statp[2] = {-1, -1};
   int null_fd = -1;
-  int use_clone = p->cgroup != NULL || p->isolation != 0;
+  int use_fork = (p->isolation & JW_ISOLATE_PID) != 0;
   jw__cg_spawn_t cgs;
   char **cands;
   sigset_t all, old;
   pid_t pid = -1;
   int err = 0;
+  int saved_errno;
   int code;
   ssize_t n;
 
@@ -419,29 +442,27 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   *status_fd = -1;
   cgs.v2_dir = cgs.v2_procs = -1;
   cgs.nv1 = 0;
+  cgs.kept = 0;
   cands = build_candidates(p);
   if (cands == NULL)
     return -ENOMEM;
   /*
-   * The report is read until the exec closes it (EOF), after vfork() as
-   * after clone3(): where vfork() is really a fork (valgrind makes it one;
-   * POSIX allows it), the child may not have exec'd yet when it returns.
+   * The report pipe is read only where the child did not share our memory
+   * (a fork-style clone): until the exec closes it (EOF), or the report.
    */
   if (pipe2(rep, O_CLOEXEC) < 0 ||
       (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
     err = -errno;
     goto out;
   }
-  if (use_clone) {
-    err = jw__cgroup_spawn_open(p->cgroup, &cgs);
-    if (err < 0)
-      goto out;
-    if ((p->isolation & JW_ISOLATE_PID) &&
-        (pipe2(statp, O_CLOEXEC) < 0 ||
-         fcntl(statp[0], F_SETFL, O_NONBLOCK) < 0)) {
-      err = -errno;
-      goto out;
-    }
+  err = jw__cgroup_spawn_open(p->cgroup, &cgs);
+  if (err < 0)
+    goto out;
+  if ((p->isolation & JW_ISOLATE_PID) &&
+      (pipe2(statp, O_CLOEXEC) < 0 ||
+       fcntl(statp[0], F_SETFL, O_NONBLOCK) < 0)) {
+    err = -errno;
+    goto out;
   }
 
   a = (struct jw__child_args){.cands = cands,
@@ -464,9 +485,11 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
    */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid = use_clone ? spawn_clone(&a, pidfd) : spawn_child(&a);
+  saved_errno = errno;
+  pid = use_fork ? spawn_clone(&a, pidfd) : spawn_vm(&a, pidfd, &report);
   if (pid < 0)
     err = -errno;
+  errno = saved_errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pid < 0)
     goto out;
@@ -474,16 +497,20 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   jw__close_fd(&rep[1]);
   jw__close_fd(&statp[1]);
 
-  /*
-   * After vfork() the child has exec'd or exited by now, so the read ends
-   * at once: a report means it failed, EOF that it exec'd. Where vfork()
-   * is a fork, and after clone3(), the read waits for the exec or the
-   * report; the child does nothing else first. (A fork made meanwhile by
-   * another thread holds the write end too, until that child execs.)
-   */
-  do
-    n = read(rep[0], &code, sizeof(code));
-  while (n < 0 && errno == EINTR);
+  if (report.ran) {
+    /* It shared our memory: it has exec'd or exited by now. */
+    code = report.err;
+    n = code != 0 ? (ssize_t)sizeof(code) : 0;
+  } else {
+    /*
+     * A fork-style child: the read waits for the exec or the report; the
+     * child does nothing else first. (A fork made meanwhile by another
+     * thread holds the write end too, until that child execs.)
+     */
+    do
+      n = read(rep[0], &code, sizeof(code));
+    while (n < 0 && errno == EINTR);
+  }
   if (n == (ssize_t)sizeof(code)) {
     /* It has called _exit() (an init right after its child did). */
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)

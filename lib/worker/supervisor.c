@@ -13,12 +13,14 @@
  * nothing the loop still holds points into freed memory.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "cgroup_int.h"
 #include "fs.h"
 #include "jobtable_int.h"
 #include "jobworker/supervisor.h"
@@ -36,6 +38,14 @@
  */
 #define CG_RETRY_MS 100
 #define CG_RETRY_MAX 300
+
+/*
+ * Every this often, the pooled cgroups beyond what the last period took
+ * from the pool are removed, at most POOL_TRIM_MAX at a time: an idle
+ * server keeps none for long, a busy one the few its Starts reuse.
+ */
+#define POOL_TRIM_MS 1000
+#define POOL_TRIM_MAX 16
 
 /*
  * A stop request's private part lives in the caller's struct (no
@@ -92,6 +102,8 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   if (sup->cgroups != NULL) {
     uv_timer_init(loop, &sup->cg_timer);
     sup->cg_timer.data = sup;
+    uv_timer_init(loop, &sup->pool_timer);
+    sup->pool_timer.data = sup;
     sup->cg_timer_open = 1;
   }
   jw__durable_init(sup);
@@ -238,6 +250,31 @@ static void on_cg_timer(uv_timer_t *t) {
     maybe_shutdown_done(sup);
 }
 
+static void on_pool_timer(uv_timer_t *t) {
+  jw_supervisor_t *sup = t->data;
+  uint64_t taken = sup->cgroups->pool_taken - sup->pool_taken_seen;
+  sup->pool_taken_seen = sup->cgroups->pool_taken;
+  if (jw__cgroup_pool_trim(sup->cgroups, (size_t)taken, POOL_TRIM_MAX) > 0)
+    uv_timer_start(&sup->pool_timer, on_pool_timer, POOL_TRIM_MS, 0);
+}
+
+/*
+ * The cgroup of a final job of owner's: into the pool for the next Start
+ * when it can be reused (cgroup_pool.c), else removed.
+ */
+static void recycle_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg,
+                           const char *owner) {
+  if (!sup->cg_timer_open || sup->shutting_down ||
+      jw__cgroup_pool_put(cg, owner) < 0) {
+    jw__supervisor_release_cgroup(sup, cg);
+    return;
+  }
+  if (!uv_is_active((uv_handle_t *)&sup->pool_timer)) {
+    sup->pool_taken_seen = sup->cgroups->pool_taken;
+    uv_timer_start(&sup->pool_timer, on_pool_timer, POOL_TRIM_MS, 0);
+  }
+}
+
 /*
  * Removes a job's cgroup, now or, while killed processes are still
  * leaving it, from a timer.
@@ -289,7 +326,7 @@ void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
     jw_cgroup_t *cg = j->cg;
     jw_cgroup_usage(cg, &j->usage);
     j->cg = NULL;
-    jw__supervisor_release_cgroup(sup, cg);
+    recycle_cgroup(sup, cg, owner_name(j));
   }
   /*
    * The close is counted before any callback of ours runs, so that a
@@ -442,10 +479,16 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
      * Not named after the job: /proc/PID/cgroup is world-readable, and
      * another tenant's job must not learn this job's id from it.
      */
-    memcpy(j->cg_name, "cg-", 3);
-    if ((err = random_hex(j->cg_name + 3, JW_ID_LEN / 2)) < 0)
-      goto fail;
-    err = jw_cgroup_create(sup->cgroups, j->cg_name, &spec->limits, &j->cg);
+    if (jw__cgroup_pool_take(sup->cgroups, o->name, &spec->limits, &j->cg) ==
+        0) {
+      snprintf(j->cg_name, sizeof(j->cg_name), "%s", j->cg->name);
+      err = 0;
+    } else {
+      memcpy(j->cg_name, "cg-", 3);
+      if ((err = random_hex(j->cg_name + 3, JW_ID_LEN / 2)) < 0)
+        goto fail;
+      err = jw_cgroup_create(sup->cgroups, j->cg_name, &spec->limits, &j->cg);
+    }
     if (err < 0) {
       if (err != -ENOMEM)
         err = JW_EUNSUPPORTED;
@@ -486,6 +529,8 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   }
   free(path);
   jw_process_status(j->proc, &j->status);
+  /* It has used nothing yet: no need to read its cgroup for the event. */
+  j->usage_at = uv_hrtime();
   jw__jobtable_insert(&sup->table, &j->e, o);
   jw__job_control_start(j, spec);
   if (sup->durable) {
@@ -651,8 +696,11 @@ static void close_handles(jw_supervisor_t *sup) {
   uv_close((uv_handle_t *)&sup->defer, on_handle_closed);
   if (sup->cg_timer_open) {
     sup->cg_timer_open = 0;
-    sup->handles_closing++;
+    sup->handles_closing += 2;
     uv_close((uv_handle_t *)&sup->cg_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&sup->pool_timer, on_handle_closed);
+    /* A server that stops leaves no empty cgroup behind. */
+    jw__cgroup_pool_trim(sup->cgroups, 0, SIZE_MAX);
   }
   jw__supervisor_control_close(sup, on_handle_closed);
   sup->handles_closing += jw__durable_close(sup);

@@ -104,9 +104,12 @@ struct jw_supervisor_s {
   uv_timer_t cg_timer; /* retries removals; open while cg_timer_open */
   int cg_timer_open;
   jw__list_t retries;
-  int shutting_down; /* no more starts; every job is being stopped */
-  int done_due;      /* shutdown complete as of now: report from the loop */
-  int done;          /* shutdown complete and reported */
+  /* Removes the pooled cgroups a busy period left; open with cg_timer. */
+  uv_timer_t pool_timer;
+  uint64_t pool_taken_seen; /* the manager's pool_taken at the last tick */
+  int shutting_down;        /* no more starts; every job is being stopped */
+  int done_due; /* shutdown complete as of now: report from the loop */
+  int done;     /* shutdown complete and reported */
   void (*done_cb)(jw_supervisor_t *sup, void *data);
   void *done_data;
   int closing; /* jw_supervisor_close was called */

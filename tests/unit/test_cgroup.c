@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -712,6 +714,179 @@ START_TEST(test_remove_stale) {
 }
 END_TEST
 
+static long minor_faults(void) {
+  struct rusage ru;
+  ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+  return ru.ru_minflt;
+}
+
+/*
+ * Starting a job in a cgroup does not copy the server's address space:
+ * the child shares it until its exec (clone(CLONE_VM | CLONE_VFORK)). A
+ * fork would leave every page of the server write-protected, and the
+ * server's next write to each page would fault (copy-on-write), also
+ * after the child has exec'd.
+ */
+START_TEST(test_start_copies_no_pages) {
+  static const char *const argv[] = {"true", NULL};
+  const size_t npages = 2048, page = (size_t)sysconf(_SC_PAGESIZE);
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  long before, faults;
+  char *mem;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  mem = mmap(NULL, npages * page, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(mem, MAP_FAILED);
+  /* Page by page: a huge page would take one fault for 512 pages. */
+  madvise(mem, npages * page, MADV_NOHUGEPAGE);
+  memset(mem, 1, npages * page);
+  ck_assert_int_eq(start(argv, NULL, 0, id), 0);
+  before = minor_faults();
+  for (size_t i = 0; i < npages; i++)
+    mem[i * page] = 2;
+  faults = minor_faults() - before;
+  ck_assert_msg(faults < (long)npages / 4,
+                "%ld faults writing %zu pages after a start", faults, npages);
+  munmap(mem, npages * page);
+  wait_final(id, 20000, &info);
+  ck_assert_int_eq(info.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+}
+END_TEST
+
+/* A start that fails in the child reports the child's errno, in a cgroup. */
+START_TEST(test_start_failure_in_cgroup) {
+  static const char *const missing[] = {"/nonexistent/jw-no-such-command",
+                                        NULL};
+  char id[JW_ID_LEN + 1];
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  ck_assert_int_eq(start(missing, NULL, 0, id), -ENOENT);
+  assert_cgroups_removed();
+}
+END_TEST
+
+/* Starts argv for owner with limits and waits for it to be final. */
+static void run_as(const char *owner, const char *const *argv,
+                   const jw_limits_t *lim, jw_job_info_t *info,
+                   char cg_name[80]) {
+  jw_job_spec_t spec;
+  char id[JW_ID_LEN + 1];
+  struct job *j;
+
+  memset(&spec, 0, sizeof(spec));
+  TEST_SET_COMMAND(&spec, argv, NULL, 0, NULL);
+  if (lim != NULL)
+    spec.limits = *lim;
+  ck_assert_int_eq(jw_supervisor_start(sup, owner, &spec, id), 0);
+  wait_final(id, 60000, info);
+  ck_assert_int_eq(jw__supervisor_lookup(sup, id, NULL, &j), 0);
+  snprintf(cg_name, 80, "%s", j->cg_name);
+}
+
+/*
+ * A final job's empty cgroup is reused by the owner's next job with the
+ * same limits, and that job reports its own usage, not the cgroup's
+ * earlier jobs': a CPU burner that then dies of OOM, and a /bin/true
+ * after it in the same cgroup.
+ */
+START_TEST(test_reused_cgroup_reports_own_usage) {
+  static const char *const hog[] = {
+      "sh", "-c",
+      "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; "
+      "exec dd if=/dev/zero of=/dev/null bs=256M count=1",
+      NULL};
+  static const char *const quick[] = {"true", NULL};
+  jw_limits_t l = {.memory_bytes = 64LL * MIB};
+  char name1[80], name2[80];
+  jw_job_info_t a, b;
+  int mem = (jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY) != 0;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  run_as("alice", hog, mem ? &l : NULL, &a, name1);
+  run_as("alice", quick, mem ? &l : NULL, &b, name2);
+  ck_assert_str_eq(name1, name2);
+  ck_assert_int_eq(b.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(b.proc.exit_code, 0);
+  if (jw_cgroup_mgr_caps(mgr) & JW_CG_CPUACCT) {
+    ck_assert_uint_gt(a.usage.cpu_usage_ns, 20ULL * 1000 * 1000);
+    ck_assert_msg(b.usage.cpu_usage_ns < a.usage.cpu_usage_ns / 4,
+                  "true used %llu ns after a job of %llu ns",
+                  (unsigned long long)b.usage.cpu_usage_ns,
+                  (unsigned long long)a.usage.cpu_usage_ns);
+  }
+  if (mem) {
+    ck_assert(a.usage.oom_killed);
+    ck_assert_uint_gt(a.usage.memory_peak_bytes, 32ULL * MIB);
+    ck_assert(!b.usage.oom_killed);
+    ck_assert_msg(b.usage.memory_peak_bytes < 8ULL * MIB,
+                  "true peaked at %llu bytes after a job of %llu",
+                  (unsigned long long)b.usage.memory_peak_bytes,
+                  (unsigned long long)a.usage.memory_peak_bytes);
+  }
+  assert_cgroups_removed();
+}
+END_TEST
+
+/*
+ * A job that leaves page cache charged to its cgroup (a file it wrote)
+ * does not leave it to the next job in that cgroup: its peak is its own.
+ */
+START_TEST(test_reused_cgroup_emptied) {
+  char cmd[256];
+  const char *const writer[] = {"sh", "-c", cmd, NULL};
+  static const char *const quick[] = {"true", NULL};
+  char name1[80], name2[80];
+  jw_job_info_t a, b;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_MEMORY))
+    SKIP("no memory controller on this host");
+  snprintf(cmd, sizeof(cmd),
+           "dd if=/dev/zero of=%s/cache bs=1M count=16 2>/dev/null", tmp_root);
+  run_as("alice", writer, NULL, &a, name1);
+  ck_assert_int_eq(a.proc.exit_code, 0);
+  run_as("alice", quick, NULL, &b, name2);
+  if (strcmp(name1, name2) != 0) {
+    /* Not pooled: only a cgroup2 memory cgroup still charged is removed. */
+    ck_assert_msg(jw__cgroup_mgr_parent(mgr, "memory") == NULL,
+                  "a v1 memory cgroup was not reused after force_empty");
+  } else {
+    ck_assert_msg(b.usage.memory_peak_bytes < 4ULL * MIB,
+                  "true peaked at %llu bytes after a 16 MiB writer",
+                  (unsigned long long)b.usage.memory_peak_bytes);
+  }
+  assert_cgroups_removed();
+}
+END_TEST
+
+/* Another owner's job never gets a cgroup whose name an earlier job knew. */
+START_TEST(test_pool_per_owner) {
+  static const char *const quick[] = {"true", NULL};
+  char name1[80], name2[80], name3[80];
+  jw_limits_t l = {.pids = 40};
+  jw_job_info_t info;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  run_as("alice", quick, NULL, &info, name1);
+  run_as("bob", quick, NULL, &info, name2);
+  ck_assert_str_ne(name1, name2);
+  /* Nor one with other limits. */
+  if (jw_cgroup_mgr_caps(mgr) & JW_CG_PIDS) {
+    run_as("alice", quick, &l, &info, name3);
+    ck_assert_str_ne(name1, name3);
+  }
+  run_as("alice", quick, NULL, &info, name3);
+  ck_assert_str_eq(name1, name3);
+  assert_cgroups_removed();
+}
+END_TEST
+
 static Suite *cgroup_suite(void) {
   Suite *s = suite_create("cgroup");
   TCase *tc = test_tcase(s, "core", setup, teardown, 0);
@@ -729,6 +904,11 @@ static Suite *cgroup_suite(void) {
                                      test_io_write_limit,
                                      test_limits_with_isolation,
                                      test_remove_stale,
+                                     test_start_copies_no_pages,
+                                     test_start_failure_in_cgroup,
+                                     test_reused_cgroup_reports_own_usage,
+                                     test_reused_cgroup_emptied,
+                                     test_pool_per_owner,
                                      NULL};
   test_add_tests(host, host_tests);
   return s;
