@@ -101,30 +101,20 @@ typedef struct {
 struct load_s {
   uv_loop_t loop;
   /* Options. */
-  run_mode_t mode;
   const char *mode_name;
   const char *addr, *cacert, *cert, *key;
-  int nconns, inflight, nsubs;
   double duration_s, warmup_s, settle_s, timeout_s;
   uint64_t bytes;
   uint64_t lines; /* --lines: the job prints this many lines instead */
   const char *job_opt;
-  bool replay;
-  bool unbatched;
-  int server_pid;
 
   jw_tls_ctx_t *tls;
   conn_t *conns;
-  int nlaunched, nconnecting, nup, target;
   step_fn on_up;
-  int nopen; /* clients not yet closed */
-  bool finishing;
-  int exit_code;
   const char *phase;
 
   uv_timer_t sampler, guard, delay, poll;
   step_fn after_delay;
-  bool polling, poll_inflight;
   step_fn on_final;
 
   char job_id[64];
@@ -135,13 +125,10 @@ struct load_s {
   size_t reqlen;
   const char *path;
   slot_t *slots;
-  int outstanding;
   /* --unbatched: the slots waiting for a turn of their own, a ring of
    * --inflight entries, issued one per turn by the idle handle. */
   uv_idle_t issuer;
-  bool issuer_init;
   slot_t **ready;
-  int ready_head, ready_len;
   uint64_t t_measure, t_stop;
   uint64_t ok, errors;
   uint64_t *lat;
@@ -150,13 +137,29 @@ struct load_s {
 
   /* Streams. */
   sub_t *subs;
-  int ndone, nfirst;
   uint64_t total_bytes;
   uint64_t t_begin, t_end;
 
   /* Measurements. */
   cpu_mark_t cpu0, cpu1;
   long rss_base, rss_peak, rss_after; /* KiB */
+
+  /* The scalars last, together, so that the struct has no holes: options,
+   * connections, the loop's state, unary, streams. */
+  run_mode_t mode;
+  int nconns, inflight, nsubs;
+  int server_pid;
+  int nlaunched, nconnecting, nup, target;
+  int nopen; /* clients not yet closed */
+  int exit_code;
+  int outstanding;
+  int ready_head, ready_len; /* the --unbatched ring */
+  int ndone, nfirst;
+  bool replay;
+  bool unbatched;
+  bool finishing;
+  bool polling, poll_inflight;
+  bool issuer_init;
 };
 
 static void finish(load_t *ld);
