@@ -87,6 +87,15 @@ def ratio(a, b):
     return a / b
 
 
+def lines_label(n):
+    """1M lines, 100k lines, 1500 lines."""
+    if n and n % 1000000 == 0:
+        return f"{n // 1000000}M lines"
+    if n and n % 1000 == 0:
+        return f"{n // 1000}k lines"
+    return f"{n} lines"
+
+
 def build(raw, machine, sizes, elapsed, load_after):
     R = Results(raw)
     lim = {
@@ -179,7 +188,7 @@ def build(raw, machine, sizes, elapsed, load_after):
             add(f"{p}rss_fanout_{n}", f"server RSS peak, {n} streams "
                 f"({gen})", "MiB", f"{p}fanout_{n}", "rss_peak_kib",
                 "<= 0.25x gRPC C++", at_most_grpc(0.25), scale=1 / 1024)
-        lines = f"{sizes.get('lines', 0) // 1000}k lines"
+        lines = lines_label(sizes.get("lines", 0))
         add(f"{p}lines_live_1", f"{lines} one write each, live to 1 stream "
             f"({gen})", "MiB/s", f"{p}lines_live_1", "mib_s", "-", context)
         if p:
@@ -238,7 +247,7 @@ def build(raw, machine, sizes, elapsed, load_after):
         context)
     add("unary_p50_1", f"unary Status p50 latency, 1 in flight ({ba})",
         "us", "unary_p50_1", "p50_us", "<= 0.7x gRPC C++", at_most_grpc(0.7))
-    add("lines_log", f"{sizes.get('lines', 0) // 1000}k lines: the log "
+    add("lines_log", f"{lines_label(sizes.get('lines', 0))}: the log "
         "file's size over the output's", "x", "lines_log", "log_over_output",
         "-", context, grpc=False)
     # Start with durable records (the default): the rate against

@@ -14,8 +14,8 @@
 # ratio of each.
 #
 # Loopback only; every process it starts is stopped on exit; bounded in
-# time (each load run has a timeout, the whole set takes about 9 minutes on
-# two cores, 13 with BENCH_BASELINE). Sizes can be changed through the environment (see below).
+# time (each load run has a timeout; the whole set takes 8 to 10 minutes on
+# two cores, BENCH_BASELINE included). Sizes can be changed through the environment (see below).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
