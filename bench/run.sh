@@ -14,7 +14,7 @@
 # ratio of each.
 #
 # Loopback only; every process it starts is stopped on exit; bounded in
-# time (each load run has a timeout; the whole set takes 8 to 10 minutes on
+# time (each load run has a timeout; the whole set takes 6 to 10 minutes on
 # two cores, BENCH_BASELINE included). Sizes can be changed through the environment (see below).
 set -euo pipefail
 
