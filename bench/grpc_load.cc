@@ -9,6 +9,15 @@
 //          (closed loop) over --conns channels for --duration seconds after
 //          --warmup; QPS and latency percentiles. The job is stopped after.
 //   start  Start of /bin/true the same way; jobs per second.
+//   stream --subs GetOutput server streams of one job over --conns channels:
+//          a new `head -c --bytes /dev/zero` (or with --lines N a new
+//          `awk 'BEGIN{for(i=0;i<N;i++){print i; fflush()}}'`, one write per
+//          line), the streams opened while it runs (live), or with --replay
+//          once it is final; or --job ID (a final job; --bytes or --lines
+//          say what it wrote). Every stream's bytes are compared with the
+//          job's output as they arrive and its length checked at the end;
+//          aggregate MiB/s, the server's CPU and its RSS peak (VmRSS sampled
+//          every 10 ms by a thread of its own).
 //
 // Each channel gets its own connection (a local subchannel pool); the calls
 // are spread over them round robin. One thread drives one completion queue,
@@ -25,6 +34,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -34,12 +44,15 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "jobworker.grpc.pb.h"
 
 namespace {
 
+using jobworker::v1::GetOutputRequest;
+using jobworker::v1::JobOutput;
 using jobworker::v1::JobRequest;
 using jobworker::v1::JobStatus;
 using jobworker::v1::JobWorker;
@@ -52,6 +65,12 @@ constexpr int kMaxConns = 1024;
 constexpr int kMaxInflight = 65536;
 // A call that takes longer than this is a failure, not a latency.
 constexpr int kCallDeadlineS = 10;
+constexpr int kMaxSubs = 100000;
+// The --lines job's output is built in memory to compare with: 10M lines
+// are 78 MiB.
+constexpr uint64_t kMaxLines = 10000000;
+constexpr int kSampleMs = 10;
+constexpr int kPollMs = 20;
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(
@@ -124,6 +143,23 @@ double ReadWaitS(int pid) {
   return total;
 }
 
+// The resident set of a process (VmRSS), KiB; 0 when unknown.
+long ReadRssKib(int pid) {
+  if (pid <= 0)
+    return 0;
+  char path[64], line[256];
+  std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  FILE *f = std::fopen(path, "r");
+  if (f == nullptr)
+    return 0;
+  long kb = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr)
+    if (std::sscanf(line, "VmRSS: %ld", &kb) == 1)
+      break;
+  std::fclose(f);
+  return kb;
+}
+
 struct CpuMark {
   uint64_t wall_ns = 0;
   double server_s = 0, client_s = 0, server_wait_s = 0, client_wait_s = 0;
@@ -156,7 +192,10 @@ struct Options {
   std::string mode = "unary";
   const char *addr = nullptr, *cacert = nullptr, *cert = nullptr,
              *key = nullptr;
-  int conns = 1, inflight = 1, server_pid = 0;
+  const char *job = nullptr;
+  int conns = 1, inflight = 1, subs = 1, server_pid = 0;
+  uint64_t bytes = 0, lines = 0;
+  bool replay = false;
   double duration_s = 2, warmup_s = 0.5, timeout_s = 120;
 };
 
@@ -164,14 +203,21 @@ struct Options {
   std::fprintf(stderr,
                "usage: grpc-load MODE --addr HOST:PORT --cacert F --cert F "
                "--key F\n"
-               "  MODE: unary | start\n"
+               "  MODE: unary | start | stream\n"
                "  --conns N       connections (default 1, at most %d)\n"
                "  --inflight N    calls in flight (default 1, at most %d)\n"
+               "  --subs N        GetOutput streams (stream; default 1, at "
+               "most %d)\n"
+               "  --bytes N       the job writes N zero bytes (stream)\n"
+               "  --lines N       the job prints N lines, one write each "
+               "(stream; at most %" PRIu64 ")\n"
+               "  --job ID        stream this final job's output\n"
+               "  --replay        open the streams once the job is final\n"
                "  --duration S    measured seconds (default 2)\n"
                "  --warmup S      seconds before measuring (default 0.5)\n"
                "  --server-pid P  read this process's CPU time\n"
                "  --timeout S     give up after S seconds (default 120)\n",
-               kMaxConns, kMaxInflight);
+               kMaxConns, kMaxInflight, kMaxSubs, kMaxLines);
   std::exit(2);
 }
 
@@ -180,13 +226,26 @@ Options Parse(int argc, char **argv) {
   if (argc < 2)
     Usage();
   o.mode = argv[1];
-  if (o.mode != "unary" && o.mode != "start")
+  if (o.mode != "unary" && o.mode != "start" && o.mode != "stream")
     Usage();
   for (int i = 2; i < argc; i += 2) {
+    if (std::strcmp(argv[i], "--replay") == 0) {
+      o.replay = true;
+      i--; // a flag without a value
+      continue;
+    }
     if (i + 1 >= argc)
       Usage();
     const char *k = argv[i], *v = argv[i + 1];
-    if (std::strcmp(k, "--addr") == 0)
+    if (std::strcmp(k, "--subs") == 0)
+      o.subs = std::atoi(v);
+    else if (std::strcmp(k, "--bytes") == 0)
+      o.bytes = std::strtoull(v, nullptr, 10);
+    else if (std::strcmp(k, "--lines") == 0)
+      o.lines = std::strtoull(v, nullptr, 10);
+    else if (std::strcmp(k, "--job") == 0)
+      o.job = v;
+    else if (std::strcmp(k, "--addr") == 0)
       o.addr = v;
     else if (std::strcmp(k, "--cacert") == 0)
       o.cacert = v;
@@ -211,8 +270,12 @@ Options Parse(int argc, char **argv) {
   }
   if (o.addr == nullptr || o.cacert == nullptr || o.cert == nullptr ||
       o.key == nullptr || o.conns < 1 || o.conns > kMaxConns ||
-      o.inflight < 1 || o.inflight > kMaxInflight || o.duration_s <= 0 ||
-      o.warmup_s < 0 || o.timeout_s <= 0 ||
+      o.inflight < 1 || o.inflight > kMaxInflight || o.subs < 1 ||
+      o.subs > kMaxSubs || o.lines > kMaxLines ||
+      (o.bytes > 0 && o.lines > 0) ||
+      (o.mode == "stream" && o.job == nullptr && o.bytes == 0 &&
+       o.lines == 0) ||
+      o.duration_s <= 0 || o.warmup_s < 0 || o.timeout_s <= 0 ||
       o.duration_s + o.warmup_s >= o.timeout_s)
     Usage();
   // Loopback only: this program is a load generator.
@@ -230,6 +293,258 @@ double Pct(const std::vector<uint64_t> &lat, double p) {
     return 0;
   size_t i = static_cast<size_t>(p * static_cast<double>(lat.size() - 1) + 0.5);
   return static_cast<double>(lat[i]) / 1000.0;
+}
+
+} // namespace
+
+namespace {
+
+// The output of `awk 'BEGIN{for(i=0;i<N;i++){print i; fflush()}}'`.
+std::string LinesOutput(uint64_t n) {
+  std::string s;
+  char buf[32];
+  for (uint64_t i = 0; i < n; i++) {
+    int k = std::snprintf(buf, sizeof(buf), "%" PRIu64 "\n", i);
+    s.append(buf, static_cast<size_t>(k));
+  }
+  return s;
+}
+
+// What every stream must receive: N zero bytes, or a text held in memory,
+// or (a given job of unknown content) only a length.
+struct Expected {
+  bool zeros = false, known = false;
+  std::string text;
+  uint64_t bytes = 0;
+
+  // Whether data belongs at offset off of the output.
+  bool Matches(uint64_t off, const std::string &data) const {
+    if (off + data.size() > bytes)
+      return false;
+    if (!known)
+      return true;
+    if (!zeros)
+      return std::memcmp(text.data() + off, data.data(), data.size()) == 0;
+    static const char zero[4096] = {0};
+    for (size_t i = 0; i < data.size(); i += sizeof(zero)) {
+      size_t n = std::min(sizeof(zero), data.size() - i);
+      if (std::memcmp(data.data() + i, zero, n) != 0)
+        return false;
+    }
+    return true;
+  }
+};
+
+// One GetOutput stream; its one operation in flight says what the next
+// completion is.
+struct Sub {
+  enum Op { kStart, kRead, kFinish } op = kStart;
+  grpc::ClientContext ctx;
+  JobOutput msg;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncReader<JobOutput>> rpc;
+  uint64_t bytes = 0;
+  bool bad = false;
+};
+
+bool StatusOf(JobWorker::Stub *stub, const std::string &id, JobStatus *st) {
+  StatusRequest req;
+  req.set_id(id);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::seconds(kCallDeadlineS));
+  grpc::Status s = stub->Status(&ctx, req, st);
+  if (!s.ok())
+    std::fprintf(stderr, "grpc-load: Status: %s\n", s.error_message().c_str());
+  return s.ok();
+}
+
+// Polls Status every 20 ms until the job is no longer running.
+bool WaitFinal(JobWorker::Stub *stub, const std::string &id, uint64_t t_give_up,
+               JobStatus *st) {
+  for (;;) {
+    if (!StatusOf(stub, id, st))
+      return false;
+    if (st->state() != jobworker::v1::JOB_STATE_RUNNING)
+      return true;
+    if (NowNs() > t_give_up) {
+      std::fprintf(stderr, "grpc-load: timed out waiting for job %s\n",
+                   id.c_str());
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+}
+
+int RunStream(const Options &o,
+              std::vector<std::unique_ptr<JobWorker::Stub>> &stubs) {
+  const uint64_t t_give_up = NowNs() + static_cast<uint64_t>(o.timeout_s * 1e9);
+  Expected want;
+  if (o.lines > 0) {
+    want.text = LinesOutput(o.lines);
+    want.bytes = want.text.size();
+    want.known = true;
+  } else if (o.bytes > 0) {
+    want.bytes = o.bytes;
+    want.zeros = want.known = true;
+  }
+  std::string id;
+  JobStatus st;
+  if (o.job != nullptr) {
+    id = o.job;
+    if (!WaitFinal(stubs[0].get(), id, t_give_up, &st))
+      return 1;
+    if (!want.known)
+      want.bytes = st.output_bytes();
+  } else {
+    JobRequest jr;
+    if (o.lines > 0) {
+      jr.set_command("awk");
+      jr.add_args("BEGIN{for(i=0;i<" + std::to_string(o.lines) +
+                  ";i++){print i; fflush()}}");
+    } else {
+      jr.set_command("head");
+      jr.add_args("-c");
+      jr.add_args(std::to_string(o.bytes));
+      jr.add_args("/dev/zero");
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(kCallDeadlineS));
+    grpc::Status s = stubs[0]->Start(&ctx, jr, &st);
+    if (!s.ok()) {
+      std::fprintf(stderr, "grpc-load: Start: %s\n", s.error_message().c_str());
+      return 1;
+    }
+    id = st.id();
+    if (o.replay && !WaitFinal(stubs[0].get(), id, t_give_up, &st))
+      return 1;
+  }
+
+  // The RSS peak: a thread samples while the streams run.
+  std::atomic<bool> sampling{true};
+  std::atomic<long> rss_peak{ReadRssKib(o.server_pid)};
+  const long rss_base = rss_peak.load();
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      long kb = ReadRssKib(o.server_pid);
+      if (kb > rss_peak.load())
+        rss_peak.store(kb);
+      std::this_thread::sleep_for(std::chrono::milliseconds(kSampleMs));
+    }
+  });
+
+  GetOutputRequest req;
+  req.set_id(id);
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<Sub>> subs;
+  subs.reserve(static_cast<size_t>(o.subs));
+  CpuMark m0 = Mark(o.server_pid);
+  for (int i = 0; i < o.subs; i++) {
+    subs.push_back(std::make_unique<Sub>());
+    Sub *s = subs.back().get();
+    s->ctx.set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+    s->rpc = stubs[static_cast<size_t>(i % o.conns)]->PrepareAsyncGetOutput(
+        &s->ctx, req, &cq);
+    s->rpc->StartCall(s);
+  }
+  int left = o.subs, failed = 0;
+  uint64_t total = 0;
+  std::string first_error;
+  while (left > 0) {
+    void *tag = nullptr;
+    bool got = false;
+    auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(1);
+    grpc::CompletionQueue::NextStatus ns = cq.AsyncNext(&tag, &got, deadline);
+    if (NowNs() > t_give_up) {
+      // The streams' deadlines end them; the queue drains below.
+      if (first_error.empty())
+        first_error = "timed out";
+      for (auto &s : subs)
+        s->ctx.TryCancel();
+    }
+    if (ns == grpc::CompletionQueue::TIMEOUT)
+      continue;
+    if (ns == grpc::CompletionQueue::SHUTDOWN)
+      break;
+    Sub *s = static_cast<Sub *>(tag);
+    switch (s->op) {
+    case Sub::kStart:
+    case Sub::kRead:
+      if (s->op == Sub::kRead && got) {
+        if (!s->bad && !want.Matches(s->bytes, s->msg.data()))
+          s->bad = true;
+        s->bytes += s->msg.data().size();
+        total += s->msg.data().size();
+      }
+      if (got && !s->bad) {
+        s->op = Sub::kRead;
+        s->rpc->Read(&s->msg, s);
+      } else {
+        if (s->bad)
+          s->ctx.TryCancel();
+        s->op = Sub::kFinish;
+        s->rpc->Finish(&s->status, s);
+      }
+      break;
+    case Sub::kFinish:
+      left--;
+      if (!s->status.ok() || s->bad || s->bytes != want.bytes) {
+        if (failed++ == 0) {
+          char buf[256];
+          std::snprintf(
+              buf, sizeof(buf), "%s after %" PRIu64 " of %" PRIu64 " bytes%s",
+              s->status.ok() ? "OK" : s->status.error_message().c_str(),
+              s->bytes, want.bytes,
+              s->bad ? " (bytes differ from the job's output)" : "");
+          if (first_error.empty())
+            first_error = buf;
+          else
+            first_error += std::string(": ") + buf;
+        }
+      }
+      break;
+    }
+  }
+  const uint64_t t_end = NowNs();
+  CpuMark m1 = Mark(o.server_pid);
+  sampling.store(false);
+  sampler.join();
+  long kb = ReadRssKib(o.server_pid);
+  if (kb > rss_peak.load())
+    rss_peak.store(kb);
+  cq.Shutdown();
+  void *tag;
+  bool got;
+  while (cq.Next(&tag, &got)) {
+  }
+  if (failed > 0 || left > 0) {
+    std::fprintf(stderr, "grpc-load: %d of %d streams failed; the first: %s\n",
+                 failed + left, o.subs, first_error.c_str());
+    return 1;
+  }
+  uint64_t min = UINT64_MAX;
+  for (auto &s : subs)
+    min = std::min(min, s->bytes);
+  double t = static_cast<double>(t_end - m0.wall_ns) / 1e9;
+  double window = static_cast<double>(m1.wall_ns - m0.wall_ns) / 1e9;
+  std::printf(
+      "{\"mode\":\"stream\",\"client\":\"grpc++\",\"replay\":%s,\"subs\":%d,"
+      "\"conns\":%d,\"job\":\"%s\",\"bytes_per_sub\":%" PRIu64
+      ",\"total_bytes\":%" PRIu64 ",\"seconds\":%.3f,\"mib_s\":%.1f,"
+      "\"server_cpu\":%.3f,\"client_cpu\":%.3f,\"server_runq\":%.3f,"
+      "\"client_runq\":%.3f,\"rss_base_kib\":%ld,\"rss_peak_kib\":%ld}\n",
+      o.replay || o.job != nullptr ? "true" : "false", o.subs, o.conns,
+      id.c_str(), min, total, t, static_cast<double>(total) / 1048576.0 / t,
+      (m1.server_s - m0.server_s) / window,
+      (m1.client_s - m0.client_s) / window,
+      (m1.server_wait_s - m0.server_wait_s) / window,
+      (m1.client_wait_s - m0.client_wait_s) / window, rss_base,
+      rss_peak.load());
+  std::fflush(stdout);
+  return 0;
 }
 
 } // namespace
@@ -259,6 +574,8 @@ int main(int argc, char **argv) {
     }
     stubs.push_back(JobWorker::NewStub(ch));
   }
+  if (o.mode == "stream")
+    return RunStream(o, stubs);
 
   // The job Status asks about: a `sleep 600`, stopped at the end.
   std::string job;

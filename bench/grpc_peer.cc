@@ -5,7 +5,9 @@
 // output as a fixed number of 32 KiB messages built once in memory. The
 // output size of a job is taken from a "-c N" argument (as in
 // "head -c N /dev/zero"), so the load generator drives both servers with
-// the same requests.
+// the same requests. A line-printing job,
+// awk 'BEGIN{for(i=0;i<N;i++){print i; fflush()}}', gets its N lines as
+// output, built once per job and streamed as 32 KiB messages too.
 //
 // It uses the callback API (the one gRPC recommends for servers that care
 // about cost) and the library's defaults otherwise.
@@ -26,6 +28,7 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "jobworker.grpc.pb.h"
 
@@ -41,6 +44,8 @@ using jobworker::v1::StatusRequest;
 using jobworker::v1::StopRequest;
 
 constexpr size_t kChunk = 32 * 1024;
+// A line-printing job's output is held in memory: 10M lines are 78 MiB.
+constexpr uint64_t kMaxLines = 10000000;
 
 std::string ReadFile(const char *path) {
   std::ifstream in(path, std::ios::binary);
@@ -76,16 +81,51 @@ int64_t NowNanos() {
       .count();
 }
 
+// N lines of `awk 'BEGIN{for(i=0;i<N;i++){print i; fflush()}}'`, when
+// the request is that program (and N is within kMaxLines).
+bool ParseLines(const JobRequest &req, uint64_t *n) {
+  unsigned long long v = 0;
+  int end = 0;
+  if (req.command() != "awk" || req.args_size() != 1 ||
+      std::sscanf(req.args(0).c_str(),
+                  "BEGIN{for(i=0;i<%llu;i++){print i; fflush()}}%n", &v,
+                  &end) != 1 ||
+      static_cast<size_t>(end) != req.args(0).size() || v > kMaxLines)
+    return false;
+  *n = v;
+  return true;
+}
+
+using Messages = std::vector<JobOutput>;
+
+// The output of a line-printing job as kChunk-byte messages.
+std::shared_ptr<const Messages> LinesMessages(uint64_t n) {
+  std::string out;
+  char buf[32];
+  for (uint64_t i = 0; i < n; i++)
+    out.append(buf, static_cast<size_t>(
+                        std::snprintf(buf, sizeof(buf), "%" PRIu64 "\n", i)));
+  auto msgs = std::make_shared<Messages>();
+  for (size_t off = 0; off < out.size(); off += kChunk) {
+    msgs->emplace_back();
+    msgs->back().set_data(out.substr(off, kChunk));
+  }
+  return msgs;
+}
+
 struct Job {
   JobStatus status;
-  uint64_t chunks = 0; // GetOutput messages of kChunk bytes
+  uint64_t chunks = 0; // GetOutput messages of kChunk zero bytes
+  std::shared_ptr<const Messages> text; // or these (a line-printing job)
 };
 
-// Streams a job's chunks; one write in flight, as gRPC requires.
+// Streams a job's chunks (the same zero message, or the job's own
+// messages); one write in flight, as gRPC requires.
 class OutputWriter : public grpc::ServerWriteReactor<JobOutput> {
 public:
-  OutputWriter(const JobOutput *msg, uint64_t chunks)
-      : msg_(msg), left_(chunks) {
+  OutputWriter(const JobOutput *msg, uint64_t chunks,
+               std::shared_ptr<const Messages> text)
+      : msg_(msg), left_(text ? text->size() : chunks), text_(std::move(text)) {
     Next();
   }
 
@@ -107,11 +147,13 @@ private:
       return;
     }
     left_--;
-    StartWrite(msg_);
+    StartWrite(text_ ? &(*text_)[next_++] : msg_);
   }
 
   const JobOutput *msg_;
   uint64_t left_;
+  std::shared_ptr<const Messages> text_;
+  size_t next_ = 0;
 };
 
 class Service final : public jobworker::v1::JobWorker::CallbackService {
@@ -125,8 +167,8 @@ public:
                                   JobStatus *resp) override {
     auto *r = ctx->DefaultReactor();
     if (req->command().empty()) {
-      r->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                             "empty command"));
+      r->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty command"));
       return r;
     }
     Job job;
@@ -135,6 +177,13 @@ public:
       if (req->args(i) == "-c")
         bytes = ParseSize(req->args(i + 1));
     job.chunks = (bytes + kChunk - 1) / kChunk;
+    uint64_t lines = 0, out_bytes = job.chunks * kChunk;
+    if (ParseLines(*req, &lines)) {
+      job.text = LinesMessages(lines);
+      out_bytes = 0;
+      for (const auto &m : *job.text)
+        out_bytes += m.data().size();
+    }
     JobStatus &st = job.status;
     st.set_id(NewId());
     st.set_owner(Owner(ctx));
@@ -144,11 +193,11 @@ public:
     st.set_state(jobworker::v1::JOB_STATE_RUNNING);
     st.set_pid(1);
     st.set_started_at_unix_nano(NowNanos());
-    if (job.chunks > 0) {
+    if (job.chunks > 0 || job.text) {
       // Output "from memory" is all there at once: the job is final.
       st.set_state(jobworker::v1::JOB_STATE_EXITED);
       st.set_ended_at_unix_nano(st.started_at_unix_nano());
-      st.set_output_bytes(job.chunks * kChunk);
+      st.set_output_bytes(out_bytes);
     }
     *resp = st;
     {
@@ -163,7 +212,7 @@ public:
                                    const StatusRequest *req,
                                    JobStatus *resp) override {
     auto *r = ctx->DefaultReactor();
-    r->Finish(Lookup(req->id(), resp, nullptr));
+    r->Finish(Lookup(req->id(), resp));
     return r;
   }
 
@@ -192,7 +241,8 @@ public:
   GetOutput(grpc::CallbackServerContext *ctx,
             const GetOutputRequest *req) override {
     uint64_t chunks = 0;
-    grpc::Status s = Lookup(req->id(), nullptr, &chunks);
+    std::shared_ptr<const Messages> text;
+    grpc::Status s = Lookup(req->id(), nullptr, &chunks, &text);
     if (!s.ok()) {
       class Failed : public grpc::ServerWriteReactor<JobOutput> {
       public:
@@ -201,7 +251,7 @@ public:
       };
       return new Failed(s);
     }
-    return new OutputWriter(&chunk_, chunks);
+    return new OutputWriter(&chunk_, chunks, std::move(text));
   }
 
   grpc::ServerUnaryReactor *List(grpc::CallbackServerContext *ctx,
@@ -217,7 +267,8 @@ public:
 
 private:
   grpc::Status Lookup(const std::string &id, JobStatus *out,
-                      uint64_t *chunks) {
+                      uint64_t *chunks = nullptr,
+                      std::shared_ptr<const Messages> *text = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end())
@@ -226,6 +277,8 @@ private:
       *out = it->second.status;
     if (chunks != nullptr)
       *chunks = it->second.chunks;
+    if (text != nullptr)
+      *text = it->second.text;
     return grpc::Status::OK;
   }
 
@@ -271,8 +324,7 @@ int main(int argc, char **argv) {
     else
       Usage();
   }
-  if (addr == nullptr || cacert == nullptr || cert == nullptr ||
-      key == nullptr)
+  if (addr == nullptr || cacert == nullptr || cert == nullptr || key == nullptr)
     Usage();
 
   // The signals are taken synchronously by the main thread below; block

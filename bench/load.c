@@ -22,6 +22,9 @@
  *           --replay the new job once it is final; aggregate MiB/s.
  *   nobody  Starts `head -c --bytes /dev/zero`, reads nothing, waits until
  *           the job is final; the server's RSS growth meanwhile.
+ *           In stream, nobody and stall, --lines N makes the job
+ *           `awk 'BEGIN{for(i=0;i<N;i++){print i; fflush()}}'` instead (one
+ *           write per line; the streams' bytes checked against its length).
  *   idle    Opens --conns connections that stay idle; the server's RSS
  *           growth per connection.
  *   stall   Opens --subs GetOutput streams over --conns connections of
@@ -52,6 +55,8 @@
 #define SAMPLE_MS 10
 #define POLL_MS 20
 #define MAX_LATENCIES (16u * 1024 * 1024)
+/* --lines: 10M lines are 78 MiB of output. */
+#define MAX_LINES 10000000u
 
 typedef enum {
   MODE_UNARY,
@@ -96,29 +101,20 @@ typedef struct {
 struct load_s {
   uv_loop_t loop;
   /* Options. */
-  run_mode_t mode;
   const char *mode_name;
   const char *addr, *cacert, *cert, *key;
-  int nconns, inflight, nsubs;
   double duration_s, warmup_s, settle_s, timeout_s;
   uint64_t bytes;
+  uint64_t lines; /* --lines: the job prints this many lines instead */
   const char *job_opt;
-  bool replay;
-  bool unbatched;
-  int server_pid;
 
   jw_tls_ctx_t *tls;
   conn_t *conns;
-  int nlaunched, nconnecting, nup, target;
   step_fn on_up;
-  int nopen; /* clients not yet closed */
-  bool finishing;
-  int exit_code;
   const char *phase;
 
   uv_timer_t sampler, guard, delay, poll;
   step_fn after_delay;
-  bool polling, poll_inflight;
   step_fn on_final;
 
   char job_id[64];
@@ -129,13 +125,10 @@ struct load_s {
   size_t reqlen;
   const char *path;
   slot_t *slots;
-  int outstanding;
   /* --unbatched: the slots waiting for a turn of their own, a ring of
    * --inflight entries, issued one per turn by the idle handle. */
   uv_idle_t issuer;
-  bool issuer_init;
   slot_t **ready;
-  int ready_head, ready_len;
   uint64_t t_measure, t_stop;
   uint64_t ok, errors;
   uint64_t *lat;
@@ -144,13 +137,29 @@ struct load_s {
 
   /* Streams. */
   sub_t *subs;
-  int ndone, nfirst;
   uint64_t total_bytes;
   uint64_t t_begin, t_end;
 
   /* Measurements. */
   cpu_mark_t cpu0, cpu1;
   long rss_base, rss_peak, rss_after; /* KiB */
+
+  /* The scalars last, together, so that the struct has no holes: options,
+   * connections, the loop's state, unary, streams. */
+  run_mode_t mode;
+  int nconns, inflight, nsubs;
+  int server_pid;
+  int nlaunched, nconnecting, nup, target;
+  int nopen; /* clients not yet closed */
+  int exit_code;
+  int outstanding;
+  int ready_head, ready_len; /* the --unbatched ring */
+  int ndone, nfirst;
+  bool replay;
+  bool unbatched;
+  bool finishing;
+  bool polling, poll_inflight;
+  bool issuer_init;
 };
 
 static void finish(load_t *ld);
@@ -543,6 +552,14 @@ static void start_job(load_t *ld, const char *command, char **args,
 }
 
 static void start_output_job(load_t *ld, step_fn fn) {
+  if (ld->lines > 0) {
+    char prog[96];
+    snprintf(prog, sizeof(prog),
+             "BEGIN{for(i=0;i<%" PRIu64 ";i++){print i; fflush()}}", ld->lines);
+    char *args[] = {prog};
+    start_job(ld, "awk", args, 1, fn);
+    return;
+  }
   char size[32];
   snprintf(size, sizeof(size), "%" PRIu64, ld->bytes);
   char *args[] = {"-c", size, "/dev/zero"};
@@ -965,12 +982,24 @@ static void usage(void) {
           "  --warmup S      seconds before measuring (default 0.5)\n"
           "  --subs N        GetOutput streams (default 1)\n"
           "  --bytes N       output size of the job to start\n"
+          "  --lines N       the job prints N lines, one write each (at most "
+          "%u)\n"
           "  --job ID        an existing job (unary, stream, stall)\n"
           "  --replay        stream the new job once it is final\n"
           "  --settle S      seconds to let memory settle (default 1)\n"
           "  --server-pid P  sample this process's RSS and CPU\n"
-          "  --timeout S     give up after S seconds (default 120)\n");
+          "  --timeout S     give up after S seconds (default 120)\n",
+          MAX_LINES);
   exit(2);
+}
+
+/* The output bytes of N lines "0\n" to "N-1\n": the numbers of d digits
+ * are [lo, hi) = [10^(d-1), 10^d), and 0 is one digit. */
+static uint64_t lines_bytes(uint64_t n) {
+  uint64_t total = n; /* the newlines */
+  for (uint64_t lo = 0, hi = 10, d = 1; lo < n; lo = hi, hi *= 10, d++)
+    total += ((hi < n ? hi : n) - lo) * d;
+  return total;
 }
 
 static void parse_args(load_t *ld, int argc, char **argv) {
@@ -985,6 +1014,7 @@ static void parse_args(load_t *ld, int argc, char **argv) {
       {"warmup", required_argument, NULL, 'w'},
       {"subs", required_argument, NULL, 's'},
       {"bytes", required_argument, NULL, 'b'},
+      {"lines", required_argument, NULL, 'L'},
       {"job", required_argument, NULL, 'j'},
       {"replay", no_argument, NULL, 'r'},
       {"settle", required_argument, NULL, 'S'},
@@ -1045,6 +1075,9 @@ static void parse_args(load_t *ld, int argc, char **argv) {
     case 'b':
       ld->bytes = strtoull(optarg, NULL, 10);
       break;
+    case 'L':
+      ld->lines = strtoull(optarg, NULL, 10);
+      break;
     case 'j':
       ld->job_opt = optarg;
       break;
@@ -1069,8 +1102,11 @@ static void parse_args(load_t *ld, int argc, char **argv) {
   }
   if (ld->addr == NULL || ld->cacert == NULL || ld->cert == NULL ||
       ld->key == NULL || ld->nconns < 1 || ld->inflight < 1 || ld->nsubs < 1 ||
-      ld->duration_s <= 0 || ld->warmup_s < 0 || ld->timeout_s <= 0)
+      ld->duration_s <= 0 || ld->warmup_s < 0 || ld->timeout_s <= 0 ||
+      ld->lines > MAX_LINES || (ld->lines > 0 && ld->bytes > 0))
     usage();
+  if (ld->lines > 0)
+    ld->bytes = lines_bytes(ld->lines);
   /* Loopback only: this program is a load generator. */
   if (strncmp(ld->addr, "127.", 4) != 0 && strncmp(ld->addr, "[::1]", 5) != 0 &&
       strncmp(ld->addr, "localhost:", 10) != 0) {

@@ -34,6 +34,10 @@ class Results:
                     c, q = r["result"].get("server_cpu"), r["result"].get(
                         "qps")
                     v = None if c is None or not q else c / q * 1e6
+                if key == "log_over_output":
+                    lb, ob = r["result"].get("log_bytes"), r["result"].get(
+                        "output_bytes")
+                    v = None if not lb or not ob else lb / ob
                 if v is not None:
                     out.append(v * scale)
         return out
@@ -83,6 +87,15 @@ def ratio(a, b):
     return a / b
 
 
+def lines_label(n):
+    """1M lines, 100k lines, 1500 lines."""
+    if n and n % 1000000 == 0:
+        return f"{n // 1000000}M lines"
+    if n and n % 1000 == 0:
+        return f"{n // 1000}k lines"
+    return f"{n} lines"
+
+
 def build(raw, machine, sizes, elapsed, load_after):
     R = Results(raw)
     lim = {
@@ -105,11 +118,14 @@ def build(raw, machine, sizes, elapsed, load_after):
             grpc=True, ref=None, ref_name=None, extra=None, server="jw"):
         jw = summary(R.values(figure, server, key, scale))
         gr = summary(R.values(figure, "grpc", key, scale)) if grpc else None
+        # The baseline teleportd (BENCH_BASELINE), run for run beside it.
+        base = summary(R.values(figure, "base", key, scale))
         met, rat = check(med(jw), med(gr), ref)
         figs.append({
             "id": fid, "name": name, "unit": unit, "goal": goal,
             "jw": jw, "grpc": gr, "ref": ref, "ref_name": ref_name,
-            "ratio": rat, "met": met,
+            "ratio": rat, "met": met, "base": base,
+            "base_failed": R.failed(figure, "base"),
             "jw_failed": R.failed(figure, server),
             "grpc_failed": R.failed(figure, "grpc") if grpc else 0,
             "cpu_jw": cpu(figure, "jw"),
@@ -143,79 +159,109 @@ def build(raw, machine, sizes, elapsed, load_after):
     def context(j, g, ref):
         return None, ratio(j, g)
 
-    # As real clients send: gRPC C++'s own async client (one call per
-    # write), then jw-load --unbatched, then jw-load batched (~16 calls per
-    # write), each labelled.
+    def live_check(j, g, ref):
+        r = ratio(j, ref)
+        rg = ratio(j, g)
+        if r is None or rg is None:
+            return None, r
+        return (r >= 0.8 and rg >= 1.0), r
+
+    def add_live(fid, name, figure):
+        add(fid, name, "MiB/s", figure, "mib_s",
+            ">= 0.8x TLS bulk and >= 1.0x gRPC C++", live_check, ref=tls,
+            ref_name="TLS bulk")
+        figs[-1]["extra"]["ratio_vs_grpc"] = ratio(med(figs[-1]["jw"]),
+                                                   med(figs[-1]["grpc"]))
+
+    def add_streams(gen, p):
+        # p: the figure prefix of the generator ("gc_" for gRPC C++).
+        add_live(f"{p}live", f"live output, 1 job to 1 stream ({gen})",
+                 f"{p}live")
+        add(f"{p}replay", f"replay of a finished job's log, 1 stream "
+            f"({gen})", "MiB/s", f"{p}replay", "mib_s", ">= 0.9x TLS bulk",
+            at_least_ref(0.9), grpc=False, ref=tls, ref_name="TLS bulk")
+        bulk = med(figs[-1]["jw"])
+        for n in (100, 1000):
+            add(f"{p}fanout_{n}", f"fan-out, 1 job to {n} streams "
+                f"(100 conns), aggregate ({gen})", "MiB/s", f"{p}fanout_{n}",
+                "mib_s", ">= 1.5x gRPC C++", at_least_grpc(1.5))
+            add(f"{p}rss_fanout_{n}", f"server RSS peak, {n} streams "
+                f"({gen})", "MiB", f"{p}fanout_{n}", "rss_peak_kib",
+                "<= 0.25x gRPC C++", at_most_grpc(0.25), scale=1 / 1024)
+        lines = lines_label(sizes.get("lines", 0))
+        add(f"{p}lines_live_1", f"{lines} one write each, live to 1 stream "
+            f"({gen})", "MiB/s", f"{p}lines_live_1", "mib_s", "-", context)
+        if p:
+            add(f"{p}lines_live_100", f"{lines} one write each, live to 100 "
+                f"streams, aggregate ({gen})", "MiB/s", f"{p}lines_live_100",
+                "mib_s", "-", context)
+        add(f"{p}lines_replay_1", f"{lines} one write each, replayed to 1 "
+            f"stream ({gen})", "MiB/s", f"{p}lines_replay_1", "mib_s",
+            ">= 0.5x bulk replay", at_least_ref(0.5), ref=bulk,
+            ref_name=f"bulk replay, {gen}")
+        if p:
+            add(f"{p}lines_replay_100", f"{lines} one write each, replayed "
+                f"to 100 streams, aggregate ({gen})", "MiB/s",
+                f"{p}lines_replay_100", "mib_s", ">= 0.5x bulk replay",
+                at_least_ref(0.5), ref=bulk,
+                ref_name=f"bulk replay, {gen}")
+
+    # As real clients send first: gRPC C++'s own async client (one call
+    # per write), then jw-load --unbatched; jw-load batched (~16 calls per
+    # write, round 1's shape) after, labelled.
     gc = "gRPC C++ client"
-    for c in (1, 4):
-        for n in (1, 64):
-            fig = f"gc_unary_{c}_{n}"
-            add(f"{fig}_qps", f"unary Status QPS, {n} in flight, {c} "
-                f"conn{'s' if c > 1 else ''} ({gc})", "calls/s", fig, "qps",
-                "-", context)
-            add(f"{fig}_p50", f"unary Status p50, {n} in flight, {c} "
-                f"conn{'s' if c > 1 else ''} ({gc})", "us", fig, "p50_us",
-                "<= 0.6x gRPC C++" if (c, n) == (1, 1) else "-",
-                at_most_grpc(0.6) if (c, n) == (1, 1) else context)
-            add(f"{fig}_p99", f"unary Status p99, {n} in flight, {c} "
-                f"conn{'s' if c > 1 else ''} ({gc})", "us", fig, "p99_us",
-                "-", context)
+    ub = "jw-load unbatched"
     add("gc_unary_cpu", f"server CPU per unary call, 64 in flight, 4 conns "
         f"({gc})", "us", "gc_unary_4_64", "cpu_us_per_call",
         "<= 0.3x gRPC C++", at_most_grpc(0.3))
-    ub = "jw-load unbatched"
-    add("unary_unbatched_qps_64", f"unary Status QPS, 64 in flight, 4 conns "
-        f"({ub})", "calls/s", "unary_unbatched_qps_64", "qps", "-", context)
+    add("gc_unary_1_1_p50", f"unary Status p50, 1 in flight, 1 conn ({gc})",
+        "us", "gc_unary_1_1", "p50_us", "<= 0.6x gRPC C++", at_most_grpc(0.6))
     add("unary_unbatched_cpu", f"server CPU per unary call, 64 in flight, "
         f"4 conns ({ub})", "us", "unary_unbatched_qps_64", "cpu_us_per_call",
         "<= 0.3x gRPC C++", at_most_grpc(0.3))
     add("unary_unbatched_p50_1", f"unary Status p50 latency, 1 in flight "
         f"({ub})", "us", "unary_unbatched_p50_1", "p50_us",
         "<= 0.6x gRPC C++", at_most_grpc(0.6))
+    add_streams(gc, "gc_")
+    for c in (1, 4):
+        for n in (1, 64):
+            fig = f"gc_unary_{c}_{n}"
+            conns = f"{c} conn{'s' if c > 1 else ''}"
+            add(f"{fig}_qps", f"unary Status QPS, {n} in flight, {conns} "
+                f"({gc})", "calls/s", fig, "qps", "-", context)
+            if (c, n) != (1, 1):
+                add(f"{fig}_p50", f"unary Status p50, {n} in flight, "
+                    f"{conns} ({gc})", "us", fig, "p50_us", "-", context)
+            add(f"{fig}_p99", f"unary Status p99, {n} in flight, {conns} "
+                f"({gc})", "us", fig, "p99_us", "-", context)
+    add("unary_unbatched_qps_64", f"unary Status QPS, 64 in flight, 4 conns "
+        f"({ub})", "calls/s", "unary_unbatched_qps_64", "qps", "-", context)
+    add_streams("jw-load", "")
+    ba = "jw-load batched, round 1's goal"
     for n in (64, 256):
         add(f"unary_qps_{n}", f"unary Status QPS, {n} in flight, 4 conns "
-            "(jw-load batched)", "calls/s", f"unary_qps_{n}", "qps",
+            f"({ba})", "calls/s", f"unary_qps_{n}", "qps",
             ">= 3x gRPC C++", at_least_grpc(3.0))
     add("unary_cpu_64", "server CPU per unary call, 64 in flight, 4 conns "
         "(jw-load batched)", "us", "unary_qps_64", "cpu_us_per_call", "-",
         context)
-    add("unary_p50_1", "unary Status p50 latency, 1 in flight (jw-load "
-        "batched)", "us", "unary_p50_1", "p50_us", "<= 0.7x gRPC C++",
-        at_most_grpc(0.7))
-
-    def live_check(j, g, ref):
-        r = ratio(j, ref)
-        rg = ratio(j, g)
-        if r is None or rg is None:
-            return None, r
-        return (r >= 0.7 and rg >= 1.0), r
-    live_vs_grpc = None
-    add("live", "live output, 1 job to 1 subscriber", "MiB/s", "live",
-        "mib_s", ">= 0.7x TLS bulk and >= gRPC C++", live_check, ref=tls,
-        ref_name="TLS bulk")
-    live_vs_grpc = ratio(med(figs[-1]["jw"]), med(figs[-1]["grpc"]))
-    figs[-1]["extra"]["ratio_vs_grpc"] = live_vs_grpc
-    add("replay", "replay of a finished job's log, 1 subscriber", "MiB/s",
-        "replay", "mib_s", ">= 0.8x TLS bulk", at_least_ref(0.8), grpc=False,
-        ref=tls, ref_name="TLS bulk")
-    for n in (100, 1000):
-        add(f"fanout_{n}", f"fan-out, 1 job to {n} subscribers "
-            "(100 conns), aggregate", "MiB/s", f"fanout_{n}", "mib_s",
-            ">= 1.3x gRPC C++", at_least_grpc(1.3))
-    add("rss_fanout_1000", "server RSS peak during the 1000-subscriber run",
-        "MiB", "fanout_1000", "rss_peak_kib", "<= 0.25x gRPC C++",
-        at_most_grpc(0.25), scale=1 / 1024)
+    add("unary_p50_1", f"unary Status p50 latency, 1 in flight ({ba})",
+        "us", "unary_p50_1", "p50_us", "<= 0.7x gRPC C++", at_most_grpc(0.7))
+    add("lines_log", f"{lines_label(sizes.get('lines', 0))}: the log "
+        "file's size over the output's", "x", "lines_log", "log_over_output",
+        "-", context, grpc=False)
+    # Start with durable records (the default): the rate against
+    # posix_spawn, and beside it what one Start costs the server
+    # (teleportd's threads, not the job's).
     for n in (1, 8):
         ref = med(lim[f"spawn_{n}_per_s"])
         add(f"start_{n}", f"Start of /bin/true, {n} in flight", "jobs/s",
             f"start_{n}", "qps", ">= 0.8x posix_spawn rate",
             at_least_ref(0.8), grpc=False, ref=ref,
             ref_name=f"posix_spawn ({n} in flight)")
-    # What one Start costs the server (teleportd's threads, not the job's).
-    for n in (1, 8):
         add(f"start_cpu_{n}", f"server CPU per Start of /bin/true, {n} in "
-            "flight", "us", f"start_{n}", "cpu_us_per_call", "<= 300 us",
-            at_most(300), grpc=False)
+            "flight", "ms", f"start_{n}", "cpu_us_per_call", "<= 0.3 ms",
+            at_most(0.3), grpc=False, scale=1e-3)
     # Durable records (the default) against --durable false, same run.
     for n in (1, 8):
         ref = med(summary(R.values(f"start_nodurable_{n}", "jw", "qps")))
@@ -237,9 +283,9 @@ def build(raw, machine, sizes, elapsed, load_after):
     # The stalled streams are paused through the client API: the client
     # keeps reading the socket and holds what the window let through (up to
     # lib/rpc's 1 MiB stream window), so none of the window's bytes are in
-    # the server's memory and the goal is held strictly to 32 KiB.
+    # the server's memory and the goal is held strictly to 16 KiB.
     add("stall", "memory per stalled subscriber", "KiB", "stall",
-        "per_sub_kib", "<= 32 KiB beyond the HTTP/2 window", at_most(32),
+        "per_sub_kib", "<= 16 KiB beyond the HTTP/2 window", at_most(16),
         grpc=False)
     add("nobody", "server RSS growth while a job writes and nobody reads",
         "MiB", "nobody", "rss_growth_kib", "<= 16 MiB", at_most(16),
@@ -281,7 +327,8 @@ def markdown(rep):
       f"connections; {s['stall_subs']} stalled subscribers on "
       f"{s['stall_conns']} connections, reading a finished job of "
       f"{s['stall_bytes'] >> 20} MiB; TLS bulk {s['tls_bulk'] >> 20} MiB; "
-      f"pipe {s['pipe'] >> 20} MiB.")
+      f"pipe {s['pipe'] >> 20} MiB; the line-printing job "
+      f"{s.get('lines', 0)} lines.")
     w("")
     w("## Machine limits (min / **median** / max)")
     w("")
@@ -311,7 +358,7 @@ def markdown(rep):
         rat = "-" if f["ratio"] is None else (
             f"{f['ratio']:.2f}x" if f["ratio"] >= 0.1 else
             f"{f['ratio']:.2g}x")
-        if f["id"] == "live" and f["extra"].get("ratio_vs_grpc"):
+        if f["extra"].get("ratio_vs_grpc"):
             rat += f" of TLS; {f['extra']['ratio_vs_grpc']:.2f}x gRPC"
         met = {True: "yes", False: "**no**", None: "?"}[f["met"]]
         if f["goal"] == "-":
@@ -348,8 +395,40 @@ def markdown(rep):
       "turn, so one per write); \"jw-load batched\" is jw-load as before "
       "(calls issued in the same loop turn share a write, ~16 per TCP "
       "segment at 64 in flight). Server CPU per call is the server's CPU "
-      "share over the calls per second of the same window.")
+      "share over the calls per second of the same window. Streams: "
+      "\"gRPC C++\" rows are grpc-load stream (gRPC C++'s async client, "
+      "every stream's bytes compared with the job's output), the others "
+      "jw-load stream (lengths checked).")
+    before_after(rep, w)
     return "\n".join(lines) + "\n"
+
+
+def before_after(rep, w):
+    """With BENCH_BASELINE: each teleportd figure of the baseline binary,
+    run by run beside the one under test, and the ratio of the medians."""
+    # The figures with a goal, each measurement once (the durable-records
+    # rows repeat the Start rate).
+    rows = [f for f in rep["figures"] if f["goal"] != "-"
+            and not f["id"].startswith("start_durable_")
+            and (f.get("base") is not None or f.get("base_failed"))]
+    if not rows:
+        return
+    m = rep["machine"]
+    w("")
+    w("## Before / after (medians; the baseline run by run beside it)")
+    w("")
+    w(f"Before: `{m.get('baseline', '?')}`; after: "
+      f"`{m.get('teleportd', '?')}`.")
+    w("")
+    w("| figure | unit | before | after | after/before |")
+    w("| --- | --- | --- | --- | --- |")
+    for f in rows:
+        b, a = med(f["base"]), med(f["jw"])
+        r = ratio(a, b)
+        bt = fmt_num(b) if f["base"] is not None else "failed"
+        at = fmt_num(a) if f["jw"] is not None else "failed"
+        w(f"| {f['name']} | {f['unit']} | {bt} | {at} | "
+          f"{'-' if r is None else f'{r:.2f}x'} |")
 
 
 def main():

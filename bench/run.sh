@@ -8,10 +8,14 @@
 # bench/grpc_load.cc, gRPC C++'s own async client) and writes
 # bench/results/latest.md and latest.json (bench/report.py). Each figure is
 # run BENCH_RUNS times (default 3), teleportd and the peer interleaved.
+# With BENCH_BASELINE (a teleportd binary, or a commit built in a temporary
+# worktree) every teleportd figure is also taken of that binary, run by run
+# between teleportd and the peer, and the report adds the after/before
+# ratio of each.
 #
 # Loopback only; every process it starts is stopped on exit; bounded in
-# time (each load run has a timeout, the whole set takes a few minutes on
-# two cores). Sizes can be changed through the environment (see below).
+# time (each load run has a timeout; the whole set takes 6 to 10 minutes on
+# two cores, BENCH_BASELINE included). Sizes can be changed through the environment (see below).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,16 +38,22 @@ BULK_BYTES=${BENCH_BULK_BYTES:-$((512 * MIB))}
 # The finished log GetOutput resumes in (at its last MiB) and tails.
 SEEK_BYTES=${BENCH_SEEK_BYTES:-$((1024 * MIB))}
 PIPE_BYTES=${BENCH_PIPE_BYTES:-$((1024 * MIB))}
-UNARY_SECONDS=${BENCH_UNARY_SECONDS:-2}
+# The unary and Start windows: 1 s keeps the whole set within 10 minutes.
+UNARY_SECONDS=${BENCH_UNARY_SECONDS:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-200}
 STALL_SUBS=${BENCH_STALL_SUBS:-200}
 STALL_CONNS=${BENCH_STALL_CONNS:-20}
 STALL_BYTES=${BENCH_STALL_BYTES:-$((64 * MIB))}
+# The line-printing job (one write per line) of the short-records figures.
+LINES=${BENCH_LINES:-1000000}
 # The programs under test; overriding them measures a patched build against
 # the same peer and limits (the results say which binaries were used).
 TELEPORTD=${BENCH_TELEPORTD:-$BUILD/server/teleportd}
 JW_LOAD=${BENCH_LOAD:-$BUILD/bench/jw-load}
 GRPC_LOAD=${BENCH_GRPC_LOAD:-$BUILD/bench/grpc-load}
+# The teleportd to compare with (before/after): a binary or a commit.
+BASELINE=${BENCH_BASELINE:-}
+BASE_TELEPORTD="" BASE_TREE=""
 
 BENCH_PKGS="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
 protobuf-compiler g++ util-linux iproute2 procps python3 coreutils \
@@ -99,7 +109,10 @@ else
   SRV_PIN=() LOAD_PIN=() SRV_CPU=-1 LOAD_CPU=-1
 fi
 
-JW_PID="" PEER_PID="" JW_PORT="" PEER_PORT=""
+# The servers by name: jw (teleportd), base (the baseline teleportd, with
+# BENCH_BASELINE) and grpc (the peer).
+declare -A PID=() PORT=()
+JW_SERVERS=jw
 # Flags teleportd gets beyond the usual (the Start figure without records).
 JW_EXTRA=()
 
@@ -117,31 +130,43 @@ wait_listen() {
   return 1
 }
 
-start_servers() {
-  rm -rf "$WORK/data"
-  JW_PORT=$(free_port)
-  "${SRV_PIN[@]}" "$TELEPORTD" --addr "127.0.0.1:$JW_PORT" \
-    --cacert "$CA" --cert "$SCERT" --key "$SKEY" --data-dir "$WORK/data" \
+# start_teleportd NAME BINARY: one teleportd on a data directory of its own.
+start_teleportd() {
+  local name=$1 bin=$2 port
+  rm -rf "$WORK/data-$name"
+  port=$(free_port)
+  "${SRV_PIN[@]}" "$bin" --addr "127.0.0.1:$port" \
+    --cacert "$CA" --cert "$SCERT" --key "$SKEY" --data-dir "$WORK/data-$name" \
     --max-connections-per-client 1000 "${JW_EXTRA[@]}" \
-    --log-level warn 2>>"$WORK/teleportd.log" &
-  JW_PID=$!
-  wait_listen "$JW_PORT" "$JW_PID" || {
-    log "teleportd did not start; see $WORK/teleportd.log"
+    --log-level warn 2>>"$WORK/teleportd-$name.log" &
+  PID[$name]=$! PORT[$name]=$port
+  wait_listen "$port" "${PID[$name]}" || {
+    log "teleportd ($name) did not start; see $WORK/teleportd-$name.log"
     return 1
   }
+}
+
+start_servers() {
+  local s
+  for s in $JW_SERVERS; do
+    if [ "$s" = base ]; then start_teleportd base "$BASE_TELEPORTD"; else
+      start_teleportd jw "$TELEPORTD"
+    fi
+  done
   # A new file each time: the port of the peer before must not be read.
   rm -f "$WORK/peer.out"
   "${SRV_PIN[@]}" "$BUILD/bench/grpc-peer" --addr 127.0.0.1:0 --cacert "$CA" \
     --cert "$SCERT" --key "$SKEY" >"$WORK/peer.out" 2>>"$WORK/peer.log" &
-  PEER_PID=$!
-  local i
+  PID[grpc]=$!
+  local i port=""
   for i in $(seq 1 100); do
-    PEER_PORT=$(sed -n 's/^ready port=//p' "$WORK/peer.out" 2>/dev/null)
-    [ -n "$PEER_PORT" ] && break
-    kill -0 "$PEER_PID" 2>/dev/null || break
+    port=$(sed -n 's/^ready port=//p' "$WORK/peer.out" 2>/dev/null)
+    [ -n "$port" ] && break
+    kill -0 "${PID[grpc]}" 2>/dev/null || break
     sleep 0.1
   done
-  [ -n "$PEER_PORT" ] || {
+  PORT[grpc]=$port
+  [ -n "$port" ] || {
     log "grpc-peer did not start; see $WORK/peer.log"
     return 1
   }
@@ -160,14 +185,43 @@ stop_pid() {
 }
 
 stop_servers() {
-  stop_pid "$JW_PID"
-  stop_pid "$PEER_PID"
-  JW_PID="" PEER_PID=""
+  local s
+  for s in "${!PID[@]}"; do
+    stop_pid "${PID[$s]}"
+  done
+  PID=() PORT=()
+}
+
+# BENCH_BASELINE: a teleportd binary as it is, or a commit (anything git
+# rev-parse takes) built in a temporary worktree, removed on exit.
+baseline() {
+  [ -n "$BASELINE" ] || return 0
+  if [ -f "$BASELINE" ] && [ -x "$BASELINE" ]; then
+    BASE_TELEPORTD=$BASELINE
+  else
+    local rev
+    rev=$(git rev-parse --verify -q "$BASELINE^{commit}") || {
+      log "BENCH_BASELINE=$BASELINE is neither an executable nor a commit"
+      exit 2
+    }
+    BASE_TREE=$(mktemp -d "${TMPDIR:-/tmp}/jw-bench-base.XXXXXX")
+    log "building the baseline teleportd of $rev in $BASE_TREE"
+    git worktree add -q --detach "$BASE_TREE/src" "$rev"
+    meson setup "$BASE_TREE/src/build" --buildtype=debugoptimized \
+      -Dtests=false >/dev/null
+    ninja -C "$BASE_TREE/src/build" server/teleportd >/dev/null
+    BASE_TELEPORTD=$BASE_TREE/src/build/server/teleportd
+  fi
+  JW_SERVERS="jw base"
 }
 
 cleanup() {
   stop_servers
-  rm -rf "$WORK/data"
+  rm -rf "$WORK"/data-*
+  if [ -n "$BASE_TREE" ]; then
+    git worktree remove --force "$BASE_TREE/src" 2>/dev/null || true
+    rm -rf "$BASE_TREE"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -181,13 +235,11 @@ record() {
 }
 
 # load FIGURE SERVER RUN MODE ARGS...: one run of the load generator
-# against SERVER (jw or grpc), its result recorded; prints the JSON.
+# against SERVER (jw, base or grpc), its result recorded; prints the JSON.
 load() {
   local fig=$1 srv=$2 run=$3 mode=$4 port pid out
   shift 4
-  if [ "$srv" = jw ]; then port=$JW_PORT pid=$JW_PID; else
-    port=$PEER_PORT pid=$PEER_PID
-  fi
+  port=${PORT[$srv]} pid=${PID[$srv]}
   local gen=$JW_LOAD
   # A figure whose name starts with gc_ is driven by gRPC C++'s client.
   case $fig in gc_*) gen=$GRPC_LOAD ;; esac
@@ -210,7 +262,17 @@ load() {
 load_both() {
   local fig=$1 run=$2 s
   shift 2
-  for s in jw grpc; do
+  for s in $JW_SERVERS grpc; do
+    load "$fig" "$s" "$run" "$@" >/dev/null || true
+  done
+}
+
+# load_jw FIG RUN MODE ARGS...: the same against teleportd alone (and the
+# baseline after it).
+load_jw() {
+  local fig=$1 run=$2 s
+  shift 2
+  for s in $JW_SERVERS; do
     load "$fig" "$s" "$run" "$@" >/dev/null || true
   done
 }
@@ -226,14 +288,16 @@ machine_json() {
     "$(pkg-config --modversion libuv)" "$(pkg-config --modversion libnghttp2)" \
     "$(pkg-config --modversion grpc++)" "$(cut -d' ' -f1-3 /proc/loadavg)" \
     "$SRV_CPU" "$LOAD_CPU" "$TELEPORTD" "$JW_LOAD $GRPC_LOAD" \
-    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'EOF'
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$BASE_TELEPORTD${BASE_TREE:+ ($BASELINE)}" <<'EOF'
 import json, sys
 a = sys.argv[1:]
 print(json.dumps({"cpu": a[0], "cores": int(a[1]), "memory": a[2],
                   "kernel": a[3], "openssl": a[4], "libuv": a[5],
                   "nghttp2": a[6], "grpc": a[7], "load_before": a[8],
                   "server_cpu": int(a[9]), "load_cpu": int(a[10]),
-                  "teleportd": a[11], "jw_load": a[12], "commit": a[13]}))
+                  "teleportd": a[11], "jw_load": a[12], "commit": a[13],
+                  "baseline": a[14]}))
 EOF
 }
 
@@ -243,6 +307,7 @@ main() {
   deps
   log "building ($BUILD)"
   build
+  baseline
   mkdir -p "$WORK" "$OUT"
   certs
   RAW=$WORK/raw.jsonl
@@ -280,20 +345,23 @@ EOF
     done
   done
 
-  log "starting teleportd and grpc-peer"
+  log "starting the servers: $JW_SERVERS grpc"
   start_servers
 
+  local s j
   log "resume at 1023 MiB and tail of a $SEEK_BYTES-byte finished log"
   for r in $(seq 1 "$RUNS"); do
-    if out=$(timeout --foreground 600 "${LOAD_PIN[@]}" "$PY" \
-      bench/seek_tail.py --addr "127.0.0.1:$JW_PORT" --cacert "$CA" \
-      --cert "$CCERT" --key "$CKEY" --bytes "$SEEK_BYTES" \
-      2>>"$WORK/load.err"); then
-      record seek_tail jw "$r" "$out"
-    else
-      log "seek_tail run $r failed (see $WORK/load.err)"
-      record seek_tail jw "$r" '{"error":"failed"}'
-    fi
+    for s in $JW_SERVERS; do
+      if out=$(timeout --foreground 600 "${LOAD_PIN[@]}" "$PY" \
+        bench/seek_tail.py --addr "127.0.0.1:${PORT[$s]}" --cacert "$CA" \
+        --cert "$CCERT" --key "$CKEY" --bytes "$SEEK_BYTES" \
+        2>>"$WORK/load.err"); then
+        record seek_tail "$s" "$r" "$out"
+      else
+        log "seek_tail $s run $r failed (see $WORK/load.err)"
+        record seek_tail "$s" "$r" '{"error":"failed"}'
+      fi
+    done
   done
 
   # As a real gRPC client sends (one call per write): gRPC C++'s own
@@ -324,15 +392,15 @@ EOF
   log "Start of /bin/true, with durable records and without"
   for r in $(seq 1 "$RUNS"); do
     for n in 1 8; do
-      load "start_$n" jw "$r" start --conns 1 --inflight "$n" \
-        --duration "$UNARY_SECONDS" >/dev/null || true
+      load_jw "start_$n" "$r" start --conns 1 --inflight "$n" \
+        --duration "$UNARY_SECONDS"
     done
     stop_servers
     JW_EXTRA=(--durable false)
     start_servers
     for n in 1 8; do
-      load "start_nodurable_$n" jw "$r" start --conns 1 --inflight "$n" \
-        --duration "$UNARY_SECONDS" >/dev/null || true
+      load_jw "start_nodurable_$n" "$r" start --conns 1 --inflight "$n" \
+        --duration "$UNARY_SECONDS"
     done
     stop_servers
     JW_EXTRA=()
@@ -343,22 +411,63 @@ EOF
   # heap warmed by the runs before would hide.
   stop_servers
   start_servers
-  log "live output ($LIVE_BYTES bytes, 1 subscriber)"
+  log "live output ($LIVE_BYTES bytes, 1 stream; jw-load and gRPC C++)"
   for r in $(seq 1 "$RUNS"); do
     load_both live "$r" stream --bytes "$LIVE_BYTES"
+    load_both gc_live "$r" stream --bytes "$LIVE_BYTES"
   done
 
+  # Every nobody run first (each an RSS delta), then the replays of them.
   log "a job writes $NOBODY_BYTES bytes, nobody reads; then replay"
-  local jobs=()
+  declare -A nobody_job=()
   for r in $(seq 1 "$RUNS"); do
-    if out=$(load nobody jw "$r" nobody --bytes "$NOBODY_BYTES"); then
-      jobs+=("$(field "$out" job)")
-    fi
+    for s in $JW_SERVERS; do
+      if out=$(load nobody "$s" "$r" nobody --bytes "$NOBODY_BYTES"); then
+        nobody_job[$s.$r]=$(field "$out" job)
+      fi
+    done
   done
-  r=0
-  for j in "${jobs[@]}"; do
-    r=$((r + 1))
-    load replay jw "$r" stream --job "$j" --replay >/dev/null || true
+  for r in $(seq 1 "$RUNS"); do
+    for s in $JW_SERVERS; do
+      j=${nobody_job[$s.$r]:-}
+      [ -n "$j" ] || continue
+      load replay "$s" "$r" stream --job "$j" --replay >/dev/null || true
+      load gc_replay "$s" "$r" stream --job "$j" --bytes "$NOBODY_BYTES" \
+        >/dev/null || true
+    done
+  done
+  # The finished logs are not read again: the disk space back.
+  rm -f "$WORK"/data-*/*.log
+
+  # Short records: one write per line. Live to 1 (both generators) and to
+  # 100 streams (gRPC C++); then the same job replayed to 1 and to 100,
+  # and its log's size against its output's.
+  log "a job prints $LINES lines one write each: live, replayed, 1 and 100"
+  for r in $(seq 1 "$RUNS"); do
+    load_both lines_live_1 "$r" stream --lines "$LINES"
+    load_both gc_lines_live_1 "$r" stream --lines "$LINES"
+    load_both gc_lines_live_100 "$r" stream --lines "$LINES" --subs 100 \
+      --conns 100
+    for s in $JW_SERVERS; do
+      out=$(load lines_nobody "$s" "$r" nobody --lines "$LINES") || continue
+      j=$(field "$out" job)
+      record lines_log "$s" "$r" "$(printf '{"log_bytes":%d,"output_bytes":%d}' \
+        "$(stat -c %s "$WORK/data-$s/$j.log" 2>/dev/null || echo 0)" \
+        "$(field "$out" bytes)")"
+      load lines_replay_1 "$s" "$r" stream --job "$j" --lines "$LINES" \
+        >/dev/null || true
+      load gc_lines_replay_1 "$s" "$r" stream --job "$j" --lines "$LINES" \
+        >/dev/null || true
+      load gc_lines_replay_100 "$s" "$r" stream --job "$j" --lines "$LINES" \
+        --subs 100 --conns 100 >/dev/null || true
+    done
+    # The peer's jobs are final at once: each replay starts its own.
+    load lines_replay_1 grpc "$r" stream --lines "$LINES" --replay \
+      >/dev/null || true
+    load gc_lines_replay_1 grpc "$r" stream --lines "$LINES" --replay \
+      >/dev/null || true
+    load gc_lines_replay_100 grpc "$r" stream --lines "$LINES" --replay \
+      --subs 100 --conns 100 >/dev/null || true
   done
 
   # Memory deltas, each run on fresh servers.
@@ -370,17 +479,21 @@ EOF
     load_both idle_conn "$r" idle --conns "$IDLE_CONNS"
     stop_servers
     start_servers
-    load stall jw "$r" stall --bytes "$STALL_BYTES" --subs "$STALL_SUBS" \
-      --conns "$STALL_CONNS" >/dev/null || true
+    load_jw stall "$r" stall --bytes "$STALL_BYTES" --subs "$STALL_SUBS" \
+      --conns "$STALL_CONNS"
   done
 
   stop_servers
   start_servers
-  log "fan-out: 100 and 1000 subscribers on 100 connections"
+  log "fan-out: 100 and 1000 streams on 100 connections (both generators)"
   for r in $(seq 1 "$RUNS"); do
     load_both fanout_100 "$r" stream --bytes "$FAN100_BYTES" --subs 100 \
       --conns 100
+    load_both gc_fanout_100 "$r" stream --bytes "$FAN100_BYTES" --subs 100 \
+      --conns 100
     load_both fanout_1000 "$r" stream --bytes "$FAN1000_BYTES" \
+      --subs 1000 --conns 100
+    load_both gc_fanout_1000 "$r" stream --bytes "$FAN1000_BYTES" \
       --subs 1000 --conns 100
   done
   stop_servers
@@ -390,11 +503,11 @@ EOF
   sizes=$(printf '{"live":%d,"nobody_and_replay":%d,"fanout_100":%d,'`
     `'"fanout_1000":%d,"tls_bulk":%d,"pipe":%d,"unary_seconds":%s,'`
     `'"idle_conns":%d,"stall_subs":%d,"stall_conns":%d,"stall_bytes":%d,'`
-    `'"seek_tail":%d,"runs":%d}' \
+    `'"seek_tail":%d,"lines":%d,"runs":%d}' \
     "$LIVE_BYTES" "$NOBODY_BYTES" "$FAN100_BYTES" \
     "$FAN1000_BYTES" "$BULK_BYTES" "$PIPE_BYTES" "$UNARY_SECONDS" \
     "$IDLE_CONNS" "$STALL_SUBS" "$STALL_CONNS" "$STALL_BYTES" "$SEEK_BYTES" \
-    "$RUNS")
+    "$LINES" "$RUNS")
   python3 bench/report.py --raw "$RAW" --machine "$WORK/machine.json" \
     --sizes "$sizes" --elapsed $((t1 - t0)) \
     --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" \
