@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,6 +421,25 @@ static __attribute__((noinline)) pid_t spawn_vm(const struct jw__child_args *a,
   return pid;
 }
 
+static atomic_int devnull = -1;
+
+int jw__devnull_fd(void) {
+  int fd = atomic_load(&devnull);
+  int none = -1;
+
+  if (fd >= 0)
+    return fd;
+  fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  /* Two threads' first calls race: one fd is kept, the other closed. */
+  if (!atomic_compare_exchange_strong(&devnull, &none, fd)) {
+    close(fd);
+    fd = none;
+  }
+  return fd;
+}
+
 pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
                 int *status_fd) {
   struct jw__child_args a;
@@ -450,8 +470,11 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
    * The report pipe is read only where the child did not share our memory
    * (a fork-style clone): until the exec closes it (EOF), or the report.
    */
-  if (pipe2(rep, O_CLOEXEC) < 0 ||
-      (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+  if ((null_fd = jw__devnull_fd()) < 0) {
+    err = null_fd;
+    goto out;
+  }
+  if (pipe2(rep, O_CLOEXEC) < 0) {
     err = -errno;
     goto out;
   }
@@ -528,7 +551,6 @@ out:
   jw__close_fd(&rep[1]);
   jw__close_fd(&statp[0]);
   jw__close_fd(&statp[1]);
-  jw__close_fd(&null_fd);
   jw__cgroup_spawn_close(&cgs);
   jw__free_vec(cands);
   return err < 0 ? err : pid;
