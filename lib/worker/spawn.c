@@ -163,16 +163,21 @@ __attribute__((noreturn)) void jw__child_fail(int report_fd, int err) {
   ssize_t r;
   if (child_report != NULL)
     child_report->err = err;
+  if (report_fd < 0)
+    _exit(127);
   do
     r = write(report_fd, &err, sizeof(err));
   while (r < 0 && errno == EINTR);
   _exit(127);
 }
 
-/* Moves fd to a number >= 3 so that dup2() onto 0..2 cannot clobber it. */
+/*
+ * Moves fd to a number >= 3 so that dup2() onto 0..2 cannot clobber it;
+ * -1 (no report pipe) stays -1.
+ */
 int jw__child_lift_fd(int fd, int report_fd) {
   int nfd;
-  if (fd >= 3)
+  if (fd < 0 || fd >= 3)
     return fd;
   nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0)
@@ -466,15 +471,17 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   cands = build_candidates(p);
   if (cands == NULL)
     return -ENOMEM;
-  /*
-   * The report pipe is read only where the child did not share our memory
-   * (a fork-style clone): until the exec closes it (EOF), or the report.
-   */
   if ((null_fd = jw__devnull_fd()) < 0) {
     err = null_fd;
     goto out;
   }
-  if (pipe2(rep, O_CLOEXEC) < 0) {
+  /*
+   * The report pipe is made only where the child will not share our
+   * memory (a fork-style clone), and read until the exec closes it (EOF)
+   * or the report; a child sharing our memory reports there alone, with
+   * report_fd -1.
+   */
+  if (use_fork && pipe2(rep, O_CLOEXEC) < 0) {
     err = -errno;
     goto out;
   }
