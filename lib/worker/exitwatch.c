@@ -198,9 +198,9 @@ void jw__exitwatch_abort(jw__reaper_t *reaper) {
 
 int jw__exitwatch_pidfd(pid_t pid, int pidfd) {
   int fd = pidfd >= 0 ? pidfd : (int)syscall(SYS_pidfd_open, pid, 0);
+  /* Close-on-exec already: CLONE_PIDFD and pidfd_open both set it. */
   if (fd < 0)
     return -errno;
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
   return fd;
 }
 
