@@ -94,6 +94,12 @@ static int have_pidfd(void) {
 int jw_process_configure(const jw_process_config_t *cfg) {
   int known = 0;
 
+  /*
+   * The jobs' /dev/null is opened here too, where a program sets the
+   * module up, so no start adds it to the fds the program counts later.
+   * A failure is seen, and tried again, at the first start.
+   */
+  (void)jw__devnull_fd();
   /* Not forcing the fallback leaves the choice to the probe. */
   if (!cfg->no_pidfd)
     return 0;
@@ -192,9 +198,9 @@ void jw__exitwatch_abort(jw__reaper_t *reaper) {
 
 int jw__exitwatch_pidfd(pid_t pid, int pidfd) {
   int fd = pidfd >= 0 ? pidfd : (int)syscall(SYS_pidfd_open, pid, 0);
+  /* Close-on-exec already: CLONE_PIDFD and pidfd_open both set it. */
   if (fd < 0)
     return -errno;
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
   return fd;
 }
 

@@ -425,12 +425,12 @@ int jw_process_start(jw_process_t *proc) {
     return err;
   if ((err = jw__process_alloc_buf(proc)) < 0)
     goto error;
+  /*
+   * Blocking both ends: the job's write ends must block. The read ends
+   * are made non-blocking by uv_poll_init (libuv 1.2.2 on) in
+   * jw__process_watch, before anything reads them.
+   */
   if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-    err = -errno;
-    goto error;
-  }
-  if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 ||
-      fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
     err = -errno;
     goto error;
   }

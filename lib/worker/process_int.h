@@ -106,6 +106,13 @@ static inline void jw__close_fd(int *fd) {
 /* Frees a NULL-terminated vector of strings and the vector itself. */
 void jw__free_vec(char **v);
 
+/*
+ * The process's one /dev/null (O_RDONLY, O_CLOEXEC), every job's stdin:
+ * opened at the first call and kept for the process's life, so a Start
+ * opens nothing for it. Returns the fd or -errno (tried again next call).
+ */
+int jw__devnull_fd(void);
+
 /* process.c */
 
 /* A handle of p is closed: p is freed once the last one is (when closing). */

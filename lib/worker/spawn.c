@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,16 +163,21 @@ __attribute__((noreturn)) void jw__child_fail(int report_fd, int err) {
   ssize_t r;
   if (child_report != NULL)
     child_report->err = err;
+  if (report_fd < 0)
+    _exit(127);
   do
     r = write(report_fd, &err, sizeof(err));
   while (r < 0 && errno == EINTR);
   _exit(127);
 }
 
-/* Moves fd to a number >= 3 so that dup2() onto 0..2 cannot clobber it. */
+/*
+ * Moves fd to a number >= 3 so that dup2() onto 0..2 cannot clobber it;
+ * -1 (no report pipe) stays -1.
+ */
 int jw__child_lift_fd(int fd, int report_fd) {
   int nfd;
-  if (fd >= 3)
+  if (fd < 0 || fd >= 3)
     return fd;
   nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0)
@@ -420,6 +426,25 @@ static __attribute__((noinline)) pid_t spawn_vm(const struct jw__child_args *a,
   return pid;
 }
 
+static atomic_int devnull = -1;
+
+int jw__devnull_fd(void) {
+  int fd = atomic_load(&devnull);
+  int none = -1;
+
+  if (fd >= 0)
+    return fd;
+  fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  /* Two threads' first calls race: one fd is kept, the other closed. */
+  if (!atomic_compare_exchange_strong(&devnull, &none, fd)) {
+    close(fd);
+    fd = none;
+  }
+  return fd;
+}
+
 pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
                 int *status_fd) {
   struct jw__child_args a;
@@ -446,12 +471,17 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   cands = build_candidates(p);
   if (cands == NULL)
     return -ENOMEM;
+  if ((null_fd = jw__devnull_fd()) < 0) {
+    err = null_fd;
+    goto out;
+  }
   /*
-   * The report pipe is read only where the child did not share our memory
-   * (a fork-style clone): until the exec closes it (EOF), or the report.
+   * The report pipe is made only where the child will not share our
+   * memory (a fork-style clone), and read until the exec closes it (EOF)
+   * or the report; a child sharing our memory reports there alone, with
+   * report_fd -1.
    */
-  if (pipe2(rep, O_CLOEXEC) < 0 ||
-      (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+  if (use_fork && pipe2(rep, O_CLOEXEC) < 0) {
     err = -errno;
     goto out;
   }
@@ -528,7 +558,6 @@ out:
   jw__close_fd(&rep[1]);
   jw__close_fd(&statp[0]);
   jw__close_fd(&statp[1]);
-  jw__close_fd(&null_fd);
   jw__cgroup_spawn_close(&cgs);
   jw__free_vec(cands);
   return err < 0 ? err : pid;

@@ -27,6 +27,7 @@
 #include "list.h"
 #include "logname.h"
 #include "precond.h"
+#include "process_int.h"
 #include "supervisor_int.h"
 
 #define DEFAULT_GRACE_MS JW_SUPERVISOR_DEFAULT_STOP_GRACE_MS
@@ -65,6 +66,10 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
   if (loop == NULL || opts == NULL || out == NULL || opts->data_dir == NULL ||
       opts->data_dir[0] == '\0')
     return -EINVAL;
+  /* The jobs' /dev/null, opened once before the first Start needs it. */
+  err = jw__devnull_fd();
+  if (err < 0)
+    return err;
   err = jw__mkdir_p(opts->data_dir, 0700);
   if (err < 0)
     return err;

@@ -6,12 +6,14 @@
  * test_nsinit.c, test_exitwatch.c).
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -231,6 +233,62 @@ START_TEST(test_new_invalid) {
   ck_assert_int_eq(jw_process_new(&loop, &o, &p), -EINVAL);
   ck_assert_ptr_null(p);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/*
+ * A Start takes no descriptor but its two pipes and its pidfd (or, where
+ * exits are watched through SIGCHLD, libuv's signal pipe, two): with only
+ * those free below RLIMIT_NOFILE it succeeds. It once opened /dev/null
+ * and a report pipe too, three more at once, and failed with EMFILE.
+ */
+START_TEST(test_start_needs_only_its_fds) {
+  static const char *const argv[] = {"true", NULL};
+  struct rlimit old, lim;
+  uv_loop_t loop;
+  struct ctx c;
+  int fill[1024];
+  int nfill = 0;
+  int top = -1;
+  const char *np = getenv("JW_FORCE_NO_PIDFD");
+  int need = np != NULL && strcmp(np, "1") == 0 ? 6 : 5;
+  int fd;
+  int err;
+  DIR *d;
+  struct dirent *e;
+
+  memset(&c, 0, sizeof(c));
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.' && atoi(e->d_name) > top)
+      top = atoi(e->d_name);
+  closedir(d);
+  ck_assert_int_lt(top, 1000);
+  /* Every number below the highest taken, so those above are all. */
+  while (nfill < (int)(sizeof(fill) / sizeof(fill[0]))) {
+    fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    if (fd > top) {
+      close(fd);
+      break;
+    }
+    fill[nfill++] = fd;
+  }
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  lim = old;
+  lim.rlim_cur = (rlim_t)(top + 1 + need);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  err = start(&loop, &c, argv, NULL, 0, NULL);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  while (nfill > 0)
+    close(fill[--nfill]);
+  ck_assert_int_eq(err, 0);
+  ck_assert(run_until(&loop, &c.exits, 20000));
+  ck_assert_int_eq(c.st.state, JW_PROC_EXITED);
+  ck_assert_int_eq(c.st.exit_code, 0);
+  finish(&loop, &c);
 }
 END_TEST
 
@@ -716,6 +774,7 @@ static Suite *process_suite(void) {
                                    test_stdout_stderr_apart,
                                    test_binary_output_exact,
                                    test_new_invalid,
+                                   test_start_needs_only_its_fds,
                                    test_close_running,
                                    test_close_from_output_cb,
                                    test_adopt_forked,

@@ -131,7 +131,8 @@ typedef struct {
  * Applies cfg to every process of this program. Call it before the first
  * jw_process_start (or jw_supervisor_start): how exits are watched is
  * decided once, at the first start. Returns 0, or JW_EINVAL when that
- * decision was already made and differs from what cfg asks.
+ * decision was already made and differs from what cfg asks. It also opens
+ * the jobs' /dev/null (O_CLOEXEC), which the program keeps from then on.
  */
 int jw_process_configure(const jw_process_config_t *cfg);
 
