@@ -416,7 +416,6 @@ int jw__cgroup_spawn_open(const jw_cgroup_t *cg, jw__cg_spawn_t *s) {
   char path[PATH_MAX];
   int err;
 
-  s->v2_dir = -1;
   s->v2_procs = -1;
   s->nv1 = 0;
   s->kept = 0;
@@ -428,10 +427,9 @@ int jw__cgroup_spawn_open(const jw_cgroup_t *cg, jw__cg_spawn_t *s) {
   }
   d = jw__cgroup_v2_dir(cg);
   if (d != NULL) {
-    s->v2_dir = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     snprintf(path, sizeof(path), "%s/cgroup.procs", d);
     s->v2_procs = open(path, O_WRONLY | O_CLOEXEC);
-    if (s->v2_dir < 0 || s->v2_procs < 0)
+    if (s->v2_procs < 0)
       goto fail;
   }
   for (size_t i = 0; i < cg->mgr->nh; i++) {
@@ -455,13 +453,10 @@ fail:
 void jw__cgroup_spawn_close(jw__cg_spawn_t *s) {
   if (s->kept)
     return; /* the cgroup's own: closed with it */
-  if (s->v2_dir >= 0)
-    close(s->v2_dir);
   if (s->v2_procs >= 0)
     close(s->v2_procs);
   for (size_t i = 0; i < s->nv1; i++)
     close(s->v1_procs[i]);
-  s->v2_dir = -1;
   s->v2_procs = -1;
   s->nv1 = 0;
 }

@@ -69,8 +69,7 @@ typedef struct {
  * before the child exists, written to by the child without allocating.
  */
 typedef struct {
-  int v2_dir;   /* the cgroup2 job directory, for CLONE_INTO_CGROUP; or -1 */
-  int v2_procs; /* its cgroup.procs, where clone3 is missing; or -1 */
+  int v2_procs; /* the cgroup2 job directory's cgroup.procs; or -1 */
   int v1_procs[JW__CG_MAX_HIER]; /* cgroup.procs of each v1 job directory */
   size_t nv1;
   int kept; /* the cgroup's own descriptors: not closed by spawn_close */

@@ -13,14 +13,17 @@
  * raw system calls where glibc's wrappers would act on every thread of
  * the process (the id changes). It joins its cgroups itself, by writing
  * to the cgroup.procs files the parent opened, before anything of the job
- * runs: CLONE_INTO_CGROUP needs clone3(), which has no wrapper that runs
- * a function on a new stack.
+ * runs. (Not CLONE_INTO_CGROUP: clone3() has no wrapper that runs a
+ * function on a new stack, and see below.)
  *
  * A process with a PID namespace of its own stays behind as the
  * namespace's init (nsinit.c) after its child execs, so it must not share
- * our memory: it is created with clone3(), fork-style, CLONE_INTO_CGROUP
- * putting it in its cgroup2 directory before it runs a single
- * instruction, and the parent learns the outcome from a CLOEXEC error
+ * our memory: it is created with clone3(), fork-style, and joins its
+ * cgroups by the same writes as the others, before anything of the job
+ * runs. Not with CLONE_INTO_CGROUP: the kernel here (6.18) SIGKILLs a
+ * child cloned that way into a cgroup whose cgroup.kill was ever written,
+ * which a reused cgroup (cgroup_pool.c) always was at its last job's end.
+ * The parent learns the outcome from a CLOEXEC error
  * pipe, read until the exec closes it. The same pipe serves where the
  * kernel (or valgrind) turns a CLONE_VM | CLONE_VFORK clone into a fork.
  */
@@ -45,9 +48,6 @@
 #endif
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
-#endif
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 #ifndef SYS_clone3
 #define SYS_clone3 435
@@ -295,8 +295,8 @@ int jw__child_write_str(int fd, const char *s, size_t len) {
 
 /*
  * The child between the clone and execve(). join_v2 says to join the
- * cgroup2 directory by writing to its cgroup.procs (clone3() with
- * CLONE_INTO_CGROUP put it there already). Only a child with a PID
+ * cgroup2 directory by writing to its cgroup.procs (every caller does
+ * now; see the top of the file). Only a child with a PID
  * namespace of its own is a copy of the parent, and only that one keeps
  * running, as the namespace's init; every other shares our memory and
  * writes nothing to it but its report (and the thread's errno, which the
@@ -370,19 +370,11 @@ spawn_clone(const struct jw__child_args *a, int *pidfd) {
     ca.pidfd = (uint64_t)(uintptr_t)pidfd;
   }
   ca.exit_signal = SIGCHLD;
-  if (a->cg->v2_dir >= 0) {
-    ca.flags |= CLONE_INTO_CGROUP;
-    ca.cgroup = (uint64_t)a->cg->v2_dir;
-  }
   pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
   if (pid == 0)
-    child_clone_main(a, 0);
-  /*
-   * ENOSYS: no clone3 (before 5.3, or a seccomp filter); E2BIG or EINVAL
-   * with CLONE_INTO_CGROUP: a kernel before 5.7.
-   */
-  if (pid < 0 && (errno == ENOSYS || errno == E2BIG ||
-                  (errno == EINVAL && (ca.flags & CLONE_INTO_CGROUP)))) {
+    child_clone_main(a, 1);
+  /* ENOSYS: no clone3 (before 5.3, or a seccomp filter). */
+  if (pid < 0 && (errno == ENOSYS || errno == E2BIG)) {
     if (pidfd != NULL)
       *pidfd = -1;
     pid = (pid_t)syscall(SYS_clone, (unsigned long)(ns | SIGCHLD), 0, 0, 0, 0);
@@ -465,7 +457,7 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   if (pidfd != NULL)
     *pidfd = -1;
   *status_fd = -1;
-  cgs.v2_dir = cgs.v2_procs = -1;
+  cgs.v2_procs = -1;
   cgs.nv1 = 0;
   cgs.kept = 0;
   cands = build_candidates(p);

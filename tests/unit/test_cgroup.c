@@ -834,6 +834,48 @@ START_TEST(test_reused_cgroup_reports_own_usage) {
 END_TEST
 
 /*
+ * A job with a PID namespace of its own runs in a reused cgroup, one that
+ * the last job's end killed (cgroup.kill), as in a fresh one: the kernel
+ * kills a child cloned with CLONE_INTO_CGROUP into such a cgroup at once.
+ */
+START_TEST(test_reused_cgroup_runs_pid_namespace) {
+  static const char *const quick[] = {"true", NULL};
+  static const char *const argv[] = {"sh", "-c", "echo $$", NULL};
+  jw_job_spec_t spec;
+  char name1[80], name2[80];
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t a, b;
+  struct job *j;
+  char *out;
+  int err;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  run_as("alice", quick, NULL, &a, name1);
+  ck_assert_int_eq(a.proc.exit_code, 0);
+  memset(&spec, 0, sizeof(spec));
+  TEST_SET_COMMAND(&spec, argv, NULL, 0, NULL);
+  spec.isolation = JW_ISOLATE_PID;
+  err = jw_supervisor_start(sup, "alice", &spec, id);
+  if (err == -EPERM)
+    SKIP("namespaces need CAP_SYS_ADMIN");
+  ck_assert_int_eq(err, 0);
+  wait_final(id, 60000, &b);
+  ck_assert_int_eq(jw__supervisor_lookup(sup, id, NULL, &j), 0);
+  snprintf(name2, sizeof(name2), "%s", j->cg_name);
+  ck_assert_str_eq(name1, name2);
+  ck_assert_msg(b.proc.state == JW_PROC_EXITED && b.proc.exit_code == 0,
+                "the PID namespace job in a reused cgroup ended in state %d, "
+                "exit %d, signal %d",
+                (int)b.proc.state, b.proc.exit_code, b.proc.signal);
+  out = output_of(id);
+  ck_assert_str_eq(out, "2\n");
+  free(out);
+  assert_cgroups_removed();
+}
+END_TEST
+
+/*
  * A job that leaves page cache charged to its cgroup (a file it wrote)
  * does not leave it to the next job in that cgroup: its peak is its own.
  */
@@ -908,6 +950,7 @@ static Suite *cgroup_suite(void) {
                                      test_start_failure_in_cgroup,
                                      test_reused_cgroup_reports_own_usage,
                                      test_reused_cgroup_emptied,
+                                     test_reused_cgroup_runs_pid_namespace,
                                      test_pool_per_owner,
                                      NULL};
   test_add_tests(host, host_tests);
