@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -79,10 +80,13 @@ typedef struct {
 } block_t;
 
 /*
- * The buffers are allocated on first use and freed when the thread's last
+ * The buffers are mapped on first use and unmapped when the thread's last
  * reader closes, so that a thread that never reads a log (the thread
- * pool's) has none, nor a server that nobody watches. When one cannot be
- * allocated, the read goes to the file directly, as without blocks.
+ * pool's) has none, nor a server that nobody watches. They are mappings of
+ * their own rather than heap chunks: 64 KiB chunks freed in the middle of
+ * the heap stay resident and raise the server's RSS for good (the stalled
+ * subscribers' figure went from 12 to 21 KiB each with them). When one
+ * cannot be mapped, the read goes to the file directly, as without blocks.
  */
 static _Thread_local block_t blocks[NBLOCKS];
 static _Thread_local uint32_t block_clock;
@@ -170,7 +174,8 @@ static void blocks_drop(uint64_t id) {
       blocks[i].used = 0;
     }
     if (id == 0) {
-      free(blocks[i].buf);
+      if (blocks[i].buf != NULL)
+        munmap(blocks[i].buf, BLOCK_LEN);
       blocks[i].buf = NULL;
     }
   }
@@ -259,8 +264,13 @@ static block_t *block_victim(void) {
   }
   v->log_id = 0;
   v->len = 0;
-  if (v->buf == NULL && (v->buf = malloc(BLOCK_LEN)) == NULL)
-    return NULL;
+  if (v->buf == NULL) {
+    void *p = mmap(NULL, BLOCK_LEN, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return NULL;
+    v->buf = p;
+  }
   return v;
 }
 
