@@ -709,6 +709,187 @@ START_TEST(test_tail_across_index) {
 }
 END_TEST
 
+/* The payload bytes of the log's file, records parsed by hand. */
+static size_t file_payload(char *out, size_t cap) {
+  unsigned char hdr[5];
+  size_t n = 0;
+  int fd = open(path, O_RDONLY);
+  ck_assert_int_ge(fd, 0);
+  while (read(fd, hdr, 5) == 5) {
+    size_t len = (size_t)hdr[1] | (size_t)hdr[2] << 8 | (size_t)hdr[3] << 16 |
+                 (size_t)hdr[4] << 24;
+    ck_assert_uint_le(n + len, cap);
+    ck_assert_int_eq(read(fd, out + n, len), (ssize_t)len);
+    n += len;
+  }
+  close(fd);
+  return n;
+}
+
+/*
+ * Replaying a log of line-sized records reads the file in blocks: a
+ * number of preads that depends on the file's size, not on its records
+ * (it was two per record), and the bytes and their streams come out
+ * exactly as written, a change of stream still ending a read.
+ */
+START_TEST(test_replay_small_records_in_blocks) {
+  enum { RECORDS = 65536, REC = 16, PER_STREAM = 1000 };
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r;
+  char rec[REC], buf[16384];
+  uint64_t at = 0, before;
+  jw_stream_t s;
+  ssize_t n;
+  int i, reads = 0;
+  for (i = 0; i < RECORDS; i++) {
+    for (int k = 0; k < REC; k++)
+      rec[k] = (char)pattern((uint64_t)i * REC + (uint64_t)k);
+    ck_assert_int_eq(
+        jw_outlog_append(log, (i / PER_STREAM) % 2 ? JW_STDERR : JW_STDOUT, rec,
+                         REC),
+        0);
+  }
+  jw_outlog_finish(log);
+  ck_assert_int_eq(jw_outlog_reader_open(log, NULL, NULL, &r), 0);
+  before = jw__outlog_reader_preads();
+  while ((n = jw_outlog_read(r, buf, sizeof(buf), &s)) > 0) {
+    uint64_t rec_no = at / REC;
+    reads++;
+    ck_assert_int_le(reads, RECORDS);
+    /* One stream per read: it ends where the stream changes. */
+    ck_assert_int_eq(s, (rec_no / PER_STREAM) % 2 ? JW_STDERR : JW_STDOUT);
+    ck_assert_uint_le((at + (uint64_t)n - 1) / REC / PER_STREAM,
+                      rec_no / PER_STREAM);
+    for (ssize_t k = 0; k < n; k++)
+      if ((unsigned char)buf[k] != pattern(at + (uint64_t)k))
+        ck_abort_msg("byte %llu differs", (unsigned long long)at + k);
+    at += (uint64_t)n;
+  }
+  ck_assert_int_eq(n, 0);
+  ck_assert_uint_eq(at, (uint64_t)RECORDS * REC);
+  /* 64 KiB or more per pread; a margin for reads cut at a block's end. */
+  ck_assert_uint_le(jw__outlog_reader_preads() - before,
+                    jw_outlog_disk_bytes(log) / 65536 + 2);
+  jw_outlog_reader_close(r);
+  jw_outlog_close(log, 1);
+}
+END_TEST
+
+/*
+ * Readers that are caught up get what is appended from memory, without a
+ * pread, all of them (fan-out); what they get is what the file holds. A
+ * record too large to keep in memory still reaches them, from the file.
+ */
+START_TEST(test_caught_up_readers_read_from_memory) {
+  enum { READERS = 3, LINES = 2000, BIG = 300 * 1024 };
+  jw_outlog_t *log = new_log();
+  jw_outlog_reader_t *r[READERS];
+  struct notified c[READERS];
+  static char got[READERS][LINES * 16 + BIG], file[LINES * 16 + BIG];
+  static char big[BIG];
+  size_t len[READERS] = {0}, total = 0;
+  jw_stream_t s;
+  uint64_t before;
+  ssize_t n;
+  int i, k;
+  memset(c, 0, sizeof(c));
+  for (k = 0; k < READERS; k++) {
+    ck_assert_int_eq(jw_outlog_reader_open(log, on_notify, &c[k], &r[k]), 0);
+    c[k].self = r[k];
+    ck_assert_int_eq(jw_outlog_read(r[k], got[k], 16, &s), JW_EAGAIN);
+  }
+  before = jw__outlog_reader_preads();
+  for (i = 0; i < LINES; i++) {
+    char line[16];
+    int m = snprintf(line, sizeof(line), "line %d\n", i);
+    ck_assert_int_eq(jw_outlog_append(log, JW_STDOUT, line, (size_t)m), 0);
+    total += (size_t)m;
+    for (k = 0; k < READERS; k++) {
+      ck_assert_int_eq(c[k].calls, i + 1);
+      n = jw_outlog_read(r[k], got[k] + len[k], sizeof(got[k]) - len[k], &s);
+      ck_assert_int_eq(n, m);
+      len[k] += (size_t)n;
+      ck_assert_int_eq(jw_outlog_read(r[k], got[k] + len[k], 16, &s),
+                       JW_EAGAIN);
+    }
+  }
+  ck_assert_uint_eq(jw__outlog_reader_preads() - before, 0);
+  for (i = 0; i < BIG; i++)
+    big[i] = (char)pattern((uint64_t)i);
+  ck_assert_int_eq(jw_outlog_append(log, JW_STDERR, big, BIG), 0);
+  total += BIG;
+  jw_outlog_finish(log);
+  ck_assert_uint_eq(file_payload(file, sizeof(file)), total);
+  for (k = 0; k < READERS; k++) {
+    int rounds = 0;
+    while ((n = jw_outlog_read(r[k], got[k] + len[k], 16384, &s)) > 0) {
+      ck_assert_int_eq(s, JW_STDERR);
+      len[k] += (size_t)n;
+      ck_assert_int_le(++rounds, BIG);
+    }
+    ck_assert_int_eq(n, 0);
+    ck_assert_uint_eq(len[k], total);
+    ck_assert(memcmp(got[k], file, total) == 0);
+    jw_outlog_reader_close(r[k]);
+  }
+  jw_outlog_close(log, 1);
+}
+END_TEST
+
+/*
+ * Replays of more logs than there are blocks, interleaved read by read:
+ * blocks are evicted and refilled, and each reader still gets its own
+ * log's bytes.
+ */
+START_TEST(test_interleaved_replays) {
+  enum { LOGS = 7, RECORDS = 10000 };
+  jw_outlog_t *logs[LOGS];
+  jw_outlog_reader_t *r[LOGS];
+  uint64_t at[LOGS] = {0};
+  char p[LOGS][64], buf[4096];
+  int live = LOGS, rounds = 0;
+  for (int l = 0; l < LOGS; l++) {
+    snprintf(p[l], sizeof(p[l]), "%s/log%d", dir, l);
+    ck_assert_int_eq(jw_outlog_create(p[l], &logs[l]), 0);
+    for (int i = 0; i < RECORDS; i++) {
+      char rec[8];
+      for (int k = 0; k < 8; k++)
+        rec[k] = (char)(pattern((uint64_t)i * 8 + (uint64_t)k) + l);
+      ck_assert_int_eq(jw_outlog_append(logs[l], JW_STDOUT, rec, 8), 0);
+    }
+    jw_outlog_finish(logs[l]);
+    ck_assert_int_eq(jw_outlog_reader_open(logs[l], NULL, NULL, &r[l]), 0);
+  }
+  while (live > 0) {
+    ck_assert_int_le(++rounds, RECORDS * 8);
+    for (int l = 0; l < LOGS; l++) {
+      jw_stream_t s;
+      ssize_t n;
+      if (r[l] == NULL)
+        continue;
+      n = jw_outlog_read(r[l], buf, (size_t)(1 + (rounds * 37 + l) % 4096), &s);
+      ck_assert_int_ge(n, 0);
+      if (n == 0) {
+        ck_assert_uint_eq(at[l], (uint64_t)RECORDS * 8);
+        jw_outlog_reader_close(r[l]);
+        r[l] = NULL;
+        live--;
+        continue;
+      }
+      for (ssize_t k = 0; k < n; k++)
+        if ((unsigned char)buf[k] !=
+            (unsigned char)(pattern(at[l] + (uint64_t)k) + l))
+          ck_abort_msg("log %d: byte %llu differs", l,
+                       (unsigned long long)at[l] + k);
+      at[l] += (uint64_t)n;
+    }
+  }
+  for (int l = 0; l < LOGS; l++) {
+    jw_outlog_close(logs[l], 1);
+  }
+}
+END_TEST
+
 static Suite *outlog_suite(void) {
   Suite *s = suite_create("outlog");
   TCase *tc = test_tcase(s, "core", setup, teardown, 0);
@@ -731,6 +912,9 @@ static Suite *outlog_suite(void) {
                                    test_tail_across_index,
                                    test_reopen_then_append_then_seek,
                                    test_index_starts_at_zero,
+                                   test_replay_small_records_in_blocks,
+                                   test_caught_up_readers_read_from_memory,
+                                   test_interleaved_replays,
                                    NULL};
   test_add_tests(tc, tc_tests);
   tcase_add_test_raise_signal(tc, test_close_twice_aborts, SIGABRT);
