@@ -1,10 +1,11 @@
 /*
  * One TLS + HTTP/2 connection on a libuv TCP handle, shared by the server
- * and client roles: the read path uv_read -> BIO_write -> SSL_read ->
- * nghttp2_session_mem_recv, the write path nghttp2_session_mem_send ->
- * SSL_write -> BIO_read -> uv_write with one write in flight and the next
- * batch gathering meanwhile. The role owns the nghttp2 session and the
- * policy; this file owns bytes, buffers and handle lifetimes.
+ * and client roles: the read path uv_read -> SSL_read (reading the bytes
+ * in hand through the connection's BIO) -> nghttp2_session_mem_recv, the
+ * write path nghttp2_session_mem_send -> SSL_write (whose BIO appends the
+ * records to the gather buffer) -> uv_write with one write in flight and
+ * the next batch gathering meanwhile. The role owns the nghttp2 session
+ * and the policy; this file owns bytes, buffers and handle lifetimes.
  */
 #ifndef JW_RPC_CONN_INT_H
 #define JW_RPC_CONN_INT_H
@@ -29,6 +30,11 @@
  */
 #define JW__CONN_WBUF_MAX (JW__CONN_WBUF_CAP + 96 * 1024)
 #define JW__CONN_RBUF 65536
+/*
+ * Received bytes TLS has not taken yet (a handshake step put off to the
+ * next turn) are kept up to this; more before the handshake is refused.
+ */
+#define JW__CONN_PEND_MAX (2 * JW__CONN_RBUF)
 
 typedef struct jw__conn_s jw__conn_t;
 
@@ -62,7 +68,7 @@ typedef struct {
   /*
    * Whether a handshake step may run now (NULL: always). When not, the
    * step is put off to the next loop turn (jw__conn_schedule), with the
-   * bytes it needs kept in the read BIO.
+   * bytes it needs kept in c->pend.
    */
   bool (*handshake_step)(jw__conn_t *c);
   /* TLS is up. Returns 0, or a negative code to fail the connection. */
@@ -90,9 +96,7 @@ struct jw__conn_s {
   uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
   jw__turn_t next;  /* runs deferred work and the send on the next turn */
   int open_handles;
-  SSL *ssl;
-  BIO *rbio;
-  BIO *wbio;
+  SSL *ssl; /* owns the BIO (conn.c), which reads in/pend, writes gather */
   nghttp2_session *h2;
   bool server;
   bool tls_up;
@@ -109,6 +113,14 @@ struct jw__conn_s {
   uv_write_t wreq;
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */
+  /*
+   * Received bytes for TLS: first pend (kept between inputs, and only
+   * then: empty and freed once TLS took them), then the caller's bytes
+   * in hand during jw__conn_input (in, in_len; not owned).
+   */
+  jw__buf_t pend;
+  const uint8_t *in;
+  size_t in_len;
   char errmsg[256];
 };
 
