@@ -7,9 +7,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -625,6 +629,111 @@ out:
   }
 }
 
+/*
+ * nghttp2's allocator. Its outbound frame buffer (16,394 bytes, made with
+ * the session and kept for its life) is touched from the front, and an
+ * idle connection has only ever written small frames into it (SETTINGS,
+ * their ACK, WINDOW_UPDATE); its stream table (4 KiB, zeroed) is touched
+ * only where streams are. From a mapping of its own the kernel backs the
+ * pages touched, one or none, where on the heap all of both are backed
+ * (and reused for other blocks once freed). Only a handful of such blocks
+ * exist per connection (a header block past 16 KiB or a larger stream
+ * table adds one), each made with the session or a rare large frame, so
+ * the mapping's syscalls do not count; past JW__CONN_H2_MAPS, and for
+ * everything smaller, it is the heap.
+ */
+static int h2_map_slot(jw__conn_t *c, const void *p) {
+  for (int i = 0; i < JW__CONN_H2_MAPS; i++)
+    if (c->h2_maps[i].p == p)
+      return i;
+  return -1;
+}
+
+static void *h2_map(jw__conn_t *c, size_t size) {
+  int i = h2_map_slot(c, NULL);
+  if (size < JW__CONN_H2_MAP_MIN || i < 0)
+    return NULL;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t len = (size + page - 1) / page * page;
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  c->h2_maps[i].p = p;
+  c->h2_maps[i].len = len;
+  return p;
+}
+
+/*
+ * A heap block carries its size in front, so that the connection counts
+ * the heap bytes its session holds (jw__conn_held); the header keeps the
+ * block aligned as malloc's are.
+ */
+typedef union {
+  size_t size;
+  max_align_t align;
+} h2_hdr_t;
+
+static void *h2_heap(jw__conn_t *c, void *old, size_t size, bool zero) {
+  h2_hdr_t *h = old != NULL ? (h2_hdr_t *)old - 1 : NULL;
+  size_t was = h != NULL ? h->size : 0;
+  if (size > SIZE_MAX - sizeof(*h))
+    return NULL;
+  h2_hdr_t *n =
+      zero ? calloc(1, sizeof(*h) + size) : realloc(h, sizeof(*h) + size);
+  if (n == NULL)
+    return NULL;
+  n->size = size;
+  c->h2_heap = c->h2_heap - was + size;
+  return n + 1;
+}
+
+static void *h2_malloc(size_t size, void *user) {
+  void *p = h2_map(user, size);
+  return p != NULL ? p : h2_heap(user, NULL, size, false);
+}
+
+static void *h2_calloc(size_t n, size_t size, void *user) {
+  if (n > 0 && size > SIZE_MAX / n)
+    return NULL;
+  /* A new mapping reads as zeros. */
+  void *p = h2_map(user, n * size);
+  return p != NULL ? p : h2_heap(user, NULL, n * size, true);
+}
+
+static void h2_free(void *p, void *user) {
+  jw__conn_t *c = user;
+  if (p == NULL)
+    return;
+  int i = h2_map_slot(c, p);
+  if (i < 0) {
+    h2_hdr_t *h = (h2_hdr_t *)p - 1;
+    c->h2_heap -= h->size;
+    free(h);
+    return;
+  }
+  munmap(p, c->h2_maps[i].len);
+  c->h2_maps[i].p = NULL;
+  c->h2_maps[i].len = 0;
+}
+
+static void *h2_realloc(void *p, size_t size, void *user) {
+  jw__conn_t *c = user;
+  int i = p != NULL ? h2_map_slot(c, p) : -1;
+  if (p == NULL)
+    return h2_malloc(size, user);
+  if (i < 0) /* a heap block stays on the heap */
+    return h2_heap(c, p, size, false);
+  if (size <= c->h2_maps[i].len)
+    return p;
+  void *n = h2_malloc(size, user);
+  if (n == NULL)
+    return NULL;
+  memcpy(n, p, c->h2_maps[i].len);
+  h2_free(p, user);
+  return n;
+}
+
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                     void *user, int32_t conn_window,
                     nghttp2_settings_entry first) {
@@ -636,8 +745,9 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
    * that the windows they advertise bound what they hold. */
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
-  rc = c->server ? nghttp2_session_server_new2(&c->h2, cbs, user, opt)
-                 : nghttp2_session_client_new2(&c->h2, cbs, user, opt);
+  nghttp2_mem mem = {c, h2_malloc, h2_free, h2_calloc, h2_realloc};
+  rc = c->server ? nghttp2_session_server_new3(&c->h2, cbs, user, opt, &mem)
+                 : nghttp2_session_client_new3(&c->h2, cbs, user, opt, &mem);
   nghttp2_option_del(opt);
   if (rc != 0)
     return JW_EHTTP2;
@@ -651,6 +761,23 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                                             conn_window) != 0)
     return JW_EHTTP2;
   return 0;
+}
+
+size_t jw__conn_held(const jw__conn_t *c) {
+  size_t n = c->gather.cap + c->inflight.cap + c->pend.cap + c->h2_heap;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  for (int i = 0; i < JW__CONN_H2_MAPS; i++) {
+    unsigned char vec[64];
+    size_t pages = c->h2_maps[i].len / page;
+    if (c->h2_maps[i].p == NULL || pages > sizeof(vec) ||
+        mincore(c->h2_maps[i].p, c->h2_maps[i].len, vec) != 0) {
+      n += c->h2_maps[i].len; /* unknown: count it all */
+      continue;
+    }
+    for (size_t j = 0; j < pages; j++)
+      n += (vec[j] & 1) ? page : 0;
+  }
+  return n;
 }
 
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...) {

@@ -36,6 +36,15 @@
  */
 #define JW__CONN_PEND_MAX (2 * JW__CONN_RBUF)
 
+/*
+ * nghttp2's allocations of this size or more (its 16,394-byte outbound
+ * frame buffer, its 4 KiB stream table) get a mapping of their own, of
+ * which the kernel backs only the pages touched; at most this many per
+ * connection at a time.
+ */
+#define JW__CONN_H2_MAP_MIN 4096
+#define JW__CONN_H2_MAPS 4
+
 typedef struct jw__conn_s jw__conn_t;
 
 /*
@@ -121,6 +130,11 @@ struct jw__conn_s {
   jw__buf_t pend;
   const uint8_t *in;
   size_t in_len;
+  struct {
+    void *p;
+    size_t len;
+  } h2_maps[JW__CONN_H2_MAPS]; /* nghttp2's large blocks (conn.c) */
+  size_t h2_heap;              /* nghttp2's bytes on the heap */
   char errmsg[256];
 };
 
@@ -168,6 +182,13 @@ void jw__conn_flush(jw__conn_t *c);
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                     void *user, int32_t conn_window,
                     nghttp2_settings_entry first);
+
+/*
+ * The bytes c holds now outside OpenSSL: its write and pending input
+ * buffers, its nghttp2 session's heap blocks and the pages of its mapped
+ * blocks the kernel backs (for tests and benchmarks).
+ */
+size_t jw__conn_held(const jw__conn_t *c);
 
 /* Marks the connection failed with err and a sentence; calls ops->failed. */
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...)
