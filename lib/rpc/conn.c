@@ -447,6 +447,7 @@ static int send_frames(jw__conn_t *c, bool staged) {
     }
     if (n == 0)
       break;
+    c->h2_sent = true;
     size_t len = (size_t)n;
     if (!staged || len >= sizeof(stage)) {
       if ((staged && stage_flush(c) != 0) || tls_write(c, data, len) != 0)
@@ -661,6 +662,10 @@ static void *h2_map(jw__conn_t *c, size_t size) {
     return NULL;
   c->h2_maps[i].p = p;
   c->h2_maps[i].len = len;
+  /* The session's own frame buffer is the one block of that size made
+   * with it; further chunks (a header block past 16 KiB) come later and
+   * are freed once their frame is out. */
+  c->h2_maps[i].framebuf = c->h2_creating && size == JW__CONN_H2_FRAMEBUF;
   return p;
 }
 
@@ -715,6 +720,7 @@ static void h2_free(void *p, void *user) {
   munmap(p, c->h2_maps[i].len);
   c->h2_maps[i].p = NULL;
   c->h2_maps[i].len = 0;
+  c->h2_maps[i].framebuf = false;
 }
 
 static void *h2_realloc(void *p, size_t size, void *user) {
@@ -746,8 +752,10 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
   nghttp2_mem mem = {c, h2_malloc, h2_free, h2_calloc, h2_realloc};
+  c->h2_creating = true;
   rc = c->server ? nghttp2_session_server_new3(&c->h2, cbs, user, opt, &mem)
                  : nghttp2_session_client_new3(&c->h2, cbs, user, opt, &mem);
+  c->h2_creating = false;
   nghttp2_option_del(opt);
   if (rc != 0)
     return JW_EHTTP2;
@@ -761,6 +769,33 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                                             conn_window) != 0)
     return JW_EHTTP2;
   return 0;
+}
+
+/*
+ * nghttp2 (1.52, nghttp2_session.c) writes a frame into its frame buffer
+ * when nghttp2_session_mem_send takes the frame up and hands the bytes out
+ * by that call and the next ones; send_frames copies them into TLS at
+ * once. The buffer is reset (nghttp2_bufs_reset, which only moves the
+ * pointers kept in the chain on the heap) when the frame is out, in
+ * active_outbound_item_reset, which is also what clears aob.item; while
+ * a frame is in the buffer aob.item is set and nghttp2_session_want_write
+ * is 1. So with want_write 0 (and no terminating GOAWAY: c->dead or
+ * c->closing then) nothing in the buffer is read again before it is
+ * written, and zero pages do for it.
+ */
+void jw__conn_quiet(jw__conn_t *c) {
+  if (c->h2_sent) {
+    c->h2_sent = false;
+    c->fb_backed = true;
+    return;
+  }
+  if (!c->fb_backed || c->h2 == NULL || c->dead || c->closing || c->writing ||
+      c->gather.len > 0 || nghttp2_session_want_write(c->h2))
+    return;
+  for (int i = 0; i < JW__CONN_H2_MAPS; i++)
+    if (c->h2_maps[i].framebuf &&
+        madvise(c->h2_maps[i].p, c->h2_maps[i].len, MADV_DONTNEED) == 0)
+      c->fb_backed = false;
 }
 
 size_t jw__conn_held(const jw__conn_t *c) {

@@ -45,6 +45,13 @@
 #define JW__CONN_H2_MAP_MIN 4096
 #define JW__CONN_H2_MAPS 4
 
+/*
+ * The size of nghttp2's outbound frame buffer, the one its session makes
+ * when created and keeps: NGHTTP2_FRAMEBUF_CHUNKLEN of nghttp2_session.h,
+ * a frame header, a pad length byte and a 16 KiB payload.
+ */
+#define JW__CONN_H2_FRAMEBUF (9 + 1 + 16384)
+
 typedef struct jw__conn_s jw__conn_t;
 
 /*
@@ -133,8 +140,12 @@ struct jw__conn_s {
   struct {
     void *p;
     size_t len;
+    bool framebuf;             /* the session's frame buffer (jw__conn_quiet) */
   } h2_maps[JW__CONN_H2_MAPS]; /* nghttp2's large blocks (conn.c) */
   size_t h2_heap;              /* nghttp2's bytes on the heap */
+  bool h2_creating;            /* in jw__conn_h2_new */
+  bool h2_sent;   /* nghttp2 made frames since the last jw__conn_quiet */
+  bool fb_backed; /* the frame buffer was written since its last release */
   char errmsg[256];
 };
 
@@ -189,6 +200,15 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
  * blocks the kernel backs (for tests and benchmarks).
  */
 size_t jw__conn_held(const jw__conn_t *c);
+
+/*
+ * Called for each connection every so often (the server's sweep): when
+ * nghttp2 made no frame since the last call and has none to make, gives
+ * the pages of its frame buffer back to the kernel (the buffer is dead
+ * between frames), once until the next frame. Costs a store per frame
+ * sent and, per quiet connection, one madvise.
+ */
+void jw__conn_quiet(jw__conn_t *c);
 
 /* Marks the connection failed with err and a sentence; calls ops->failed. */
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...)
