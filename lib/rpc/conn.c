@@ -22,6 +22,9 @@
 #include "jobworker/error.h"
 #include "rpc_int.h"
 
+/* The error sentence when there is no memory for the real one. */
+static char conn_nomem_msg[] = "connection failed (no memory to say why)";
+
 void jw__conn_handle_closed(uv_handle_t *h) {
   jw__conn_t *c = h->data;
   if (--c->open_handles > 0)
@@ -36,6 +39,9 @@ void jw__conn_handle_closed(uv_handle_t *h) {
   jw__buf_free(&c->gather);
   jw__buf_free(&c->inflight);
   jw__buf_free(&c->pend);
+  if (c->errmsg != conn_nomem_msg)
+    free(c->errmsg);
+  c->errmsg = NULL;
   c->ops->closed(c);
 }
 
@@ -819,10 +825,14 @@ void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...) {
   if (c->dead || c->closing)
     return;
   c->dead = true;
+  char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  c->errmsg = strdup(msg);
+  if (c->errmsg == NULL)
+    c->errmsg = conn_nomem_msg;
   if (c->open_handles > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
     uv_read_stop((uv_stream_t *)&c->tcp);
   /* An alert OpenSSL produced (in gather already) goes out before any

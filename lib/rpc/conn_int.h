@@ -146,7 +146,11 @@ struct jw__conn_s {
   bool h2_creating;            /* in jw__conn_h2_new */
   bool h2_sent;   /* nghttp2 made frames since the last jw__conn_quiet */
   bool fb_backed; /* the frame buffer was written since its last release */
-  char errmsg[256];
+  /*
+   * Why it failed, set by jw__conn_fail (NULL before): on the heap, as
+   * few connections ever fail, or a fixed sentence when that fails.
+   */
+  char *errmsg;
 };
 
 /*
