@@ -39,6 +39,8 @@ void jw__conn_handle_closed(uv_handle_t *h) {
   jw__buf_free(&c->gather);
   jw__buf_free(&c->inflight);
   jw__buf_free(&c->pend);
+  free(c->wreq); /* a write in flight was called back before the close */
+  c->wreq = NULL;
   if (c->errmsg != conn_nomem_msg)
     free(c->errmsg);
   c->errmsg = NULL;
@@ -363,18 +365,26 @@ static void release_write_buffers(jw__conn_t *c) {
     return;
   jw__buf_free(&c->gather);
   jw__buf_free(&c->inflight);
+  free(c->wreq);
+  c->wreq = NULL;
 }
 
 static void write_cb(uv_write_t *req, int status);
 
 int jw__tcp_write(jw__conn_t *c) {
+  /* The request lives as long as the write buffers do: an idle
+   * connection has neither (release_write_buffers). */
+  if (c->wreq == NULL && (c->wreq = malloc(sizeof(*c->wreq))) == NULL) {
+    jw__conn_fail(c, -ENOMEM, "write failed: out of memory");
+    return -ENOMEM;
+  }
   jw__buf_t t = c->inflight;
   c->inflight = c->gather;
   c->gather = t;
   c->gather.len = 0;
   uv_buf_t b = uv_buf_init((char *)c->inflight.base, (unsigned)c->inflight.len);
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  c->wreq->data = c;
+  int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (rc != 0) {
     c->inflight.len = 0;
     jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
@@ -805,7 +815,8 @@ void jw__conn_quiet(jw__conn_t *c) {
 }
 
 size_t jw__conn_held(const jw__conn_t *c) {
-  size_t n = c->gather.cap + c->inflight.cap + c->pend.cap + c->h2_heap;
+  size_t n = c->gather.cap + c->inflight.cap + c->pend.cap + c->h2_heap +
+             (c->wreq != NULL ? sizeof(*c->wreq) : 0);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
   for (int i = 0; i < JW__CONN_H2_MAPS; i++) {
     unsigned char vec[64];

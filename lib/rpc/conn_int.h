@@ -116,17 +116,17 @@ struct jw__conn_s {
   nghttp2_session *h2;
   bool server;
   bool tls_up;
-  bool dead;        /* failed: no more input, no more frames */
-  bool closing;     /* handles are closing or will close */
-  bool close_wait;  /* close once the written bytes are out */
-  bool writing;     /* a uv_write is in flight */
-  bool in_input;    /* a flush follows anyway */
-  bool hs_deferred; /* server handshake step put off to the next turn */
-  bool read_paused; /* the role stopped reading (output backlog) */
-  uint64_t nwrites; /* writes completed: the socket's progress */
-  int alert_recv;   /* the last fatal TLS alert received, or -1 */
-  int alert_sent;   /* the last fatal TLS alert our side sent, or -1 */
-  uv_write_t wreq;
+  bool dead;          /* failed: no more input, no more frames */
+  bool closing;       /* handles are closing or will close */
+  bool close_wait;    /* close once the written bytes are out */
+  bool writing;       /* a uv_write is in flight */
+  bool in_input;      /* a flush follows anyway */
+  bool hs_deferred;   /* server handshake step put off to the next turn */
+  bool read_paused;   /* the role stopped reading (output backlog) */
+  uint64_t nwrites;   /* writes completed: the socket's progress */
+  int alert_recv;     /* the last fatal TLS alert received, or -1 */
+  int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
+  uv_write_t *wreq;   /* with the write buffers: made by a write, freed idle */
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */
   /*
@@ -199,9 +199,9 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                     nghttp2_settings_entry first);
 
 /*
- * The bytes c holds now outside OpenSSL: its write and pending input
- * buffers, its nghttp2 session's heap blocks and the pages of its mapped
- * blocks the kernel backs (for tests and benchmarks).
+ * The bytes c holds now outside OpenSSL: its write request and buffers,
+ * its pending input buffer, its nghttp2 session's heap blocks and the pages of
+ * its mapped blocks the kernel backs (for tests and benchmarks).
  */
 size_t jw__conn_held(const jw__conn_t *c);
 
