@@ -5,9 +5,9 @@
  * gathering, and a connection closed mid-write finished by the write callback.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -686,27 +686,20 @@ static void *h2_map(jw__conn_t *c, size_t size) {
 }
 
 /*
- * A heap block carries its size in front, so that the connection counts
- * the heap bytes its session holds (jw__conn_held); the header keeps the
- * block aligned as malloc's are.
+ * A heap block is counted by its usable size (malloc_usable_size), so
+ * that the connection knows the heap bytes its session holds
+ * (jw__conn_held) without a header on each block. A zero size asks for
+ * one byte: realloc(p, 0) would free p.
  */
-typedef union {
-  size_t size;
-  max_align_t align;
-} h2_hdr_t;
-
 static void *h2_heap(jw__conn_t *c, void *old, size_t size, bool zero) {
-  h2_hdr_t *h = old != NULL ? (h2_hdr_t *)old - 1 : NULL;
-  size_t was = h != NULL ? h->size : 0;
-  if (size > SIZE_MAX - sizeof(*h))
-    return NULL;
-  h2_hdr_t *n =
-      zero ? calloc(1, sizeof(*h) + size) : realloc(h, sizeof(*h) + size);
+  size_t was = old != NULL ? malloc_usable_size(old) : 0;
+  if (size == 0)
+    size = 1;
+  void *n = zero ? calloc(1, size) : realloc(old, size);
   if (n == NULL)
     return NULL;
-  n->size = size;
-  c->h2_heap = c->h2_heap - was + size;
-  return n + 1;
+  c->h2_heap = c->h2_heap - was + malloc_usable_size(n);
+  return n;
 }
 
 static void *h2_malloc(size_t size, void *user) {
@@ -728,9 +721,8 @@ static void h2_free(void *p, void *user) {
     return;
   int i = h2_map_slot(c, p);
   if (i < 0) {
-    h2_hdr_t *h = (h2_hdr_t *)p - 1;
-    c->h2_heap -= h->size;
-    free(h);
+    c->h2_heap -= malloc_usable_size(p);
+    free(p);
     return;
   }
   munmap(p, c->h2_maps[i].len);
