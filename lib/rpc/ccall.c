@@ -257,7 +257,11 @@ int jw_rpc_client_call(jw_rpc_client_t *cli, const char *path,
                                       &prd, NULL);
   if (id < 0) {
     jw__ccall_free(call);
-    return id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? JW_ECLOSED : JW_EHTTP2;
+    /* nghttp2 allocates through conn.c's allocator: its out of memory is
+     * ours. */
+    return id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? JW_ECLOSED
+           : id == NGHTTP2_ERR_NOMEM                 ? -ENOMEM
+                                                     : JW_EHTTP2;
   }
   call->stream_id = id;
   jw__list_insert_head(&cli->calls, &call->node);

@@ -1,15 +1,20 @@
 /*
- * The connection core shared by both roles: TLS on two memory BIOs over a
- * libuv TCP handle, and the HTTP/2 send loop. The shape follows h2o's
- * lib/http2/connection.c: one write in flight, the next batch gathering,
- * and a connection closed mid-write finished by the write callback.
+ * The connection core shared by both roles: TLS over a libuv TCP handle
+ * through one BIO of our own (below), and the HTTP/2 send loop. The shape
+ * follows h2o's lib/http2/connection.c: one write in flight, the next batch
+ * gathering, and a connection closed mid-write finished by the write callback.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -17,6 +22,9 @@
 #include "conn_int.h"
 #include "jobworker/error.h"
 #include "rpc_int.h"
+
+/* The error sentence when there is no memory for the real one. */
+static char conn_nomem_msg[] = "connection failed (no memory to say why)";
 
 void jw__conn_handle_closed(uv_handle_t *h) {
   jw__conn_t *c = h->data;
@@ -27,10 +35,16 @@ void jw__conn_handle_closed(uv_handle_t *h) {
   if (c->h2 != NULL)
     nghttp2_session_del(c->h2);
   c->h2 = NULL;
-  SSL_free(c->ssl); /* frees both BIOs */
+  SSL_free(c->ssl); /* frees the BIO */
   c->ssl = NULL;
   jw__buf_free(&c->gather);
   jw__buf_free(&c->inflight);
+  jw__buf_free(&c->pend);
+  free(c->wreq); /* a write in flight was called back before the close */
+  c->wreq = NULL;
+  if (c->errmsg != conn_nomem_msg)
+    free(c->errmsg);
+  c->errmsg = NULL;
   c->ops->closed(c);
 }
 
@@ -137,19 +151,114 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   jw__conn_input(c, (const uint8_t *)buf->base, (size_t)nread);
 }
 
+/*
+ * The write buffers grow under the library's one policy (buf.h). Up to
+ * the gather cap plus one record the limit is that, so a buffer past the
+ * cap gets room for one more record rather than a doubling; past it, the
+ * hard limit of JW__CONN_WBUF_MAX.
+ */
+static int buf_reserve(jw__buf_t *b, size_t more) {
+  size_t soft = JW__CONN_WBUF_CAP + 32768;
+  return jw__buf_reserve(b, more, 16384,
+                         b->len + more <= soft ? soft : JW__CONN_WBUF_MAX);
+}
+
+/*
+ * The connection's one BIO, for both directions. OpenSSL writes its
+ * records straight into the gather buffer and reads the received bytes
+ * where they already are: c->pend, then the caller's bytes in hand
+ * (c->in). A pair of memory BIOs copied every byte once more each way and
+ * kept the buffers they grew during the handshake for the connection's
+ * life (9 KiB per idle connection); this one holds nothing of its own.
+ */
+static int bio_write(BIO *b, const char *p, int n) {
+  jw__conn_t *c = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (n <= 0)
+    return 0;
+  if (buf_reserve(&c->gather, (size_t)n) != 0)
+    return -1;
+  memcpy(c->gather.base + c->gather.len, p, (size_t)n);
+  c->gather.len += (size_t)n;
+  return n;
+}
+
+static int bio_read(BIO *b, char *out, int cap) {
+  jw__conn_t *c = BIO_get_data(b);
+  size_t n;
+  BIO_clear_retry_flags(b);
+  if (cap <= 0)
+    return 0;
+  if (c->pend.len > 0) {
+    n = c->pend.len < (size_t)cap ? c->pend.len : (size_t)cap;
+    memcpy(out, c->pend.base, n);
+    /* Only a handshake put off keeps bytes here, a few KiB at most. */
+    memmove(c->pend.base, c->pend.base + n, c->pend.len - n);
+    c->pend.len -= n;
+    if (c->pend.len == 0)
+      jw__buf_free(&c->pend);
+    return (int)n;
+  }
+  if (c->in_len > 0) {
+    n = c->in_len < (size_t)cap ? c->in_len : (size_t)cap;
+    memcpy(out, c->in, n);
+    c->in += n;
+    c->in_len -= n;
+    return (int)n;
+  }
+  /* Nothing received yet: "retry", not end of file. */
+  BIO_set_retry_read(b);
+  return -1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  jw__conn_t *c = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1; /* every write is already in the gather buffer */
+  case BIO_CTRL_PENDING:
+    return (long)(c->pend.len + c->in_len);
+  default:
+    return 0;
+  }
+}
+
+static pthread_mutex_t bio_lock = PTHREAD_MUTEX_INITIALIZER;
+static BIO_METHOD *bio_method;
+
+/* The method, made once for the process (again if making it failed). */
+static BIO_METHOD *conn_bio_method(void) {
+  pthread_mutex_lock(&bio_lock);
+  if (bio_method == NULL) {
+    BIO_METHOD *m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "jw conn");
+    if (m != NULL &&
+        (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
+         !BIO_meth_set_ctrl(m, bio_ctrl))) {
+      BIO_meth_free(m);
+      m = NULL;
+    }
+    bio_method = m;
+  }
+  BIO_METHOD *m = bio_method;
+  pthread_mutex_unlock(&bio_lock);
+  return m;
+}
+
 int jw__conn_start_tls(jw__conn_t *c, SSL_CTX *ctx, const char *host) {
+  BIO_METHOD *m = conn_bio_method();
+  BIO *bio = m != NULL ? BIO_new(m) : NULL;
   c->ssl = SSL_new(ctx);
-  c->rbio = BIO_new(BIO_s_mem());
-  c->wbio = BIO_new(BIO_s_mem());
-  if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
-    BIO_free(c->rbio);
-    BIO_free(c->wbio);
-    c->rbio = c->wbio = NULL;
+  if (c->ssl == NULL || bio == NULL) {
+    BIO_free(bio);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     return -ENOMEM;
   }
-  /* A drained memory BIO reports "retry", not end of file. */
-  BIO_set_mem_eof_return(c->rbio, -1);
-  SSL_set_bio(c->ssl, c->rbio, c->wbio);
+  BIO_set_data(bio, c);
+  BIO_set_init(bio, 1);
+  /* One reference, for both directions. */
+  SSL_set_bio(c->ssl, bio, bio);
   SSL_set_app_data(c->ssl, c);
   SSL_set_info_callback(c->ssl, info_cb);
   if (c->server) {
@@ -226,34 +335,6 @@ static void tls_failed(jw__conn_t *c) {
                 reason != NULL ? reason : "unknown reason");
 }
 
-/*
- * The write buffers grow under the library's one policy (buf.h). Up to
- * the gather cap plus one record the limit is that, so a buffer past the
- * cap gets room for one more record rather than a doubling; past it, the
- * hard limit of JW__CONN_WBUF_MAX.
- */
-static int buf_reserve(jw__buf_t *b, size_t more) {
-  size_t soft = JW__CONN_WBUF_CAP + 32768;
-  return jw__buf_reserve(b, more, 16384,
-                         b->len + more <= soft ? soft : JW__CONN_WBUF_MAX);
-}
-
-/* Moves the TLS records OpenSSL produced into the gather buffer. */
-static int drain_wbio(jw__conn_t *c) {
-  if (c->wbio == NULL)
-    return 0;
-  size_t pending;
-  while ((pending = BIO_ctrl_pending(c->wbio)) > 0) {
-    if (buf_reserve(&c->gather, pending) != 0)
-      return -ENOMEM;
-    int n = BIO_read(c->wbio, c->gather.base + c->gather.len, (int)pending);
-    if (n <= 0)
-      break;
-    c->gather.len += (size_t)n;
-  }
-  return 0;
-}
-
 static int tls_write(jw__conn_t *c, const uint8_t *p, size_t n) {
   if (n == 0)
     return 0;
@@ -265,10 +346,8 @@ static int tls_write(jw__conn_t *c, const uint8_t *p, size_t n) {
     c->gather.len += n;
     return 0;
   }
-  /* Memory BIOs never block, so the write is always whole. */
-  if (SSL_write(c->ssl, p, (int)n) <= 0)
-    return JW_ETLS;
-  return drain_wbio(c);
+  /* The BIO never blocks, so the write is always whole. */
+  return SSL_write(c->ssl, p, (int)n) > 0 ? 0 : JW_ETLS;
 }
 
 static int stage_flush(jw__conn_t *c) {
@@ -287,6 +366,8 @@ static void release_write_buffers(jw__conn_t *c) {
     return;
   jw__buf_free(&c->gather);
   jw__buf_free(&c->inflight);
+  free(c->wreq);
+  c->wreq = NULL;
 }
 
 static void write_cb(uv_write_t *req, int status);
@@ -343,13 +424,19 @@ int jw__tcp_write(jw__conn_t *c) {
     memmove(c->gather.base, c->gather.base + took, c->gather.len - took);
     c->gather.len -= took;
   }
+  /* The request lives as long as the write buffers do: an idle
+   * connection has neither (release_write_buffers). */
+  if (c->wreq == NULL && (c->wreq = malloc(sizeof(*c->wreq))) == NULL) {
+    jw__conn_fail(c, -ENOMEM, "write failed: out of memory");
+    return -ENOMEM;
+  }
   jw__buf_t t = c->inflight;
   c->inflight = c->gather;
   c->gather = t;
   c->gather.len = 0;
   uv_buf_t b = uv_buf_init((char *)c->inflight.base, (unsigned)c->inflight.len);
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  c->wreq->data = c;
+  int rc = uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (rc != 0) {
     c->inflight.len = 0;
     jw__conn_fail(c, rc, "write failed: %s", uv_strerror(rc));
@@ -428,6 +515,7 @@ static int send_frames(jw__conn_t *c, bool staged) {
     }
     if (n == 0)
       break;
+    c->h2_sent = true;
     size_t len = (size_t)n;
     if (!staged || len >= sizeof(stage)) {
       if ((staged && stage_flush(c) != 0) || tls_write(c, data, len) != 0)
@@ -460,8 +548,6 @@ void jw__conn_flush(jw__conn_t *c) {
     if (rc != 0)
       goto fail;
   }
-  if (drain_wbio(c) != 0)
-    goto fail;
   start_write(c);
   return;
 fail:
@@ -473,7 +559,7 @@ static void on_turn(jw__turn_t *t) {
   if (c->closing)
     return;
   if (c->hs_deferred) {
-    /* The ClientHello waits in the read BIO; take it up now. */
+    /* The ClientHello waits in c->pend; take it up now. */
     c->hs_deferred = false;
     jw__conn_input(c, NULL, 0);
     if (c->closing)
@@ -524,6 +610,30 @@ static void feed_h2(jw__conn_t *c, const uint8_t *p, size_t n) {
     jw__conn_fail(c, JW_EHTTP2, "HTTP/2 error: %s", nghttp2_strerror((int)r));
 }
 
+/*
+ * Keeps the bytes in hand that TLS did not take (the handshake was put
+ * off) in c->pend, behind those kept before; up to JW__CONN_PEND_MAX,
+ * which is far more than a handshake needs.
+ */
+static void keep_input(jw__conn_t *c) {
+  if (c->in_len > 0 && !c->dead && !c->closing) {
+    int rc = jw__buf_reserve(&c->pend, c->in_len, 4096, JW__CONN_PEND_MAX);
+    if (rc == 0) {
+      memcpy(c->pend.base + c->pend.len, c->in, c->in_len);
+      c->pend.len += c->in_len;
+    } else if (rc == -ENOMEM) {
+      jw__conn_fail(c, -ENOMEM, "out of memory");
+    } else {
+      jw__conn_fail(c, rc,
+                    "the peer sent more than %d bytes before the TLS "
+                    "handshake",
+                    JW__CONN_PEND_MAX);
+    }
+  }
+  c->in = NULL;
+  c->in_len = 0;
+}
+
 void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
   bool outer = !c->in_input;
   c->in_input = true;
@@ -531,10 +641,12 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     feed_h2(c, p, n);
     goto out;
   }
-  if (n > 0 && BIO_write(c->rbio, p, (int)n) != (int)n) {
-    jw__conn_fail(c, -ENOMEM, "out of memory");
+  /* Bytes an outer input still holds come first: they were read first. */
+  keep_input(c);
+  if (c->dead || c->closing)
     goto out;
-  }
+  c->in = p;
+  c->in_len = n;
   if (!c->tls_up) {
     if (c->ops->handshake_step != NULL && !c->ops->handshake_step(c)) {
       c->hs_deferred = true;
@@ -559,6 +671,11 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     }
   }
   while (!c->dead && !c->closing) {
+    /* With nothing to read, SSL_read would allocate its 16 KiB record
+     * buffer to find no record in it, and an idle connection would keep
+     * that buffer: only read what has arrived. */
+    if (c->pend.len == 0 && c->in_len == 0 && !SSL_has_pending(c->ssl))
+      break;
     uint8_t plain[16384];
     ERR_clear_error();
     int r = SSL_read(c->ssl, plain, sizeof(plain));
@@ -576,6 +693,13 @@ void jw__conn_input(jw__conn_t *c, const uint8_t *p, size_t n) {
     break;
   }
 out:
+  if (c->ssl != NULL) {
+    keep_input(c);
+    /* SSL_MODE_RELEASE_BUFFERS misses a record buffer kept after some
+     * reads (16.5 KiB per idle connection in massif); this frees both
+     * unless a record is partly read or written, which keeps them. */
+    (void)SSL_free_buffers(c->ssl);
+  }
   if (outer) {
     c->in_input = false;
     if (c->turn_owed && !c->closing && !c->dead) {
@@ -592,6 +716,108 @@ out:
   }
 }
 
+/*
+ * nghttp2's allocator. Its outbound frame buffer (16,394 bytes, made with
+ * the session and kept for its life) is touched from the front, and an
+ * idle connection has only ever written small frames into it (SETTINGS,
+ * their ACK, WINDOW_UPDATE); its stream table (4 KiB, zeroed) is touched
+ * only where streams are. From a mapping of its own the kernel backs the
+ * pages touched, one or none, where on the heap all of both are backed
+ * (and reused for other blocks once freed). Only a handful of such blocks
+ * exist per connection (a header block past 16 KiB or a larger stream
+ * table adds one), each made with the session or a rare large frame, so
+ * the mapping's syscalls do not count; past JW__CONN_H2_MAPS, and for
+ * everything smaller, it is the heap.
+ */
+static int h2_map_slot(jw__conn_t *c, const void *p) {
+  for (int i = 0; i < JW__CONN_H2_MAPS; i++)
+    if (c->h2_maps[i].p == p)
+      return i;
+  return -1;
+}
+
+static void *h2_map(jw__conn_t *c, size_t size) {
+  int i = h2_map_slot(c, NULL);
+  if (size < JW__CONN_H2_MAP_MIN || i < 0)
+    return NULL;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t len = (size + page - 1) / page * page;
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  c->h2_maps[i].p = p;
+  c->h2_maps[i].len = len;
+  /* The session's own frame buffer is the one block of that size made
+   * with it; further chunks (a header block past 16 KiB) come later and
+   * are freed once their frame is out. */
+  c->h2_maps[i].framebuf = c->h2_creating && size == JW__CONN_H2_FRAMEBUF;
+  return p;
+}
+
+/*
+ * A heap block is counted by its usable size (malloc_usable_size), so
+ * that the connection knows the heap bytes its session holds
+ * (jw__conn_held) without a header on each block. A zero size asks for
+ * one byte: realloc(p, 0) would free p.
+ */
+static void *h2_heap(jw__conn_t *c, void *old, size_t size, bool zero) {
+  size_t was = old != NULL ? malloc_usable_size(old) : 0;
+  if (size == 0)
+    size = 1;
+  void *n = zero ? calloc(1, size) : realloc(old, size);
+  if (n == NULL)
+    return NULL;
+  c->h2_heap = c->h2_heap - was + malloc_usable_size(n);
+  return n;
+}
+
+static void *h2_malloc(size_t size, void *user) {
+  void *p = h2_map(user, size);
+  return p != NULL ? p : h2_heap(user, NULL, size, false);
+}
+
+static void *h2_calloc(size_t n, size_t size, void *user) {
+  if (n > 0 && size > SIZE_MAX / n)
+    return NULL;
+  /* A new mapping reads as zeros. */
+  void *p = h2_map(user, n * size);
+  return p != NULL ? p : h2_heap(user, NULL, n * size, true);
+}
+
+static void h2_free(void *p, void *user) {
+  jw__conn_t *c = user;
+  if (p == NULL)
+    return;
+  int i = h2_map_slot(c, p);
+  if (i < 0) {
+    c->h2_heap -= malloc_usable_size(p);
+    free(p);
+    return;
+  }
+  munmap(p, c->h2_maps[i].len);
+  c->h2_maps[i].p = NULL;
+  c->h2_maps[i].len = 0;
+  c->h2_maps[i].framebuf = false;
+}
+
+static void *h2_realloc(void *p, size_t size, void *user) {
+  jw__conn_t *c = user;
+  int i = p != NULL ? h2_map_slot(c, p) : -1;
+  if (p == NULL)
+    return h2_malloc(size, user);
+  if (i < 0) /* a heap block stays on the heap */
+    return h2_heap(c, p, size, false);
+  if (size <= c->h2_maps[i].len)
+    return p;
+  void *n = h2_malloc(size, user);
+  if (n == NULL)
+    return NULL;
+  memcpy(n, p, c->h2_maps[i].len);
+  h2_free(p, user);
+  return n;
+}
+
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                     void *user, int32_t conn_window,
                     nghttp2_settings_entry first) {
@@ -603,8 +829,11 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
    * that the windows they advertise bound what they hold. */
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
-  rc = c->server ? nghttp2_session_server_new2(&c->h2, cbs, user, opt)
-                 : nghttp2_session_client_new2(&c->h2, cbs, user, opt);
+  nghttp2_mem mem = {c, h2_malloc, h2_free, h2_calloc, h2_realloc};
+  c->h2_creating = true;
+  rc = c->server ? nghttp2_session_server_new3(&c->h2, cbs, user, opt, &mem)
+                 : nghttp2_session_client_new3(&c->h2, cbs, user, opt, &mem);
+  c->h2_creating = false;
   nghttp2_option_del(opt);
   if (rc != 0)
     return JW_EHTTP2;
@@ -620,18 +849,67 @@ int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
   return 0;
 }
 
+/*
+ * nghttp2 (1.52, nghttp2_session.c) writes a frame into its frame buffer
+ * when nghttp2_session_mem_send takes the frame up and hands the bytes out
+ * by that call and the next ones; send_frames copies them into TLS at
+ * once. The buffer is reset (nghttp2_bufs_reset, which only moves the
+ * pointers kept in the chain on the heap) when the frame is out, in
+ * active_outbound_item_reset, which is also what clears aob.item; while
+ * a frame is in the buffer aob.item is set and nghttp2_session_want_write
+ * is 1. So with want_write 0 (and no terminating GOAWAY: c->dead or
+ * c->closing then) nothing in the buffer is read again before it is
+ * written, and zero pages do for it.
+ */
+void jw__conn_quiet(jw__conn_t *c) {
+  if (c->h2_sent) {
+    c->h2_sent = false;
+    c->fb_backed = true;
+    return;
+  }
+  if (!c->fb_backed || c->h2 == NULL || c->dead || c->closing || c->writing ||
+      c->gather.len > 0 || nghttp2_session_want_write(c->h2))
+    return;
+  for (int i = 0; i < JW__CONN_H2_MAPS; i++)
+    if (c->h2_maps[i].framebuf &&
+        madvise(c->h2_maps[i].p, c->h2_maps[i].len, MADV_DONTNEED) == 0)
+      c->fb_backed = false;
+}
+
+size_t jw__conn_held(const jw__conn_t *c) {
+  size_t n = c->gather.cap + c->inflight.cap + c->pend.cap + c->h2_heap +
+             (c->wreq != NULL ? sizeof(*c->wreq) : 0);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  for (int i = 0; i < JW__CONN_H2_MAPS; i++) {
+    unsigned char vec[64];
+    size_t pages = c->h2_maps[i].len / page;
+    if (c->h2_maps[i].p == NULL || pages > sizeof(vec) ||
+        mincore(c->h2_maps[i].p, c->h2_maps[i].len, vec) != 0) {
+      n += c->h2_maps[i].len; /* unknown: count it all */
+      continue;
+    }
+    for (size_t j = 0; j < pages; j++)
+      n += (vec[j] & 1) ? page : 0;
+  }
+  return n;
+}
+
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...) {
   if (c->dead || c->closing)
     return;
   c->dead = true;
+  char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
+  c->errmsg = strdup(msg);
+  if (c->errmsg == NULL)
+    c->errmsg = conn_nomem_msg;
   if (c->open_handles > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
     uv_read_stop((uv_stream_t *)&c->tcp);
-  /* An alert OpenSSL produced still goes out before any close. */
-  drain_wbio(c);
+  /* An alert OpenSSL produced (in gather already) goes out before any
+   * close. */
   start_write(c);
   c->ops->failed(c, err);
 }
@@ -649,8 +927,7 @@ void jw__conn_close(jw__conn_t *c, bool graceful) {
   if (!uv_is_closing((uv_handle_t *)&c->tcp))
     uv_read_stop((uv_stream_t *)&c->tcp);
   if (graceful && c->ssl != NULL && c->tls_up && !c->dead) {
-    SSL_shutdown(c->ssl);
-    drain_wbio(c);
+    SSL_shutdown(c->ssl); /* the close_notify goes to gather */
     ERR_clear_error();
   }
   if (graceful) {

@@ -1,10 +1,11 @@
 /*
  * One TLS + HTTP/2 connection on a libuv TCP handle, shared by the server
- * and client roles: the read path uv_read -> BIO_write -> SSL_read ->
- * nghttp2_session_mem_recv, the write path nghttp2_session_mem_send ->
- * SSL_write -> BIO_read -> uv_write with one write in flight and the next
- * batch gathering meanwhile. The role owns the nghttp2 session and the
- * policy; this file owns bytes, buffers and handle lifetimes.
+ * and client roles: the read path uv_read -> SSL_read (reading the bytes
+ * in hand through the connection's BIO) -> nghttp2_session_mem_recv, the
+ * write path nghttp2_session_mem_send -> SSL_write (whose BIO appends the
+ * records to the gather buffer) -> uv_write with one write in flight and
+ * the next batch gathering meanwhile. The role owns the nghttp2 session
+ * and the policy; this file owns bytes, buffers and handle lifetimes.
  */
 #ifndef JW_RPC_CONN_INT_H
 #define JW_RPC_CONN_INT_H
@@ -29,6 +30,27 @@
  */
 #define JW__CONN_WBUF_MAX (JW__CONN_WBUF_CAP + 96 * 1024)
 #define JW__CONN_RBUF 65536
+/*
+ * Received bytes TLS has not taken yet (a handshake step put off to the
+ * next turn) are kept up to this; more before the handshake is refused.
+ */
+#define JW__CONN_PEND_MAX (2 * JW__CONN_RBUF)
+
+/*
+ * nghttp2's allocations of this size or more (its 16,394-byte outbound
+ * frame buffer, its 4 KiB stream table) get a mapping of their own, of
+ * which the kernel backs only the pages touched; at most this many per
+ * connection at a time.
+ */
+#define JW__CONN_H2_MAP_MIN 4096
+#define JW__CONN_H2_MAPS 4
+
+/*
+ * The size of nghttp2's outbound frame buffer, the one its session makes
+ * when created and keeps: NGHTTP2_FRAMEBUF_CHUNKLEN of nghttp2_session.h,
+ * a frame header, a pad length byte and a 16 KiB payload.
+ */
+#define JW__CONN_H2_FRAMEBUF (9 + 1 + 16384)
 
 typedef struct jw__conn_s jw__conn_t;
 
@@ -62,7 +84,7 @@ typedef struct {
   /*
    * Whether a handshake step may run now (NULL: always). When not, the
    * step is put off to the next loop turn (jw__conn_schedule), with the
-   * bytes it needs kept in the read BIO.
+   * bytes it needs kept in c->pend.
    */
   bool (*handshake_step)(jw__conn_t *c);
   /* TLS is up. Returns 0, or a negative code to fail the connection. */
@@ -90,27 +112,46 @@ struct jw__conn_s {
   uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
   jw__turn_t next;  /* runs deferred work and the send on the next turn */
   int open_handles;
-  SSL *ssl;
-  BIO *rbio;
-  BIO *wbio;
+  SSL *ssl; /* owns the BIO (conn.c), which reads in/pend, writes gather */
   nghttp2_session *h2;
   bool server;
   bool tls_up;
-  bool dead;        /* failed: no more input, no more frames */
-  bool closing;     /* handles are closing or will close */
-  bool close_wait;  /* close once the written bytes are out */
-  bool writing;     /* a uv_write is in flight */
-  bool in_input;    /* a flush follows anyway */
-  bool turn_owed;   /* server: scheduled during input, run at its end */
-  bool hs_deferred; /* server handshake step put off to the next turn */
-  bool read_paused; /* the role stopped reading (output backlog) */
-  uint64_t nwrites; /* writes completed: the socket's progress */
-  int alert_recv;   /* the last fatal TLS alert received, or -1 */
-  int alert_sent;   /* the last fatal TLS alert our side sent, or -1 */
-  uv_write_t wreq;
+  bool dead;          /* failed: no more input, no more frames */
+  bool closing;       /* handles are closing or will close */
+  bool close_wait;    /* close once the written bytes are out */
+  bool writing;       /* a uv_write is in flight */
+  bool in_input;      /* a flush follows anyway */
+  bool turn_owed;     /* server: scheduled during input, run at its end */
+  bool hs_deferred;   /* server handshake step put off to the next turn */
+  bool read_paused;   /* the role stopped reading (output backlog) */
+  uint64_t nwrites;   /* writes completed: the socket's progress */
+  int alert_recv;     /* the last fatal TLS alert received, or -1 */
+  int alert_sent;     /* the last fatal TLS alert our side sent, or -1 */
+  uv_write_t *wreq;   /* with the write buffers: made by a write, freed idle */
   jw__buf_t gather;   /* TLS records waiting for the next write */
   jw__buf_t inflight; /* the write in flight */
-  char errmsg[256];
+  /*
+   * Received bytes for TLS: first pend (kept between inputs, and only
+   * then: empty and freed once TLS took them), then the caller's bytes
+   * in hand during jw__conn_input (in, in_len; not owned).
+   */
+  jw__buf_t pend;
+  const uint8_t *in;
+  size_t in_len;
+  struct {
+    void *p;
+    size_t len;
+    bool framebuf;             /* the session's frame buffer (jw__conn_quiet) */
+  } h2_maps[JW__CONN_H2_MAPS]; /* nghttp2's large blocks (conn.c) */
+  size_t h2_heap;              /* nghttp2's bytes on the heap */
+  bool h2_creating;            /* in jw__conn_h2_new */
+  bool h2_sent;   /* nghttp2 made frames since the last jw__conn_quiet */
+  bool fb_backed; /* the frame buffer was written since its last release */
+  /*
+   * Why it failed, set by jw__conn_fail (NULL before): on the heap, as
+   * few connections ever fail, or a fixed sentence when that fails.
+   */
+  char *errmsg;
 };
 
 /*
@@ -157,6 +198,22 @@ void jw__conn_flush(jw__conn_t *c);
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                     void *user, int32_t conn_window,
                     nghttp2_settings_entry first);
+
+/*
+ * The bytes c holds now outside OpenSSL: its write request and buffers,
+ * its pending input buffer, its nghttp2 session's heap blocks and the pages of
+ * its mapped blocks the kernel backs (for tests and benchmarks).
+ */
+size_t jw__conn_held(const jw__conn_t *c);
+
+/*
+ * Called for each connection every so often (the server's sweep): when
+ * nghttp2 made no frame since the last call and has none to make, gives
+ * the pages of its frame buffer back to the kernel (the buffer is dead
+ * between frames), once until the next frame. Costs a store per frame
+ * sent and, per quiet connection, one madvise.
+ */
+void jw__conn_quiet(jw__conn_t *c);
 
 /* Marks the connection failed with err and a sentence; calls ops->failed. */
 void jw__conn_fail(jw__conn_t *c, int err, const char *fmt, ...)

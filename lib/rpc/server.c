@@ -406,6 +406,17 @@ static void free_methods(jw_rpc_server_t *srv) {
   free(srv->gets);
 }
 
+/*
+ * One timer for all connections rather than a syscall per call: each
+ * that stayed quiet since the last sweep gives back its frame buffer's
+ * pages (jw__conn_quiet), at most one madvise per connection per sweep.
+ */
+static void sweep_cb(uv_timer_t *t) {
+  jw_rpc_server_t *srv = t->data;
+  jw__list_t *n;
+  jw__list_foreach(n, &srv->conns) { jw__conn_quiet(&SCONN_OF(n)->c); }
+}
+
 static void listener_closed_cb(uv_handle_t *h) {
   jw_rpc_server_t *srv = h->data;
   srv->listener_open = false;
@@ -530,6 +541,13 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->shutdown_timer.data = srv;
   srv->timer_open = true;
+  /* The sweep alone does not keep the loop alive. */
+  uv_timer_init(loop, &srv->sweep_timer);
+  srv->sweep_timer.data = srv;
+  srv->sweep_open = true;
+  uv_timer_start(&srv->sweep_timer, sweep_cb, JW__SERVER_SWEEP_MS,
+                 JW__SERVER_SWEEP_MS);
+  uv_unref((uv_handle_t *)&srv->sweep_timer);
   jw__turns_init(&srv->turns, loop);
   srv->turns_open = true;
   *out = srv;
@@ -579,7 +597,7 @@ static void server_free(jw_rpc_server_t *srv);
  * so nothing of the library's is left on the stack.
  */
 static void server_handles_closed(jw_rpc_server_t *srv) {
-  if (srv->timer_open || srv->turns_open)
+  if (srv->timer_open || srv->turns_open || srv->sweep_open)
     return;
   srv->done = true;
   if (srv->done_cb != NULL)
@@ -590,6 +608,12 @@ static void server_handles_closed(jw_rpc_server_t *srv) {
 static void shutdown_timer_closed_cb(uv_handle_t *h) {
   jw_rpc_server_t *srv = h->data;
   srv->timer_open = false;
+  server_handles_closed(srv);
+}
+
+static void sweep_timer_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->sweep_open = false;
   server_handles_closed(srv);
 }
 
@@ -604,6 +628,7 @@ static void maybe_done(jw_rpc_server_t *srv) {
       !srv->timer_open || uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
     return;
   jw__turns_close(&srv->turns, srv, turns_closed_cb);
+  uv_close((uv_handle_t *)&srv->sweep_timer, sweep_timer_closed_cb);
   uv_close((uv_handle_t *)&srv->shutdown_timer, shutdown_timer_closed_cb);
 }
 

@@ -144,10 +144,12 @@ struct jw_rpc_server_s {
   SSL_CTX *ssl;
   uv_tcp_t listener;
   uv_timer_t shutdown_timer;
-  jw__turns_t turns; /* the connections' handshake budget */
+  uv_timer_t sweep_timer; /* jw__conn_quiet on every connection */
+  jw__turns_t turns;      /* the connections' handshake budget */
   bool turns_open;
   bool listener_open;
   bool timer_open;
+  bool sweep_open;
   bool shutting_down;
   bool done;
   jw__list_t conns;
@@ -165,6 +167,12 @@ struct jw_rpc_http_reply_s {
   jw__buf_t body;
   int err; /* the first failed append's code; the answer is then a 500 */
 };
+
+/*
+ * How often the server looks for quiet connections (jw__conn_quiet): one
+ * that made no frame for this long gives its frame buffer's pages back.
+ */
+#define JW__SERVER_SWEEP_MS 250
 
 /* ---- Call bookkeeping ------------------------------------------------ */
 

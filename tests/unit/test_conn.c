@@ -14,6 +14,7 @@
 
 #include "conn_int.h"
 #include "rpc_test.h"
+#include "tls_int.h"
 
 static uv_loop_t loop;
 static uv_tcp_t listener;
@@ -284,6 +285,37 @@ START_TEST(test_transport_decides_how_bytes_leave) {
 }
 END_TEST
 
+static bool never_now(jw__conn_t *c) { return false; }
+static const jw__conn_ops_t deferring_ops = {
+    never_now, op_handshake_done, op_failed, op_deferred, NULL, op_closed};
+
+/*
+ * Bytes received while the server's handshake step is put off are kept
+ * for it, up to JW__CONN_PEND_MAX: a peer sending more before the
+ * handshake gets a clear error, not a buffer as large as it likes.
+ */
+START_TEST(test_input_before_the_handshake_is_capped) {
+  jw_tls_ctx_t *tls = rpc_test_tls(true);
+  conn.ops = &deferring_ops;
+  conn.server = true;
+  ck_assert_int_eq(jw__conn_start_tls(&conn, jw__tls_ctx_ssl(tls), NULL), 0);
+  static uint8_t junk[JW__CONN_PEND_MAX / 2];
+  memset(junk, 0x16, sizeof(junk));
+  jw__conn_input(&conn, junk, sizeof(junk));
+  ck_assert_int_eq(nfailed, 0);
+  ck_assert_uint_eq(conn.pend.len, sizeof(junk));
+  jw__conn_input(&conn, junk, sizeof(junk));
+  ck_assert_int_eq(nfailed, 0); /* exactly the cap is kept */
+  jw__conn_input(&conn, junk, 1);
+  ck_assert_int_eq(nfailed, 1);
+  ck_assert(conn.dead);
+  ck_assert_msg(strstr(conn.errmsg, "before the TLS handshake") != NULL, "%s",
+                conn.errmsg);
+  ck_assert_uint_le(conn.pend.len, JW__CONN_PEND_MAX);
+  jw_tls_ctx_free(tls);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("conn");
   TCase *tc = test_tcase(s, "conn", setup, teardown, 120);
@@ -294,6 +326,7 @@ int main(void) {
                                    test_hard_close_cuts_the_write,
                                    test_schedule_runs_once_on_the_next_turn,
                                    test_transport_decides_how_bytes_leave,
+                                   test_input_before_the_handshake_is_capped,
                                    NULL};
   test_add_tests(tc, tc_tests);
   return rpc_test_main(s);

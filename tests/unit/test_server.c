@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "jobworker/client.h"
 #include "jobworker/server.h"
 #include "rpc_test.h"
 #include "server_int.h"
@@ -216,6 +217,119 @@ START_TEST(test_listen_fd_handed_to_next_server) {
 }
 END_TEST
 
+static bool connected;
+static int connect_err;
+static void connect_cb(jw_rpc_client_t *cli, int err, void *data) {
+  connected = true;
+  connect_err = err;
+}
+
+static bool cli_closed;
+static void cli_close_cb(jw_rpc_client_t *cli, void *data) {
+  cli_closed = true;
+}
+
+static jw_rpc_server_t *idle_srv;
+static bool server_conn_open(void) {
+  if (jw__list_empty(&idle_srv->conns))
+    return false;
+  sconn_t *sc = SCONN_OF(jw__list_first(&idle_srv->conns));
+  return sc->opened && !sc->c.writing && sc->c.gather.len == 0;
+}
+
+/*
+ * What an idle connection holds outside OpenSSL once TLS is up and the
+ * SETTINGS are exchanged, as jw-load idle leaves it: no write or input
+ * buffer, and of nghttp2's session its small blocks (5 KiB) and a page
+ * or two of its mapped blocks, those the SETTINGS touched. A frame buffer
+ * on the heap (16 KiB) or an input buffer kept is over the bound.
+ */
+#define IDLE_HELD_MAX(page) (8 * 1024 + 2 * (page))
+
+START_TEST(test_idle_connection_holds_little) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_tls_ctx_t *ctls = rpc_test_tls(false);
+  jw_rpc_client_t *cli;
+  char addr[64];
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &idle_srv), 0);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", jw_rpc_server_port(idle_srv));
+  jw_rpc_client_options_t co = {.addr = addr, .tls = ctls};
+  ck_assert_int_eq(jw_rpc_client_new(&loop, &co, &cli), 0);
+  connected = false;
+  ck_assert_int_eq(jw_rpc_client_connect(cli, connect_cb, NULL), 0);
+  ck_assert(rpc_test_run_until(&loop, &connected, 20000));
+  ck_assert_msg(connect_err == 0, "%s", jw_rpc_client_error(cli));
+  ck_assert(rpc_test_run_pred(&loop, server_conn_open, 10000));
+  /* Let the SETTINGS and their ACKs cross. */
+  bool never = false;
+  rpc_test_run_until(&loop, &never, 100);
+  sconn_t *sc = SCONN_OF(jw__list_first(&idle_srv->conns));
+  ck_assert(sc->c.tls_up);
+  ck_assert_uint_eq(sc->c.gather.cap + sc->c.inflight.cap + sc->c.pend.cap, 0);
+  size_t held = jw__conn_held(&sc->c);
+  size_t max = IDLE_HELD_MAX((size_t)sysconf(_SC_PAGESIZE));
+  ck_assert_msg(held <= max, "an idle connection holds %zu bytes (at most %zu)",
+                held, max);
+  cli_closed = false;
+  jw_rpc_client_close(cli, cli_close_cb, NULL);
+  ck_assert(rpc_test_run_until(&loop, &cli_closed, 20000));
+  stop(idle_srv);
+  jw_tls_ctx_free(ctls);
+}
+END_TEST
+
+/*
+ * A connection that stayed quiet for a sweep or two has given its frame
+ * buffer's pages back (jw__conn_quiet): of what IDLE_HELD_MAX allows, the
+ * page the SETTINGS touched in it is gone, and only nghttp2's small
+ * blocks and its stream table's page stay.
+ */
+#define QUIET_HELD_MAX(page) (8 * 1024 + (page))
+
+static sconn_t *quiet_sc;
+static bool conn_quiet(void) {
+  return jw__conn_held(&quiet_sc->c) <=
+         QUIET_HELD_MAX((size_t)sysconf(_SC_PAGESIZE));
+}
+
+START_TEST(test_quiet_connection_gives_back_its_frame_buffer) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_tls_ctx_t *ctls = rpc_test_tls(false);
+  jw_rpc_client_t *cli;
+  char addr[64];
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &idle_srv), 0);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", jw_rpc_server_port(idle_srv));
+  jw_rpc_client_options_t co = {.addr = addr, .tls = ctls};
+  ck_assert_int_eq(jw_rpc_client_new(&loop, &co, &cli), 0);
+  connected = false;
+  ck_assert_int_eq(jw_rpc_client_connect(cli, connect_cb, NULL), 0);
+  ck_assert(rpc_test_run_until(&loop, &connected, 20000));
+  ck_assert_msg(connect_err == 0, "%s", jw_rpc_client_error(cli));
+  ck_assert(rpc_test_run_pred(&loop, server_conn_open, 10000));
+  quiet_sc = SCONN_OF(jw__list_first(&idle_srv->conns));
+  /* Two sweeps do; a loaded machine gets forty times that. */
+  ck_assert_msg(rpc_test_run_pred(&loop, conn_quiet, 40 * JW__SERVER_SWEEP_MS),
+                "a quiet connection holds %zu bytes (at most %zu)",
+                jw__conn_held(&quiet_sc->c), QUIET_HELD_MAX(page));
+  /* A frame sent writes the buffer again, and the next quiet spell gives
+   * it back again; the connection works throughout. */
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(
+        nghttp2_submit_ping(quiet_sc->c.h2, NGHTTP2_FLAG_NONE, NULL), 0);
+    jw__conn_flush(&quiet_sc->c);
+    ck_assert_msg(!conn_quiet(), "the PING did not touch the frame buffer");
+    ck_assert(rpc_test_run_pred(&loop, conn_quiet, 40 * JW__SERVER_SWEEP_MS));
+  }
+  ck_assert(!quiet_sc->c.dead && !quiet_sc->c.closing);
+  cli_closed = false;
+  jw_rpc_client_close(cli, cli_close_cb, NULL);
+  ck_assert(rpc_test_run_until(&loop, &cli_closed, 20000));
+  stop(idle_srv);
+  jw_tls_ctx_free(ctls);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("server");
   TCase *tc = test_tcase(s, "server", setup, teardown, 0);
@@ -227,6 +341,8 @@ int main(void) {
       test_address_in_use_is_reported_and_cleaned_up,
       test_shutdown_with_no_connections,
       test_listen_fd_handed_to_next_server,
+      test_idle_connection_holds_little,
+      test_quiet_connection_gives_back_its_frame_buffer,
       NULL};
   test_add_tests(tc, tc_tests);
   return rpc_test_main(s);
