@@ -88,7 +88,9 @@ __attribute__((constructor)) static void test_configure_process(void) {
  * Whether this process runs under valgrind: its own client request when
  * the header is there, else JW_UNDER_VALGRIND=1, which tools/valgrind.sh
  * sets. Only checks that valgrind itself makes meaningless (the growth of
- * RSS, which its shadow memory inflates) may depend on this.
+ * RSS, which its shadow memory inflates; the pages and descriptors a
+ * spawn takes, where valgrind turns clone(CLONE_VM) into a fork and keeps
+ * descriptors of its own) may depend on this.
  */
 static inline int under_valgrind(void) {
   const char *s = getenv("JW_UNDER_VALGRIND");

@@ -9,9 +9,10 @@
 #
 # JW_TEST_SCALE=16 divides the tests' data volumes and counts (256 MiB
 # byte-exact output becomes 16 MiB, 1000 jobs 62), never what they
-# assert, so that the run takes minutes; JW_UNDER_VALGRIND=1 lets the two
-# RSS-growth checks, which valgrind's own memory makes meaningless, say
-# they are skipped (tests/test_common.h). Check's per-test timeouts get
+# assert, so that the run takes minutes; JW_UNDER_VALGRIND=1 lets the
+# checks valgrind makes meaningless (two of RSS growth, which its own
+# memory inflates; two of what a spawn copies and opens, where it turns
+# clone(CLONE_VM) into a fork) say they are skipped (tests/test_common.h). Check's per-test timeouts get
 # the same multiplier as meson's.
 #
 # tests/valgrind.supp holds suppressions for third-party noise only

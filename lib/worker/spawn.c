@@ -418,6 +418,42 @@ static __attribute__((noinline)) pid_t spawn_vm(const struct jw__child_args *a,
   return pid;
 }
 
+/*
+ * Whether clone(CLONE_VM | CLONE_VFORK) really shares our memory here: 0
+ * not known yet, 1 it does, -1 it is turned into a fork (valgrind does
+ * that), where a child's report can come only through the pipe. Found
+ * once per process, by a child that only writes a flag and exits.
+ */
+static atomic_int vm_shares;
+
+static int probe_main(void *arg) {
+  *(volatile int *)arg = 1;
+  _exit(0);
+}
+
+static __attribute__((noinline)) int clone_vm_shares(void) {
+  int known = atomic_load(&vm_shares);
+  if (known != 0)
+    return known > 0;
+  char stack[4096] __attribute__((aligned(16)));
+  volatile int ran = 0;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int saved_errno = errno;
+  pid_t pid = clone(probe_main, stack + sizeof(stack),
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)&ran);
+  errno = saved_errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid > 0)
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+  /* Without a clone at all, no spawn succeeds either: the pipe is safe. */
+  known = pid > 0 && ran ? 1 : -1;
+  atomic_store(&vm_shares, known);
+  return known > 0;
+}
+
 static atomic_int devnull = -1;
 
 int jw__devnull_fd(void) {
@@ -469,11 +505,12 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   }
   /*
    * The report pipe is made only where the child will not share our
-   * memory (a fork-style clone), and read until the exec closes it (EOF)
-   * or the report; a child sharing our memory reports there alone, with
-   * report_fd -1.
+   * memory (a fork-style clone, or a CLONE_VM clone that this process
+   * turns into a fork: clone_vm_shares), and read until the exec closes
+   * it (EOF) or the report; a child sharing our memory reports there
+   * alone, with report_fd -1.
    */
-  if (use_fork && pipe2(rep, O_CLOEXEC) < 0) {
+  if ((use_fork || !clone_vm_shares()) && pipe2(rep, O_CLOEXEC) < 0) {
     err = -errno;
     goto out;
   }

@@ -257,6 +257,10 @@ START_TEST(test_start_needs_only_its_fds) {
   DIR *d;
   struct dirent *e;
 
+  /* valgrind keeps descriptors of its own at the top of the range, and
+   * its clone(CLONE_VM) is a fork that reports through a pipe. */
+  if (under_valgrind())
+    SKIP("valgrind holds descriptors of its own near the limit");
   memset(&c, 0, sizeof(c));
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   d = opendir("/proc/self/fd");
