@@ -170,7 +170,7 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
   if (cg == NULL)
     return -ENOMEM;
   cg->mgr = mgr;
-  strcpy(cg->name, name);
+  snprintf(cg->name, sizeof(cg->name), "%s", name); /* fits: checked */
   if (limits != NULL)
     cg->limits = *limits;
   for (i = 0; i < mgr->nh; i++) {

@@ -28,6 +28,7 @@
  *   nothing is written.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,7 +115,8 @@ int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner) {
     return err;
   if ((err = jw__cgroup_raw_counters(cg, &cg->base_cpu_ns, &cg->base_oom)) < 0)
     return err;
-  strcpy(cg->owner, owner);
+  /* Fits: checked above. */
+  snprintf(cg->owner, sizeof(cg->owner), "%s", owner);
   mgr->pool[mgr->npool++] = cg;
   return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * jw_rpc: gRPC over HTTP/2 (nghttp2) over TLS 1.3 (OpenSSL, through a
- * BIO of the connection's own) on a libuv loop. Server and client roles share the connection code.
+ * BIO of the connection's own) on a libuv loop. Server and client roles share
+ * the connection code.
  *
  * This header includes the three that declare it: jobworker/tls.h (the
  * TLS policy), jobworker/server.h (the server role and its calls) and
