@@ -238,6 +238,28 @@ static bool server_conn_open(void) {
 }
 
 /*
+ * Starts idle_srv and connects a client to it, TLS and SETTINGS done and
+ * the server's side open: the client and its TLS context, for the caller
+ * to close and free.
+ */
+static jw_rpc_client_t *idle_connect(jw_tls_ctx_t **ctls) {
+  jw_rpc_server_options_t o = options("127.0.0.1:0");
+  jw_rpc_client_t *cli;
+  char addr[64];
+  *ctls = rpc_test_tls(false);
+  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &idle_srv), 0);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", jw_rpc_server_port(idle_srv));
+  jw_rpc_client_options_t co = {.addr = addr, .tls = *ctls};
+  ck_assert_int_eq(jw_rpc_client_new(&loop, &co, &cli), 0);
+  connected = false;
+  ck_assert_int_eq(jw_rpc_client_connect(cli, connect_cb, NULL), 0);
+  ck_assert(rpc_test_run_until(&loop, &connected, 20000));
+  ck_assert_msg(connect_err == 0, "%s", jw_rpc_client_error(cli));
+  ck_assert(rpc_test_run_pred(&loop, server_conn_open, 10000));
+  return cli;
+}
+
+/*
  * What an idle connection holds outside OpenSSL once TLS is up and the
  * SETTINGS are exchanged, as jw-load idle leaves it: no write or input
  * buffer, and of nghttp2's session its small blocks (5 KiB) and a page
@@ -247,19 +269,8 @@ static bool server_conn_open(void) {
 #define IDLE_HELD_MAX(page) (8 * 1024 + 2 * (page))
 
 START_TEST(test_idle_connection_holds_little) {
-  jw_rpc_server_options_t o = options("127.0.0.1:0");
-  jw_tls_ctx_t *ctls = rpc_test_tls(false);
-  jw_rpc_client_t *cli;
-  char addr[64];
-  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &idle_srv), 0);
-  snprintf(addr, sizeof(addr), "127.0.0.1:%d", jw_rpc_server_port(idle_srv));
-  jw_rpc_client_options_t co = {.addr = addr, .tls = ctls};
-  ck_assert_int_eq(jw_rpc_client_new(&loop, &co, &cli), 0);
-  connected = false;
-  ck_assert_int_eq(jw_rpc_client_connect(cli, connect_cb, NULL), 0);
-  ck_assert(rpc_test_run_until(&loop, &connected, 20000));
-  ck_assert_msg(connect_err == 0, "%s", jw_rpc_client_error(cli));
-  ck_assert(rpc_test_run_pred(&loop, server_conn_open, 10000));
+  jw_tls_ctx_t *ctls;
+  jw_rpc_client_t *cli = idle_connect(&ctls);
   /* Let the SETTINGS and their ACKs cross. */
   bool never = false;
   rpc_test_run_until(&loop, &never, 100);
@@ -293,20 +304,9 @@ static bool conn_quiet(void) {
 }
 
 START_TEST(test_quiet_connection_gives_back_its_frame_buffer) {
-  jw_rpc_server_options_t o = options("127.0.0.1:0");
-  jw_tls_ctx_t *ctls = rpc_test_tls(false);
-  jw_rpc_client_t *cli;
-  char addr[64];
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  ck_assert_int_eq(jw_rpc_server_start(&loop, &o, &idle_srv), 0);
-  snprintf(addr, sizeof(addr), "127.0.0.1:%d", jw_rpc_server_port(idle_srv));
-  jw_rpc_client_options_t co = {.addr = addr, .tls = ctls};
-  ck_assert_int_eq(jw_rpc_client_new(&loop, &co, &cli), 0);
-  connected = false;
-  ck_assert_int_eq(jw_rpc_client_connect(cli, connect_cb, NULL), 0);
-  ck_assert(rpc_test_run_until(&loop, &connected, 20000));
-  ck_assert_msg(connect_err == 0, "%s", jw_rpc_client_error(cli));
-  ck_assert(rpc_test_run_pred(&loop, server_conn_open, 10000));
+  jw_tls_ctx_t *ctls;
+  jw_rpc_client_t *cli = idle_connect(&ctls);
   quiet_sc = SCONN_OF(jw__list_first(&idle_srv->conns));
   /* Two sweeps do; a loaded machine gets forty times that. */
   ck_assert_msg(rpc_test_run_pred(&loop, conn_quiet, 40 * JW__SERVER_SWEEP_MS),
