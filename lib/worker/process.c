@@ -31,6 +31,41 @@
 #define READS_PER_EVENT 16
 
 /*
+ * Coalescing, as a NIC moderates its interrupts. A job that writes small
+ * pieces back to back (4 KiB from head or cat, a line at a time from a
+ * line-buffered program) would wake the server for each of them, and each
+ * would cost a log write and a small message to every reader. When a read
+ * brings less than COALESCE_SMALL and the pipe's previous data came less
+ * than COALESCE_MS before, the pipe is busy: it is not watched for
+ * COALESCE_MS, and fills in the kernel meanwhile, so that the next read
+ * takes many of the job's writes at once. The first write after a quiet
+ * COALESCE_MS is read at once; no byte waits longer than about COALESCE_MS
+ * (the loop's timers count whole milliseconds); the bytes wait in the
+ * pipe, never in our memory, so a reload or a close loses nothing that
+ * the pipe did not already hold.
+ *
+ * A pause is only worth it with a pipe the job does not fill meanwhile:
+ * the pipe is grown to COALESCE_PIPE (the default pipe-max-size) when it
+ * first turns busy, and a pipe that cannot be grown to COALESCE_LARGE
+ * (F_SETPIPE_SZ refused: above /proc/sys/fs/pipe-max-size, or the user's
+ * pipe-user-pages-soft spent) is never paused. A pause that finds the pipe
+ * half full or more is not repeated: the job writes faster than a pause
+ * can hold, and big reads are cheap enough.
+ *
+ * At most COALESCE_GROWN pipes of a thread are grown at once, so that the
+ * pipes' pages count for at most 16 MiB against the server user's
+ * pipe-user-pages-soft (64 MiB by default): past that limit, an
+ * unprivileged user's new pipes get only two pages.
+ */
+#define COALESCE_MS 1
+#define COALESCE_SMALL (16 * 1024)
+#define COALESCE_PIPE (1024 * 1024)
+#define COALESCE_LARGE (256 * 1024)
+#define COALESCE_GROWN 16
+
+static _Thread_local unsigned grown_pipes;
+
+/*
  * How long the pipes may stay open after the main process ended. Only a
  * process that left the job's group (setsid) can still hold them then.
  */
@@ -140,9 +175,11 @@ int jw_process_new(uv_loop_t *loop, const jw_process_options_t *opts,
    */
   uv_timer_init(loop, &p->grace_timer);
   uv_timer_init(loop, &p->drain_timer);
+  uv_timer_init(loop, &p->coalesce_timer);
   p->grace_timer.data = p;
   p->drain_timer.data = p;
-  p->open_handles = 2;
+  p->coalesce_timer.data = p;
+  p->open_handles = 3;
   *out = p;
   return 0;
 
@@ -177,6 +214,10 @@ static void close_pipe(jw_process_t *p, int i) {
     uv_close((uv_handle_t *)&p->pipe_poll[i], jw__process_handle_closed);
     p->pipe_open[i] = 0;
   }
+  p->pipe_paused[i] = 0;
+  if (p->pipe_cap[i] > 0 && p->fds[i] >= 0 && grown_pipes > 0)
+    grown_pipes--;
+  p->pipe_cap[i] = 0;
   jw__close_fd(&p->fds[i]);
 }
 
@@ -219,37 +260,160 @@ static void maybe_final(jw_process_t *p) {
 }
 
 /*
- * Reads what a pipe has, at most max_reads times. Returns when the pipe
- * is empty, at EOF (then closed), or when the process started closing
- * from inside the output callback.
+ * Reads what a pipe has, at most max_reads reads, into the one buffer:
+ * what several reads bring is handed on as one piece when it fits. Returns
+ * the bytes read; stops when the pipe is empty, at EOF (then closed), or
+ * when the process started closing from inside the output callback.
  */
-static void drain_pipe(jw_process_t *p, int i, int max_reads) {
-  while (max_reads-- > 0 && p->fds[i] >= 0) {
-    ssize_t n = read(p->fds[i], p->buf, READ_BUF_SIZE);
-    if (n > 0) {
-      if (p->on_output != NULL) {
-        p->on_output(p, i == JW__PIPE_OUT ? JW_STDOUT : JW_STDERR, p->buf,
-                     (size_t)n, p->data);
-        if (p->closing)
-          return;
+static size_t drain_pipe(jw_process_t *p, int i, int max_reads) {
+  size_t total = 0;
+  size_t have = 0;
+
+  while (p->fds[i] >= 0) {
+    int empty = 0;
+    int eof = 0;
+    ssize_t n;
+    if (max_reads-- <= 0) {
+      empty = 1; /* as far as this event goes: the rest waits */
+    } else {
+      n = read(p->fds[i], p->buf + have, READ_BUF_SIZE - have);
+      if (n > 0) {
+        have += (size_t)n;
+        total += (size_t)n;
+        if (have < READ_BUF_SIZE)
+          continue;
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        empty = 1;
+      } else {
+        /* EOF, or an error that ends the stream just the same. */
+        eof = 1;
       }
-      continue;
     }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      return;
-    /* EOF, or an error that ends the stream just the same. */
-    close_pipe(p, i);
+    if (have > 0 && p->on_output != NULL) {
+      p->on_output(p, i == JW__PIPE_OUT ? JW_STDOUT : JW_STDERR, p->buf, have,
+                   p->data);
+      if (p->closing)
+        return total;
+    }
+    have = 0;
+    if (empty)
+      return total;
+    if (eof)
+      close_pipe(p, i);
   }
+  return total;
+}
+
+/*
+ * Whether pipe i may be paused: grown for it the first time it is asked
+ * (see "Coalescing"), large enough that a pause does not block the job.
+ */
+static int pipe_may_pause(jw_process_t *p, int i) {
+  int cap;
+  if (p->pipe_sized[i])
+    return p->pipe_cap[i] > 0;
+  p->pipe_sized[i] = 1;
+  if (grown_pipes >= COALESCE_GROWN)
+    return 0;
+  cap = fcntl(p->fds[i], F_SETPIPE_SZ, COALESCE_PIPE);
+  if (cap < COALESCE_LARGE)
+    return 0;
+  p->pipe_cap[i] = cap;
+  grown_pipes++;
+  return 1;
+}
+
+static void on_coalesce(uv_timer_t *t);
+
+/* Stops watching pipe i until the coalescing timer fires. */
+static void pause_pipe(jw_process_t *p, int i) {
+  if (p->fds[i] < 0 || !p->pipe_open[i] || p->handed_over ||
+      !pipe_may_pause(p, i))
+    return;
+  uv_poll_stop(&p->pipe_poll[i]);
+  p->pipe_paused[i] = 1;
+  if (!uv_is_active((uv_handle_t *)&p->coalesce_timer))
+    uv_timer_start(&p->coalesce_timer, on_coalesce, COALESCE_MS, 0);
+}
+
+static void on_pipe(uv_poll_t *h, int status, int events);
+
+/*
+ * Watches a paused pipe again and reads what it gathered. Returns the
+ * bytes read.
+ */
+static size_t resume_pipe(jw_process_t *p, int i) {
+  if (!p->pipe_paused[i])
+    return 0;
+  p->pipe_paused[i] = 0;
+  uv_poll_start(&p->pipe_poll[i], UV_READABLE, on_pipe);
+  return drain_pipe(p, i, READS_PER_EVENT);
+}
+
+/*
+ * After a read brought got bytes: pauses the pipe when it is busy (a
+ * small read soon after the previous one).
+ */
+static void note_read(jw_process_t *p, int i, size_t got) {
+  uint64_t now;
+  uint64_t last;
+  if (got == 0)
+    return;
+  now = uv_hrtime();
+  last = p->pipe_data_ns[i];
+  p->pipe_data_ns[i] = now;
+  if (got < COALESCE_SMALL && last != 0 &&
+      now - last < (uint64_t)COALESCE_MS * 1000000)
+    pause_pipe(p, i);
 }
 
 static void on_pipe(uv_poll_t *h, int status, int events) {
   jw_process_t *p = h->data;
   int i = h == &p->pipe_poll[JW__PIPE_OUT] ? JW__PIPE_OUT : JW__PIPE_ERR;
+  size_t got;
   (void)status;
   (void)events;
-  drain_pipe(p, i, READS_PER_EVENT);
+  /*
+   * What the other pipe gathered while paused was written before this
+   * event: it goes first, so that stdout and stderr stay in the order
+   * the server saw them come.
+   */
+  (void)resume_pipe(p, 1 - i);
+  if (p->closing)
+    return;
+  got = drain_pipe(p, i, READS_PER_EVENT);
+  if (p->closing)
+    return;
+  note_read(p, i, got);
+  maybe_final(p);
+}
+
+static void on_coalesce(uv_timer_t *t) {
+  jw_process_t *p = t->data;
+  int i;
+  if (p->handed_over)
+    return;
+  for (i = 0; i < 2 && !p->closing; i++) {
+    size_t got;
+    if (!p->pipe_paused[i])
+      continue;
+    got = resume_pipe(p, i);
+    if (p->closing)
+      return;
+    /*
+     * Still busy, and the pause held what came: pause again at once (no
+     * wake-up just to see the next small write). Half full or more: the
+     * job outruns the pause; back to reading as it comes.
+     */
+    if (got > 0 && got < (size_t)p->pipe_cap[i] / 2) {
+      p->pipe_data_ns[i] = uv_hrtime();
+      pause_pipe(p, i);
+    } else if (got > 0) {
+      p->pipe_data_ns[i] = uv_hrtime();
+    }
+  }
   if (!p->closing)
     maybe_final(p);
 }
@@ -551,8 +715,10 @@ void jw_process_close(jw_process_t *proc, jw_process_close_cb close_cb,
     close_pipe(proc, i);
   uv_timer_stop(&proc->grace_timer);
   uv_timer_stop(&proc->drain_timer);
+  uv_timer_stop(&proc->coalesce_timer);
   uv_close((uv_handle_t *)&proc->grace_timer, jw__process_handle_closed);
   uv_close((uv_handle_t *)&proc->drain_timer, jw__process_handle_closed);
+  uv_close((uv_handle_t *)&proc->coalesce_timer, jw__process_handle_closed);
   /*
    * A process still running is killed; the pidfd watch stays open until
    * it is reaped, so that no zombie is left behind.

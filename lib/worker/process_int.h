@@ -60,7 +60,13 @@ struct jw_process_s {
   uv_poll_t pipe_poll[2];
   uv_timer_t grace_timer;
   uv_timer_t drain_timer; /* pipes held from outside; then the settle */
-  uint64_t settle_since;  /* uv_now() when the wait for an empty cgroup began */
+  /*
+   * A busy pipe's pause (process.c, "Coalescing"): while it runs, a pipe
+   * marked pipe_paused is not watched and fills up in the kernel.
+   */
+  uv_timer_t coalesce_timer;
+  uint64_t pipe_data_ns[2]; /* uv_hrtime() of the last read with data */
+  uint64_t settle_since; /* uv_now() when the wait for an empty cgroup began */
   int open_handles;
 
   unsigned started : 1;
@@ -71,6 +77,9 @@ struct jw_process_s {
   unsigned pid_poll_open : 1;
   unsigned handed_over : 1; /* jw_process_handover: not ours to kill or reap */
   unsigned pipe_open[2];
+  unsigned pipe_paused[2];
+  unsigned pipe_sized[2]; /* 1: grown (or tried to be) for pauses */
+  int pipe_cap[2];        /* grown capacity that makes a pause worth it; or 0 */
 
   int raw_code;
   int raw_signal;
