@@ -169,6 +169,7 @@ int jw_process_handover(jw_process_t *proc, jw_process_handover_t *h) {
       uv_poll_stop(&proc->pipe_poll[i]);
   uv_timer_stop(&proc->grace_timer);
   uv_timer_stop(&proc->drain_timer);
+  uv_timer_stop(&proc->coalesce_timer);
   if (proc->reaper != NULL)
     jw__list_remove(&proc->reap_node);
   if (!proc->reaped)

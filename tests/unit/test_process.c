@@ -217,6 +217,45 @@ START_TEST(test_binary_output_exact) {
 }
 END_TEST
 
+/*
+ * A burst of small writes makes the pipe busy, and busy pipes are read in
+ * pauses (process.c, "Coalescing"); a line written once the burst is
+ * over, while the job keeps running, still arrives (the pause ends by
+ * itself, it does not wait for more output or for the exit), and nothing
+ * of the burst is lost or reordered.
+ */
+START_TEST(test_line_after_burst_arrives) {
+  static const char *const argv[] = {
+      "sh", "-c",
+      "i=0; while [ $i -lt 3000 ]; do echo burst$i; i=$((i+1)); done; "
+      "head -c 4000000 /dev/zero | tr '\\0' z; sleep 0.2; echo quiet-line; "
+      "exec sleep 60",
+      NULL};
+  uv_loop_t loop;
+  struct ctx c;
+  struct out_buf want;
+  char line[32];
+  int i;
+  launch(&loop, &c, argv);
+  wait_output(&loop, &c, "quiet-line", 20000);
+  ck_assert_int_eq(c.exits, 0);
+  memset(&want, 0, sizeof(want));
+  for (i = 0; i < 3000; i++) {
+    snprintf(line, sizeof(line), "burst%d\n", i);
+    out_add(&want, line, strlen(line));
+  }
+  ck_assert_uint_eq(c.out[0].len, want.len + 4000000 + strlen("quiet-line\n"));
+  ck_assert(memcmp(c.out[0].data, want.data, want.len) == 0);
+  for (i = 0; i < 4000000; i++)
+    if (c.out[0].data[want.len + (size_t)i] != 'z')
+      break;
+  ck_assert_int_eq(i, 4000000);
+  ck_assert_str_eq(c.out[0].data + want.len + 4000000, "quiet-line\n");
+  free(want.data);
+  finish(&loop, &c);
+}
+END_TEST
+
 START_TEST(test_new_invalid) {
   uv_loop_t loop;
   jw_process_options_t o;
@@ -777,6 +816,7 @@ static Suite *process_suite(void) {
                                    test_setsid_escapee_bounded,
                                    test_stdout_stderr_apart,
                                    test_binary_output_exact,
+                                   test_line_after_burst_arrives,
                                    test_new_invalid,
                                    test_start_needs_only_its_fds,
                                    test_close_running,
