@@ -215,7 +215,7 @@ static void close_pipe(jw_process_t *p, int i) {
     p->pipe_open[i] = 0;
   }
   p->pipe_paused[i] = 0;
-  if (p->pipe_cap[i] > 0 && p->fds[i] >= 0 && grown_pipes > 0)
+  if (p->pipe_cap[i] > 0)
     grown_pipes--;
   p->pipe_cap[i] = 0;
   jw__close_fd(&p->fds[i]);
@@ -259,6 +259,13 @@ static void maybe_final(jw_process_t *p) {
   }
 }
 
+/* Hands the buffer's first len bytes, read from pipe i, to the owner. */
+static void hand_on(jw_process_t *p, int i, size_t len) {
+  if (len > 0 && p->on_output != NULL)
+    p->on_output(p, i == JW__PIPE_OUT ? JW_STDOUT : JW_STDERR, p->buf, len,
+                 p->data);
+}
+
 /*
  * Reads what a pipe has, at most max_reads reads, into the one buffer:
  * what several reads bring is handed on as one piece when it fits. Returns
@@ -269,57 +276,50 @@ static size_t drain_pipe(jw_process_t *p, int i, int max_reads) {
   size_t total = 0;
   size_t have = 0;
 
-  while (p->fds[i] >= 0) {
-    int empty = 0;
-    int eof = 0;
-    ssize_t n;
-    if (max_reads-- <= 0) {
-      empty = 1; /* as far as this event goes: the rest waits */
-    } else {
-      n = read(p->fds[i], p->buf + have, READ_BUF_SIZE - have);
-      if (n > 0) {
-        have += (size_t)n;
-        total += (size_t)n;
-        if (have < READ_BUF_SIZE)
-          continue;
-      } else if (n < 0 && errno == EINTR) {
+  while (p->fds[i] >= 0 && max_reads-- > 0) {
+    ssize_t n = read(p->fds[i], p->buf + have, READ_BUF_SIZE - have);
+    /* Taken now: the owner's callback below may change errno. */
+    int err = n < 0 ? errno : 0;
+    if (err == EINTR)
+      continue;
+    if (n > 0) {
+      have += (size_t)n;
+      total += (size_t)n;
+      if (have < READ_BUF_SIZE)
         continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        empty = 1;
-      } else {
-        /* EOF, or an error that ends the stream just the same. */
-        eof = 1;
-      }
     }
-    if (have > 0 && p->on_output != NULL) {
-      p->on_output(p, i == JW__PIPE_OUT ? JW_STDOUT : JW_STDERR, p->buf, have,
-                   p->data);
-      if (p->closing)
-        return total;
-    }
-    have = 0;
-    if (empty)
+    hand_on(p, i, have);
+    if (p->closing)
       return total;
-    if (eof)
+    have = 0;
+    if (err == EAGAIN || err == EWOULDBLOCK)
+      return total;
+    /* EOF, or an error that ends the stream just the same. */
+    if (n <= 0)
       close_pipe(p, i);
   }
+  /* Out of reads for this event: what came is handed on, the rest waits. */
+  hand_on(p, i, have);
   return total;
 }
 
 /*
  * Whether pipe i may be paused: grown for it the first time it is asked
  * (see "Coalescing"), large enough that a pause does not block the job.
+ * A pipe refused its size is not asked again; one that found the
+ * thread's COALESCE_GROWN pipes taken is, when it turns busy next.
  */
 static int pipe_may_pause(jw_process_t *p, int i) {
   int cap;
-  if (p->pipe_sized[i])
+  if (p->pipe_cap[i] != 0)
     return p->pipe_cap[i] > 0;
-  p->pipe_sized[i] = 1;
   if (grown_pipes >= COALESCE_GROWN)
     return 0;
   cap = fcntl(p->fds[i], F_SETPIPE_SZ, COALESCE_PIPE);
-  if (cap < COALESCE_LARGE)
+  if (cap < COALESCE_LARGE) {
+    p->pipe_cap[i] = -1;
     return 0;
+  }
   p->pipe_cap[i] = cap;
   grown_pipes++;
   return 1;
@@ -329,8 +329,7 @@ static void on_coalesce(uv_timer_t *t);
 
 /* Stops watching pipe i until the coalescing timer fires. */
 static void pause_pipe(jw_process_t *p, int i) {
-  if (p->fds[i] < 0 || !p->pipe_open[i] || p->handed_over ||
-      !pipe_may_pause(p, i))
+  if (p->fds[i] < 0 || !p->pipe_open[i] || !pipe_may_pause(p, i))
     return;
   uv_poll_stop(&p->pipe_poll[i]);
   p->pipe_paused[i] = 1;
@@ -340,16 +339,13 @@ static void pause_pipe(jw_process_t *p, int i) {
 
 static void on_pipe(uv_poll_t *h, int status, int events);
 
-/*
- * Watches a paused pipe again and reads what it gathered. Returns the
- * bytes read.
- */
-static size_t resume_pipe(jw_process_t *p, int i) {
+/* Watches a paused pipe again and reads what it gathered. */
+static void resume_pipe(jw_process_t *p, int i) {
   if (!p->pipe_paused[i])
-    return 0;
+    return;
   p->pipe_paused[i] = 0;
   uv_poll_start(&p->pipe_poll[i], UV_READABLE, on_pipe);
-  return drain_pipe(p, i, READS_PER_EVENT);
+  drain_pipe(p, i, READS_PER_EVENT);
 }
 
 /*
@@ -380,7 +376,7 @@ static void on_pipe(uv_poll_t *h, int status, int events) {
    * event: it goes first, so that stdout and stderr stay in the order
    * the server saw them come.
    */
-  (void)resume_pipe(p, 1 - i);
+  resume_pipe(p, 1 - i);
   if (p->closing)
     return;
   got = drain_pipe(p, i, READS_PER_EVENT);
@@ -390,32 +386,38 @@ static void on_pipe(uv_poll_t *h, int status, int events) {
   maybe_final(p);
 }
 
+/*
+ * The pause is over (jw_process_handover stops it before its end): each
+ * paused pipe is read while still unwatched. Still busy, and the pause
+ * held what came: it stays paused for another round (no wake-up just to
+ * see the next small write). Quiet, or half full or more (the job outruns
+ * a pause): watched again, read as it comes.
+ */
 static void on_coalesce(uv_timer_t *t) {
   jw_process_t *p = t->data;
+  int again = 0;
   int i;
-  if (p->handed_over)
-    return;
-  for (i = 0; i < 2 && !p->closing; i++) {
+  for (i = 0; i < 2; i++) {
     size_t got;
     if (!p->pipe_paused[i])
       continue;
-    got = resume_pipe(p, i);
+    got = drain_pipe(p, i, READS_PER_EVENT);
     if (p->closing)
       return;
-    /*
-     * Still busy, and the pause held what came: pause again at once (no
-     * wake-up just to see the next small write). Half full or more: the
-     * job outruns the pause; back to reading as it comes.
-     */
+    if (!p->pipe_paused[i]) /* closed at EOF */
+      continue;
+    if (got > 0)
+      p->pipe_data_ns[i] = uv_hrtime();
     if (got > 0 && got < (size_t)p->pipe_cap[i] / 2) {
-      p->pipe_data_ns[i] = uv_hrtime();
-      pause_pipe(p, i);
-    } else if (got > 0) {
-      p->pipe_data_ns[i] = uv_hrtime();
+      again = 1;
+      continue;
     }
+    p->pipe_paused[i] = 0;
+    uv_poll_start(&p->pipe_poll[i], UV_READABLE, on_pipe);
   }
-  if (!p->closing)
-    maybe_final(p);
+  if (again)
+    uv_timer_start(&p->coalesce_timer, on_coalesce, COALESCE_MS, 0);
+  maybe_final(p);
 }
 
 static void on_settle(uv_timer_t *t) {

@@ -78,8 +78,8 @@ struct jw_process_s {
   unsigned handed_over : 1; /* jw_process_handover: not ours to kill or reap */
   unsigned pipe_open[2];
   unsigned pipe_paused[2];
-  unsigned pipe_sized[2]; /* 1: grown (or tried to be) for pauses */
-  int pipe_cap[2];        /* grown capacity that makes a pause worth it; or 0 */
+  /* Grown for pauses: the capacity; -1 refused; 0 not asked (process.c). */
+  int pipe_cap[2];
 
   int raw_code;
   int raw_signal;
