@@ -217,7 +217,7 @@ baseline() {
 
 cleanup() {
   stop_servers
-  rm -rf "$WORK"/data-*
+  rm -rf "$WORK"/data-* "$WORK"/pagecache-*.tmp
   if [ -n "$BASE_TREE" ]; then
     git worktree remove --force "$BASE_TREE/src" 2>/dev/null || true
     rm -rf "$BASE_TREE"
@@ -335,11 +335,10 @@ main() {
     # file written into the page cache (no fsync), on the server's CPU.
     # Where the kernel hands out pages never touched before, this can be
     # far below the pipe (a VM whose memory the host backs on first
-    # touch); pages freed by a deleted file are fast again. Removed at
-    # once, as a finished log is by retention.
-    out=$("${SRV_PIN[@]}" dd if=/dev/zero of="$WORK/pagecache.tmp" bs=64K \
-      count=$((LIVE_BYTES / 65536)) 2>&1 | tail -1)
-    rm -f "$WORK/pagecache.tmp"
+    # touch); pages a deleted file gave back are fast again, so each run's
+    # file is kept until the last run has written its own.
+    out=$("${SRV_PIN[@]}" dd if=/dev/zero of="$WORK/pagecache-$r.tmp" \
+      bs=64K count=$((LIVE_BYTES / 65536)) 2>&1 | tail -1)
     record pagecache raw "$r" "$(dd_json "$out")"
     out=$("$BUILD/bench/jw-tlsbulk" --cacert "$CA" --cert "$SCERT" \
       --key "$SKEY" --client-cert "$CCERT" --client-key "$CKEY" \
@@ -359,6 +358,7 @@ main() {
     done
   done
 
+  rm -f "$WORK"/pagecache-*.tmp
   log "starting the servers: $JW_SERVERS grpc"
   start_servers
 
