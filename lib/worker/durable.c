@@ -252,7 +252,12 @@ int jw__job_save_as(struct job *j, const char *owner, int with_log) {
   }
   sup->jdead += j->rec_len;
   j->rec_len = (uint32_t)len;
-  if (with_log)
+  /*
+   * A log without a byte has nothing to keep: one the power took is
+   * reopened empty (restore.c), as it was. Jobs that print nothing then
+   * cost the flush no open, fsync and close of their own.
+   */
+  if (with_log && j->log != NULL && jw_outlog_disk_bytes(j->log) > 0)
     queue_log_sync(sup, j->e.id);
   flush_due(sup);
   return 0;

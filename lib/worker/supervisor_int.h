@@ -219,9 +219,9 @@ void jw__supervisor_handle_closed(jw_supervisor_t *sup);
 /*
  * Durable records (durable.c). jw__job_save appends the job's record as
  * it is now to the journal and queues the journal's fsync for the next
- * flush (at most FLUSH_MS from
- * now); with_log also fsyncs its log then. Returns 0 or -errno (also
- * reported to on_record_error). Does nothing without durable.
+ * flush (at most FLUSH_MS from now); with_log also fsyncs its log then,
+ * when the log holds a byte. Returns 0 or -errno (also reported to
+ * on_record_error). Does nothing without durable.
  */
 int jw__job_save(struct job *j, int with_log);
 

@@ -665,6 +665,49 @@ START_TEST(test_restart_keeps_finished_jobs) {
 }
 END_TEST
 
+/*
+ * The flush fsyncs only logs that hold a byte, so a job that printed
+ * nothing may lose its (empty) log file with the power. Its record still
+ * counts: after the restart it is found, final, with no output, and the
+ * log is made again; a job that printed keeps its bytes.
+ */
+START_TEST(test_lost_empty_log_restored_empty) {
+  struct env e;
+  char quiet[JW_ID_LEN + 1], loud[JW_ID_LEN + 1], p[256];
+  char out[64], err[64];
+  size_t no = sizeof(out), ne = sizeof(err);
+  jw_job_info_t a, b;
+
+  env_open(&e);
+  start_sh(&e, "alice", "exit 4", quiet);
+  a = wait_final(&e, quiet);
+  start_sh(&e, "alice", "printf kept", loud);
+  wait_final(&e, loud);
+  env_end(&e, 1);
+
+  snprintf(p, sizeof(p), "%s/%s.log", data_dir, quiet);
+  ck_assert_int_eq(unlink(p), 0);
+  env_open(&e);
+  ck_assert_int_eq(e.rec_errors, 0);
+  ck_assert_int_eq(jw_supervisor_status(e.sup, quiet, "alice", &b), 0);
+  ck_assert_int_eq(b.proc.state, JW_PROC_EXITED);
+  ck_assert_int_eq(b.proc.exit_code, 4);
+  ck_assert_int_eq(b.proc.ended_at_ns, a.proc.ended_at_ns);
+  ck_assert_uint_eq(b.output_bytes, 0);
+  output_of(&e, quiet, out, &no, err, &ne);
+  ck_assert_uint_eq(no, 0);
+  ck_assert_uint_eq(ne, 0);
+  ck_assert_int_eq(access(p, F_OK), 0);
+  no = sizeof(out);
+  ne = sizeof(err);
+  output_of(&e, loud, out, &no, err, &ne);
+  ck_assert_uint_eq(no, 4);
+  ck_assert(memcmp(out, "kept", 4) == 0);
+  ck_assert_uint_eq(ne, 0);
+  env_end(&e, 0);
+}
+END_TEST
+
 START_TEST(test_retention_order_and_eviction_across_restarts) {
   struct env e;
   char ids[4][JW_ID_LEN + 1];
@@ -1071,6 +1114,7 @@ int main(void) {
       test_journal_every_flip,
       test_pid_start,
       test_restart_keeps_finished_jobs,
+      test_lost_empty_log_restored_empty,
       test_retention_order_and_eviction_across_restarts,
       test_shutdown_and_stop_reasons,
       test_pid_recorded_at_next_flush,
