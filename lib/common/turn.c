@@ -1,35 +1,61 @@
 #include "turn.h"
 
+/*
+ * The turns due now are taken off the queue first, so that one scheduled
+ * by a callback waits for the next turn, and each is unlinked before its
+ * callback: the callback may schedule it again, cancel another or free
+ * its owner (a cancelled turn is off the list it was on).
+ */
 static void on_idle(uv_idle_t *h) {
-  jw__turn_t *t = h->data;
-  /* Stopped first: the callback may schedule the next turn. */
-  uv_idle_stop(h);
-  t->cb(t);
+  jw__turnq_t *q = h->data;
+  jw__list_t now, *n;
+  jw__list_init(&now);
+  if (!jw__list_empty(&q->due)) {
+    now.next = q->due.next;
+    now.prev = q->due.prev;
+    now.next->prev = &now;
+    now.prev->next = &now;
+    jw__list_init(&q->due);
+  }
+  while ((n = jw__list_first(&now)) != NULL) {
+    jw__turn_t *t = jw__list_data(n, jw__turn_t, node);
+    jw__list_remove(n);
+    t->cb(t);
+  }
+  if (jw__list_empty(&q->due))
+    uv_idle_stop(h);
 }
 
-void jw__turn_init(jw__turn_t *t, uv_loop_t *loop, jw__turn_cb cb, void *data) {
-  uv_idle_init(loop, &t->idle);
-  t->idle.data = t;
+void jw__turnq_init(jw__turnq_t *q, uv_loop_t *loop) {
+  uv_idle_init(loop, &q->idle);
+  q->idle.data = q;
+  jw__list_init(&q->due);
+}
+
+void jw__turnq_close(jw__turnq_t *q, void *data, uv_close_cb close_cb) {
+  jw__list_t *n;
+  while ((n = jw__list_first(&q->due)) != NULL)
+    jw__list_remove(n);
+  /* Closing stops the handle: data can point at the owner now. */
+  q->idle.data = data;
+  uv_close((uv_handle_t *)&q->idle, close_cb);
+}
+
+void jw__turn_init(jw__turn_t *t, jw__turnq_t *q, jw__turn_cb cb, void *data) {
+  jw__list_init(&t->node);
+  t->q = q;
   t->cb = cb;
   t->data = data;
 }
 
 void jw__turn_schedule(jw__turn_t *t) {
-  if (uv_is_closing((uv_handle_t *)&t->idle) ||
-      uv_is_active((uv_handle_t *)&t->idle))
+  if (jw__list_linked(&t->node) || uv_is_closing((uv_handle_t *)&t->q->idle))
     return;
-  uv_idle_start(&t->idle, on_idle);
+  jw__list_insert_tail(&t->q->due, &t->node);
+  uv_idle_start(&t->q->idle, on_idle);
 }
 
-void jw__turn_cancel(jw__turn_t *t) { uv_idle_stop(&t->idle); }
-
-void jw__turn_close(jw__turn_t *t, uv_close_cb close_cb) {
-  uv_idle_stop(&t->idle);
-  if (uv_is_closing((uv_handle_t *)&t->idle))
-    return;
-  t->idle.data = t->data;
-  uv_close((uv_handle_t *)&t->idle, close_cb);
-}
+void jw__turn_cancel(jw__turn_t *t) { jw__list_remove(&t->node); }
 
 static void turns_prepare_cb(uv_prepare_t *h) {
   jw__turns_t *t = h->data;

@@ -20,7 +20,7 @@
 static void finish_connect(jw_rpc_client_t *cli, int err) {
   jw_rpc_connect_cb cb = cli->connect_cb;
   cli->connect_cb = NULL;
-  uv_timer_stop(&cli->c.timer);
+  uv_timer_stop(&cli->timer);
   if (cb != NULL)
     cb(cli, err, cli->connect_data);
 }
@@ -43,7 +43,7 @@ static void client_fail(jw_rpc_client_t *cli, int err, const char *msg) {
   cli->state = CLI_FAILED;
   if (cli->err[0] == '\0')
     snprintf(cli->err, sizeof(cli->err), "%s", msg);
-  uv_timer_stop(&cli->c.timer);
+  uv_timer_stop(&cli->timer);
   fail_all(cli, cli->err);
   finish_connect(cli, err);
 }
@@ -99,6 +99,9 @@ static void cl_deferred(jw__conn_t *c) {
   }
 }
 
+static void own_handle_closed(uv_handle_t *h);
+
+/* The connection's handles are closed: the client's own go next. */
 static void cl_closed(jw__conn_t *c) {
   jw_rpc_client_t *cli = c->owner;
   jw__list_t *n;
@@ -109,6 +112,14 @@ static void cl_closed(jw__conn_t *c) {
     jw__ccall_free(call);
   }
   finish_connect(cli, UV_ECANCELED);
+  uv_close((uv_handle_t *)&cli->timer, own_handle_closed);
+  jw__turnq_close(&cli->nexts, cli, own_handle_closed);
+}
+
+static void own_handle_closed(uv_handle_t *h) {
+  jw_rpc_client_t *cli = h->data;
+  if (--cli->own_handles > 0)
+    return;
   if (cli->close_cb != NULL)
     cli->close_cb(cli, cli->close_data);
   if (cli->ai != NULL)
@@ -163,14 +174,24 @@ int jw_rpc_client_new(uv_loop_t *loop, const jw_rpc_client_options_t *opts,
   cli->loop = loop;
   cli->connect_timeout_ms =
       opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
-  int rc = jw__conn_init(&cli->c, loop, &client_ops, cli, false);
-  cli->c.transport = &client_transport;
-  if (rc != 0 || cli->addr == NULL || cli->server_name == NULL) {
+  if (cli->addr == NULL || cli->server_name == NULL) {
     free(cli->addr);
     free(cli->server_name);
     free(cli);
-    return rc != 0 ? rc : -ENOMEM;
+    return -ENOMEM;
   }
+  int rc = jw__conn_init(&cli->c, loop, &cli->nexts, &client_ops, cli, false);
+  if (rc != 0) {
+    free(cli->addr);
+    free(cli->server_name);
+    free(cli);
+    return rc;
+  }
+  cli->c.transport = &client_transport;
+  uv_timer_init(loop, &cli->timer);
+  cli->timer.data = cli;
+  jw__turnq_init(&cli->nexts, loop);
+  cli->own_handles = 2;
   cli->ssl = jw__tls_ctx_ssl(opts->tls);
   SSL_CTX_up_ref(cli->ssl);
   *out = cli;
@@ -266,7 +287,7 @@ static void resolved_cb(uv_getaddrinfo_t *req, int status,
 }
 
 static void connect_timeout_cb(uv_timer_t *t) {
-  jw_rpc_client_t *cli = ((jw__conn_t *)t->data)->owner;
+  jw_rpc_client_t *cli = t->data;
   if (cli->state == CLI_READY || cli->state == CLI_FAILED)
     return;
   if (cli->gai_pending)
@@ -305,7 +326,7 @@ int jw_rpc_client_connect(jw_rpc_client_t *cli, jw_rpc_connect_cb cb,
     return rc;
   }
   cli->gai_pending = true;
-  uv_timer_start(&cli->c.timer, connect_timeout_cb, cli->connect_timeout_ms, 0);
+  uv_timer_start(&cli->timer, connect_timeout_cb, cli->connect_timeout_ms, 0);
   return 0;
 }
 
@@ -317,7 +338,8 @@ bool jw_rpc_client_going_away(const jw_rpc_client_t *cli) {
 }
 
 static void close_timeout_cb(uv_timer_t *t) {
-  jw__conn_close((jw__conn_t *)t->data, false);
+  jw_rpc_client_t *cli = t->data;
+  jw__conn_close(&cli->c, false);
 }
 
 void jw_rpc_client_close(jw_rpc_client_t *cli,
@@ -340,7 +362,7 @@ void jw_rpc_client_close(jw_rpc_client_t *cli,
     jw__conn_flush(&cli->c);
     jw__conn_close(&cli->c, true);
     if (cli->c.close_wait)
-      uv_timer_start(&cli->c.timer, close_timeout_cb, 1000, 0);
+      uv_timer_start(&cli->timer, close_timeout_cb, 1000, 0);
     return;
   }
   jw__conn_close(&cli->c, false);

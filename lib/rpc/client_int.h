@@ -65,6 +65,9 @@ struct jw_rpc_ccall_s {
 struct jw_rpc_client_s {
   jw__conn_t c;
   uv_loop_t *loop;
+  uv_timer_t timer;  /* the connect timeout, then the close's */
+  jw__turnq_t nexts; /* the connection's next-turn work */
+  int own_handles;   /* timer and nexts, closed once c is */
   SSL_CTX *ssl;
   char *addr;
   char host[256];

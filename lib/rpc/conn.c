@@ -50,8 +50,8 @@ void jw__conn_handle_closed(uv_handle_t *h) {
 
 static void on_turn(jw__turn_t *t);
 
-int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
-                  void *owner, bool server) {
+int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, jw__turnq_t *turns,
+                  const jw__conn_ops_t *ops, void *owner, bool server) {
   int rc;
   c->loop = loop;
   c->ops = ops;
@@ -63,10 +63,8 @@ int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
   if ((rc = uv_tcp_init(loop, &c->tcp)) != 0)
     return rc;
   c->tcp.data = c;
-  uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
-  jw__turn_init(&c->next, loop, on_turn, c);
-  c->open_handles = 3;
+  jw__turn_init(&c->next, turns, on_turn, c);
+  c->open_handles = 1;
   return 0;
 }
 
@@ -460,10 +458,7 @@ static void start_write(jw__conn_t *c) {
 }
 
 static void close_handles(jw__conn_t *c) {
-  uv_timer_stop(&c->timer);
-  jw__turn_close(&c->next, jw__conn_handle_closed);
-  if (!uv_is_closing((uv_handle_t *)&c->timer))
-    uv_close((uv_handle_t *)&c->timer, jw__conn_handle_closed);
+  jw__turn_cancel(&c->next);
   c->transport->close(c);
 }
 

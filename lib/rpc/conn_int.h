@@ -109,8 +109,7 @@ struct jw__conn_s {
   const jw__transport_ops_t *transport; /* &jw__tcp_transport unless set */
   void *owner;
   uv_tcp_t tcp;
-  uv_timer_t timer; /* the role's: handshake, idle, connect timeouts */
-  jw__turn_t next;  /* runs deferred work and the send on the next turn */
+  jw__turn_t next; /* runs deferred work and the send on the next turn */
   int open_handles;
   SSL *ssl; /* owns the BIO (conn.c), which reads in/pend, writes gather */
   nghttp2_session *h2;
@@ -155,11 +154,13 @@ struct jw__conn_s {
 };
 
 /*
- * Initializes the handles (tcp, timer, idle) with the TCP transport.
+ * Initializes the tcp handle with the TCP transport; the next-turn work
+ * goes on turns, the owner's queue, which must outlive the connection's
+ * close. Timeouts are the role's (a server's sweep, a client's timer).
  * Returns 0 or a UV code.
  */
-int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, const jw__conn_ops_t *ops,
-                  void *owner, bool server);
+int jw__conn_init(jw__conn_t *c, uv_loop_t *loop, jw__turnq_t *turns,
+                  const jw__conn_ops_t *ops, void *owner, bool server);
 
 /*
  * Starts TLS on the connected tcp handle: creates the SSL object, starts

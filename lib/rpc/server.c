@@ -95,9 +95,10 @@ static void sconn_cancel_all(sconn_t *sc, int status, const char *msg) {
   }
 }
 
-static void close_timer_cb(uv_timer_t *t) {
-  sconn_t *sc = ((jw__conn_t *)t->data)->owner;
-  jw__conn_close(&sc->c, false);
+/* What sc->deadline ends, in loop milliseconds (the sweep looks). */
+static void sc_deadline(sconn_t *sc, uint8_t kind, uint64_t ms) {
+  sc->deadline_kind = kind;
+  sc->deadline = uv_now(sc->srv->loop) + ms;
 }
 
 void jw__sconn_close(sconn_t *sc, bool graceful) {
@@ -114,8 +115,9 @@ void jw__sconn_close(sconn_t *sc, bool graceful) {
                     uv_hrtime() - sc->open_ns);
   jw__conn_close(&sc->c, graceful);
   /* A graceful close waits for its last write, but not for ever. */
+  sc->deadline_kind = SC_NO_DEADLINE;
   if (graceful && sc->c.close_wait)
-    uv_timer_start(&sc->c.timer, close_timer_cb, 2000, 0);
+    sc_deadline(sc, SC_CLOSE_WAIT, 2000);
 }
 
 /*
@@ -159,13 +161,18 @@ static bool sconn_idle(sconn_t *sc) {
   return true;
 }
 
-static void idle_timer_cb(uv_timer_t *t) {
-  sconn_t *sc = ((jw__conn_t *)t->data)->owner;
+static void sc_timed_out(sconn_t *sc) {
+  if (sc->deadline_kind == SC_CLOSE_WAIT) {
+    sc->deadline_kind = SC_NO_DEADLINE;
+    jw__conn_close(&sc->c, false);
+    return;
+  }
+  sc->deadline_kind = SC_NO_DEADLINE;
   if (sc->c.closing)
     return;
   if (sc->c.tls_up && !sconn_idle(sc)) {
     /* A call keeps it busy: look again a timeout later (sc_after_io). */
-    uv_timer_start(t, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
+    sc_deadline(sc, SC_IDLE, sc->srv->opts.idle_timeout_ms);
     return;
   }
   if (!sc->c.tls_up) {
@@ -192,7 +199,7 @@ int jw__sconn_handshake_done(jw__conn_t *c) {
                                srv->opts.max_concurrent_streams});
   if (rc != 0)
     return rc;
-  uv_timer_stop(&c->timer);
+  sc->deadline_kind = SC_NO_DEADLINE; /* the handshake's */
   /*
    * One client may not hold every connection slot: past its cap the
    * connection is told why (GOAWAY with a debug text) and closed once
@@ -295,19 +302,19 @@ static void sc_after_io(jw__conn_t *c) {
   jw__conn_read_pause(c,
                       c->writing && jw__sconn_pending_output(sc) >
                                         sc->srv->opts.max_pending_output_bytes);
-  if (sc->no_idle_timer)
+  if (sc->no_idle_timeout)
     return;
   /*
-   * The idle timer starts over whenever request bytes arrive or a write
+   * The idle timeout starts over whenever request bytes arrive or a write
    * completes; whether a call keeps the connection busy is asked only
-   * when it fires (idle_timer_cb), not on every I/O event. A call stops
+   * when it passes (sc_timed_out), not on every I/O event. A call stops
    * keeping it busy only with a write of its own (its reply, its end, a
    * window it filled), so the timer then counts from that write, as it
    * would from the moment the connection became idle.
    */
-  if (!uv_is_active((uv_handle_t *)&c->timer) || sc->rx_progress ||
+  if (sc->deadline_kind == SC_NO_DEADLINE || sc->rx_progress ||
       sc->seen_writes != c->nwrites)
-    uv_timer_start(&c->timer, idle_timer_cb, sc->srv->opts.idle_timeout_ms, 0);
+    sc_deadline(sc, SC_IDLE, sc->srv->opts.idle_timeout_ms);
   sc->rx_progress = false;
   sc->seen_writes = c->nwrites;
 }
@@ -355,7 +362,8 @@ static void on_connection(uv_stream_t *server, int status) {
   if (sc == NULL)
     return;
   sc->srv = srv;
-  if (jw__conn_init(&sc->c, srv->loop, &jw__sconn_ops, sc, true) != 0) {
+  if (jw__conn_init(&sc->c, srv->loop, &srv->nexts, &jw__sconn_ops, sc, true) !=
+      0) {
     free(sc);
     return;
   }
@@ -368,8 +376,7 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   uv_tcp_nodelay(&sc->c.tcp, 1);
   jw__conn_peer(&sc->c, sc->peer, sizeof(sc->peer));
-  uv_timer_start(&sc->c.timer, idle_timer_cb, srv->opts.handshake_timeout_ms,
-                 0);
+  sc_deadline(sc, SC_IDLE, srv->opts.handshake_timeout_ms);
   int rc = jw__conn_start_tls(&sc->c, srv->ssl, NULL);
   if (rc != 0)
     jw__conn_fail(&sc->c, rc, "cannot start TLS: %s", jw_strerror(rc));
@@ -409,12 +416,22 @@ static void free_methods(jw_rpc_server_t *srv) {
 /*
  * One timer for all connections rather than a syscall per call: each
  * that stayed quiet since the last sweep gives back its frame buffer's
- * pages (jw__conn_quiet), at most one madvise per connection per sweep.
+ * pages (jw__conn_quiet), at most one madvise per connection per sweep,
+ * and each whose deadline has passed (the handshake's, the idle one, a
+ * graceful close's) is dealt with: a timer per connection cost 152
+ * bytes each and a timer heap update per call, for timeouts of seconds
+ * that a sweep's 250 ms serve as well.
  */
 static void sweep_cb(uv_timer_t *t) {
   jw_rpc_server_t *srv = t->data;
-  jw__list_t *n;
-  jw__list_foreach(n, &srv->conns) { jw__conn_quiet(&SCONN_OF(n)->c); }
+  uint64_t now = uv_now(srv->loop);
+  jw__list_t *n, *tmp;
+  jw__list_foreach_safe(n, tmp, &srv->conns) {
+    sconn_t *sc = SCONN_OF(n);
+    jw__conn_quiet(&sc->c);
+    if (sc->deadline_kind != SC_NO_DEADLINE && now >= sc->deadline)
+      sc_timed_out(sc);
+  }
 }
 
 static void listener_closed_cb(uv_handle_t *h) {
@@ -550,6 +567,8 @@ int jw_rpc_server_start(uv_loop_t *loop, const jw_rpc_server_options_t *opts,
   uv_unref((uv_handle_t *)&srv->sweep_timer);
   jw__turns_init(&srv->turns, loop);
   srv->turns_open = true;
+  jw__turnq_init(&srv->nexts, loop);
+  srv->nexts_open = true;
   *out = srv;
   return 0;
 }
@@ -597,7 +616,7 @@ static void server_free(jw_rpc_server_t *srv);
  * so nothing of the library's is left on the stack.
  */
 static void server_handles_closed(jw_rpc_server_t *srv) {
-  if (srv->timer_open || srv->turns_open || srv->sweep_open)
+  if (srv->timer_open || srv->turns_open || srv->nexts_open || srv->sweep_open)
     return;
   srv->done = true;
   if (srv->done_cb != NULL)
@@ -617,6 +636,12 @@ static void sweep_timer_closed_cb(uv_handle_t *h) {
   server_handles_closed(srv);
 }
 
+static void nexts_closed_cb(uv_handle_t *h) {
+  jw_rpc_server_t *srv = h->data;
+  srv->nexts_open = false;
+  server_handles_closed(srv);
+}
+
 static void turns_closed_cb(uv_handle_t *h) {
   jw_rpc_server_t *srv = h->data;
   srv->turns_open = false;
@@ -628,6 +653,7 @@ static void maybe_done(jw_rpc_server_t *srv) {
       !srv->timer_open || uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
     return;
   jw__turns_close(&srv->turns, srv, turns_closed_cb);
+  jw__turnq_close(&srv->nexts, srv, nexts_closed_cb);
   uv_close((uv_handle_t *)&srv->sweep_timer, sweep_timer_closed_cb);
   uv_close((uv_handle_t *)&srv->shutdown_timer, shutdown_timer_closed_cb);
 }

@@ -123,16 +123,25 @@ struct sconn_s {
   char peer[64];
   bool opened;
   bool draining;
-  bool no_idle_timer; /* no socket to time out (server_test.c) */
-  jw__list_t calls;   /* newest first */
+  bool no_idle_timeout; /* no socket to time out (server_test.c) */
+  jw__list_t calls;     /* newest first */
   size_t ncalls;
   uint64_t open_ns;
-  size_t rx_bytes;      /* request bytes held for calls still arriving */
-  size_t nready;        /* calls whose dispatch waits for the output */
-  size_t out_held;      /* the calls' output not yet framed (call->held) */
-  bool rx_progress;     /* request bytes arrived since the last idle check */
-  uint64_t seen_writes; /* c.nwrites at the last idle check */
-  bool refused;         /* over the per-client cap: GOAWAY, then close */
+  size_t rx_bytes;       /* request bytes held for calls still arriving */
+  size_t nready;         /* calls whose dispatch waits for the output */
+  size_t out_held;       /* the calls' output not yet framed (call->held) */
+  bool rx_progress;      /* request bytes arrived since the last idle check */
+  uint64_t seen_writes;  /* c.nwrites at the last idle check */
+  bool refused;          /* over the per-client cap: GOAWAY, then close */
+  uint8_t deadline_kind; /* SC_*: what passing deadline does (sweep_cb) */
+  uint64_t deadline;     /* uv_now() ms */
+};
+
+/* sconn_t.deadline_kind */
+enum {
+  SC_NO_DEADLINE = 0,
+  SC_IDLE,      /* the handshake's timeout, then the idle timeout */
+  SC_CLOSE_WAIT /* a graceful close's last write, 2 s at most */
 };
 
 struct jw_rpc_server_s {
@@ -146,7 +155,9 @@ struct jw_rpc_server_s {
   uv_timer_t shutdown_timer;
   uv_timer_t sweep_timer; /* jw__conn_quiet on every connection */
   jw__turns_t turns;      /* the connections' handshake budget */
+  jw__turnq_t nexts;      /* the connections' next-turn work */
   bool turns_open;
+  bool nexts_open;
   bool listener_open;
   bool timer_open;
   bool sweep_open;

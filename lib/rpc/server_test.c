@@ -28,8 +28,9 @@ int jw__server_test_conn(jw_rpc_server_t *srv, const char *cn,
   if (sc == NULL)
     return -ENOMEM;
   sc->srv = srv;
-  sc->no_idle_timer = true;
-  if (jw__conn_init(&sc->c, srv->loop, &jw__sconn_ops, sc, true) != 0) {
+  sc->no_idle_timeout = true;
+  if (jw__conn_init(&sc->c, srv->loop, &srv->nexts, &jw__sconn_ops, sc, true) !=
+      0) {
     free(sc);
     return -ENOMEM;
   }

@@ -27,6 +27,7 @@ static uv_connect_t creq;
 static bool connected;
 
 static jw__conn_t conn;
+static jw__turnq_t nexts;
 static bool closed;
 static int nclosed;
 static int ndeferred;
@@ -86,7 +87,8 @@ static void setup(void) {
   ck_assert_int_eq(uv_tcp_bind(&listener, (struct sockaddr *)&a, 0), 0);
   ck_assert_int_eq(uv_listen((uv_stream_t *)&listener, 8, on_peer), 0);
   uv_tcp_getsockname(&listener, (struct sockaddr *)&bound, &len);
-  ck_assert_int_eq(jw__conn_init(&conn, &loop, &ops, NULL, false), 0);
+  jw__turnq_init(&nexts, &loop);
+  ck_assert_int_eq(jw__conn_init(&conn, &loop, &nexts, &ops, NULL, false), 0);
   ck_assert_int_eq(
       uv_tcp_connect(&creq, &conn.tcp, (struct sockaddr *)&bound, on_connect),
       0);
@@ -102,6 +104,7 @@ static void teardown(void) {
   if (peer_open)
     uv_close((uv_handle_t *)&peer, NULL);
   uv_close((uv_handle_t *)&listener, NULL);
+  jw__turnq_close(&nexts, NULL, NULL);
   ck_assert_int_eq(rpc_test_drain(&loop), 0);
   free(got);
 }

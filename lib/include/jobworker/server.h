@@ -159,7 +159,9 @@ typedef struct {
   jw_rpc_event_cb on_event;        /* may be NULL */
   uint32_t max_connections;        /* 0: 1024 */
   uint32_t max_concurrent_streams; /* 0: 100 */
-  uint64_t handshake_timeout_ms;   /* 0: 10000 */
+  /* 0: 10000. It and the idle timeout are looked at every 250 ms (one
+   * sweep of the connections): a connection is closed up to that late. */
+  uint64_t handshake_timeout_ms;
   /* 0: 300000; a connection none of whose calls is being served or sending
    * (calls whose request is still arriving, or whose output waits for the
    * client's window or socket, count as idle), since its last request
