@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reload.h"
+#include "trim.h"
 
 typedef struct {
   uv_loop_t loop;
@@ -35,6 +36,7 @@ typedef struct {
   jw_supervisor_t *sup;
   jw_rpc_server_t *srv;
   jw_metrics_t *metrics;
+  jw_trim_t trim; /* the heap given back after connections come and go */
   jw_service_t svc;
   uv_signal_t sigterm;
   uv_signal_t sigint;
@@ -60,7 +62,11 @@ typedef struct {
 
 static void on_event(const jw_rpc_event_t *ev, void *data) {
   char status[32], dur[32];
-  jw_metrics_event(SERVER_OF(data)->metrics, ev);
+  server_t *s = SERVER_OF(data);
+  jw_metrics_event(s->metrics, ev);
+  /* A handshake's memory was just freed, or a connection's. */
+  if (ev->event != JW_RPC_EV_RPC)
+    jw_trim_note(&s->trim);
   jw_log_level_t level = JW_LOG_INFO;
   if (ev->event == JW_RPC_EV_CONN_OPEN)
     level = JW_LOG_DEBUG;
@@ -841,6 +847,7 @@ int main(int argc, char **argv) {
   }
 
   uv_loop_init(&s.loop);
+  jw_trim_init(&s.trim, &s.loop, 0, NULL);
   jw_supervisor_options_t sopts = {
       .max_running = (size_t)s.cfg.max_jobs,
       .max_running_per_owner = (size_t)s.cfg.max_jobs_per_client,
