@@ -207,8 +207,19 @@ baseline() {
     BASE_TREE=$(mktemp -d "${TMPDIR:-/tmp}/jw-bench-base.XXXXXX")
     log "building the baseline teleportd of $rev in $BASE_TREE"
     git worktree add -q --detach "$BASE_TREE/src" "$rev"
-    meson setup "$BASE_TREE/src/build" --buildtype=debugoptimized \
-      -Dtests=false >/dev/null
+    # The source directory named: with the build directory alone, meson
+    # takes the current one (this checkout), and the "baseline" would be
+    # the tree under test built a second time.
+    meson setup "$BASE_TREE/src/build" "$BASE_TREE/src" \
+      --buildtype=debugoptimized -Dtests=false >/dev/null
+    local src
+    src=$(python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["directories"]["source"])' \
+      "$BASE_TREE/src/build/meson-info/meson-info.json")
+    if [ "$src" != "$BASE_TREE/src" ]; then
+      log "the baseline build's source is $src, not $BASE_TREE/src"
+      exit 2
+    fi
     ninja -C "$BASE_TREE/src/build" server/teleportd >/dev/null
     BASE_TELEPORTD=$BASE_TREE/src/build/server/teleportd
   fi
