@@ -193,6 +193,8 @@ int jw__sconn_handshake_done(jw__conn_t *c) {
   int rc;
 
   sc->cn = c->ssl != NULL ? jw__tls_peer_cn(c->ssl) : sc->cn;
+  if (c->ssl != NULL)
+    jw__tls_drop_peer_chain(c->ssl);
   rc = jw__conn_h2_new(
       c, jw__server_h2_callbacks(), sc, JW__H2_SERVER_CONN_WINDOW,
       (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,

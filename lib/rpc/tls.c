@@ -282,6 +282,13 @@ void jw_tls_ctx_free(jw_tls_ctx_t *ctx) {
 
 SSL_CTX *jw__tls_ctx_ssl(const jw_tls_ctx_t *ctx) { return ctx->ssl; }
 
+void jw__tls_drop_peer_chain(SSL *ssl) {
+  STACK_OF(X509) *sk = SSL_get_peer_cert_chain(ssl);
+  X509 *x;
+  while (sk != NULL && (x = sk_X509_pop(sk)) != NULL)
+    X509_free(x);
+}
+
 char *jw__tls_peer_cn(SSL *ssl) {
   X509 *peer = SSL_get0_peer_certificate(ssl);
   if (peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK)

@@ -29,4 +29,16 @@ SSL_CTX *jw__tls_ctx_ssl(const jw_tls_ctx_t *ctx);
  */
 char *jw__tls_peer_cn(SSL *ssl);
 
+/*
+ * Frees the certificates the peer sent beyond its own once the handshake
+ * verified them. An OpenSSL peer adds its CA's from its trust store by
+ * itself, and the session keeps that copy, parsed with its RSA key (3-4
+ * KiB for RSA 4096), for the connection's life, though nothing reads it
+ * again. SSL_get_peer_cert_chain returns the session's own stack, not a
+ * copy: each certificate popped from it carries the reference the stack
+ * held. The peer's certificate (SSL_get0_peer_certificate) and the
+ * verified chain, whose CA is the trust store's, stay.
+ */
+void jw__tls_drop_peer_chain(SSL *ssl);
+
 #endif /* JW_RPC_TLS_INT_H */

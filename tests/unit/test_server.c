@@ -303,6 +303,13 @@ START_TEST(test_idle_connection_holds_little) {
    * its next-turn work is on the server's one queue and its timeouts on
    * the server's sweep, not a uv_idle_t and a uv_timer_t of its own. */
   ck_assert_int_eq(handles_inside(sc, sizeof(*sc)), 1);
+  /* The CA certificate the client sent beside its own (an OpenSSL client
+   * adds it from its trust store) is freed once verified; the client's
+   * certificate and the identity taken from it stay. */
+  STACK_OF(X509) *sent = SSL_get_peer_cert_chain(sc->c.ssl);
+  ck_assert(sent == NULL || sk_X509_num(sent) == 0);
+  ck_assert_ptr_nonnull(SSL_get0_peer_certificate(sc->c.ssl));
+  ck_assert_ptr_nonnull(sc->cn);
   cli_closed = false;
   jw_rpc_client_close(cli, cli_close_cb, NULL);
   ck_assert(rpc_test_run_until(&loop, &cli_closed, 20000));
