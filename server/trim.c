@@ -9,28 +9,23 @@
 #include <malloc.h>
 #endif
 
-static int trim_heap(void) {
+static void trim_heap(void) {
 #ifdef __GLIBC__
-  return malloc_trim(0);
-#else
-  return 0;
+  malloc_trim(0);
 #endif
 }
 
 static void on_timer(uv_timer_t *h) {
   jw_trim_t *t = h->data;
-  uint64_t t0 = uv_hrtime();
   t->trim();
-  t->trim_ns += uv_hrtime() - t0;
   t->trims++;
 }
 
 void jw_trim_init(jw_trim_t *t, uv_loop_t *loop, uint64_t delay_ms,
-                  int (*trim)(void)) {
+                  void (*trim)(void)) {
   t->delay_ms = delay_ms ? delay_ms : JW_TRIM_DELAY_MS;
   t->trim = trim ? trim : trim_heap;
   t->trims = 0;
-  t->trim_ns = 0;
   uv_timer_init(loop, &t->timer);
   t->timer.data = t;
   uv_unref((uv_handle_t *)&t->timer);

@@ -29,15 +29,13 @@
 typedef struct {
   uv_timer_t timer;
   uint64_t delay_ms;
-  /* Gives the memory back; 1 if any was. malloc_trim(0) unless set. */
-  int (*trim)(void);
-  uint64_t trims;   /* trims run */
-  uint64_t trim_ns; /* their time, in all */
+  void (*trim)(void); /* malloc_trim(0) unless set */
+  uint64_t trims;     /* trims run */
 } jw_trim_t;
 
 /* delay_ms 0: JW_TRIM_DELAY_MS. trim NULL: malloc_trim(0). */
 void jw_trim_init(jw_trim_t *t, uv_loop_t *loop, uint64_t delay_ms,
-                  int (*trim)(void));
+                  void (*trim)(void));
 
 void jw_trim_note(jw_trim_t *t);
 

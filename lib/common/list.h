@@ -67,6 +67,18 @@ static inline void jw__list_insert_head(jw__list_t *head, jw__list_t *node) {
   head->next = node;
 }
 
+/* Moves every node of src, in order, to the end of dst; src is left empty. */
+static inline void jw__list_move_all(jw__list_t *dst, jw__list_t *src) {
+  if (src->next == src)
+    return;
+  src->next->prev = dst->prev;
+  dst->prev->next = src->next;
+  src->prev->next = dst;
+  dst->prev = src->prev;
+  src->next = src;
+  src->prev = src;
+}
+
 /* Unlinks node and links it to itself; a node on no list is left as is. */
 static inline void jw__list_remove(jw__list_t *node) {
   if (node->next == NULL || node->next == node)

@@ -10,13 +10,7 @@ static void on_idle(uv_idle_t *h) {
   jw__turnq_t *q = h->data;
   jw__list_t now, *n;
   jw__list_init(&now);
-  if (!jw__list_empty(&q->due)) {
-    now.next = q->due.next;
-    now.prev = q->due.prev;
-    now.next->prev = &now;
-    now.prev->next = &now;
-    jw__list_init(&q->due);
-  }
+  jw__list_move_all(&now, &q->due);
   while ((n = jw__list_first(&now)) != NULL) {
     jw__turn_t *t = jw__list_data(n, jw__turn_t, node);
     jw__list_remove(n);

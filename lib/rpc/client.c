@@ -174,13 +174,10 @@ int jw_rpc_client_new(uv_loop_t *loop, const jw_rpc_client_options_t *opts,
   cli->loop = loop;
   cli->connect_timeout_ms =
       opts->connect_timeout_ms ? opts->connect_timeout_ms : 10000;
-  if (cli->addr == NULL || cli->server_name == NULL) {
-    free(cli->addr);
-    free(cli->server_name);
-    free(cli);
-    return -ENOMEM;
-  }
-  int rc = jw__conn_init(&cli->c, loop, &cli->nexts, &client_ops, cli, false);
+  int rc =
+      cli->addr == NULL || cli->server_name == NULL
+          ? -ENOMEM
+          : jw__conn_init(&cli->c, loop, &cli->nexts, &client_ops, cli, false);
   if (rc != 0) {
     free(cli->addr);
     free(cli->server_name);

@@ -162,12 +162,12 @@ static bool sconn_idle(sconn_t *sc) {
 }
 
 static void sc_timed_out(sconn_t *sc) {
-  if (sc->deadline_kind == SC_CLOSE_WAIT) {
-    sc->deadline_kind = SC_NO_DEADLINE;
+  uint8_t kind = sc->deadline_kind;
+  sc->deadline_kind = SC_NO_DEADLINE;
+  if (kind == SC_CLOSE_WAIT) {
     jw__conn_close(&sc->c, false);
     return;
   }
-  sc->deadline_kind = SC_NO_DEADLINE;
   if (sc->c.closing)
     return;
   if (sc->c.tls_up && !sconn_idle(sc)) {

@@ -87,6 +87,34 @@ START_TEST(test_remove_while_iterating) {
 }
 END_TEST
 
+/* Moving all of one list to the end of another keeps both orders and
+ * leaves the source empty; an empty source changes nothing. */
+START_TEST(test_move_all) {
+  jw__list_t dst, src;
+  item_t it[5] = {{1, {0}}, {2, {0}}, {3, {0}}, {4, {0}}, {5, {0}}};
+  int v[8];
+  jw__list_init(&dst);
+  jw__list_init(&src);
+  jw__list_move_all(&dst, &src);
+  ck_assert(jw__list_empty(&dst));
+  jw__list_insert_tail(&dst, &it[0].node);
+  for (int i = 1; i < 5; i++)
+    jw__list_insert_tail(&src, &it[i].node);
+  jw__list_move_all(&dst, &src);
+  ck_assert(jw__list_empty(&src));
+  ck_assert_int_eq(values(&dst, v, 8), 5);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(v[i], i + 1);
+  ck_assert_ptr_eq(jw__list_last(&dst), &it[4].node);
+  /* Into an empty list, and the moved nodes still unlink. */
+  jw__list_move_all(&src, &dst);
+  ck_assert(jw__list_empty(&dst));
+  jw__list_remove(&it[2].node);
+  ck_assert_int_eq(values(&src, v, 8), 4);
+  ck_assert_int_eq(v[2], 4);
+}
+END_TEST
+
 /* A zeroed node (calloc'd, never linked) is not linked and removes safely. */
 START_TEST(test_zeroed_node) {
   item_t it = {0};
@@ -99,9 +127,9 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("list");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 0);
-  const TTest *const tc_tests[] = {test_empty, test_order_and_remove,
-                                   test_remove_while_iterating,
-                                   test_zeroed_node, NULL};
+  const TTest *const tc_tests[] = {
+      test_empty,    test_order_and_remove, test_remove_while_iterating,
+      test_move_all, test_zeroed_node,      NULL};
   test_add_tests(tc, tc_tests);
   return test_run_suite(s);
 }

@@ -137,11 +137,8 @@ START_TEST(test_close_drops_due) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("turn");
-  TCase *tc = test_tcase(s, "core", setup, teardown, 0);
-  const TTest *const tc_tests[] = {
+  const TTest *const tests[] = {
       test_once_in_order, test_scheduled_from_callback_waits_a_turn,
       test_cancel_and_free_from_callback, test_close_drops_due, NULL};
-  test_add_tests(tc, tc_tests);
-  return test_run_suite(s);
+  return test_run_list("turn", setup, teardown, 0, tests);
 }
