@@ -19,16 +19,26 @@
 #include "jobworker/error.h"
 
 /*
- * Whether a job uses hierarchy h: the cgroup2 one always, a v1 one for
- * the controllers we use (the freezer only where cgroup.kill is missing).
+ * Whether a job with limits l uses hierarchy h: the cgroup2 one always; a
+ * v1 one for the usage every job reports (memory, cpuacct) and for a
+ * controller that enforces one of l (cpu, blkio, pids), or the freezer
+ * where cgroup.kill is missing. A v1 hierarchy none of whose controllers
+ * the job needs is left alone: joining it costs a mkdir when the cgroup
+ * is made and a migration at every spawn, and changes nothing.
  */
-static int uses(const jw_cgroup_mgr_t *mgr, const jw__cg_hier_t *h) {
-  unsigned want =
-      JW__C_MEMORY | JW__C_CPU | JW__C_CPUACCT | JW__C_PIDS | JW__C_BLKIO;
+static int uses(const jw_cgroup_mgr_t *mgr, const jw__cg_hier_t *h,
+                const jw_limits_t *l) {
+  unsigned want = JW__C_MEMORY | JW__C_CPUACCT;
   if (h->parent == NULL)
     return 0;
   if (h->v2)
     return 1;
+  if (l->cpu_millis > 0)
+    want |= JW__C_CPU;
+  if (l->io_read_bps > 0 || l->io_write_bps > 0)
+    want |= JW__C_BLKIO;
+  if (l->pids > 0)
+    want |= JW__C_PIDS;
   if (!mgr->v2_kill)
     want |= JW__C_FREEZER;
   return (h->ctrls & want) != 0;
@@ -174,7 +184,7 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
   if (limits != NULL)
     cg->limits = *limits;
   for (i = 0; i < mgr->nh; i++) {
-    if (!uses(mgr, &mgr->h[i]))
+    if (!uses(mgr, &mgr->h[i], &cg->limits))
       continue;
     cg->dirs[i] = jw__cgroup_join(mgr->h[i].parent, name);
     if (cg->dirs[i] == NULL) {

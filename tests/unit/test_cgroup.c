@@ -473,6 +473,82 @@ START_TEST(test_job_cgroups_private) {
 }
 END_TEST
 
+/*
+ * Whether the job's /proc/self/cgroup (out) puts it in a job cgroup in the
+ * v1 hierarchy that holds ctrl alone: 1 yes, 0 no, -1 the host has no
+ * such hierarchy (absent, or co-mounted with another controller).
+ */
+static int in_own_v1(const char *out, const char *ctrl) {
+  char want[64];
+  const char *line;
+  int n = snprintf(want, sizeof(want), ":%s:", ctrl);
+  for (line = out; line != NULL && *line != '\0';) {
+    const char *nl = strchr(line, '\n');
+    const char *hit = strstr(line, want);
+    if (hit != NULL && (nl == NULL || hit < nl)) {
+      const char *path = hit + n;
+      const char *cg = strstr(path, "/cg-");
+      return cg != NULL && (nl == NULL || cg < nl);
+    }
+    line = nl != NULL ? nl + 1 : NULL;
+  }
+  return -1;
+}
+
+/* Runs cat /proc/self/cgroup with limits l; returns what it printed. */
+static char *cgroups_of_job(const jw_limits_t *l) {
+  static const char *const argv[] = {"cat", "/proc/self/cgroup", NULL};
+  char id[JW_ID_LEN + 1];
+  jw_job_info_t info;
+  ck_assert_int_eq(start(argv, l, 0, id), 0);
+  wait_final(id, 10000, &info);
+  ck_assert_int_eq(info.proc.exit_code, 0);
+  return output_of(id);
+}
+
+/*
+ * A job joins the v1 hierarchies it needs, not every one: memory and
+ * cpuacct always (its usage), cpu, blkio and pids only for a limit of
+ * theirs. Joining one costs a migration at every Start. Where the host
+ * co-mounts a controller with another, its hierarchy is not looked at.
+ */
+START_TEST(test_v1_hierarchies_as_needed) {
+  static const char *const always[] = {"memory", "cpuacct"};
+  static const char *const limited[] = {"cpu", "blkio", "pids"};
+  jw_limits_t every = every_limit(500);
+  jw_limits_t none;
+  char *out;
+  int seen = 0;
+
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_KILL))
+    SKIP("no usable cgroup hierarchy on this host");
+  memset(&none, 0, sizeof(none));
+  out = cgroups_of_job(&none);
+  for (size_t i = 0; i < 2; i++)
+    ck_assert_msg(in_own_v1(out, always[i]) != 0,
+                  "no limit: not in a job cgroup of %s: %s", always[i], out);
+  for (size_t i = 0; i < 3; i++) {
+    int r = in_own_v1(out, limited[i]);
+    ck_assert_msg(r != 1, "no limit: in a job cgroup of %s: %s", limited[i],
+                  out);
+    seen += r == 0;
+  }
+  free(out);
+  if (seen == 0)
+    SKIP("no v1 cpu, blkio or pids hierarchy of its own on this host");
+  /* The io limit needs a device; a host without one leaves blkio out. */
+  if (!(jw_cgroup_mgr_caps(mgr) & JW_CG_IO))
+    every.io_read_bps = every.io_write_bps = 0;
+  out = cgroups_of_job(&every);
+  for (size_t i = 0; i < 3; i++)
+    if (strcmp(limited[i], "blkio") != 0 || every.io_write_bps > 0)
+      ck_assert_msg(in_own_v1(out, limited[i]) != 0,
+                    "limited: not in a job cgroup of %s: %s", limited[i], out);
+  free(out);
+  assert_cgroups_removed();
+}
+END_TEST
+
 /* The peak of pids.current in dir, sampled on each loop turn. */
 struct pids_sample {
   const char *dir;
@@ -941,6 +1017,7 @@ static Suite *cgroup_suite(void) {
   const TTest *const host_tests[] = {test_host_backend,
                                      test_setsid_escape_killed,
                                      test_job_cgroups_private,
+                                     test_v1_hierarchies_as_needed,
                                      test_fork_bomb_contained,
                                      test_memory_hog_oom,
                                      test_memory_within_limit,
