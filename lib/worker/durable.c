@@ -10,8 +10,8 @@
  * append since the last flush at once, at most FLUSH_MS after the first of
  * them. A power loss loses at most the records of that last stretch
  * (docs/operations.md). The pid of a job that has started is appended at
- * that flush too (jw__job_stale), not at once: a job that ends sooner
- * needs only its final record.
+ * that flush too (jw__job_stale), not at once, and its start time read
+ * then: a job that ends sooner needs only its final record.
  *
  * Entries that a later one replaced are counted; once they take more than
  * half of the journal (and a few MiB), it is rewritten with the current
@@ -240,6 +240,14 @@ int jw__job_save_as(struct job *j, const char *owner, int with_log) {
     return 0;
   maybe_compact(sup);
   jw__list_remove(&j->stale);
+  /*
+   * The pid's start time, what a restart checks before it kills that pid:
+   * read from /proc once, by the first record of the running job that has
+   * its pid (the flush after the Start). Not at the Start: a job that ends
+   * before that flush never needs it.
+   */
+  if (!j->e.final && j->pid_start == 0 && j->status.pid > 0)
+    j->pid_start = jw__record_pid_start(j->status.pid);
   fill_record(j, owner, &r);
   err = jw__record_encode(&r, &buf, &len);
   if (err == 0) {

@@ -538,11 +538,9 @@ int jw_supervisor_start(jw_supervisor_t *sup, const char *owner,
   j->usage_at = uv_hrtime();
   jw__jobtable_insert(&sup->table, &j->e, o);
   jw__job_control_start(j, spec);
-  if (sup->durable) {
-    /* With its pid: what a restart checks before it kills that pid. */
-    j->pid_start = jw__record_pid_start(j->status.pid);
+  /* Its pid goes into the journal at the next flush, if it still runs. */
+  if (sup->durable)
     jw__job_stale(j);
-  }
   memcpy(id_out, j->e.id, JW_ID_LEN + 1);
   if (sup->on_job_start != NULL) {
     jw_job_info_t info;

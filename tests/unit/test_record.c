@@ -747,7 +747,8 @@ static void on_done(jw_supervisor_t *sup, void *data) {
 
 /*
  * A started job's record gets its pid at the next flush (at most 100 ms
- * on), and its start time, so that a crash finds the job's own process.
+ * on), and its start time, so that a crash finds the job's own process;
+ * the Start itself reads nothing of /proc for it.
  */
 static int all_flushed(void *arg) {
   jw_supervisor_t *sup = arg;
@@ -767,6 +768,8 @@ START_TEST(test_pid_recorded_at_next_flush) {
   ck_assert_int_eq(r.proc.pid, 0);
   ck_assert_str_eq(r.cg_name, "");
   jw__record_free(&r);
+  /* The start time is read for that record, not by the Start. */
+  ck_assert_uint_eq(job_of(jw__jobtable_find(&e.sup->table, id))->pid_start, 0);
   /* Written, not yet fsynced: that waits for the flush timer. */
   ck_assert(e.sup->jdirty);
   ck_assert(uv_is_active((uv_handle_t *)&e.sup->flush_timer));
