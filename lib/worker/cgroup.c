@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,9 @@ static int open_in(const char *dir, const char *file, int flags) {
   return open(path, flags | O_CLOEXEC);
 }
 
+/* The last serial given to a cgroup's kept spawn descriptors. */
+static atomic_uint_fast64_t spawn_serial;
+
 int jw__cgroup_fds_open(jw_cgroup_t *cg) {
   jw__cg_fds_t *f = &cg->fds;
   const char *v2 = jw__cgroup_v2_dir(cg);
@@ -74,6 +78,7 @@ int jw__cgroup_fds_open(jw_cgroup_t *cg) {
   if (err < 0)
     return err;
   f->spawn.kept = 1;
+  f->spawn.serial = atomic_fetch_add(&spawn_serial, 1) + 1;
   cg->fds_open = 1;
   /* The usage files are optional: a figure the host lacks stays 0. */
   f->events = open_in(v2, "cgroup.events", O_RDONLY);
@@ -429,6 +434,7 @@ int jw__cgroup_spawn_open(const jw_cgroup_t *cg, jw__cg_spawn_t *s) {
   s->v2_procs = -1;
   s->nv1 = 0;
   s->kept = 0;
+  s->serial = 0;
   if (cg == NULL)
     return 0;
   if (cg->fds_open) {

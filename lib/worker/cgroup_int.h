@@ -73,6 +73,11 @@ typedef struct {
   int v1_procs[JW__CG_MAX_HIER]; /* cgroup.procs of each v1 job directory */
   size_t nv1;
   int kept; /* the cgroup's own descriptors: not closed by spawn_close */
+  /*
+   * Kept ones: a number no other set of descriptors has had in this
+   * process, so that spawn.c knows the set it copied last; 0 otherwise.
+   */
+  uint64_t serial;
 } jw__cg_spawn_t;
 
 /*

@@ -103,6 +103,11 @@ struct jw__child_args {
   const jw__cg_spawn_t *cg;
   unsigned isolation;
   int status_fd;
+  /*
+   * Not 0: the child shares our descriptor table and first takes one of
+   * its own with the descriptors below this number only (spawn.c).
+   */
+  unsigned keep_below;
 };
 
 static inline void jw__close_fd(int *fd) {
@@ -158,6 +163,17 @@ int jw__process_alloc_buf(jw_process_t *p);
  */
 pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
                 int *status_fd);
+
+/*
+ * Reserves the spawn block (spawn.c): a few descriptors low in the
+ * table, so that a spawn's child does not copy the whole table. Called
+ * while the table is small (jw_supervisor_new); until then, and where it
+ * fails, spawns copy the table as fork does. Each successful call is
+ * matched by jw__spawn_release; the last release closes the block.
+ * 0 or -errno.
+ */
+int jw__spawn_reserve(void);
+void jw__spawn_release(void);
 
 /*
  * For the children of spawn.c and nsinit.c, which share the parent's

@@ -43,6 +43,9 @@
 
 #include "process_int.h"
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -309,6 +312,17 @@ child_clone_main(const struct jw__child_args *a, int join_v2) {
   int null_fd;
   size_t i;
 
+  /*
+   * A child sharing our descriptor table takes a table of its own before
+   * it touches a descriptor: only the ones below keep_below (what the
+   * parent staged there, see struct fd_block), not the server's hundreds,
+   * which the exec would then close one by one.
+   */
+  if (a->keep_below > 0 &&
+      syscall(SYS_close_range, a->keep_below, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
+      unshare(CLONE_FILES) < 0)
+    jw__child_fail(report_fd, errno);
+
   reset_signals();
   if (!(a->isolation & JW_ISOLATE_PID))
     jw__child_set_mask(0);
@@ -406,6 +420,8 @@ static __attribute__((noinline)) pid_t spawn_vm(const struct jw__child_args *a,
     flags |= CLONE_NEWNS;
   if (a->isolation & JW_ISOLATE_NET)
     flags |= CLONE_NEWNET;
+  if (a->keep_below > 0)
+    flags |= CLONE_FILES;
   child_report = report;
   pid = clone(child_vm_main, stack + sizeof(stack),
               flags | (pidfd != NULL ? CLONE_PIDFD : 0), (void *)a, pidfd);
@@ -473,6 +489,158 @@ int jw__devnull_fd(void) {
   return fd;
 }
 
+/*
+ * The spawn block: descriptors reserved low in our table, each a copy of
+ * /dev/null while no spawn uses it. A child that shares our memory gets
+ * our descriptor table shared too (CLONE_FILES), not copied: the parent
+ * first puts what the child needs (/dev/null, the output pipes, the
+ * cgroup.procs files) into the block, and the child's first call takes a
+ * table of its own holding only the descriptors below the block's top
+ * (close_range(CLOSE_RANGE_UNSHARE)). Otherwise every spawn copies the
+ * whole table and the exec closes each descriptor in it again, a cost
+ * that grows with every connection and job the server holds (about 0.1
+ * ms per 1,000 descriptors here). The block is reserved while the table
+ * is small (jw_supervisor_new), so its top stays low; one spawn at a time
+ * uses it (the lock). A spawn that cannot (not reserved, in use by
+ * another thread's spawn, a fork-style child) copies the table.
+ */
+#define BLOCK_NULL 0
+#define BLOCK_OUT 1
+#define BLOCK_ERR 2
+#define BLOCK_V2 3
+#define BLOCK_V1 4
+#define BLOCK_SIZE (BLOCK_V1 + JW__CG_MAX_HIER)
+
+static struct fd_block {
+  pthread_mutex_t lock;
+  int fd[BLOCK_SIZE];
+  atomic_uint top; /* one past the highest: 0 while not reserved */
+  unsigned users;  /* jw__spawn_reserve calls not yet released */
+  /*
+   * The serial of the kept cgroup descriptors in the slots from BLOCK_V2
+   * on, or 0. They stay there after the spawn (one dup3 each less for
+   * the next job in that cgroup, the pool's usual case) until another
+   * set replaces them; the output pipes' ends never stay.
+   */
+  uint64_t cg_serial;
+} block = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+int jw__spawn_reserve(void) {
+  int null_fd = jw__devnull_fd();
+  int fd[BLOCK_SIZE];
+  unsigned top = 0;
+  int err = 0;
+  size_t i;
+
+  if (null_fd < 0)
+    return null_fd;
+  pthread_mutex_lock(&block.lock);
+  if (atomic_load(&block.top) > 0) {
+    block.users++;
+    goto out;
+  }
+  for (i = 0; i < BLOCK_SIZE; i++) {
+    fd[i] = fcntl(null_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd[i] < 0) {
+      err = -errno;
+      while (i-- > 0)
+        close(fd[i]);
+      goto out;
+    }
+    if ((unsigned)fd[i] + 1 > top)
+      top = (unsigned)fd[i] + 1;
+  }
+  memcpy(block.fd, fd, sizeof(fd));
+  atomic_store(&block.top, top);
+  block.users = 1;
+out:
+  pthread_mutex_unlock(&block.lock);
+  return err;
+}
+
+void jw__spawn_release(void) {
+  pthread_mutex_lock(&block.lock);
+  if (block.users > 0 && --block.users == 0) {
+    atomic_store(&block.top, 0);
+    block.cg_serial = 0;
+    for (size_t i = 0; i < BLOCK_SIZE; i++)
+      close(block.fd[i]);
+  }
+  pthread_mutex_unlock(&block.lock);
+}
+
+/* Points slot i of the block at fd (O_CLOEXEC); 0 or -1. */
+static int block_put(size_t i, int fd) {
+  int r;
+  do
+    r = dup3(fd, block.fd[i], O_CLOEXEC);
+  while (r < 0 && (errno == EINTR || errno == EBUSY));
+  return r < 0 ? -1 : 0;
+}
+
+/* Points the slots from BLOCK_OUT to last back at /dev/null. */
+static void block_clear(size_t last) {
+  for (size_t i = BLOCK_OUT; i <= last && i < BLOCK_SIZE; i++)
+    (void)block_put(i, block.fd[BLOCK_NULL]);
+}
+
+/* Puts cgroup descriptors s into the slots from BLOCK_V2 on; 0 or -1. */
+static int block_put_cgroup(const jw__cg_spawn_t *s) {
+  if (s->kept && s->serial != 0 && s->serial == block.cg_serial)
+    return 0; /* there since the last spawn into this cgroup */
+  block.cg_serial = 0;
+  if (s->v2_procs >= 0 && block_put(BLOCK_V2, s->v2_procs) < 0)
+    return -1;
+  for (size_t i = 0; i < s->nv1; i++)
+    if (block_put(BLOCK_V1 + i, s->v1_procs[i]) < 0)
+      return -1;
+  if (s->kept)
+    block.cg_serial = s->serial;
+  return 0;
+}
+
+/*
+ * Puts the child's descriptors into the block (locked; the caller calls
+ * block_unstage after the clone) and points a and *staged at them.
+ * Returns 0, or -1 where the block is not to be used: a is then as it
+ * was.
+ */
+static int block_stage(struct jw__child_args *a, jw__cg_spawn_t *staged) {
+  size_t i;
+
+  if (atomic_load(&block.top) == 0 || pthread_mutex_trylock(&block.lock) != 0)
+    return -1;
+  *staged = *a->cg;
+  if (block_put(BLOCK_OUT, a->out_fd) < 0 ||
+      block_put(BLOCK_ERR, a->err_fd) < 0 || block_put_cgroup(staged) < 0) {
+    block_clear(BLOCK_SIZE - 1);
+    block.cg_serial = 0;
+    pthread_mutex_unlock(&block.lock);
+    return -1;
+  }
+  if (staged->v2_procs >= 0)
+    staged->v2_procs = block.fd[BLOCK_V2];
+  for (i = 0; i < staged->nv1; i++)
+    staged->v1_procs[i] = block.fd[BLOCK_V1 + i];
+  staged->kept = 1; /* the slots are the block's: never closed with it */
+  a->null_fd = block.fd[BLOCK_NULL];
+  a->out_fd = block.fd[BLOCK_OUT];
+  a->err_fd = block.fd[BLOCK_ERR];
+  a->cg = staged;
+  a->keep_below = atomic_load(&block.top);
+  return 0;
+}
+
+/*
+ * After the clone: the child has a table of its own or is gone. The
+ * pipes' ends leave the block (their read ends see EOF once the job's
+ * copies close), and cgroup descriptors the spawn opened for itself too.
+ */
+static void block_unstage(void) {
+  block_clear(block.cg_serial != 0 ? BLOCK_ERR : BLOCK_SIZE - 1);
+  pthread_mutex_unlock(&block.lock);
+}
+
 pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
                 int *status_fd) {
   struct jw__child_args a;
@@ -481,7 +649,8 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
   int statp[2] = {-1, -1};
   int null_fd = -1;
   int use_fork = (p->isolation & JW_ISOLATE_PID) != 0;
-  jw__cg_spawn_t cgs;
+  jw__cg_spawn_t cgs, staged;
+  int in_block = 0;
   char **cands;
   sigset_t all, old;
   pid_t pid = -1;
@@ -537,6 +706,9 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
                               .cg = &cgs,
                               .isolation = p->isolation,
                               .status_fd = statp[1]};
+  /* The block, where the child shares our memory (and so the table). */
+  if (!use_fork && rep[1] < 0)
+    in_block = block_stage(&a, &staged) == 0;
 
   /*
    * No signal handler of ours may run in the child while it shares our
@@ -550,6 +722,8 @@ pid_t jw__spawn(const jw_process_t *p, int out_fd, int err_fd, int *pidfd,
     err = -errno;
   errno = saved_errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (in_block)
+    block_unstage();
   if (pid < 0)
     goto out;
 

@@ -112,6 +112,11 @@ int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
     sup->cg_timer_open = 1;
   }
   jw__durable_init(sup);
+  /*
+   * The spawn block (spawn.c), while the descriptor table is still small:
+   * without it every Start copies the table. Released with sup.
+   */
+  sup->spawn_block = jw__spawn_reserve() == 0;
   /* Nothing of it is on the loop yet but timers: a close frees it all. */
   if (sup->durable && (err = jw__supervisor_restore(sup, opts)) < 0) {
     jw_supervisor_close(sup, 1, NULL, NULL);
@@ -690,6 +695,8 @@ void jw__supervisor_handle_closed(jw_supervisor_t *sup) {
   /* Records go with their logs: kept together or removed together. */
   jw__durable_end(sup);
   jw__jobtable_destroy(&sup->table);
+  if (sup->spawn_block)
+    jw__spawn_release();
   free(sup->data_dir);
   free(sup);
 }

@@ -122,6 +122,7 @@ struct jw_supervisor_s {
   /* Durable records (durable.c, restore.c). */
   int durable;
   int keep_env;
+  int spawn_block; /* holds a jw__spawn_reserve, released when freed */
   void (*on_record_error)(const char *path, int err, const char *why,
                           void *data);
   uint64_t seq;                /* the last age_seq or fin_seq given */

@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "../../lib/worker/process_int.h"
 #include "process_harness.h"
 
 START_TEST(test_clean_env) {
@@ -113,6 +115,54 @@ START_TEST(test_signals_reset) {
                     (unsigned long long)c.st.pid);
   finish(&loop, &c);
   signal(SIGPIPE, SIG_DFL);
+}
+END_TEST
+
+/*
+ * A spawn does not copy the server's descriptor table into the child:
+ * with 1,100 descriptors open (a server with as many connections and
+ * jobs), the job's table is still a small one (FDSize in its
+ * /proc/self/status, the table's size: 64 for a fresh process). Copied,
+ * it would be at least 1,100, and the exec would close each of them: a
+ * Start's cost would grow with every descriptor the server holds. The
+ * block is reserved first, as jw_supervisor_new does while the table is
+ * small. Valgrind turns the clone into a fork, which copies the table.
+ */
+START_TEST(test_child_table_not_copied) {
+  static const char *const argv[] = {"grep", "^FDSize:", "/proc/self/status",
+                                     NULL};
+  enum { NFDS = 1100 };
+  static int fds[NFDS];
+  struct rlimit rl;
+  uv_loop_t loop;
+  struct ctx c;
+  int null_fd;
+
+  if (under_valgrind())
+    SKIP("valgrind turns clone(CLONE_VM) into a fork");
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < NFDS + 64) {
+    if (rl.rlim_max < NFDS + 64)
+      SKIP("RLIMIT_NOFILE's hard limit is below 1,164");
+    rl.rlim_cur = NFDS + 64;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  ck_assert_int_eq(jw__spawn_reserve(), 0);
+  null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ck_assert_int_ge(null_fd, 0);
+  for (int i = 0; i < NFDS; i++) {
+    fds[i] = fcntl(null_fd, F_DUPFD_CLOEXEC, 0);
+    ck_assert_int_ge(fds[i], 0);
+  }
+  run_job(&loop, &c, argv, NULL, 0, NULL);
+  ck_assert_int_eq(c.st.exit_code, 0);
+  ck_assert_msg(status_field(c.out[0].data, "FDSize", 10) <= 64,
+                "the job's table: %s", c.out[0].data);
+  finish(&loop, &c);
+  for (int i = 0; i < NFDS; i++)
+    close(fds[i]);
+  close(null_fd);
+  jw__spawn_release();
 }
 END_TEST
 
@@ -232,15 +282,12 @@ END_TEST
 static Suite *spawn_suite(void) {
   Suite *s = suite_create("spawn");
   TCase *tc = test_tcase(s, "core", NULL, NULL, 60);
-  const TTest *const tc_tests[] = {test_clean_env,
-                                   test_env_path_used_for_lookup,
-                                   test_working_dir,
-                                   test_stdin_devnull_and_fds_closed,
-                                   test_signals_reset,
-                                   test_start_failures,
-                                   test_credentials,
-                                   test_credentials_access,
-                                   NULL};
+  const TTest *const tc_tests[] = {
+      test_clean_env,          test_env_path_used_for_lookup,
+      test_working_dir,        test_stdin_devnull_and_fds_closed,
+      test_signals_reset,      test_child_table_not_copied,
+      test_start_failures,     test_credentials,
+      test_credentials_access, NULL};
   test_add_tests(tc, tc_tests);
   return s;
 }
