@@ -14,7 +14,11 @@
  * the process (the id changes). It joins its cgroups itself, by writing
  * to the cgroup.procs files the parent opened, before anything of the job
  * runs. (Not CLONE_INTO_CGROUP: clone3() has no wrapper that runs a
- * function on a new stack, and see below.)
+ * function on a new stack, and see below.) It shares our descriptor table
+ * too (CLONE_FILES) and first takes a small one of its own, holding only
+ * what the parent staged for it (the spawn block, below): a copy of the
+ * whole table, closed again by the exec, would cost every Start about
+ * 0.1 ms per 1,000 descriptors the server holds.
  *
  * A process with a PID namespace of its own stays behind as the
  * namespace's init (nsinit.c) after its child execs, so it must not share

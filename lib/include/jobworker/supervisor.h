@@ -225,6 +225,12 @@ struct jw_stop_req_s {
 /*
  * Creates a supervisor on loop (it holds a timer on it from now on: end it
  * with jw_supervisor_close). Returns 0 or -errno.
+ *
+ * The first supervisor of the process also reserves 12 descriptors (of
+ * /dev/null, close-on-exec) for its spawns, and the last one closed
+ * closes them: a job's child keeps only those and the ones below them,
+ * rather than a copy of the whole table. Create it early, while the
+ * table is small.
  */
 int jw_supervisor_new(uv_loop_t *loop, const jw_supervisor_options_t *opts,
                       jw_supervisor_t **out);
