@@ -338,18 +338,18 @@ int jw__cgroup_raw_counters(jw_cgroup_t *cg, uint64_t *cpu_ns, uint64_t *oom) {
  * counters less what they said when this job got the cgroup (a reused
  * one carries its earlier jobs' counts).
  */
-static int usage_kept(jw_cgroup_t *cg, jw_usage_t *out) {
+void jw__cgroup_usage_kept(jw_cgroup_t *cg, jw_usage_t *out, uint64_t *cpu_ns,
+                           uint64_t *oom) {
   char buf[64];
-  uint64_t cpu, oom;
 
-  jw__cgroup_raw_counters(cg, &cpu, &oom);
-  out->cpu_usage_ns = cpu > cg->base_cpu_ns ? cpu - cg->base_cpu_ns : 0;
-  out->oom_killed = oom > cg->base_oom;
+  memset(out, 0, sizeof(*out));
+  jw__cgroup_raw_counters(cg, cpu_ns, oom);
+  out->cpu_usage_ns = *cpu_ns > cg->base_cpu_ns ? *cpu_ns - cg->base_cpu_ns : 0;
+  out->oom_killed = *oom > cg->base_oom;
   if (read_fd(cg->fds.mem_peak, buf, sizeof(buf)) > 0) {
     uint64_t peak = strtoull(buf, NULL, 10);
     out->memory_peak_bytes = peak > cg->base_mem ? peak - cg->base_mem : 0;
   }
-  return 0;
 }
 
 int jw_cgroup_usage(jw_cgroup_t *cg, jw_usage_t *out) {
@@ -360,8 +360,11 @@ int jw_cgroup_usage(jw_cgroup_t *cg, jw_usage_t *out) {
   if (cg == NULL || out == NULL)
     return -EINVAL;
   memset(out, 0, sizeof(*out));
-  if (cg->fds_open)
-    return usage_kept(cg, out);
+  if (cg->fds_open) {
+    uint64_t cpu, oom;
+    jw__cgroup_usage_kept(cg, out, &cpu, &oom);
+    return 0;
+  }
   if ((d = jw__cgroup_dir_of(cg, JW__C_CPUACCT)) != NULL) {
     if (jw__cgroup_read(d, "cpuacct.usage", buf, sizeof(buf)) > 0)
       out->cpu_usage_ns = strtoull(buf, NULL, 10);

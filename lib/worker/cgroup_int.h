@@ -229,6 +229,14 @@ void jw__cgroup_fds_close(jw_cgroup_t *cg);
  */
 int jw__cgroup_raw_counters(jw_cgroup_t *cg, uint64_t *cpu_ns, uint64_t *oom);
 
+/*
+ * The usage from the kept descriptors (fds_open): one read of each file,
+ * the counters less what they said when this job got the cgroup, into
+ * out; the raw counters into *cpu_ns and *oom.
+ */
+void jw__cgroup_usage_kept(jw_cgroup_t *cg, jw_usage_t *out, uint64_t *cpu_ns,
+                           uint64_t *oom);
+
 /* Removes whatever directories are left; returns 0 or -EBUSY. */
 int jw__cgroup_remove_dirs(jw_cgroup_t *cg);
 
@@ -249,10 +257,12 @@ int jw__cgroup_pool_take(jw_cgroup_mgr_t *mgr, const char *owner,
  * Puts the cgroup of a final job of owner's into the pool instead of
  * removing it: when it is empty, nothing of the job is left in it to
  * charge or leak to the next (v1 memory with pages still charged is
- * emptied first), its peak is reset and the pool has room. Returns 0 (the
- * pool has cg now) or a negative code (the caller removes it).
+ * emptied first), its peak is reset and the pool has room. *usage gets
+ * the job's final usage, as jw_cgroup_usage gives it, from the reads the
+ * pool needs anyway. Returns 0 (the pool has cg now) or a negative code
+ * (the caller removes it).
  */
-int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner);
+int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner, jw_usage_t *usage);
 
 /*
  * Removes up to max pooled cgroups beyond keep, the ones pooled longest

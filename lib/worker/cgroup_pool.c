@@ -11,8 +11,9 @@
  *   cgroup.procs), and a job's process is killed with it anyway;
  * - counters: v1 memory.max_usage_in_bytes and cgroup2 memory.peak (the
  *   kept descriptor) are reset to the current usage; the CPU time and the
- *   OOM kill count, which cgroup2 cannot reset, are read at reuse and
- *   taken off the next job's figures (jw_cgroup_usage);
+ *   OOM kill count, which cgroup2 cannot reset, are read once when the job
+ *   ends (the read that gives its usage) and taken off the next job's
+ *   figures (jw_cgroup_usage);
  * - memory: pages the last job left charged (page cache of the files it
  *   wrote, kernel objects) would count against the next job's limit and
  *   peak. Up to JW__CG_POOL_CHARGE_MAX (1 MiB; a /bin/true leaves 50-400
@@ -28,6 +29,7 @@
  *   nothing is written.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,16 +87,27 @@ int jw__cgroup_pool_take(jw_cgroup_mgr_t *mgr, const char *owner,
   return -ENOENT;
 }
 
-int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner) {
+int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner, jw_usage_t *usage) {
   jw_cgroup_mgr_t *mgr = cg->mgr;
   jw__cg_fds_t *f = &cg->fds;
+  uint64_t cpu, oom;
+  bool empty;
   int err;
 
-  if (!cg->fds_open || owner == NULL || strlen(owner) >= sizeof(cg->owner))
+  if (!cg->fds_open || owner == NULL || strlen(owner) >= sizeof(cg->owner)) {
+    jw_cgroup_usage(cg, usage);
     return -EINVAL;
+  }
+  /*
+   * Whether it is empty first: the counters of an empty cgroup no longer
+   * move, so the one read of them is both the job's final usage and the
+   * next job's baseline.
+   */
+  empty = jw_cgroup_is_empty(cg);
+  jw__cgroup_usage_kept(cg, usage, &cpu, &oom);
   if (mgr->npool >= JW__CG_POOL_MAX)
     return -ENOSPC;
-  if (!jw_cgroup_is_empty(cg))
+  if (!empty)
     return -EBUSY;
   cg->base_mem = f->mem_now >= 0 ? read_u64(f->mem_now) : 0;
   if (cg->base_mem > JW__CG_POOL_CHARGE_MAX) {
@@ -113,8 +126,8 @@ int jw__cgroup_pool_put(jw_cgroup_t *cg, const char *owner) {
   if (f->mem_peak >= 0 &&
       (err = write_fd(f->mem_peak, f->mem_v2 ? "reset" : "0")) < 0)
     return err;
-  if ((err = jw__cgroup_raw_counters(cg, &cg->base_cpu_ns, &cg->base_oom)) < 0)
-    return err;
+  cg->base_cpu_ns = cpu;
+  cg->base_oom = oom;
   /* Fits: checked above. */
   snprintf(cg->owner, sizeof(cg->owner), "%s", owner);
   mgr->pool[mgr->npool++] = cg;

@@ -269,13 +269,18 @@ static void on_pool_timer(uv_timer_t *t) {
 }
 
 /*
- * The cgroup of a final job of owner's: into the pool for the next Start
- * when it can be reused (cgroup_pool.c), else removed.
+ * The cgroup of a final job of owner's: its usage into *usage, and into
+ * the pool for the next Start when it can be reused (cgroup_pool.c), else
+ * removed.
  */
 static void recycle_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg,
-                           const char *owner) {
-  if (!sup->cg_timer_open || sup->shutting_down ||
-      jw__cgroup_pool_put(cg, owner) < 0) {
+                           const char *owner, jw_usage_t *usage) {
+  if (!sup->cg_timer_open || sup->shutting_down) {
+    jw_cgroup_usage(cg, usage);
+    jw__supervisor_release_cgroup(sup, cg);
+    return;
+  }
+  if (jw__cgroup_pool_put(cg, owner, usage) < 0) {
     jw__supervisor_release_cgroup(sup, cg);
     return;
   }
@@ -334,9 +339,8 @@ void jw__job_on_exit(jw_process_t *proc, const jw_proc_status_t *st,
   /* The figures come from the cgroup, so they are read before it goes. */
   if (j->cg != NULL) {
     jw_cgroup_t *cg = j->cg;
-    jw_cgroup_usage(cg, &j->usage);
     j->cg = NULL;
-    recycle_cgroup(sup, cg, owner_name(j));
+    recycle_cgroup(sup, cg, owner_name(j), &j->usage);
   }
   /*
    * The close is counted before any callback of ours runs, so that a
