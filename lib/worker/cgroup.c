@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +21,19 @@
 /*
  * Whether a job with limits l uses hierarchy h: the cgroup2 one always; a
  * v1 one for the usage every job reports (memory, cpuacct) and for a
- * controller that enforces one of l (cpu, blkio, pids), or the freezer
- * where cgroup.kill is missing. A v1 hierarchy none of whose controllers
- * the job needs is left alone: joining it costs a mkdir when the cgroup
- * is made and a migration at every spawn, and changes nothing.
+ * controller that enforces one of l, or the freezer where cgroup.kill is
+ * missing. A v1 hierarchy none of whose controllers the job needs is left
+ * alone: joining it costs a mkdir when the cgroup is made and a migration
+ * at every spawn, and changes nothing.
  */
 static int uses(const jw_cgroup_mgr_t *mgr, const jw__cg_hier_t *h,
                 const jw_limits_t *l) {
-  unsigned want = JW__C_MEMORY | JW__C_CPUACCT;
+  unsigned want = jw__cgroup_v1_ctrls_for(JW_CG_MEMORY | JW_CG_CPUACCT |
+                                          jw__cgroup_limits_need(l));
   if (h->parent == NULL)
     return 0;
   if (h->v2)
     return 1;
-  if (l->cpu_millis > 0)
-    want |= JW__C_CPU;
-  if (l->io_read_bps > 0 || l->io_write_bps > 0)
-    want |= JW__C_BLKIO;
-  if (l->pids > 0)
-    want |= JW__C_PIDS;
   if (!mgr->v2_kill)
     want |= JW__C_FREEZER;
   return (h->ctrls & want) != 0;
@@ -63,9 +57,6 @@ static int open_in(const char *dir, const char *file, int flags) {
   return open(path, flags | O_CLOEXEC);
 }
 
-/* The last serial given to a cgroup's kept spawn descriptors. */
-static atomic_uint_fast64_t spawn_serial;
-
 int jw__cgroup_fds_open(jw_cgroup_t *cg) {
   jw__cg_fds_t *f = &cg->fds;
   const char *v2 = jw__cgroup_v2_dir(cg);
@@ -78,7 +69,6 @@ int jw__cgroup_fds_open(jw_cgroup_t *cg) {
   if (err < 0)
     return err;
   f->spawn.kept = 1;
-  f->spawn.serial = atomic_fetch_add(&spawn_serial, 1) + 1;
   cg->fds_open = 1;
   /* The usage files are optional: a figure the host lacks stays 0. */
   f->events = open_in(v2, "cgroup.events", O_RDONLY);
@@ -359,12 +349,12 @@ int jw_cgroup_usage(jw_cgroup_t *cg, jw_usage_t *out) {
 
   if (cg == NULL || out == NULL)
     return -EINVAL;
-  memset(out, 0, sizeof(*out));
   if (cg->fds_open) {
     uint64_t cpu, oom;
     jw__cgroup_usage_kept(cg, out, &cpu, &oom);
     return 0;
   }
+  memset(out, 0, sizeof(*out));
   if ((d = jw__cgroup_dir_of(cg, JW__C_CPUACCT)) != NULL) {
     if (jw__cgroup_read(d, "cpuacct.usage", buf, sizeof(buf)) > 0)
       out->cpu_usage_ns = strtoull(buf, NULL, 10);
@@ -437,7 +427,6 @@ int jw__cgroup_spawn_open(const jw_cgroup_t *cg, jw__cg_spawn_t *s) {
   s->v2_procs = -1;
   s->nv1 = 0;
   s->kept = 0;
-  s->serial = 0;
   if (cg == NULL)
     return 0;
   if (cg->fds_open) {

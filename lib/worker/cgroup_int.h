@@ -73,11 +73,6 @@ typedef struct {
   int v1_procs[JW__CG_MAX_HIER]; /* cgroup.procs of each v1 job directory */
   size_t nv1;
   int kept; /* the cgroup's own descriptors: not closed by spawn_close */
-  /*
-   * Kept ones: a number no other set of descriptors has had in this
-   * process, so that spawn.c knows the set it copied last; 0 otherwise.
-   */
-  uint64_t serial;
 } jw__cg_spawn_t;
 
 /*
@@ -153,6 +148,12 @@ unsigned jw__cgroup_v1_bits(const char *list);
 
 /* The JW__C_* bit of one v1 controller name, or 0. */
 unsigned jw__cgroup_v1_bit(const char *ctrl);
+
+/* The JW_CG_* capabilities that limits l (NULL: none) need. */
+unsigned jw__cgroup_limits_need(const jw_limits_t *l);
+
+/* The v1 controllers (JW__C_*) that give capabilities caps (JW_CG_*). */
+unsigned jw__cgroup_v1_ctrls_for(unsigned caps);
 
 /*
  * One control file write: ctrl names the v1 controller whose hierarchy

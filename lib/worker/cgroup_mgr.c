@@ -253,6 +253,38 @@ static dev_t whole_disk(dev_t dev) {
   return makedev(ma, mi);
 }
 
+/* Each v1 controller and the capability (JW_CG_*) it gives. */
+static const struct {
+  unsigned ctrl, cap;
+} v1_caps[] = {{JW__C_MEMORY, JW_CG_MEMORY},
+               {JW__C_CPU, JW_CG_CPU},
+               {JW__C_CPUACCT, JW_CG_CPUACCT},
+               {JW__C_PIDS, JW_CG_PIDS},
+               {JW__C_BLKIO, JW_CG_IO}};
+
+unsigned jw__cgroup_v1_ctrls_for(unsigned caps) {
+  unsigned ctrls = 0;
+  for (size_t i = 0; i < sizeof(v1_caps) / sizeof(v1_caps[0]); i++)
+    if (caps & v1_caps[i].cap)
+      ctrls |= v1_caps[i].ctrl;
+  return ctrls;
+}
+
+unsigned jw__cgroup_limits_need(const jw_limits_t *l) {
+  unsigned need = 0;
+  if (l == NULL)
+    return 0;
+  if (l->memory_bytes > 0)
+    need |= JW_CG_MEMORY;
+  if (l->cpu_millis > 0)
+    need |= JW_CG_CPU;
+  if (l->io_read_bps > 0 || l->io_write_bps > 0)
+    need |= JW_CG_IO;
+  if (l->pids > 0)
+    need |= JW_CG_PIDS;
+  return need;
+}
+
 /* Sets the capabilities from the usable hierarchies and controllers. */
 static void set_caps(jw_cgroup_mgr_t *mgr) {
   mgr->caps = 0;
@@ -265,16 +297,9 @@ static void set_caps(jw_cgroup_mgr_t *mgr) {
     } else {
       /* The freezer is only needed where cgroup.kill is missing. */
       mgr->caps |= JW_CG_KILL;
-      if (h->ctrls & JW__C_MEMORY)
-        mgr->caps |= JW_CG_MEMORY;
-      if (h->ctrls & JW__C_CPU)
-        mgr->caps |= JW_CG_CPU;
-      if (h->ctrls & JW__C_CPUACCT)
-        mgr->caps |= JW_CG_CPUACCT;
-      if (h->ctrls & JW__C_PIDS)
-        mgr->caps |= JW_CG_PIDS;
-      if (h->ctrls & JW__C_BLKIO)
-        mgr->caps |= JW_CG_IO;
+      for (size_t k = 0; k < sizeof(v1_caps) / sizeof(v1_caps[0]); k++)
+        if (h->ctrls & v1_caps[k].ctrl)
+          mgr->caps |= v1_caps[k].cap;
     }
   }
   if (mgr->v2_ctrls & JW__V2_MEMORY)
@@ -400,18 +425,7 @@ dev_t jw_cgroup_mgr_io_device(const jw_cgroup_mgr_t *mgr) {
 
 unsigned jw_cgroup_mgr_missing(const jw_cgroup_mgr_t *mgr,
                                const jw_limits_t *l) {
-  unsigned need = 0;
-  if (l == NULL)
-    return 0;
-  if (l->memory_bytes > 0)
-    need |= JW_CG_MEMORY;
-  if (l->cpu_millis > 0)
-    need |= JW_CG_CPU;
-  if (l->io_read_bps > 0 || l->io_write_bps > 0)
-    need |= JW_CG_IO;
-  if (l->pids > 0)
-    need |= JW_CG_PIDS;
-  return need & ~jw_cgroup_mgr_caps(mgr);
+  return jw__cgroup_limits_need(l) & ~jw_cgroup_mgr_caps(mgr);
 }
 
 const char *jw__cgroup_mgr_parent(const jw_cgroup_mgr_t *mgr,

@@ -520,13 +520,6 @@ static struct fd_block {
   int fd[BLOCK_SIZE];
   atomic_uint top; /* one past the highest: 0 while not reserved */
   unsigned users;  /* jw__spawn_reserve calls not yet released */
-  /*
-   * The serial of the kept cgroup descriptors in the slots from BLOCK_V2
-   * on, or 0. They stay there after the spawn (one dup3 each less for
-   * the next job in that cgroup, the pool's usual case) until another
-   * set replaces them; the output pipes' ends never stay.
-   */
-  uint64_t cg_serial;
 } block = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 int jw__spawn_reserve(void) {
@@ -566,7 +559,6 @@ void jw__spawn_release(void) {
   pthread_mutex_lock(&block.lock);
   if (block.users > 0 && --block.users == 0) {
     atomic_store(&block.top, 0);
-    block.cg_serial = 0;
     for (size_t i = 0; i < BLOCK_SIZE; i++)
       close(block.fd[i]);
   }
@@ -582,25 +574,15 @@ static int block_put(size_t i, int fd) {
   return r < 0 ? -1 : 0;
 }
 
-/* Points the slots from BLOCK_OUT to last back at /dev/null. */
-static void block_clear(size_t last) {
-  for (size_t i = BLOCK_OUT; i <= last && i < BLOCK_SIZE; i++)
-    (void)block_put(i, block.fd[BLOCK_NULL]);
-}
-
-/* Puts cgroup descriptors s into the slots from BLOCK_V2 on; 0 or -1. */
-static int block_put_cgroup(const jw__cg_spawn_t *s) {
-  if (s->kept && s->serial != 0 && s->serial == block.cg_serial)
-    return 0; /* there since the last spawn into this cgroup */
-  block.cg_serial = 0;
-  if (s->v2_procs >= 0 && block_put(BLOCK_V2, s->v2_procs) < 0)
-    return -1;
-  for (size_t i = 0; i < s->nv1; i++)
-    if (block_put(BLOCK_V1 + i, s->v1_procs[i]) < 0)
-      return -1;
-  if (s->kept)
-    block.cg_serial = s->serial;
-  return 0;
+/*
+ * Points the output pipes' slots back at /dev/null, so that their read
+ * ends see EOF once the job's copies close. The cgroup slots keep their
+ * copies until the next spawn replaces them or the block is closed: a
+ * cgroup.procs file is no writer anyone waits on.
+ */
+static void block_clear(void) {
+  (void)block_put(BLOCK_OUT, block.fd[BLOCK_NULL]);
+  (void)block_put(BLOCK_ERR, block.fd[BLOCK_NULL]);
 }
 
 /*
@@ -610,15 +592,19 @@ static int block_put_cgroup(const jw__cg_spawn_t *s) {
  * was.
  */
 static int block_stage(struct jw__child_args *a, jw__cg_spawn_t *staged) {
+  int ok;
   size_t i;
 
   if (atomic_load(&block.top) == 0 || pthread_mutex_trylock(&block.lock) != 0)
     return -1;
   *staged = *a->cg;
-  if (block_put(BLOCK_OUT, a->out_fd) < 0 ||
-      block_put(BLOCK_ERR, a->err_fd) < 0 || block_put_cgroup(staged) < 0) {
-    block_clear(BLOCK_SIZE - 1);
-    block.cg_serial = 0;
+  ok = block_put(BLOCK_OUT, a->out_fd) == 0 &&
+       block_put(BLOCK_ERR, a->err_fd) == 0 &&
+       (staged->v2_procs < 0 || block_put(BLOCK_V2, staged->v2_procs) == 0);
+  for (i = 0; ok && i < staged->nv1; i++)
+    ok = block_put(BLOCK_V1 + i, staged->v1_procs[i]) == 0;
+  if (!ok) {
+    block_clear();
     pthread_mutex_unlock(&block.lock);
     return -1;
   }
@@ -626,7 +612,6 @@ static int block_stage(struct jw__child_args *a, jw__cg_spawn_t *staged) {
     staged->v2_procs = block.fd[BLOCK_V2];
   for (i = 0; i < staged->nv1; i++)
     staged->v1_procs[i] = block.fd[BLOCK_V1 + i];
-  staged->kept = 1; /* the slots are the block's: never closed with it */
   a->null_fd = block.fd[BLOCK_NULL];
   a->out_fd = block.fd[BLOCK_OUT];
   a->err_fd = block.fd[BLOCK_ERR];
@@ -635,13 +620,9 @@ static int block_stage(struct jw__child_args *a, jw__cg_spawn_t *staged) {
   return 0;
 }
 
-/*
- * After the clone: the child has a table of its own or is gone. The
- * pipes' ends leave the block (their read ends see EOF once the job's
- * copies close), and cgroup descriptors the spawn opened for itself too.
- */
+/* After the clone: the child has a table of its own or is gone. */
 static void block_unstage(void) {
-  block_clear(block.cg_serial != 0 ? BLOCK_ERR : BLOCK_SIZE - 1);
+  block_clear();
   pthread_mutex_unlock(&block.lock);
 }
 

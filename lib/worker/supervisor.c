@@ -275,12 +275,12 @@ static void on_pool_timer(uv_timer_t *t) {
  */
 static void recycle_cgroup(jw_supervisor_t *sup, jw_cgroup_t *cg,
                            const char *owner, jw_usage_t *usage) {
-  if (!sup->cg_timer_open || sup->shutting_down) {
+  int err = -ECANCELED;
+  if (sup->cg_timer_open && !sup->shutting_down)
+    err = jw__cgroup_pool_put(cg, owner, usage);
+  else
     jw_cgroup_usage(cg, usage);
-    jw__supervisor_release_cgroup(sup, cg);
-    return;
-  }
-  if (jw__cgroup_pool_put(cg, owner, usage) < 0) {
+  if (err < 0) {
     jw__supervisor_release_cgroup(sup, cg);
     return;
   }
