@@ -217,6 +217,8 @@ nghttp2_session_callbacks *jw__client_h2_callbacks(void) {
                                                            on_stream_close);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs,
                                                              on_frame_not_send);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(
+        cbs, jw__conn_data_length);
   }
   return cbs;
 }

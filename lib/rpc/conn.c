@@ -153,11 +153,14 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * The write buffers grow under the library's one policy (buf.h). Up to
  * the gather cap plus one record the limit is that, so a buffer past the
  * cap gets room for one more record rather than a doubling; past it, the
- * hard limit of JW__CONN_WBUF_MAX.
+ * hard limit of JW__CONN_WBUF_MAX. A write of a full record or more is a
+ * bulk flush (a stream's DATA), which fills the gather to its cap: it
+ * gets that room at once, where doublings from 16 KiB copied what was
+ * gathered (65 KiB of copies for every 64 KiB flushed).
  */
 static int buf_reserve(jw__buf_t *b, size_t more) {
   size_t soft = JW__CONN_WBUF_CAP + 32768;
-  return jw__buf_reserve(b, more, 16384,
+  return jw__buf_reserve(b, more, more >= JW__CONN_RECORD ? soft : 16384,
                          b->len + more <= soft ? soft : JW__CONN_WBUF_MAX);
 }
 
@@ -493,7 +496,8 @@ static void write_cb(uv_write_t *req, int status) {
 
 /*
  * Feeds nghttp2's frames to TLS. With staged, small frames are packed into
- * the shared stage first so that they leave as whole TLS records; without
+ * the shared stage first so that they leave together in whole TLS records
+ * (frames of half a record or more are written through); without
  * it (a flush nested inside another's nghttp2 callbacks, whose frames
  * would otherwise mix with the outer connection's), each frame is written
  * through. Returns 0, JW_EHTTP2 (the connection has been failed) or
@@ -512,7 +516,10 @@ static int send_frames(jw__conn_t *c, bool staged) {
       break;
     c->h2_sent = true;
     size_t len = (size_t)n;
-    if (!staged || len >= sizeof(stage)) {
+    /* A frame of half a record or more leaves as a record of its own:
+     * staging it would copy it for no fewer records (a stream's full
+     * DATA frames fill a record each, 5 to 13 bytes short of it). */
+    if (!staged || len >= sizeof(stage) / 2) {
       if ((staged && stage_flush(c) != 0) || tls_write(c, data, len) != 0)
         return JW_ETLS;
       continue;
@@ -811,6 +818,17 @@ static void *h2_realloc(void *p, size_t size, void *user) {
   memcpy(n, p, c->h2_maps[i].len);
   h2_free(p, user);
   return n;
+}
+
+ssize_t jw__conn_data_length(nghttp2_session *session, uint8_t frame_type,
+                             int32_t stream_id, int32_t session_window,
+                             int32_t stream_window, uint32_t max_frame_size,
+                             void *user_data) {
+  (void)session, (void)frame_type, (void)stream_id, (void)session_window;
+  (void)stream_window, (void)max_frame_size, (void)user_data;
+  /* nghttp2 takes the smaller of this, the two windows and the peer's
+   * frame size. */
+  return JW__CONN_DATA_MAX;
 }
 
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,

@@ -19,8 +19,15 @@
 #include "buf.h"
 #include "turn.h"
 
+/* The plaintext of one full TLS record (SSL3_RT_MAX_PLAIN_LENGTH). */
+#define JW__CONN_RECORD 16384
 /* Plaintext is staged up to one full TLS record before SSL_write. */
-#define JW__CONN_STAGE 16384
+#define JW__CONN_STAGE JW__CONN_RECORD
+/*
+ * The payload of a DATA frame we send: with its 9-byte header a full
+ * frame is one full TLS record.
+ */
+#define JW__CONN_DATA_MAX (JW__CONN_RECORD - 9)
 /* The gather buffer stops taking frames past this; nghttp2 keeps the rest. */
 #define JW__CONN_WBUF_CAP (64 * 1024)
 /*
@@ -199,6 +206,19 @@ void jw__conn_flush(jw__conn_t *c);
 int jw__conn_h2_new(jw__conn_t *c, const nghttp2_session_callbacks *cbs,
                     void *user, int32_t conn_window,
                     nghttp2_settings_entry first);
+
+/*
+ * nghttp2's data_source_read_length_callback for both roles: every DATA
+ * frame carries at most JW__CONN_DATA_MAX bytes, whatever the peer's
+ * SETTINGS_MAX_FRAME_SIZE, so that a full frame is one TLS record. With
+ * nghttp2's own 16,384-byte payloads each full frame took a record of
+ * 16,384 bytes and a second of 9: twice the records to seal here and to
+ * open at the peer.
+ */
+ssize_t jw__conn_data_length(nghttp2_session *session, uint8_t frame_type,
+                             int32_t stream_id, int32_t session_window,
+                             int32_t stream_window, uint32_t max_frame_size,
+                             void *user_data);
 
 /*
  * The bytes c holds now outside OpenSSL: its write request and buffers,

@@ -602,6 +602,8 @@ nghttp2_session_callbacks *jw__server_h2_callbacks(void) {
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
                                                            on_stream_close);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(
+        cbs, jw__conn_data_length);
   }
   return cbs;
 }

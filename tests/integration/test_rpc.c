@@ -18,6 +18,7 @@
 #include "../test_common.h"
 #include "jobworker/rpc.h"
 #include "server_test.h"
+#include "tls_int.h"
 
 static const char *certdir;
 static char extradir[] = "/tmp/jw-rpc-certs-XXXXXX";
@@ -79,6 +80,7 @@ typedef struct {
   uint64_t sent;
   unsigned pulls;
   bool eagain;
+  bool fill; /* every message as large as the pull's room */
 } stream_t;
 
 static void stream_cancel(jw_rpc_call_t *call, void *data) {
@@ -104,7 +106,7 @@ static ssize_t stream_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
     return 0;
   }
   uint64_t n = st->total - st->sent;
-  size_t want = (st->pulls * 7919) % JW_RPC_STREAM_MSG_MAX + 1;
+  size_t want = st->fill ? cap : (st->pulls * 7919) % JW_RPC_STREAM_MSG_MAX + 1;
   if (n > want)
     n = want;
   if (n > cap)
@@ -116,7 +118,10 @@ static ssize_t stream_pull(jw_rpc_call_t *call, uint8_t *buf, size_t cap,
   return (ssize_t)n;
 }
 
-/* The request is "BYTES[e]": how much to stream, 'e' to mix in EAGAIN. */
+/*
+ * The request is "BYTES[e|f]": how much to stream, 'e' to mix in EAGAIN,
+ * 'f' for messages that fill each pull.
+ */
 static void h_stream(jw_rpc_call_t *call, const uint8_t *req, size_t len,
                      void *data) {
   char buf[32];
@@ -126,6 +131,7 @@ static void h_stream(jw_rpc_call_t *call, const uint8_t *req, size_t len,
   st->total =
       strcmp(buf, "forever") == 0 ? UINT64_MAX : strtoull(buf, NULL, 10);
   st->eagain = strchr(buf, 'e') != NULL && st->total != UINT64_MAX;
+  st->fill = strchr(buf, 'f') != NULL && st->total != UINT64_MAX;
   jw_rpc_call_on_cancel(call, stream_cancel, st);
   ck_assert_int_eq(jw_rpc_call_stream(call, stream_pull, st), 0);
 }
@@ -615,6 +621,67 @@ START_TEST(test_stream_eagain_resume) { stream_test("3000000e", 3000000); }
 END_TEST
 
 START_TEST(test_stream_empty) { stream_test("0", 0); }
+END_TEST
+
+/* TLS records the counting client read, and their payload bytes. */
+static uint64_t g_records, g_record_bytes;
+
+static void count_records(int write_p, int version, int content_type,
+                          const void *buf, size_t len, SSL *ssl, void *arg) {
+  const uint8_t *h = buf;
+  if (!write_p && content_type == SSL3_RT_HEADER && len == 5) {
+    g_records++;
+    g_record_bytes += (uint64_t)h[3] << 8 | h[4];
+  }
+}
+
+/*
+ * A stream's output reaches the client in full TLS records: a full DATA
+ * frame with its header is one record of 16,384 bytes, so 8 MiB of
+ * messages take about 8 MiB / 16 KiB records, not twice as many (a
+ * 16,384-byte payload and its 9-byte header made a full record and one of
+ * 9 bytes). Each record costs a seal here and an open at the client.
+ */
+START_TEST(test_stream_fills_tls_records) {
+  const uint64_t total = 8u << 20;
+  char err[256] = "";
+  jw_tls_ctx_t *tls;
+  cl_t c;
+  res_t r = {0};
+  start_server(0, 0, 0);
+  memset(&c, 0, sizeof(c));
+  ck_assert_msg(jw_tls_ctx_new_client(CERT("ca.cert"), CERT("alice.cert"),
+                                      CERT("alice.key"), &tls, err,
+                                      sizeof(err)) == 0,
+                "%s", err);
+  SSL_CTX_set_msg_callback(jw__tls_ctx_ssl(tls), count_records);
+  jw_rpc_client_options_t o = {0};
+  o.addr = addr;
+  o.tls = tls;
+  ck_assert_int_eq(jw_rpc_client_new(&loop, &o, &c.cli), 0);
+  jw_tls_ctx_free(tls);
+  ck_assert_int_eq(jw_rpc_client_connect(c.cli, on_connect, &c), 0);
+  wait_for(&c.connected);
+  ck_assert_int_eq(c.err, 0);
+  /* The handshake's records and the session tickets are not counted. */
+  assert_carries_on(&c);
+  g_records = g_record_bytes = 0;
+  r.check_pattern = true;
+  call(&c, "/test.Svc/Stream", "8388608f", 8, 0, &r);
+  wait_for(&r.done);
+  ck_assert_int_eq(r.status, JW_GRPC_OK);
+  ck_assert_uint_eq(r.len, total);
+  ck_assert(!r.bad_pattern);
+  /* Every record but a handful (the response headers, the trailers, the
+   * last partial frame) carries a full frame. */
+  uint64_t full = total / (16384 - 9 - 5);
+  ck_assert_msg(g_records <= full + 16,
+                "%" PRIu64 " records for %" PRIu64
+                " bytes of messages (%" PRIu64
+                " payload bytes): at most %" PRIu64 " expected",
+                g_records, total, g_record_bytes, full + 16);
+  client_close(&c);
+}
 END_TEST
 
 START_TEST(test_paused_client_holds_server) {
@@ -1183,6 +1250,7 @@ int main(void) {
       test_stream_bytes_exact,
       test_stream_eagain_resume,
       test_stream_empty,
+      test_stream_fills_tls_records,
       test_paused_client_holds_server,
       test_cancel_mid_stream,
       test_deadline,
