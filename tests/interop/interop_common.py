@@ -164,14 +164,14 @@ def free_port():
 _live_servers = set()
 
 
-def _kill_live_servers():
+def _kill_live_servers(graceful=True):
     for srv in list(_live_servers):
-        srv.cleanup()
+        srv.cleanup(graceful)
 
 
 def _on_term(signum, frame):
     # meson's timeout (or a Ctrl-C) must not leave teleportd or its jobs.
-    _kill_live_servers()
+    _kill_live_servers(graceful=False)
     cleanup_global()
     sys.stderr.write("interop: killed by signal %d\n" % signum)
     os._exit(1)
@@ -280,7 +280,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 pass
 
-    def cleanup(self):
+    def cleanup(self, graceful=True):
+        """Stops teleportd and removes what it used. graceful: SIGTERM
+        first, so that its own shutdown stops its jobs and removes its
+        cgroups (a SIGKILL leaves the cgroup tree of this temporary data
+        directory, which no later server removes); SIGKILL if it is still
+        there after 10 s, and in any case for its jobs' groups."""
+        if graceful:
+            self.terminate(timeout=10)
         self.kill()
         _live_servers.discard(self)
         try:
