@@ -19,24 +19,22 @@
 #include "jobworker/error.h"
 
 /*
- * Whether a job with limits l uses hierarchy h: the cgroup2 one always; a
- * v1 one for the usage every job reports (memory, cpuacct) and for a
- * controller that enforces one of l, or the freezer where cgroup.kill is
- * missing. A v1 hierarchy none of whose controllers the job needs is left
- * alone: joining it costs a mkdir when the cgroup is made and a migration
- * at every spawn, and changes nothing.
+ * The v1 controllers a job with limits l needs: the ones of the usage
+ * every job reports (memory, cpuacct), the ones that enforce l, and the
+ * freezer where cgroup.kill is missing. A v1 hierarchy with none of them
+ * is left alone: joining it costs a mkdir when the cgroup is made and a
+ * migration at every spawn, and changes nothing. The cgroup2 hierarchy is
+ * always joined.
  */
-static int uses(const jw_cgroup_mgr_t *mgr, const jw__cg_hier_t *h,
-                const jw_limits_t *l) {
+static unsigned v1_wanted(const jw_cgroup_mgr_t *mgr, const jw_limits_t *l) {
   unsigned want = jw__cgroup_v1_ctrls_for(JW_CG_MEMORY | JW_CG_CPUACCT |
                                           jw__cgroup_limits_need(l));
-  if (h->parent == NULL)
-    return 0;
-  if (h->v2)
-    return 1;
-  if (!mgr->v2_kill)
-    want |= JW__C_FREEZER;
-  return (h->ctrls & want) != 0;
+  return mgr->v2_kill ? want : want | JW__C_FREEZER;
+}
+
+/* Whether a job needing v1 controllers want joins hierarchy h. */
+static int uses(const jw__cg_hier_t *h, unsigned want) {
+  return h->parent != NULL && (h->v2 || (h->ctrls & want) != 0);
 }
 
 static void free_cg(jw_cgroup_t *cg) {
@@ -159,6 +157,7 @@ int jw__cgroup_remove_dirs(jw_cgroup_t *cg) {
 int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
                      const jw_limits_t *limits, jw_cgroup_t **out) {
   jw_cgroup_t *cg;
+  unsigned want;
   size_t i;
   int err = 0;
 
@@ -178,8 +177,9 @@ int jw_cgroup_create(jw_cgroup_mgr_t *mgr, const char *name,
   snprintf(cg->name, sizeof(cg->name), "%s", name); /* fits: checked */
   if (limits != NULL)
     cg->limits = *limits;
+  want = v1_wanted(mgr, &cg->limits);
   for (i = 0; i < mgr->nh; i++) {
-    if (!uses(mgr, &mgr->h[i], &cg->limits))
+    if (!uses(&mgr->h[i], want))
       continue;
     cg->dirs[i] = jw__cgroup_join(mgr->h[i].parent, name);
     if (cg->dirs[i] == NULL) {

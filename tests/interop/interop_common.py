@@ -284,8 +284,9 @@ class Server:
         """Stops teleportd and removes what it used. graceful: SIGTERM
         first, so that its own shutdown stops its jobs and removes its
         cgroups (a SIGKILL leaves the cgroup tree of this temporary data
-        directory, which no later server removes); SIGKILL if it is still
-        there after 10 s, and in any case for its jobs' groups."""
+        directory, which no later server removes). A server still running
+        after that (10 s), or every one when not graceful, is killed with
+        its jobs' groups (kill)."""
         if graceful:
             self.terminate(timeout=10)
         self.kill()
