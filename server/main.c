@@ -915,8 +915,11 @@ int main(int argc, char **argv) {
               s.cfg.addr);
       rc = 2;
     } else {
-      fprintf(stderr, "teleportd: cannot listen on %s: %s\n", s.cfg.addr,
-              jw_strerror(r));
+      fprintf(stderr, "teleportd: cannot listen on %s: %s%s\n", s.cfg.addr,
+              jw_strerror(r),
+              r == -EADDRINUSE ? " (another process listens there: stop it, "
+                                 "or give another --addr)"
+                               : "");
     }
     goto out;
   }

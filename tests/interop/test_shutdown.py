@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -250,6 +251,25 @@ class Startup(unittest.TestCase):
         for args, mention in cases:
             with self.subTest(mention):
                 self.expect_fail(args, mention)
+
+    def test_address_in_use(self):
+        """A port another process listens on: exit 1 (a runtime failure,
+        not a bad flag), one line naming the address and what to do."""
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(1)
+            addr = "127.0.0.1:%d" % sock.getsockname()[1]
+            rc, out, err = run_teleportd(self.base(**{"--addr": addr}))
+        finally:
+            sock.close()
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(rc, 1, "exit status; stderr %r" % err)
+        self.assertNotIn("event=listening", err + out)
+        self.assertEqual(
+            lines[-1], "teleportd: cannot listen on %s: Address already in "
+            "use (another process listens there: stop it, or give another "
+            "--addr)" % addr)
 
     def test_unusable_certificate_files(self):
         missing = os.path.join(self.tmp, "no-such.cert")
